@@ -1,0 +1,282 @@
+//! Checking an image and reading its records. Nothing here allocates, so the rollback
+//! path (a signal handler) can verify an image before it commits to it.
+
+use crate::format::*;
+use core::fmt;
+use core::mem::size_of;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageError {
+    Empty,
+    Truncated { have: u64, need: u64 },
+    NotAnImage,
+    Version(u32),
+    Arch(u32),
+    HeaderCrc,
+    Layout(&'static str),
+    TablesCrc,
+    TrailerCrc,
+    /// A blob's CRC does not match; `index` is the blob number.
+    BlobCrc { index: u32 },
+}
+
+impl ImageError {
+    /// A fixed description, for code that cannot format.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ImageError::Empty => "the image is empty",
+            ImageError::Truncated { .. } => "the image is truncated",
+            ImageError::NotAnImage => "not a mig image (bad magic)",
+            ImageError::Version(_) => "unsupported image format version",
+            ImageError::Arch(_) => "image is for another architecture",
+            ImageError::HeaderCrc => "header is corrupted (CRC mismatch)",
+            ImageError::Layout(why) => why,
+            ImageError::TablesCrc => "tables are corrupted (CRC mismatch)",
+            ImageError::TrailerCrc => "trailer is corrupted (CRC mismatch)",
+            ImageError::BlobCrc { .. } => "saved data is corrupted (CRC mismatch)",
+        }
+    }
+}
+
+impl fmt::Display for ImageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ImageError::Truncated { have, need } => {
+                write!(f, "the image is truncated ({have} bytes, expected {need})")
+            }
+            ImageError::Version(v) => {
+                write!(f, "image format version {v} is not supported (this mig reads version {VERSION})")
+            }
+            ImageError::Arch(a) => write!(f, "image is for ELF machine {a}, this is x86_64"),
+            ImageError::BlobCrc { index } => {
+                write!(f, "saved data is corrupted (CRC mismatch in blob {index})")
+            }
+            other => f.write_str(other.reason()),
+        }
+    }
+}
+
+/// A checked image: its header and typed access to its tables.
+#[derive(Clone, Copy)]
+pub struct Image<'a> {
+    pub bytes: &'a [u8],
+    pub header: Header,
+}
+
+fn crc(hasher: &crc32fast::Hasher, bytes: &[u8]) -> u32 {
+    let mut h = hasher.clone();
+    h.update(bytes);
+    h.finalize()
+}
+
+impl<'a> Image<'a> {
+    /// Checks everything but the blobs' contents: header, tables, trailer, and that every
+    /// record points inside the file.
+    pub fn open(bytes: &'a [u8], hasher: &crc32fast::Hasher) -> Result<Self, ImageError> {
+        let have = bytes.len() as u64;
+        if have == 0 {
+            return Err(ImageError::Empty);
+        }
+        if bytes.len() < 8 || bytes[..8] != MAGIC {
+            return Err(ImageError::NotAnImage);
+        }
+        if bytes.len() < HEADER_LEN {
+            return Err(ImageError::Truncated { have, need: HEADER_LEN as u64 });
+        }
+        let header: Header = read_record(bytes, 0).ok_or(ImageError::NotAnImage)?;
+        if header.version != VERSION {
+            return Err(ImageError::Version(header.version));
+        }
+        if header.arch != ARCH_X86_64 {
+            return Err(ImageError::Arch(header.arch));
+        }
+        let mut zeroed = header;
+        zeroed.header_crc = 0;
+        if crc(hasher, bytes_of(&zeroed)) != header.header_crc {
+            return Err(ImageError::HeaderCrc);
+        }
+        if have < header.total_len {
+            return Err(ImageError::Truncated { have, need: header.total_len });
+        }
+        if have > header.total_len {
+            return Err(ImageError::Layout("the image has trailing bytes"));
+        }
+        let img = Image { bytes, header };
+        let meta = img.range(header.meta_off, header.meta_len).ok_or(ImageError::Layout("tables out of bounds"))?;
+        if crc(hasher, meta) != header.meta_crc {
+            return Err(ImageError::TablesCrc);
+        }
+        let sizes = [
+            size_of::<ProcessRecord>(),
+            size_of::<ThreadRecord>(),
+            size_of::<RegionRecord>(),
+            size_of::<Extent>(),
+            size_of::<FdRecord>(),
+            1,
+        ];
+        for (t, size) in header.tables.iter().zip(sizes) {
+            let len = t.count.checked_mul(t.rec_size).ok_or(ImageError::Layout("table too large"))?;
+            let inside = t.off >= header.meta_off
+                && t.off.checked_add(len).is_some_and(|e| e <= header.meta_off + header.meta_len);
+            if t.rec_size != size as u64 || !inside {
+                return Err(ImageError::Layout("a table does not fit the format"));
+            }
+        }
+        if header.tables[Table::Process as usize].count != 1 || header.tables[Table::Threads as usize].count == 0 {
+            return Err(ImageError::Layout("the image has no process or thread record"));
+        }
+        if header.data_off % PAGE != 0 || header.data_off < header.meta_off + header.meta_len {
+            return Err(ImageError::Layout("region data is misaligned"));
+        }
+        let trailer = img.range(header.trailer_off, header.trailer_len).ok_or(ImageError::Layout("trailer out of bounds"))?;
+        if header.trailer_len != 4 * (header.blobs + 1) || header.trailer_off != header.data_off + header.data_len {
+            return Err(ImageError::Layout("trailer does not fit the format"));
+        }
+        let (list, own) = trailer.split_at(trailer.len() - 4);
+        if crc(hasher, list).to_le_bytes() != own {
+            return Err(ImageError::TrailerCrc);
+        }
+        img.check_records()?;
+        Ok(img)
+    }
+
+    /// Checks the header, tables and trailer (as [`open`](Self::open)) and then every blob.
+    pub fn verify(bytes: &'a [u8], hasher: &crc32fast::Hasher) -> Result<Self, ImageError> {
+        let img = Self::open(bytes, hasher)?;
+        for i in 0..img.header.blobs as u32 {
+            img.check_blob(i, hasher)?;
+        }
+        Ok(img)
+    }
+
+    fn check_records(&self) -> Result<(), ImageError> {
+        let extents = self.count(Table::Extents);
+        let mut prev_end = 0;
+        for i in 0..self.count(Table::Regions) {
+            let r = self.region(i);
+            let pages = (r.end.wrapping_sub(r.start)) / PAGE;
+            if r.start % PAGE != 0 || r.end % PAGE != 0 || r.end <= r.start || r.start < prev_end {
+                return Err(ImageError::Layout("regions overlap or are misaligned"));
+            }
+            prev_end = r.end;
+            if RegionKind::from_u32(r.kind).is_none() {
+                return Err(ImageError::Layout("unknown region kind"));
+            }
+            let first = r.first_extent as usize;
+            if first.checked_add(r.extents as usize).is_none_or(|e| e > extents) {
+                return Err(ImageError::Layout("region extents out of bounds"));
+            }
+            let mut saved = 0u64;
+            let mut next = 0u64;
+            for e in self.extents(&r) {
+                if e.first_page < next || e.pages == 0 || e.first_page.saturating_add(e.pages) > pages {
+                    return Err(ImageError::Layout("region extents do not fit the region"));
+                }
+                next = e.first_page + e.pages;
+                saved += e.pages * PAGE;
+            }
+            if saved != r.data_len || (r.extents > 0) != (r.blob != u32::MAX) {
+                return Err(ImageError::Layout("region data length does not match its extents"));
+            }
+            self.check_blob_bounds(r.blob, r.data_off, r.data_len)?;
+            self.check_str(r.file.path)?;
+        }
+        for i in 0..self.count(Table::Fds) {
+            let f = self.fd(i);
+            if FdKind::from_u32(f.kind).is_none() {
+                return Err(ImageError::Layout("unknown descriptor kind"));
+            }
+            self.check_blob_bounds(f.blob, f.data_off, f.data_len)?;
+            self.check_str(f.file.path)?;
+        }
+        let p = self.process();
+        for s in [p.exe.path, p.auxv, p.cwd] {
+            self.check_str(s)?;
+        }
+        Ok(())
+    }
+
+    fn check_str(&self, s: StrRef) -> Result<(), ImageError> {
+        let t = self.header.tables[Table::Strings as usize];
+        if (s.off as u64).saturating_add(s.len as u64) > t.count {
+            return Err(ImageError::Layout("a string is out of bounds"));
+        }
+        Ok(())
+    }
+
+    fn check_blob_bounds(&self, blob: u32, off: u64, len: u64) -> Result<(), ImageError> {
+        if blob == u32::MAX {
+            return if len == 0 { Ok(()) } else { Err(ImageError::Layout("data without a blob")) };
+        }
+        let h = &self.header;
+        let ok = (blob as u64) < h.blobs
+            && off % PAGE == 0
+            && off >= h.data_off
+            && off.checked_add(len).is_some_and(|e| e <= h.trailer_off);
+        if ok { Ok(()) } else { Err(ImageError::Layout("saved data out of bounds")) }
+    }
+
+    fn range(&self, off: u64, len: u64) -> Option<&'a [u8]> {
+        let end = off.checked_add(len)?;
+        self.bytes.get(usize::try_from(off).ok()?..usize::try_from(end).ok()?)
+    }
+
+    fn table(&self, t: Table) -> &'a [u8] {
+        let d = self.header.tables[t as usize];
+        self.range(d.off, d.count * d.rec_size).unwrap_or(&[])
+    }
+
+    pub fn count(&self, t: Table) -> usize {
+        self.header.tables[t as usize].count as usize
+    }
+
+    /// The stored CRC of blob `index`.
+    pub fn blob_crc(&self, index: u32) -> Option<u32> {
+        let t = self.range(self.header.trailer_off, self.header.trailer_len)?;
+        read_record::<u32>(t, index as usize)
+    }
+
+    /// Which blob is where: (offset, length) of blob `index`, from the records.
+    fn blob_span(&self, index: u32) -> Option<(u64, u64)> {
+        (0..self.count(Table::Regions))
+            .map(|i| self.region(i))
+            .filter(|r| r.blob == index)
+            .map(|r| (r.data_off, r.data_len))
+            .chain((0..self.count(Table::Fds)).map(|i| self.fd(i)).filter(|f| f.blob == index).map(|f| (f.data_off, f.data_len)))
+            .next()
+    }
+
+    pub fn check_blob(&self, index: u32, hasher: &crc32fast::Hasher) -> Result<(), ImageError> {
+        let (off, len) = self.blob_span(index).ok_or(ImageError::Layout("a blob belongs to no record"))?;
+        let data = self.range(off, len).ok_or(ImageError::Layout("saved data out of bounds"))?;
+        if Some(crc(hasher, data)) != self.blob_crc(index) {
+            return Err(ImageError::BlobCrc { index });
+        }
+        Ok(())
+    }
+
+    pub fn process(&self) -> ProcessRecord {
+        read_record(self.table(Table::Process), 0).unwrap_or_else(zeroed)
+    }
+    pub fn thread(&self, i: usize) -> ThreadRecord {
+        read_record(self.table(Table::Threads), i).unwrap_or_default()
+    }
+    pub fn region(&self, i: usize) -> RegionRecord {
+        read_record(self.table(Table::Regions), i).unwrap_or_else(zeroed)
+    }
+    pub fn fd(&self, i: usize) -> FdRecord {
+        read_record(self.table(Table::Fds), i).unwrap_or_else(zeroed)
+    }
+    pub fn extents(&self, r: &RegionRecord) -> impl Iterator<Item = Extent> + 'a {
+        let t = self.table(Table::Extents);
+        (r.first_extent as usize..r.first_extent as usize + r.extents as usize).filter_map(move |i| read_record(t, i))
+    }
+    pub fn str(&self, s: StrRef) -> &'a [u8] {
+        let t = self.table(Table::Strings);
+        t.get(s.off as usize..s.off as usize + s.len as usize).unwrap_or(&[])
+    }
+    /// The saved bytes of a blob (page-aligned offset, so it can be mapped).
+    pub fn data(&self, off: u64, len: u64) -> &'a [u8] {
+        self.range(off, len).unwrap_or(&[])
+    }
+}

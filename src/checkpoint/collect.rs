@@ -1,0 +1,411 @@
+//! Gathers everything the image records, from `/proc/self` and system calls, into
+//! scratch lists. Async-signal-safe: runs inside the checkpoint signal handler.
+#![allow(unsafe_code)]
+
+use super::files::{self, Strings};
+use super::maps::{self, MapLine};
+use super::scratch::{Full, List, Scratch};
+use crate::runtime;
+use crate::sys::{self, msg::msg, CPath, Errno};
+use mig_image::*;
+
+/// Why a checkpoint could not be taken.
+#[derive(Clone, Copy, Debug)]
+pub enum Failure {
+    /// A fixed-size scratch list overflowed.
+    Full,
+    Sys(&'static str, Errno),
+    Other(&'static str),
+}
+
+impl From<Full> for Failure {
+    fn from(_: Full) -> Self {
+        Failure::Full
+    }
+}
+
+pub struct Snapshot {
+    pub process: ProcessRecord,
+    pub threads: List<ThreadRecord>,
+    pub regions: List<RegionRecord>,
+    pub extents: List<Extent>,
+    pub fds: List<FdRecord>,
+    pub strings: Strings,
+    pub layout: Layout,
+    /// Some region without `PROT_READ` has pages to save.
+    pub needs_unprotect: bool,
+    /// The page holding the resume point's stack pointer: pages below it belong to the
+    /// checkpoint's own frames (dead after a restore, so not saved), and this one is
+    /// still changing while the image is written, so the writer copies it first.
+    pub stack_cut: u64,
+}
+
+const PAGEMAP_CHUNK: usize = 1 << 16;
+
+pub fn collect(scratch: &mut Scratch, ctx: &Context, excluded_fds: &[i32]) -> Result<Snapshot, Failure> {
+    let mut s = Snapshot {
+        process: zeroed(),
+        threads: scratch.list(1).ok_or(Failure::Full)?,
+        regions: scratch.list(1 << 18).ok_or(Failure::Full)?,
+        extents: scratch.list(1 << 22).ok_or(Failure::Full)?,
+        fds: scratch.list(1 << 16).ok_or(Failure::Full)?,
+        strings: Strings::new(scratch.list(64 << 20).ok_or(Failure::Full)?),
+        layout: Layout::new(0, 0, 0, 0, 0),
+        needs_unprotect: false,
+        // Below the stack pointer, the red zone (128 bytes) is still the caller's.
+        stack_cut: (ctx.rsp - 128) & !(PAGE - 1),
+    };
+    let mut text: List<u8> = scratch.list(128 << 20).ok_or(Failure::Full)?;
+    let mut pagemap: List<u64> = scratch.list(PAGEMAP_CHUNK).ok_or(Failure::Full)?;
+    let (base, len) = (scratch.base as u64, scratch.len as u64);
+
+    process(&mut s, &mut text)?;
+    s.threads.push(thread(ctx))?;
+    let cut = s.stack_cut;
+    regions(&mut s, &mut text, pagemap.spare(), (base, base + len), cut)?;
+    fds(&mut s, &mut text, excluded_fds)?;
+
+    s.layout = Layout::new(
+        s.threads.len() as u64,
+        s.regions.len() as u64,
+        s.extents.len() as u64,
+        s.fds.len() as u64,
+        s.strings.bytes.len() as u64,
+    );
+    for r in s.regions.as_mut_slice() {
+        if r.data_len > 0 {
+            (r.blob, r.data_off) = s.layout.add_blob(r.data_len);
+        }
+    }
+    for f in s.fds.as_mut_slice() {
+        if f.kind == FdKind::Deleted as u32 {
+            (f.blob, f.data_off) = s.layout.add_blob(f.data_len);
+        }
+    }
+    Ok(s)
+}
+
+/// Reads a `/proc` file into `text` (replacing its contents).
+fn slurp(path: &[u8], text: &mut List<u8>) -> Result<(), Failure> {
+    text.truncate(0);
+    let cpath = CPath::new(path).ok_or(Failure::Other("path too long"))?;
+    let n = sys::read_file(&cpath, text.spare()).map_err(|e| Failure::Sys("reading /proc", e))?;
+    if n == text.spare().len() {
+        return Err(Failure::Full);
+    }
+    text.grow(n);
+    Ok(())
+}
+
+fn process(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
+    let p = &mut s.process;
+    slurp(b"/proc/self/stat", text)?;
+    let stat = text.as_slice();
+    let after_comm = stat.iter().rposition(|&c| c == b')').map_or(stat, |i| &stat[i + 2..]);
+    // Field 3 of stat(5) is the first one after the command name.
+    let field = |n: usize| -> u64 {
+        let f = after_comm.split(|&c| c == b' ').nth(n - 3).unwrap_or(b"0");
+        f.iter().take_while(|c| c.is_ascii_digit()).fold(0u64, |a, &c| a.wrapping_mul(10).wrapping_add((c - b'0') as u64))
+    };
+    p.mm = MmFields {
+        start_code: field(26),
+        end_code: field(27),
+        start_stack: field(28),
+        start_data: field(45),
+        end_data: field(46),
+        start_brk: field(47),
+        brk: sys::brk(0) as u64,
+        arg_start: field(48),
+        arg_end: field(49),
+        env_start: field(50),
+        env_end: field(51),
+    };
+    slurp(b"/proc/self/auxv", text)?;
+    p.auxv = s.strings.add(text.as_slice())?;
+
+    let mut cwd = [0u8; 4096];
+    let n = sys::getcwd(&mut cwd).map_err(|e| Failure::Sys("getcwd", e))?;
+    p.cwd = s.strings.add(cwd.get(..n.saturating_sub(1)).unwrap_or(&[]))?;
+    p.umask = sys::umask(0o022);
+    sys::umask(p.umask);
+    let _ = sys::prctl(libc::PR_GET_NAME, p.comm.as_mut_ptr() as usize, 0, 0, 0);
+    for (res, lim) in p.rlimits.iter_mut().enumerate() {
+        let _ = sys::prlimit(res as u32, None, lim);
+    }
+    for (which, t) in p.itimers.iter_mut().enumerate() {
+        let _ = sys::getitimer(which as i32, t);
+    }
+    for (i, a) in p.sigactions.iter_mut().enumerate() {
+        let _ = sys::sigaction(i as i32 + 1, None, Some(a));
+    }
+    let exe = &runtime::get().exe;
+    p.exe = files::identify(exe.as_bytes(), &mut s.strings)?.ok_or(Failure::Other("the executable is gone"))?;
+    Ok(())
+}
+
+fn thread(ctx: &Context) -> ThreadRecord {
+    let rt = runtime::get();
+    let fs_base = sys::fs_base();
+    let mut clear_tid = 0u64;
+    let _ = sys::prctl(libc::PR_GET_TID_ADDRESS, &mut clear_tid as *mut u64 as usize, 0, 0, 0);
+    let (robust_head, robust_len) = sys::robust_list();
+    // SAFETY: `stack_t` is plain old data.
+    let mut ss: libc::stack_t = unsafe { core::mem::zeroed() };
+    let _ = sys::sigaltstack(&mut ss);
+    let rseq = rt.rseq_len != 0;
+    ThreadRecord {
+        tid: sys::gettid(),
+        rseq_len: if rseq { rt.rseq_len } else { 0 },
+        ctx: *ctx,
+        fs_base,
+        clear_tid,
+        robust_head,
+        robust_len,
+        rseq_addr: if rseq { fs_base.wrapping_add(rt.rseq_offset as u64) } else { 0 },
+        rseq_sig: runtime::RSEQ_SIG,
+        // Running on the alternate stack is a property of this moment, not a setting.
+        altstack_flags: (ss.ss_flags & !libc::SS_ONSTACK) as u32,
+        altstack_sp: ss.ss_sp as u64,
+        altstack_size: ss.ss_size as u64,
+    }
+}
+
+fn classify(l: &MapLine, strings: &mut Strings) -> Result<Option<(RegionKind, FileId)>, Failure> {
+    use RegionKind::*;
+    let none = FileId::default();
+    let kind = match l.path {
+        b"[vsyscall]" | b"[uprobes]" => return Ok(None),
+        b"[vvar]" => Vvar,
+        b"[vvar_vclock]" => VvarVclock,
+        b"[vdso]" => Vdso,
+        b"[heap]" => Heap,
+        b"[stack]" => Stack,
+        _ if l.path.is_empty() || l.pseudo() => {
+            if l.shared { SharedAnon } else { Anon }
+        }
+        _ if l.deleted() => {
+            if l.shared { SharedAnon } else { Orphan }
+        }
+        _ => {
+            let Some(id) = files::identify(l.file_path(), strings)? else {
+                return Ok(Some((if l.shared { SharedAnon } else { Orphan }, none)));
+            };
+            let same_file = id.ino == l.ino && libc::major(id.dev) == l.dev_major && libc::minor(id.dev) == l.dev_minor;
+            let regular = id.mode & libc::S_IFMT == libc::S_IFREG;
+            return Ok(Some(match (same_file && regular, l.shared) {
+                (true, false) => (FilePrivate, id),
+                (true, true) => (FileShared, id),
+                // A private mapping of /dev/zero is anonymous memory.
+                (false, false) if !regular => (Anon, none),
+                (false, _) => (if l.shared { SharedAnon } else { Orphan }, none),
+            }));
+        }
+    };
+    Ok(Some((kind, none)))
+}
+
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAPPED: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+
+/// Which pages of a region have contents the file or zero-fill would not give back.
+fn wanted(kind: RegionKind, entry: u64) -> bool {
+    match kind {
+        RegionKind::FilePrivate => entry & PM_SWAPPED != 0 || (entry & PM_PRESENT != 0 && entry & PM_FILE == 0),
+        _ => entry & (PM_PRESENT | PM_SWAPPED) != 0,
+    }
+}
+
+fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64, u64), cut: u64) -> Result<(), Failure> {
+    slurp(b"/proc/self/maps", text)?;
+    let pagemap = sys::open(&CPath::new(b"/proc/self/pagemap").ok_or(Failure::Full)?, libc::O_RDONLY, 0)
+        .map_err(|e| Failure::Sys("opening /proc/self/pagemap", e))?;
+    let r = (|| {
+        for l in maps::lines(text.as_slice()) {
+            // Our own working memory is not part of the process.
+            let (start, end) = if l.end <= scratch.0 || l.start >= scratch.1 {
+                (l.start, l.end)
+            } else if l.start < scratch.0 {
+                (l.start, scratch.0)
+            } else if l.end > scratch.1 {
+                (scratch.1, l.end)
+            } else {
+                continue;
+            };
+            let Some((kind, file)) = classify(&l, &mut s.strings)? else { continue };
+            let first_extent = s.extents.len() as u32;
+            let mut saved = 0u64;
+            if !kind.is_kernel() && kind != RegionKind::FileShared {
+                let from = if (start..end).contains(&cut) { cut } else { start };
+                saved = extents(kind, start, from, end, pagemap, pm, &mut s.extents)?;
+            }
+            if saved > 0 && l.prot & PROT_READ == 0 {
+                s.needs_unprotect = true;
+            }
+            s.regions.push(RegionRecord {
+                start,
+                end,
+                prot: l.prot,
+                kind: kind as u32,
+                flags: 0,
+                first_extent,
+                extents: s.extents.len() as u32 - first_extent,
+                blob: u32::MAX,
+                file_off: l.offset + (start - l.start),
+                file,
+                data_off: 0,
+                data_len: saved,
+            })?;
+        }
+        Ok(())
+    })();
+    sys::close(pagemap);
+    r
+}
+
+/// Appends the runs of pages worth saving from `from` on; returns their size in bytes.
+fn extents(kind: RegionKind, start: u64, from: u64, end: u64, pagemap: i32, pm: &mut [u64], out: &mut List<Extent>) -> Result<u64, Failure> {
+    let pages = (end - start) / PAGE;
+    let all = matches!(kind, RegionKind::SharedAnon | RegionKind::Orphan);
+    let mut run: Option<Extent> = None;
+    let mut total = 0;
+    let mut page = (from - start) / PAGE;
+    while page < pages {
+        let n = ((pages - page) as usize).min(pm.len());
+        let got = if all {
+            n
+        } else {
+            // SAFETY: `pm[..n]` is a valid, writable slice of `u64`, viewed as bytes.
+            let bytes = unsafe { core::slice::from_raw_parts_mut(pm.as_mut_ptr().cast::<u8>(), n * 8) };
+            let off = (start / PAGE + page) * 8;
+            let r = sys::pread(pagemap, bytes, off).map_err(|e| Failure::Sys("reading /proc/self/pagemap", e))?;
+            r / 8
+        };
+        if got == 0 {
+            break;
+        }
+        for i in 0..got {
+            let keep = all || wanted(kind, pm[i]);
+            let p = page + i as u64;
+            match (&mut run, keep) {
+                (Some(e), true) => e.pages += 1,
+                (None, true) => run = Some(Extent { first_page: p, pages: 1 }),
+                (Some(e), false) => {
+                    total += e.pages;
+                    out.push(*e)?;
+                    run = None;
+                }
+                (None, false) => {}
+            }
+        }
+        page += got as u64;
+    }
+    if let Some(e) = run {
+        total += e.pages;
+        out.push(e)?;
+    }
+    Ok(total * PAGE)
+}
+
+fn fds(s: &mut Snapshot, text: &mut List<u8>, excluded: &[i32]) -> Result<(), Failure> {
+    let dir = sys::open(&CPath::new(b"/proc/self/fd").ok_or(Failure::Full)?, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+        .map_err(|e| Failure::Sys("opening /proc/self/fd", e))?;
+    let r = (|| loop {
+        text.truncate(0);
+        let n = sys::getdents(dir, text.spare()).map_err(|e| Failure::Sys("listing /proc/self/fd", e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        text.grow(n);
+        let mut at = 0;
+        let buf = text.as_slice();
+        while let Some(rec) = buf.get(at..) {
+            if rec.len() < 19 {
+                break;
+            }
+            let reclen = u16::from_le_bytes([rec[16], rec[17]]) as usize;
+            let name = rec.get(19..reclen.max(19)).unwrap_or(&[]);
+            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            at += reclen.max(1);
+            let Some(fd) = parse_fd(name) else { continue };
+            if fd <= 2 || fd == dir || excluded.contains(&fd) {
+                continue;
+            }
+            let rec = describe_fd(fd, &mut s.strings)?;
+            if rec.kind == FdKind::Unsupported as u32 {
+                let what = s.strings.bytes.as_slice();
+                let what = what.get(rec.file.path.off as usize..(rec.file.path.off + rec.file.path.len) as usize).unwrap_or(&[]);
+                msg()
+                    .s("warning: descriptor ")
+                    .num(fd as u64)
+                    .s(" (")
+                    .bytes(what)
+                    .s(") is not supported yet; after a restore it is a broken pipe end")
+                    .emit();
+            }
+            s.fds.push(rec)?;
+        }
+    })();
+    sys::close(dir);
+    r
+}
+
+fn parse_fd(name: &[u8]) -> Option<i32> {
+    if name.is_empty() || name.len() > 9 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(name.iter().fold(0i32, |a, &c| a * 10 + (c - b'0') as i32))
+}
+
+fn describe_fd(fd: i32, strings: &mut Strings) -> Result<FdRecord, Failure> {
+    let mut num = sys::msg::Msg::<16>::new();
+    num.num(fd as u64);
+    let link = CPath::join(&[b"/proc/self/fd/", num.as_bytes()]).ok_or(Failure::Full)?;
+    let mut target = [0u8; 4096];
+    let n = sys::readlink(&link, &mut target).map_err(|e| Failure::Sys("readlink /proc/self/fd", e))?;
+    let target = &target[..n.min(target.len())];
+    let st = sys::fstat(fd).map_err(|e| Failure::Sys("fstat", e))?;
+    let flags = sys::fcntl(fd, libc::F_GETFL, 0).unwrap_or(0) as u32;
+    let fd_flags = sys::fcntl(fd, libc::F_GETFD, 0).unwrap_or(0) as u32;
+    let offset = sys::lseek(fd, 0, libc::SEEK_CUR).unwrap_or(0);
+    let fmt = st.st_mode & libc::S_IFMT;
+    let path = target.strip_suffix(b" (deleted)");
+    let mut rec = FdRecord {
+        fd,
+        kind: FdKind::Unsupported as u32,
+        flags,
+        fd_flags,
+        offset,
+        file: FileId {
+            path: strings.add(path.unwrap_or(target))?,
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mode: st.st_mode,
+            ..FileId::default()
+        },
+        data_off: 0,
+        data_len: 0,
+        blob: u32::MAX,
+        pad: 0,
+    };
+    let absolute = target.first() == Some(&b'/');
+    rec.kind = match fmt {
+        libc::S_IFREG | libc::S_IFDIR if absolute => {
+            let same = path.is_none()
+                && CPath::new(target).and_then(|p| sys::stat(&p).ok()).is_some_and(|now| now.st_ino == st.st_ino && now.st_dev == st.st_dev);
+            if same {
+                FdKind::File as u32
+            } else if fmt == libc::S_IFREG {
+                rec.data_len = st.st_size as u64;
+                FdKind::Deleted as u32
+            } else {
+                FdKind::Unsupported as u32
+            }
+        }
+        libc::S_IFCHR | libc::S_IFBLK if absolute && path.is_none() => FdKind::Device as u32,
+        _ => FdKind::Unsupported as u32,
+    };
+    Ok(rec)
+}

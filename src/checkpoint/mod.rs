@@ -1,0 +1,12 @@
+//! Async-signal-safe code only: everything here runs inside the SIGUSR1/SIGUSR2
+//! handlers, with raw system calls, fixed buffers and scratch mappings; no allocation,
+//! no locks, no `std` I/O, no formatting, no panics.
+
+pub mod collect;
+pub mod context;
+pub mod files;
+pub mod handler;
+pub mod maps;
+pub mod rollback;
+pub mod scratch;
+pub mod writer;

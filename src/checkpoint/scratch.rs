@@ -1,0 +1,97 @@
+//! Working memory of a checkpoint: one anonymous `MAP_NORESERVE` mapping, carved into
+//! fixed-capacity lists. Only the pages actually used are ever backed, the mapping is
+//! excluded from the image, and it is unmapped when the checkpoint ends.
+#![allow(unsafe_code)]
+
+use crate::sys;
+use core::marker::PhantomData;
+use mig_image::Pod;
+
+/// Total reservation (virtual only).
+const SIZE: usize = 1 << 30;
+
+pub struct Scratch {
+    pub base: usize,
+    pub len: usize,
+    used: usize,
+}
+
+impl Scratch {
+    pub fn new() -> Option<Self> {
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        let base = sys::mmap(0, SIZE, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0).ok()?;
+        Some(Scratch { base, len: SIZE, used: 0 })
+    }
+
+    /// A list of at most `cap` records of `T`, carved from the reservation.
+    pub fn list<T: Pod>(&mut self, cap: usize) -> Option<List<T>> {
+        let align = core::mem::align_of::<T>().max(16);
+        let start = self.used.next_multiple_of(align);
+        let bytes = cap.checked_mul(core::mem::size_of::<T>())?;
+        if start.checked_add(bytes)? > self.len {
+            return None;
+        }
+        self.used = start + bytes;
+        Some(List { ptr: (self.base + start) as *mut T, cap, len: 0, _p: PhantomData })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = sys::munmap(self.base, self.len);
+    }
+}
+
+/// A fixed-capacity vector in scratch memory. Lives no longer than its `Scratch`
+/// (the checkpoint keeps both in one stack frame).
+pub struct List<T> {
+    ptr: *mut T,
+    cap: usize,
+    len: usize,
+    _p: PhantomData<T>,
+}
+
+#[derive(Debug)]
+pub struct Full;
+
+impl<T: Pod> List<T> {
+    pub fn push(&mut self, v: T) -> Result<usize, Full> {
+        if self.len == self.cap {
+            return Err(Full);
+        }
+        // SAFETY: `len < cap`, and the `cap` slots starting at `ptr` lie in the scratch
+        // mapping, which stays mapped while the list is used.
+        unsafe { self.ptr.add(self.len).write(v) };
+        self.len += 1;
+        Ok(self.len - 1)
+    }
+    pub fn extend(&mut self, vs: &[T]) -> Result<usize, Full> {
+        let at = self.len;
+        for v in vs {
+            self.push(*v)?;
+        }
+        Ok(at)
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn as_slice(&self) -> &[T] {
+        // SAFETY: the first `len` slots were written by `push`.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        // SAFETY: as in `as_slice`, and `&mut self` makes the borrow unique.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+    /// The unused capacity, for reading into (then `grow` by what was read).
+    pub fn spare(&mut self) -> &mut [T] {
+        // SAFETY: slots `len..cap` belong to this list; zero pages read as valid `Pod`.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.add(self.len), self.cap - self.len) }
+    }
+    pub fn grow(&mut self, n: usize) {
+        self.len = (self.len + n).min(self.cap);
+    }
+    pub fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+    }
+}

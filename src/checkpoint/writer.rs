@@ -1,0 +1,153 @@
+//! Writes a snapshot as an image, front to back: header, tables, blobs (straight from
+//! the process's memory), trailer. Async-signal-safe.
+#![allow(unsafe_code)]
+
+use super::collect::{Failure, Snapshot};
+use super::scratch::List;
+use crate::sys;
+use mig_image::layout::{self, seal_header};
+use mig_image::*;
+
+static ZEROS: [u8; PAGE as usize] = [0; PAGE as usize];
+
+/// Where bytes go: the image file, or a CRC being computed over what would be written.
+trait Sink {
+    fn put(&mut self, b: &[u8]) -> Result<(), Failure>;
+    fn zeros(&mut self, mut n: u64) -> Result<(), Failure> {
+        while n > 0 {
+            let k = n.min(PAGE) as usize;
+            self.put(&ZEROS[..k])?;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+}
+
+struct FileSink {
+    fd: i32,
+    written: u64,
+}
+impl Sink for FileSink {
+    fn put(&mut self, b: &[u8]) -> Result<(), Failure> {
+        sys::write_all(self.fd, b.as_ptr(), b.len()).map_err(|e| Failure::Sys("writing the image", e))?;
+        self.written += b.len() as u64;
+        Ok(())
+    }
+}
+impl Sink for crc32fast::Hasher {
+    fn put(&mut self, b: &[u8]) -> Result<(), Failure> {
+        self.update(b);
+        Ok(())
+    }
+}
+
+/// The tables, with the zero padding that aligns each one; exactly `meta_len` bytes.
+fn tables(s: &Snapshot, out: &mut impl Sink) -> Result<(), Failure> {
+    let t = &s.layout.tables;
+    let parts: [&[u8]; TABLES] = [
+        bytes_of(&s.process),
+        slice_bytes(s.threads.as_slice()),
+        slice_bytes(s.regions.as_slice()),
+        slice_bytes(s.extents.as_slice()),
+        slice_bytes(s.fds.as_slice()),
+        s.strings.bytes.as_slice(),
+    ];
+    let mut at = s.layout.meta_off;
+    for (desc, part) in t.iter().zip(parts) {
+        out.zeros(desc.off - at)?;
+        out.put(part)?;
+        at = desc.off + part.len() as u64;
+    }
+    out.zeros(s.layout.meta_off + s.layout.meta_len - at)
+}
+
+/// Writes the image to `fd`; returns its length. `crcs` collects the blobs' CRCs and
+/// `copy_buf` stages the contents of deleted files (region data is never staged).
+pub fn write(fd: i32, s: &Snapshot, crcs: &mut List<u32>, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<u64, Failure> {
+    let mut meta_crc = hasher.clone();
+    tables(s, &mut meta_crc)?;
+    let mut header = s.layout.header(sys::getpid(), sys::clock_realtime_ns());
+    header.meta_crc = meta_crc.finalize();
+    seal_header(&mut header, hasher);
+
+    let mut out = FileSink { fd, written: 0 };
+    out.put(bytes_of(&header))?;
+    tables(s, &mut out)?;
+    out.zeros(s.layout.data_off - out.written)?;
+
+    for r in s.regions.as_slice().iter().filter(|r| r.data_len > 0) {
+        crcs.push(region_data(r, s, &mut out, copy_buf, hasher)?)?;
+    }
+    for f in s.fds.as_slice().iter().filter(|f| f.kind == FdKind::Deleted as u32) {
+        crcs.push(file_data(f, copy_buf, &mut out, hasher)?)?;
+    }
+    let list = slice_bytes(crcs.as_slice());
+    let mut own = hasher.clone();
+    own.update(list);
+    out.put(list)?;
+    out.put(&own.finalize().to_le_bytes())?;
+    Ok(out.written)
+}
+
+/// A region's saved pages, written from where they are.
+fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<u32, Failure> {
+    let unreadable = r.prot & PROT_READ == 0;
+    if unreadable {
+        sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot | PROT_READ)
+            .map_err(|e| Failure::Sys("making a region readable", e))?;
+    }
+    let mut crc = hasher.clone();
+    let extents = s.extents.as_slice();
+    let first = r.first_extent as usize;
+    let result = (|| {
+        for e in extents.get(first..first + r.extents as usize).unwrap_or(&[]) {
+            let mut addr = r.start + e.first_page * PAGE;
+            let mut len = (e.pages * PAGE) as usize;
+            if addr == s.stack_cut {
+                // The page our own frames are writing to: saved from a copy.
+                stage.truncate(0);
+                let page = stage.spare().get_mut(..PAGE as usize).ok_or(Failure::Full)?;
+                // SAFETY: `addr` is the first page of a saved extent, mapped and readable.
+                page.copy_from_slice(unsafe { core::slice::from_raw_parts(addr as *const u8, PAGE as usize) });
+                crc.update(page);
+                out.put(page)?;
+                addr += PAGE;
+                len -= PAGE as usize;
+            }
+            // SAFETY: the extent lies in a mapped region that /proc/self/maps listed and
+            // that is readable now (made so above if need be); the process is stopped in
+            // this handler, so nothing unmaps it meanwhile; above `stack_cut` nothing
+            // writes to it while it is saved.
+            let mem = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+            crc.update(mem);
+            out.put(mem)?;
+        }
+        Ok(())
+    })();
+    if unreadable {
+        let _ = sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot);
+    }
+    result.map(|()| crc.finalize())
+}
+
+/// The contents of a deleted file, read through its descriptor.
+fn file_data(f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, hasher: &crc32fast::Hasher) -> Result<u32, Failure> {
+    let mut crc = hasher.clone();
+    let mut off = 0u64;
+    buf.truncate(0);
+    let chunk = buf.spare();
+    while off < f.data_len {
+        let want = ((f.data_len - off) as usize).min(chunk.len());
+        let n = match sys::pread(f.fd, &mut chunk[..want], off) {
+            Ok(0) => return Err(Failure::Other("a deleted file shrank while it was saved")),
+            Ok(n) => n,
+            Err(sys::Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(Failure::Sys("reading a deleted file", e)),
+        };
+        crc.update(&chunk[..n]);
+        out.put(&chunk[..n])?;
+        off += n as u64;
+    }
+    out.zeros(layout::align_up(f.data_len, PAGE) - f.data_len)?;
+    Ok(crc.finalize())
+}

@@ -1,0 +1,35 @@
+//! `MIG_*` environment variables → `Settings`. Normal code (constructor, restore plan).
+
+use crate::runtime::{FixedPath, Settings};
+use std::path::{Path, PathBuf};
+
+/// Makes `p` absolute against the current directory.
+pub fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn fixed(p: &Path) -> FixedPath {
+    FixedPath::new(p.as_os_str().as_encoded_bytes()).unwrap_or(FixedPath::EMPTY)
+}
+
+/// The executable's file name, for the default image name.
+pub fn exe_name() -> String {
+    std::fs::read_link("/proc/self/exe")
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "process".into())
+}
+
+/// Settings for this process: `MIG_IMAGE` (default `<exe-name>.<pid>.mig` in the
+/// directory the process started in), `MIG_LOG`, and what to roll back to.
+pub fn settings(restored_from: Option<&Path>) -> Settings {
+    let image = match std::env::var_os("MIG_IMAGE") {
+        Some(p) if !p.is_empty() => absolute(Path::new(&p)),
+        _ => absolute(Path::new(&format!("{}.{}.mig", exe_name(), std::process::id()))),
+    };
+    Settings {
+        image: fixed(&image),
+        last_image: restored_from.map(|p| fixed(&absolute(p))).unwrap_or(FixedPath::EMPTY),
+        debug: std::env::var("MIG_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug")),
+    }
+}

@@ -1,0 +1,80 @@
+//! mig: transparent checkpoint/restore of a Linux process, from inside it.
+//!
+//! `LD_PRELOAD=libmig.so ./app`: the constructor installs two signal handlers, or, with
+//! `MIG_RESTORE=<image>`, replaces the fresh process with the saved one.
+//!
+//! - `checkpoint/` — async-signal-safe: the SIGUSR1 handler that writes an image and the
+//!   SIGUSR2 handler that rolls back to one.
+//! - `restore/` — the restore: `plan` (normal code) and the `blob` that swaps the
+//!   address space.
+//! - `interpose/` — libc hooks that record what `/proc` cannot tell.
+//! - `sys/` — raw system calls; `runtime` — what the handlers know; `config` — `MIG_*`.
+//! - The image format itself is the `mig-image` crate (`image/`).
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod checkpoint;
+mod config;
+mod restore;
+mod runtime;
+mod sys;
+
+use runtime::{FixedPath, Runtime};
+use std::path::PathBuf;
+
+/// glibc's rseq registration of this thread: (`__rseq_offset`, registered length).
+#[allow(unsafe_code)]
+fn rseq_info() -> (isize, u32) {
+    // SAFETY: dlsym with valid NUL-terminated names; the symbols, when present, are
+    // glibc's read-only `ptrdiff_t __rseq_offset` and `unsigned int __rseq_size`.
+    unsafe {
+        let off = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr()) as *const isize;
+        let size = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()) as *const u32;
+        if off.is_null() || size.is_null() || *size == 0 {
+            return (0, 0);
+        }
+        // glibc registers at least the original 32-byte `struct rseq`.
+        (*off, (*size).next_multiple_of(32).max(32))
+    }
+}
+
+#[allow(unsafe_code)]
+fn install_handlers() {
+    let install = |sig: libc::c_int, handler: usize| {
+        // SAFETY: `sigaction` is plain old data; the handler is an `extern "C"` function
+        // with the SA_SIGINFO signature; every signal is blocked while it runs.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = handler;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigfillset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    };
+    install(libc::SIGUSR1, checkpoint::handler::on_checkpoint as *const () as usize);
+    install(libc::SIGUSR2, checkpoint::rollback::on_rollback as *const () as usize);
+}
+
+#[ctor::ctor(unsafe)]
+fn init() {
+    let restore_from = std::env::var_os("MIG_RESTORE").filter(|v| !v.is_empty()).map(PathBuf::from);
+    if restore_from.is_some() {
+        // Nothing may interrupt the restore; the saved mask comes back with it.
+        let _ = sys::sigprocmask(libc::SIG_SETMASK, Some(u64::MAX), None);
+    }
+    let settings = config::settings(restore_from.as_deref());
+    sys::msg::DEBUG.store(settings.debug, std::sync::atomic::Ordering::Relaxed);
+    let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+    let (rseq_offset, rseq_len) = rseq_info();
+    runtime::init(Runtime {
+        settings,
+        exe: FixedPath::new(exe.as_os_str().as_encoded_bytes()).unwrap_or(FixedPath::EMPTY),
+        rseq_offset,
+        rseq_len,
+        hasher: crc32fast::Hasher::new(),
+    });
+    if let Some(image) = restore_from {
+        restore::plan::restore(&image, settings);
+    }
+    install_handlers();
+}

@@ -1,0 +1,6 @@
+//! Restoring an image into a fresh process: `plan` checks and prepares in normal code,
+//! `blob` replaces the address space, `handoff` finishes in the restored process.
+
+pub mod blob;
+pub mod handoff;
+pub mod plan;

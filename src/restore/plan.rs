@@ -1,0 +1,541 @@
+//! Restore, step one (normal code, in the fresh process's constructor): check the image
+//! against this executable, these libraries, this kernel and these files, and refuse
+//! with a reason *before* anything is replaced. Then build the blob's program in a
+//! hole and hand over to it (see `blob.rs` for the algorithm).
+#![allow(unsafe_code)]
+
+use super::blob::{self, BlobArgs, Op, CHECK_EQ_A0, CHECK_EQ_A2, CHECK_EQ_A4, CHECK_OK, END, STORE_U32};
+use super::handoff::{self, Handoff};
+use crate::checkpoint::maps::{self, MapLine};
+use crate::runtime::{self, FixedPath, Settings};
+use crate::sys;
+use memmap2::Mmap;
+use mig_image::*;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::IntoRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+type Refusal = String;
+
+/// Restores the process saved in `image`, or exits with status 2 and one line that
+/// says why not. Never returns.
+pub fn restore(image: &Path, settings: Settings) -> ! {
+    let started_ns = sys::clock_monotonic_ns();
+    match prepare(image, settings, started_ns) {
+        Ok(ready) => {
+            // SAFETY: `prepare` copied the blob into the hole and laid out its program,
+            // with every pointer it follows, inside the hole, which the program keeps.
+            unsafe { blob::enter(ready.entry, ready.args as *const BlobArgs, ready.stack_top) }
+        }
+        Err(why) => {
+            eprintln!("mig: cannot restore from {}: {}", image.display(), why);
+            std::process::exit(2)
+        }
+    }
+}
+
+struct Ready {
+    entry: usize,
+    args: usize,
+    stack_top: usize,
+}
+
+/// Bump allocator over the hole's data pages.
+struct Arena {
+    next: usize,
+    end: usize,
+}
+
+impl Arena {
+    fn alloc(&mut self, len: usize, align: usize) -> usize {
+        let at = self.next.next_multiple_of(align);
+        assert!(at + len <= self.end, "restore arena overflow");
+        self.next = at + len;
+        at
+    }
+    fn bytes(&mut self, b: &[u8]) -> u64 {
+        let at = self.alloc(b.len() + 1, 8);
+        // SAFETY: `alloc` returned `len + 1` writable bytes inside the hole mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(b.as_ptr(), at as *mut u8, b.len());
+            *((at + b.len()) as *mut u8) = 0;
+        }
+        at as u64
+    }
+    fn put<T: Pod>(&mut self, v: &T) -> u64 {
+        self.bytes(bytes_of(v))
+    }
+}
+
+/// The blob's program under construction.
+struct Program {
+    arena: Arena,
+    ops: Vec<Op>,
+}
+
+impl Program {
+    fn op(&mut self, nr: i64, args: &[u64], check: u64, what: &str) -> &mut Op {
+        let mut a = [0u64; 6];
+        a[..args.len()].copy_from_slice(args);
+        let what_ptr = self.arena.bytes(what.as_bytes());
+        self.ops.push(Op { nr: nr as u64, args: a, check, store: 0, what: what_ptr, what_len: what.len() as u64 });
+        self.ops.last_mut().expect("just pushed")
+    }
+}
+
+fn describe(r: &RegionRecord, img: &Image) -> String {
+    let kind = RegionKind::from_u32(r.kind).map_or("?", RegionKind::name);
+    let path = String::from_utf8_lossy(img.str(r.file.path));
+    format!("mapping {:#x}-{:#x} ({kind} {path})", r.start, r.end)
+}
+
+/// Moves `fd` to the lowest free number at or above `base` (close-on-exec).
+fn raise_fd(fd: i32, base: i32) -> Result<i32, Refusal> {
+    // SAFETY: plain fcntl/close on a descriptor this function owns.
+    let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, base) };
+    // SAFETY: as above.
+    unsafe { libc::close(fd) };
+    if high < 0 { Err(format!("cannot allocate a descriptor: {}", std::io::Error::last_os_error())) } else { Ok(high) }
+}
+
+fn open_raw(path: &[u8], flags: i32, mode: u32) -> std::io::Result<i32> {
+    let c = CString::new(path).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+    if fd < 0 { Err(std::io::Error::last_os_error()) } else { Ok(fd) }
+}
+
+fn mtime_ns(st: &libc::stat) -> i64 {
+    st.st_mtime * 1_000_000_000 + st.st_mtime_nsec
+}
+
+fn stat_fd(fd: i32) -> std::io::Result<libc::stat> {
+    // SAFETY: `stat` is plain old data and `fstat` fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid out-pointer.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 { Err(std::io::Error::last_os_error()) } else { Ok(st) }
+}
+
+/// Compares a file on disk with the identity recorded at checkpoint time.
+fn same_file(want: &FileId, fd: i32, path: &[u8]) -> Result<(), String> {
+    let st = stat_fd(fd).map_err(|e| e.to_string())?;
+    if st.st_size as u64 != want.size || mtime_ns(&st) != want.mtime_ns {
+        return Err("it changed since the checkpoint (size or modification time differ)".into());
+    }
+    if want.build_id_len > 0 {
+        let (id, len) = sys::CPath::new(path).map_or(([0; 20], 0), |p| crate::checkpoint::files::build_id(&p));
+        if id[..len as usize] != want.build_id[..want.build_id_len as usize] {
+            return Err("it changed since the checkpoint (build-id differs)".into());
+        }
+    }
+    Ok(())
+}
+
+fn check_exe(img: &Image, p: &ProcessRecord) -> Result<(), Refusal> {
+    let saved = img.str(p.exe.path);
+    let here = std::fs::read_link("/proc/self/exe").map_err(|e| format!("cannot read /proc/self/exe: {e}"))?;
+    if saved != here.as_os_str().as_bytes() {
+        return Err(format!(
+            "the image is of {}, but this process runs {}",
+            String::from_utf8_lossy(saved),
+            here.display()
+        ));
+    }
+    let fd = open_raw(saved, libc::O_RDONLY, 0).map_err(|e| format!("cannot open the executable: {e}"))?;
+    let r = same_file(&p.exe, fd, saved);
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+    r.map_err(|why| format!("the executable {}: {why}", here.display()))
+}
+
+struct Prepared {
+    /// Descriptor to map each file region from (by path).
+    region_fds: HashMap<Vec<u8>, i32>,
+    /// (prepared descriptor, saved number, close-on-exec).
+    fds: Vec<(i32, i32, bool)>,
+}
+
+fn prepare_files(img: &Image, base: i32) -> Result<Prepared, Refusal> {
+    let mut region_fds: HashMap<Vec<u8>, i32> = HashMap::new();
+    for i in 0..img.count(Table::Regions) {
+        let r = img.region(i);
+        let Some(kind) = RegionKind::from_u32(r.kind).filter(|k| k.has_file()) else { continue };
+        let path = img.str(r.file.path);
+        let writable_shared = kind == RegionKind::FileShared && r.prot & PROT_WRITE != 0;
+        if let Some(&fd) = region_fds.get(path) {
+            if !writable_shared {
+                continue;
+            }
+            // SAFETY: replacing a descriptor this function opened.
+            unsafe { libc::close(fd) };
+        }
+        let name = String::from_utf8_lossy(path);
+        let flags = if writable_shared { libc::O_RDWR } else { libc::O_RDONLY };
+        let fd = open_raw(path, flags, 0).map_err(|e| format!("{name} (mapped at {:#x}) cannot be opened: {e}", r.start))?;
+        if kind == RegionKind::FilePrivate {
+            same_file(&r.file, fd, path).map_err(|why| format!("{name}: {why}"))?;
+        }
+        region_fds.insert(path.to_vec(), raise_fd(fd, base)?);
+    }
+    let mut fds = Vec::new();
+    for i in 0..img.count(Table::Fds) {
+        let f = img.fd(i);
+        let fd = reopen(img, &f).map_err(|why| format!("descriptor {}: {why}", f.fd))?;
+        fds.push((raise_fd(fd, base)?, f.fd, f.fd_flags & libc::FD_CLOEXEC as u32 != 0));
+    }
+    Ok(Prepared { region_fds, fds })
+}
+
+/// Status flags that can be given to `open` again.
+const REOPEN_FLAGS: i32 = libc::O_ACCMODE
+    | libc::O_APPEND
+    | libc::O_NONBLOCK
+    | libc::O_DIRECT
+    | libc::O_NOATIME
+    | libc::O_DSYNC
+    | libc::O_SYNC
+    | libc::O_DIRECTORY
+    | libc::O_LARGEFILE;
+
+/// Opens what descriptor `f` referred to; returns the new descriptor.
+fn reopen(img: &Image, f: &FdRecord) -> Result<i32, String> {
+    let path = img.str(f.file.path);
+    let name = String::from_utf8_lossy(path);
+    let flags = f.flags as i32 & REOPEN_FLAGS;
+    let seek = |fd: i32| {
+        // SAFETY: seeking a descriptor we own; a failure (a device) is harmless.
+        unsafe { libc::lseek(fd, f.offset, libc::SEEK_SET) };
+        fd
+    };
+    match FdKind::from_u32(f.kind) {
+        Some(FdKind::File) => open_raw(path, flags, 0).map(seek).map_err(|e| format!("{name} cannot be reopened: {e}")),
+        Some(FdKind::Device) => open_raw(path, flags | libc::O_NOCTTY, 0).or_else(|e| {
+            eprintln!("mig: warning: descriptor {}: {name} cannot be reopened ({e}); it is /dev/null now", f.fd);
+            open_raw(b"/dev/null", f.flags as i32 & libc::O_ACCMODE, 0).map_err(|e| e.to_string())
+        }),
+        Some(FdKind::Deleted) => recreate_deleted(img, f, path).map(seek).map_err(|e| format!("deleted file {name} cannot be recreated: {e}")),
+        _ => broken_end(f.flags as i32 & libc::O_ACCMODE).map_err(|e| e.to_string()),
+    }
+}
+
+/// An unlinked file with the saved contents, opened with the saved flags.
+fn recreate_deleted(img: &Image, f: &FdRecord, path: &[u8]) -> std::io::Result<i32> {
+    let dir = Path::new(std::ffi::OsStr::from_bytes(path)).parent().filter(|d| d.is_dir()).unwrap_or(Path::new("/tmp"));
+    let tmp = open_raw(dir.as_os_str().as_bytes(), libc::O_TMPFILE | libc::O_RDWR, f.file.mode & 0o7777)
+        .or_else(|_| open_raw(b"/tmp", libc::O_TMPFILE | libc::O_RDWR, f.file.mode & 0o7777))?;
+    // SAFETY: `tmp` is a descriptor we just opened; File takes ownership.
+    let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(tmp) };
+    std::io::Write::write_all(&mut &file, img.data(f.data_off, f.data_len))?;
+    let again = open_raw(format!("/proc/self/fd/{tmp}").as_bytes(), f.flags as i32 & REOPEN_FLAGS, 0)?;
+    drop(file);
+    Ok(again)
+}
+
+/// A pipe or socket end whose peer is gone: reads see end of file, writes `EPIPE`.
+fn broken_end(accmode: i32) -> std::io::Result<i32> {
+    let mut p = [0i32; 2];
+    // SAFETY: `p` is a valid out-array of two descriptors.
+    let r = unsafe {
+        if accmode == libc::O_RDWR {
+            libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, p.as_mut_ptr())
+        } else {
+            libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC)
+        }
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let (keep, drop) = if accmode == libc::O_WRONLY { (p[1], p[0]) } else { (p[0], p[1]) };
+    // SAFETY: closing the peer end we own.
+    unsafe { libc::close(drop) };
+    Ok(keep)
+}
+
+/// The kernel's regions of this process, and where they go (saved addresses).
+fn kernel_moves(img: &Image, current: &[MapLine]) -> Result<Vec<(u64, u64, u64)>, Refusal> {
+    let kind_of = |path: &[u8]| match path {
+        b"[vvar]" => Some(RegionKind::Vvar),
+        b"[vvar_vclock]" => Some(RegionKind::VvarVclock),
+        b"[vdso]" => Some(RegionKind::Vdso),
+        _ => None,
+    };
+    let saved: Vec<RegionRecord> = (0..img.count(Table::Regions))
+        .map(|i| img.region(i))
+        .filter(|r| RegionKind::from_u32(r.kind).is_some_and(RegionKind::is_kernel))
+        .collect();
+    let here: Vec<(RegionKind, &MapLine)> = current.iter().filter_map(|l| Some((kind_of(l.path)?, l))).collect();
+    let differs = || "the kernel differs from the one the image was made on ([vdso]/[vvar] layout)".to_string();
+    if saved.len() != here.len() {
+        return Err(differs());
+    }
+    let mut moves = Vec::new();
+    for (s, (kind, l)) in saved.iter().zip(&here) {
+        if s.kind != *kind as u32 || s.end - s.start != l.end - l.start {
+            return Err(differs());
+        }
+        moves.push((l.start, l.end - l.start, s.start));
+    }
+    Ok(moves)
+}
+
+const TASK_TOP: u64 = 0x7fff_ffff_f000;
+const MARGIN: u64 = 2 << 20;
+
+/// The highest range of `len` bytes free in both layouts, with a margin around it.
+fn find_hole(taken: &mut [(u64, u64)], len: u64) -> Result<u64, Refusal> {
+    taken.sort_unstable();
+    let mut top = TASK_TOP;
+    for &(start, end) in taken.iter().rev() {
+        if end + MARGIN + len + MARGIN <= top {
+            return Ok(top - MARGIN - len);
+        }
+        top = top.min(start);
+    }
+    if top >= (1 << 32) + MARGIN + len {
+        return Ok(top - MARGIN - len);
+    }
+    Err("no free address range to restore from (the saved layout fills the address space)".into())
+}
+
+fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, Refusal> {
+    let file = File::open(image).map_err(|e| format!("cannot open it: {e}"))?;
+    // SAFETY: the mapping is read-only and private; images are only ever replaced by
+    // rename, never modified in place, so the bytes do not change under us.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot map it: {e}"))?;
+    let hasher = crc32fast::Hasher::new();
+    let img = Image::verify(&map, &hasher).map_err(|e| e.to_string())?;
+    let p = img.process();
+    check_exe(&img, &p)?;
+    if img.count(Table::Threads) != 1 {
+        return Err("the image has more than one thread (not supported yet)".into());
+    }
+    let t = img.thread(0);
+
+    let maps_text = std::fs::read("/proc/self/maps").map_err(|e| format!("cannot read /proc/self/maps: {e}"))?;
+    let current: Vec<MapLine> = maps::lines(&maps_text).collect();
+    let moves = kernel_moves(&img, &current)?;
+
+    let cwd = img.str(p.cwd);
+    if !Path::new(std::ffi::OsStr::from_bytes(cwd)).is_dir() {
+        return Err(format!("the working directory {} is gone", String::from_utf8_lossy(cwd)));
+    }
+    let max_fd = (0..img.count(Table::Fds)).map(|i| img.fd(i).fd).max().unwrap_or(2);
+    let base = max_fd.max(2) + 1;
+    let prepared = prepare_files(&img, base)?;
+    let image_fd = raise_fd(file.into_raw_fd(), base)?;
+
+    // The hole: blob code, a temporary home for [vvar]/[vdso], a stack, the data.
+    let regions: Vec<RegionRecord> = (0..img.count(Table::Regions)).map(|i| img.region(i)).collect();
+    let code = blob::code();
+    let code_len = (code.len() as u64).next_multiple_of(PAGE);
+    let kernel_len: u64 = moves.iter().map(|m| m.1).sum();
+    let stack_len = 256 << 10;
+    let items = regions.len() + img.count(Table::Extents) + img.count(Table::Fds) + 256;
+    let arena_len = ((4 << 20) + items as u64 * 512).next_multiple_of(PAGE);
+    let hole_len = code_len + kernel_len + stack_len + arena_len;
+    let mut taken: Vec<(u64, u64)> = current.iter().map(|l| (l.start, l.end)).chain(regions.iter().map(|r| (r.start, r.end))).collect();
+    let hole = find_hole(&mut taken, hole_len)?;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+    let got = sys::mmap(hole as usize, hole_len as usize, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)
+        .map_err(|e| format!("cannot map the restore area (errno {})", e.0))?;
+    if got as u64 != hole {
+        return Err("the restore area landed elsewhere".into());
+    }
+    // SAFETY: the hole is a fresh writable mapping of at least `code_len` bytes.
+    unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), hole as *mut u8, code.len()) };
+    sys::mprotect(hole as usize, code_len as usize, (libc::PROT_READ | libc::PROT_EXEC) as u32)
+        .map_err(|e| format!("cannot make the restore code executable (errno {})", e.0))?;
+    let kernel_tmp = hole + code_len;
+    let stack_top = kernel_tmp + kernel_len + stack_len;
+    let mut prog = Program { arena: Arena { next: stack_top as usize, end: (hole + hole_len) as usize }, ops: Vec::new() };
+
+    // 1. Unmap everything but the hole and the kernel's regions.
+    let mut keep: Vec<(u64, u64)> = moves.iter().map(|&(s, l, _)| (s, s + l)).collect();
+    keep.push((hole, hole + hole_len));
+    keep.sort_unstable();
+    let mut from = 0u64;
+    for &(s, e) in keep.iter().chain([(TASK_TOP, TASK_TOP)].iter()) {
+        if s > from {
+            prog.op(libc::SYS_munmap, &[from, s - from], CHECK_OK, "unmapping the fresh process");
+        }
+        from = from.max(e);
+    }
+    // 2. [vvar]/[vdso] to their old addresses, through the hole in case the two overlap.
+    let mut tmp = kernel_tmp;
+    for &(cur, len, _) in &moves {
+        let f = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+        prog.op(libc::SYS_mremap, &[cur, len, len, f, tmp], CHECK_OK | CHECK_EQ_A4, "moving [vdso] aside");
+        tmp += len;
+    }
+    let mut tmp = kernel_tmp;
+    for &(_, len, old) in &moves {
+        let f = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+        prog.op(libc::SYS_mremap, &[tmp, len, len, f, old], CHECK_OK | CHECK_EQ_A4, "moving [vdso] to its old address");
+        tmp += len;
+    }
+    // 3. The saved regions.
+    for r in &regions {
+        map_region(&mut prog, &img, r, &prepared.region_fds, image_fd);
+    }
+    // 4. brk and the other mm fields (also makes /proc/<pid>/cmdline the saved one).
+    let auxv = img.str(p.auxv);
+    let auxv_at = prog.arena.bytes(auxv);
+    let mm = p.mm;
+    let mm_map: [u64; 13] = [
+        mm.start_code,
+        mm.end_code,
+        mm.start_data,
+        mm.end_data,
+        mm.start_brk,
+        mm.brk,
+        mm.start_stack,
+        mm.arg_start,
+        mm.arg_end,
+        mm.env_start,
+        mm.env_end,
+        auxv_at,
+        (auxv.len() as u64) | (u32::MAX as u64) << 32,
+    ];
+    let mm_at = prog.arena.bytes(slice_bytes(&mm_map));
+    prog.op(libc::SYS_prctl, &[libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, mm_at, 104], CHECK_OK, "setting brk and the mm fields");
+    // 5. The thread: TLS, tid address (and glibc's cached tid), robust list, rseq, altstack.
+    prog.op(libc::SYS_arch_prctl, &[sys::ARCH_SET_FS as u64, t.fs_base], CHECK_OK, "setting the TLS base");
+    if t.clear_tid != 0 {
+        prog.op(libc::SYS_set_tid_address, &[t.clear_tid], STORE_U32, "setting the tid address").store = t.clear_tid;
+    }
+    if t.robust_head != 0 {
+        prog.op(libc::SYS_set_robust_list, &[t.robust_head, t.robust_len], CHECK_OK, "setting the robust futex list");
+    }
+    if t.rseq_len != 0 {
+        prog.op(libc::SYS_rseq, &[t.rseq_addr, t.rseq_len as u64, 0, t.rseq_sig as u64], CHECK_OK, "registering rseq");
+    }
+    let ss: [u64; 3] = [t.altstack_sp, t.altstack_flags as u64, t.altstack_size];
+    let disabled: [u64; 3] = [0, libc::SS_DISABLE as u64, 0];
+    let ss_at = prog.arena.bytes(slice_bytes(if t.altstack_flags & libc::SS_DISABLE as u32 != 0 { &disabled } else { &ss }));
+    prog.op(libc::SYS_sigaltstack, &[ss_at, 0], CHECK_OK, "setting the signal stack");
+    // 6. Signal actions (the mask comes back with the signal frame).
+    for (i, a) in p.sigactions.iter().enumerate() {
+        let sig = i as u64 + 1;
+        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
+            continue;
+        }
+        let at = prog.arena.put(a);
+        prog.op(libc::SYS_rt_sigaction, &[sig, at, 0, 8], CHECK_OK, "restoring a signal action");
+    }
+    // 7. Descriptors on their saved numbers; everything else of ours closed.
+    for &(fd, target, cloexec) in &prepared.fds {
+        let flags = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+        prog.op(libc::SYS_dup3, &[fd as u64, target as u64, flags], CHECK_OK, "placing a descriptor");
+    }
+    let targets: Vec<i32> = prepared.fds.iter().map(|f| f.1).collect();
+    let open_now: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    for fd in open_now.into_iter().filter(|fd| *fd > 2 && !targets.contains(fd)) {
+        prog.op(libc::SYS_close, &[fd as u64], 0, "closing a descriptor");
+    }
+    // 8. Working directory, umask, limits, timers, name.
+    let cwd_at = prog.arena.bytes(cwd);
+    prog.op(libc::SYS_chdir, &[cwd_at], CHECK_OK, "changing to the saved working directory");
+    prog.op(libc::SYS_umask, &[p.umask as u64], 0, "setting the umask");
+    for (res, saved) in p.rlimits.iter().enumerate() {
+        let mut now = Rlimit::default();
+        if sys::prlimit(res as u32, None, &mut now).is_err() {
+            continue;
+        }
+        let max = saved.max.min(now.max);
+        let lim = Rlimit { cur: saved.cur.min(max), max };
+        let at = prog.arena.put(&lim);
+        prog.op(libc::SYS_prlimit64, &[0, res as u64, at, 0], 0, "setting a resource limit");
+    }
+    for (which, t) in p.itimers.iter().enumerate() {
+        let at = prog.arena.put(t);
+        prog.op(libc::SYS_setitimer, &[which as u64, at, 0], CHECK_OK, "arming an interval timer");
+    }
+    let comm_at = prog.arena.bytes(&p.comm);
+    prog.op(libc::SYS_prctl, &[libc::PR_SET_NAME as u64, comm_at], 0, "setting the process name");
+    prog.ops.push(Op { nr: END, ..Op::default() });
+
+    // The hand-off and the arguments, then the operations themselves.
+    let handoff = Handoff {
+        magic: handoff::MAGIC,
+        settings,
+        restored_from: FixedPath::new(crate::config::absolute(image).as_os_str().as_bytes()).unwrap_or(FixedPath::EMPTY),
+        hole_start: hole,
+        hole_len,
+        started_ns,
+    };
+    let handoff_at = prog.arena.alloc(std::mem::size_of::<Handoff>(), 8);
+    // SAFETY: `alloc` returned room for a `Handoff` in the hole.
+    unsafe { (handoff_at as *mut Handoff).write(handoff) };
+    let ops_at = prog.arena.alloc(prog.ops.len() * std::mem::size_of::<Op>(), 8);
+    // SAFETY: `alloc` returned room for every op in the hole.
+    unsafe { std::ptr::copy_nonoverlapping(prog.ops.as_ptr(), ops_at as *mut Op, prog.ops.len()) };
+    let args = BlobArgs { ops: ops_at as u64, ctx: t.ctx, handoff: handoff_at as u64 };
+    // SAFETY: `BlobArgs` is `repr(C)`, all `u64`s; viewed as its bytes.
+    let args_bytes = unsafe { std::slice::from_raw_parts((&args as *const BlobArgs).cast::<u8>(), std::mem::size_of::<BlobArgs>()) };
+    let args_at = prog.arena.bytes(args_bytes) as usize;
+
+    // Last step that can still refuse: glibc's rseq area is in the TLS about to go away.
+    unregister_rseq()?;
+    // From here on no signal may run code of this process: block them all.
+    let _ = sys::sigprocmask(libc::SIG_SETMASK, Some(u64::MAX), None);
+    std::mem::forget(map);
+    Ok(Ready { entry: hole as usize, args: args_at, stack_top: stack_top as usize })
+}
+
+/// Maps one saved region back: same address, kind and protection, contents read in.
+fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap<Vec<u8>, i32>, image_fd: i32) {
+    let Some(kind) = RegionKind::from_u32(r.kind) else { return };
+    if kind.is_kernel() {
+        return;
+    }
+    let what = describe(r, img);
+    let len = r.end - r.start;
+    let has_data = r.data_len > 0;
+    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let prot = if has_data { rw } else { r.prot as u64 };
+    let fixed = libc::MAP_FIXED as u64;
+    let (flags, fd, off) = match kind {
+        RegionKind::FilePrivate => (fixed | libc::MAP_PRIVATE as u64, files[img.str(r.file.path)] as u64, r.file_off),
+        RegionKind::FileShared => (fixed | libc::MAP_SHARED as u64, files[img.str(r.file.path)] as u64, r.file_off),
+        RegionKind::SharedAnon => (fixed | (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
+        RegionKind::Stack => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_GROWSDOWN) as u64, u64::MAX, 0),
+        _ => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
+    };
+    prog.op(libc::SYS_mmap, &[r.start, len, prot, flags, fd, off], CHECK_OK | CHECK_EQ_A0, &what);
+    let mut data_off = r.data_off;
+    for e in img.extents(r) {
+        let mut addr = r.start + e.first_page * PAGE;
+        let mut left = e.pages * PAGE;
+        while left > 0 {
+            let n = left.min(1 << 30);
+            prog.op(libc::SYS_pread64, &[image_fd as u64, addr, n, data_off], CHECK_OK | CHECK_EQ_A2, &format!("reading the pages of {what}"));
+            addr += n;
+            data_off += n;
+            left -= n;
+        }
+    }
+    if has_data && r.prot as u64 != rw {
+        prog.op(libc::SYS_mprotect, &[r.start, len, r.prot as u64], CHECK_OK, &format!("protecting {what}"));
+    }
+}
+
+/// Unregisters the fresh process's rseq area (glibc registers one per thread in TLS).
+fn unregister_rseq() -> Result<(), Refusal> {
+    let rt = runtime::get();
+    if rt.rseq_len == 0 {
+        return Ok(());
+    }
+    let area = sys::fs_base().wrapping_add(rt.rseq_offset as u64);
+    // SAFETY: rseq(2) unregistration of this thread's registered area; no memory is
+    // written by the kernel beyond that area.
+    let r = unsafe { sys::syscall6(libc::SYS_rseq as usize, area as usize, rt.rseq_len as usize, 1, runtime::RSEQ_SIG as usize, 0, 0) };
+    if r < 0 {
+        return Err(format!("cannot unregister rseq (errno {})", -r));
+    }
+    Ok(())
+}

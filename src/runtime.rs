@@ -1,0 +1,91 @@
+//! What the library knows about its process, set up in normal code (the constructor,
+//! or the hand-off after a restore) and only read by the signal handlers.
+#![allow(unsafe_code)]
+
+use core::cell::UnsafeCell;
+
+/// glibc's rseq signature on x86_64.
+pub const RSEQ_SIG: u32 = 0x5305_3053;
+
+/// A path in a fixed buffer.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct FixedPath {
+    len: u32,
+    bytes: [u8; 4096],
+}
+
+impl FixedPath {
+    pub const EMPTY: FixedPath = FixedPath { len: 0, bytes: [0; 4096] };
+    pub fn new(b: &[u8]) -> Option<Self> {
+        let mut p = Self::EMPTY;
+        p.bytes.get_mut(..b.len())?.copy_from_slice(b);
+        p.len = b.len() as u32;
+        Some(p)
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len as usize).unwrap_or(&[])
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Settings taken from `MIG_*` at launch, and again from the restarting process's
+/// environment after a restore.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Settings {
+    /// Where checkpoints go (absolute).
+    pub image: FixedPath,
+    /// What SIGUSR2 rolls back to: the image restored from, or the last one written.
+    pub last_image: FixedPath,
+    pub debug: bool,
+}
+
+pub struct Runtime {
+    pub settings: Settings,
+    /// The executable, as `/proc/self/exe` named it at launch.
+    pub exe: FixedPath,
+    /// glibc's `__rseq_offset` and registered length (0: rseq not in use).
+    pub rseq_offset: isize,
+    pub rseq_len: u32,
+    /// Created once here: creating one detects CPU features, cloning one does not.
+    pub hasher: crc32fast::Hasher,
+}
+
+struct Cell(UnsafeCell<Option<Runtime>>);
+// SAFETY: written only by `init` (the constructor, before any handler is installed) and
+// `settings_mut` (the restore hand-off, inside a handler with every signal blocked);
+// everything else reads.
+unsafe impl Sync for Cell {}
+static RUNTIME: Cell = Cell(UnsafeCell::new(None));
+
+/// Installs the runtime. Called once, from the constructor, before the handlers exist.
+pub fn init(rt: Runtime) {
+    // SAFETY: see `Cell`: no handler can run yet, so nothing reads concurrently.
+    unsafe { *RUNTIME.0.get() = Some(rt) };
+}
+
+/// The runtime; `None` before `init` (for example when the constructor gave up).
+pub fn try_get() -> Option<&'static Runtime> {
+    // SAFETY: see `Cell`.
+    unsafe { (*RUNTIME.0.get()).as_ref() }
+}
+
+pub fn get() -> &'static Runtime {
+    match try_get() {
+        Some(rt) => rt,
+        None => crate::sys::exit_group(121),
+    }
+}
+
+/// Mutable settings, for the handler that owns the process at that moment.
+///
+/// # Safety
+/// Only from a signal handler that runs with every other signal blocked, and with no
+/// other thread running library code.
+pub unsafe fn settings_mut() -> Option<&'static mut Settings> {
+    // SAFETY: the caller guarantees exclusive access.
+    unsafe { (*RUNTIME.0.get()).as_mut().map(|r| &mut r.settings) }
+}

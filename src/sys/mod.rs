@@ -1,0 +1,230 @@
+//! Raw system calls with types around them: async-signal-safe, no libc, no `errno`.
+//! Everything on the checkpoint and restore paths goes through here.
+#![allow(unsafe_code)]
+
+mod x86_64;
+pub mod msg;
+
+pub use x86_64::syscall6;
+use libc::c_int;
+
+/// `arch_prctl` codes (asm/prctl.h).
+pub const ARCH_SET_FS: i32 = 0x1002;
+pub const ARCH_GET_FS: i32 = 0x1003;
+
+/// An error number returned by the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+pub type SysResult<T = usize> = Result<T, Errno>;
+
+fn check(r: isize) -> SysResult {
+    if (-4095..0).contains(&r) { Err(Errno(-r as i32)) } else { Ok(r as usize) }
+}
+
+macro_rules! sc {
+    ($nr:expr) => { sc!($nr, 0, 0, 0, 0, 0, 0) };
+    ($nr:expr, $a:expr) => { sc!($nr, $a, 0, 0, 0, 0, 0) };
+    ($nr:expr, $a:expr, $b:expr) => { sc!($nr, $a, $b, 0, 0, 0, 0) };
+    ($nr:expr, $a:expr, $b:expr, $c:expr) => { sc!($nr, $a, $b, $c, 0, 0, 0) };
+    ($nr:expr, $a:expr, $b:expr, $c:expr, $d:expr) => { sc!($nr, $a, $b, $c, $d, 0, 0) };
+    ($nr:expr, $a:expr, $b:expr, $c:expr, $d:expr, $e:expr) => { sc!($nr, $a, $b, $c, $d, $e, 0) };
+    ($nr:expr, $a:expr, $b:expr, $c:expr, $d:expr, $e:expr, $f:expr) => {
+        // SAFETY: each wrapper below passes pointers derived from live references or
+        // buffers of the length it names, matching the system call's contract.
+        check(unsafe {
+            syscall6($nr as usize, $a as usize, $b as usize, $c as usize, $d as usize, $e as usize, $f as usize)
+        })
+    };
+}
+
+/// A NUL-terminated path built in a fixed buffer (no allocation).
+pub struct CPath {
+    buf: [u8; 4096],
+}
+
+impl CPath {
+    /// `None` if `path` is too long or contains a NUL.
+    pub fn new(path: &[u8]) -> Option<Self> {
+        let mut buf = [0u8; 4096];
+        if path.len() >= buf.len() || path.contains(&0) {
+            return None;
+        }
+        buf[..path.len()].copy_from_slice(path);
+        Some(CPath { buf })
+    }
+    /// Joins parts, e.g. `["/proc/self/fd/", "12"]`.
+    pub fn join(parts: &[&[u8]]) -> Option<Self> {
+        let mut m = msg::Msg::<4096>::new();
+        for p in parts {
+            m.bytes(p);
+        }
+        if m.overflowed() { None } else { Self::new(m.as_bytes()) }
+    }
+    pub fn ptr(&self) -> *const u8 {
+        self.buf.as_ptr()
+    }
+}
+
+pub fn open(path: &CPath, flags: c_int, mode: u32) -> SysResult<c_int> {
+    sc!(libc::SYS_openat, libc::AT_FDCWD, path.ptr(), flags | libc::O_CLOEXEC, mode).map(|fd| fd as c_int)
+}
+pub fn close(fd: c_int) {
+    let _ = sc!(libc::SYS_close, fd);
+}
+pub fn read(fd: c_int, buf: &mut [u8]) -> SysResult {
+    sc!(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len())
+}
+pub fn pread(fd: c_int, buf: &mut [u8], off: u64) -> SysResult {
+    sc!(libc::SYS_pread64, fd, buf.as_mut_ptr(), buf.len(), off)
+}
+/// Writes from raw memory: the kernel copies straight from `ptr`, and an unreadable
+/// page makes the call fail with `EFAULT` instead of crashing the process.
+pub fn write_raw(fd: c_int, ptr: *const u8, len: usize) -> SysResult {
+    sc!(libc::SYS_write, fd, ptr, len)
+}
+pub fn write_all(fd: c_int, mut ptr: *const u8, mut len: usize) -> SysResult<()> {
+    while len > 0 {
+        match write_raw(fd, ptr, len.min(1 << 30)) {
+            Ok(0) => return Err(Errno(libc::EIO)),
+            Ok(n) => {
+                ptr = ptr.wrapping_add(n);
+                len -= n;
+            }
+            Err(Errno(libc::EINTR)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+/// Reads a whole (small, `/proc`) file into `buf`; returns the length read.
+pub fn read_file(path: &CPath, buf: &mut [u8]) -> SysResult {
+    let fd = open(path, libc::O_RDONLY, 0)?;
+    let mut len = 0;
+    let r = loop {
+        match buf.get_mut(len..).map(|b| read(fd, b)) {
+            Some(Ok(0)) | None => break Ok(len),
+            Some(Ok(n)) => len += n,
+            Some(Err(Errno(libc::EINTR))) => {}
+            Some(Err(e)) => break Err(e),
+        }
+    };
+    close(fd);
+    r
+}
+pub fn lseek(fd: c_int, off: i64, whence: c_int) -> SysResult<i64> {
+    sc!(libc::SYS_lseek, fd, off, whence).map(|v| v as i64)
+}
+pub fn fstat(fd: c_int) -> SysResult<libc::stat> {
+    // SAFETY: `stat` is plain old data.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    sc!(libc::SYS_fstat, fd, &mut st as *mut libc::stat).map(|_| st)
+}
+pub fn stat(path: &CPath) -> SysResult<libc::stat> {
+    // SAFETY: `stat` is plain old data.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    sc!(libc::SYS_newfstatat, libc::AT_FDCWD, path.ptr(), &mut st as *mut libc::stat, 0).map(|_| st)
+}
+pub fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> SysResult {
+    sc!(libc::SYS_fcntl, fd, cmd, arg)
+}
+pub fn readlink(path: &CPath, buf: &mut [u8]) -> SysResult {
+    sc!(libc::SYS_readlinkat, libc::AT_FDCWD, path.ptr(), buf.as_mut_ptr(), buf.len())
+}
+pub fn getdents(fd: c_int, buf: &mut [u8]) -> SysResult {
+    sc!(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len())
+}
+pub fn fsync(fd: c_int) -> SysResult<()> {
+    sc!(libc::SYS_fsync, fd).map(drop)
+}
+pub fn rename(from: &CPath, to: &CPath) -> SysResult<()> {
+    sc!(libc::SYS_renameat, libc::AT_FDCWD, from.ptr(), libc::AT_FDCWD, to.ptr()).map(drop)
+}
+pub fn unlink(path: &CPath) -> SysResult<()> {
+    sc!(libc::SYS_unlinkat, libc::AT_FDCWD, path.ptr(), 0).map(drop)
+}
+pub fn mmap(addr: usize, len: usize, prot: c_int, flags: c_int, fd: c_int, off: u64) -> SysResult {
+    sc!(libc::SYS_mmap, addr, len, prot, flags, fd, off)
+}
+pub fn munmap(addr: usize, len: usize) -> SysResult<()> {
+    sc!(libc::SYS_munmap, addr, len).map(drop)
+}
+pub fn mprotect(addr: usize, len: usize, prot: u32) -> SysResult<()> {
+    sc!(libc::SYS_mprotect, addr, len, prot).map(drop)
+}
+pub fn brk(addr: usize) -> usize {
+    sc!(libc::SYS_brk, addr).unwrap_or(0)
+}
+pub fn getpid() -> u32 {
+    sc!(libc::SYS_getpid).unwrap_or(0) as u32
+}
+pub fn gettid() -> u32 {
+    sc!(libc::SYS_gettid).unwrap_or(0) as u32
+}
+pub fn exit_group(code: c_int) -> ! {
+    let _ = sc!(libc::SYS_exit_group, code);
+    // SAFETY: exit_group does not return.
+    unsafe { core::hint::unreachable_unchecked() }
+}
+pub fn umask(mask: u32) -> u32 {
+    sc!(libc::SYS_umask, mask).unwrap_or(0) as u32
+}
+pub fn getcwd(buf: &mut [u8]) -> SysResult {
+    sc!(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len())
+}
+pub fn prlimit(res: u32, new: Option<&mig_image::Rlimit>, old: &mut mig_image::Rlimit) -> SysResult<()> {
+    let newp = new.map_or(core::ptr::null(), |r| r as *const mig_image::Rlimit);
+    sc!(libc::SYS_prlimit64, 0, res, newp, old as *mut mig_image::Rlimit).map(drop)
+}
+pub fn getitimer(which: c_int, out: &mut mig_image::Itimer) -> SysResult<()> {
+    sc!(libc::SYS_getitimer, which, out as *mut mig_image::Itimer).map(drop)
+}
+pub fn sigaction(sig: c_int, new: Option<&mig_image::KSigaction>, old: Option<&mut mig_image::KSigaction>) -> SysResult<()> {
+    let newp = new.map_or(core::ptr::null(), |a| a as *const _);
+    let oldp = old.map_or(core::ptr::null_mut(), |a| a as *mut _);
+    sc!(libc::SYS_rt_sigaction, sig, newp, oldp, 8).map(drop)
+}
+pub fn sigprocmask(how: c_int, new: Option<u64>, old: Option<&mut u64>) -> SysResult<()> {
+    let set = new.unwrap_or(0);
+    let newp = if new.is_some() { &set as *const u64 } else { core::ptr::null() };
+    let oldp = old.map_or(core::ptr::null_mut(), |a| a as *mut u64);
+    sc!(libc::SYS_rt_sigprocmask, how, newp, oldp, 8).map(drop)
+}
+pub fn sigaltstack(old: &mut libc::stack_t) -> SysResult<()> {
+    sc!(libc::SYS_sigaltstack, 0, old as *mut libc::stack_t).map(drop)
+}
+pub fn prctl(op: c_int, a: usize, b: usize, c: usize, d: usize) -> SysResult {
+    sc!(libc::SYS_prctl, op, a, b, c, d)
+}
+pub fn fs_base() -> u64 {
+    let mut v = 0u64;
+    let _ = sc!(libc::SYS_arch_prctl, ARCH_GET_FS, &mut v as *mut u64);
+    v
+}
+pub fn robust_list() -> (u64, u64) {
+    let (mut head, mut len) = (0u64, 0u64);
+    let _ = sc!(libc::SYS_get_robust_list, 0, &mut head as *mut u64, &mut len as *mut u64);
+    (head, len)
+}
+pub fn clock_realtime_ns() -> u64 {
+    // SAFETY: `timespec` is plain old data.
+    let mut ts: libc::timespec = unsafe { core::mem::zeroed() };
+    let _ = sc!(libc::SYS_clock_gettime, libc::CLOCK_REALTIME, &mut ts as *mut libc::timespec);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+pub fn clock_monotonic_ns() -> u64 {
+    // SAFETY: `timespec` is plain old data.
+    let mut ts: libc::timespec = unsafe { core::mem::zeroed() };
+    let _ = sc!(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts as *mut libc::timespec);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+/// `execve(path, argv, envp)`; returns only on failure.
+///
+/// # Safety
+/// `argv` and `envp` must be NULL-terminated arrays of NUL-terminated strings.
+pub unsafe fn execve(path: &CPath, argv: *const *const u8, envp: *const *const u8) -> Errno {
+    match sc!(libc::SYS_execve, path.ptr(), argv, envp) {
+        Err(e) => e,
+        Ok(_) => Errno(0),
+    }
+}
