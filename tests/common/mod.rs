@@ -1,0 +1,254 @@
+//! Test driver: compiles the C subjects in `c-tests/`, runs them under the library,
+//! checkpoints, kills, restarts, and compares with an uninterrupted run.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/<profile>/libmig.so`, built by cargo alongside the tests.
+pub fn lib() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let lib = profile_dir.join("libmig.so");
+    assert!(lib.exists(), "{} not built", lib.display());
+    lib
+}
+
+/// A fresh, empty directory for one test.
+pub fn tempdir(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Compiles `c-tests/<name>.c` once per test process; returns the binary.
+pub fn compile(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some(p) = built.get(name) {
+        return p.clone();
+    }
+    let src = repo().join("c-tests").join(format!("{name}.c"));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("{name}.{}", std::process::id()));
+    let text = std::fs::read_to_string(&src).unwrap();
+    let mut cmd = Command::new("cc");
+    cmd.args(["-O1", "-g", "-Wall", "-Wextra", "-Werror", "-o"]).arg(&out).arg(&src);
+    if text.starts_with("// cflags: -pthread") {
+        cmd.arg("-pthread");
+    }
+    let st = cmd.status().expect("cc");
+    assert!(st.success(), "compiling {name} failed");
+    built.insert(name.into(), out.clone());
+    out
+}
+
+/// The real Python 3 binary (not a pyenv shim script).
+pub fn python3() -> Option<PathBuf> {
+    let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().ok()?;
+    let p = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    p.exists().then_some(p)
+}
+
+/// A running subject whose stdout lines arrive on a channel.
+pub struct Proc {
+    pub child: Child,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    /// Next stdout line, or `None` at end of output.
+    pub fn line(&mut self) -> Option<String> {
+        let l = self.lines.recv_timeout(TIMEOUT).ok()?;
+        self.seen.push(l.clone());
+        Some(l)
+    }
+    /// Reads until a line starts with `prefix`.
+    pub fn until(&mut self, prefix: &str) -> String {
+        loop {
+            match self.line() {
+                Some(l) if l.starts_with(prefix) => return l,
+                Some(_) => {}
+                None => panic!("no line starting with {prefix:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+    }
+    pub fn kill(mut self) -> Vec<String> {
+        self.signal(libc::SIGKILL);
+        self.child.wait().unwrap();
+        self.seen
+    }
+    /// Reads everything until the end of output, then the exit status.
+    pub fn finish(mut self) -> (Vec<String>, ExitStatus, String) {
+        while self.line().is_some() {}
+        let status = wait_timeout(&mut self.child);
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+        }
+        (self.seen, status, err)
+    }
+}
+
+fn wait_timeout(child: &mut Child) -> ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if t0.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            panic!("subject did not exit within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// How to start a subject.
+pub struct Launch {
+    pub cmd: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub preload: bool,
+}
+
+impl Launch {
+    pub fn new(bin: &Path, dir: &Path) -> Self {
+        Launch { cmd: vec![bin.display().to_string()], cwd: dir.to_path_buf(), env: vec![], preload: true }
+    }
+    pub fn arg(mut self, a: &str) -> Self {
+        self.cmd.push(a.into());
+        self
+    }
+    pub fn env(mut self, k: &str, v: impl AsRef<Path>) -> Self {
+        self.env.push((k.into(), v.as_ref().display().to_string()));
+        self
+    }
+    pub fn bare(mut self) -> Self {
+        self.preload = false;
+        self
+    }
+    pub fn start(&self) -> Proc {
+        let mut c = Command::new(&self.cmd[0]);
+        c.args(&self.cmd[1..]).current_dir(&self.cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for k in ["MIG_IMAGE", "MIG_RESTORE", "MIG_LOG", "LD_PRELOAD"] {
+            c.env_remove(k);
+        }
+        if self.preload {
+            c.env("LD_PRELOAD", lib());
+        }
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        // Only 0, 1 and 2: whatever the test runner inherited is not the subject's.
+        // SAFETY: close_range is async-signal-safe, as pre_exec requires.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                Ok(())
+            });
+        }
+        let mut child = c.spawn().unwrap_or_else(|e| panic!("spawn {:?}: {e}", self.cmd));
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                if tx.send(l.unwrap_or_default()).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines: rx, seen: vec![] }
+    }
+}
+
+/// Waits until `path` exists (an image appears by rename, all at once).
+pub fn wait_for_file(path: &Path) {
+    let t0 = Instant::now();
+    while !path.exists() {
+        assert!(t0.elapsed() < TIMEOUT, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends SIGUSR1 once `step <at>` has been printed and waits for the image; the
+/// subject keeps running. Returns the image path.
+pub fn checkpoint_at(p: &mut Proc, at: u32, image: &Path) {
+    let _ = std::fs::remove_file(image);
+    p.until(&format!("step {at} "));
+    p.signal(libc::SIGUSR1);
+    wait_for_file(image);
+}
+
+/// The step number of a `step <n> <digest>` line.
+pub fn step_of(line: &str) -> Option<u32> {
+    line.strip_prefix("step ")?.split(' ').next()?.parse().ok()
+}
+
+/// Asserts that `restored` (the whole output of a restarted run) continues `before`
+/// (what the first run printed before it was killed) exactly as `reference` (an
+/// uninterrupted run) goes on: no step missing, none different, same end.
+pub fn assert_continues(reference: &[String], before: &[String], restored: &[String]) {
+    assert!(!restored.is_empty(), "the restored run printed nothing");
+    let first = step_of(&restored[0]).unwrap_or_else(|| panic!("restored run starts with {:?}", restored[0]));
+    let last_before = before.iter().rev().find_map(|l| step_of(l)).unwrap_or(0);
+    assert!(first <= last_before + 1, "restored run skipped steps: resumed at {first}, killed after {last_before}");
+    let at = reference.iter().position(|l| step_of(l) == Some(first)).expect("first restored step in reference");
+    assert_eq!(&reference[at..], restored, "restored run differs from the uninterrupted one");
+    assert_eq!(&reference[..at], &before[..at.min(before.len())], "first run differs from the uninterrupted one");
+}
+
+/// The uninterrupted run's output (also checks it exits 0).
+pub fn reference(l: &Launch) -> Vec<String> {
+    let (lines, st, err) = l.start().finish();
+    assert!(st.success(), "uninterrupted run failed: {st:?} {err}");
+    assert!(lines.last().is_some_and(|l| l.starts_with("done")), "no done line: {lines:?}");
+    lines
+}
+
+/// The core scenario: run, checkpoint at `at`, let it go on, SIGKILL, restart from
+/// the image, and compare with an uninterrupted run. Returns the restarted stderr.
+pub fn checkpoint_kill_restart(l: Launch, at: u32) -> String {
+    let reference = reference(&l.clone_bare());
+    let image = l.cwd.join("subject.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, at, &image);
+    p.line().expect("the subject keeps running after a checkpoint");
+    let before = p.kill();
+    let (restored, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
+    assert!(st.success(), "restored run failed: {st:?}\nstderr: {err}\nstdout: {restored:?}");
+    assert_continues(&reference, &before, &restored);
+    err
+}
+
+impl Launch {
+    pub fn clone_with(&self, k: &str, v: &Path) -> Launch {
+        let mut l = Launch { cmd: self.cmd.clone(), cwd: self.cwd.clone(), env: self.env.clone(), preload: self.preload };
+        l.env.push((k.into(), v.display().to_string()));
+        l
+    }
+    pub fn clone_bare(&self) -> Launch {
+        Launch { cmd: self.cmd.clone(), cwd: self.cwd.clone(), env: self.env.clone(), preload: false }
+    }
+}
