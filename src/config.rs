@@ -31,5 +31,10 @@ pub fn settings(restored_from: Option<&Path>) -> Settings {
         image: fixed(&image),
         last_image: restored_from.map(|p| fixed(&absolute(p))).unwrap_or(FixedPath::EMPTY),
         debug: std::env::var("MIG_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug")),
+        interval_ms: std::env::var("MIG_INTERVAL")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(0, |s| (s * 1000.0).max(1.0) as u64),
     }
 }

@@ -77,4 +77,5 @@ fn init() {
         restore::plan::restore(&image, settings);
     }
     install_handlers();
+    checkpoint::timer::arm(settings.interval_ms);
 }

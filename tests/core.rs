@@ -385,3 +385,18 @@ fn multithreaded_checkpoint_is_refused_and_process_continues() {
     assert!(err.contains("more than one thread"), "{err}");
     assert!(!image.exists());
 }
+
+#[test]
+fn periodic_checkpoints_with_mig_interval() {
+    let dir = tempdir("interval");
+    let l = Launch::new(&compile("chain"), &dir).arg("30");
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("i.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).clone_with("MIG_INTERVAL", Path::new("0.2")).start();
+    wait_for_file(&image);
+    p.line().unwrap();
+    let before = p.kill();
+    let (restored, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
+    assert!(st.success(), "{err}");
+    assert_continues(&reference, &before, &restored);
+}

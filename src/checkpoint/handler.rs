@@ -3,6 +3,7 @@
 #![allow(unsafe_code)]
 
 use super::collect::{self, Failure};
+use super::control;
 use super::context::{save_context, Resumed};
 use super::scratch::Scratch;
 use super::writer;
@@ -33,44 +34,66 @@ extern "C" fn body(ctx: *mut Context, _: *mut c_void) -> u64 {
     let ctx = unsafe { *ctx };
     let t0 = sys::clock_monotonic_ns();
     let rt = runtime::get();
-    let image = rt.settings.image;
-    match checkpoint(&ctx, image.as_bytes(), &rt.hasher) {
-        Ok(len) => {
-            // SAFETY: inside the handler, all signals blocked, single thread.
-            if let Some(s) = unsafe { runtime::settings_mut() } {
-                s.last_image = image;
+    let request = control::take_request();
+    let dest = request.as_ref().and_then(|r| r.to).unwrap_or(rt.settings.image);
+    let result = checkpoint(&ctx, dest.as_bytes(), &rt.hasher);
+    let stopped_us = (sys::clock_monotonic_ns() - t0) / 1000;
+    let mut why = msg();
+    if let Err(f) = result {
+        match f {
+            Failure::Full => why.s("the process is too large for the checkpoint's tables"),
+            Failure::Other(what) => why.s(what),
+            Failure::Sys(what, e) => why.s(what).s(" (errno ").num(e.0 as u64).s(")"),
+        };
+    }
+    if let Some(req) = &request {
+        control::report(result.map(|(n, _)| n).map_err(|_| &why), dest.as_bytes(), stopped_us);
+        if req.exit && result.is_ok() {
+            sys::exit_group(0);
+        }
+    }
+    match result {
+        Ok((len, streamed)) => {
+            if !streamed {
+                // SAFETY: inside the handler, all signals blocked, single thread.
+                if let Some(s) = unsafe { runtime::settings_mut() } {
+                    s.last_image = dest;
+                }
             }
             if sys::msg::debug_enabled() {
-                let ms = (sys::clock_monotonic_ns() - t0) / 1_000_000;
-                msg().s("checkpoint written to ").bytes(image.as_bytes()).s(" (").num(len).s(" bytes, ").num(ms).s(" ms)").emit();
+                msg().s("checkpoint written to ").bytes(dest.as_bytes()).s(" (").num(len).s(" bytes, ").num(stopped_us / 1000).s(" ms)").emit();
             }
         }
-        Err(f) => {
+        Err(_) => {
             let mut m = msg();
-            m.s("checkpoint to ").bytes(image.as_bytes()).s(" failed: ");
-            match f {
-                Failure::Full => m.s("the process is too large for the checkpoint's tables"),
-                Failure::Other(why) => m.s(why),
-                Failure::Sys(what, e) => m.s(what).s(" (errno ").num(e.0 as u64).s(")"),
-            };
+            m.s("checkpoint to ").bytes(dest.as_bytes()).s(" failed: ").bytes(why.as_bytes());
             m.emit();
         }
     }
     0
 }
 
-/// Writes the image under a temporary name, syncs it, renames it into place and syncs
-/// the directory: a reader never sees half an image, and a crash leaves the old one.
-fn checkpoint(ctx: &Context, image: &[u8], hasher: &crc32fast::Hasher) -> Result<u64, Failure> {
+/// Writes the image; returns its length and whether it went to a stream (a FIFO).
+///
+/// A file is written under a temporary name, synced, renamed into place and its
+/// directory synced: a reader never sees half an image, and a crash leaves the old one.
+fn checkpoint(ctx: &Context, image: &[u8], hasher: &crc32fast::Hasher) -> Result<(u64, bool), Failure> {
     let mut scratch = Scratch::new().ok_or(Failure::Other("no memory for the checkpoint"))?;
     let snap = collect::collect(&mut scratch, ctx, &[])?;
     let mut crcs = scratch.list(snap.layout.blobs as usize).ok_or(Failure::Full)?;
     let mut copy_buf = scratch.list(1 << 20).ok_or(Failure::Full)?;
+    let dst = CPath::new(image).ok_or(Failure::Other("image path too long"))?;
+
+    if sys::stat(&dst).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO) {
+        let fd = sys::open(&dst, libc::O_WRONLY, 0).map_err(|e| Failure::Sys("opening the image stream", e))?;
+        let written = writer::write(fd, &snap, &mut crcs, &mut copy_buf, hasher);
+        sys::close(fd);
+        return written.map(|n| (n, true));
+    }
 
     let mut pid = sys::msg::Msg::<16>::new();
     pid.num(sys::getpid() as u64);
     let tmp = CPath::join(&[image, b".tmp.", pid.as_bytes()]).ok_or(Failure::Other("image path too long"))?;
-    let dst = CPath::new(image).ok_or(Failure::Other("image path too long"))?;
     let fd = sys::open(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o600)
         .map_err(|e| Failure::Sys("creating the image file", e))?;
     let written = writer::write(fd, &snap, &mut crcs, &mut copy_buf, hasher)
@@ -83,7 +106,7 @@ fn checkpoint(ctx: &Context, image: &[u8], hasher: &crc32fast::Hasher) -> Result
             let _ = sys::unlink(&tmp);
         }
     }
-    result
+    result.map(|n| (n, false))
 }
 
 fn sync_dir(image: &[u8]) {

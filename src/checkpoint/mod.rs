@@ -4,9 +4,11 @@
 
 pub mod collect;
 pub mod context;
+pub mod control;
 pub mod files;
 pub mod handler;
 pub mod maps;
 pub mod rollback;
 pub mod scratch;
+pub mod timer;
 pub mod writer;

@@ -158,6 +158,18 @@ pub fn brk(addr: usize) -> usize {
 pub fn getpid() -> u32 {
     sc!(libc::SYS_getpid).unwrap_or(0) as u32
 }
+pub fn getuid() -> u32 {
+    sc!(libc::SYS_getuid).unwrap_or(0) as u32
+}
+/// `timer_create(clock, ev, &id)` with a kernel `struct sigevent` of 64 bytes.
+pub fn timer_create(clock: c_int, ev: &[u8; 64]) -> SysResult<i32> {
+    let mut id: i32 = 0;
+    sc!(libc::SYS_timer_create, clock, ev.as_ptr(), &mut id as *mut i32).map(|_| id)
+}
+/// `timer_settime(id, 0, {interval, value}, NULL)`, times as (seconds, nanoseconds).
+pub fn timer_settime(id: i32, spec: &[[i64; 2]; 2]) -> SysResult<()> {
+    sc!(libc::SYS_timer_settime, id, 0, spec.as_ptr(), 0).map(drop)
+}
 pub fn gettid() -> u32 {
     sc!(libc::SYS_gettid).unwrap_or(0) as u32
 }
