@@ -90,6 +90,9 @@ impl<'a> Image<'a> {
         if header.arch != ARCH_X86_64 {
             return Err(ImageError::Arch(header.arch));
         }
+        if header.page_size as u64 != PAGE {
+            return Err(ImageError::Layout("image has another page size"));
+        }
         let mut zeroed = header;
         zeroed.header_crc = 0;
         if crc(hasher, bytes_of(&zeroed)) != header.header_crc {
@@ -129,7 +132,11 @@ impl<'a> Image<'a> {
             return Err(ImageError::Layout("region data is misaligned"));
         }
         let trailer = img.range(header.trailer_off, header.trailer_len).ok_or(ImageError::Layout("trailer out of bounds"))?;
-        if header.trailer_len != 4 * (header.blobs + 1) || header.trailer_off != header.data_off + header.data_len {
+        let fits = header.blobs.checked_add(1).and_then(|b| b.checked_mul(4)) == Some(header.trailer_len)
+            && header.data_off.checked_add(header.data_len) == Some(header.trailer_off)
+            && header.trailer_off.checked_add(header.trailer_len) == Some(header.total_len)
+            && trailer.len() >= 4;
+        if !fits {
             return Err(ImageError::Layout("trailer does not fit the format"));
         }
         let (list, own) = trailer.split_at(trailer.len() - 4);

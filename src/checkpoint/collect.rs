@@ -52,8 +52,8 @@ pub fn collect(scratch: &mut Scratch, ctx: &Context, excluded_fds: &[i32]) -> Re
         strings: Strings::new(scratch.list(64 << 20).ok_or(Failure::Full)?),
         layout: Layout::new(0, 0, 0, 0, 0),
         needs_unprotect: false,
-        // Below the stack pointer, the red zone (128 bytes) is still the caller's.
-        stack_cut: (ctx.rsp - 128) & !(PAGE - 1),
+        // The resume point is a call site: nothing below its stack pointer is live.
+        stack_cut: ctx.rsp & !(PAGE - 1),
     };
     let mut text: List<u8> = scratch.list(128 << 20).ok_or(Failure::Full)?;
     let mut pagemap: List<u64> = scratch.list(PAGEMAP_CHUNK).ok_or(Failure::Full)?;

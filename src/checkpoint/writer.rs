@@ -132,13 +132,24 @@ fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut L
 
 /// The contents of a deleted file, read through its descriptor.
 fn file_data(f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, hasher: &crc32fast::Hasher) -> Result<u32, Failure> {
+    // A write-only descriptor cannot be read: read the file through a fresh descriptor.
+    let mut num = sys::msg::Msg::<16>::new();
+    num.num(f.fd as u64);
+    let path = sys::CPath::join(&[b"/proc/self/fd/", num.as_bytes()]).ok_or(Failure::Full)?;
+    let fd = sys::open(&path, libc::O_RDONLY, 0).map_err(|e| Failure::Sys("opening a deleted file", e))?;
+    let r = copy_file(fd, f, buf, out, hasher);
+    sys::close(fd);
+    r
+}
+
+fn copy_file(fd: i32, f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, hasher: &crc32fast::Hasher) -> Result<u32, Failure> {
     let mut crc = hasher.clone();
     let mut off = 0u64;
     buf.truncate(0);
     let chunk = buf.spare();
     while off < f.data_len {
         let want = ((f.data_len - off) as usize).min(chunk.len());
-        let n = match sys::pread(f.fd, &mut chunk[..want], off) {
+        let n = match sys::pread(fd, &mut chunk[..want], off) {
             Ok(0) => return Err(Failure::Other("a deleted file shrank while it was saved")),
             Ok(n) => n,
             Err(sys::Errno(libc::EINTR)) => continue,
