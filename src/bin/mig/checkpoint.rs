@@ -1,0 +1,285 @@
+//! `mig checkpoint`: ask a process for an image and wait until it is complete.
+//!
+//! The protocol with the library (its SIGUSR1 handler):
+//! 1. mig writes `/tmp/mig-<uid>/<pid>.req` atomically (`.req.tmp`, then rename), with
+//!    `to=<absolute path>` (a file, or a FIFO to stream through) unless the process's
+//!    own MIG_IMAGE is meant, and `exit=1` to end the process after a good image;
+//! 2. mig sends the checkpoint signal;
+//! 3. the library unlinks the request, writes the image, then `<pid>.done` atomically:
+//!    `status=ok`, `path=`, `bytes=`, `stopped_us=`, or `status=error`, `reason=`;
+//! 4. mig reads and removes `<pid>.done`.
+
+use crate::control::{self, Done, Files};
+use crate::stream::{self, Progress, Step};
+use crate::util;
+use crate::{Fail, Result};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Ask a running process for a checkpoint and wait until its image is complete.
+///
+/// The process must run under mig (started with `mig run`, or restarted with
+/// `mig restart`). It stops only while it writes the image and then goes on, unless
+/// --exit is given. When the image is complete, mig prints where it is, its size and
+/// how long the process was stopped.
+#[derive(clap::Args)]
+#[command(after_long_help = "\
+EXAMPLES:
+  mig checkpoint 4242                      # to the process's own MIG_IMAGE
+  mig checkpoint 4242 --to /var/tmp/a.mig  # elsewhere
+  mig checkpoint 4242 --exit --to - | ssh host 'mig restart -'
+
+The request goes through the control directory /tmp/mig-<uid>/ (see `mig --help`).
+Exit status 0 means the image is complete; on any failure the process keeps running
+(also with --exit) and mig says why.")]
+pub struct Args {
+    /// The process to checkpoint.
+    pub pid: i32,
+    /// End the process once its image is complete (it exits with status 0).
+    #[arg(long)]
+    pub exit: bool,
+    /// Where to write the image instead of the process's own image path (its
+    /// MIG_IMAGE); `-` streams it to standard output with no file on disk.
+    #[arg(long, value_name = "PATH|-")]
+    pub to: Option<PathBuf>,
+    /// Give up after this many seconds without the process answering or the image
+    /// growing.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub timeout: Duration,
+}
+
+pub fn parse_secs(s: &str) -> std::result::Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!("'{s}' is not a positive number of seconds")),
+    }
+}
+
+/// Where the image goes.
+pub enum Dest<'a> {
+    /// The process's own MIG_IMAGE.
+    Own,
+    File(PathBuf),
+    /// Through a FIFO into this writer. A write error stops the stream (the process
+    /// then sees its write fail, reports an error and does not exit).
+    Stream(&'a mut dyn Write),
+}
+
+pub struct Outcome {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub stopped: Duration,
+    /// When the signal was sent.
+    pub signalled: Instant,
+}
+
+pub fn main(a: Args) -> Result<u8> {
+    let comm = control::comm(a.pid);
+    let streaming = a.to.as_deref() == Some(Path::new("-"));
+    let out = if streaming {
+        let mut stdout = std::io::stdout().lock();
+        if stdout.is_terminal() {
+            return Err(Fail::bad("refusing to write an image to a terminal (redirect standard output, or give --to PATH)"));
+        }
+        let o = take(a.pid, Dest::Stream(&mut stdout), a.exit, a.timeout)?;
+        stdout.flush().map_err(|e| Fail::new(format!("writing the image to standard output: {e}")))?;
+        o
+    } else {
+        let dest = match &a.to {
+            Some(p) => Dest::File(destination(p)?),
+            None => Dest::Own,
+        };
+        take(a.pid, dest, a.exit, a.timeout)?
+    };
+    let wher = if streaming { "streamed to standard output".to_string() } else { format!("written to {}", out.path.display()) };
+    let mut line = format!(
+        "checkpoint of process {} ({comm}) {wher}: {}, process stopped for {}",
+        a.pid,
+        util::size(out.bytes),
+        util::duration(out.stopped)
+    );
+    if a.exit {
+        line.push_str("; the process has exited");
+    }
+    if streaming {
+        eprintln!("mig: {line}");
+    } else {
+        println!("{line}");
+    }
+    Ok(0)
+}
+
+/// `--to PATH` checked and made absolute.
+fn destination(p: &Path) -> Result<PathBuf> {
+    let abs = util::absolute(p)?;
+    if abs.is_dir() {
+        return Err(Fail::bad(format!("{} is a directory; give the image's file name", abs.display())));
+    }
+    let parent = abs.parent().unwrap_or(Path::new("/"));
+    if !parent.is_dir() {
+        return Err(Fail::new(format!("cannot write an image to {}: no directory {}", abs.display(), parent.display())));
+    }
+    Ok(abs)
+}
+
+/// Runs one checkpoint of `pid` to `dest` and waits for its result.
+pub fn take(pid: i32, dest: Dest<'_>, exit: bool, timeout: Duration) -> Result<Outcome> {
+    control::check_target(pid)?;
+    let sig = control::checkpoint_signal()?;
+    let dir = control::control_dir()?;
+    let files = Files::new(&dir, pid);
+    control::remove(&files.done)?;
+    let (to, fifo, sink) = match dest {
+        Dest::Own => (None, None, None),
+        Dest::File(p) => (Some(p), None, None),
+        Dest::Stream(w) => (Some(files.fifo.clone()), Some(stream::open_fifo(&files.fifo)?), Some(w)),
+    };
+    let r = control::write_request(&files, to.as_deref(), exit).and_then(|()| {
+        let signalled = Instant::now();
+        control::send(pid, sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?;
+        let streaming = sink.is_some();
+        let mut w = Waiter { pid, files: &files, timeout, fifo, sink, streamed: 0, progress: Progress::new(format!("mig: checkpoint of {pid}")) };
+        let done = w.wait()?;
+        let streamed = streaming.then_some(w.streamed);
+        w.progress.finish();
+        match done {
+            (Done::Ok { path, bytes, stopped_us }, _) => {
+                if let Some(n) = streamed
+                    && n != bytes {
+                        return Err(Fail::new(format!("the stream ended after {n} bytes, but the image has {bytes}")));
+                    }
+                Ok(Outcome { path, bytes, stopped: Duration::from_micros(stopped_us), signalled })
+            }
+            (Done::Error { reason }, sink_error) => {
+                let mut m = format!("process {pid} could not write its checkpoint: {reason}");
+                if let Some(e) = sink_error {
+                    m.push_str(&format!(" (the stream's destination failed first: {e})"));
+                }
+                if control::alive(pid) {
+                    m.push_str("; it keeps running");
+                }
+                Err(Fail::new(m))
+            }
+        }
+    });
+    // Whatever happened, leave nothing behind: an untaken request would surprise the
+    // process at its next signal.
+    let _ = control::remove(&files.req);
+    let _ = control::remove(&files.req_tmp);
+    let _ = control::remove(&files.fifo);
+    let _ = control::remove(&files.done);
+    r
+}
+
+struct Waiter<'a, 'w> {
+    pid: i32,
+    files: &'a Files,
+    timeout: Duration,
+    fifo: Option<std::fs::File>,
+    sink: Option<&'w mut dyn Write>,
+    streamed: u64,
+    progress: Progress,
+}
+
+struct StreamState {
+    bytes: u64,
+    ended: bool,
+    error: Option<std::io::Error>,
+}
+
+impl Waiter<'_, '_> {
+    /// Copies the stream (if any) and waits for the result file.
+    fn wait(&mut self) -> Result<(Done, Option<std::io::Error>)> {
+        let pid = self.pid;
+        let mut st = StreamState { bytes: 0, ended: self.fifo.is_none(), error: None };
+        let mut buf = vec![0u8; 1 << 20];
+        let mut deadline = Instant::now() + self.timeout;
+        let mut dead_since: Option<Instant> = None;
+        let mut last_probe = Instant::now();
+        let mut last_size = 0u64;
+        loop {
+            let mut idle = true;
+            if let Some(f) = self.fifo.as_mut() {
+                match stream::read_step(f, &mut buf, Duration::from_millis(10)) {
+                    Ok(Step::Data(n)) => {
+                        idle = false;
+                        st.bytes += n as u64;
+                        self.streamed = st.bytes;
+                        deadline = Instant::now() + self.timeout;
+                        if let Some(s) = self.sink.as_mut()
+                            && let Err(e) = s.write_all(&buf[..n]) {
+                                // Stop reading: the process's write fails and it
+                                // neither finishes nor exits.
+                                st.error = Some(e);
+                                self.fifo = None;
+                                st.ended = true;
+                            }
+                        self.progress.update(st.bytes);
+                    }
+                    Ok(Step::End) => {
+                        self.fifo = None;
+                        st.ended = true;
+                    }
+                    Ok(Step::Idle) => {}
+                    Err(e) => return Err(Fail::new(format!("reading the image stream: {e}"))),
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if !idle {
+                continue;
+            }
+            match control::read_done(&self.files.done) {
+                Some(d @ Done::Error { .. }) => return Ok((d, st.error)),
+                Some(d @ Done::Ok { .. }) if st.ended => {
+                    if let Some(e) = st.error {
+                        return Err(Fail::new(format!("the image could not be passed on: {e}")));
+                    }
+                    return Ok((d, None));
+                }
+                _ => {}
+            }
+            if self.fifo.is_none() && st.ended && last_probe.elapsed() >= Duration::from_millis(100) {
+                last_probe = Instant::now();
+                if let Some((_, size)) = control::image_in_progress(pid) {
+                    if size != last_size {
+                        last_size = size;
+                        deadline = Instant::now() + self.timeout;
+                    }
+                    self.progress.update(size);
+                }
+            }
+            if !control::alive(pid) {
+                let since = *dead_since.get_or_insert_with(Instant::now);
+                // The writer is gone: let the stream drain, then look a last time.
+                if self.fifo.is_some() && since.elapsed() < Duration::from_millis(500) {
+                    continue;
+                }
+                if let Some(d) = control::read_done(&self.files.done) {
+                    if matches!(d, Done::Ok { .. }) && !st.ended {
+                        return Err(Fail::new(format!("process {pid} ended before its image was streamed completely")));
+                    }
+                    return Ok((d, st.error));
+                }
+                let taken = !self.files.req.exists();
+                return Err(Fail::new(if taken {
+                    format!("process {pid} ended while writing its checkpoint; no image was made")
+                } else {
+                    format!("process {pid} ended before it took the checkpoint request")
+                }));
+            }
+            if Instant::now() > deadline {
+                let taken = !self.files.req.exists();
+                return Err(Fail::new(if taken {
+                    format!("timed out after {} waiting for process {pid} to finish its checkpoint", util::duration(self.timeout))
+                } else {
+                    format!(
+                        "timed out after {}: process {pid} did not take the checkpoint request (is the checkpoint signal blocked, or is it a version of libmig.so without checkpoint requests?)",
+                        util::duration(self.timeout)
+                    )
+                }));
+            }
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! `mig inspect`: what an image holds, and whether every part of it is intact.
+//!
+//! Works on damaged images as far as they can be read: the header is shown if its CRC
+//! holds, the records if the tables' CRC holds, and each saved blob is checked on its
+//! own, so the report names the region or descriptor whose data is damaged.
+
+use crate::util::{self, json_str};
+use crate::{Fail, Result};
+use mig_image::{FdKind, Header, Image, ImageError, RegionKind, Table, HEADER_LEN, PROT_EXEC, PROT_READ, PROT_WRITE};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Show what an image holds and check it.
+///
+/// Prints the header (executable, pid, when the image was made, format version,
+/// threads), every memory region (address range, permissions, kind, file, size,
+/// saved bytes and whether its CRC holds) and every descriptor (number, kind, flags,
+/// offset, path). A damaged image is shown as far as it can be read, and mig says
+/// where the damage is: header, tables, trailer, or which region's or descriptor's
+/// saved data.
+#[derive(clap::Args)]
+#[command(after_long_help = "\
+Region permissions are r, w, x and p (private) or s (shared). Region kinds: heap,
+stack, anon (private anonymous), file (private file mapping), file-shared,
+shared-anon, orphan (a file mapping whose file is gone: saved whole), vvar, vdso.
+CRC: ok, BAD, `-` (nothing saved), missing (cut off), ? (cannot be checked).
+
+EXIT STATUS:
+  0  the image is intact;  2  it is damaged (or not an image);  1  it cannot be read.")]
+pub struct Args {
+    /// The image file.
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One place where the image is damaged.
+struct Damage {
+    /// `header`, `tables`, `trailer`, `file`, `region 7`, `descriptor 3`.
+    place: String,
+    what: String,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Crc {
+    Ok,
+    Bad,
+    None,
+    Missing,
+    Unknown,
+}
+
+impl Crc {
+    fn name(self) -> &'static str {
+        match self {
+            Crc::Ok => "ok",
+            Crc::Bad => "BAD",
+            Crc::None => "-",
+            Crc::Missing => "missing",
+            Crc::Unknown => "?",
+        }
+    }
+}
+
+struct Region {
+    start: u64,
+    end: u64,
+    perms: String,
+    kind: String,
+    path: String,
+    saved: u64,
+    blob: Option<u32>,
+    crc: Crc,
+}
+
+struct Fd {
+    fd: i32,
+    kind: String,
+    flags: String,
+    offset: i64,
+    path: String,
+    saved: u64,
+    crc: Crc,
+}
+
+struct Process {
+    exe: String,
+    comm: String,
+    cwd: String,
+}
+
+struct Report {
+    file: String,
+    size: u64,
+    header: Option<Header>,
+    process: Option<Process>,
+    regions: Vec<Region>,
+    fds: Vec<Fd>,
+    blobs_checked: u64,
+    damage: Vec<Damage>,
+}
+
+pub fn main(a: Args) -> Result<u8> {
+    let path = util::absolute(&a.image)?;
+    let file = std::fs::File::open(&path).map_err(|e| Fail::new(format!("cannot open {}: {e}", path.display())))?;
+    let size = file.metadata().map_err(|e| Fail::new(format!("{}: {e}", path.display())))?.len();
+    let map = if size == 0 {
+        None
+    } else {
+        // SAFETY: a read-only private mapping that mig only reads; see restart.rs.
+        Some(unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Fail::new(format!("cannot map {}: {e}", path.display())))?)
+    };
+    let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
+    let report = examine(path.display().to_string(), bytes);
+    let text = if a.json { json(&report) } else { text(&report) };
+    print!("{text}");
+    match report.damage.first() {
+        None => Ok(0),
+        Some(d) => {
+            let more = match report.damage.len() {
+                1 => String::new(),
+                n => format!(" (and {} more damaged part{})", n - 1, if n > 2 { "s" } else { "" }),
+            };
+            Err(Fail::bad(format!("{} is damaged: {}: {}{more}", report.file, d.place, d.what)))
+        }
+    }
+}
+
+fn crc(bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(bytes);
+    h.finalize()
+}
+
+fn range(bytes: &[u8], off: u64, len: u64) -> Option<&[u8]> {
+    let end = off.checked_add(len)?;
+    bytes.get(usize::try_from(off).ok()?..usize::try_from(end).ok()?)
+}
+
+fn examine(file: String, bytes: &[u8]) -> Report {
+    let mut r = Report {
+        file,
+        size: bytes.len() as u64,
+        header: None,
+        process: None,
+        regions: vec![],
+        fds: vec![],
+        blobs_checked: 0,
+        damage: vec![],
+    };
+    let hasher = crc32fast::Hasher::new();
+    let (img, tables_ok, trailer_ok) = match Image::open(bytes, &hasher) {
+        Ok(img) => (img, true, true),
+        Err(e) => {
+            let place = match e {
+                ImageError::Empty
+                | ImageError::NotAnImage
+                | ImageError::Version(_)
+                | ImageError::Arch(_)
+                | ImageError::HeaderCrc => "header",
+                ImageError::Truncated { have, .. } if have < HEADER_LEN as u64 => "header",
+                ImageError::Truncated { .. } => "file",
+                ImageError::TablesCrc => "tables",
+                ImageError::TrailerCrc => "trailer",
+                ImageError::Layout(why) if why.contains("trailer") => "trailer",
+                ImageError::Layout(_) | ImageError::BlobCrc { .. } => "tables",
+            };
+            r.damage.push(Damage { place: place.into(), what: e.to_string() });
+            if place == "header" {
+                return r;
+            }
+            // The header's own CRC holds: read what can be trusted beyond it.
+            let Some(header) = mig_image::read_record::<Header>(bytes, 0) else { return r };
+            let img = Image { bytes, header };
+            let tables_ok = range(bytes, header.meta_off, header.meta_len).is_some_and(|m| crc(m) == header.meta_crc)
+                && !matches!(e, ImageError::Layout(_) if place == "tables");
+            let trailer_ok = header.trailer_len >= 4
+                && range(bytes, header.trailer_off, header.trailer_len).is_some_and(|t| {
+                    let (list, own) = t.split_at(t.len() - 4);
+                    crc(list).to_le_bytes() == own
+                });
+            if place == "file" && !trailer_ok {
+                r.damage.push(Damage { place: "trailer".into(), what: "missing (the image is cut off before it)".into() });
+            }
+            (img, tables_ok, trailer_ok)
+        }
+    };
+    r.header = Some(img.header);
+    if !tables_ok {
+        return r;
+    }
+    let p = img.process();
+    let s = |v| String::from_utf8_lossy(img.str(v)).into_owned();
+    let comm_len = p.comm.iter().position(|&c| c == 0).unwrap_or(p.comm.len());
+    r.process = Some(Process { exe: s(p.exe.path), comm: String::from_utf8_lossy(&p.comm[..comm_len]).into_owned(), cwd: s(p.cwd) });
+    let check = |r: &mut Report, blob: u32, off: u64, len: u64| -> Crc {
+        if blob == u32::MAX {
+            return Crc::None;
+        }
+        let Some(data) = range(bytes, off, len) else { return Crc::Missing };
+        if !trailer_ok {
+            return Crc::Unknown;
+        }
+        r.blobs_checked += 1;
+        if img.blob_crc(blob) == Some(crc(data)) { Crc::Ok } else { Crc::Bad }
+    };
+    for i in 0..img.count(Table::Regions) {
+        let rec = img.region(i);
+        let kind = RegionKind::from_u32(rec.kind);
+        let shared = matches!(kind, Some(RegionKind::FileShared | RegionKind::SharedAnon));
+        let perms: String = [(PROT_READ, 'r'), (PROT_WRITE, 'w'), (PROT_EXEC, 'x')]
+            .iter()
+            .map(|&(bit, c)| if rec.prot & bit != 0 { c } else { '-' })
+            .chain([if shared { 's' } else { 'p' }])
+            .collect();
+        let crc = check(&mut r, rec.blob, rec.data_off, rec.data_len);
+        let region = Region {
+            start: rec.start,
+            end: rec.end,
+            perms,
+            kind: kind.map_or_else(|| format!("unknown({})", rec.kind), |k| k.name().to_string()),
+            path: s(rec.file.path),
+            saved: rec.data_len,
+            blob: (rec.blob != u32::MAX).then_some(rec.blob),
+            crc,
+        };
+        if matches!(crc, Crc::Bad | Crc::Missing) {
+            let what = if crc == Crc::Bad {
+                format!("saved data is corrupted (CRC mismatch in blob {})", rec.blob)
+            } else {
+                format!("saved data (blob {}) is cut off", rec.blob)
+            };
+            let desc = format!("{:#x}-{:#x} {}{}", rec.start, rec.end, region.kind, if region.path.is_empty() { String::new() } else { format!(" {}", region.path) });
+            r.damage.push(Damage { place: format!("region {i} ({desc})"), what });
+        }
+        r.regions.push(region);
+    }
+    for i in 0..img.count(Table::Fds) {
+        let rec = img.fd(i);
+        let crc = check(&mut r, rec.blob, rec.data_off, rec.data_len);
+        let fd = Fd {
+            fd: rec.fd,
+            kind: FdKind::from_u32(rec.kind).map_or_else(|| format!("unknown({})", rec.kind), |k| k.name().to_string()),
+            flags: fd_flags(rec.flags, rec.fd_flags),
+            offset: rec.offset,
+            path: s(rec.file.path),
+            saved: rec.data_len,
+            crc,
+        };
+        if matches!(crc, Crc::Bad | Crc::Missing) {
+            let what = if crc == Crc::Bad { "saved file contents are corrupted (CRC mismatch)" } else { "saved file contents are cut off" };
+            r.damage.push(Damage { place: format!("descriptor {} ({})", rec.fd, fd.path), what: format!("{what}, blob {}", rec.blob) });
+        }
+        r.fds.push(fd);
+    }
+    r
+}
+
+fn fd_flags(fl: u32, fdfl: u32) -> String {
+    let fl = fl as i32;
+    let mut v = vec![match fl & libc::O_ACCMODE {
+        libc::O_RDONLY => "rdonly",
+        libc::O_WRONLY => "wronly",
+        _ => "rdwr",
+    }];
+    for (bit, name) in [
+        (libc::O_APPEND, "append"),
+        (libc::O_NONBLOCK, "nonblock"),
+        (libc::O_DIRECTORY, "directory"),
+        (libc::O_SYNC, "sync"),
+        (libc::O_DIRECT, "direct"),
+        (libc::O_NOATIME, "noatime"),
+    ] {
+        if fl & bit == bit {
+            v.push(name);
+        }
+    }
+    if fdfl as i32 & libc::FD_CLOEXEC != 0 {
+        v.push("cloexec");
+    }
+    v.join(",")
+}
+
+fn saved_total(r: &Report) -> u64 {
+    r.regions.iter().map(|x| x.saved).sum::<u64>() + r.fds.iter().map(|x| x.saved).sum::<u64>()
+}
+
+fn text(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "image:       {} ({})", r.file, util::size(r.size));
+    if let Some(h) = &r.header {
+        let _ = writeln!(o, "format:      version {}, x86_64, {}-byte pages", h.version, h.page_size);
+        if let Some(p) = &r.process {
+            let _ = writeln!(o, "executable:  {}", p.exe);
+            let _ = writeln!(o, "command:     {}", p.comm);
+            let _ = writeln!(o, "directory:   {}", p.cwd);
+        }
+        let _ = writeln!(o, "pid:         {}", h.pid);
+        let _ = writeln!(o, "created:     {}", util::utc(h.created_unix_ns));
+        let _ = writeln!(o, "threads:     {}", h.tables[Table::Threads as usize].count);
+        let _ = writeln!(o, "regions:     {}", h.tables[Table::Regions as usize].count);
+        let _ = writeln!(o, "descriptors: {}", h.tables[Table::Fds as usize].count);
+        let _ = writeln!(o, "saved data:  {} in {} blobs", util::size(h.data_len), h.blobs);
+    }
+    if r.process.is_some() {
+        let _ = writeln!(o, "\nREGIONS");
+        let _ = writeln!(o, "  {:<3} {:<33} {:<4} {:<11} {:>10} {:>10} {:<7} PATH", "#", "ADDRESSES", "PERM", "KIND", "SIZE", "SAVED", "CRC");
+        for (i, x) in r.regions.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "  {i:<3} {:016x}-{:016x} {:<4} {:<11} {:>10} {:>10} {:<7} {}",
+                x.start,
+                x.end,
+                x.perms,
+                x.kind,
+                util::size(x.end - x.start),
+                util::size(x.saved),
+                x.crc.name(),
+                x.path
+            );
+        }
+        let _ = writeln!(o, "\nDESCRIPTORS");
+        let _ = writeln!(o, "  {:<4} {:<12} {:<24} {:>10} {:<7} PATH", "FD", "KIND", "FLAGS", "OFFSET", "CRC");
+        for x in &r.fds {
+            let _ = writeln!(o, "  {:<4} {:<12} {:<24} {:>10} {:<7} {}", x.fd, x.kind, x.flags, x.offset, x.crc.name(), x.path);
+        }
+    }
+    let _ = writeln!(o);
+    if r.damage.is_empty() {
+        let _ = writeln!(
+            o,
+            "integrity:   ok (header, tables, trailer and {} blobs, {} of saved data, checked)",
+            r.blobs_checked,
+            util::size(saved_total(r))
+        );
+    } else {
+        let _ = writeln!(o, "integrity:   DAMAGED");
+        for d in &r.damage {
+            let _ = writeln!(o, "  {}: {}", d.place, d.what);
+        }
+    }
+    o
+}
+
+fn json(r: &Report) -> String {
+    let mut o = String::from("{\n");
+    let _ = writeln!(o, "  \"image\": {},", json_str(&r.file));
+    let _ = writeln!(o, "  \"size\": {},", r.size);
+    let _ = writeln!(o, "  \"intact\": {},", r.damage.is_empty());
+    match &r.header {
+        Some(h) => {
+            let _ = writeln!(
+                o,
+                "  \"header\": {{\"version\": {}, \"arch\": \"x86_64\", \"page_size\": {}, \"pid\": {}, \"created_unix_ns\": {}, \"created\": {}, \"threads\": {}, \"regions\": {}, \"descriptors\": {}, \"blobs\": {}, \"data_len\": {}, \"total_len\": {}}},",
+                h.version,
+                h.page_size,
+                h.pid,
+                h.created_unix_ns,
+                json_str(&util::utc(h.created_unix_ns)),
+                h.tables[Table::Threads as usize].count,
+                h.tables[Table::Regions as usize].count,
+                h.tables[Table::Fds as usize].count,
+                h.blobs,
+                h.data_len,
+                h.total_len
+            );
+        }
+        None => o.push_str("  \"header\": null,\n"),
+    }
+    match &r.process {
+        Some(p) => {
+            let _ = writeln!(o, "  \"process\": {{\"executable\": {}, \"command\": {}, \"directory\": {}}},", json_str(&p.exe), json_str(&p.comm), json_str(&p.cwd));
+        }
+        None => o.push_str("  \"process\": null,\n"),
+    }
+    o.push_str("  \"regions\": [");
+    for (i, x) in r.regions.iter().enumerate() {
+        let _ = write!(
+            o,
+            "{}\n    {{\"start\": {}, \"end\": {}, \"start_hex\": \"{:#x}\", \"end_hex\": \"{:#x}\", \"perms\": {}, \"kind\": {}, \"path\": {}, \"size\": {}, \"saved\": {}, \"blob\": {}, \"crc\": {}}}",
+            if i > 0 { "," } else { "" },
+            x.start,
+            x.end,
+            x.start,
+            x.end,
+            json_str(&x.perms),
+            json_str(&x.kind),
+            json_str(&x.path),
+            x.end - x.start,
+            x.saved,
+            x.blob.map_or("null".to_string(), |b| b.to_string()),
+            json_str(x.crc.name())
+        );
+    }
+    o.push_str(if r.regions.is_empty() { "],\n" } else { "\n  ],\n" });
+    o.push_str("  \"descriptors\": [");
+    for (i, x) in r.fds.iter().enumerate() {
+        let _ = write!(
+            o,
+            "{}\n    {{\"fd\": {}, \"kind\": {}, \"flags\": {}, \"offset\": {}, \"path\": {}, \"saved\": {}, \"crc\": {}}}",
+            if i > 0 { "," } else { "" },
+            x.fd,
+            json_str(&x.kind),
+            json_str(&x.flags),
+            x.offset,
+            json_str(&x.path),
+            x.saved,
+            json_str(x.crc.name())
+        );
+    }
+    o.push_str(if r.fds.is_empty() { "],\n" } else { "\n  ],\n" });
+    o.push_str("  \"damage\": [");
+    for (i, d) in r.damage.iter().enumerate() {
+        let _ = write!(o, "{}\n    {{\"where\": {}, \"what\": {}}}", if i > 0 { "," } else { "" }, json_str(&d.place), json_str(&d.what));
+    }
+    o.push_str(if r.damage.is_empty() { "]\n" } else { "\n  ]\n" });
+    o.push_str("}\n");
+    o
+}

@@ -1,0 +1,147 @@
+//! `mig`: the command-line tool around the preload library `libmig.so`.
+//!
+//! Each subcommand lives in its own module; this file holds the command line (clap)
+//! and turns every failure into one line on stderr and a non-zero exit status.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod checkpoint;
+mod control;
+mod inspect;
+mod migrate;
+mod restart;
+mod run;
+mod stream;
+mod util;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use std::process::ExitCode;
+
+const LONG_ABOUT: &str = "\
+mig checkpoints a running Linux process from inside it and brings it back later, \
+in a fresh process on this machine or on another one.
+
+The work is done by the preload library libmig.so, loaded into the program with \
+LD_PRELOAD. `mig run` starts a program with the library; `mig checkpoint` asks it to \
+write an image of itself (its memory, registers, open files, signal handlers) and \
+waits until the image is complete; `mig restart` starts a new process from an image; \
+`mig inspect` shows what an image holds and whether it is intact; `mig migrate` moves \
+a running process to another host over ssh.";
+
+const AFTER_LONG_HELP: &str = "\
+ENVIRONMENT:
+  MIG_LIB      Path of libmig.so. Default: libmig.so in the directory of the mig
+               executable.
+  MIG_SIGNAL   Signal that asks a process for a checkpoint, as a number or a name
+               (SIGUSR1, USR1). Default: SIGUSR1.
+  MIG_SSH      ssh command used by `mig migrate` (split on spaces). Default: ssh.
+  MIG_IMAGE, MIG_INTERVAL, MIG_RESTORE, MIG_LOG
+               Read by the library itself; `mig run` and `mig restart` set them.
+
+FILES:
+  /tmp/mig-<uid>/          Control directory (mode 0700) shared with the library:
+                           <pid>.req (a checkpoint request), <pid>.done (its result),
+                           <pid>.fifo (a streamed image), images kept by a failed
+                           migration.
+  <exe-name>.<pid>.mig     Default image of a process, in the directory it started in.
+
+EXIT STATUS:
+  0    Success.
+  1    The operation failed (the message says why; nothing was left half done).
+  2    Bad usage, or an image that is damaged or not an image at all.
+  `mig run` and `mig restart` become the program: its status is the program's.
+  `mig migrate` ends with the status of the migrated process once it exits.
+
+EXAMPLES:
+  mig run --image /var/tmp/job.mig -- ./job --input data.txt
+  mig checkpoint 4242                   # image at the process's MIG_IMAGE
+  mig checkpoint 4242 --exit --to job.mig
+  mig checkpoint 4242 --exit --to - | gzip > job.mig.gz
+  zcat job.mig.gz | mig restart -
+  mig inspect job.mig
+  mig migrate 4242 user@otherhost
+
+Restoring needs the same executable, libraries and files at the same paths, and the
+same kernel interfaces: images are not portable between different systems.";
+
+#[derive(Parser)]
+#[command(
+    name = "mig",
+    version,
+    about = "Checkpoint, restart and migrate Linux processes (with libmig.so)",
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Run(run::Args),
+    Checkpoint(checkpoint::Args),
+    Restart(restart::Args),
+    Inspect(inspect::Args),
+    Migrate(migrate::Args),
+}
+
+/// A failure: the one line to print and the exit status.
+#[derive(Debug)]
+pub struct Fail {
+    pub code: u8,
+    pub msg: String,
+}
+
+impl Fail {
+    /// An operation that failed: status 1.
+    pub fn new(msg: impl Into<String>) -> Self {
+        Fail { code: 1, msg: msg.into() }
+    }
+    /// A damaged image or bad usage: status 2.
+    pub fn bad(msg: impl Into<String>) -> Self {
+        Fail { code: 2, msg: msg.into() }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Fail>;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    let r = match cli.cmd {
+        Cmd::Run(a) => run::main(a),
+        Cmd::Checkpoint(a) => checkpoint::main(a),
+        Cmd::Restart(a) => restart::main(a),
+        Cmd::Inspect(a) => inspect::main(a),
+        Cmd::Migrate(a) => migrate::main(a),
+    };
+    match r {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("mig: {}", f.msg);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// clap's errors take several lines; keep the first, as one line, and point at --help.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
+    }
+    let text = e.render().to_string();
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("bad usage");
+    let first = first.trim().trim_start_matches("error: ");
+    let bin = Cli::command().get_name().to_string();
+    eprintln!("{bin}: {first} (see '{bin} --help')");
+    ExitCode::from(2)
+}

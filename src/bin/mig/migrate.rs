@@ -1,0 +1,250 @@
+//! `mig migrate`: move a running process to another host over ssh.
+//!
+//! 1. ssh runs `cd <cwd> && <remote-mig> restart --confirm -` on the host; that
+//!    prints `mig-restart: ready` at once. Until then nothing has happened to the
+//!    process: if ssh or the remote mig fails here, the process keeps running.
+//! 2. The process is checkpointed with --exit, streamed (`--to -`) into ssh, and
+//!    at the same time into a local copy of the image in the control directory.
+//! 3. The remote mig checks the image and becomes the restored process; a watcher
+//!    there prints `mig-restart: running <pid>` once the restore is past its point of
+//!    no return. Then the local copy is deleted and the downtime reported. If
+//!    anything fails before that, the local copy is kept and mig says how to resume.
+//! 4. mig stays connected, passing on the process's output, until it exits; its
+//!    status is mig's.
+
+use crate::checkpoint::{self, Dest};
+use crate::restart::{READY, RUNNING};
+use crate::util::{self, sh_quote};
+use crate::{control, Fail, Result};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// Move a running process to another host.
+///
+/// The process is checkpointed with --exit and its image streamed through ssh into
+/// `mig restart -` on HOST, in the same working directory, with no image file on
+/// either side. The same executable, libraries and files must exist at the same paths
+/// there (images are not portable between different systems). mig then stays
+/// connected, passing on the process's standard output and error, until it exits.
+///
+/// Nothing happens to the process until `mig` answers on HOST. If the move fails
+/// after the checkpoint, the image is kept in /tmp/mig-<uid>/ and mig prints the
+/// command that resumes the process here.
+#[derive(clap::Args)]
+#[command(after_long_help = "\
+EXAMPLES:
+  mig migrate 4242 otherhost
+  mig migrate 4242 alice@otherhost --remote-mig /opt/mig/bin/mig
+  mig migrate 4242 otherhost --ssh 'ssh -p 2222 -i ~/.ssh/migkey'
+
+EXIT STATUS:
+  the migrated process's exit status once it ends on HOST; 1 if the move failed.")]
+pub struct Args {
+    /// The process to move.
+    pub pid: i32,
+    /// Where to: a host name for ssh, with an optional user.
+    #[arg(value_name = "[USER@]HOST")]
+    pub host: String,
+    /// The mig command on HOST.
+    #[arg(long, value_name = "PATH", default_value = "mig")]
+    pub remote_mig: String,
+    /// The ssh command, split on spaces (for options such as -p or -F). Default:
+    /// $MIG_SSH, else ssh.
+    #[arg(long, value_name = "COMMAND")]
+    pub ssh: Option<String>,
+    /// Give up after this many seconds without progress (connecting, checkpointing,
+    /// restarting).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = checkpoint::parse_secs)]
+    pub timeout: Duration,
+}
+
+enum Event {
+    Ready,
+    Running(String),
+    /// ssh's stderr ended (it exited or closed it).
+    Closed,
+}
+
+/// Copies the image to the local file and to ssh; ssh failing is noted, not fatal.
+struct Tee {
+    file: File,
+    remote: Option<ChildStdin>,
+    remote_error: Option<std::io::Error>,
+}
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write_all(buf)?;
+        if let Some(r) = self.remote.as_mut()
+            && let Err(e) = r.write_all(buf) {
+                self.remote_error = Some(e);
+                self.remote = None;
+            }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+pub fn main(a: Args) -> Result<u8> {
+    control::check_target(a.pid)?;
+    let pid = a.pid;
+    let cwd = control::cwd(pid)?;
+    let cwd = cwd.to_str().ok_or_else(|| Fail::new("the working directory is not valid UTF-8"))?.to_string();
+    let ssh = a.ssh.clone().or_else(|| std::env::var("MIG_SSH").ok().filter(|s| !s.trim().is_empty())).unwrap_or_else(|| "ssh".into());
+    let mut words = ssh.split_whitespace();
+    let ssh_prog = words.next().ok_or_else(|| Fail::bad("--ssh is empty"))?;
+    let remote_cmd = format!("cd {} && exec {} restart --confirm -", sh_quote(&cwd), sh_quote(&a.remote_mig));
+    let mut child = Command::new(ssh_prog)
+        .args(words)
+        .arg("-T")
+        .arg(&a.host)
+        .arg(&remote_cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Fail::new(format!("cannot run {ssh_prog}: {e}")))?;
+    let (events, last_lines) = watch_stderr(&mut child);
+
+    // 1. Wait for the remote mig.
+    match wait_event(&events, a.timeout) {
+        Some(Event::Ready) => {}
+        other => {
+            let why = if other.is_none() { "no answer".to_string() } else { exit_reason(&mut child, &last_lines) };
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Fail::new(format!(
+                "cannot start `{} restart` on {}: {why}; process {pid} was not touched and keeps running here",
+                a.remote_mig, a.host
+            )));
+        }
+    }
+
+    // 2. Checkpoint into ssh and a local copy.
+    let dir = control::control_dir()?;
+    let keep = dir.join(format!("{}.{pid}.mig", control::comm(pid).replace('/', "_")));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&keep)
+        .map_err(|e| Fail::new(format!("cannot create the local copy {}: {e}", keep.display())))?;
+    let mut tee = Tee { file, remote: child.stdin.take(), remote_error: None };
+    let out = match checkpoint::take(pid, Dest::Stream(&mut tee), true, a.timeout) {
+        Ok(o) => o,
+        Err(f) => {
+            drop(tee);
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&keep);
+            return Err(Fail::new(format!("migration of process {pid} failed: {}", f.msg)));
+        }
+    };
+    let Tee { file, remote, remote_error } = tee;
+    drop(remote); // end of the image for the remote side
+    let kept = file.sync_all();
+
+    // 3. Wait for the restored process.
+    let fail = |why: String| -> Fail {
+        let how = match &kept {
+            Ok(()) => format!(
+                "process {pid} stopped here after its checkpoint; its image is kept at {}; resume it here with: mig restart {}",
+                keep.display(),
+                sh_quote(&keep.display().to_string())
+            ),
+            Err(e) => format!("process {pid} stopped here and its local image could not be saved either ({e})"),
+        };
+        Fail::new(format!("migration to {} failed: {why}; {how}", a.host))
+    };
+    loop {
+        match events.recv() {
+            Ok(Event::Running(remote_pid)) => {
+                let downtime = out.signalled.elapsed();
+                let _ = std::fs::remove_file(&keep);
+                eprintln!(
+                    "mig: process {pid} moved to {} (pid {remote_pid} there): downtime {}, stopped for the checkpoint {}, image {}",
+                    a.host,
+                    util::duration(downtime),
+                    util::duration(out.stopped),
+                    util::size(out.bytes)
+                );
+                break;
+            }
+            Ok(Event::Ready) => {}
+            Ok(Event::Closed) | Err(_) => {
+                let mut why = exit_reason(&mut child, &last_lines);
+                if let Some(e) = remote_error {
+                    why.push_str(&format!(" (sending the image failed: {e})"));
+                }
+                return Err(fail(why));
+            }
+        }
+    }
+
+    // 4. Stay with the process until it ends.
+    let status = child.wait().map_err(|e| Fail::new(format!("waiting for ssh: {e}")))?;
+    Ok(status.code().map_or(1, |c| c.clamp(0, 255) as u8))
+}
+
+/// Reads ssh's stderr: markers become events, everything else is passed on.
+fn watch_stderr(child: &mut Child) -> (Receiver<Event>, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let (tx, rx) = channel();
+    let last = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let keep = last.clone();
+    let err = child.stderr.take();
+    std::thread::spawn(move || {
+        if let Some(err) = err {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if line == READY {
+                    let _ = tx.send(Event::Ready);
+                } else if let Some(p) = line.strip_prefix(RUNNING) {
+                    let _ = tx.send(Event::Running(p.trim().to_string()));
+                } else {
+                    eprintln!("{line}");
+                    if let Ok(mut l) = keep.lock() {
+                        l.push(line);
+                        if l.len() > 5 {
+                            l.remove(0);
+                        }
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Event::Closed);
+    });
+    (rx, last)
+}
+
+fn wait_event(rx: &Receiver<Event>, timeout: Duration) -> Option<Event> {
+    let until = Instant::now() + timeout;
+    match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        Ok(e) => Some(e),
+        Err(RecvTimeoutError::Timeout) => None,
+        Err(RecvTimeoutError::Disconnected) => Some(Event::Closed),
+    }
+}
+
+/// Why ssh ended: its status and the last thing the remote side said.
+fn exit_reason(child: &mut Child, last: &std::sync::Mutex<Vec<String>>) -> String {
+    let status = child.wait().ok();
+    let said = last.lock().ok().and_then(|l| l.iter().rev().find(|s| !s.trim().is_empty()).cloned());
+    let st = match status.and_then(|s| s.code()) {
+        Some(255) => "ssh failed (status 255)".to_string(),
+        Some(127) => "the remote mig was not found (status 127)".to_string(),
+        Some(c) => format!("the remote side exited with status {c}"),
+        None => "ssh was killed".to_string(),
+    };
+    match said {
+        Some(s) => format!("{st}: {}", s.trim()),
+        None => st,
+    }
+}
+

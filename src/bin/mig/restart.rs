@@ -1,0 +1,204 @@
+//! `mig restart`: start a process from an image.
+//!
+//! mig checks the whole image first (so a damaged one is refused before anything
+//! starts), then execs the image's executable with MIG_RESTORE and LD_PRELOAD in the
+//! image's working directory: the restored process replaces `mig restart` (same pid,
+//! same standard streams).
+
+use crate::util;
+use crate::{Fail, Result};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+/// What `--confirm` prints on stderr as soon as it runs, for `mig migrate`.
+pub const READY: &str = "mig-restart: ready";
+/// What `--confirm` prints once the restored process runs: `<this> <pid>`.
+pub const RUNNING: &str = "mig-restart: running";
+
+/// Start a process from an image (a file, or `-` for standard input).
+///
+/// The image is checked completely first: a damaged or truncated image is refused
+/// (exit status 2) before anything starts. Then mig becomes the image's executable,
+/// started in the image's working directory with the library preloaded, and the
+/// library puts the saved process back: its memory, registers, open files and
+/// command line. The restored process has mig's pid and standard streams.
+///
+/// From `-`, the image is read into memory (a memfd: no file on disk) and handed to
+/// the library as /proc/self/fd/<n>.
+#[derive(clap::Args)]
+#[command(after_long_help = "\
+EXAMPLES:
+  mig restart job.mig
+  ssh otherhost 'mig checkpoint 4242 --exit --to -' | mig restart -
+
+The executable, the libraries and the files the process had open must be where they
+were, unchanged. If the restore itself fails, the library says why on stderr and the
+process exits with status 2.")]
+pub struct Args {
+    /// The image, or `-` to read it from standard input.
+    #[arg(value_name = "IMAGE|-")]
+    pub image: PathBuf,
+    /// Where the restored process writes its next images (sets MIG_IMAGE). Default:
+    /// MIG_IMAGE as set for mig, else <exe-name>.<pid>.mig in the working directory.
+    #[arg(long, value_name = "PATH")]
+    pub image_out: Option<PathBuf>,
+    /// For `mig migrate`: report on stderr when mig starts and when the restored
+    /// process runs.
+    #[arg(long, hide = true)]
+    pub confirm: bool,
+}
+
+pub fn main(a: Args) -> Result<u8> {
+    if a.confirm {
+        eprintln!("{READY}");
+    }
+    let from_stdin = a.image.as_os_str() == "-";
+    let (file, restore_path, shown) = if from_stdin {
+        use std::io::IsTerminal;
+        if std::io::stdin().is_terminal() {
+            return Err(Fail::bad("refusing to read an image from a terminal (pipe one in, or give its path)"));
+        }
+        let f = stdin_to_memfd()?;
+        let p = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+        (f, p, "standard input".to_string())
+    } else {
+        let abs = util::absolute(&a.image)?;
+        let f = File::open(&abs).map_err(|e| Fail::new(format!("cannot open {}: {e}", abs.display())))?;
+        (f, abs.clone(), abs.display().to_string())
+    };
+    let (exe, cwd) = check_image(&file).map_err(|why| Fail::bad(format!("cannot restart from {shown}: {why}")))?;
+    if !exe.is_file() {
+        return Err(Fail::new(format!("cannot restart from {shown}: its executable {} is missing", exe.display())));
+    }
+    if !cwd.is_dir() {
+        return Err(Fail::new(format!("cannot restart from {shown}: its working directory {} is missing", cwd.display())));
+    }
+    let lib = util::library()?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg0(&exe).current_dir(&cwd).env("MIG_RESTORE", &restore_path).env("LD_PRELOAD", util::preload_value(&lib));
+    if let Some(out) = &a.image_out {
+        cmd.env("MIG_IMAGE", util::absolute(out)?);
+    }
+    if a.confirm {
+        watch_restore()?;
+    }
+    // The memfd (when reading stdin) must stay open across exec: it was made without
+    // close-on-exec, and `file` is not dropped before exec.
+    let e = cmd.exec();
+    drop(file);
+    Err(Fail::new(format!("cannot start {}: {e}", exe.display())))
+}
+
+/// Checks every byte of the image; returns its executable and working directory.
+fn check_image(file: &File) -> std::result::Result<(PathBuf, PathBuf), String> {
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    if len == 0 {
+        return Err(mig_image::ImageError::Empty.to_string());
+    }
+    // SAFETY: a read-only private mapping; mig only reads it. If another process
+    // truncated the file meanwhile, reading could fault (SIGBUS); images are private
+    // files of their owner (mode 0600) or our own memfd.
+    let map = unsafe { memmap2::Mmap::map(file) }.map_err(|e| format!("cannot map it: {e}"))?;
+    let img = mig_image::Image::verify(&map, &crc32fast::Hasher::new()).map_err(|e| e.to_string())?;
+    let p = img.process();
+    let exe = PathBuf::from(OsStr::from_bytes(img.str(p.exe.path)));
+    let cwd = PathBuf::from(OsStr::from_bytes(img.str(p.cwd)));
+    if exe.as_os_str().is_empty() || !exe.is_absolute() {
+        return Err("the image names no executable".into());
+    }
+    let cwd = if cwd.as_os_str().is_empty() { PathBuf::from("/") } else { cwd };
+    Ok((exe, cwd))
+}
+
+/// Reads standard input to its end into a memfd that exec will pass on.
+fn stdin_to_memfd() -> Result<File> {
+    // SAFETY: a valid NUL-terminated name; flags 0: no close-on-exec, on purpose.
+    let fd = unsafe { libc::memfd_create(c"mig-image".as_ptr(), 0) };
+    if fd < 0 {
+        return Err(Fail::new(format!("cannot create a memfd: {}", std::io::Error::last_os_error())));
+    }
+    // SAFETY: `fd` was just created and belongs to nobody else.
+    let mut f = unsafe { File::from_raw_fd(fd) };
+    let mut stdin = std::io::stdin().lock();
+    std::io::copy(&mut stdin, &mut f).map_err(|e| Fail::new(format!("reading the image from standard input: {e}")))?;
+    f.flush().map_err(|e| Fail::new(format!("{e}")))?;
+    Ok(f)
+}
+
+/// For `--confirm`: a detached watcher that prints `RUNNING <pid>` on stderr once the
+/// restored process is past the point of no return.
+///
+/// The watcher holds the read end of a pipe whose write end this process keeps across
+/// exec. The library's restore closes every descriptor it does not restore, after it
+/// has checked everything; a refused restore exits instead. So when the pipe reports
+/// end-of-file, the process either runs the restored program (it still has an
+/// address space) or has exited (it has none left: `statm` reads all zeroes).
+fn watch_restore() -> Result<()> {
+    let target = std::process::id() as i32;
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is an array of two ints, as pipe2 requires.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Fail::new(format!("cannot create a pipe: {}", std::io::Error::last_os_error())));
+    }
+    let (r, w) = (fds[0], fds[1]);
+    // SAFETY: clears close-on-exec on our own write end.
+    unsafe { libc::fcntl(w, libc::F_SETFD, 0) };
+    // Double fork, so that the restored process never has a child it does not know of.
+    // SAFETY: this process is single-threaded; the children only make system calls and
+    // format into a stack buffer before _exit.
+    match unsafe { libc::fork() } {
+        -1 => Err(Fail::new(format!("cannot fork: {}", std::io::Error::last_os_error()))),
+        0 => {
+            // SAFETY: as above.
+            if unsafe { libc::fork() } == 0 {
+                watcher(r, target);
+            }
+            // SAFETY: leaving the intermediate child without running destructors.
+            unsafe { libc::_exit(0) }
+        }
+        child => {
+            let mut status = 0;
+            // SAFETY: reaping our own child; closing our copy of the read end.
+            unsafe {
+                libc::waitpid(child, &mut status, 0);
+                libc::close(r);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn watcher(r: i32, target: i32) -> ! {
+    // SAFETY: in the forked watcher: keep stderr and the read end only (the write end
+    // and the memfd must not be held open here), then block until end-of-file.
+    unsafe {
+        libc::dup2(r, 0);
+        libc::close(1);
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        libc::setsid();
+        let mut b = [0u8; 16];
+        loop {
+            let n = libc::read(0, b.as_mut_ptr().cast(), b.len());
+            if n == 0 || (n < 0 && *libc::__errno_location() != libc::EINTR) {
+                break;
+            }
+        }
+    }
+    if has_address_space(target) {
+        let line = format!("{RUNNING} {target}\n");
+        // SAFETY: writing a buffer we own to stderr.
+        unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    }
+    // SAFETY: ending the watcher.
+    unsafe { libc::_exit(0) }
+}
+
+fn has_address_space(pid: i32) -> bool {
+    std::fs::read_to_string(Path::new(&format!("/proc/{pid}/statm")))
+        .is_ok_and(|s| s.split_whitespace().next().is_some_and(|v| v != "0"))
+}
