@@ -1,0 +1,542 @@
+//! Issue 4: the `mig` command, run as a user would run it: `mig run`, `checkpoint`,
+//! `restart`, `inspect` and `migrate` (over a real sshd on loopback).
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn mig() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mig"))
+}
+
+/// `mig <args>` to completion, with no MIG_* variables from the environment.
+fn mig_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(mig());
+    c.args(args).stdin(Stdio::null());
+    for k in ["MIG_IMAGE", "MIG_RESTORE", "MIG_LOG", "LD_PRELOAD", "MIG_INTERVAL", "MIG_SIGNAL", "MIG_SSH"] {
+        c.env_remove(k);
+    }
+    c
+}
+
+fn mig_out(args: &[&str]) -> (ExitStatus, String, String) {
+    let Output { status, stdout, stderr } = mig_cmd(args).output().expect("run mig");
+    (status, String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+/// `mig run [opts] -- <bin> <args>` as a subject (mig itself is not preloaded: it
+/// preloads the program).
+fn mig_run(bin: &Path, dir: &Path, opts: &[&str], args: &[&str]) -> Proc {
+    let mut l = Launch::new(&mig(), dir).bare().arg("run");
+    for o in opts {
+        l = l.arg(o);
+    }
+    l = l.arg("--").arg(bin.to_str().unwrap());
+    for a in args {
+        l = l.arg(a);
+    }
+    l.start()
+}
+
+fn chain_reference(dir: &Path, steps: &str) -> Vec<String> {
+    reference(&Launch::new(&compile("chain"), dir).arg(steps).bare())
+}
+
+/// One line of stderr, and it says `want`.
+fn assert_one_line(err: &str, want: &str) {
+    assert_eq!(err.trim_end().lines().count(), 1, "one line on stderr: {err:?}");
+    assert!(err.contains(want), "expected {want:?} in {err:?}");
+}
+
+#[test]
+fn run_checkpoint_restart_round_trip() {
+    let dir = tempdir("cli_round_trip");
+    let bin = compile("chain");
+    let reference = chain_reference(&dir, "40");
+    let image = dir.join("round.mig");
+    let mut p = mig_run(&bin, &dir, &["--image", "round.mig"], &["40"]);
+    p.until("step 5 ");
+    // mig execs the program: the pid is the program's.
+    let exe = std::fs::read_link(format!("/proc/{}/exe", p.pid())).unwrap();
+    assert_eq!(exe, bin);
+    let (st, out, err) = mig_out(&["checkpoint", &p.pid().to_string()]);
+    assert!(st.success(), "checkpoint failed: {err}");
+    assert!(out.contains(&format!("written to {}", image.display())), "says where: {out}");
+    assert!(out.contains("KiB") && out.contains("stopped for"), "size and stop time: {out}");
+    let len = std::fs::metadata(&image).expect("the image is there").len();
+    assert!(len > 4096);
+    p.line().expect("the process keeps running after a checkpoint");
+    let before = p.kill();
+    let restored = Launch::new(&mig(), &dir).bare().arg("restart").arg(image.to_str().unwrap());
+    let (lines, st, err) = restored.start().finish();
+    assert!(st.success(), "restarted run failed: {st:?} {err}");
+    assert_continues(&reference, &before, &lines);
+}
+
+#[test]
+fn checkpoint_exit_ends_the_process_and_restart_resumes_it() {
+    let dir = tempdir("cli_exit");
+    let bin = compile("chain");
+    let reference = chain_reference(&dir, "30");
+    let image = dir.join("exit.mig");
+    let mut p = mig_run(&bin, &dir, &[], &["30"]);
+    p.until("step 4 ");
+    let (st, out, err) = mig_out(&["checkpoint", &p.pid().to_string(), "--exit", "--to", image.to_str().unwrap()]);
+    assert!(st.success(), "{err}");
+    assert!(out.contains("the process has exited"), "{out}");
+    let (before, st, _) = p.finish();
+    assert!(st.success(), "the process exits with status 0 after --exit: {st:?}");
+    assert!(!before.last().unwrap().starts_with("done"), "it stopped early: {before:?}");
+    let (lines, st, err) = Launch::new(&mig(), &dir).bare().arg("restart").arg(image.to_str().unwrap()).start().finish();
+    assert!(st.success(), "{err}");
+    assert_continues(&reference, &before, &lines);
+}
+
+#[test]
+fn checkpoint_stream_piped_into_restart_stdin() {
+    let dir = tempdir("cli_stream");
+    let bin = compile("chain");
+    let reference = chain_reference(&dir, "30");
+    let mut p = mig_run(&bin, &dir, &[], &["30"]);
+    p.until("step 6 ");
+    let mut ck = mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let restart = mig_cmd(&["restart", "-"])
+        .current_dir("/")
+        .stdin(ck.stdout.take().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ck_out = ck.wait_with_output().unwrap();
+    let ck_err = String::from_utf8_lossy(&ck_out.stderr);
+    assert!(ck_out.status.success(), "checkpoint --to - failed: {ck_err}");
+    assert!(ck_err.contains("streamed to standard output"), "{ck_err}");
+    let (before, st, _) = p.finish();
+    assert!(st.success());
+    let out = restart.wait_with_output().unwrap();
+    assert!(out.status.success(), "restart - failed: {}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    assert_continues(&reference, &before, &lines);
+    // No image file anywhere: not in the working directory, not in the control dir.
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "mig")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// An image of `chain` stopped at step 3 (the process is killed).
+fn chain_image(dir: &Path, name: &str) -> PathBuf {
+    let image = dir.join(name);
+    let mut p = mig_run(&compile("chain"), dir, &["--image", image.to_str().unwrap()], &["40"]);
+    p.until("step 3 ");
+    let (st, _, err) = mig_out(&["checkpoint", &p.pid().to_string()]);
+    assert!(st.success(), "{err}");
+    p.kill();
+    image
+}
+
+#[test]
+fn inspect_a_good_image() {
+    let dir = tempdir("cli_inspect");
+    let image = chain_image(&dir, "good.mig");
+    let (st, out, err) = mig_out(&["inspect", image.to_str().unwrap()]);
+    assert!(st.success(), "{err}");
+    assert_eq!(err, "");
+    let bin = compile("chain");
+    for want in [
+        &format!("executable:  {}", bin.display()),
+        "format:      version 1",
+        "threads:     1",
+        "created:     20",
+        " UTC",
+        "heap",
+        "stack",
+        "vdso",
+        "rw-p",
+        "r-xp",
+        "integrity:   ok",
+    ] {
+        assert!(out.contains(want), "{want:?} missing from:\n{out}");
+    }
+    let (st, json, err) = mig_out(&["inspect", "--json", image.to_str().unwrap()]);
+    assert!(st.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("not JSON ({e}):\n{json}"));
+    assert_eq!(v["intact"], true);
+    assert_eq!(v["process"]["executable"], bin.to_str().unwrap());
+    assert_eq!(v["header"]["version"], 1);
+    assert_eq!(v["header"]["threads"], 1);
+    let regions = v["regions"].as_array().unwrap();
+    assert!(regions.iter().any(|r| r["kind"] == "heap" && r["crc"] == "ok"));
+    assert!(regions.iter().all(|r| r["crc"] == "ok" || r["crc"] == "-"));
+    assert!(regions.iter().all(|r| r["end"].as_u64().unwrap() > r["start"].as_u64().unwrap()));
+    assert!(v["descriptors"].is_array());
+    assert_eq!(v["damage"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn inspect_names_the_damage() {
+    let dir = tempdir("cli_inspect_bad");
+    let image = chain_image(&dir, "good.mig");
+    let good = std::fs::read(&image).unwrap();
+    // The heap region's saved data.
+    let (_, json, _) = mig_out(&["inspect", "--json", image.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let regions = v["regions"].as_array().unwrap();
+    let heap = regions.iter().position(|r| r["kind"] == "heap").expect("a heap region");
+    let blob = regions[heap]["blob"].as_u64().unwrap();
+    let data_off = heap_data_offset(&good, heap);
+
+    let n = good.len();
+    let (region_name, blob_name) = (format!("region {heap} ("), format!("CRC mismatch in blob {blob}"));
+    let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
+        ("heap", flip(&good, data_off + 100), vec![&region_name, "heap", &blob_name]),
+        ("header", flip(&good, 100), vec!["header", "header is corrupted"]),
+        ("tables", flip(&good, 4096 + 300), vec!["tables", "tables are corrupted"]),
+        ("trailer", flip(&good, n - 2), vec!["trailer", "corrupted"]),
+        ("truncated", good[..n / 2].to_vec(), vec!["truncated"]),
+        ("empty", vec![], vec!["header", "empty"]),
+    ];
+    for (name, bytes, wants) in cases {
+        let p = dir.join(format!("{name}.mig"));
+        std::fs::write(&p, &bytes).unwrap();
+        let (st, out, err) = mig_out(&["inspect", p.to_str().unwrap()]);
+        assert_eq!(st.code(), Some(2), "{name}: damaged image must fail: {out}{err}");
+        assert_one_line(&err, "is damaged");
+        for w in wants {
+            assert!(err.contains(w), "{name}: {w:?} not in {err:?}");
+        }
+        assert!(out.contains("integrity:   DAMAGED"), "{name}: {out}");
+        let (st, json, _) = mig_out(&["inspect", "--json", p.to_str().unwrap()]);
+        assert_eq!(st.code(), Some(2));
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{name}: not JSON ({e}):\n{json}"));
+        assert_eq!(v["intact"], false);
+        assert!(!v["damage"].as_array().unwrap().is_empty());
+    }
+    // A damaged blob still shows everything else.
+    let p = dir.join("heap.mig");
+    let (_, out, _) = mig_out(&["inspect", p.to_str().unwrap()]);
+    assert!(out.contains("BAD") && out.contains(" ok "), "per-region CRC status:\n{out}");
+}
+
+fn flip(b: &[u8], at: usize) -> Vec<u8> {
+    let mut v = b.to_vec();
+    v[at] ^= 0x5a;
+    v
+}
+
+/// File offset of region `i`'s saved data, read from the image with the format crate.
+fn heap_data_offset(bytes: &[u8], i: usize) -> usize {
+    let img = mig_image::Image::verify(bytes, &crc32fast::Hasher::new()).unwrap();
+    img.region(i).data_off as usize
+}
+
+#[test]
+fn checkpoint_refuses_a_process_without_the_library() {
+    let mut sleep = Command::new("sleep").arg("5").spawn().unwrap();
+    let t0 = Instant::now();
+    let (st, _, err) = mig_out(&["checkpoint", &sleep.id().to_string()]);
+    assert_eq!(st.code(), Some(1));
+    assert_one_line(&err, "not running under mig");
+    assert!(t0.elapsed() < Duration::from_secs(3), "answers at once, no hang");
+    assert!(sleep.try_wait().unwrap().is_none(), "and the process was not signalled");
+    sleep.kill().unwrap();
+    sleep.wait().unwrap();
+
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let (st, _, err) = mig_out(&["checkpoint", &gone.id().to_string()]);
+    assert_eq!(st.code(), Some(1));
+    assert_one_line(&err, &format!("no process with pid {}", gone.id()));
+}
+
+#[test]
+fn run_refuses_static_and_setuid_programs() {
+    let dir = tempdir("cli_static");
+    let bin = compile("chain");
+    let suid = dir.join("chain-suid");
+    std::fs::copy(&bin, &suid).unwrap();
+    std::fs::set_permissions(&suid, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    let (st, out, err) = mig_out(&["run", "--", suid.to_str().unwrap(), "3"]);
+    assert_eq!(st.code(), Some(1));
+    assert_eq!(out, "", "the program must not run");
+    assert_one_line(&err, "is setuid");
+
+    let (st, _, err) = mig_out(&["run", "--", "/nonexistent/prog"]);
+    assert_eq!(st.code(), Some(1));
+    assert_one_line(&err, "no such file");
+
+    if !Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists() {
+        println!("note: static libc (libc6-dev's libc.a) is missing: the statically linked case is skipped");
+        return;
+    }
+    let stat = dir.join("chain-static");
+    let ok = Command::new("cc").args(["-O1", "-static", "-o"]).arg(&stat).arg(repo().join("c-tests/chain.c")).status().unwrap();
+    assert!(ok.success(), "cc -static");
+    let (st, out, err) = mig_out(&["run", "--", stat.to_str().unwrap(), "3"]);
+    assert_eq!(st.code(), Some(1));
+    assert_eq!(out, "");
+    assert_one_line(&err, "statically linked");
+    // A script whose interpreter is static is refused too.
+    let script = dir.join("script");
+    std::fs::write(&script, format!("#!{} 3\n", stat.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (st, _, err) = mig_out(&["run", "--", script.to_str().unwrap()]);
+    assert_eq!(st.code(), Some(1));
+    assert_one_line(&err, "statically linked");
+}
+
+#[test]
+fn run_sets_the_environment_and_keeps_the_exit_status() {
+    let dir = tempdir("cli_run_env");
+    let (st, out, err) = mig_out(&["run", "--image", "rel.mig", "--interval", "2.5", "--", "sh", "-c", "echo \"$MIG_IMAGE|$MIG_INTERVAL|$LD_PRELOAD\"; exit 7"]);
+    assert_eq!(st.code(), Some(7), "the program's own status: {err}");
+    let cwd = std::env::current_dir().unwrap();
+    let lib = std::fs::canonicalize(mig().parent().unwrap().join("libmig.so")).unwrap();
+    assert_eq!(out.trim_end(), format!("{}|2.5|{}", cwd.join("rel.mig").display(), lib.display()));
+    let (st, _, err) = mig_out(&["run", "--interval", "0", "--", "true"]);
+    assert_eq!(st.code(), Some(2));
+    assert_one_line(&err, "not a positive number");
+    drop(dir);
+}
+
+#[test]
+fn restart_refuses_missing_and_damaged_images() {
+    let dir = tempdir("cli_restart_bad");
+    let (st, out, err) = mig_out(&["restart", dir.join("missing.mig").to_str().unwrap()]);
+    assert_eq!(st.code(), Some(1));
+    assert_eq!(out, "");
+    assert_one_line(&err, "No such file");
+
+    let image = chain_image(&dir, "good.mig");
+    let good = std::fs::read(&image).unwrap();
+    let n = good.len();
+    for (name, bytes, want) in [
+        ("flip-data", flip(&good, n - 4096 * 3), "corrupted"),
+        ("truncated", good[..n - 1].to_vec(), "truncated"),
+        ("garbage", vec![7u8; 10000], "not a mig image"),
+        ("empty", vec![], "empty"),
+    ] {
+        let p = dir.join(format!("{name}.mig"));
+        std::fs::write(&p, &bytes).unwrap();
+        let (st, out, err) = mig_out(&["restart", p.to_str().unwrap()]);
+        assert_eq!(st.code(), Some(2), "{name}: {err}");
+        assert_eq!(out, "", "{name}: nothing may start");
+        assert_one_line(&err, want);
+        assert!(err.contains(&p.display().to_string()), "names the image: {err}");
+        // The same from standard input.
+        let mut c = mig_cmd(&["restart", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut input = c.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut input, &bytes);
+        });
+        let o = c.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{name} from stdin");
+        assert!(o.stdout.is_empty());
+        assert_one_line(&String::from_utf8_lossy(&o.stderr), "standard input");
+    }
+}
+
+#[test]
+fn usage_errors_are_one_line() {
+    let (st, _, err) = mig_out(&["checkpoint"]);
+    assert_eq!(st.code(), Some(2));
+    assert_one_line(&err, "--help");
+    let (st, _, err) = mig_out(&["frobnicate"]);
+    assert_eq!(st.code(), Some(2));
+    assert_one_line(&err, "frobnicate");
+    let (st, out, _) = mig_out(&["--help"]);
+    assert!(st.success());
+    for want in ["ENVIRONMENT", "EXIT STATUS", "MIG_LIB", "/tmp/mig-<uid>/", "checkpoint", "migrate"] {
+        assert!(out.contains(want), "--help lacks {want:?}");
+    }
+}
+
+// ---- Migration over a real sshd on 127.0.0.1 ----
+
+/// A throwaway sshd on a free loopback port, with its own host and user keys.
+struct Sshd {
+    child: std::process::Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sshd {
+    /// The ssh command that reaches it.
+    fn ssh(&self) -> String {
+        format!("ssh -F {}", self.dir.join("ssh_config").display())
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() == 0 }
+}
+
+fn run_ok(c: &mut Command) {
+    let o = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn start_sshd(name: &str) -> Option<Sshd> {
+    let sshd = Path::new("/usr/sbin/sshd");
+    if !sshd.exists() {
+        if !is_root() {
+            println!("note: /usr/sbin/sshd is missing and installing it needs root: migration test skipped");
+            return None;
+        }
+        let _ = Command::new("apt-get").arg("update").arg("-qq").status();
+        run_ok(Command::new("apt-get").args(["install", "-y", "-qq", "openssh-server"]).env("DEBIAN_FRONTEND", "noninteractive"));
+    }
+    assert!(is_root(), "the loopback sshd of these tests needs root");
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let dir = tempdir(name);
+    for key in ["host_key", "user_key"] {
+        run_ok(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(dir.join(key)));
+    }
+    std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let d = dir.display();
+    std::fs::write(
+        dir.join("sshd_config"),
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n\
+             LogLevel ERROR\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("ssh_config"),
+        format!(
+            "Host *\n  Port {port}\n  User root\n  IdentityFile {d}/user_key\n  IdentitiesOnly yes\n  \
+             UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n  BatchMode yes\n  LogLevel ERROR\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+    let child = Command::new(sshd).arg("-D").arg("-e").arg("-f").arg(dir.join("sshd_config")).stderr(log).spawn().unwrap();
+    let s = Sshd { child, dir, port };
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err() {
+        assert!(t0.elapsed() < TIMEOUT, "sshd did not start: {}", std::fs::read_to_string(s.dir.join("sshd.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = Command::new("sh").arg("-c").arg(format!("{} 127.0.0.1 echo hello", s.ssh())).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "hello",
+        "ssh to the test sshd: {} / {}",
+        String::from_utf8_lossy(&o.stderr),
+        std::fs::read_to_string(s.dir.join("sshd.log")).unwrap_or_default()
+    );
+    Some(s)
+}
+
+/// `mig migrate` with its stdout (the migrated process's output) and stderr.
+fn migrate(pid: i32, ssh: &str, extra: &[&str]) -> (ExitStatus, Vec<String>, String) {
+    let mut args = vec!["migrate".to_string(), pid.to_string(), "127.0.0.1".into(), "--ssh".into(), ssh.into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut c = mig_cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = String::new();
+    let mut e = c.stderr.take().unwrap();
+    let errt = std::thread::spawn(move || {
+        let _ = e.read_to_string(&mut err);
+        err
+    });
+    let lines: Vec<String> = BufReader::new(c.stdout.take().unwrap()).lines().map(|l| l.unwrap()).collect();
+    let st = c.wait().unwrap();
+    (st, lines, errt.join().unwrap())
+}
+
+#[test]
+fn migrate_to_loopback_goes_on_with_the_same_digests() {
+    let Some(sshd) = start_sshd("cli_sshd_ok") else { return };
+    let dir = tempdir("cli_migrate");
+    let bin = compile("chain");
+    let reference = chain_reference(&dir, "40");
+    let mut p = mig_run(&bin, &dir, &[], &["40"]);
+    p.until("step 8 ");
+    let pid = p.pid();
+    let (st, moved, err) = migrate(pid, &sshd.ssh(), &["--remote-mig", mig().to_str().unwrap()]);
+    assert!(st.success(), "migrate failed: {st:?}\n{err}");
+    assert!(err.contains("moved to 127.0.0.1") && err.contains("downtime"), "reports the downtime: {err}");
+    let (before, st, _) = p.finish();
+    assert!(st.success(), "the source process ends with status 0");
+    assert_continues(&reference, &before, &moved);
+    // The local copy of the image is gone once the process runs on the other side.
+    let kept: Vec<PathBuf> = std::fs::read_dir("/tmp/mig-0")
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().contains(&format!(".{pid}."))).collect())
+        .unwrap_or_default();
+    assert!(kept.is_empty(), "left behind: {kept:?}");
+}
+
+#[test]
+fn migrate_failures_before_the_checkpoint_leave_the_process_running() {
+    let Some(sshd) = start_sshd("cli_sshd_fail") else { return };
+    let dir = tempdir("cli_migrate_fail");
+    let bin = compile("chain");
+    let reference = chain_reference(&dir, "40");
+    let mut p = mig_run(&bin, &dir, &[], &["40"]);
+    p.until("step 3 ");
+    // Connection refused: port 1 on loopback.
+    let (st, out, err) = migrate(p.pid(), &format!("{} -p 1", sshd.ssh()), &["--remote-mig", mig().to_str().unwrap()]);
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains("Connection refused"), "passes on ssh's reason: {err}");
+    assert!(err.contains(&format!("process {} was not touched and keeps running here", p.pid())), "{err}");
+    // No mig on the other side.
+    let (st, _, err) = migrate(p.pid(), &sshd.ssh(), &["--remote-mig", "/nonexistent/mig"]);
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(err.contains("remote mig was not found"), "{err}");
+    assert!(err.contains("keeps running here"), "{err}");
+    // The process went on undisturbed.
+    let (lines, st, _) = p.finish();
+    assert!(st.success());
+    assert_eq!(lines, reference);
+}
+
+#[test]
+fn migrate_failure_after_the_checkpoint_keeps_the_image_and_says_how_to_resume() {
+    let Some(sshd) = start_sshd("cli_sshd_late") else { return };
+    let dir = tempdir("cli_migrate_late");
+    let bin = compile("chain");
+    let reference = chain_reference(&dir, "40");
+    // A remote mig that answers but cannot find the library: it fails only after it
+    // has received the image.
+    let broken = dir.join("broken-mig");
+    std::fs::write(&broken, format!("#!/bin/sh\nMIG_LIB=/nonexistent/libmig.so exec {} \"$@\"\n", mig().display())).unwrap();
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut p = mig_run(&bin, &dir, &[], &["40"]);
+    p.until("step 5 ");
+    let pid = p.pid();
+    let (st, out, err) = migrate(pid, &sshd.ssh(), &["--remote-mig", broken.to_str().unwrap()]);
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(out.is_empty());
+    let (before, st, _) = p.finish();
+    assert!(st.success(), "the process was checkpointed with --exit");
+    let last = err.lines().last().unwrap_or("");
+    assert!(last.contains("MIG_LIB"), "passes on the remote reason: {err}");
+    let cmd = last.split("resume it here with: ").nth(1).unwrap_or_else(|| panic!("says how to resume: {err}"));
+    let image = cmd.strip_prefix("mig restart ").expect("a mig restart command").trim();
+    assert!(Path::new(image).exists(), "the image is kept at {image}");
+    assert!(image.starts_with("/tmp/mig-") && image.contains(&pid.to_string()));
+    // Following the advice resumes the process here.
+    let (lines, st, err) = Launch::new(&mig(), &dir).bare().arg("restart").arg(image).start().finish();
+    assert!(st.success(), "{err}");
+    assert_continues(&reference, &before, &lines);
+    std::fs::remove_file(image).unwrap();
+}
