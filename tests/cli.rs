@@ -497,12 +497,12 @@ fn migrate_failures_before_the_checkpoint_leave_the_process_running() {
     assert_eq!(st.code(), Some(1), "{err}");
     assert!(out.is_empty());
     assert!(err.contains("Connection refused"), "passes on ssh's reason: {err}");
-    assert!(err.contains(&format!("process {} was not touched and keeps running here", p.pid())), "{err}");
+    assert_one_line(&err, &format!("process {} was not touched and keeps running here", p.pid()));
     // No mig on the other side.
     let (st, _, err) = migrate(p.pid(), &sshd.ssh(), &["--remote-mig", "/nonexistent/mig"]);
     assert_eq!(st.code(), Some(1), "{err}");
     assert!(err.contains("remote mig was not found"), "{err}");
-    assert!(err.contains("keeps running here"), "{err}");
+    assert_one_line(&err, "keeps running here");
     // The process went on undisturbed.
     let (lines, st, _) = p.finish();
     assert!(st.success());
@@ -528,8 +528,8 @@ fn migrate_failure_after_the_checkpoint_keeps_the_image_and_says_how_to_resume()
     assert!(out.is_empty());
     let (before, st, _) = p.finish();
     assert!(st.success(), "the process was checkpointed with --exit");
-    let last = err.lines().last().unwrap_or("");
-    assert!(last.contains("MIG_LIB"), "passes on the remote reason: {err}");
+    assert_one_line(&err, "MIG_LIB");
+    let last = err.trim_end();
     let cmd = last.split("resume it here with: ").nth(1).unwrap_or_else(|| panic!("says how to resume: {err}"));
     let image = cmd.strip_prefix("mig restart ").expect("a mig restart command").trim();
     assert!(Path::new(image).exists(), "the image is kept at {image}");

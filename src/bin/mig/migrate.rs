@@ -21,6 +21,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Move a running process to another host.
@@ -193,34 +194,46 @@ pub fn main(a: Args) -> Result<u8> {
     Ok(status.code().map_or(1, |c| c.clamp(0, 255) as u8))
 }
 
-/// Reads ssh's stderr: markers become events, everything else is passed on.
-fn watch_stderr(child: &mut Child) -> (Receiver<Event>, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+/// What the remote side said on stderr that is not passed on yet.
+#[derive(Default)]
+struct Remote {
+    /// Until the restored process runs, ssh's and the remote mig's lines are held
+    /// back: a failure is then reported in mig's own line, with the last of them.
+    held: Vec<String>,
+    passing: bool,
+}
+
+type Shared = Arc<Mutex<Remote>>;
+
+/// Reads ssh's stderr: markers become events, everything else is held or passed on.
+fn watch_stderr(child: &mut Child) -> (Receiver<Event>, Shared) {
     let (tx, rx) = channel();
-    let last = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let keep = last.clone();
+    let shared: Shared = Arc::default();
+    let remote = shared.clone();
     let err = child.stderr.take();
     std::thread::spawn(move || {
         if let Some(err) = err {
             for line in BufReader::new(err).lines() {
                 let Ok(line) = line else { break };
+                let mut r = remote.lock().unwrap_or_else(|p| p.into_inner());
                 if line == READY {
                     let _ = tx.send(Event::Ready);
                 } else if let Some(p) = line.strip_prefix(RUNNING) {
-                    let _ = tx.send(Event::Running(p.trim().to_string()));
-                } else {
-                    eprintln!("{line}");
-                    if let Ok(mut l) = keep.lock() {
-                        l.push(line);
-                        if l.len() > 5 {
-                            l.remove(0);
-                        }
+                    for l in r.held.drain(..) {
+                        eprintln!("{l}");
                     }
+                    r.passing = true;
+                    let _ = tx.send(Event::Running(p.trim().to_string()));
+                } else if r.passing {
+                    eprintln!("{line}");
+                } else {
+                    r.held.push(line);
                 }
             }
         }
         let _ = tx.send(Event::Closed);
     });
-    (rx, last)
+    (rx, shared)
 }
 
 fn wait_event(rx: &Receiver<Event>, timeout: Duration) -> Option<Event> {
@@ -232,19 +245,25 @@ fn wait_event(rx: &Receiver<Event>, timeout: Duration) -> Option<Event> {
     }
 }
 
-/// Why ssh ended: its status and the last thing the remote side said.
-fn exit_reason(child: &mut Child, last: &std::sync::Mutex<Vec<String>>) -> String {
+/// Why ssh ended: its status and the last thing the remote side said (anything it
+/// said before that is passed on first).
+fn exit_reason(child: &mut Child, remote: &Shared) -> String {
     let status = child.wait().ok();
-    let said = last.lock().ok().and_then(|l| l.iter().rev().find(|s| !s.trim().is_empty()).cloned());
+    let held = std::mem::take(&mut remote.lock().unwrap_or_else(|p| p.into_inner()).held);
+    let last = held.iter().rposition(|l| !l.trim().is_empty());
+    for (i, l) in held.iter().enumerate() {
+        if Some(i) != last {
+            eprintln!("{l}");
+        }
+    }
     let st = match status.and_then(|s| s.code()) {
         Some(255) => "ssh failed (status 255)".to_string(),
         Some(127) => "the remote mig was not found (status 127)".to_string(),
         Some(c) => format!("the remote side exited with status {c}"),
         None => "ssh was killed".to_string(),
     };
-    match said {
-        Some(s) => format!("{st}: {}", s.trim()),
+    match last {
+        Some(i) => format!("{st}: {}", held[i].trim()),
         None => st,
     }
 }
-

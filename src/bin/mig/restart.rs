@@ -104,7 +104,10 @@ fn check_image(file: &File) -> std::result::Result<(PathBuf, PathBuf), String> {
     // truncated the file meanwhile, reading could fault (SIGBUS); images are private
     // files of their owner (mode 0600) or our own memfd.
     let map = unsafe { memmap2::Mmap::map(file) }.map_err(|e| format!("cannot map it: {e}"))?;
-    let img = mig_image::Image::verify(&map, &crc32fast::Hasher::new()).map_err(|e| e.to_string())?;
+    let img = mig_image::Image::verify(&map, &crc32fast::Hasher::new()).map_err(|e| match e {
+        mig_image::ImageError::BlobCrc { index } => format!("{e}{}", blob_owner(&map, index)),
+        e => e.to_string(),
+    })?;
     let p = img.process();
     let exe = PathBuf::from(OsStr::from_bytes(img.str(p.exe.path)));
     let cwd = PathBuf::from(OsStr::from_bytes(img.str(p.cwd)));
@@ -113,6 +116,25 @@ fn check_image(file: &File) -> std::result::Result<(PathBuf, PathBuf), String> {
     }
     let cwd = if cwd.as_os_str().is_empty() { PathBuf::from("/") } else { cwd };
     Ok((exe, cwd))
+}
+
+/// ` (region START-END KIND)` or ` (descriptor N)`: what a damaged blob belongs to.
+fn blob_owner(bytes: &[u8], index: u32) -> String {
+    let Ok(img) = mig_image::Image::open(bytes, &crc32fast::Hasher::new()) else { return String::new() };
+    for i in 0..img.count(mig_image::Table::Regions) {
+        let r = img.region(i);
+        if r.blob == index {
+            let kind = mig_image::RegionKind::from_u32(r.kind).map_or("?", |k| k.name());
+            return format!(": region {i} ({:#x}-{:#x} {kind})", r.start, r.end);
+        }
+    }
+    for i in 0..img.count(mig_image::Table::Fds) {
+        let f = img.fd(i);
+        if f.blob == index {
+            return format!(": the saved contents of descriptor {}", f.fd);
+        }
+    }
+    String::new()
 }
 
 /// Reads standard input to its end into a memfd that exec will pass on.
