@@ -23,7 +23,11 @@ fn mig_cmd(args: &[&str]) -> Command {
 }
 
 fn mig_out(args: &[&str]) -> (ExitStatus, String, String) {
-    let Output { status, stdout, stderr } = mig_cmd(args).output().expect("run mig");
+    mig_out_env(args, &[])
+}
+
+fn mig_out_env(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let Output { status, stdout, stderr } = mig_cmd(args).envs(env.iter().copied()).output().expect("run mig");
     (status, String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
 }
 
@@ -102,18 +106,9 @@ fn checkpoint_stream_piped_into_restart_stdin() {
     let reference = chain_reference(&dir, "30");
     let mut p = mig_run(&bin, &dir, &[], &["30"]);
     p.until("step 6 ");
-    let mut ck = mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", "-"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let restart = mig_cmd(&["restart", "-"])
-        .current_dir("/")
-        .stdin(ck.stdout.take().unwrap())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut ck = mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", "-"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let restart =
+        mig_cmd(&["restart", "-"]).current_dir("/").stdin(ck.stdout.take().unwrap()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let ck_out = ck.wait_with_output().unwrap();
     let ck_err = String::from_utf8_lossy(&ck_out.stderr);
     assert!(ck_out.status.success(), "checkpoint --to - failed: {ck_err}");
@@ -255,6 +250,35 @@ fn checkpoint_refuses_a_process_without_the_library() {
 }
 
 #[test]
+fn checkpoint_timeout_and_death_are_reported_and_leave_no_request() {
+    let dir = tempdir("cli_timeout");
+    let bin = compile("chain");
+    let req = |pid: i32| PathBuf::from(format!("/tmp/mig-{}/{pid}.req", uid()));
+    // A signal the library does not answer (SIGURG is ignored by default): no answer.
+    let mut p = mig_run(&bin, &dir, &[], &["60"]);
+    p.until("step 2 ");
+    let pid = p.pid().to_string();
+    let t0 = Instant::now();
+    let (st, _, err) = mig_out_env(&["checkpoint", &pid, "--timeout", "0.5"], &[("MIG_SIGNAL", "SIGURG")]);
+    assert_eq!(st.code(), Some(1));
+    assert_one_line(&err, "timed out");
+    assert!(err.contains("did not take the checkpoint request"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(!req(p.pid()).exists(), "the stale request is removed");
+    // A signal that kills it: said at once.
+    let (st, _, err) = mig_out_env(&["checkpoint", &pid], &[("MIG_SIGNAL", "TERM")]);
+    assert_eq!(st.code(), Some(1));
+    assert_one_line(&err, &format!("process {pid} ended before it took the checkpoint request"));
+    assert!(!req(p.pid()).exists());
+    p.finish();
+}
+
+fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() }
+}
+
+#[test]
 fn run_refuses_static_and_setuid_programs() {
     let dir = tempdir("cli_static");
     let bin = compile("chain");
@@ -293,7 +317,8 @@ fn run_refuses_static_and_setuid_programs() {
 #[test]
 fn run_sets_the_environment_and_keeps_the_exit_status() {
     let dir = tempdir("cli_run_env");
-    let (st, out, err) = mig_out(&["run", "--image", "rel.mig", "--interval", "2.5", "--", "sh", "-c", "echo \"$MIG_IMAGE|$MIG_INTERVAL|$LD_PRELOAD\"; exit 7"]);
+    let (st, out, err) =
+        mig_out(&["run", "--image", "rel.mig", "--interval", "2.5", "--", "sh", "-c", "echo \"$MIG_IMAGE|$MIG_INTERVAL|$LD_PRELOAD\"; exit 7"]);
     assert_eq!(st.code(), Some(7), "the program's own status: {err}");
     let cwd = std::env::current_dir().unwrap();
     let lib = std::fs::canonicalize(mig().parent().unwrap().join("libmig.so")).unwrap();
@@ -478,7 +503,7 @@ fn migrate_to_loopback_goes_on_with_the_same_digests() {
     assert!(st.success(), "the source process ends with status 0");
     assert_continues(&reference, &before, &moved);
     // The local copy of the image is gone once the process runs on the other side.
-    let kept: Vec<PathBuf> = std::fs::read_dir("/tmp/mig-0")
+    let kept: Vec<PathBuf> = std::fs::read_dir(format!("/tmp/mig-{}", uid()))
         .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().contains(&format!(".{pid}."))).collect())
         .unwrap_or_default();
     assert!(kept.is_empty(), "left behind: {kept:?}");

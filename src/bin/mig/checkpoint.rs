@@ -93,12 +93,8 @@ pub fn main(a: Args) -> Result<u8> {
         take(a.pid, dest, a.exit, a.timeout)?
     };
     let wher = if streaming { "streamed to standard output".to_string() } else { format!("written to {}", out.path.display()) };
-    let mut line = format!(
-        "checkpoint of process {} ({comm}) {wher}: {}, process stopped for {}",
-        a.pid,
-        util::size(out.bytes),
-        util::duration(out.stopped)
-    );
+    let mut line =
+        format!("checkpoint of process {} ({comm}) {wher}: {}, process stopped for {}", a.pid, util::size(out.bytes), util::duration(out.stopped));
     if a.exit {
         line.push_str("; the process has exited");
     }
@@ -146,9 +142,10 @@ pub fn take(pid: i32, dest: Dest<'_>, exit: bool, timeout: Duration) -> Result<O
         match done {
             (Done::Ok { path, bytes, stopped_us }, _) => {
                 if let Some(n) = streamed
-                    && n != bytes {
-                        return Err(Fail::new(format!("the stream ended after {n} bytes, but the image has {bytes}")));
-                    }
+                    && n != bytes
+                {
+                    return Err(Fail::new(format!("the stream ended after {n} bytes, but the image has {bytes}")));
+                }
                 Ok(Outcome { path, bytes, stopped: Duration::from_micros(stopped_us), signalled })
             }
             (Done::Error { reason }, sink_error) => {
@@ -156,9 +153,9 @@ pub fn take(pid: i32, dest: Dest<'_>, exit: bool, timeout: Duration) -> Result<O
                 if let Some(e) = sink_error {
                     m.push_str(&format!(" (the stream's destination failed first: {e})"));
                 }
-                if control::alive(pid) {
-                    m.push_str("; it keeps running");
-                }
+                // A process whose stream broke may die of the SIGPIPE it got.
+                std::thread::sleep(Duration::from_millis(100));
+                m.push_str(if control::alive(pid) { "; it keeps running" } else { "; the process has ended" });
                 Err(Fail::new(m))
             }
         }
@@ -208,13 +205,14 @@ impl Waiter<'_, '_> {
                         self.streamed = st.bytes;
                         deadline = Instant::now() + self.timeout;
                         if let Some(s) = self.sink.as_mut()
-                            && let Err(e) = s.write_all(&buf[..n]) {
-                                // Stop reading: the process's write fails and it
-                                // neither finishes nor exits.
-                                st.error = Some(e);
-                                self.fifo = None;
-                                st.ended = true;
-                            }
+                            && let Err(e) = s.write_all(&buf[..n])
+                        {
+                            // Stop reading: the process's write fails and it
+                            // neither finishes nor exits.
+                            st.error = Some(e);
+                            self.fifo = None;
+                            st.ended = true;
+                        }
                         self.progress.update(st.bytes);
                     }
                     Ok(Step::End) => {

@@ -30,8 +30,7 @@ pub fn control_dir() -> Result<PathBuf> {
         return Err(Fail::new(format!("the control directory {} belongs to another user", dir.display())));
     }
     if m.mode() & 0o077 != 0 {
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| Fail::new(format!("cannot make {} private: {e}", dir.display())))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(|e| Fail::new(format!("cannot make {} private: {e}", dir.display())))?;
     }
     Ok(dir)
 }

@@ -6,7 +6,7 @@
 
 use crate::util::{self, json_str};
 use crate::{Fail, Result};
-use mig_image::{FdKind, Header, Image, ImageError, RegionKind, Table, HEADER_LEN, PROT_EXEC, PROT_READ, PROT_WRITE};
+use mig_image::{FdKind, HEADER_LEN, Header, Image, ImageError, PROT_EXEC, PROT_READ, PROT_WRITE, RegionKind, Table};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -140,26 +140,14 @@ fn range(bytes: &[u8], off: u64, len: u64) -> Option<&[u8]> {
 }
 
 fn examine(file: String, bytes: &[u8]) -> Report {
-    let mut r = Report {
-        file,
-        size: bytes.len() as u64,
-        header: None,
-        process: None,
-        regions: vec![],
-        fds: vec![],
-        blobs_checked: 0,
-        damage: vec![],
-    };
+    let mut r =
+        Report { file, size: bytes.len() as u64, header: None, process: None, regions: vec![], fds: vec![], blobs_checked: 0, damage: vec![] };
     let hasher = crc32fast::Hasher::new();
     let (img, tables_ok, trailer_ok) = match Image::open(bytes, &hasher) {
         Ok(img) => (img, true, true),
         Err(e) => {
             let place = match e {
-                ImageError::Empty
-                | ImageError::NotAnImage
-                | ImageError::Version(_)
-                | ImageError::Arch(_)
-                | ImageError::HeaderCrc => "header",
+                ImageError::Empty | ImageError::NotAnImage | ImageError::Version(_) | ImageError::Arch(_) | ImageError::HeaderCrc => "header",
                 ImageError::Truncated { have, .. } if have < HEADER_LEN as u64 => "header",
                 ImageError::Truncated { .. } => "file",
                 ImageError::TablesCrc => "tables",
@@ -232,7 +220,13 @@ fn examine(file: String, bytes: &[u8]) -> Report {
             } else {
                 format!("saved data (blob {}) is cut off", rec.blob)
             };
-            let desc = format!("{:#x}-{:#x} {}{}", rec.start, rec.end, region.kind, if region.path.is_empty() { String::new() } else { format!(" {}", region.path) });
+            let desc = format!(
+                "{:#x}-{:#x} {}{}",
+                rec.start,
+                rec.end,
+                region.kind,
+                if region.path.is_empty() { String::new() } else { format!(" {}", region.path) }
+            );
             r.damage.push(Damage { place: format!("region {i} ({desc})"), what });
         }
         r.regions.push(region);
@@ -371,7 +365,13 @@ fn json(r: &Report) -> String {
     }
     match &r.process {
         Some(p) => {
-            let _ = writeln!(o, "  \"process\": {{\"executable\": {}, \"command\": {}, \"directory\": {}}},", json_str(&p.exe), json_str(&p.comm), json_str(&p.cwd));
+            let _ = writeln!(
+                o,
+                "  \"process\": {{\"executable\": {}, \"command\": {}, \"directory\": {}}},",
+                json_str(&p.exe),
+                json_str(&p.comm),
+                json_str(&p.cwd)
+            );
         }
         None => o.push_str("  \"process\": null,\n"),
     }

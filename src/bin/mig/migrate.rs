@@ -15,12 +15,12 @@
 use crate::checkpoint::{self, Dest};
 use crate::restart::{READY, RUNNING};
 use crate::util::{self, sh_quote};
-use crate::{control, Fail, Result};
+use crate::{Fail, Result, control};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,10 +81,11 @@ impl Write for Tee {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.file.write_all(buf)?;
         if let Some(r) = self.remote.as_mut()
-            && let Err(e) = r.write_all(buf) {
-                self.remote_error = Some(e);
-                self.remote = None;
-            }
+            && let Err(e) = r.write_all(buf)
+        {
+            self.remote_error = Some(e);
+            self.remote = None;
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

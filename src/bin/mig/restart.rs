@@ -221,6 +221,5 @@ fn watcher(r: i32, target: i32) -> ! {
 }
 
 fn has_address_space(pid: i32) -> bool {
-    std::fs::read_to_string(Path::new(&format!("/proc/{pid}/statm")))
-        .is_ok_and(|s| s.split_whitespace().next().is_some_and(|v| v != "0"))
+    std::fs::read_to_string(Path::new(&format!("/proc/{pid}/statm"))).is_ok_and(|s| s.split_whitespace().next().is_some_and(|v| v != "0"))
 }

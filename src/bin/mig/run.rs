@@ -88,10 +88,7 @@ pub fn check_preloadable(prog: &Path, depth: u32) -> Result<()> {
     let mode = meta.permissions().mode();
     if mode & 0o6000 != 0 {
         let what = if mode & 0o4000 != 0 { "setuid" } else { "setgid" };
-        return Err(Fail::new(format!(
-            "{} is {what}: the dynamic loader ignores LD_PRELOAD for it, so mig cannot work in it",
-            prog.display()
-        )));
+        return Err(Fail::new(format!("{} is {what}: the dynamic loader ignores LD_PRELOAD for it, so mig cannot work in it", prog.display())));
     }
     let mut head = Vec::with_capacity(4096);
     std::fs::File::open(prog)

@@ -86,14 +86,7 @@ impl Progress {
         let secs = self.start.elapsed().as_secs_f64();
         let rate = bytes as f64 / secs.max(0.001);
         let mut err = io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r\x1b[K{}: {} ({}/s, {:.1} s)",
-            self.what,
-            crate::util::size(bytes),
-            crate::util::size(rate as u64),
-            secs
-        );
+        let _ = write!(err, "\r\x1b[K{}: {} ({}/s, {:.1} s)", self.what, crate::util::size(bytes), crate::util::size(rate as u64), secs);
         let _ = err.flush();
         self.shown = true;
     }
