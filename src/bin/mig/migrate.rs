@@ -166,8 +166,16 @@ pub fn main(a: Args) -> Result<u8> {
         Fail::new(format!("migration to {} failed: {why}; {how}", a.host))
     };
     loop {
-        match events.recv() {
-            Ok(Event::Running(remote_pid)) => {
+        match wait_event(&events, a.timeout) {
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!(
+                    "no word from the remote mig within {} of the end of the image (the process may have started there: check before resuming it here)",
+                    util::duration(a.timeout)
+                )));
+            }
+            Some(Event::Running(remote_pid)) => {
                 let downtime = out.signalled.elapsed();
                 let _ = std::fs::remove_file(&keep);
                 eprintln!(
@@ -179,8 +187,8 @@ pub fn main(a: Args) -> Result<u8> {
                 );
                 break;
             }
-            Ok(Event::Ready) => {}
-            Ok(Event::Closed) | Err(_) => {
+            Some(Event::Ready) => {}
+            Some(Event::Closed) => {
                 let mut why = exit_reason(&mut child, &last_lines);
                 if let Some(e) = remote_error {
                     why.push_str(&format!(" (sending the image failed: {e})"));
