@@ -36,5 +36,28 @@ pub fn settings(restored_from: Option<&Path>) -> Settings {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s > 0.0)
             .map_or(0, |s| (s * 1000.0).max(1.0) as u64),
+        thread_signal: std::env::var("MIG_THREAD_SIGNAL").ok().and_then(|v| parse_signal(&v)),
     }
+}
+
+/// A signal by number (`40`) or name (`SIGRTMIN+3`, `RTMAX-1`, `USR1`).
+pub fn parse_signal(v: &str) -> Option<u32> {
+    let v = v.trim();
+    let name = v.strip_prefix("SIG").unwrap_or(v);
+    let rel = |base: i32, rest: &str| -> Option<u32> {
+        let off: i32 = if rest.is_empty() { 0 } else { rest.parse().ok()? };
+        u32::try_from(base + off).ok()
+    };
+    let n = if let Some(rest) = name.strip_prefix("RTMIN") {
+        rel(libc::SIGRTMIN(), rest)?
+    } else if let Some(rest) = name.strip_prefix("RTMAX") {
+        rel(libc::SIGRTMAX(), rest)?
+    } else {
+        match name {
+            "USR1" => libc::SIGUSR1 as u32,
+            "USR2" => libc::SIGUSR2 as u32,
+            _ => name.parse().ok()?,
+        }
+    };
+    (1..=64).contains(&n).then_some(n)
 }

@@ -55,6 +55,23 @@ fn install_handlers() {
     install(libc::SIGUSR2, checkpoint::rollback::on_rollback as *const () as usize);
 }
 
+/// glibc's `__restore_rt`, as it puts it into every `sigaction` it installs.
+#[allow(unsafe_code)]
+fn libc_restorer() -> u64 {
+    // SAFETY: install a no-op action through libc, read back the kernel's view of it
+    // (which carries glibc's restorer), then put the old action back.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_IGN;
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGURG, &sa, &mut old);
+        let mut k = mig_image::KSigaction::default();
+        let _ = sys::sigaction(libc::SIGURG, None, Some(&mut k));
+        libc::sigaction(libc::SIGURG, &old, std::ptr::null_mut());
+        k.restorer
+    }
+}
+
 #[ctor::ctor(unsafe)]
 fn init() {
     let restore_from = std::env::var_os("MIG_RESTORE").filter(|v| !v.is_empty()).map(PathBuf::from);
@@ -72,10 +89,12 @@ fn init() {
         rseq_offset,
         rseq_len,
         hasher: crc32fast::Hasher::new(),
+        restorer: libc_restorer(),
     });
     if let Some(image) = restore_from {
         restore::plan::restore(&image, settings);
     }
     install_handlers();
+    checkpoint::threads::choose_signal(settings.thread_signal);
     checkpoint::timer::arm(settings.interval_ms);
 }

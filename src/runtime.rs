@@ -43,6 +43,8 @@ pub struct Settings {
     pub debug: bool,
     /// `MIG_INTERVAL`: checkpoint every this many milliseconds (0: never by itself).
     pub interval_ms: u64,
+    /// `MIG_THREAD_SIGNAL`: the signal that stops threads (default: a free real-time one).
+    pub thread_signal: Option<u32>,
 }
 
 pub struct Runtime {
@@ -54,6 +56,8 @@ pub struct Runtime {
     pub rseq_len: u32,
     /// Created once here: creating one detects CPU features, cloning one does not.
     pub hasher: crc32fast::Hasher,
+    /// glibc's `sa_restorer`, for handlers installed with raw system calls.
+    pub restorer: u64,
 }
 
 struct Cell(UnsafeCell<Option<Runtime>>);

@@ -366,24 +366,11 @@ fn changed_library_is_refused() {
 }
 
 #[test]
-fn multithreaded_checkpoint_is_refused_and_process_continues() {
+fn python3_threading() {
     let Some(py) = python3() else { panic!("python3 is required for this test") };
-    let dir = tempdir("threads_refused");
-    let script = "import threading, time\n\
-                  ev = threading.Event()\n\
-                  t = threading.Thread(target=ev.wait); t.start()\n\
-                  for i in range(1, 21):\n    print('step', i, i * i, flush=True); time.sleep(0.05)\n\
-                  ev.set(); t.join(); print('done', flush=True)\n";
-    let l = Launch::new(&py, &dir).arg("-c").arg(script);
-    let image = dir.join("t.mig");
-    let mut p = l.clone_with("MIG_IMAGE", &image).start();
-    p.until("step 3 ");
-    p.signal(libc::SIGUSR1);
-    let (out, st, err) = p.finish();
-    assert!(st.success());
-    assert_eq!(out.last().unwrap(), "done");
-    assert!(err.contains("more than one thread"), "{err}");
-    assert!(!image.exists());
+    let dir = tempdir("python_threads");
+    let l = Launch::new(&py, &dir).arg(repo().join("c-tests/threads.py").to_str().unwrap());
+    checkpoint_kill_restart(l, 12);
 }
 
 #[test]

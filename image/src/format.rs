@@ -214,6 +214,23 @@ pub struct ThreadRecord {
     pub altstack_size: u64,
 }
 
+impl ThreadRecord {
+    pub const ZERO: ThreadRecord = ThreadRecord {
+        tid: 0,
+        rseq_len: 0,
+        ctx: Context { rbx: 0, rbp: 0, r12: 0, r13: 0, r14: 0, r15: 0, rsp: 0, rip: 0 },
+        fs_base: 0,
+        clear_tid: 0,
+        robust_head: 0,
+        robust_len: 0,
+        rseq_addr: 0,
+        rseq_sig: 0,
+        altstack_flags: 0,
+        altstack_sp: 0,
+        altstack_size: 0,
+    };
+}
+
 /// What a region is, which decides how it is saved and mapped back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]

@@ -42,10 +42,11 @@ pub struct Snapshot {
 
 const PAGEMAP_CHUNK: usize = 1 << 16;
 
-pub fn collect(scratch: &mut Scratch, ctx: &Context, excluded_fds: &[i32]) -> Result<Snapshot, Failure> {
+/// `threads`: how many thread slots the stop filled (see `threads.rs`).
+pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize) -> Result<Snapshot, Failure> {
     let mut s = Snapshot {
         process: zeroed(),
-        threads: scratch.list(1).ok_or(Failure::Full)?,
+        threads: scratch.list(super::threads::MAX_THREADS).ok_or(Failure::Full)?,
         regions: scratch.list(1 << 18).ok_or(Failure::Full)?,
         extents: scratch.list(1 << 22).ok_or(Failure::Full)?,
         fds: scratch.list(1 << 16).ok_or(Failure::Full)?,
@@ -60,10 +61,12 @@ pub fn collect(scratch: &mut Scratch, ctx: &Context, excluded_fds: &[i32]) -> Re
     let (base, len) = (scratch.base as u64, scratch.len as u64);
 
     process(&mut s, &mut text)?;
-    s.threads.push(thread(ctx))?;
+    for t in super::threads::records(threads) {
+        s.threads.push(t)?;
+    }
     let cut = s.stack_cut;
     regions(&mut s, &mut text, pagemap.spare(), (base, base + len), cut)?;
-    fds(&mut s, &mut text, excluded_fds)?;
+    fds(&mut s, &mut text, &[])?;
 
     s.layout = Layout::new(
         s.threads.len() as u64,
@@ -143,7 +146,8 @@ fn process(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
     Ok(())
 }
 
-fn thread(ctx: &Context) -> ThreadRecord {
+/// The calling thread's record.
+pub fn thread(ctx: &Context) -> ThreadRecord {
     let rt = runtime::get();
     let fs_base = sys::fs_base();
     let mut clear_tid = 0u64;

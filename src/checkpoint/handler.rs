@@ -4,6 +4,7 @@
 
 use super::collect::{self, Failure};
 use super::control;
+use super::threads;
 use super::context::{save_context, Resumed};
 use super::scratch::Scratch;
 use super::writer;
@@ -14,29 +15,56 @@ use core::ffi::{c_int, c_void};
 use mig_image::Context;
 
 pub extern "C" fn on_checkpoint(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *mut c_void) {
-    if threads() > 1 {
-        msg().s("checkpoint refused: the process has more than one thread (not supported yet)").emit();
+    let rt = runtime::get();
+    if !threads::choose_signal(rt.settings.thread_signal) {
+        msg().s("checkpoint refused: no free real-time signal to stop threads with").emit();
         return;
     }
+    let mut n = match threads::stop_all() {
+        Ok(n) => n,
+        Err(threads::StopError::TooMany) => {
+            msg().s("checkpoint refused: more threads than a checkpoint can hold").emit();
+            return;
+        }
+        Err(threads::StopError::Timeout { tid, signal }) => {
+            msg()
+                .s("checkpoint abandoned: thread ")
+                .num(tid as u64)
+                .s(" did not stop within 5 s (it blocks signal ")
+                .num(signal as u64)
+                .s(", or was not created by pthread_create); the process goes on unharmed")
+                .emit();
+            return;
+        }
+    };
     let mut ctx = Context::default();
-    // SAFETY: `ctx` is a live local; `body` returns normally (panic = abort, and it
-    // does not panic).
-    let r: Resumed = unsafe { save_context(&mut ctx, body, core::ptr::null_mut()) };
+    // SAFETY: `ctx` and `n` are live locals; `body` returns normally (panic = abort,
+    // and it does not panic).
+    let r: Resumed = unsafe { save_context(&mut ctx, body, (&mut n as *mut usize).cast()) };
     if r.restored != 0 {
-        // SAFETY: a restore blob jumped here with its hand-off; signals are blocked.
+        threads::resumed(0);
+        threads::wait_resumed(n);
+        threads::release();
+        // SAFETY: a restore blob jumped here with its hand-off; signals are blocked,
+        // and every other thread has left the restore code.
         unsafe { handoff::resume(r.handoff as *const handoff::Handoff) };
+    } else {
+        threads::release();
     }
 }
 
 /// Runs below the saved stack pointer: its frames are not part of what is resumed.
-extern "C" fn body(ctx: *mut Context, _: *mut c_void) -> u64 {
-    // SAFETY: `save_context` passes the pointer it was given, to a live `Context`.
-    let ctx = unsafe { *ctx };
+extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
+    // SAFETY: `save_context` passes the pointers it was given: a live `Context`, and
+    // `on_checkpoint`'s thread count.
+    let (ctx, n) = unsafe { (*ctx, *n.cast::<usize>()) };
+    threads::record(0, collect::thread(&ctx));
+    threads::prepare_image();
     let t0 = sys::clock_monotonic_ns();
     let rt = runtime::get();
     let request = control::take_request();
     let dest = request.as_ref().and_then(|r| r.to).unwrap_or(rt.settings.image);
-    let result = checkpoint(&ctx, dest.as_bytes(), &rt.hasher);
+    let result = checkpoint(&ctx, n, dest.as_bytes(), &rt.hasher);
     let stopped_us = (sys::clock_monotonic_ns() - t0) / 1000;
     let mut why = msg();
     if let Err(f) = result {
@@ -77,9 +105,9 @@ extern "C" fn body(ctx: *mut Context, _: *mut c_void) -> u64 {
 ///
 /// A file is written under a temporary name, synced, renamed into place and its
 /// directory synced: a reader never sees half an image, and a crash leaves the old one.
-fn checkpoint(ctx: &Context, image: &[u8], hasher: &crc32fast::Hasher) -> Result<(u64, bool), Failure> {
+fn checkpoint(ctx: &Context, threads: usize, image: &[u8], hasher: &crc32fast::Hasher) -> Result<(u64, bool), Failure> {
     let mut scratch = Scratch::new().ok_or(Failure::Other("no memory for the checkpoint"))?;
-    let snap = collect::collect(&mut scratch, ctx, &[])?;
+    let snap = collect::collect(&mut scratch, ctx, threads)?;
     let mut crcs = scratch.list(snap.layout.blobs as usize).ok_or(Failure::Full)?;
     let mut copy_buf = scratch.list(1 << 20).ok_or(Failure::Full)?;
     let dst = CPath::new(image).ok_or(Failure::Other("image path too long"))?;
@@ -123,25 +151,7 @@ fn sync_dir(image: &[u8]) {
     }
 }
 
-/// Number of threads in this process.
-fn threads() -> usize {
-    let Some(p) = CPath::new(b"/proc/self/task") else { return 0 };
-    let Ok(fd) = sys::open(&p, libc::O_RDONLY | libc::O_DIRECTORY, 0) else { return 0 };
-    let mut buf = [0u8; 2048];
-    let mut n = 0;
-    while let Ok(len) = sys::getdents(fd, &mut buf) {
-        if len == 0 {
-            break;
-        }
-        let mut at = 0;
-        while at + 19 < len {
-            let reclen = u16::from_le_bytes([buf[at + 16], buf[at + 17]]) as usize;
-            if buf[at + 19] != b'.' {
-                n += 1;
-            }
-            at += reclen.max(1);
-        }
-    }
-    sys::close(fd);
-    n
+/// glibc's signal return trampoline, for actions installed with raw `rt_sigaction`.
+pub fn restorer() -> u64 {
+    runtime::get().restorer
 }

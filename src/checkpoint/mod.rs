@@ -10,5 +10,6 @@ pub mod handler;
 pub mod maps;
 pub mod rollback;
 pub mod scratch;
+pub mod threads;
 pub mod timer;
 pub mod writer;

@@ -51,6 +51,9 @@ pub const CHECK_EQ_A2: u64 = 4;
 pub const CHECK_EQ_A4: u64 = 16;
 /// Store the result (a tid) as a u32 at `store`.
 pub const STORE_U32: u64 = 8;
+/// A `clone` whose child resumes a thread: `store` points to the thread's `Context`,
+/// argument 5 (unused by `clone`) is the hand-off it gets in rdx.
+pub const CLONE_RESUME: u64 = 32;
 /// `nr` of the last operation.
 pub const END: u64 = u64::MAX;
 
@@ -86,6 +89,22 @@ mig_blob_start:
     mov r9,  [r13 + 48]
     syscall
     mov rcx, [r13 + 56]             // rcx = check flags (syscall clobbered rcx already)
+    test rcx, 32                    // CLONE_RESUME, in the child (rax = 0)?
+    jz 12f
+    test rax, rax
+    jnz 12f
+    mov rdx, [r13 + 48]             // the child: hand-off in rdx
+    mov rax, [r13 + 64]             // rax = this thread's Context
+    mov rbx, [rax + 0]              // its callee-saved registers
+    mov rbp, [rax + 8]
+    mov r12, [rax + 16]
+    mov r13, [rax + 24]
+    mov r14, [rax + 32]
+    mov r15, [rax + 40]
+    mov rcx, [rax + 56]             // its resume address; rsp is its own already (clone)
+    mov eax, 1                      // "restored"
+    jmp rcx
+12:
     test rcx, 1                     // CHECK_OK: an errno is fatal
     jz 3f
     cmp rax, -4095

@@ -4,7 +4,7 @@
 //! hole and hand over to it (see `blob.rs` for the algorithm).
 #![allow(unsafe_code)]
 
-use super::blob::{self, BlobArgs, Op, CHECK_EQ_A0, CHECK_EQ_A2, CHECK_EQ_A4, CHECK_OK, END, STORE_U32};
+use super::blob::{self, BlobArgs, Op, CHECK_EQ_A0, CHECK_EQ_A2, CHECK_EQ_A4, CHECK_OK, CLONE_RESUME, END, STORE_U32};
 use super::handoff::{self, Handoff};
 use crate::checkpoint::maps::{self, MapLine};
 use crate::runtime::{self, FixedPath, Settings};
@@ -309,9 +309,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     let img = Image::verify(&map, &hasher).map_err(|e| e.to_string())?;
     let p = img.process();
     check_exe(&img, &p)?;
-    if img.count(Table::Threads) != 1 {
-        return Err("the image has more than one thread (not supported yet)".into());
-    }
+    // The first record is the main thread: it becomes this process's main thread.
     let t = img.thread(0);
 
     let maps_text = std::fs::read("/proc/self/maps").map_err(|e| format!("cannot read /proc/self/maps: {e}"))?;
@@ -401,21 +399,12 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     ];
     let mm_at = prog.arena.bytes(slice_bytes(&mm_map));
     prog.op(libc::SYS_prctl, &[libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, mm_at, 104], CHECK_OK, "setting brk and the mm fields");
-    // 5. The thread: TLS, tid address (and glibc's cached tid), robust list, rseq, altstack.
+    // 5. The main thread: TLS and tid address (and glibc's cached tid). Robust list,
+    // rseq and alternate stack each thread registers itself once resumed.
     prog.op(libc::SYS_arch_prctl, &[sys::ARCH_SET_FS as u64, t.fs_base], CHECK_OK, "setting the TLS base");
     if t.clear_tid != 0 {
         prog.op(libc::SYS_set_tid_address, &[t.clear_tid], STORE_U32, "setting the tid address").store = t.clear_tid;
     }
-    if t.robust_head != 0 {
-        prog.op(libc::SYS_set_robust_list, &[t.robust_head, t.robust_len], CHECK_OK, "setting the robust futex list");
-    }
-    if t.rseq_len != 0 {
-        prog.op(libc::SYS_rseq, &[t.rseq_addr, t.rseq_len as u64, 0, t.rseq_sig as u64], CHECK_OK, "registering rseq");
-    }
-    let ss: [u64; 3] = [t.altstack_sp, t.altstack_flags as u64, t.altstack_size];
-    let disabled: [u64; 3] = [0, libc::SS_DISABLE as u64, 0];
-    let ss_at = prog.arena.bytes(slice_bytes(if t.altstack_flags & libc::SS_DISABLE as u32 != 0 { &disabled } else { &ss }));
-    prog.op(libc::SYS_sigaltstack, &[ss_at, 0], CHECK_OK, "setting the signal stack");
     // 6. Signal actions (the mask comes back with the signal frame).
     for (i, a) in p.sigactions.iter().enumerate() {
         let sig = i as u64 + 1;
@@ -457,6 +446,23 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     }
     let comm_at = prog.arena.bytes(&p.comm);
     prog.op(libc::SYS_prctl, &[libc::PR_SET_NAME as u64, comm_at], 0, "setting the process name");
+    // 9. Every other thread, last: each starts running restored code at once.
+    let handoff_at = prog.arena.alloc(std::mem::size_of::<Handoff>(), 8) as u64;
+    for i in 1..img.count(Table::Threads) {
+        let th = img.thread(i);
+        let ctx_at = prog.arena.put(&th.ctx);
+        let flags = (libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM
+            | libc::CLONE_SETTLS
+            | libc::CLONE_PARENT_SETTID
+            | libc::CLONE_CHILD_CLEARTID) as u64;
+        let args = [flags, th.ctx.rsp, th.clear_tid, th.clear_tid, th.fs_base, handoff_at];
+        prog.op(libc::SYS_clone, &args, CHECK_OK | CLONE_RESUME, "recreating a thread").store = ctx_at;
+    }
     prog.ops.push(Op { nr: END, ..Op::default() });
 
     // The hand-off and the arguments, then the operations themselves.
@@ -468,13 +474,12 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         hole_len,
         started_ns,
     };
-    let handoff_at = prog.arena.alloc(std::mem::size_of::<Handoff>(), 8);
-    // SAFETY: `alloc` returned room for a `Handoff` in the hole.
+    // SAFETY: `handoff_at` was allocated above with room for a `Handoff` in the hole.
     unsafe { (handoff_at as *mut Handoff).write(handoff) };
     let ops_at = prog.arena.alloc(prog.ops.len() * std::mem::size_of::<Op>(), 8);
     // SAFETY: `alloc` returned room for every op in the hole.
     unsafe { std::ptr::copy_nonoverlapping(prog.ops.as_ptr(), ops_at as *mut Op, prog.ops.len()) };
-    let args = BlobArgs { ops: ops_at as u64, ctx: t.ctx, handoff: handoff_at as u64 };
+    let args = BlobArgs { ops: ops_at as u64, ctx: t.ctx, handoff: handoff_at };
     // SAFETY: `BlobArgs` is `repr(C)`, all `u64`s; viewed as its bytes.
     let args_bytes = unsafe { std::slice::from_raw_parts((&args as *const BlobArgs).cast::<u8>(), std::mem::size_of::<BlobArgs>()) };
     let args_at = prog.arena.bytes(args_bytes) as usize;

@@ -94,9 +94,11 @@ impl Proc {
         // SAFETY: kill(2) on our own child.
         assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
     }
+    /// SIGKILL; returns everything it printed (the pipe is drained to its end).
     pub fn kill(mut self) -> Vec<String> {
         self.signal(libc::SIGKILL);
         self.child.wait().unwrap();
+        while self.line().is_some() {}
         self.seen
     }
     /// Reads everything until the end of output, then the exit status.

@@ -1,0 +1,284 @@
+//! Stopping every thread for a checkpoint, and bringing each back after a restore.
+//!
+//! The thread that took the checkpoint signal coordinates: it sends the stop signal to
+//! every other task of the process; each one saves its resume point (as the
+//! coordinator does), records itself in a slot and parks on a futex until released.
+//! The slots live in this library's memory, so they are in the image too: after a
+//! restore each thread finds its own record there and re-registers what the kernel
+//! keeps per thread (robust list, rseq, alternate stack), then checks in, so the
+//! coordinator knows when no thread runs restore code any more.
+#![allow(unsafe_code)]
+
+use super::context::{save_context, Resumed};
+use crate::sys::{self, msg::msg, CPath};
+use core::cell::UnsafeCell;
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use mig_image::{Context, ThreadRecord};
+
+pub const MAX_THREADS: usize = 4096;
+const SA_RESTORER: i32 = 0x0400_0000;
+/// How long the coordinator waits for every thread to stop.
+const STOP_TIMEOUT_MS: u64 = 5000;
+
+struct Slots(UnsafeCell<[ThreadRecord; MAX_THREADS]>);
+// SAFETY: slot `i` is written only by the thread that claimed index `i` (claimed with
+// `NEXT.fetch_add`), and read by the coordinator only after that thread arrived.
+unsafe impl Sync for Slots {}
+
+static SLOTS: Slots = Slots(UnsafeCell::new([ThreadRecord::ZERO; MAX_THREADS]));
+/// Next free slot; slot 0 is the coordinator's.
+static NEXT: AtomicU32 = AtomicU32::new(1);
+/// Threads parked so far (futex word the coordinator waits on).
+static ARRIVED: AtomicU32 = AtomicU32::new(0);
+/// Bumped to release parked threads (futex word they wait on).
+static RELEASE: AtomicU32 = AtomicU32::new(0);
+/// A checkpoint is collecting threads (a stop signal outside one is ignored).
+static ACTIVE: AtomicU32 = AtomicU32::new(0);
+/// Threads back from a restore (reset before each image is written, so a restored
+/// process starts counting from 0).
+static RESUMED: AtomicU32 = AtomicU32::new(0);
+/// The signal that stops threads (a real-time signal nobody else uses).
+pub static STOP_SIGNAL: AtomicU32 = AtomicU32::new(0);
+
+fn futex_wait(word: &AtomicU32, expected: u32, timeout_ms: u64) {
+    let ts = [(timeout_ms / 1000) as i64, ((timeout_ms % 1000) * 1_000_000) as i64];
+    // SAFETY: FUTEX_WAIT_PRIVATE on a live atomic with a relative timeout.
+    unsafe {
+        sys::syscall6(libc::SYS_futex as usize, word.as_ptr() as usize, (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize, expected as usize, ts.as_ptr() as usize, 0, 0);
+    }
+}
+
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE_PRIVATE on a live atomic.
+    unsafe {
+        sys::syscall6(libc::SYS_futex as usize, word.as_ptr() as usize, (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as usize, i32::MAX as usize, 0, 0, 0);
+    }
+}
+
+fn slot(i: usize) -> Option<&'static mut ThreadRecord> {
+    // SAFETY: see `Slots`: each index has one writer at a time.
+    unsafe { (*SLOTS.0.get()).get_mut(i) }
+}
+
+/// Stores the calling thread's record in slot `i`.
+pub fn record(i: usize, rec: ThreadRecord) {
+    if let Some(s) = slot(i) {
+        *s = rec;
+    }
+}
+
+/// The records of the stopped threads and the coordinator (slot 0), main thread first.
+pub fn records(n: usize) -> impl Iterator<Item = ThreadRecord> {
+    let pid = sys::getpid();
+    // SAFETY: every slot below `n` was written by a thread that has since arrived.
+    let all = unsafe { &(&*SLOTS.0.get())[..n.min(MAX_THREADS)] };
+    let main = all.iter().position(|r| r.tid == pid).unwrap_or(0);
+    core::iter::once(all[main]).chain(all.iter().enumerate().filter(move |(i, _)| *i != main).map(|(_, r)| *r))
+}
+
+/// Lists the other tasks of this process into `out`; returns how many.
+fn other_tasks(out: &mut [u32]) -> usize {
+    let me = sys::gettid();
+    let Some(p) = CPath::new(b"/proc/self/task") else { return 0 };
+    let Ok(fd) = sys::open(&p, libc::O_RDONLY | libc::O_DIRECTORY, 0) else { return 0 };
+    let mut buf = [0u8; 4096];
+    let mut n = 0;
+    while let Ok(len) = sys::getdents(fd, &mut buf) {
+        if len == 0 {
+            break;
+        }
+        let mut at = 0;
+        while at + 19 < len {
+            let reclen = u16::from_le_bytes([buf[at + 16], buf[at + 17]]) as usize;
+            let name = &buf[at + 19..(at + reclen).min(len)];
+            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            if !name.is_empty() && name.iter().all(u8::is_ascii_digit) {
+                let tid = name.iter().fold(0u32, |a, &c| a * 10 + (c - b'0') as u32);
+                if tid != me && n < out.len() {
+                    out[n] = tid;
+                    n += 1;
+                }
+            }
+            at += reclen.max(1);
+        }
+    }
+    sys::close(fd);
+    n
+}
+
+/// Why threads could not be stopped.
+pub enum StopError {
+    TooMany,
+    /// A thread did not respond in time (blocks the signal, or is not a glibc thread).
+    Timeout { tid: u32, signal: u32 },
+}
+
+/// Stops every other thread; returns the number of slots in use (coordinator
+/// included). On failure every thread that did stop is released again.
+pub fn stop_all() -> Result<usize, StopError> {
+    let sig = STOP_SIGNAL.load(SeqCst);
+    NEXT.store(1, SeqCst);
+    ARRIVED.store(0, SeqCst);
+    ACTIVE.store(1, SeqCst);
+    let mut signalled = [0u32; MAX_THREADS];
+    let mut count = 0usize;
+    let pid = sys::getpid();
+    // New threads may appear while we stop the others: repeat until none is new.
+    loop {
+        let mut tasks = [0u32; 512];
+        let n = other_tasks(&mut tasks);
+        let mut fresh = 0;
+        for &tid in &tasks[..n] {
+            if signalled[..count].contains(&tid) {
+                continue;
+            }
+            if count == MAX_THREADS - 1 {
+                release();
+                return Err(StopError::TooMany);
+            }
+            // SAFETY: tgkill with our own pid; a thread that just exited gives ESRCH.
+            let r = unsafe { sys::syscall6(libc::SYS_tgkill as usize, pid as usize, tid as usize, sig as usize, 0, 0, 0) };
+            if r == 0 {
+                signalled[count] = tid;
+                count += 1;
+                fresh += 1;
+            }
+        }
+        let deadline = sys::clock_monotonic_ns() + STOP_TIMEOUT_MS * 1_000_000;
+        loop {
+            let arrived = ARRIVED.load(SeqCst) as usize;
+            if arrived >= count {
+                break;
+            }
+            let now = sys::clock_monotonic_ns();
+            if now >= deadline {
+                let late = signalled[..count].iter().copied().find(|&t| !arrived_tid(t, arrived)).unwrap_or(0);
+                release();
+                return Err(StopError::Timeout { tid: late, signal: sig });
+            }
+            futex_wait(&ARRIVED, arrived as u32, ((deadline - now) / 1_000_000).max(1));
+        }
+        if fresh == 0 {
+            return Ok(NEXT.load(SeqCst) as usize);
+        }
+    }
+}
+
+fn arrived_tid(tid: u32, arrived: usize) -> bool {
+    (1..=arrived).filter_map(slot).any(|r| r.tid == tid)
+}
+
+/// Lets every parked thread go on. Also resets the restore check-in count, which is
+/// saved in the image: call before writing it.
+pub fn prepare_image() {
+    RESUMED.store(0, SeqCst);
+}
+
+pub fn release() {
+    ACTIVE.store(0, SeqCst);
+    RELEASE.fetch_add(1, SeqCst);
+    futex_wake(&RELEASE);
+}
+
+/// The stop signal's handler, in every thread but the coordinator.
+pub extern "C" fn on_stop(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *mut c_void) {
+    if ACTIVE.load(SeqCst) == 0 {
+        return;
+    }
+    let mut ctx = Context::default();
+    let mut my_slot = usize::MAX;
+    // SAFETY: `ctx` and `my_slot` are live locals; `park` does not unwind.
+    let r: Resumed = unsafe { save_context(&mut ctx, park, (&mut my_slot as *mut usize).cast()) };
+    if r.restored != 0 {
+        resumed(my_slot);
+    }
+}
+
+extern "C" fn park(ctx: *mut Context, arg: *mut c_void) -> u64 {
+    let release = RELEASE.load(SeqCst);
+    let i = NEXT.fetch_add(1, SeqCst) as usize;
+    // SAFETY: `arg` is `on_stop`'s `my_slot`, alive while this runs.
+    unsafe { *arg.cast::<usize>() = i };
+    // SAFETY: `ctx` is `on_stop`'s local, filled by `save_context`.
+    record(i, super::collect::thread(unsafe { &*ctx }));
+    ARRIVED.fetch_add(1, SeqCst);
+    futex_wake(&ARRIVED);
+    while RELEASE.load(SeqCst) == release {
+        futex_wait(&RELEASE, release, 1000);
+    }
+    0
+}
+
+/// In a restored process, each thread as it leaves the restore: re-registers its
+/// per-thread kernel state from its saved record, and checks in.
+pub fn resumed(i: usize) {
+    if let Some(r) = slot(i).map(|r| *r) {
+        if r.robust_head != 0 {
+            // SAFETY: the robust list head is in this thread's restored TLS.
+            unsafe { sys::syscall6(libc::SYS_set_robust_list as usize, r.robust_head as usize, r.robust_len as usize, 0, 0, 0, 0) };
+        }
+        if r.rseq_len != 0 {
+            // SAFETY: the rseq area is in this thread's restored TLS.
+            unsafe { sys::syscall6(libc::SYS_rseq as usize, r.rseq_addr as usize, r.rseq_len as usize, 0, r.rseq_sig as usize, 0, 0) };
+        }
+        let ss: [u64; 3] = if r.altstack_flags & libc::SS_DISABLE as u32 != 0 {
+            [0, libc::SS_DISABLE as u64, 0]
+        } else {
+            [r.altstack_sp, r.altstack_flags as u64, r.altstack_size]
+        };
+        // SAFETY: `ss` is a valid `stack_t` (sp, flags, size).
+        unsafe { sys::syscall6(libc::SYS_sigaltstack as usize, ss.as_ptr() as usize, 0, 0, 0, 0, 0) };
+    }
+    RESUMED.fetch_add(1, SeqCst);
+    futex_wake(&RESUMED);
+}
+
+/// The coordinator, after a restore: waits until the other `n - 1` threads have left
+/// the restore code (so the hole can go).
+pub fn wait_resumed(n: usize) {
+    let want = n as u32;
+    loop {
+        let now = RESUMED.load(SeqCst);
+        if now >= want {
+            return;
+        }
+        futex_wait(&RESUMED, now, 1000);
+    }
+}
+
+/// Picks the stop signal: a real-time signal whose action is still the default, or
+/// ours already; installs the handler. Returns false if none is free.
+pub fn choose_signal(wanted: Option<u32>) -> bool {
+    let current = STOP_SIGNAL.load(SeqCst);
+    let candidates = wanted.into_iter().chain(current.checked_sub(0).filter(|&s| s != 0)).chain((libc::SIGRTMIN() as u32 + 2..=libc::SIGRTMAX() as u32).rev());
+    for sig in candidates {
+        let mut old = mig_image::KSigaction::default();
+        if sys::sigaction(sig as i32, None, Some(&mut old)).is_err() {
+            continue;
+        }
+        let ours = old.handler == on_stop as *const () as u64;
+        if ours || old.handler == 0 {
+            if !ours {
+                install(sig);
+            }
+            STOP_SIGNAL.store(sig, SeqCst);
+            return true;
+        }
+        if Some(sig) == wanted {
+            msg().s("warning: MIG_THREAD_SIGNAL ").num(sig as u64).s(" is used by the program; picking another").emit();
+        }
+    }
+    false
+}
+
+fn install(sig: u32) {
+    let restorer = super::handler::restorer();
+    let act = mig_image::KSigaction {
+        handler: on_stop as *const () as u64,
+        flags: (libc::SA_SIGINFO | libc::SA_RESTART | SA_RESTORER) as u64,
+        restorer,
+        mask: u64::MAX,
+    };
+    let _ = sys::sigaction(sig as i32, Some(&act), None);
+}
