@@ -36,6 +36,7 @@ pub fn settings(restored_from: Option<&Path>) -> Settings {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s > 0.0)
             .map_or(0, |s| (s * 1000.0).max(1.0) as u64),
+        checkpoint_signal: std::env::var("MIG_SIGNAL").ok().and_then(|v| parse_signal(&v)).unwrap_or(libc::SIGUSR1 as u32),
         thread_signal: std::env::var("MIG_THREAD_SIGNAL").ok().and_then(|v| parse_signal(&v)),
     }
 }

@@ -7,7 +7,7 @@
 //!   SIGUSR2 handler that rolls back to one.
 //! - `restore/` — the restore: `plan` (normal code) and the `blob` that swaps the
 //!   address space.
-//! - `interpose/` — libc hooks that record what `/proc` cannot tell.
+//! - `interpose/` — libc hooks: a warning when the program takes the checkpoint signal.
 //! - `sys/` — raw system calls; `runtime` — what the handlers know; `config` — `MIG_*`.
 //! - The image format itself is the `mig-image` crate (`image/`).
 #![deny(unsafe_code)]
@@ -15,6 +15,7 @@
 
 mod checkpoint;
 mod config;
+mod interpose;
 mod restore;
 mod runtime;
 mod sys;
@@ -39,20 +40,16 @@ fn rseq_info() -> (isize, u32) {
 }
 
 #[allow(unsafe_code)]
-fn install_handlers() {
-    let install = |sig: libc::c_int, handler: usize| {
-        // SAFETY: `sigaction` is plain old data; the handler is an `extern "C"` function
-        // with the SA_SIGINFO signature; every signal is blocked while it runs.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = handler;
-            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-            libc::sigfillset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    };
-    install(libc::SIGUSR1, checkpoint::handler::on_checkpoint as *const () as usize);
-    install(libc::SIGUSR2, checkpoint::rollback::on_rollback as *const () as usize);
+fn install_rollback() {
+    // SAFETY: `sigaction` is plain old data; the handler is an `extern "C"` function
+    // with the SA_SIGINFO signature; every signal is blocked while it runs.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = checkpoint::rollback::on_rollback as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigfillset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
+    }
 }
 
 /// glibc's `__restore_rt`, as it puts it into every `sigaction` it installs.
@@ -94,7 +91,9 @@ fn init() {
     if let Some(image) = restore_from {
         restore::plan::restore(&image, settings);
     }
-    install_handlers();
+    checkpoint::handler::install(settings.checkpoint_signal);
+    install_rollback();
     checkpoint::threads::choose_signal(settings.thread_signal);
-    checkpoint::timer::arm(settings.interval_ms);
+    checkpoint::timer::arm(settings.interval_ms, settings.checkpoint_signal);
+    interpose::ready();
 }

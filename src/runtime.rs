@@ -43,6 +43,8 @@ pub struct Settings {
     pub debug: bool,
     /// `MIG_INTERVAL`: checkpoint every this many milliseconds (0: never by itself).
     pub interval_ms: u64,
+    /// `MIG_SIGNAL`: the signal that asks for a checkpoint (default SIGUSR1).
+    pub checkpoint_signal: u32,
     /// `MIG_THREAD_SIGNAL`: the signal that stops threads (default: a free real-time one).
     pub thread_signal: Option<u32>,
 }

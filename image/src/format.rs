@@ -29,7 +29,7 @@ pub fn bytes_of<T: Pod>(v: &T) -> &[u8] {
 /// The bytes of a slice of plain records.
 pub fn slice_bytes<T: Pod>(v: &[T]) -> &[u8] {
     // SAFETY: as in `bytes_of`, for `v.len()` consecutive records.
-    unsafe { core::slice::from_raw_parts(v.as_ptr().cast::<u8>(), size_of::<T>() * v.len()) }
+    unsafe { core::slice::from_raw_parts(v.as_ptr().cast::<u8>(), core::mem::size_of_val(v)) }
 }
 
 /// Reads record `index` of a table of `T` starting at `bytes[0]`, if it is in bounds.

@@ -128,7 +128,7 @@ impl<'a> Image<'a> {
         if header.tables[Table::Process as usize].count != 1 || header.tables[Table::Threads as usize].count == 0 {
             return Err(ImageError::Layout("the image has no process or thread record"));
         }
-        if header.data_off % PAGE != 0 || header.data_off < header.meta_off + header.meta_len {
+        if !header.data_off.is_multiple_of(PAGE) || header.data_off < header.meta_off + header.meta_len {
             return Err(ImageError::Layout("region data is misaligned"));
         }
         let trailer = img.range(header.trailer_off, header.trailer_len).ok_or(ImageError::Layout("trailer out of bounds"))?;
@@ -162,7 +162,7 @@ impl<'a> Image<'a> {
         for i in 0..self.count(Table::Regions) {
             let r = self.region(i);
             let pages = (r.end.wrapping_sub(r.start)) / PAGE;
-            if r.start % PAGE != 0 || r.end % PAGE != 0 || r.end <= r.start || r.start < prev_end {
+            if !r.start.is_multiple_of(PAGE) || !r.end.is_multiple_of(PAGE) || r.end <= r.start || r.start < prev_end {
                 return Err(ImageError::Layout("regions overlap or are misaligned"));
             }
             prev_end = r.end;
@@ -217,7 +217,7 @@ impl<'a> Image<'a> {
         }
         let h = &self.header;
         let ok = (blob as u64) < h.blobs
-            && off % PAGE == 0
+            && off.is_multiple_of(PAGE)
             && off >= h.data_off
             && off.checked_add(len).is_some_and(|e| e <= h.trailer_off);
         if ok { Ok(()) } else { Err(ImageError::Layout("saved data out of bounds")) }

@@ -288,8 +288,8 @@ fn extents(kind: RegionKind, start: u64, from: u64, end: u64, pagemap: i32, pm: 
         if got == 0 {
             break;
         }
-        for i in 0..got {
-            let keep = all || wanted(kind, pm[i]);
+        for (i, &entry) in pm[..got].iter().enumerate() {
+            let keep = all || wanted(kind, entry);
             let p = page + i as u64;
             match (&mut run, keep) {
                 (Some(e), true) => e.pages += 1,

@@ -114,8 +114,14 @@ fn checkpoint(ctx: &Context, threads: usize, image: &[u8], hasher: &crc32fast::H
 
     if sys::stat(&dst).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO) {
         let fd = sys::open(&dst, libc::O_WRONLY, 0).map_err(|e| Failure::Sys("opening the image stream", e))?;
+        let sigpipe = 1u64 << (libc::SIGPIPE - 1);
+        let had_sigpipe = sys::sigpending() & sigpipe != 0;
         let written = writer::write(fd, &snap, &mut crcs, &mut copy_buf, hasher);
         sys::close(fd);
+        // A reader that went away is our failure, not a reason for the program to die.
+        if !had_sigpipe && sys::sigpending() & sigpipe != 0 {
+            sys::take_pending(libc::SIGPIPE);
+        }
         return written.map(|n| (n, true));
     }
 
@@ -143,15 +149,25 @@ fn sync_dir(image: &[u8]) {
         Some(i) => &image[..i],
         None => b".",
     };
-    if let Some(p) = CPath::new(dir) {
-        if let Ok(fd) = sys::open(&p, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+    if let Some(p) = CPath::new(dir)
+        && let Ok(fd) = sys::open(&p, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
             let _ = sys::fsync(fd);
             sys::close(fd);
         }
-    }
 }
 
 /// glibc's signal return trampoline, for actions installed with raw `rt_sigaction`.
 pub fn restorer() -> u64 {
     runtime::get().restorer
+}
+
+/// Installs the checkpoint handler on `sig` (raw `rt_sigaction`: usable after a restore).
+pub fn install(sig: u32) {
+    let act = mig_image::KSigaction {
+        handler: on_checkpoint as *const () as u64,
+        flags: (libc::SA_SIGINFO | libc::SA_RESTART | 0x0400_0000) as u64,
+        restorer: restorer(),
+        mask: u64::MAX,
+    };
+    let _ = sys::sigaction(sig as i32, Some(&act), None);
 }

@@ -4,14 +4,14 @@
 
 use crate::sys;
 
-/// Arms a timer that raises SIGUSR1 every `ms` milliseconds (0: nothing).
-pub fn arm(ms: u64) {
+/// Arms a timer that raises `sig` every `ms` milliseconds (0: nothing).
+pub fn arm(ms: u64, sig: u32) {
     if ms == 0 {
         return;
     }
     // The kernel's `struct sigevent`: value (8 bytes), signo, notify (SIGEV_SIGNAL = 0).
     let mut ev = [0u8; 64];
-    ev[8..12].copy_from_slice(&libc::SIGUSR1.to_le_bytes());
+    ev[8..12].copy_from_slice(&sig.to_le_bytes());
     ev[12..16].copy_from_slice(&libc::SIGEV_SIGNAL.to_le_bytes());
     let ts = [(ms / 1000) as i64, ((ms % 1000) * 1_000_000) as i64];
     if let Ok(id) = sys::timer_create(libc::CLOCK_MONOTONIC, &ev) {

@@ -202,6 +202,18 @@ pub fn sigprocmask(how: c_int, new: Option<u64>, old: Option<&mut u64>) -> SysRe
     let oldp = old.map_or(core::ptr::null_mut(), |a| a as *mut u64);
     sc!(libc::SYS_rt_sigprocmask, how, newp, oldp, 8).map(drop)
 }
+/// The set of signals pending for this thread or the process.
+pub fn sigpending() -> u64 {
+    let mut set = 0u64;
+    let _ = sc!(libc::SYS_rt_sigpending, &mut set as *mut u64, 8);
+    set
+}
+/// Takes one pending, blocked `sig` without waiting (`rt_sigtimedwait`, zero timeout).
+pub fn take_pending(sig: c_int) {
+    let set = 1u64 << (sig - 1);
+    let zero = [0i64; 2];
+    let _ = sc!(libc::SYS_rt_sigtimedwait, &set as *const u64, 0, zero.as_ptr(), 8);
+}
 pub fn sigaltstack(old: &mut libc::stack_t) -> SysResult<()> {
     sc!(libc::SYS_sigaltstack, 0, old as *mut libc::stack_t).map(drop)
 }
