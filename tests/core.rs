@@ -409,3 +409,41 @@ fn own_sigusr1_handler_warns_and_mig_signal_moves_checkpoints() {
     assert!(!err.contains("warning"), "{err}");
     assert_continues(&reference, &before, &restored);
 }
+
+/// Reads an image's records through the format crate.
+fn with_image<R>(path: &Path, f: impl FnOnce(&mig_image::Image) -> R) -> R {
+    let bytes = std::fs::read(path).unwrap();
+    let img = mig_image::Image::verify(&bytes, &crc32fast::Hasher::new()).unwrap();
+    f(&img)
+}
+
+#[test]
+fn image_records_intent_from_interposed_calls() {
+    use mig_image::{Table, REGION_BY_PROGRAM};
+    let dir = tempdir("intent");
+    // files.c opens out.log with open(O_WRONLY|O_APPEND|O_CREAT): the flags are recorded.
+    let image = dir.join("f.mig");
+    let mut p = Launch::new(&compile("files"), &dir).clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 3, &image);
+    p.kill();
+    with_image(&image, |img| {
+        let log = (0..img.count(Table::Fds)).map(|i| img.fd(i)).find(|f| img.str(f.file.path).ends_with(b"/out.log")).expect("out.log saved");
+        let want = (libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT) as u32;
+        assert_eq!(log.open_flags & want, want, "open flags {:#o}", log.open_flags);
+    });
+    // mappings.c maps memory itself: those regions, and not the heap or libc, say so.
+    let image = dir.join("m.mig");
+    let mut p = Launch::new(&compile("mappings"), &dir).clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 3, &image);
+    p.kill();
+    with_image(&image, |img| {
+        let regions: Vec<_> = (0..img.count(Table::Regions)).map(|i| img.region(i)).collect();
+        assert!(regions.iter().any(|r| r.flags & REGION_BY_PROGRAM != 0), "no region marked as the program's");
+        for r in &regions {
+            let path = img.str(r.file.path);
+            if r.kind == mig_image::RegionKind::Heap as u32 || path.ends_with(b"libc.so.6") {
+                assert_eq!(r.flags & REGION_BY_PROGRAM, 0, "{}", String::from_utf8_lossy(path));
+            }
+        }
+    });
+}

@@ -376,7 +376,9 @@ pub struct FdRecord {
     pub data_off: u64,
     pub data_len: u64,
     pub blob: u32,
-    pub pad: u32,
+    /// Flags the program passed to `open` (seen by the hook, so `O_CREAT`/`O_TRUNC`
+    /// included); 0 when no hook saw the open (glibc-internal opens, inherited fds).
+    pub open_flags: u32,
 }
 
 // SAFETY: all of these are `repr(C)`, made of integers and arrays of integers laid out

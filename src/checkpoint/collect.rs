@@ -246,12 +246,13 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
             if saved > 0 && l.prot & PROT_READ == 0 {
                 s.needs_unprotect = true;
             }
+            let by_program = !kind.is_kernel() && crate::interpose::mapped_by_program(start, end);
             s.regions.push(RegionRecord {
                 start,
                 end,
                 prot: l.prot,
                 kind: kind as u32,
-                flags: 0,
+                flags: if by_program { REGION_BY_PROGRAM } else { 0 },
                 first_extent,
                 extents: s.extents.len() as u32 - first_extent,
                 blob: u32::MAX,
@@ -392,7 +393,7 @@ fn describe_fd(fd: i32, strings: &mut Strings) -> Result<FdRecord, Failure> {
         data_off: 0,
         data_len: 0,
         blob: u32::MAX,
-        pad: 0,
+        open_flags: crate::interpose::open_flags(fd),
     };
     let absolute = target.first() == Some(&b'/');
     rec.kind = match fmt {

@@ -1,6 +1,8 @@
-//! Interposed libc calls. `/proc` is the truth about the process; these hooks add what
-//! it cannot tell in time: that the program is taking over the checkpoint signal, which
-//! would silently turn checkpoints off.
+//! Interposed libc calls. `/proc` is the truth about the process; these hooks add
+//! intent it cannot tell: the flags a file was opened with (`O_CREAT`, `O_TRUNC` are
+//! gone from `fcntl(F_GETFL)`), which mappings the program made itself (not glibc or
+//! the loader, whose calls no hook sees), and that the program is taking over the
+//! checkpoint signal, which would silently turn checkpoints off.
 #![allow(unsafe_code)]
 
 use crate::runtime;
@@ -12,7 +14,12 @@ use libc::{c_int, sighandler_t};
 static READY: AtomicBool = AtomicBool::new(false);
 static WARNED: AtomicBool = AtomicBool::new(false);
 
+/// Called by the constructor once the library's own handlers are installed. Resolves
+/// every real function now, so no hook resolves one lazily later (`dlsym` may allocate).
 pub fn ready() {
+    let _ = (redhook::real!(sigaction), redhook::real!(signal), redhook::real!(open), redhook::real!(open64));
+    let _ = (redhook::real!(openat), redhook::real!(openat64), redhook::real!(creat), redhook::real!(close));
+    let _ = (redhook::real!(mmap), redhook::real!(munmap));
     READY.store(true, Ordering::SeqCst);
 }
 
@@ -48,5 +55,112 @@ redhook::hook! {
         check(sig, handler);
         // SAFETY: forwarding the caller's arguments unchanged.
         unsafe { redhook::real!(signal)(sig, handler) }
+    }
+}
+
+// ---- Intent: what the program opened and mapped itself ----
+//
+// Lock-free fixed tables, written by the hooks in any thread and read by the checkpoint
+// handler while every thread is stopped.
+
+use core::sync::atomic::{AtomicU32, AtomicU64};
+
+const FDS: usize = 4096;
+static OPEN_FLAGS: [AtomicU32; FDS] = [const { AtomicU32::new(0) }; FDS];
+
+const MAPS: usize = 1024;
+/// (start, end) of mappings made by the program's own `mmap` calls; 0 = free slot.
+static MAPPED: [(AtomicU64, AtomicU64); MAPS] = [const { (AtomicU64::new(0), AtomicU64::new(0)) }; MAPS];
+
+fn opened(fd: c_int, flags: c_int) -> c_int {
+    if let Some(slot) = usize::try_from(fd).ok().and_then(|i| OPEN_FLAGS.get(i)) {
+        slot.store(flags as u32 | 0x8000_0000, Ordering::Relaxed);
+    }
+    fd
+}
+
+/// The flags descriptor `fd` was opened with by the program, if a hook saw it.
+pub fn open_flags(fd: c_int) -> u32 {
+    usize::try_from(fd).ok().and_then(|i| OPEN_FLAGS.get(i)).map_or(0, |s| s.load(Ordering::Relaxed) & 0x7fff_ffff)
+}
+
+/// Whether `[start, end)` overlaps a mapping the program made with `mmap` itself.
+pub fn mapped_by_program(start: u64, end: u64) -> bool {
+    MAPPED.iter().any(|(s, e)| {
+        let (s, e) = (s.load(Ordering::Relaxed), e.load(Ordering::Relaxed));
+        s != 0 && s < end && start < e
+    })
+}
+
+fn mapped(addr: *mut libc::c_void, len: usize) -> *mut libc::c_void {
+    if addr != libc::MAP_FAILED && len > 0 {
+        let start = addr as u64;
+        if let Some((_, e)) = MAPPED.iter().find(|(s, _)| s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed).is_ok()) {
+            e.store(start + len as u64, Ordering::Release);
+        }
+    }
+    addr
+}
+
+fn unmapped(addr: *mut libc::c_void, len: usize) {
+    let (start, end) = (addr as u64, addr as u64 + len as u64);
+    for (s, e) in &MAPPED {
+        if s.load(Ordering::Acquire) >= start && e.load(Ordering::Acquire) <= end && s.load(Ordering::Acquire) != 0 {
+            e.store(0, Ordering::Relaxed);
+            s.store(0, Ordering::Release);
+        }
+    }
+}
+
+redhook::hook! {
+    unsafe fn open(path: *const libc::c_char, flags: c_int, mode: libc::mode_t) -> c_int => mig_open {
+        // SAFETY: forwarding the caller's arguments unchanged (mode declared explicitly).
+        opened(unsafe { redhook::real!(open)(path, flags, mode) }, flags)
+    }
+}
+redhook::hook! {
+    unsafe fn open64(path: *const libc::c_char, flags: c_int, mode: libc::mode_t) -> c_int => mig_open64 {
+        // SAFETY: as for `open`.
+        opened(unsafe { redhook::real!(open64)(path, flags, mode) }, flags)
+    }
+}
+redhook::hook! {
+    unsafe fn openat(dir: c_int, path: *const libc::c_char, flags: c_int, mode: libc::mode_t) -> c_int => mig_openat {
+        // SAFETY: as for `open`.
+        opened(unsafe { redhook::real!(openat)(dir, path, flags, mode) }, flags)
+    }
+}
+redhook::hook! {
+    unsafe fn openat64(dir: c_int, path: *const libc::c_char, flags: c_int, mode: libc::mode_t) -> c_int => mig_openat64 {
+        // SAFETY: as for `open`.
+        opened(unsafe { redhook::real!(openat64)(dir, path, flags, mode) }, flags)
+    }
+}
+redhook::hook! {
+    unsafe fn creat(path: *const libc::c_char, mode: libc::mode_t) -> c_int => mig_creat {
+        // SAFETY: as for `open`.
+        opened(unsafe { redhook::real!(creat)(path, mode) }, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC)
+    }
+}
+redhook::hook! {
+    unsafe fn close(fd: c_int) -> c_int => mig_close {
+        if let Some(slot) = usize::try_from(fd).ok().and_then(|i| OPEN_FLAGS.get(i)) {
+            slot.store(0, Ordering::Relaxed);
+        }
+        // SAFETY: forwarding the caller's argument unchanged.
+        unsafe { redhook::real!(close)(fd) }
+    }
+}
+redhook::hook! {
+    unsafe fn mmap(addr: *mut libc::c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: libc::off_t) -> *mut libc::c_void => mig_mmap {
+        // SAFETY: forwarding the caller's arguments unchanged.
+        mapped(unsafe { redhook::real!(mmap)(addr, len, prot, flags, fd, off) }, len)
+    }
+}
+redhook::hook! {
+    unsafe fn munmap(addr: *mut libc::c_void, len: usize) -> c_int => mig_munmap {
+        unmapped(addr, len);
+        // SAFETY: forwarding the caller's arguments unchanged.
+        unsafe { redhook::real!(munmap)(addr, len) }
     }
 }
