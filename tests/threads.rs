@@ -1,0 +1,122 @@
+//! Multi-threaded subjects: every thread stopped, saved and recreated (own stack, TLS,
+//! registers, glibc tid); checkpoint/kill/restart, a chain of generations, a SIGUSR2
+//! rollback, and a thread that cannot be stopped.
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+
+fn subject(name: &str, at: u32) -> String {
+    let dir = tempdir(name);
+    checkpoint_kill_restart(Launch::new(&compile(name), &dir), at)
+}
+
+#[test]
+fn barrier_lock_step_workers() {
+    subject("threads_barrier", 6);
+}
+
+#[test]
+fn threads_blocked_in_cond_wait_mutex_lock_and_join() {
+    subject("threads_blocked", 5);
+}
+
+#[test]
+fn thread_local_storage_and_glibc_thread_records() {
+    subject("threads_tls", 7);
+}
+
+#[test]
+fn threads_created_and_joined_every_step() {
+    subject("threads_churn", 6);
+}
+
+#[test]
+fn threads_sleeping_in_nanosleep_and_poll() {
+    subject("threads_sleepers", 8);
+}
+
+#[test]
+fn chain_of_three_generations_with_threads() {
+    let dir = tempdir("threads_chain3");
+    let l = Launch::new(&compile("threads_barrier"), &dir).arg("48");
+    let reference = reference(&l.clone_bare());
+    let mut restore_from: Option<PathBuf> = None;
+    // Generation g is checkpointed at step 8 + 8g, killed, and restored by g + 1.
+    for g in 0..3u32 {
+        let image = dir.join(format!("gen{g}.mig"));
+        let mut launch = l.clone_with("MIG_IMAGE", &image);
+        if let Some(prev) = &restore_from {
+            launch = launch.clone_with("MIG_RESTORE", prev);
+        }
+        let mut p = launch.start();
+        checkpoint_at(&mut p, 8 + 8 * g, &image);
+        p.line().unwrap_or_else(|| panic!("generation {g} stopped after its checkpoint"));
+        let seen = p.kill();
+        // Each generation printed what the uninterrupted run printed at those steps.
+        let first = step_of(&seen[0]).unwrap_or_else(|| panic!("generation {g} starts with {:?}", seen[0]));
+        if g == 0 {
+            assert_eq!(first, 1);
+        } else {
+            assert!(first <= 8 * g + 1, "generation {g} resumed at step {first}, after its parent's checkpoint");
+        }
+        let at = reference.iter().position(|r| step_of(r) == Some(first)).unwrap();
+        assert_eq!(&reference[at..at + seen.len()], &seen[..], "generation {g} diverged");
+        restore_from = Some(image);
+    }
+    let (restored, st, err) = l.clone_with("MIG_RESTORE", restore_from.as_ref().unwrap()).start().finish();
+    assert!(st.success(), "last restore failed: {st:?}\nstderr: {err}\nstdout: {restored:?}");
+    let first = step_of(&restored[0]).unwrap_or_else(|| panic!("restored run starts with {:?}", restored[0]));
+    assert!((24..=25).contains(&first), "the last generation resumes right after its parent's checkpoint: {first}");
+    let at = reference.iter().position(|r| step_of(r) == Some(first)).unwrap();
+    assert_eq!(&reference[at..], &restored[..]);
+}
+
+#[test]
+fn sigusr2_rolls_back_a_process_whose_threads_come_and_go() {
+    let dir = tempdir("threads_rollback");
+    let l = Launch::new(&compile("threads_churn"), &dir).arg("30");
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("r.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 5, &image);
+    p.until("step 12 ");
+    p.signal(libc::SIGUSR2);
+    // The same process goes back to the checkpoint and prints those steps again.
+    let rolled_from = loop {
+        let line = p.line().unwrap_or_else(|| panic!("no output after the rollback; saw {:?}", p.seen));
+        let s = step_of(&line).unwrap_or_else(|| panic!("unexpected line before the rollback: {line:?}"));
+        if s <= 6 {
+            break p.seen.len() - 1;
+        }
+        assert!(s <= 15, "no rollback by step {s}");
+    };
+    let (all, st, err) = p.finish();
+    assert!(st.success(), "rolled-back run failed: {st:?}\nstderr: {err}\nstdout: {all:?}");
+    // Before the rollback: exactly the uninterrupted run's lines.
+    assert_eq!(&all[..rolled_from], &reference[..rolled_from], "the run before the rollback differs");
+    // After it: the uninterrupted run from the checkpoint on, to the end.
+    let first = step_of(&all[rolled_from]).unwrap();
+    assert!((5..=6).contains(&first), "rolled back to step {first}, the checkpoint was at step 5");
+    let at = reference.iter().position(|r| step_of(r) == Some(first)).unwrap();
+    assert_eq!(&reference[at..], &all[rolled_from..], "the rolled-back run must go on as the original did");
+}
+
+#[test]
+fn thread_blocking_all_signals_abandons_the_checkpoint() {
+    let dir = tempdir("threads_nostop");
+    let l = Launch::new(&compile("threads_nostop"), &dir);
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("n.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    p.until("step 2 ");
+    p.signal(libc::SIGUSR1);
+    // The checkpoint gives up after its bounded wait; the process finishes normally.
+    let (lines, st, err) = p.finish();
+    assert!(st.success(), "the process must go on unharmed: {st:?}\nstderr: {err}\nstdout: {lines:?}");
+    assert_eq!(lines, reference, "output differs from the uninterrupted run");
+    assert!(err.contains("did not stop"), "stderr says why the checkpoint was abandoned: {err:?}");
+    assert!(!image.exists(), "no image after an abandoned checkpoint");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(leftovers.is_empty(), "nothing left behind (no partial image): {leftovers:?}");
+}
