@@ -7,11 +7,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn subject(name: &str, at: u32) -> String {
-    let dir = tempdir(name);
-    checkpoint_kill_restart(Launch::new(&compile(name), &dir), at)
-}
-
 #[test]
 fn heap_churn() {
     subject("heap_churn", 6);

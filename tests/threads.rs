@@ -6,11 +6,6 @@ mod common;
 use common::*;
 use std::path::PathBuf;
 
-fn subject(name: &str, at: u32) -> String {
-    let dir = tempdir(name);
-    checkpoint_kill_restart(Launch::new(&compile(name), &dir), at)
-}
-
 #[test]
 fn barrier_lock_step_workers() {
     subject("threads_barrier", 6);

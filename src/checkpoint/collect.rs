@@ -32,8 +32,6 @@ pub struct Snapshot {
     pub fds: List<FdRecord>,
     pub strings: Strings,
     pub layout: Layout,
-    /// Some region without `PROT_READ` has pages to save.
-    pub needs_unprotect: bool,
     /// The page holding the resume point's stack pointer: pages below it belong to the
     /// checkpoint's own frames (dead after a restore, so not saved), and this one is
     /// still changing while the image is written, so the writer copies it first.
@@ -52,7 +50,6 @@ pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize) -> Result<S
         fds: scratch.list(1 << 16).ok_or(Failure::Full)?,
         strings: Strings::new(scratch.list(64 << 20).ok_or(Failure::Full)?),
         layout: Layout::new(0, 0, 0, 0, 0),
-        needs_unprotect: false,
         // The resume point is a call site: nothing below its stack pointer is live.
         stack_cut: ctx.rsp & !(PAGE - 1),
     };
@@ -66,7 +63,7 @@ pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize) -> Result<S
     }
     let cut = s.stack_cut;
     regions(&mut s, &mut text, pagemap.spare(), (base, base + len), cut)?;
-    fds(&mut s, &mut text, &[])?;
+    fds(&mut s, &mut text)?;
 
     s.layout = Layout::new(
         s.threads.len() as u64,
@@ -104,7 +101,7 @@ fn process(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
     let p = &mut s.process;
     slurp(b"/proc/self/stat", text)?;
     let stat = text.as_slice();
-    let after_comm = stat.iter().rposition(|&c| c == b')').map_or(stat, |i| &stat[i + 2..]);
+    let after_comm = stat.iter().rposition(|&c| c == b')').map_or(stat, |i| stat.get(i + 2..).unwrap_or(&[]));
     // Field 3 of stat(5) is the first one after the command name.
     let field = |n: usize| -> u64 {
         let f = after_comm.split(|&c| c == b' ').nth(n - 3).unwrap_or(b"0");
@@ -243,9 +240,6 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
                 let from = if (start..end).contains(&cut) { cut } else { start };
                 saved = extents(kind, start, from, end, pagemap, pm, &mut s.extents)?;
             }
-            if saved > 0 && l.prot & PROT_READ == 0 {
-                s.needs_unprotect = true;
-            }
             let by_program = !kind.is_kernel() && crate::interpose::mapped_by_program(start, end);
             s.regions.push(RegionRecord {
                 start,
@@ -312,7 +306,7 @@ fn extents(kind: RegionKind, start: u64, from: u64, end: u64, pagemap: i32, pm: 
     Ok(total * PAGE)
 }
 
-fn fds(s: &mut Snapshot, text: &mut List<u8>, excluded: &[i32]) -> Result<(), Failure> {
+fn fds(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
     let dir = sys::open(&CPath::new(b"/proc/self/fd").ok_or(Failure::Full)?, libc::O_RDONLY | libc::O_DIRECTORY, 0)
         .map_err(|e| Failure::Sys("opening /proc/self/fd", e))?;
     let r = (|| loop {
@@ -333,7 +327,7 @@ fn fds(s: &mut Snapshot, text: &mut List<u8>, excluded: &[i32]) -> Result<(), Fa
             let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
             at += reclen.max(1);
             let Some(fd) = parse_fd(name) else { continue };
-            if fd <= 2 || fd == dir || excluded.contains(&fd) {
+            if fd <= 2 || fd == dir {
                 continue;
             }
             let rec = describe_fd(fd, &mut s.strings)?;

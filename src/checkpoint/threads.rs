@@ -74,7 +74,7 @@ pub fn records(n: usize) -> impl Iterator<Item = ThreadRecord> {
     // SAFETY: every slot below `n` was written by a thread that has since arrived.
     let all = unsafe { &(&*SLOTS.0.get())[..n.min(MAX_THREADS)] };
     let main = all.iter().position(|r| r.tid == pid).unwrap_or(0);
-    core::iter::once(all[main]).chain(all.iter().enumerate().filter(move |(i, _)| *i != main).map(|(_, r)| *r))
+    all.get(main).copied().into_iter().chain(all.iter().enumerate().filter(move |(i, _)| *i != main).map(|(_, r)| *r))
 }
 
 /// Lists the other tasks of this process into `out`; returns how many.
@@ -91,7 +91,7 @@ fn other_tasks(out: &mut [u32]) -> usize {
         let mut at = 0;
         while at + 19 < len {
             let reclen = u16::from_le_bytes([buf[at + 16], buf[at + 17]]) as usize;
-            let name = &buf[at + 19..(at + reclen).min(len)];
+            let name = buf.get(at + 19..(at + reclen).min(len)).unwrap_or(&[]);
             let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
             if !name.is_empty() && name.iter().all(u8::is_ascii_digit) {
                 let tid = name.iter().fold(0u32, |a, &c| a * 10 + (c - b'0') as u32);
@@ -251,7 +251,7 @@ pub fn wait_resumed(n: usize) {
 /// ours already; installs the handler. Returns false if none is free.
 pub fn choose_signal(wanted: Option<u32>) -> bool {
     let current = STOP_SIGNAL.load(SeqCst);
-    let candidates = wanted.into_iter().chain(current.checked_sub(0).filter(|&s| s != 0)).chain((libc::SIGRTMIN() as u32 + 2..=libc::SIGRTMAX() as u32).rev());
+    let candidates = wanted.into_iter().chain(Some(current).filter(|&s| s != 0)).chain((libc::SIGRTMIN() as u32 + 2..=libc::SIGRTMAX() as u32).rev());
     for sig in candidates {
         let mut old = mig_image::KSigaction::default();
         if sys::sigaction(sig as i32, None, Some(&mut old)).is_err() {

@@ -7,7 +7,7 @@
 
 use crate::runtime;
 use crate::sys::msg::msg;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use libc::{c_int, sighandler_t};
 
 /// Set once the library's own handlers are installed: only later calls are the program's.
@@ -62,8 +62,6 @@ redhook::hook! {
 //
 // Lock-free fixed tables, written by the hooks in any thread and read by the checkpoint
 // handler while every thread is stopped.
-
-use core::sync::atomic::{AtomicU32, AtomicU64};
 
 const FDS: usize = 4096;
 static OPEN_FLAGS: [AtomicU32; FDS] = [const { AtomicU32::new(0) }; FDS];

@@ -229,6 +229,13 @@ pub fn reference(l: &Launch) -> Vec<String> {
     lines
 }
 
+/// `checkpoint_kill_restart` of `c-tests/<name>.c` in a fresh directory, checkpointed at
+/// step `at`.
+pub fn subject(name: &str, at: u32) -> String {
+    let dir = tempdir(name);
+    checkpoint_kill_restart(Launch::new(&compile(name), &dir), at)
+}
+
 /// The core scenario: run, checkpoint at `at`, let it go on, SIGKILL, restart from
 /// the image, and compare with an uninterrupted run. Returns the restarted stderr.
 pub fn checkpoint_kill_restart(l: Launch, at: u32) -> String {
