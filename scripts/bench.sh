@@ -1,0 +1,406 @@
+#!/usr/bin/env bash
+# Benchmark (issue 6): checkpoint, stop and restart times, image size and the cost of
+# the preloaded library, for heaps of 256 MiB, 1 GiB and 4 GiB, next to the physical
+# limits measured in the same run (dd with conv=fsync, reading the image back).
+#
+#   scripts/bench.sh [--quick] [--runs N] [--sizes "256 1024 4096"] [--dir DIR]
+#
+#   --quick   256 MiB only, 1 run, short overhead loops: a sanity check
+#   --runs N  runs per size (default 3); every figure is the median
+#   --dir D   where images go (default $MIG_BENCH_DIR, else target/bench); removed after
+#
+# Subjects: c-tests/bench_heap.c (heap filled with incompressible data, reports every
+# pause it sees and the wall-clock time it runs again) and c-tests/bench_sys.c
+# (system-call and computation loops). Prints one table; nothing else is needed.
+set -euo pipefail
+export LC_ALL=C
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+quick=0
+runs=3
+sizes="256 1024 4096"
+dir=${MIG_BENCH_DIR:-$repo/target/bench}
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quick) quick=1 runs=1 sizes=256 ;;
+    --runs) runs=$2; shift ;;
+    --sizes) sizes=$2; shift ;;
+    --dir) dir=$2; shift ;;
+    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+say() { echo "bench: $*" >&2; }
+
+say "building (cargo build --release --workspace)"
+cargo build --release --workspace -q
+mig=$repo/target/release/mig
+lib=$repo/target/release/libmig.so
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+work=$dir/run.$$
+mkdir -p "$work"
+heap=$work/bench_heap
+sysb=$work/bench_sys
+cc -O2 -Wall -Wextra -o "$heap" c-tests/bench_heap.c
+cc -O2 -Wall -Wextra -o "$sysb" c-tests/bench_sys.c
+res=$work/results
+: >"$res"
+
+# Every process this script starts is listed here and killed on exit.
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rec() { echo "$1 $2" >>"$res"; }          # rec KEY VALUE
+note() { echo "note $*" >>"$res"; }       # a line printed under the table
+us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
+
+# wait_for FILE FROM REGEX SECS [PID]: the first line after line FROM that matches;
+# fails after SECS seconds, or at once when PID has died.
+wait_for() {
+    local file=$1 from=$2 re=$3 secs=$4 pid=${5:-} line i=0
+    while :; do
+        line=$(tail -n +"$((from + 1))" "$file" 2>/dev/null | grep -m1 -E "$re" || true)
+        if [ -n "$line" ]; then echo "$line"; return 0; fi
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then return 1; fi
+        i=$((i + 1))
+        [ "$i" -gt $((secs * 100)) ] && return 1
+        sleep 0.01
+    done
+}
+
+lines() { wc -l <"$1"; }
+
+stop_proc() { kill -9 "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# "process stopped for 12.3 ms" / "850 µs" / "4.56 s" → ms
+stopped_ms() {
+    sed -n 's/.*process stopped for \([0-9.]*\) \([^,;]*\).*/\1 \2/p' <<<"$1" |
+        awk '{ v = $1; u = $2; if (u == "s") v *= 1000; else if (u != "ms") v /= 1000; print v }'
+}
+
+evict() { # drop a file's pages from the page cache (no root needed)
+    python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$1"
+}
+
+cached_pct() { # how much of a file is in the page cache, per fincore
+    command -v fincore >/dev/null || { echo "?"; return; }
+    fincore -b -n -o RES,SIZE "$1" 2>/dev/null | awk '{ if ($2 > 0) printf "%.0f", 100 * $1 / $2; else print "?" }'
+}
+
+secs_of() { # secs_of START_US END_US → seconds
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", (b - a) / 1e6 }'
+}
+
+# Start the subject under the library: start_subject OUT HEAP_MIB [TOUCH_MIB [PATTERN]]
+start_subject() {
+    local out=$1
+    shift
+    : >"$out"
+    LD_PRELOAD=$lib MIG_IMAGE=$work/own.mig "$heap" "$@" >"$out" 2>"$out.err" </dev/null &
+    spid=$!
+    pids+=("$spid")
+    if ! wait_for "$out" 0 '^(ready|FAIL)' 600 "$spid" >/dev/null || ! grep -q '^ready' "$out"; then
+        say "the subject did not start: $(cat "$out" "$out.err")"
+        return 1
+    fi
+    pass_ns=$(awk '/^ready/ { print $3 }' "$out")
+}
+
+# Restart IMAGE in MODE (default | eager | cli), measured from exec to the first
+# "gap" line; then wait until the subject has checked its whole heap.
+# Records restart_MODE:MIB (ms) and checked_MODE:MIB (ms). Extra env: via EXTRA.
+restart_one() {
+    local mode=$1 img=$2 mib=$3 key=$4 out=$work/restart.out t0 line stamp rpid
+    : >"$out"
+    (
+        case $mode in
+        default | eager)
+            export MIG_RESTORE=$img LD_PRELOAD=$lib MIG_IMAGE=$work/own.mig
+            [ "$mode" = eager ] && export MIG_RESTORE_EAGER=1
+            t=$EPOCHREALTIME
+            echo "${t/./}" >"$work/t0"
+            exec "$heap" 1
+            ;;
+        cli)
+            export MIG_IMAGE=$work/own.mig
+            t=$EPOCHREALTIME
+            echo "${t/./}" >"$work/t0"
+            exec "$mig" restart "$img"
+            ;;
+        esac
+    ) >"$out" 2>"$out.err" </dev/null &
+    rpid=$!
+    pids+=("$rpid")
+    if ! line=$(wait_for "$out" 0 '^gap' 600 "$rpid"); then
+        say "restart ($mode, $mib MiB) did not resume: $(head -c 600 "$out.err")"
+        rec "fail:$key:$mib" 1
+        note "FAILED: restart ($mode) of the $mib MiB image did not resume: $(head -n 3 "$out.err" | tr '\n' ' ')"
+        stop_proc "$rpid"
+        return 1
+    fi
+    t0=$(cat "$work/t0")
+    stamp=$(awk '{ print $3 }' <<<"$line")
+    rec "$key:$mib" "$(awk -v a="$t0" -v b="$stamp" 'BEGIN { printf "%.2f", (b / 1000 - a) / 1000 }')"
+    if line=$(wait_for "$out" 0 '^checked' 600 "$rpid"); then
+        stamp=$(awk '{ print $2 }' <<<"$line")
+        rec "checked_$key:$mib" "$(awk -v a="$t0" -v b="$stamp" 'BEGIN { printf "%.2f", (b / 1000 - a) / 1000 }')"
+        if ! grep -q ' ok$' <<<"$line"; then
+            rec "fail:$key:$mib" 1
+            note "FAILED: after restart ($mode) of the $mib MiB image the heap is wrong: $line"
+        fi
+    else
+        note "FAILED: after restart ($mode) of the $mib MiB image the subject never checked its heap"
+    fi
+    stop_proc "$rpid"
+}
+
+# One run for one heap size: checkpoint (process continues) next to dd; then kill
+# and restart in every mode, next to reading the image.
+bench_size() {
+    local mib=$1 run=$2 out=$work/subject.out img=$dir/heap.mig n0 t0 t1 ck line bytes ms
+    start_subject "$out" "$mib" || { note "FAILED: the $mib MiB subject did not start"; return 1; }
+    local pid=$spid
+    rec "pass:$mib" "$(awk -v n="$pass_ns" 'BEGIN { printf "%.1f", n / 1e6 }')"
+    rm -f "$img"
+    sync
+    n0=$(lines "$out")
+    t0=$(us)
+    if ! ck=$("$mig" checkpoint "$pid" --to "$img" 2>&1); then
+        t1=$(us)
+        say "checkpoint of $mib MiB failed: $ck"
+        note "FAILED: mig checkpoint ($mib MiB, run $run): $ck"
+        stop_proc "$pid"
+        return 1
+    fi
+    t1=$(us)
+    rec "ckpt:$mib" "$(secs_of "$t0" "$t1")"
+    ms=$(stopped_ms "$ck")
+    [ -n "$ms" ] && rec "stop_mig:$mib" "$ms"
+    # The pause the program itself saw: the longest iteration since the request.
+    sleep 0.1
+    if tail -n +"$((n0 + 1))" "$out" | awk '/^gap/ && $2 > 50000000 { f = 1 } END { exit !f }'; then
+        wait_for "$out" "$n0" '^checked' 600 "$pid" >/dev/null || true
+        if line=$(tail -n +"$((n0 + 1))" "$out" | grep '^checked' | grep -v ' ok$'); then
+            note "FAILED: the $mib MiB subject found its heap changed after a checkpoint: $line"
+        fi
+    fi
+    ms=$(tail -n +"$((n0 + 1))" "$out" | awk '/^gap/ && $2 > m { m = $2 } END { printf "%.2f", m / 1e6 }')
+    # No gap line: every iteration took < 2 ms.
+    [ "$ms" = 0.00 ] && ms=2
+    rec "stop:$mib" "$ms"
+    bytes=$(stat -c %s "$img")
+    rec "img:$mib" "$bytes"
+    rec "touched:$mib" $((mib << 20))
+
+    # dd: the same bytes, with fsync, to the same directory, right after.
+    rm -f "$dir/dd.tmp"
+    sync
+    t0=$(us)
+    dd if=/dev/zero of="$dir/dd.tmp" bs=1M count="$bytes" iflag=count_bytes conv=fsync status=none
+    t1=$(us)
+    rec "dd:$mib" "$(secs_of "$t0" "$t1")"
+    rm -f "$dir/dd.tmp"
+
+    stop_proc "$pid"
+
+    # Restart from exec to running, image in the page cache.
+    restart_one default "$img" "$mib" restart_default || true
+    restart_one eager "$img" "$mib" restart_eager || true
+    restart_one cli "$img" "$mib" restart_cli || true
+    # The physical limit: reading the image.
+    t0=$(us)
+    dd if="$img" of=/dev/null bs=1M status=none
+    t1=$(us)
+    rec "read_warm:$mib" "$(secs_of "$t0" "$t1")"
+    # Same, with the image evicted from the page cache first.
+    evict "$img"
+    rec "cached_after_evict:$mib" "$(cached_pct "$img")"
+    t0=$(us)
+    dd if="$img" of=/dev/null bs=1M status=none
+    t1=$(us)
+    rec "read_cold:$mib" "$(secs_of "$t0" "$t1")"
+    evict "$img"
+    restart_one default "$img" "$mib" restart_cold || true
+    evict "$img"
+    restart_one eager "$img" "$mib" restart_cold_eager || true
+    rm -f "$img"
+}
+
+free_bytes() { df --output=avail -B1 "$1" | tail -n 1 | tr -d ' '; }
+mem_avail_mib() { awk '/^MemAvailable/ { print int($2 / 1024) }' /proc/meminfo; }
+
+for mib in $sizes; do
+    need=$((2 * mib + 256))
+    have=$(($(free_bytes "$dir") >> 20))
+    if [ "$have" -lt "$need" ]; then
+        rec "skip:$mib" 1
+        note "skipped $mib MiB: $have MiB free in $dir, it needs $need MiB (image + dd of the same size)"
+        continue
+    fi
+    mem=$(mem_avail_mib)
+    if [ "$mem" -lt $((mib + mib / 4 + 256)) ]; then
+        rec "skip:$mib" 1
+        note "skipped $mib MiB: only $mem MiB of memory available"
+        continue
+    fi
+    for run in $(seq 1 "$runs"); do
+        say "$mib MiB, run $run of $runs"
+        bench_size "$mib" "$run" || true
+    done
+done
+
+# Image size when far less is touched than allocated: 4 GiB malloc, 100 MiB touched.
+sparse() {
+    local out=$work/sparse.out img=$dir/sparse.mig ck
+    say "image size of a 4 GiB malloc with 100 MiB touched"
+    start_subject "$out" 4096 100 || { note "FAILED: the sparse subject did not start"; return 1; }
+    if ck=$("$mig" checkpoint "$spid" --exit --to "$img" 2>&1); then
+        rec "sparse_img" "$(stat -c %s "$img")"
+    else
+        note "FAILED: mig checkpoint of the sparse subject: $ck"
+    fi
+    stop_proc "$spid"
+    rm -f "$img"
+}
+sparse || true
+
+# The library on a program never checkpointed: alternate runs without and with it.
+overhead() {
+    local target_ns=$1 reps=$2 mode n t
+    for mode in open mmap compute; do
+        case $mode in compute) n=200000 ;; *) n=20000 ;; esac
+        t=$("$sysb" "$mode" "$n" | awk '{ print $1 }')
+        n=$(awk -v n="$n" -v t="$t" -v g="$target_ns" 'BEGIN { printf "%d", n * g / t }')
+        rec "ovh_iters:$mode" "$n"
+        say "preload overhead: $mode, $n iterations, $reps runs each"
+        for _ in $(seq 1 "$reps"); do
+            rec "ovh_plain:$mode" "$("$sysb" "$mode" "$n" | awk '{ print $1 / 1e6 }')"
+            rec "ovh_preload:$mode" "$(LD_PRELOAD=$lib "$sysb" "$mode" "$n" | awk '{ print $1 / 1e6 }')"
+        done
+    done
+}
+if [ "$quick" = 1 ]; then overhead 200000000 3; else overhead 1000000000 5; fi
+
+# Compression, where the library has it.
+compression() {
+    if ! { "$mig" checkpoint --help; cat README.md; } 2>/dev/null | grep -qi -E 'MIG_COMPRESS|zstd'; then
+        rec compression "not available (neither \`mig checkpoint --help\` nor the README mentions MIG_COMPRESS/zstd)"
+        return 0
+    fi
+    local mib=1024 out=$work/compress.out img=$dir/compress.mig t0 t1 ck pattern key
+    [ "$quick" = 1 ] && mib=256
+    for pattern in random half; do
+        for z in none zstd; do
+            for run in $(seq 1 "$runs"); do
+                key=$pattern.$z
+                say "compression: $mib MiB, $pattern data, $z, run $run"
+                if [ "$z" = zstd ]; then export MIG_COMPRESS=zstd; else unset MIG_COMPRESS; fi
+                start_subject "$out" "$mib" "$mib" "$pattern" || { unset MIG_COMPRESS; note "FAILED: compression subject"; return 1; }
+                unset MIG_COMPRESS
+                rm -f "$img"
+                t0=$(us)
+                if ! ck=$("$mig" checkpoint "$spid" --exit --to "$img" 2>&1); then
+                    note "FAILED: compressed checkpoint ($pattern, $z): $ck"
+                    stop_proc "$spid"
+                    continue
+                fi
+                t1=$(us)
+                stop_proc "$spid"
+                rec "z_ckpt:$key" "$(secs_of "$t0" "$t1")"
+                rec "z_img:$key" "$(stat -c %s "$img")"
+                rec "z_mib" "$mib"
+                restart_one default "$img" "$key" z_restart || true
+            done
+        done
+    done
+    rm -f "$img"
+}
+compression || true
+
+# CRIU on the same subject, where a working criu can run.
+criu_bench() {
+    local why=""
+    if ! command -v criu >/dev/null; then
+        why="criu is not installed"
+    elif [ "$(id -u)" != 0 ]; then
+        why="not root (criu dump/restore need root)"
+    fi
+    if [ -n "$why" ]; then rec criu "skipped: $why"; return 0; fi
+    local d=$work/criu out=$work/criu.out mib run pid t0 t1 line stamp img
+    criu_once() { # criu_once MIB → records criu_* keys; fails with the log's last error
+        local mib=$1
+        rm -rf "$d"
+        mkdir -p "$d"
+        : >"$out"
+        setsid "$heap" "$mib" >"$out" 2>/dev/null </dev/null &
+        pid=$!
+        pids+=("$pid")
+        wait_for "$out" 0 '^ready' 600 "$pid" >/dev/null || return 1
+        sync
+        t0=$(us)
+        criu dump -t "$pid" -D "$d" -o dump.log >/dev/null 2>&1 || { wait "$pid" 2>/dev/null; return 1; }
+        t1=$(us)
+        sync -f "$d"
+        rec "criu_dump:$mib" "$(secs_of "$t0" "$t1")"
+        rec "criu_dump_sync:$mib" "$(secs_of "$t0" "$(us)")"
+        rec "criu_img:$mib" "$(du -sb "$d" | awk '{ print $1 }')"
+        wait "$pid" 2>/dev/null || true
+        local n0
+        n0=$(lines "$out")
+        t0=$(us)
+        criu restore -D "$d" -d -o restore.log --pidfile "$d/pid" >/dev/null 2>&1 || return 1
+        line=$(wait_for "$out" "$n0" '^gap' 600) || return 1
+        stamp=$(awk '{ print $3 }' <<<"$line")
+        rec "criu_restart:$mib" "$(awk -v a="$t0" -v b="$stamp" 'BEGIN { printf "%.2f", (b / 1000 - a) / 1000 }')"
+        kill -9 "$(cat "$d/pid")" 2>/dev/null || true
+    }
+    if ! criu_once 16; then
+        why=$(grep -h -i -E 'error|fail' "$d"/*.log 2>/dev/null | tail -n 1)
+        kill -9 "$pid" 2>/dev/null || true
+        [ -f "$d/pid" ] && kill -9 "$(cat "$d/pid")" 2>/dev/null
+        rec criu "skipped: $(criu --version 2>/dev/null | head -n 1) does not work here (${why:-no log}); the distribution's CRIU 3.17 predates the [vvar_vclock] area of this kernel"
+        grep -v ':16 ' "$res" >"$res.tmp" || true
+        mv "$res.tmp" "$res"
+        return 0
+    fi
+    for mib in $sizes; do
+        grep -q "^skip:$mib " "$res" && continue
+        for run in $(seq 1 "$runs"); do
+            say "criu: $mib MiB, run $run"
+            criu_once "$mib" || note "FAILED: criu dump/restore of $mib MiB: $(grep -h -i error "$d"/*.log 2>/dev/null | tail -n 1)"
+        done
+    done
+    rec criu "measured: $(criu --version 2>/dev/null | head -n 1)"
+}
+criu_bench || true
+
+# The machine.
+rec "m.cpu" "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+rec "m.cores" "$(nproc)"
+rec "m.mem" "$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+rec "m.kernel" "$(uname -r)"
+rec "m.fs" "$(df --output=fstype "$dir" | tail -n 1) on $(df --output=source "$dir" | tail -n 1) ($dir)"
+rec "m.date" "$(date -u '+%Y-%m-%d %H:%M UTC')"
+rec "m.commit" "$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- src image 2>/dev/null || echo ' + uncommitted changes in src/ or image/')"
+rec "m.runs" "$runs"
+rec "m.sizes" "$sizes"
+virt() {
+    local v
+    v=$(systemd-detect-virt 2>/dev/null) && { echo "virtual machine ($v)"; return; }
+    [ "$v" = none ] && { echo "bare metal"; return; }
+    grep -q '^flags.* hypervisor' /proc/cpuinfo && echo "virtual machine" || echo "bare metal, as far as /proc/cpuinfo says"
+}
+rec "m.virt" "$(virt)"
+rec "m.root" "$([ "$(id -u)" = 0 ] && echo yes || echo no)"
+
+python3 "$repo/scripts/bench_table.py" "$res"

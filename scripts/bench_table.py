@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""Prints the table of scripts/bench.sh from its results file.
+
+Each line of the file is `KEY VALUE`: a key such as `ckpt:1024` holds one value per
+run (the table shows the median and, over several runs, the range), `note` lines are
+printed under the table, `m.*` describe the machine.
+"""
+import statistics
+import sys
+from collections import defaultdict
+
+MIB = 1 << 20
+
+
+def load(path):
+    vals = defaultdict(list)
+    notes = []
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            key, _, value = line.partition(" ")
+            if key == "note":
+                notes.append(value)
+            else:
+                vals[key].append(value)
+    return vals, notes
+
+
+vals, notes = load(sys.argv[1])
+
+
+def nums(key):
+    out = []
+    for v in vals.get(key, []):
+        try:
+            out.append(float(v))
+        except ValueError:
+            pass
+    return out
+
+
+def med(key):
+    x = nums(key)
+    return statistics.median(x) if x else None
+
+
+def text(key, default=""):
+    v = vals.get(key)
+    return v[-1] if v else default
+
+
+sizes = [int(s) for s in text("m.sizes", "256 1024 4096").split()]
+runs = int(text("m.runs", "1"))
+
+
+def size_name(mib):
+    return f"{mib // 1024} GiB" if mib % 1024 == 0 else f"{mib} MiB"
+
+
+def fmt_s(v):
+    return f"{v:.2f} s" if v >= 1 else f"{v * 1000:.0f} ms"
+
+
+def fmt_ms(v):
+    if v >= 1000:
+        return f"{v / 1000:.2f} s"
+    return f"{v:.1f} ms" if v < 100 else f"{v:.0f} ms"
+
+
+def cell_of(x, fmt):
+    """Median, with the range over several runs."""
+    if not x:
+        return "—"
+    m = fmt(statistics.median(x))
+    if len(x) > 1:
+        lo, hi = fmt(min(x)), fmt(max(x))
+        if lo != hi:
+            m += f" ({lo}–{hi})"
+    return m
+
+
+def cell(key, fmt):
+    return cell_of(nums(key), fmt)
+
+
+def skipped(mib):
+    return f"skip:{mib}" in vals
+
+
+def failed(key, mib):
+    return f"fail:{key}:{mib}" in vals
+
+
+rows = []  # (label, [cells], target, verdict)
+
+
+def verdict(ok_by_size):
+    if not ok_by_size:
+        return "—"
+    missed = [size_name(m) for m, ok in ok_by_size.items() if not ok]
+    return "met" if not missed else "missed (" + ", ".join(missed) + ")"
+
+
+def row(label, key, fmt, target="", limit=None, per_gib=False, fail_key=None):
+    cells, ok = [], {}
+    for mib in sizes:
+        if skipped(mib):
+            cells.append("skipped")
+            continue
+        x = nums(f"{key}:{mib}")
+        if per_gib:
+            x = [v / (mib / 1024) for v in x]
+        c = cell_of(x, fmt)
+        if fail_key and failed(fail_key, mib):
+            c += " FAILED"
+        cells.append(c)
+        if limit is not None and x:
+            ok[mib] = statistics.median(x) <= limit
+    rows.append((label, cells, target, verdict(ok) if limit is not None else ""))
+
+
+def ratio_row(label, num, den, target="", limit=None, den_scale=1.0):
+    """Median of per-run ratios (the two were measured side by side, run by run)."""
+    cells, ok = [], {}
+    for mib in sizes:
+        a, b = nums(f"{num}:{mib}"), nums(f"{den}:{mib}")
+        if skipped(mib) or not a or not b:
+            cells.append("skipped" if skipped(mib) else "—")
+            continue
+        if len(a) == len(b):
+            r = [x / (y * den_scale) for x, y in zip(a, b) if y > 0]
+        else:
+            r = [statistics.median(a) / (statistics.median(b) * den_scale)]
+        cells.append(cell_of(r, lambda v: f"{v:.2f}×"))
+        if limit is not None:
+            ok[mib] = statistics.median(r) <= limit
+    rows.append((label, cells, target, verdict(ok) if limit is not None else ""))
+
+
+def section(title):
+    rows.append((title, None, "", ""))
+
+
+# ---- the main table --------------------------------------------------------------
+section("Checkpoint (the program goes on)")
+row("checkpoint, image synced: `mig checkpoint PID --to` wall clock", "ckpt", fmt_s)
+row("`dd` of the same bytes, `conv=fsync`, same directory, same run", "dd", fmt_s)
+ratio_row("checkpoint ÷ dd (per run)", "ckpt", "dd", "≤ 1.1×", 1.1)
+row("program stopped: longest pause the program saw itself", "stop", fmt_ms)
+row("  per GiB resident", "stop", lambda v: f"{v:.0f} ms/GiB", "≤ 20 ms/GiB", 20, per_gib=True)
+row("program stopped, as `mig checkpoint` reports it", "stop_mig", fmt_ms)
+
+section("Restart: from `exec` to the program running again")
+row("default mode, image in the page cache", "restart_default", fmt_ms, "≤ 20 ms, flat", 20,
+    fail_key="restart_default")
+row("MIG_RESTORE_EAGER=1, image in the page cache", "restart_eager", fmt_ms,
+    fail_key="restart_eager")
+row("`mig restart IMAGE` (checks the image, then execs)", "restart_cli", fmt_ms,
+    fail_key="restart_cli")
+row("default mode, image evicted from the page cache", "restart_cold", fmt_ms, "≤ 20 ms, flat", 20,
+    fail_key="restart_cold")
+row("MIG_RESTORE_EAGER=1, image evicted", "restart_cold_eager", fmt_ms,
+    fail_key="restart_cold_eager")
+row("limit: reading the image (`dd` → /dev/null), page cache", "read_warm", fmt_s)
+row("limit: reading the image, evicted", "read_cold", fmt_s)
+ratio_row("eager restart ÷ reading the image, page cache", "restart_eager", "read_warm",
+          den_scale=1000)
+ratio_row("eager restart ÷ reading the image, evicted", "restart_cold_eager", "read_cold",
+          den_scale=1000)
+row("exec → whole heap back and checked (default mode, cached)", "checked_restart_default", fmt_ms)
+row("  of which one check pass over a resident heap takes", "pass", fmt_ms)
+
+section("Image")
+row("image size", "img", lambda v: f"{v / MIB:.1f} MiB")
+ratio_row("image ÷ memory touched", "img", "touched", "≤ 1.01×", 1.01)
+
+heads = ["", *[f"{size_name(m)} heap" for m in sizes], "target", "verdict"]
+table = []
+for label, cells, target, v in rows:
+    if cells is None:
+        table.append([f"**{label}**", *[""] * len(sizes), "", ""])
+    else:
+        table.append([label, *cells, target, v])
+
+
+def print_table(heads, table):
+    widths = [max(len(r[i]) for r in [heads, *table]) for i in range(len(heads))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+    print(line(heads))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in table:
+        print(line(r))
+
+
+print()
+print(f"mig benchmark: medians of {runs} run{'s' if runs != 1 else ''} per heap size "
+      "(range in parentheses); heaps resident, filled with incompressible data")
+print()
+print_table(heads, table)
+
+sp = med("sparse_img")
+print()
+if sp is not None:
+    r = sp / (100 * MIB)
+    print(f"Image of a 4 GiB malloc with 100 MiB touched: {sp / MIB:.1f} MiB = {r:.3f}× the "
+          f"memory touched (target ≤ 1.01×: {'met' if r <= 1.01 else 'missed'})")
+else:
+    print("Image of a 4 GiB malloc with 100 MiB touched: not measured (see notes)")
+
+# ---- the preloaded library on a program never checkpointed ------------------------
+print()
+print("Cost of the preloaded library on a program never checkpointed "
+      f"(runs alternate without/with; medians of {len(nums('ovh_plain:open')) or '?'})")
+print()
+ohead = ["loop", "iterations", "without", "with libmig.so", "with ÷ without", "target", "verdict"]
+otab = []
+labels = {"open": "open(\"/dev/null\") + close", "mmap": "mmap + munmap 4 KiB",
+          "compute": "pure computation (xorshift)"}
+for mode in ["open", "mmap", "compute"]:
+    a, b = nums(f"ovh_plain:{mode}"), nums(f"ovh_preload:{mode}")
+    if not a or not b:
+        continue
+    n = int(med(f"ovh_iters:{mode}") or 0)
+    ma, mb = statistics.median(a), statistics.median(b)
+    per = lambda ms: f"{ms * 1e6 / n:.0f} ns/iter" if mode != "compute" else f"{ms:.0f} ms"
+    r = mb / ma
+    spread = max(a) / min(a) - 1
+    if mode == "compute":
+        target, ok = "not measurable", abs(r - 1) <= max(0.01, spread)
+    else:
+        target, ok = "≤ 1.02×", r <= 1.02
+    otab.append([labels[mode], f"{n:,}", f"{ma:.0f} ms ({per(ma)})", f"{mb:.0f} ms ({per(mb)})",
+                 f"{r:.3f}× (runs without spread {spread * 100:.1f} %)", target,
+                 "met" if ok else "missed"])
+print_table(ohead, otab)
+
+# ---- compression, CRIU ------------------------------------------------------------
+print()
+comp = text("compression")
+if comp:
+    print(f"compression: {comp}")
+else:
+    zm = med("z_mib")
+    print("compression (MIG_COMPRESS=zstd), checkpoint --exit of a "
+          f"{size_name(int(zm)) if zm else '?'} heap:")
+    for pattern, what in [("random", "incompressible data"), ("half", "half-zero words")]:
+        for z in ["none", "zstd"]:
+            k = f"{pattern}.{z}"
+            c, i = med(f"z_ckpt:{k}"), med(f"z_img:{k}")
+            rr = med(f"z_restart:{k}")
+            if c is None or i is None:
+                print(f"  {what}, {z}: not measured")
+                continue
+            print(f"  {what}, {z}: checkpoint {fmt_s(c)} = {zm / c:.0f} MiB/s of heap, "
+                  f"image {i / MIB:.0f} MiB ({i / (zm * MIB):.2f}× the heap), "
+                  f"restart {fmt_ms(rr) if rr is not None else '—'}")
+
+print()
+criu = text("criu", "skipped: not run")
+if criu.startswith("measured"):
+    print(f"CRIU ({criu[len('measured: '):]}), same subject without the library:")
+    print()
+    crows = []
+    for label, key, fmt in [("criu dump (no fsync of its own)", "criu_dump", fmt_s),
+                            ("criu dump, then sync", "criu_dump_sync", fmt_s),
+                            ("criu restore -d, exec → running", "criu_restart", fmt_ms),
+                            ("criu images", "criu_img", lambda v: f"{v / MIB:.1f} MiB")]:
+        crows.append([label, *[cell(f"{key}:{m}", fmt) for m in sizes]])
+    print_table(["", *[f"{size_name(m)} heap" for m in sizes]], crows)
+else:
+    print(f"CRIU: {criu}")
+
+if notes:
+    print()
+    for n in notes:
+        print(f"note: {n}")
+
+# ---- how it was measured, and where --------------------------------------------------
+print()
+print("How: `mig checkpoint` is timed from the request to its exit (the image is written "
+      "aside, fsynced, renamed, its directory fsynced). The pause is the longest iteration "
+      "of the program's 1 ms nanosleep loop (CLOCK_MONOTONIC), so it includes up to ~1 ms "
+      "of its own sleep; pauses under 2 ms show as 2 ms. Restart: CLOCK_REALTIME taken by "
+      "the shell just before exec, to the program's first loop iteration after the gap. "
+      "\"Evicted\": the image's pages dropped from the page cache with "
+      f"posix_fadvise(DONTNEED) (fincore then shows {text('cached_after_evict:' + str(sizes[0]), '?')} % "
+      "cached); caches are not dropped machine-wide, and on a virtual disk the host may "
+      "still cache the file.")
+print()
+print(f"Machine: {text('m.cpu')}, {text('m.cores')} cores, {text('m.mem')} memory, "
+      f"{text('m.virt')}; Linux {text('m.kernel')}; image directory on {text('m.fs')}; "
+      f"root: {text('m.root')}")
+print(f"Run: {text('m.date')}, mig at {text('m.commit')}")
