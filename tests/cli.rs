@@ -161,7 +161,7 @@ fn inspect_a_good_image() {
     let bin = compile("chain");
     for want in [
         &format!("executable:  {}", bin.display()),
-        "format:      version 1",
+        &format!("format:      version {}", mig_image::VERSION),
         "threads:     1",
         "created:     20",
         " UTC",
@@ -179,7 +179,7 @@ fn inspect_a_good_image() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("not JSON ({e}):\n{json}"));
     assert_eq!(v["intact"], true);
     assert_eq!(v["process"]["executable"], bin.to_str().unwrap());
-    assert_eq!(v["header"]["version"], 1);
+    assert_eq!(v["header"]["version"], mig_image::VERSION);
     assert_eq!(v["header"]["threads"], 1);
     let regions = v["regions"].as_array().unwrap();
     assert!(regions.iter().any(|r| r["kind"] == "heap" && r["crc"] == "ok"));

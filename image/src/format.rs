@@ -5,7 +5,7 @@ use core::mem::size_of;
 
 pub const MAGIC: [u8; 8] = *b"MIGIMAGE";
 /// Bumped on any change of layout or meaning.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// ELF machine number of x86_64.
 pub const ARCH_X86_64: u32 = 62;
 pub const PAGE: u64 = 4096;
@@ -67,9 +67,10 @@ pub enum Table {
     Regions = 2,
     Extents = 3,
     Fds = 4,
-    Strings = 5,
+    Timers = 5,
+    Strings = 6,
 }
-pub const TABLES: usize = 6;
+pub const TABLES: usize = 7;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -250,6 +251,10 @@ pub enum RegionKind {
     Vvar = 8,
     VvarVclock = 9,
     Vdso = 10,
+    /// Shared mapping of a memfd, a `/dev/shm` file or a deleted file: the file is
+    /// recreated once and every such mapping of it maps it again, so they stay shared.
+    /// Pages saved unless `REGION_DATA_IN_FD` (a descriptor record carries the file).
+    SharedObject = 11,
 }
 
 impl RegionKind {
@@ -266,6 +271,7 @@ impl RegionKind {
             8 => Vvar,
             9 => VvarVclock,
             10 => Vdso,
+            11 => SharedObject,
             _ => return None,
         })
     }
@@ -282,6 +288,7 @@ impl RegionKind {
             Vvar => "vvar",
             VvarVclock => "vvar-vclock",
             Vdso => "vdso",
+            SharedObject => "shared-object",
         }
     }
     /// Mapped by the kernel itself; moved back, never saved.
@@ -299,6 +306,9 @@ pub const PROT_EXEC: u32 = 4;
 
 /// Region flag: the program mapped this region itself (seen by the `mmap` hook).
 pub const REGION_BY_PROGRAM: u32 = 1;
+/// Region flag (`SharedObject`): the file's contents are saved with the descriptor
+/// record of the same file (`file.dev`/`file.ino`), not with the region.
+pub const REGION_DATA_IN_FD: u32 = 2;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -328,38 +338,110 @@ pub struct Extent {
     pub pages: u64,
 }
 
+/// What a descriptor refers to, which decides how it comes back. `params` and
+/// `extra` (bytes in the strings table) hold what each kind needs, as listed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum FdKind {
     /// A file or directory reopened by path.
     File = 1,
-    /// A regular file unlinked while open: contents saved in a blob.
+    /// A regular file unlinked while open: contents in the blob.
     Deleted = 2,
-    /// A device node reopened by path (`/dev/null`, a tty, …).
+    /// A device node reopened by path (`/dev/null`, …).
     Device = 3,
-    /// Not restorable yet (pipe, socket, event fd …): comes back as a broken pipe end.
+    /// Not restorable: comes back as a broken pipe end (a warning named it).
     Unsupported = 4,
+    /// An end of a pipe whose read end is in the process. `file.ino` names the pipe;
+    /// `params[0]`: its capacity. The first read end's blob holds the unread bytes.
+    Pipe = 5,
+    /// A UNIX socket whose peer is in the process too (`socketpair`). `params`:
+    /// [domain, type, peer inode, SO_SNDBUF]; `file.ino`: this end. Blob: its receive
+    /// queue (for datagram types, each message as a `u32` length then its bytes).
+    SocketPair = 6,
+    /// A connected stream socket to a peer outside the process: comes back reset
+    /// (reads see end of file, writes `EPIPE`). `params[0]`: domain.
+    Reset = 7,
+    /// A socket recreated from its settings: `params` = [domain, type, protocol,
+    /// backlog when listening else 0, bound address length, peer address length,
+    /// option bits (`SOCKOPT_*`)]; `extra`: bound address then peer address.
+    Socket = 8,
+    /// epoll: `extra` is an array of `EpollEntry`.
+    Epoll = 9,
+    /// eventfd: `params` = [count, semaphore].
+    EventFd = 10,
+    /// signalfd: `params[0]`: the signal mask.
+    SignalFd = 11,
+    /// timerfd: `params` = [clock, unread expirations, value s, value ns,
+    /// interval s, interval ns] (the value is the time left).
+    TimerFd = 12,
+    /// inotify: `extra` is an array of `InotifyWatch`.
+    Inotify = 13,
+    /// A terminal: reattached to the restoring process's terminal. `extra`: the
+    /// kernel `struct termios` (`TCGETS`).
+    Tty = 14,
+    /// A memfd (`file.path` is `/memfd:name`): contents in the blob, `params[0]`:
+    /// its seals.
+    Memfd = 15,
+    /// A file in `/dev/shm`: contents in the blob, written back at restore.
+    Shm = 16,
 }
 
 impl FdKind {
     pub fn from_u32(v: u32) -> Option<Self> {
+        use FdKind::*;
         Some(match v {
-            1 => FdKind::File,
-            2 => FdKind::Deleted,
-            3 => FdKind::Device,
-            4 => FdKind::Unsupported,
+            1 => File,
+            2 => Deleted,
+            3 => Device,
+            4 => Unsupported,
+            5 => Pipe,
+            6 => SocketPair,
+            7 => Reset,
+            8 => Socket,
+            9 => Epoll,
+            10 => EventFd,
+            11 => SignalFd,
+            12 => TimerFd,
+            13 => Inotify,
+            14 => Tty,
+            15 => Memfd,
+            16 => Shm,
             _ => return None,
         })
     }
     pub fn name(self) -> &'static str {
+        use FdKind::*;
         match self {
-            FdKind::File => "file",
-            FdKind::Deleted => "deleted-file",
-            FdKind::Device => "device",
-            FdKind::Unsupported => "unsupported",
+            File => "file",
+            Deleted => "deleted-file",
+            Device => "device",
+            Unsupported => "unsupported",
+            Pipe => "pipe",
+            SocketPair => "socketpair",
+            Reset => "reset-socket",
+            Socket => "socket",
+            Epoll => "epoll",
+            EventFd => "eventfd",
+            SignalFd => "signalfd",
+            TimerFd => "timerfd",
+            Inotify => "inotify",
+            Tty => "tty",
+            Memfd => "memfd",
+            Shm => "shm",
         }
     }
+    /// Kinds whose blob holds a file's contents.
+    pub fn saves_file(self) -> bool {
+        matches!(self, FdKind::Deleted | FdKind::Memfd | FdKind::Shm)
+    }
 }
+
+/// `FdKind::Socket` option bits.
+pub const SOCKOPT_REUSEADDR: u64 = 1;
+pub const SOCKOPT_REUSEPORT: u64 = 2;
+pub const SOCKOPT_KEEPALIVE: u64 = 4;
+pub const SOCKOPT_NODELAY: u64 = 8;
+pub const SOCKOPT_V6ONLY: u64 = 16;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -371,7 +453,7 @@ pub struct FdRecord {
     /// `fcntl(F_GETFD)`.
     pub fd_flags: u32,
     pub offset: i64,
-    /// For `Unsupported`, what `/proc/self/fd` said (`pipe:[123]`, `socket:[45]`).
+    /// The file; for others what `/proc/self/fd` said (`pipe:[123]`), with the inode.
     pub file: FileId,
     pub data_off: u64,
     pub data_len: u64,
@@ -379,6 +461,44 @@ pub struct FdRecord {
     /// Flags the program passed to `open` (seen by the hook, so `O_CREAT`/`O_TRUNC`
     /// included); 0 when no hook saw the open (glibc-internal opens, inherited fds).
     pub open_flags: u32,
+    /// An earlier descriptor of the same open file description (`dup`), or -1: this
+    /// one is then a copy of that one, whatever its kind.
+    pub dup_of: i32,
+    pub pad: u32,
+    pub extra: StrRef,
+    pub params: [u64; 8],
+}
+
+/// One registration of an epoll set (`FdKind::Epoll`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EpollEntry {
+    pub fd: i32,
+    pub events: u32,
+    pub data: u64,
+}
+
+/// One watch of an inotify instance (`FdKind::Inotify`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InotifyWatch {
+    pub wd: i32,
+    pub mask: u32,
+    pub path: StrRef,
+}
+
+/// A POSIX timer (`timer_create`), restored under the same id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TimerRecord {
+    pub id: i32,
+    pub clock: i32,
+    /// `SIGEV_SIGNAL`, `SIGEV_NONE` (`SIGEV_THREAD_ID` is aimed at the process).
+    pub notify: i32,
+    pub signo: i32,
+    pub sigval: u64,
+    /// Interval then time left, each as seconds and nanoseconds (`struct itimerspec`).
+    pub spec: [i64; 4],
 }
 
 // SAFETY: all of these are `repr(C)`, made of integers and arrays of integers laid out
@@ -398,15 +518,22 @@ unsafe impl Pod for ThreadRecord {}
 unsafe impl Pod for RegionRecord {}
 unsafe impl Pod for Extent {}
 unsafe impl Pod for FdRecord {}
+unsafe impl Pod for EpollEntry {}
+unsafe impl Pod for InotifyWatch {}
+unsafe impl Pod for TimerRecord {}
 unsafe impl Pod for u8 {}
 unsafe impl Pod for u32 {}
 unsafe impl Pod for u64 {}
+unsafe impl Pod for i64 {}
 
 const _: () = assert!(size_of::<MmFields>() == 88);
 const _: () = assert!(size_of::<ProcessRecord>() == 72 + 88 + 16 + 8 + 16 + 256 + 96 + 2048);
 const _: () = assert!(size_of::<ThreadRecord>() == 8 + 64 + 8 * 5 + 8 + 16);
 const _: () = assert!(size_of::<RegionRecord>() == 16 + 24 + 8 + 72 + 16);
-const _: () = assert!(size_of::<FdRecord>() == 24 + 72 + 24);
+const _: () = assert!(size_of::<FdRecord>() == 24 + 72 + 24 + 8 + 8 + 64);
+const _: () = assert!(size_of::<EpollEntry>() == 16);
+const _: () = assert!(size_of::<InotifyWatch>() == 16);
+const _: () = assert!(size_of::<TimerRecord>() == 24 + 32);
 
 /// An all-zero record.
 pub fn zeroed<T: Pod>() -> T {

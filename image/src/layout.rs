@@ -21,13 +21,14 @@ pub struct Layout {
 
 impl Layout {
     /// Places the tables; `strings` is the length in bytes of the strings table.
-    pub fn new(threads: u64, regions: u64, extents: u64, fds: u64, strings: u64) -> Self {
+    pub fn new(threads: u64, regions: u64, extents: u64, fds: u64, timers: u64, strings: u64) -> Self {
         let sizes = [
             (1, size_of::<ProcessRecord>() as u64),
             (threads, size_of::<ThreadRecord>() as u64),
             (regions, size_of::<RegionRecord>() as u64),
             (extents, size_of::<Extent>() as u64),
             (fds, size_of::<FdRecord>() as u64),
+            (timers, size_of::<TimerRecord>() as u64),
             (strings, 1),
         ];
         let mut tables = [TableDesc::default(); TABLES];

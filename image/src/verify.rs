@@ -115,6 +115,7 @@ impl<'a> Image<'a> {
             size_of::<RegionRecord>(),
             size_of::<Extent>(),
             size_of::<FdRecord>(),
+            size_of::<TimerRecord>(),
             1,
         ];
         for (t, size) in header.tables.iter().zip(sizes) {
@@ -195,6 +196,10 @@ impl<'a> Image<'a> {
             }
             self.check_blob_bounds(f.blob, f.data_off, f.data_len)?;
             self.check_str(f.file.path)?;
+            self.check_str(f.extra)?;
+            for w in self.records::<InotifyWatch>(f.extra).filter(|_| f.kind == FdKind::Inotify as u32) {
+                self.check_str(w.path)?;
+            }
         }
         let p = self.process();
         for s in [p.exe.path, p.auxv, p.cwd] {
@@ -273,6 +278,14 @@ impl<'a> Image<'a> {
     }
     pub fn fd(&self, i: usize) -> FdRecord {
         read_record(self.table(Table::Fds), i).unwrap_or_else(zeroed)
+    }
+    pub fn timer(&self, i: usize) -> TimerRecord {
+        read_record(self.table(Table::Timers), i).unwrap_or_default()
+    }
+    /// The records of type `T` stored as bytes in the strings table (`FdRecord::extra`).
+    pub fn records<T: Pod>(&self, s: StrRef) -> impl Iterator<Item = T> + 'a {
+        let bytes = self.str(s);
+        (0..bytes.len() / size_of::<T>()).filter_map(move |i| read_record(bytes, i))
     }
     pub fn extents(&self, r: &RegionRecord) -> impl Iterator<Item = Extent> + 'a {
         let t = self.table(Table::Extents);

@@ -6,7 +6,7 @@ use super::files::{self, Strings};
 use super::maps::{self, MapLine};
 use super::scratch::{Full, List, Scratch};
 use crate::runtime;
-use crate::sys::{self, msg::msg, CPath, Errno};
+use crate::sys::{self, CPath, Errno};
 use mig_image::*;
 
 /// Why a checkpoint could not be taken.
@@ -30,6 +30,12 @@ pub struct Snapshot {
     pub regions: List<RegionRecord>,
     pub extents: List<Extent>,
     pub fds: List<FdRecord>,
+    pub timers: List<TimerRecord>,
+    /// Bytes queued in pipes and sockets, which descriptors' blobs are written from.
+    pub queued: List<u8>,
+    /// Where each blob-carrying descriptor's data is in `queued`, in table order
+    /// (unused for files, which are read again while the image is written).
+    pub fd_src: List<u64>,
     pub strings: Strings,
     pub layout: Layout,
     /// The page holding the resume point's stack pointer: pages below it belong to the
@@ -48,12 +54,16 @@ pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize) -> Result<S
         regions: scratch.list(1 << 18).ok_or(Failure::Full)?,
         extents: scratch.list(1 << 22).ok_or(Failure::Full)?,
         fds: scratch.list(1 << 16).ok_or(Failure::Full)?,
+        timers: scratch.list(1 << 14).ok_or(Failure::Full)?,
+        queued: scratch.list(256 << 20).ok_or(Failure::Full)?,
+        fd_src: scratch.list(1 << 16).ok_or(Failure::Full)?,
         strings: Strings::new(scratch.list(64 << 20).ok_or(Failure::Full)?),
-        layout: Layout::new(0, 0, 0, 0, 0),
+        layout: Layout::new(0, 0, 0, 0, 0, 0),
         // The resume point is a call site: nothing below its stack pointer is live.
         stack_cut: ctx.rsp & !(PAGE - 1),
     };
     let mut text: List<u8> = scratch.list(128 << 20).ok_or(Failure::Full)?;
+    let mut info: List<u8> = scratch.list(16 << 20).ok_or(Failure::Full)?;
     let mut pagemap: List<u64> = scratch.list(PAGEMAP_CHUNK).ok_or(Failure::Full)?;
     let (base, len) = (scratch.base as u64, scratch.len as u64);
 
@@ -61,15 +71,21 @@ pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize) -> Result<S
     for t in super::threads::records(threads) {
         s.threads.push(t)?;
     }
+    // Descriptors first: a shared mapping of a file a descriptor saves is not saved twice.
+    super::fds::collect(&mut s, &mut text, &mut info)?;
+    // Only there with CONFIG_CHECKPOINT_RESTORE: without it, timers are not seen.
+    if slurp(b"/proc/self/timers", &mut text).is_ok() {
+        super::ptimers::collect(text.as_slice(), &mut s.timers)?;
+    }
     let cut = s.stack_cut;
     regions(&mut s, &mut text, pagemap.spare(), (base, base + len), cut)?;
-    fds(&mut s, &mut text)?;
 
     s.layout = Layout::new(
         s.threads.len() as u64,
         s.regions.len() as u64,
         s.extents.len() as u64,
         s.fds.len() as u64,
+        s.timers.len() as u64,
         s.strings.bytes.len() as u64,
     );
     for r in s.regions.as_mut_slice() {
@@ -78,7 +94,8 @@ pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize) -> Result<S
         }
     }
     for f in s.fds.as_mut_slice() {
-        if f.kind == FdKind::Deleted as u32 {
+        if f.data_len > 0 {
+            s.fd_src.push(f.data_off)?;
             (f.blob, f.data_off) = s.layout.add_blob(f.data_len);
         }
     }
@@ -184,9 +201,12 @@ fn classify(l: &MapLine, strings: &mut Strings) -> Result<Option<(RegionKind, Fi
         _ if l.path.is_empty() || l.pseudo() => {
             if l.shared { SharedAnon } else { Anon }
         }
-        _ if l.deleted() => {
-            if l.shared { SharedAnon } else { Orphan }
+        // Memory shared through a file that a restore has to make again.
+        _ if l.shared && (l.deleted() || l.path.starts_with(b"/memfd:") || l.path.starts_with(b"/dev/shm/")) => {
+            let dev = libc::makedev(l.dev_major, l.dev_minor);
+            return Ok(Some((SharedObject, FileId { path: strings.add(l.file_path())?, dev, ino: l.ino, ..none })));
         }
+        _ if l.deleted() => Orphan,
         _ => {
             let Some(id) = files::identify(l.file_path(), strings)? else {
                 return Ok(Some((if l.shared { SharedAnon } else { Orphan }, none)));
@@ -236,7 +256,11 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
             let Some((kind, file)) = classify(&l, &mut s.strings)? else { continue };
             let first_extent = s.extents.len() as u32;
             let mut saved = 0u64;
-            if !kind.is_kernel() && kind != RegionKind::FileShared {
+            let in_fd = kind == RegionKind::SharedObject
+                && s.fds.as_slice().iter().any(|f| {
+                    f.dup_of < 0 && f.file.dev == file.dev && f.file.ino == file.ino && FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file)
+                });
+            if !kind.is_kernel() && kind != RegionKind::FileShared && !in_fd {
                 let from = if (start..end).contains(&cut) { cut } else { start };
                 saved = extents(kind, start, from, end, pagemap, pm, &mut s.extents)?;
             }
@@ -246,7 +270,7 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
                 end,
                 prot: l.prot,
                 kind: kind as u32,
-                flags: if by_program { REGION_BY_PROGRAM } else { 0 },
+                flags: if by_program { REGION_BY_PROGRAM } else { 0 } | if in_fd { REGION_DATA_IN_FD } else { 0 },
                 first_extent,
                 extents: s.extents.len() as u32 - first_extent,
                 blob: u32::MAX,
@@ -265,7 +289,7 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
 /// Appends the runs of pages worth saving from `from` on; returns their size in bytes.
 fn extents(kind: RegionKind, start: u64, from: u64, end: u64, pagemap: i32, pm: &mut [u64], out: &mut List<Extent>) -> Result<u64, Failure> {
     let pages = (end - start) / PAGE;
-    let all = matches!(kind, RegionKind::SharedAnon | RegionKind::Orphan);
+    let all = matches!(kind, RegionKind::SharedAnon | RegionKind::SharedObject | RegionKind::Orphan);
     let mut run: Option<Extent> = None;
     let mut total = 0;
     let mut page = (from - start) / PAGE;
@@ -306,105 +330,3 @@ fn extents(kind: RegionKind, start: u64, from: u64, end: u64, pagemap: i32, pm: 
     Ok(total * PAGE)
 }
 
-fn fds(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
-    let dir = sys::open(&CPath::new(b"/proc/self/fd").ok_or(Failure::Full)?, libc::O_RDONLY | libc::O_DIRECTORY, 0)
-        .map_err(|e| Failure::Sys("opening /proc/self/fd", e))?;
-    let r = (|| loop {
-        text.truncate(0);
-        let n = sys::getdents(dir, text.spare()).map_err(|e| Failure::Sys("listing /proc/self/fd", e))?;
-        if n == 0 {
-            return Ok(());
-        }
-        text.grow(n);
-        let mut at = 0;
-        let buf = text.as_slice();
-        while let Some(rec) = buf.get(at..) {
-            if rec.len() < 19 {
-                break;
-            }
-            let reclen = u16::from_le_bytes([rec[16], rec[17]]) as usize;
-            let name = rec.get(19..reclen.max(19)).unwrap_or(&[]);
-            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
-            at += reclen.max(1);
-            let Some(fd) = parse_fd(name) else { continue };
-            if fd <= 2 || fd == dir {
-                continue;
-            }
-            let rec = describe_fd(fd, &mut s.strings)?;
-            if rec.kind == FdKind::Unsupported as u32 {
-                let what = s.strings.bytes.as_slice();
-                let what = what.get(rec.file.path.off as usize..(rec.file.path.off + rec.file.path.len) as usize).unwrap_or(&[]);
-                msg()
-                    .s("warning: descriptor ")
-                    .num(fd as u64)
-                    .s(" (")
-                    .bytes(what)
-                    .s(") is not supported yet; after a restore it is a broken pipe end")
-                    .emit();
-            }
-            s.fds.push(rec)?;
-        }
-    })();
-    sys::close(dir);
-    r
-}
-
-fn parse_fd(name: &[u8]) -> Option<i32> {
-    if name.is_empty() || name.len() > 9 || !name.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(name.iter().fold(0i32, |a, &c| a * 10 + (c - b'0') as i32))
-}
-
-fn describe_fd(fd: i32, strings: &mut Strings) -> Result<FdRecord, Failure> {
-    let mut num = sys::msg::Msg::<16>::new();
-    num.num(fd as u64);
-    let link = CPath::join(&[b"/proc/self/fd/", num.as_bytes()]).ok_or(Failure::Full)?;
-    let mut target = [0u8; 4096];
-    let n = sys::readlink(&link, &mut target).map_err(|e| Failure::Sys("readlink /proc/self/fd", e))?;
-    let target = &target[..n.min(target.len())];
-    let st = sys::fstat(fd).map_err(|e| Failure::Sys("fstat", e))?;
-    let flags = sys::fcntl(fd, libc::F_GETFL, 0).unwrap_or(0) as u32;
-    let fd_flags = sys::fcntl(fd, libc::F_GETFD, 0).unwrap_or(0) as u32;
-    let offset = sys::lseek(fd, 0, libc::SEEK_CUR).unwrap_or(0);
-    let fmt = st.st_mode & libc::S_IFMT;
-    let path = target.strip_suffix(b" (deleted)");
-    let mut rec = FdRecord {
-        fd,
-        kind: FdKind::Unsupported as u32,
-        flags,
-        fd_flags,
-        offset,
-        file: FileId {
-            path: strings.add(path.unwrap_or(target))?,
-            size: st.st_size as u64,
-            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
-            dev: st.st_dev,
-            ino: st.st_ino,
-            mode: st.st_mode,
-            ..FileId::default()
-        },
-        data_off: 0,
-        data_len: 0,
-        blob: u32::MAX,
-        open_flags: crate::interpose::open_flags(fd),
-    };
-    let absolute = target.first() == Some(&b'/');
-    rec.kind = match fmt {
-        libc::S_IFREG | libc::S_IFDIR if absolute => {
-            let same = path.is_none()
-                && CPath::new(target).and_then(|p| sys::stat(&p).ok()).is_some_and(|now| now.st_ino == st.st_ino && now.st_dev == st.st_dev);
-            if same {
-                FdKind::File as u32
-            } else if fmt == libc::S_IFREG {
-                rec.data_len = st.st_size as u64;
-                FdKind::Deleted as u32
-            } else {
-                FdKind::Unsupported as u32
-            }
-        }
-        libc::S_IFCHR | libc::S_IFBLK if absolute && path.is_none() => FdKind::Device as u32,
-        _ => FdKind::Unsupported as u32,
-    };
-    Ok(rec)
-}

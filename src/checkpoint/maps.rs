@@ -30,7 +30,7 @@ impl MapLine<'_> {
     }
 }
 
-fn hex(s: &[u8]) -> Option<u64> {
+pub fn hex(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 16 {
         return None;
     }
@@ -40,7 +40,7 @@ fn hex(s: &[u8]) -> Option<u64> {
     })
 }
 
-fn dec(s: &[u8]) -> Option<u64> {
+pub fn dec(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 {
         return None;
     }

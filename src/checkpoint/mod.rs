@@ -5,11 +5,15 @@
 pub mod collect;
 pub mod context;
 pub mod control;
+pub mod fdinfo;
+pub mod fds;
 pub mod files;
 pub mod handler;
 pub mod maps;
+pub mod ptimers;
 pub mod rollback;
 pub mod scratch;
+pub mod sockets;
 pub mod threads;
 pub mod timer;
 pub mod writer;

@@ -91,6 +91,9 @@ fn exec_restore(image: &[u8]) -> &'static str {
     })();
     let Some((_args, _env, argv, envp)) = lists else { return "cannot read the command line" };
     let Some(exe) = CPath::new(b"/proc/self/exe") else { return "path" };
+    // The image brings its own descriptors; the old ones (a listening socket on the
+    // port the restore binds again) must not outlive the exec.
+    sys::cloexec_from(3);
     // SAFETY: both lists are NULL-terminated arrays of pointers to NUL-terminated
     // strings in scratch memory, alive until execve replaces the process.
     let _err = unsafe { sys::execve(&exe, argv.as_slice().as_ptr().cast(), envp.as_slice().as_ptr().cast()) };

@@ -1,8 +1,16 @@
 //! `MIG_INTERVAL`: periodic checkpoints, driven by a POSIX timer that sends the
-//! checkpoint signal. Kernel timers do not survive a restore, so the restored process
-//! arms a new one from its new settings.
+//! checkpoint signal. The restored process arms a new one from its new settings, so
+//! this one is left out of the image.
 
 use crate::sys;
+use core::sync::atomic::{AtomicI32, Ordering};
+
+static OWN: AtomicI32 = AtomicI32::new(-1);
+
+/// The id of the library's own timer, if one is armed.
+pub fn own_id() -> Option<i32> {
+    Some(OWN.load(Ordering::Relaxed)).filter(|&id| id >= 0)
+}
 
 /// Arms a timer that raises `sig` every `ms` milliseconds (0: nothing).
 pub fn arm(ms: u64, sig: u32) {
@@ -15,6 +23,7 @@ pub fn arm(ms: u64, sig: u32) {
     ev[12..16].copy_from_slice(&libc::SIGEV_SIGNAL.to_le_bytes());
     let ts = [(ms / 1000) as i64, ((ms % 1000) * 1_000_000) as i64];
     if let Ok(id) = sys::timer_create(libc::CLOCK_MONOTONIC, &ev) {
+        OWN.store(id, Ordering::Relaxed);
         let _ = sys::timer_settime(id, &[ts, ts]);
     }
 }

@@ -50,6 +50,7 @@ fn tables(s: &Snapshot, out: &mut impl Sink) -> Result<(), Failure> {
         slice_bytes(s.regions.as_slice()),
         slice_bytes(s.extents.as_slice()),
         slice_bytes(s.fds.as_slice()),
+        slice_bytes(s.timers.as_slice()),
         s.strings.bytes.as_slice(),
     ];
     let mut at = s.layout.meta_off;
@@ -62,7 +63,7 @@ fn tables(s: &Snapshot, out: &mut impl Sink) -> Result<(), Failure> {
 }
 
 /// Writes the image to `fd`; returns its length. `crcs` collects the blobs' CRCs and
-/// `copy_buf` stages the contents of deleted files (region data is never staged).
+/// `copy_buf` stages the contents of saved files (region data is never staged).
 pub fn write(fd: i32, s: &Snapshot, crcs: &mut List<u32>, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<u64, Failure> {
     let mut meta_crc = hasher.clone();
     tables(s, &mut meta_crc)?;
@@ -78,8 +79,19 @@ pub fn write(fd: i32, s: &Snapshot, crcs: &mut List<u32>, copy_buf: &mut List<u8
     for r in s.regions.as_slice().iter().filter(|r| r.data_len > 0) {
         crcs.push(region_data(r, s, &mut out, copy_buf, hasher)?)?;
     }
-    for f in s.fds.as_slice().iter().filter(|f| f.kind == FdKind::Deleted as u32) {
-        crcs.push(file_data(f, copy_buf, &mut out, hasher)?)?;
+    let with_data = s.fds.as_slice().iter().filter(|f| f.data_len > 0);
+    for (f, &src) in with_data.zip(s.fd_src.as_slice()) {
+        let crc = if FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file) {
+            file_data(f, copy_buf, &mut out, hasher)?
+        } else {
+            let bytes = s.queued.as_slice().get(src as usize..(src + f.data_len) as usize).ok_or(Failure::Other("queued data out of bounds"))?;
+            out.put(bytes)?;
+            out.zeros(layout::align_up(f.data_len, PAGE) - f.data_len)?;
+            let mut crc = hasher.clone();
+            crc.update(bytes);
+            crc.finalize()
+        };
+        crcs.push(crc)?;
     }
     let list = slice_bytes(crcs.as_slice());
     let mut own = hasher.clone();
@@ -130,13 +142,13 @@ fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut L
     result.map(|()| crc.finalize())
 }
 
-/// The contents of a deleted file, read through its descriptor.
+/// The contents of a saved file (deleted, memfd, /dev/shm), read through its descriptor.
 fn file_data(f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, hasher: &crc32fast::Hasher) -> Result<u32, Failure> {
     // A write-only descriptor cannot be read: read the file through a fresh descriptor.
     let mut num = sys::msg::Msg::<16>::new();
     num.num(f.fd as u64);
     let path = sys::CPath::join(&[b"/proc/self/fd/", num.as_bytes()]).ok_or(Failure::Full)?;
-    let fd = sys::open(&path, libc::O_RDONLY, 0).map_err(|e| Failure::Sys("opening a deleted file", e))?;
+    let fd = sys::open(&path, libc::O_RDONLY, 0).map_err(|e| Failure::Sys("opening a saved file", e))?;
     let r = copy_file(fd, f, buf, out, hasher);
     sys::close(fd);
     r
@@ -150,10 +162,10 @@ fn copy_file(fd: i32, f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, hash
     while off < f.data_len {
         let want = ((f.data_len - off) as usize).min(chunk.len());
         let n = match sys::pread(fd, &mut chunk[..want], off) {
-            Ok(0) => return Err(Failure::Other("a deleted file shrank while it was saved")),
+            Ok(0) => return Err(Failure::Other("a saved file shrank while it was saved")),
             Ok(n) => n,
             Err(sys::Errno(libc::EINTR)) => continue,
-            Err(e) => return Err(Failure::Sys("reading a deleted file", e)),
+            Err(e) => return Err(Failure::Sys("reading a saved file", e)),
         };
         crc.update(&chunk[..n]);
         out.put(&chunk[..n])?;

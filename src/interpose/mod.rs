@@ -7,7 +7,8 @@
 
 use crate::runtime;
 use crate::sys::msg::msg;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use libc::{c_int, sighandler_t};
 
 /// Set once the library's own handlers are installed: only later calls are the program's.
@@ -20,6 +21,7 @@ pub fn ready() {
     let _ = (redhook::real!(sigaction), redhook::real!(signal), redhook::real!(open), redhook::real!(open64));
     let _ = (redhook::real!(openat), redhook::real!(openat64), redhook::real!(creat), redhook::real!(close));
     let _ = (redhook::real!(mmap), redhook::real!(munmap));
+    let _ = (redhook::real!(inotify_add_watch), redhook::real!(inotify_rm_watch));
     READY.store(true, Ordering::SeqCst);
 }
 
@@ -145,6 +147,7 @@ redhook::hook! {
         if let Some(slot) = usize::try_from(fd).ok().and_then(|i| OPEN_FLAGS.get(i)) {
             slot.store(0, Ordering::Relaxed);
         }
+        forget_watches(fd, None);
         // SAFETY: forwarding the caller's argument unchanged.
         unsafe { redhook::real!(close)(fd) }
     }
@@ -160,5 +163,85 @@ redhook::hook! {
         unmapped(addr, len);
         // SAFETY: forwarding the caller's arguments unchanged.
         unsafe { redhook::real!(munmap)(addr, len) }
+    }
+}
+
+// ---- inotify: the kernel names a watch by inode; the program named it by path ----
+
+const WATCHES: usize = 256;
+const WATCH_PATH: usize = 1024;
+const FREE: i32 = -1;
+const BUSY: i32 = -2;
+
+struct Watch {
+    /// The inotify descriptor, or `FREE`/`BUSY`.
+    fd: AtomicI32,
+    wd: AtomicI32,
+    len: AtomicU32,
+    path: UnsafeCell<[u8; WATCH_PATH]>,
+}
+// SAFETY: `path` is written only by the thread that moved `fd` from FREE to BUSY, and
+// read only after `fd` was published with release ordering.
+unsafe impl Sync for Watch {}
+
+static WATCH: [Watch; WATCHES] = [const {
+    Watch { fd: AtomicI32::new(FREE), wd: AtomicI32::new(0), len: AtomicU32::new(0), path: UnsafeCell::new([0; WATCH_PATH]) }
+}; WATCHES];
+
+fn watched(fd: c_int, wd: c_int, path: *const libc::c_char) -> c_int {
+    if wd < 0 || path.is_null() {
+        return wd;
+    }
+    forget_watches(fd, Some(wd));
+    // SAFETY: the caller passed a NUL-terminated path that the kernel just accepted.
+    let name = unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes();
+    let mut full = crate::sys::msg::Msg::<WATCH_PATH>::new();
+    if name.first() != Some(&b'/') {
+        let mut cwd = [0u8; WATCH_PATH];
+        let n = crate::sys::getcwd(&mut cwd).unwrap_or(0);
+        full.bytes(cwd.get(..n.saturating_sub(1)).unwrap_or(&[])).s("/");
+    }
+    full.bytes(name);
+    if full.overflowed() {
+        return wd;
+    }
+    if let Some(w) = WATCH.iter().find(|w| w.fd.compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed).is_ok()) {
+        let b = full.as_bytes();
+        // SAFETY: this thread owns the slot (BUSY) until it publishes it below.
+        unsafe { (&mut *w.path.get())[..b.len()].copy_from_slice(b) };
+        w.wd.store(wd, Ordering::Relaxed);
+        w.len.store(b.len() as u32, Ordering::Relaxed);
+        w.fd.store(fd, Ordering::Release);
+    }
+    wd
+}
+
+fn forget_watches(fd: c_int, wd: Option<c_int>) {
+    for w in &WATCH {
+        if w.fd.load(Ordering::Acquire) == fd && wd.is_none_or(|wd| w.wd.load(Ordering::Relaxed) == wd) {
+            w.fd.store(FREE, Ordering::Release);
+        }
+    }
+}
+
+/// The path the program gave when it added watch `wd` to inotify instance `fd`.
+pub fn watch_path(fd: c_int, wd: c_int) -> Option<&'static [u8]> {
+    let w = WATCH.iter().find(|w| w.fd.load(Ordering::Acquire) == fd && w.wd.load(Ordering::Relaxed) == wd)?;
+    let len = w.len.load(Ordering::Relaxed) as usize;
+    // SAFETY: a published slot's path is no longer written (see `Watch`).
+    unsafe { (&*w.path.get()).get(..len) }
+}
+
+redhook::hook! {
+    unsafe fn inotify_add_watch(fd: c_int, path: *const libc::c_char, mask: u32) -> c_int => mig_inotify_add_watch {
+        // SAFETY: forwarding the caller's arguments unchanged.
+        watched(fd, unsafe { redhook::real!(inotify_add_watch)(fd, path, mask) }, path)
+    }
+}
+redhook::hook! {
+    unsafe fn inotify_rm_watch(fd: c_int, wd: c_int) -> c_int => mig_inotify_rm_watch {
+        forget_watches(fd, Some(wd));
+        // SAFETY: forwarding the caller's arguments unchanged.
+        unsafe { redhook::real!(inotify_rm_watch)(fd, wd) }
     }
 }

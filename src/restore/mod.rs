@@ -2,5 +2,7 @@
 //! `blob` replaces the address space, `handoff` finishes in the restored process.
 
 pub mod blob;
+pub mod fds;
 pub mod handoff;
 pub mod plan;
+pub mod timers;

@@ -5,6 +5,7 @@
 #![allow(unsafe_code)]
 
 use super::blob::{self, BlobArgs, Op, CHECK_EQ_A0, CHECK_EQ_A2, CHECK_EQ_A4, CHECK_OK, CLONE_RESUME, END, STORE_U32};
+use super::fds::{self, open_raw, raise_fd, FdPlan};
 use super::handoff::{self, Handoff};
 use crate::checkpoint::maps::{self, MapLine};
 use crate::runtime::{self, FixedPath, Settings};
@@ -12,7 +13,6 @@ use crate::sys;
 use memmap2::Mmap;
 use mig_image::*;
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::IntoRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -92,22 +92,6 @@ fn describe(r: &RegionRecord, img: &Image) -> String {
     format!("mapping {:#x}-{:#x} ({kind} {path})", r.start, r.end)
 }
 
-/// Moves `fd` to the lowest free number at or above `base` (close-on-exec).
-fn raise_fd(fd: i32, base: i32) -> Result<i32, Refusal> {
-    // SAFETY: plain fcntl/close on a descriptor this function owns.
-    let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, base) };
-    // SAFETY: as above.
-    unsafe { libc::close(fd) };
-    if high < 0 { Err(format!("cannot allocate a descriptor: {}", std::io::Error::last_os_error())) } else { Ok(high) }
-}
-
-fn open_raw(path: &[u8], flags: i32, mode: u32) -> std::io::Result<i32> {
-    let c = CString::new(path).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode) };
-    if fd < 0 { Err(std::io::Error::last_os_error()) } else { Ok(fd) }
-}
-
 fn mtime_ns(st: &libc::stat) -> i64 {
     st.st_mtime * 1_000_000_000 + st.st_mtime_nsec
 }
@@ -151,14 +135,8 @@ fn check_exe(img: &Image, p: &ProcessRecord) -> Result<(), Refusal> {
     r.map_err(|why| format!("the executable {}: {why}", here.display()))
 }
 
-struct Prepared {
-    /// Descriptor to map each file region from (by path).
-    region_fds: HashMap<Vec<u8>, i32>,
-    /// (prepared descriptor, saved number, close-on-exec).
-    fds: Vec<(i32, i32, bool)>,
-}
-
-fn prepare_files(img: &Image, base: i32) -> Result<Prepared, Refusal> {
+/// Descriptor to map each file region from, by path.
+fn region_files(img: &Image, base: i32) -> Result<HashMap<Vec<u8>, i32>, Refusal> {
     let mut region_fds: HashMap<Vec<u8>, i32> = HashMap::new();
     for i in 0..img.count(Table::Regions) {
         let r = img.region(i);
@@ -180,78 +158,7 @@ fn prepare_files(img: &Image, base: i32) -> Result<Prepared, Refusal> {
         }
         region_fds.insert(path.to_vec(), raise_fd(fd, base)?);
     }
-    let mut fds = Vec::new();
-    for i in 0..img.count(Table::Fds) {
-        let f = img.fd(i);
-        let fd = reopen(img, &f).map_err(|why| format!("descriptor {}: {why}", f.fd))?;
-        fds.push((raise_fd(fd, base)?, f.fd, f.fd_flags & libc::FD_CLOEXEC as u32 != 0));
-    }
-    Ok(Prepared { region_fds, fds })
-}
-
-/// Status flags that can be given to `open` again.
-const REOPEN_FLAGS: i32 = libc::O_ACCMODE
-    | libc::O_APPEND
-    | libc::O_NONBLOCK
-    | libc::O_DIRECT
-    | libc::O_NOATIME
-    | libc::O_DSYNC
-    | libc::O_SYNC
-    | libc::O_DIRECTORY
-    | libc::O_LARGEFILE;
-
-/// Opens what descriptor `f` referred to; returns the new descriptor.
-fn reopen(img: &Image, f: &FdRecord) -> Result<i32, String> {
-    let path = img.str(f.file.path);
-    let name = String::from_utf8_lossy(path);
-    let flags = f.flags as i32 & REOPEN_FLAGS;
-    let seek = |fd: i32| {
-        // SAFETY: seeking a descriptor we own; a failure (a device) is harmless.
-        unsafe { libc::lseek(fd, f.offset, libc::SEEK_SET) };
-        fd
-    };
-    match FdKind::from_u32(f.kind) {
-        Some(FdKind::File) => open_raw(path, flags, 0).map(seek).map_err(|e| format!("{name} cannot be reopened: {e}")),
-        Some(FdKind::Device) => open_raw(path, flags | libc::O_NOCTTY, 0).or_else(|e| {
-            eprintln!("mig: warning: descriptor {}: {name} cannot be reopened ({e}); it is /dev/null now", f.fd);
-            open_raw(b"/dev/null", f.flags as i32 & libc::O_ACCMODE, 0).map_err(|e| e.to_string())
-        }),
-        Some(FdKind::Deleted) => recreate_deleted(img, f, path).map(seek).map_err(|e| format!("deleted file {name} cannot be recreated: {e}")),
-        _ => broken_end(f.flags as i32 & libc::O_ACCMODE).map_err(|e| e.to_string()),
-    }
-}
-
-/// An unlinked file with the saved contents, opened with the saved flags.
-fn recreate_deleted(img: &Image, f: &FdRecord, path: &[u8]) -> std::io::Result<i32> {
-    let dir = Path::new(std::ffi::OsStr::from_bytes(path)).parent().filter(|d| d.is_dir()).unwrap_or(Path::new("/tmp"));
-    let tmp = open_raw(dir.as_os_str().as_bytes(), libc::O_TMPFILE | libc::O_RDWR, f.file.mode & 0o7777)
-        .or_else(|_| open_raw(b"/tmp", libc::O_TMPFILE | libc::O_RDWR, f.file.mode & 0o7777))?;
-    // SAFETY: `tmp` is a descriptor we just opened; File takes ownership.
-    let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(tmp) };
-    std::io::Write::write_all(&mut &file, img.data(f.data_off, f.data_len))?;
-    let again = open_raw(format!("/proc/self/fd/{tmp}").as_bytes(), f.flags as i32 & REOPEN_FLAGS, 0)?;
-    drop(file);
-    Ok(again)
-}
-
-/// A pipe or socket end whose peer is gone: reads see end of file, writes `EPIPE`.
-fn broken_end(accmode: i32) -> std::io::Result<i32> {
-    let mut p = [0i32; 2];
-    // SAFETY: `p` is a valid out-array of two descriptors.
-    let r = unsafe {
-        if accmode == libc::O_RDWR {
-            libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, p.as_mut_ptr())
-        } else {
-            libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC)
-        }
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let (keep, drop) = if accmode == libc::O_WRONLY { (p[1], p[0]) } else { (p[0], p[1]) };
-    // SAFETY: closing the peer end we own.
-    unsafe { libc::close(drop) };
-    Ok(keep)
+    Ok(region_fds)
 }
 
 /// The kernel's regions of this process, and where they go (saved addresses).
@@ -322,7 +229,9 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     }
     let max_fd = (0..img.count(Table::Fds)).map(|i| img.fd(i).fd).max().unwrap_or(2);
     let base = max_fd.max(2) + 1;
-    let prepared = prepare_files(&img, base)?;
+    let region_fds = region_files(&img, base)?;
+    let prepared = fds::prepare(&img, base)?;
+    let timers = super::timers::create(&img)?;
     let image_fd = raise_fd(file.into_raw_fd(), base)?;
 
     // The hole: blob code, a temporary home for [vvar]/[vdso], a stack, the data.
@@ -376,7 +285,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     }
     // 3. The saved regions.
     for r in &regions {
-        map_region(&mut prog, &img, r, &prepared.region_fds, image_fd);
+        map_region(&mut prog, &img, r, &region_fds, &prepared, image_fd);
     }
     // 4. brk and the other mm fields (also makes /proc/<pid>/cmdline the saved one).
     let auxv = img.str(p.auxv);
@@ -415,16 +324,34 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         prog.op(libc::SYS_rt_sigaction, &[sig, at, 0, 8], CHECK_OK, "restoring a signal action");
     }
     // 7. Descriptors on their saved numbers; everything else of ours closed.
-    for &(fd, target, cloexec) in &prepared.fds {
+    for &(fd, target, cloexec) in &prepared.place {
         let flags = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
         prog.op(libc::SYS_dup3, &[fd as u64, target as u64, flags], CHECK_OK, "placing a descriptor");
     }
-    let targets: Vec<i32> = prepared.fds.iter().map(|f| f.1).collect();
+    let targets: Vec<i32> = prepared.place.iter().map(|f| f.1).collect();
     let open_now: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
         .unwrap_or_default();
     for fd in open_now.into_iter().filter(|fd| *fd > 2 && !targets.contains(fd)) {
         prog.op(libc::SYS_close, &[fd as u64], 0, "closing a descriptor");
+    }
+    // What needs the saved numbers: epoll registrations; and terminal modes, which
+    // must not change before the point of no return.
+    for (epfd, e) in &prepared.epoll {
+        if !targets.contains(&e.fd) {
+            eprintln!("mig: warning: epoll descriptor {epfd} watched descriptor {}, which is not in the image; that registration is dropped", e.fd);
+            continue;
+        }
+        // `struct epoll_event` is packed on x86_64: events, then data.
+        let mut ev = [0u8; 12];
+        ev[..4].copy_from_slice(&e.events.to_le_bytes());
+        ev[4..].copy_from_slice(&e.data.to_le_bytes());
+        let at = prog.arena.bytes(&ev);
+        prog.op(libc::SYS_epoll_ctl, &[*epfd as u64, libc::EPOLL_CTL_ADD as u64, e.fd as u64, at], CHECK_OK, "registering a descriptor with epoll");
+    }
+    for (fd, termios) in &prepared.termios {
+        let at = prog.arena.bytes(termios);
+        prog.op(libc::SYS_ioctl, &[*fd as u64, libc::TCSETS, at], CHECK_OK, "setting the terminal modes");
     }
     // 8. Working directory, umask, limits, timers, name.
     let cwd_at = prog.arena.bytes(cwd);
@@ -443,6 +370,10 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     for (which, t) in p.itimers.iter().enumerate() {
         let at = prog.arena.put(t);
         prog.op(libc::SYS_setitimer, &[which as u64, at, 0], CHECK_OK, "arming an interval timer");
+    }
+    for (id, spec) in &timers {
+        let at = prog.arena.bytes(slice_bytes(spec));
+        prog.op(libc::SYS_timer_settime, &[*id as u64, 0, at, 0], CHECK_OK, "arming a POSIX timer");
     }
     let comm_at = prog.arena.bytes(&p.comm);
     prog.op(libc::SYS_prctl, &[libc::PR_SET_NAME as u64, comm_at], 0, "setting the process name");
@@ -493,7 +424,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
 }
 
 /// Maps one saved region back: same address, kind and protection, contents read in.
-fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap<Vec<u8>, i32>, image_fd: i32) {
+fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap<Vec<u8>, i32>, fds: &FdPlan, image_fd: i32) {
     let Some(kind) = RegionKind::from_u32(r.kind) else { return };
     if kind.is_kernel() {
         return;
@@ -508,6 +439,7 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
         RegionKind::FilePrivate => (fixed | libc::MAP_PRIVATE as u64, files[img.str(r.file.path)] as u64, r.file_off),
         RegionKind::FileShared => (fixed | libc::MAP_SHARED as u64, files[img.str(r.file.path)] as u64, r.file_off),
         RegionKind::SharedAnon => (fixed | (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
+        RegionKind::SharedObject => (fixed | libc::MAP_SHARED as u64, fds.objects[&(r.file.dev, r.file.ino)] as u64, r.file_off),
         RegionKind::Stack => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_GROWSDOWN) as u64, u64::MAX, 0),
         _ => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
     };

@@ -242,6 +242,65 @@ pub fn clock_monotonic_ns() -> u64 {
     let _ = sc!(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts as *mut libc::timespec);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+pub fn socket(domain: c_int, ty: c_int, proto: c_int) -> SysResult<c_int> {
+    sc!(libc::SYS_socket, domain, ty | libc::SOCK_CLOEXEC, proto).map(|fd| fd as c_int)
+}
+/// An integer socket option.
+pub fn getsockopt_int(fd: c_int, level: c_int, name: c_int) -> SysResult<i32> {
+    let mut v: i32 = 0;
+    let mut len: u32 = 4;
+    sc!(libc::SYS_getsockopt, fd, level, name, &mut v as *mut i32, &mut len as *mut u32).map(|_| v)
+}
+pub fn setsockopt_int(fd: c_int, level: c_int, name: c_int, v: i32) -> SysResult<()> {
+    sc!(libc::SYS_setsockopt, fd, level, name, &v as *const i32, 4).map(drop)
+}
+/// `getsockopt` into raw bytes; returns the length the kernel filled.
+pub fn getsockopt(fd: c_int, level: c_int, name: c_int, out: &mut [u8]) -> SysResult {
+    let mut len = out.len() as u32;
+    sc!(libc::SYS_getsockopt, fd, level, name, out.as_mut_ptr(), &mut len as *mut u32).map(|_| len as usize)
+}
+/// `getsockname` (`peer`: `getpeername`); returns the address length.
+pub fn sockname(fd: c_int, peer: bool, out: &mut [u8]) -> SysResult {
+    let mut len = out.len() as u32;
+    let nr = if peer { libc::SYS_getpeername } else { libc::SYS_getsockname };
+    sc!(nr, fd, out.as_mut_ptr(), &mut len as *mut u32).map(|_| (len as usize).min(out.len()))
+}
+pub fn send(fd: c_int, buf: &[u8], flags: c_int) -> SysResult {
+    sc!(libc::SYS_sendto, fd, buf.as_ptr(), buf.len(), flags, 0, 0)
+}
+/// `recvmsg` into one buffer without control data; returns (length, msg_flags).
+pub fn recv(fd: c_int, buf: &mut [u8], flags: c_int) -> SysResult<(usize, i32)> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: `msghdr` is plain old data; null name and control are valid.
+    let mut m: libc::msghdr = unsafe { core::mem::zeroed() };
+    m.msg_iov = &mut iov;
+    m.msg_iovlen = 1;
+    sc!(libc::SYS_recvmsg, fd, &mut m as *mut libc::msghdr, flags).map(|n| (n, m.msg_flags))
+}
+pub fn pipe2(flags: c_int) -> SysResult<[c_int; 2]> {
+    let mut p = [0 as c_int; 2];
+    sc!(libc::SYS_pipe2, p.as_mut_ptr(), flags | libc::O_CLOEXEC).map(|_| p)
+}
+pub fn tee(from: c_int, to: c_int, len: usize, flags: u32) -> SysResult {
+    sc!(libc::SYS_tee, from, to, len, flags)
+}
+/// Whether two descriptors of this process share one open file description.
+pub fn same_file(a: c_int, b: c_int) -> bool {
+    let pid = getpid();
+    sc!(libc::SYS_kcmp, pid, pid, 0 /* KCMP_FILE */, a, b) == Ok(0)
+}
+/// Marks every descriptor from `first` on close-on-exec.
+pub fn cloexec_from(first: u32) {
+    let _ = sc!(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+}
+pub fn ioctl(fd: c_int, req: u64, arg: usize) -> SysResult {
+    sc!(libc::SYS_ioctl, fd, req, arg)
+}
+/// `timer_gettime`: {interval, value} as (seconds, nanoseconds).
+pub fn timer_gettime(id: i32) -> SysResult<[i64; 4]> {
+    let mut spec = [0i64; 4];
+    sc!(libc::SYS_timer_gettime, id, spec.as_mut_ptr()).map(|_| spec)
+}
 /// `execve(path, argv, envp)`; returns only on failure.
 ///
 /// # Safety
