@@ -261,3 +261,143 @@ impl Launch {
         Launch { cmd: self.cmd.clone(), cwd: self.cwd.clone(), env: self.env.clone(), preload: false }
     }
 }
+
+// ---- Added for the descriptor tests (tests/fds.rs) ----
+
+impl Proc {
+    /// Collects the subject's stderr on a thread (so a chatty subject never blocks on
+    /// it); the handle yields everything once the subject is gone.
+    pub fn stderr_collector(&mut self) -> std::thread::JoinHandle<String> {
+        let mut e = self.child.stderr.take().expect("stderr is piped");
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut e, &mut s);
+            s
+        })
+    }
+}
+
+/// `checkpoint_kill_restart`, also returning what the first run printed on stderr
+/// (the checkpoint's warnings): `(checkpoint stderr, restored stderr)`.
+pub fn checkpoint_kill_restart_warnings(l: Launch, at: u32) -> (String, String) {
+    let reference = reference(&l.clone_bare());
+    let image = l.cwd.join("subject.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    let first_err = p.stderr_collector();
+    checkpoint_at(&mut p, at, &image);
+    p.line().expect("the subject keeps running after a checkpoint");
+    let before = p.kill();
+    let first_err = first_err.join().unwrap();
+    let (restored, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
+    assert!(st.success(), "restored run failed: {st:?}\nstderr: {err}\nstdout: {restored:?}\ncheckpoint stderr: {first_err}");
+    assert_continues(&reference, &before, &restored);
+    (first_err, err)
+}
+
+/// Whether `err` has a mig warning naming descriptor `fd` ("descriptor 5 ", "descriptor 5 (",
+/// not "descriptor 50").
+pub fn warns_about_fd(err: &str, fd: i32) -> bool {
+    let key = format!("descriptor {fd}");
+    err.lines().any(|l| {
+        l.contains("warning")
+            && l.match_indices(&key).any(|(i, _)| !l[i + key.len()..].starts_with(|c: char| c.is_ascii_digit()))
+    })
+}
+
+/// Checkpoint at step `at`, roll back in place with SIGUSR2 once step `roll_at` is
+/// printed, and check that the same process goes on from the checkpoint exactly as an
+/// uninterrupted run. Returns the process's stderr.
+pub fn checkpoint_rollback(l: &Launch, at: u32, roll_at: u32) -> String {
+    let reference = reference(&l.clone_bare());
+    let image = l.cwd.join("rollback.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, at, &image);
+    p.until(&format!("step {roll_at} "));
+    p.signal(libc::SIGUSR2);
+    let rolled_from = loop {
+        let line = p.line().unwrap_or_else(|| panic!("no output after the rollback; saw {:?}", p.seen));
+        let s = step_of(&line).unwrap_or_else(|| panic!("unexpected line before the rollback: {line:?}"));
+        if s <= at + 1 {
+            break p.seen.len() - 1;
+        }
+        assert!(s <= roll_at + 3, "no rollback by step {s}");
+    };
+    let (all, st, err) = p.finish();
+    assert!(st.success(), "rolled-back run failed: {st:?}\nstderr: {err}\nstdout: {all:?}");
+    assert_eq!(&all[..rolled_from], &reference[..rolled_from], "the run before the rollback differs");
+    let first = step_of(&all[rolled_from]).unwrap();
+    assert!((at..=at + 1).contains(&first), "rolled back to step {first}, the checkpoint was at step {at}");
+    let i = reference.iter().position(|r| step_of(r) == Some(first)).unwrap();
+    assert_eq!(&reference[i..], &all[rolled_from..], "the rolled-back run must go on as the original did");
+    err
+}
+
+/// A new pseudo-terminal: (master, slave).
+pub fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut m, mut s) = (-1, -1);
+    // SAFETY: openpty fills in two new descriptors; null name/termios/winsize are allowed.
+    let r = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both are fresh descriptors we own.
+    unsafe { (std::os::fd::OwnedFd::from_raw_fd(m), std::os::fd::OwnedFd::from_raw_fd(s)) }
+}
+
+impl Launch {
+    /// Starts the subject on a new pseudo-terminal: the slave is its stdin, stdout,
+    /// stderr and controlling terminal (new session). Lines read from the master
+    /// (stdout and stderr mixed, `\r` kept) arrive through the returned `Proc`; the
+    /// returned master writes to the subject's terminal input.
+    pub fn start_on_pty(&self) -> (Proc, std::fs::File) {
+        use std::os::fd::AsRawFd;
+        let (master, slave) = openpty();
+        let mut c = Command::new(&self.cmd[0]);
+        c.args(&self.cmd[1..]).current_dir(&self.cwd);
+        c.stdin(Stdio::from(slave.try_clone().unwrap()));
+        c.stdout(Stdio::from(slave.try_clone().unwrap()));
+        c.stderr(Stdio::from(slave));
+        for k in ["MIG_IMAGE", "MIG_RESTORE", "MIG_LOG", "LD_PRELOAD"] {
+            c.env_remove(k);
+        }
+        if self.preload {
+            c.env("LD_PRELOAD", lib());
+        }
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        // SAFETY: setsid, ioctl and close_range are async-signal-safe, as pre_exec requires.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                Ok(())
+            });
+        }
+        let child = c.spawn().unwrap_or_else(|e| panic!("spawn {:?}: {e}", self.cmd));
+        drop(c); // our copies of the slave: the master sees EIO once the subject is gone
+        assert!(master.as_raw_fd() > 2);
+        let writer = std::fs::File::from(master.try_clone().unwrap());
+        let reader = std::fs::File::from(master);
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(reader);
+            loop {
+                let mut buf = Vec::new();
+                // EIO (no slave left) or end of file ends the output.
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                }
+                if tx.send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
+                    break;
+                }
+            }
+        });
+        (Proc { child, lines: rx, seen: vec![] }, writer)
+    }
+}
