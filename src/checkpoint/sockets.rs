@@ -149,7 +149,11 @@ pub fn queued(fd: i32, datagrams: bool, out: &mut List<u8>) -> Result<u64, &'sta
     let old = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).unwrap_or(-1);
     sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0).map_err(|_| "cannot peek at its queue")?;
     let start = out.len();
+    // Bounded: an empty datagram is skipped by the next peek only once the kernel
+    // marked it peeked; never loop for ever in a signal handler.
+    let mut budget = 1u32 << 20;
     let result = (|| loop {
+        budget = budget.checked_sub(1).ok_or("too many messages queued")?;
         let head = if datagrams { 4 } else { 0 };
         let spare = out.spare();
         if spare.len() <= head {
@@ -164,10 +168,8 @@ pub fn queued(fd: i32, datagrams: bool, out: &mut List<u8>) -> Result<u64, &'sta
                 if n > buf.len() {
                     return Err("too much data queued");
                 }
-                // End of the stream (or an empty datagram, which is not kept: the peek
-                // offset cannot move past it).
-                if n == 0 {
-                    return Ok(());
+                if n == 0 && !datagrams {
+                    return Ok(()); // the peer shut down its end
                 }
                 buf_head.copy_from_slice(&(n as u32).to_le_bytes()[..head]);
                 out.grow(head + n);

@@ -113,7 +113,7 @@ pub fn prepare(img: &Image, base: i32) -> Result<FdPlan, String> {
             None => {
                 let fd = b.make(f, &records).map_err(|e| what(e.to_string()))?;
                 let fd = raise_fd(fd, base)?;
-                if f.kind == FdKind::Tty as u32 {
+                if f.kind == FdKind::Tty as u32 && isatty(fd) {
                     b.plan.termios.push((f.fd, img.str(f.extra).to_vec()));
                 }
                 fd
