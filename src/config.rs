@@ -38,6 +38,7 @@ pub fn settings(restored_from: Option<&Path>) -> Settings {
             .map_or(0, |s| (s * 1000.0).max(1.0) as u64),
         checkpoint_signal: std::env::var("MIG_SIGNAL").ok().and_then(|v| parse_signal(&v)).unwrap_or(libc::SIGUSR1 as u32),
         thread_signal: std::env::var("MIG_THREAD_SIGNAL").ok().and_then(|v| parse_signal(&v)),
+        portable: std::env::var("MIG_PORTABLE").is_ok_and(|v| v == "1"),
     }
 }
 

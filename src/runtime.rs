@@ -47,6 +47,8 @@ pub struct Settings {
     pub checkpoint_signal: u32,
     /// `MIG_THREAD_SIGNAL`: the signal that stops threads (default: a free real-time one).
     pub thread_signal: Option<u32>,
+    /// `MIG_PORTABLE=1`: images carry the program's and libraries' code too.
+    pub portable: bool,
 }
 
 pub struct Runtime {

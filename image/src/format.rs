@@ -176,7 +176,26 @@ pub struct ProcessRecord {
     pub itimers: [Itimer; 3],
     /// Index `sig - 1`.
     pub sigactions: [KSigaction; NSIG],
+    pub cpu: CpuFeatures,
+    /// CRC32 of the `[vdso]` code: another kernel's vdso is another ABI.
+    pub vdso_crc: u32,
+    pub pad2: u32,
 }
+
+/// The CPU features a program may have detected and used: a restore needs them all.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuFeatures {
+    /// `cpuid` leaf 1 ecx, edx; leaf 7 ebx, ecx, edx.
+    pub cpuid: [u32; 5],
+    pub pad: u32,
+    /// Register state the kernel saves in signal frames (`xgetbv(0)`).
+    pub xcr0: u64,
+}
+
+/// Header flag: every page of the program's and libraries' file mappings is in the
+/// image, so it restores where those files differ or are missing.
+pub const HEADER_PORTABLE: u64 = 1;
 
 /// What the resume point of a thread needs: the callee-saved registers, stack and
 /// return address of the call that saved it. Everything else (all general purpose,
@@ -309,6 +328,8 @@ pub const REGION_BY_PROGRAM: u32 = 1;
 /// Region flag (`SharedObject`): the file's contents are saved with the descriptor
 /// record of the same file (`file.dev`/`file.ino`), not with the region.
 pub const REGION_DATA_IN_FD: u32 = 2;
+/// Region flag: every page saved (portable image); the file is used only if unchanged.
+pub const REGION_WHOLE: u32 = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -513,6 +534,7 @@ unsafe impl Pod for KSigaction {}
 unsafe impl Pod for Rlimit {}
 unsafe impl Pod for Itimer {}
 unsafe impl Pod for ProcessRecord {}
+unsafe impl Pod for CpuFeatures {}
 unsafe impl Pod for Context {}
 unsafe impl Pod for ThreadRecord {}
 unsafe impl Pod for RegionRecord {}
@@ -527,7 +549,7 @@ unsafe impl Pod for u64 {}
 unsafe impl Pod for i64 {}
 
 const _: () = assert!(size_of::<MmFields>() == 88);
-const _: () = assert!(size_of::<ProcessRecord>() == 72 + 88 + 16 + 8 + 16 + 256 + 96 + 2048);
+const _: () = assert!(size_of::<ProcessRecord>() == 72 + 88 + 16 + 8 + 16 + 256 + 96 + 2048 + 32 + 8);
 const _: () = assert!(size_of::<ThreadRecord>() == 8 + 64 + 8 * 5 + 8 + 16);
 const _: () = assert!(size_of::<RegionRecord>() == 16 + 24 + 8 + 72 + 16);
 const _: () = assert!(size_of::<FdRecord>() == 24 + 72 + 24 + 8 + 8 + 64);

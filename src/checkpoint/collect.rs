@@ -38,6 +38,7 @@ pub struct Snapshot {
     pub fd_src: List<u64>,
     pub strings: Strings,
     pub layout: Layout,
+    pub portable: bool,
     /// The page holding the resume point's stack pointer: pages below it belong to the
     /// checkpoint's own frames (dead after a restore, so not saved), and this one is
     /// still changing while the image is written, so the writer copies it first.
@@ -47,7 +48,8 @@ pub struct Snapshot {
 const PAGEMAP_CHUNK: usize = 1 << 16;
 
 /// `threads`: how many thread slots the stop filled (see `threads.rs`).
-pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize) -> Result<Snapshot, Failure> {
+/// `portable`: save every page of file mappings too (see `HEADER_PORTABLE`).
+pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize, portable: bool) -> Result<Snapshot, Failure> {
     let mut s = Snapshot {
         process: zeroed(),
         threads: scratch.list(super::threads::MAX_THREADS).ok_or(Failure::Full)?,
@@ -59,6 +61,7 @@ pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize) -> Result<S
         fd_src: scratch.list(1 << 16).ok_or(Failure::Full)?,
         strings: Strings::new(scratch.list(64 << 20).ok_or(Failure::Full)?),
         layout: Layout::new(0, 0, 0, 0, 0, 0),
+        portable,
         // The resume point is a call site: nothing below its stack pointer is live.
         stack_cut: ctx.rsp & !(PAGE - 1),
     };
@@ -156,6 +159,7 @@ fn process(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
         let _ = sys::sigaction(i as i32 + 1, None, Some(a));
     }
     let exe = &runtime::get().exe;
+    p.cpu = sys::cpu_features();
     p.exe = files::identify(exe.as_bytes(), &mut s.strings)?.ok_or(Failure::Other("the executable is gone"))?;
     Ok(())
 }
@@ -260,9 +264,18 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
                 && s.fds.as_slice().iter().any(|f| {
                     f.dup_of < 0 && f.file.dev == file.dev && f.file.ino == file.ino && FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file)
                 });
+            let whole = s.portable && kind == RegionKind::FilePrivate;
+            if kind == RegionKind::Vdso {
+                // SAFETY: [vdso] is mapped readable for as long as the process lives.
+                let code = unsafe { core::slice::from_raw_parts(start as *const u8, (end - start) as usize) };
+                let mut crc = runtime::get().hasher.clone();
+                crc.update(code);
+                s.process.vdso_crc = crc.finalize();
+            }
             if !kind.is_kernel() && kind != RegionKind::FileShared && !in_fd {
                 let from = if (start..end).contains(&cut) { cut } else { start };
-                saved = extents(kind, start, from, end, pagemap, pm, &mut s.extents)?;
+                let all = whole || matches!(kind, RegionKind::SharedAnon | RegionKind::SharedObject | RegionKind::Orphan);
+                saved = extents(kind, all, start, from, end, pagemap, pm, &mut s.extents)?;
             }
             let by_program = !kind.is_kernel() && crate::interpose::mapped_by_program(start, end);
             s.regions.push(RegionRecord {
@@ -270,7 +283,9 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
                 end,
                 prot: l.prot,
                 kind: kind as u32,
-                flags: if by_program { REGION_BY_PROGRAM } else { 0 } | if in_fd { REGION_DATA_IN_FD } else { 0 },
+                flags: if by_program { REGION_BY_PROGRAM } else { 0 }
+                    | if in_fd { REGION_DATA_IN_FD } else { 0 }
+                    | if whole { REGION_WHOLE } else { 0 },
                 first_extent,
                 extents: s.extents.len() as u32 - first_extent,
                 blob: u32::MAX,
@@ -287,9 +302,10 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
 }
 
 /// Appends the runs of pages worth saving from `from` on; returns their size in bytes.
-fn extents(kind: RegionKind, start: u64, from: u64, end: u64, pagemap: i32, pm: &mut [u64], out: &mut List<Extent>) -> Result<u64, Failure> {
+/// `all`: every page, whatever the page map says.
+#[allow(clippy::too_many_arguments)]
+fn extents(kind: RegionKind, all: bool, start: u64, from: u64, end: u64, pagemap: i32, pm: &mut [u64], out: &mut List<Extent>) -> Result<u64, Failure> {
     let pages = (end - start) / PAGE;
-    let all = matches!(kind, RegionKind::SharedAnon | RegionKind::SharedObject | RegionKind::Orphan);
     let mut run: Option<Extent> = None;
     let mut total = 0;
     let mut page = (from - start) / PAGE;

@@ -2,7 +2,7 @@
 //!
 //! Before signalling, `mig checkpoint` may leave a request in
 //! `/tmp/mig-<uid>/<pid>.req` (`to=<path>` — a file, or a FIFO to stream into — and
-//! `exit=1`). The handler consumes it, and after the checkpoint reports in
+//! `exit=1`, `portable=1`). The handler consumes it, and after the checkpoint reports in
 //! `/tmp/mig-<uid>/<pid>.done` (`status=ok`, `path=`, `bytes=`, `stopped_us=`, or
 //! `status=error`, `reason=`), written aside and renamed so it appears whole.
 
@@ -12,6 +12,7 @@ use crate::sys::{self, msg::Msg, CPath};
 pub struct Request {
     pub to: Option<FixedPath>,
     pub exit: bool,
+    pub portable: bool,
 }
 
 fn control_path(suffix: &[u8]) -> Option<CPath> {
@@ -28,12 +29,14 @@ pub fn take_request() -> Option<Request> {
     let mut buf = [0u8; 4200];
     let n = sys::read_file(&path, &mut buf).ok()?;
     let _ = sys::unlink(&path);
-    let mut req = Request { to: None, exit: false };
+    let mut req = Request { to: None, exit: false, portable: false };
     for line in buf[..n].split(|&c| c == b'\n') {
         if let Some(p) = line.strip_prefix(b"to=") {
             req.to = FixedPath::new(p).filter(|p| !p.is_empty());
         } else if line == b"exit=1" {
             req.exit = true;
+        } else if line == b"portable=1" {
+            req.portable = true;
         }
     }
     Some(req)

@@ -64,7 +64,8 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
     let rt = runtime::get();
     let request = control::take_request();
     let dest = request.as_ref().and_then(|r| r.to).unwrap_or(rt.settings.image);
-    let result = checkpoint(&ctx, n, dest.as_bytes(), &rt.hasher);
+    let portable = rt.settings.portable || request.as_ref().is_some_and(|r| r.portable);
+    let result = checkpoint(&ctx, n, dest.as_bytes(), portable, &rt.hasher);
     let stopped_us = (sys::clock_monotonic_ns() - t0) / 1000;
     let mut why = msg();
     if let Err(f) = result {
@@ -105,9 +106,9 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
 ///
 /// A file is written under a temporary name, synced, renamed into place and its
 /// directory synced: a reader never sees half an image, and a crash leaves the old one.
-fn checkpoint(ctx: &Context, threads: usize, image: &[u8], hasher: &crc32fast::Hasher) -> Result<(u64, bool), Failure> {
+fn checkpoint(ctx: &Context, threads: usize, image: &[u8], portable: bool, hasher: &crc32fast::Hasher) -> Result<(u64, bool), Failure> {
     let mut scratch = Scratch::new().ok_or(Failure::Other("no memory for the checkpoint"))?;
-    let snap = collect::collect(&mut scratch, ctx, threads)?;
+    let snap = collect::collect(&mut scratch, ctx, threads, portable)?;
     let mut crcs = scratch.list(snap.layout.blobs as usize).ok_or(Failure::Full)?;
     let mut copy_buf = scratch.list(1 << 20).ok_or(Failure::Full)?;
     let dst = CPath::new(image).ok_or(Failure::Other("image path too long"))?;

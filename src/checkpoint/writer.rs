@@ -68,6 +68,9 @@ pub fn write(fd: i32, s: &Snapshot, crcs: &mut List<u32>, copy_buf: &mut List<u8
     let mut meta_crc = hasher.clone();
     tables(s, &mut meta_crc)?;
     let mut header = s.layout.header(sys::getpid(), sys::clock_realtime_ns());
+    if s.portable {
+        header.flags |= HEADER_PORTABLE;
+    }
     header.meta_crc = meta_crc.finalize();
     seal_header(&mut header, hasher);
 

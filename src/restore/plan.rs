@@ -128,6 +128,9 @@ fn check_exe(img: &Image, p: &ProcessRecord) -> Result<(), Refusal> {
             here.display()
         ));
     }
+    if img.header.flags & HEADER_PORTABLE != 0 {
+        return Ok(()); // the image carries the program's code
+    }
     let fd = open_raw(saved, libc::O_RDONLY, 0).map_err(|e| format!("cannot open the executable: {e}"))?;
     let r = same_file(&p.exe, fd, saved);
     // SAFETY: closing the descriptor opened above.
@@ -152,11 +155,22 @@ fn region_files(img: &Image, base: i32) -> Result<HashMap<Vec<u8>, i32>, Refusal
         }
         let name = String::from_utf8_lossy(path);
         let flags = if writable_shared { libc::O_RDWR } else { libc::O_RDONLY };
-        let fd = open_raw(path, flags, 0).map_err(|e| format!("{name} (mapped at {:#x}) cannot be opened: {e}", r.start))?;
-        if kind == RegionKind::FilePrivate {
-            same_file(&r.file, fd, path).map_err(|why| format!("{name}: {why}"))?;
+        let opened = open_raw(path, flags, 0)
+            .map_err(|e| format!("{name} (mapped at {:#x}) cannot be opened: {e}", r.start))
+            .and_then(|fd| match kind {
+                RegionKind::FilePrivate => same_file(&r.file, fd, path).map(|()| fd).map_err(|why| {
+                    // SAFETY: closing the descriptor opened above.
+                    unsafe { libc::close(fd) };
+                    format!("{name}: {why}")
+                }),
+                _ => Ok(fd),
+            });
+        match opened {
+            Ok(fd) => drop(region_fds.insert(path.to_vec(), raise_fd(fd, base)?)),
+            // A portable image has every page: the file is a nicety.
+            Err(_) if r.flags & REGION_WHOLE != 0 => {}
+            Err(why) => return Err(why),
         }
-        region_fds.insert(path.to_vec(), raise_fd(fd, base)?);
     }
     Ok(region_fds)
 }
@@ -186,6 +200,30 @@ fn kernel_moves(img: &Image, current: &[MapLine]) -> Result<Vec<(u64, u64, u64)>
         moves.push((l.start, l.end - l.start, s.start));
     }
     Ok(moves)
+}
+
+/// The CPU must have every feature the image's CPU had (the program may use any of
+/// them), the same signal frame state, and the kernel the same vdso code.
+fn check_machine(p: &ProcessRecord, current: &[MapLine]) -> Result<(), Refusal> {
+    let here = sys::cpu_features();
+    let names = ["cpuid 1 ecx", "cpuid 1 edx", "cpuid 7 ebx", "cpuid 7 ecx", "cpuid 7 edx"];
+    for ((saved, now), name) in p.cpu.cpuid.iter().zip(here.cpuid).zip(names) {
+        let missing = saved & !now;
+        if missing != 0 {
+            return Err(format!("this CPU lacks features the image's CPU had ({name} bits {missing:#x})"));
+        }
+    }
+    if p.cpu.xcr0 != here.xcr0 {
+        return Err(format!("this CPU saves other register state in signal frames (XCR0 {:#x}, the image's {:#x})", here.xcr0, p.cpu.xcr0));
+    }
+    if let Some(vdso) = current.iter().find(|l| l.path == b"[vdso]") {
+        // SAFETY: [vdso] is mapped readable in this process, as /proc/self/maps says.
+        let code = unsafe { std::slice::from_raw_parts(vdso.start as *const u8, (vdso.end - vdso.start) as usize) };
+        if crc32fast::hash(code) != p.vdso_crc {
+            return Err("the kernel differs from the one the image was made on ([vdso] code)".into());
+        }
+    }
+    Ok(())
 }
 
 const TASK_TOP: u64 = 0x7fff_ffff_f000;
@@ -222,6 +260,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     let maps_text = std::fs::read("/proc/self/maps").map_err(|e| format!("cannot read /proc/self/maps: {e}"))?;
     let current: Vec<MapLine> = maps::lines(&maps_text).collect();
     let moves = kernel_moves(&img, &current)?;
+    check_machine(&p, &current)?;
 
     let cwd = img.str(p.cwd);
     if !Path::new(std::ffi::OsStr::from_bytes(cwd)).is_dir() {
@@ -431,21 +470,26 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
     }
     let what = describe(r, img);
     let len = r.end - r.start;
-    let has_data = r.data_len > 0;
     let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
-    let prot = if has_data { rw } else { r.prot as u64 };
     let fixed = libc::MAP_FIXED as u64;
-    let (flags, fd, off) = match kind {
-        RegionKind::FilePrivate => (fixed | libc::MAP_PRIVATE as u64, files[img.str(r.file.path)] as u64, r.file_off),
-        RegionKind::FileShared => (fixed | libc::MAP_SHARED as u64, files[img.str(r.file.path)] as u64, r.file_off),
-        RegionKind::SharedAnon => (fixed | (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
-        RegionKind::SharedObject => (fixed | libc::MAP_SHARED as u64, fds.objects[&(r.file.dev, r.file.ino)] as u64, r.file_off),
-        RegionKind::Stack => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_GROWSDOWN) as u64, u64::MAX, 0),
+    let file = files.get(img.str(r.file.path)).map(|&fd| fd as u64);
+    // A portable image's code comes from the file when it is the same; everything
+    // else from the image (read-only data may have been relocated: RELRO).
+    let code = r.prot & PROT_EXEC != 0 && r.prot & PROT_WRITE == 0;
+    let from_file = kind == RegionKind::FilePrivate && r.flags & REGION_WHOLE != 0 && file.is_some() && code;
+    let has_data = r.data_len > 0 && !from_file;
+    let prot = if has_data { rw } else { r.prot as u64 };
+    let (flags, fd, off) = match (kind, file) {
+        (RegionKind::FilePrivate, Some(fd)) => (fixed | libc::MAP_PRIVATE as u64, fd, r.file_off),
+        (RegionKind::FileShared, _) => (fixed | libc::MAP_SHARED as u64, files[img.str(r.file.path)] as u64, r.file_off),
+        (RegionKind::SharedAnon, _) => (fixed | (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
+        (RegionKind::SharedObject, _) => (fixed | libc::MAP_SHARED as u64, fds.objects[&(r.file.dev, r.file.ino)] as u64, r.file_off),
+        (RegionKind::Stack, _) => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_GROWSDOWN) as u64, u64::MAX, 0),
         _ => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
     };
     prog.op(libc::SYS_mmap, &[r.start, len, prot, flags, fd, off], CHECK_OK | CHECK_EQ_A0, &what);
     let mut data_off = r.data_off;
-    for e in img.extents(r) {
+    for e in img.extents(r).filter(|_| has_data) {
         let mut addr = r.start + e.first_page * PAGE;
         let mut left = e.pages * PAGE;
         while left > 0 {

@@ -289,6 +289,22 @@ pub fn same_file(a: c_int, b: c_int) -> bool {
     let pid = getpid();
     sc!(libc::SYS_kcmp, pid, pid, 0 /* KCMP_FILE */, a, b) == Ok(0)
 }
+/// The CPU features a program may use (see `CpuFeatures`).
+pub fn cpu_features() -> mig_image::CpuFeatures {
+    use core::arch::x86_64::__cpuid_count;
+    // `cpuid` exists on every x86_64 CPU; leaf 7 is only read where leaf 0 says it exists.
+    let (max, l1, l7) = (__cpuid_count(0, 0).eax, __cpuid_count(1, 0), __cpuid_count(7, 0));
+    let l7 = if max >= 7 { [l7.ebx, l7.ecx, l7.edx] } else { [0; 3] };
+    let mut xcr0 = 0u64;
+    if l1.ecx & (1 << 27) != 0 {
+        let (lo, hi): (u32, u32);
+        // SAFETY: OSXSAVE is set, so `xgetbv` with ecx = 0 is allowed in user mode.
+        unsafe { core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+        xcr0 = (hi as u64) << 32 | lo as u64;
+    }
+    mig_image::CpuFeatures { cpuid: [l1.ecx & !(1 << 27), l1.edx, l7[0], l7[1], l7[2]], pad: 0, xcr0 }
+}
+
 /// Marks every descriptor from `first` on close-on-exec.
 pub fn cloexec_from(first: u32) {
     let _ = sc!(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);

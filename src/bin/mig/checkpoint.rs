@@ -47,6 +47,11 @@ pub struct Args {
     /// growing.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     pub timeout: Duration,
+    /// Make a portable image: it also carries the program's and libraries' code, so it
+    /// restores where those files differ or are missing (same CPU features and kernel
+    /// needed). Larger. Also MIG_PORTABLE=1 in the process's environment.
+    #[arg(long)]
+    pub portable: bool,
 }
 
 pub fn parse_secs(s: &str) -> std::result::Result<Duration, String> {
@@ -82,7 +87,7 @@ pub fn main(a: Args) -> Result<u8> {
         if stdout.is_terminal() {
             return Err(Fail::bad("refusing to write an image to a terminal (redirect standard output, or give --to PATH)"));
         }
-        let o = take(a.pid, Dest::Stream(&mut stdout), a.exit, a.timeout)?;
+        let o = take(a.pid, Dest::Stream(&mut stdout), Options { exit: a.exit, portable: a.portable }, a.timeout)?;
         stdout.flush().map_err(|e| Fail::new(format!("writing the image to standard output: {e}")))?;
         o
     } else {
@@ -90,7 +95,7 @@ pub fn main(a: Args) -> Result<u8> {
             Some(p) => Dest::File(destination(p)?),
             None => Dest::Own,
         };
-        take(a.pid, dest, a.exit, a.timeout)?
+        take(a.pid, dest, Options { exit: a.exit, portable: a.portable }, a.timeout)?
     };
     let wher = if streaming { "streamed to standard output".to_string() } else { format!("written to {}", out.path.display()) };
     let mut line =
@@ -119,8 +124,16 @@ fn destination(p: &Path) -> Result<PathBuf> {
     Ok(abs)
 }
 
+/// What the checkpoint request asks besides the destination.
+#[derive(Clone, Copy)]
+pub struct Options {
+    /// End the process once the image is complete.
+    pub exit: bool,
+    pub portable: bool,
+}
+
 /// Runs one checkpoint of `pid` to `dest` and waits for its result.
-pub fn take(pid: i32, dest: Dest<'_>, exit: bool, timeout: Duration) -> Result<Outcome> {
+pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Result<Outcome> {
     control::check_target(pid)?;
     let sig = control::checkpoint_signal()?;
     let dir = control::control_dir()?;
@@ -131,7 +144,7 @@ pub fn take(pid: i32, dest: Dest<'_>, exit: bool, timeout: Duration) -> Result<O
         Dest::File(p) => (Some(p), None, None),
         Dest::Stream(w) => (Some(files.fifo.clone()), Some(stream::open_fifo(&files.fifo)?), Some(w)),
     };
-    let r = control::write_request(&files, to.as_deref(), exit).and_then(|()| {
+    let r = control::write_request(&files, to.as_deref(), opts).and_then(|()| {
         let signalled = Instant::now();
         control::send(pid, sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?;
         let streaming = sink.is_some();

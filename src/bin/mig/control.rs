@@ -65,14 +65,17 @@ pub fn remove(p: &Path) -> Result<()> {
 
 /// Writes the request atomically: `<pid>.req.tmp`, then renamed to `<pid>.req`.
 /// `to`: where the image goes (none: the process's own MIG_IMAGE).
-pub fn write_request(f: &Files, to: Option<&Path>, exit: bool) -> Result<()> {
+pub fn write_request(f: &Files, to: Option<&Path>, opts: crate::checkpoint::Options) -> Result<()> {
     let mut text = String::new();
     if let Some(to) = to {
         let s = to.to_str().filter(|s| !s.contains('\n')).ok_or_else(|| Fail::new(format!("unusable image path {}", to.display())))?;
         text.push_str(&format!("to={s}\n"));
     }
-    if exit {
+    if opts.exit {
         text.push_str("exit=1\n");
+    }
+    if opts.portable {
+        text.push_str("portable=1\n");
     }
     let err = |e: std::io::Error| Fail::new(format!("cannot write the request {}: {e}", f.req_tmp.display()));
     remove(&f.req_tmp)?;

@@ -285,7 +285,8 @@ fn text(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "image:       {} ({})", r.file, util::size(r.size));
     if let Some(h) = &r.header {
-        let _ = writeln!(o, "format:      version {}, x86_64, {}-byte pages", h.version, h.page_size);
+        let portable = if h.flags & mig_image::HEADER_PORTABLE != 0 { ", portable (carries program and library code)" } else { "" };
+        let _ = writeln!(o, "format:      version {}, x86_64, {}-byte pages{portable}", h.version, h.page_size);
         if let Some(p) = &r.process {
             let _ = writeln!(o, "executable:  {}", p.exe);
             let _ = writeln!(o, "command:     {}", p.comm);
@@ -347,8 +348,9 @@ fn json(r: &Report) -> String {
         Some(h) => {
             let _ = writeln!(
                 o,
-                "  \"header\": {{\"version\": {}, \"arch\": \"x86_64\", \"page_size\": {}, \"pid\": {}, \"created_unix_ns\": {}, \"created\": {}, \"threads\": {}, \"regions\": {}, \"descriptors\": {}, \"blobs\": {}, \"data_len\": {}, \"total_len\": {}}},",
+                "  \"header\": {{\"version\": {}, \"portable\": {}, \"arch\": \"x86_64\", \"page_size\": {}, \"pid\": {}, \"created_unix_ns\": {}, \"created\": {}, \"threads\": {}, \"regions\": {}, \"descriptors\": {}, \"blobs\": {}, \"data_len\": {}, \"total_len\": {}}},",
                 h.version,
+                h.flags & mig_image::HEADER_PORTABLE != 0,
                 h.page_size,
                 h.pid,
                 h.created_unix_ns,

@@ -28,8 +28,10 @@ use std::time::{Duration, Instant};
 ///
 /// The process is checkpointed with --exit and its image streamed through ssh into
 /// `mig restart -` on HOST, in the same working directory, with no image file on
-/// either side. The same executable, libraries and files must exist at the same paths
-/// there (images are not portable between different systems). mig then stays
+/// either side. The image is portable (it carries the program's and libraries' code)
+/// unless --no-portable: the executable must exist at the same path on HOST, but it
+/// and the libraries may differ; files the process has open must exist there; CPU
+/// features and kernel must match. mig then stays
 /// connected, passing on the process's standard output and error, until it exits.
 ///
 /// Nothing happens to the process until `mig` answers on HOST. If the move fails
@@ -61,6 +63,9 @@ pub struct Args {
     /// restarting).
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = checkpoint::parse_secs)]
     pub timeout: Duration,
+    /// Send a plain image (smaller): HOST must have the same executable and libraries.
+    #[arg(long)]
+    pub no_portable: bool,
 }
 
 enum Event {
@@ -139,7 +144,7 @@ pub fn main(a: Args) -> Result<u8> {
         .open(&keep)
         .map_err(|e| Fail::new(format!("cannot create the local copy {}: {e}", keep.display())))?;
     let mut tee = Tee { file, remote: child.stdin.take(), remote_error: None };
-    let out = match checkpoint::take(pid, Dest::Stream(&mut tee), true, a.timeout) {
+    let out = match checkpoint::take(pid, Dest::Stream(&mut tee), checkpoint::Options { exit: true, portable: !a.no_portable }, a.timeout) {
         Ok(o) => o,
         Err(f) => {
             drop(tee);
