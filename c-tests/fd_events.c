@@ -25,12 +25,18 @@
  * ready and must never be reported. The clock ids, the signalfd mask and the
  * eventfd counts are also checked in /proc/self/fdinfo.
  *
+ * The registrations are also read back from the epoll set's fdinfo (target
+ * descriptor, events, data), EPOLL_CTL_MOD must find the pipe's write end under
+ * its number every step, and every third step the realtime timerfd is removed
+ * and added again. Exactly the program's descriptors must be open.
+ *
  * Each step: write the edge-triggered eventfd, raise the signal, epoll_wait
  * (timeout 0) and compare the reported (data, events) with the model, a second
  * epoll_wait, then consume and refill everything. The digest covers what was
  * reported and read, never a time.
  */
 #include "common.h"
+#include "fd_common.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -172,6 +178,49 @@ static unsigned poll_set(uint64_t *h)
     return seen;
 }
 
+static uint32_t events_of(int i)
+{
+    return i == D_PIPE_W ? EPOLLOUT : i == D_EDGE ? (EPOLLIN | EPOLLET) : EPOLLIN;
+}
+
+/* The epoll set's registrations as the kernel lists them: every descriptor but
+ * the removed one, under its own number, with its events (plus the EPOLLERR |
+ * EPOLLHUP the kernel adds) and data. */
+static void check_epoll_fdinfo(void)
+{
+    char path[64], text[8192];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ep);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_errno("open the epoll fdinfo");
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    unsigned found = 0;
+    for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        int tfd;
+        unsigned ev;
+        unsigned long long data;
+        if (strncmp(line, "tfd:", 4) != 0)
+            continue;
+        if (sscanf(line, "tfd: %d events: %x data: %llx", &tfd, &ev, &data) != 3)
+            fail("unreadable epoll fdinfo line");
+        int i = -1;
+        for (int j = 0; j < ND; j++)
+            if (fds[j] == tfd && j != D_GONE)
+                i = j;
+        if (i < 0)
+            fail("the epoll set has a registration for descriptor %d, which is not one of its own", tfd);
+        if (ev != (events_of(i) | EPOLLERR | EPOLLHUP) || data != data_of(i))
+            fail("the epoll set has the %s with events %#x data %#llx", name_of[i], ev, data);
+        if (found & (1u << i))
+            fail("the epoll set has the %s twice", name_of[i]);
+        found |= 1u << i;
+    }
+    if (found != ((1u << ND) - 1) - (1u << D_GONE))
+        fail("the epoll set lists %#x", found);
+}
+
 static int64_t ns_of(struct timespec t) { return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec; }
 
 static int sem_left(int s) { return s == 0 ? 0 : 1 + (s * 5) % 9; }
@@ -180,6 +229,7 @@ static uint64_t efd_total(int s) { return (uint64_t)s * 1000 + 7; }
 int main(int argc, char **argv)
 {
     int steps = steps_arg(argc, argv, DEFAULT_STEPS);
+    fd_baseline();
     signal(SIGPIPE, SIG_IGN);
 
     sigset_t sigs;
@@ -371,6 +421,21 @@ int main(int argc, char **argv)
         } else if (atoi(fdinfo(fds[D_ONCE], "ticks")) != 1) {
             fail("one-shot timerfd: %s unread expirations in fdinfo", fdinfo(fds[D_ONCE], "ticks"));
         }
+
+        /* The registrations themselves, and changing them. */
+        check_epoll_fdinfo();
+        struct epoll_event ev = { .events = events_of(D_PIPE_W), .data.u64 = data_of(D_PIPE_W) };
+        if (epoll_ctl(ep, EPOLL_CTL_MOD, fds[D_PIPE_W], &ev) != 0)
+            fail("EPOLL_CTL_MOD of the pipe's write end: %s", strerror(errno));
+        if (s % 3 == 0) {
+            if (epoll_ctl(ep, EPOLL_CTL_DEL, fds[D_REAL], NULL) != 0)
+                fail("EPOLL_CTL_DEL of the realtime timerfd: %s", strerror(errno));
+            add(D_REAL, EPOLLIN);
+        }
+        int mine[ND + 1];
+        memcpy(mine, fds, sizeof fds);
+        mine[ND] = ep;
+        check_open_fds(mine, ND + 1);
 
         /* Ticking timer: wait for a tick, consume however many there were. */
         wait_readable(fds[D_TICK], "ticking timerfd");

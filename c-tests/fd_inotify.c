@@ -21,6 +21,7 @@
  * queued between steps.
  */
 #include "common.h"
+#include "fd_common.h"
 
 #include <fcntl.h>
 #include <sys/inotify.h>
@@ -84,6 +85,7 @@ static int read_events(struct ev *out, uint32_t *cookies)
 int main(int argc, char **argv)
 {
     int steps = steps_arg(argc, argv, DEFAULT_STEPS);
+    fd_baseline();
     if (mkdir("w", 0755) != 0 && errno != EEXIST)
         fail_errno("mkdir w");
     touch("w/a.txt");
@@ -119,6 +121,8 @@ int main(int argc, char **argv)
     char text[64], t[48], u[48], tn[16], un[16];
     for (int s = 1; s <= steps; s++) {
         uint64_t d = fnv1a_u64(FNV_OFFSET, (uint64_t)s);
+        int mine[] = { in, bfd };
+        check_open_fds(mine, 2);
         if (s == steps / 2 + 1 || (steps == 1 && s == 1)) {
             wd_d = inotify_add_watch(in, "w/d.txt", IN_MODIFY);
             if (wd_d < 0)

@@ -21,11 +21,14 @@
  * - shared.dat opened in the cwd and dup'd: writes alternate between the two
  *   descriptors, whose offsets must stay equal (one open file description).
  *
+ * Each step also checks that exactly these descriptors are open.
+ *
  * SIGPIPE is ignored: a pipe that came back broken shows up as a FAIL line,
  * not a death. The digest covers every byte read, the backlogs, FIONREAD
  * values and poll results; none depends on time.
  */
 #include "common.h"
+#include "fd_common.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -165,6 +168,7 @@ static int backlog(int s) { return s == 0 ? 0 : 1 + (s * 137) % 1500; }
 int main(int argc, char **argv)
 {
     int steps = steps_arg(argc, argv, DEFAULT_STEPS);
+    fd_baseline();
     signal(SIGPIPE, SIG_IGN);
 
     int p1[2], p2[2], p5[2], s1[2], s2[2], s3[2];
@@ -194,11 +198,13 @@ int main(int argc, char **argv)
     put(p5[1], &closed, CLOSED_TOTAL);
     close(p5[1]);
 
+    int mine[] = { p1[0], p1[1], p2[0], p2[1], p5[0], s1[0], s1[1], s2[0], s2[1], s3[0], s3[1], w1d, f1, f2 };
     size_t flags_pending = 0, ab_pending = 0, ba_pending = 0;
     uint64_t file_off = 0;
     uint64_t chain = FNV_OFFSET;
     for (int s = 1; s <= steps; s++) {
         uint64_t d = fnv1a_u64(FNV_OFFSET, (uint64_t)s);
+        check_open_fds(mine, (int)(sizeof mine / sizeof mine[0]));
 
         /* Self pipe: the dup shares the status flags, not the descriptor flags. */
         int nb = s % 2 ? O_NONBLOCK : 0;

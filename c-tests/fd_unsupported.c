@@ -15,6 +15,7 @@
  * is ignored. The steps and the digest do not depend on either.
  */
 #include "common.h"
+#include "fd_common.h"
 
 #include <fcntl.h>
 #include <linux/netlink.h>
@@ -69,6 +70,7 @@ static int netlink_works(int nl)
 int main(int argc, char **argv)
 {
     int steps = steps_arg(argc, argv, DEFAULT_STEPS);
+    fd_baseline();
     signal(SIGPIPE, SIG_IGN);
     int nl = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
     if (nl < 0)
@@ -84,6 +86,8 @@ int main(int argc, char **argv)
     unsigned char carried = 0;
     for (int s = 1; s <= steps; s++) {
         uint64_t d = fnv1a_u64(FNV_OFFSET, (uint64_t)s);
+        int mine[] = { nl, pfd, p[0], p[1] };
+        check_open_fds(mine, 4);
         if (s > 1) {
             unsigned char c;
             ssize_t r;

@@ -18,6 +18,7 @@
  * and the memfd's offset. At the end the shm objects are unlinked.
  */
 #include "common.h"
+#include "fd_common.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -94,6 +95,7 @@ static void check_size(int fd, off_t want, const char *what)
 int main(int argc, char **argv)
 {
     int steps = steps_arg(argc, argv, DEFAULT_STEPS);
+    fd_baseline();
     char base[200], name_a[240], name_b[240];
     if (argc > 2)
         snprintf(base, sizeof base, "%s", argv[2]);
@@ -132,6 +134,8 @@ int main(int argc, char **argv)
     unsigned char chunk[1024];
     for (int s = 1; s <= steps; s++) {
         uint64_t d = fnv1a_u64(FNV_OFFSET, (uint64_t)s);
+        int mine[] = { mfd, afd };
+        check_open_fds(mine, 2);
 
         /* memfd: through m1, through m2, with pwrite and with write. */
         for (int k = 0; k < 3; k++)

@@ -24,6 +24,7 @@
  * then every timer is deleted. Times are never printed, only checked.
  */
 #include "common.h"
+#include "fd_common.h"
 
 #include <signal.h>
 
@@ -121,6 +122,7 @@ static void wait_count(volatile sig_atomic_t *counter, int want, const char *wha
 int main(int argc, char **argv)
 {
     int steps = steps_arg(argc, argv, DEFAULT_STEPS);
+    fd_baseline();
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -156,6 +158,7 @@ int main(int argc, char **argv)
         uint64_t d = fnv1a_u64(FNV_OFFSET, (uint64_t)s);
         if (bad)
             fail("bad timer signal (%d)", (int)bad);
+        check_open_fds(NULL, 0); /* timers are not descriptors */
 
         /* (While a new timer exists it may legitimately reuse the free id.) */
         struct itimerspec its;

@@ -13,7 +13,8 @@
  *   conn <k> tcp|unix     client k (1, 2, ...) accepted
  *   step <n> <digest>     request n echoed (digest: n, client, kind, the line)
  *   closed <k>            client k seen closed (read 0 or an error such as
- *                         ECONNRESET, or a failed echo) and its descriptor closed
+ *                         ECONNRESET, or a failed echo) and its descriptor closed;
+ *                         for a UNIX client a write must then fail with EPIPE
  *   done <digest>         after "quit" (digest over every request)
  * Clients are served in the order they were accepted. poll() waits at most
  * 10 s: an idle server FAILs instead of hanging a broken test.
@@ -95,6 +96,15 @@ static int serve(int i)
     if (r < 0 && errno == EAGAIN)
         return 0;
     if (r <= 0) {
+        /* A UNIX peer that is gone (or a connection that came back reset) must
+         * refuse writes with EPIPE. (Over TCP the first write after a FIN may
+         * still succeed, so it is not tried there.) */
+        if (c->unix_kind) {
+            ssize_t w = write(c->fd, "x", 1);
+            if (w >= 0 || errno != EPIPE)
+                fail("client %d: write after it hung up returned %zd (%s)", c->serial, w,
+                     w < 0 ? strerror(errno) : "written");
+        }
         drop(i);
         return 1;
     }
