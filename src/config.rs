@@ -39,6 +39,7 @@ pub fn settings(restored_from: Option<&Path>) -> Settings {
         checkpoint_signal: std::env::var("MIG_SIGNAL").ok().and_then(|v| parse_signal(&v)).unwrap_or(libc::SIGUSR1 as u32),
         thread_signal: std::env::var("MIG_THREAD_SIGNAL").ok().and_then(|v| parse_signal(&v)),
         portable: std::env::var("MIG_PORTABLE").is_ok_and(|v| v == "1"),
+        fork: std::env::var("MIG_FORK").map_or(true, |v| v != "0"),
     }
 }
 

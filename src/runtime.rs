@@ -49,6 +49,9 @@ pub struct Settings {
     pub thread_signal: Option<u32>,
     /// `MIG_PORTABLE=1`: images carry the program's and libraries' code too.
     pub portable: bool,
+    /// `MIG_FORK=0` turns off forked checkpoints (the process stays stopped while its
+    /// image is written).
+    pub fork: bool,
 }
 
 pub struct Runtime {

@@ -15,17 +15,17 @@ pub struct Request {
     pub portable: bool,
 }
 
-fn control_path(suffix: &[u8]) -> Option<CPath> {
+fn control_path(of: u32, suffix: &[u8]) -> Option<CPath> {
     let mut uid = Msg::<16>::new();
     uid.num(sys::getuid() as u64);
     let mut pid = Msg::<16>::new();
-    pid.num(sys::getpid() as u64);
+    pid.num(of as u64);
     CPath::join(&[b"/tmp/mig-", uid.as_bytes(), b"/", pid.as_bytes(), suffix])
 }
 
 /// Takes (reads and removes) a pending request, if there is one.
 pub fn take_request() -> Option<Request> {
-    let path = control_path(b".req")?;
+    let path = control_path(sys::getpid(), b".req")?;
     let mut buf = [0u8; 4200];
     let n = sys::read_file(&path, &mut buf).ok()?;
     let _ = sys::unlink(&path);
@@ -42,8 +42,8 @@ pub fn take_request() -> Option<Request> {
     Some(req)
 }
 
-/// Reports the outcome to whoever made the request.
-pub fn report(outcome: Result<u64, &Msg<960>>, path: &[u8], stopped_us: u64) {
+/// Reports the outcome of process `pid`'s checkpoint to whoever made the request.
+pub fn report(pid: u32, outcome: Result<u64, &Msg<960>>, path: &[u8], stopped_us: u64) {
     let mut m = Msg::<8192>::new();
     match outcome {
         Ok(bytes) => {
@@ -53,7 +53,7 @@ pub fn report(outcome: Result<u64, &Msg<960>>, path: &[u8], stopped_us: u64) {
             m.s("status=error\nreason=").bytes(why.as_bytes()).s("\n");
         }
     }
-    let (Some(tmp), Some(done)) = (control_path(b".done.tmp"), control_path(b".done")) else { return };
+    let (Some(tmp), Some(done)) = (control_path(pid, b".done.tmp"), control_path(pid, b".done")) else { return };
     let Ok(fd) = sys::open(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o600) else { return };
     let ok = sys::write_all(fd, m.as_bytes().as_ptr(), m.as_bytes().len()).is_ok();
     sys::close(fd);

@@ -12,7 +12,8 @@ use crate::restore::handoff;
 use crate::runtime;
 use crate::sys::{self, msg::msg, CPath};
 use core::ffi::{c_int, c_void};
-use mig_image::Context;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use mig_image::{Context, FdKind, RegionKind};
 
 pub extern "C" fn on_checkpoint(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *mut c_void) {
     let rt = runtime::get();
@@ -53,6 +54,19 @@ pub extern "C" fn on_checkpoint(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *
     }
 }
 
+/// What one checkpoint is asked to do.
+struct Job<'a> {
+    dest: &'a [u8],
+    portable: bool,
+    /// End the process once the image is safe (`mig checkpoint --exit`).
+    exit: bool,
+    /// `mig checkpoint` waits for a report.
+    report: bool,
+    /// The checkpointed process (not the forked writer).
+    pid: u32,
+    t0: u64,
+}
+
 /// Runs below the saved stack pointer: its frames are not part of what is resumed.
 extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
     // SAFETY: `save_context` passes the pointers it was given: a live `Context`, and
@@ -60,13 +74,115 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
     let (ctx, n) = unsafe { (*ctx, *n.cast::<usize>()) };
     threads::record(0, collect::thread(&ctx));
     threads::prepare_image();
-    let t0 = sys::clock_monotonic_ns();
+    writer_reap();
     let rt = runtime::get();
     let request = control::take_request();
     let dest = request.as_ref().and_then(|r| r.to).unwrap_or(rt.settings.image);
-    let portable = rt.settings.portable || request.as_ref().is_some_and(|r| r.portable);
-    let result = checkpoint(&ctx, n, dest.as_bytes(), portable, &rt.hasher);
-    let stopped_us = (sys::clock_monotonic_ns() - t0) / 1000;
+    let job = Job {
+        dest: dest.as_bytes(),
+        portable: rt.settings.portable || request.as_ref().is_some_and(|r| r.portable),
+        exit: request.as_ref().is_some_and(|r| r.exit),
+        report: request.is_some(),
+        pid: sys::getpid(),
+        t0: sys::clock_monotonic_ns(),
+    };
+    let Some(mut scratch) = Scratch::new() else {
+        complete(&job, Err(Failure::Other("no memory for the checkpoint")), 0);
+        return 0;
+    };
+    let snap = match collect::collect(&mut scratch, &ctx, n, job.portable) {
+        Ok(snap) => snap,
+        Err(f) => {
+            complete(&job, Err(f), 0);
+            return 0;
+        }
+    };
+    let streamed = CPath::new(job.dest).and_then(|p| sys::stat(&p).ok()).is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
+    match fork_refusal(&snap, &job) {
+        None => match {
+            WRITER_START.store(sys::clock_monotonic_ns(), Relaxed);
+            sys::fork_quiet()
+        } {
+            Ok(0) => {
+                // The writer: a copy-on-write snapshot of the process, which runs on.
+                sys::close_from(3, &[2]);
+                let stopped_us = (WRITER_START.load(Relaxed) - job.t0) / 1000;
+                complete(&job, write_image(&snap, &mut scratch, &job, streamed), stopped_us);
+                sys::exit_group(0);
+            }
+            Ok(pid) => {
+                WRITER.store(pid as u32, Relaxed);
+                if !streamed {
+                    set_last_image(dest);
+                }
+                return 0;
+            }
+            Err(e) => msg().s("checkpoint: cannot fork a writer (errno ").num(e.0 as u64).s("); the process stays stopped while it is written").emit(),
+        },
+        Some(why) => {
+            if sys::msg::debug_enabled() {
+                msg().s("checkpoint: the process stays stopped while it is written: ").s(why).emit();
+            }
+        }
+    }
+    let result = write_image(&snap, &mut scratch, &job, streamed);
+    let stopped_us = (sys::clock_monotonic_ns() - job.t0) / 1000;
+    if result.is_ok() && !streamed {
+        set_last_image(dest);
+    }
+    complete(&job, result, stopped_us);
+    0
+}
+
+/// The forked writer of the last checkpoint, reaped at the next one (it sends no
+/// SIGCHLD and no `wait` of the program sees it).
+static WRITER: AtomicU32 = AtomicU32::new(0);
+/// When the writer was forked: the end of the pause (a copy in the writer's memory).
+static WRITER_START: AtomicU64 = AtomicU64::new(0);
+
+/// After a restore: the writer recorded in the image is not this process's child.
+pub fn forget_writer() {
+    WRITER.store(0, Relaxed);
+}
+
+fn writer_reap() {
+    let pid = WRITER.swap(0, Relaxed);
+    if pid != 0 && !sys::reap(pid, true) {
+        WRITER.store(pid, Relaxed);
+    }
+}
+
+/// Why the image cannot be written by a forked copy while the process runs on.
+fn fork_refusal(snap: &collect::Snapshot, job: &Job) -> Option<&'static str> {
+    if job.exit {
+        return Some("it ends once the image is safe");
+    }
+    if !runtime::get().settings.fork {
+        return Some("MIG_FORK=0");
+    }
+    // Memory the process shares is not copied on write: a copy would not be a snapshot.
+    let shared = snap.regions.as_slice().iter().any(|r| {
+        r.data_len > 0 && matches!(RegionKind::from_u32(r.kind), Some(RegionKind::SharedAnon | RegionKind::SharedObject))
+    });
+    if shared {
+        return Some("it has shared memory to save");
+    }
+    if snap.fds.as_slice().iter().any(|f| f.data_len > 0 && FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file)) {
+        return Some("it has memory files or deleted files to save");
+    }
+    None
+}
+
+fn set_last_image(dest: runtime::FixedPath) {
+    // SAFETY: inside the handler, all signals blocked, the other threads parked.
+    if let Some(s) = unsafe { runtime::settings_mut() } {
+        s.last_image = dest;
+    }
+}
+
+/// Reports the outcome: to `mig checkpoint` if it asked, on stderr if it failed (or
+/// always with `MIG_LOG=debug`); ends the process if asked and the image is safe.
+fn complete(job: &Job, result: Result<u64, Failure>, stopped_us: u64) {
     let mut why = msg();
     if let Err(f) = result {
         match f {
@@ -75,55 +191,44 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
             Failure::Sys(what, e) => why.s(what).s(" (errno ").num(e.0 as u64).s(")"),
         };
     }
-    if let Some(req) = &request {
-        control::report(result.map(|(n, _)| n).map_err(|_| &why), dest.as_bytes(), stopped_us);
-        if req.exit && result.is_ok() {
-            sys::exit_group(0);
-        }
+    if job.report {
+        control::report(job.pid, result.map_err(|_| &why), job.dest, stopped_us);
     }
     match result {
-        Ok((len, streamed)) => {
-            if !streamed {
-                // SAFETY: inside the handler, all signals blocked, single thread.
-                if let Some(s) = unsafe { runtime::settings_mut() } {
-                    s.last_image = dest;
-                }
-            }
+        Ok(len) => {
             if sys::msg::debug_enabled() {
-                msg().s("checkpoint written to ").bytes(dest.as_bytes()).s(" (").num(len).s(" bytes, ").num(stopped_us / 1000).s(" ms)").emit();
+                msg().s("checkpoint written to ").bytes(job.dest).s(" (").num(len).s(" bytes, process stopped for ").num(stopped_us / 1000).s(" ms)").emit();
+            }
+            if job.exit {
+                sys::exit_group(0);
             }
         }
-        Err(_) => {
-            let mut m = msg();
-            m.s("checkpoint to ").bytes(dest.as_bytes()).s(" failed: ").bytes(why.as_bytes());
-            m.emit();
-        }
+        Err(_) => msg().s("checkpoint to ").bytes(job.dest).s(" failed: ").bytes(why.as_bytes()).emit(),
     }
-    0
 }
 
-/// Writes the image; returns its length and whether it went to a stream (a FIFO).
+/// Writes the image to `job.dest`; returns its length.
 ///
 /// A file is written under a temporary name, synced, renamed into place and its
 /// directory synced: a reader never sees half an image, and a crash leaves the old one.
-fn checkpoint(ctx: &Context, threads: usize, image: &[u8], portable: bool, hasher: &crc32fast::Hasher) -> Result<(u64, bool), Failure> {
-    let mut scratch = Scratch::new().ok_or(Failure::Other("no memory for the checkpoint"))?;
-    let snap = collect::collect(&mut scratch, ctx, threads, portable)?;
+fn write_image(snap: &collect::Snapshot, scratch: &mut Scratch, job: &Job, streamed: bool) -> Result<u64, Failure> {
+    let hasher = &runtime::get().hasher;
     let mut crcs = scratch.list(snap.layout.blobs as usize).ok_or(Failure::Full)?;
     let mut copy_buf = scratch.list(1 << 20).ok_or(Failure::Full)?;
+    let image = job.dest;
     let dst = CPath::new(image).ok_or(Failure::Other("image path too long"))?;
 
-    if sys::stat(&dst).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO) {
+    if streamed {
         let fd = sys::open(&dst, libc::O_WRONLY, 0).map_err(|e| Failure::Sys("opening the image stream", e))?;
         let sigpipe = 1u64 << (libc::SIGPIPE - 1);
         let had_sigpipe = sys::sigpending() & sigpipe != 0;
-        let written = writer::write(fd, &snap, &mut crcs, &mut copy_buf, hasher);
+        let written = writer::write(fd, snap, &mut crcs, &mut copy_buf, hasher);
         sys::close(fd);
         // A reader that went away is our failure, not a reason for the program to die.
         if !had_sigpipe && sys::sigpending() & sigpipe != 0 {
             sys::take_pending(libc::SIGPIPE);
         }
-        return written.map(|n| (n, true));
+        return written;
     }
 
     let mut pid = sys::msg::Msg::<16>::new();
@@ -131,7 +236,7 @@ fn checkpoint(ctx: &Context, threads: usize, image: &[u8], portable: bool, hashe
     let tmp = CPath::join(&[image, b".tmp.", pid.as_bytes()]).ok_or(Failure::Other("image path too long"))?;
     let fd = sys::open(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o600)
         .map_err(|e| Failure::Sys("creating the image file", e))?;
-    let written = writer::write(fd, &snap, &mut crcs, &mut copy_buf, hasher)
+    let written = writer::write(fd, snap, &mut crcs, &mut copy_buf, hasher)
         .and_then(|n| sys::fsync(fd).map(|()| n).map_err(|e| Failure::Sys("syncing the image", e)));
     sys::close(fd);
     let result = written.and_then(|n| sys::rename(&tmp, &dst).map(|()| n).map_err(|e| Failure::Sys("renaming the image into place", e)));
@@ -141,7 +246,7 @@ fn checkpoint(ctx: &Context, threads: usize, image: &[u8], portable: bool, hashe
             let _ = sys::unlink(&tmp);
         }
     }
-    result.map(|n| (n, false))
+    result
 }
 
 fn sync_dir(image: &[u8]) {

@@ -40,6 +40,7 @@ pub unsafe fn resume(h: *const Handoff) {
         let ms = (sys::clock_monotonic_ns().saturating_sub(h.started_ns)) / 1_000_000;
         msg().s("restored from ").bytes(h.restored_from.as_bytes()).s(" in ").num(ms).s(" ms").emit();
     }
+    crate::checkpoint::handler::forget_writer();
     crate::checkpoint::handler::install(h.settings.checkpoint_signal);
     crate::checkpoint::timer::arm(h.settings.interval_ms, h.settings.checkpoint_signal);
     let (start, len) = (h.hole_start as usize, h.hole_len as usize);

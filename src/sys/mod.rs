@@ -305,6 +305,25 @@ pub fn cpu_features() -> mig_image::CpuFeatures {
     mig_image::CpuFeatures { cpuid: [l1.ecx & !(1 << 27), l1.edx, l7[0], l7[1], l7[2]], pad: 0, xcr0 }
 }
 
+/// Forks a child that sends no signal when it ends (no SIGCHLD, invisible to the
+/// program's `wait`); 0 in the child.
+pub fn fork_quiet() -> SysResult<u32> {
+    sc!(libc::SYS_clone, 0, 0, 0, 0, 0).map(|pid| pid as u32)
+}
+/// Reaps child `pid` (a quiet one with `clone`); false if it has not ended yet.
+pub fn reap(pid: u32, clone: bool) -> bool {
+    let flags = libc::WNOHANG | if clone { libc::__WCLONE } else { 0 };
+    sc!(libc::SYS_wait4, pid, 0, flags, 0).is_ok_and(|r| r == pid as usize)
+}
+/// Closes every descriptor from `first` on, but those in `keep`, and 0..first not in keep.
+pub fn close_from(first: u32, keep: &[i32]) {
+    for fd in 0..first as i32 {
+        if !keep.contains(&fd) {
+            close(fd);
+        }
+    }
+    let _ = sc!(libc::SYS_close_range, first, u32::MAX, 0);
+}
 /// Marks every descriptor from `first` on close-on-exec.
 pub fn cloexec_from(first: u32) {
     let _ = sc!(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
