@@ -1,10 +1,11 @@
 /*
  * bench_heap.c - subject for scripts/bench.sh (not a test-protocol program).
  *
- * usage: bench_heap HEAP_MIB [TOUCH_MIB [random|half]]
+ * usage: bench_heap HEAP_MIB [TOUCH_MIB [random|half [SEED]]]
  *
  * mallocs HEAP_MIB MiB and fills the first TOUCH_MIB MiB (default: all of it)
- * with a xorshift64 sequence, so every touched page is resident and distinct:
+ * with a xorshift64 sequence from SEED (give each run its own, so that no two
+ * images hold the same bytes), so every touched page is resident and distinct:
  * "random" makes it incompressible, "half" zeroes the high 32 bits of every
  * word (compressible about 2:1). It then checks the heap once (timed), prints
  *
@@ -33,7 +34,7 @@
 
 #define GAP_NS 2000000ull          /* 2 ms: an iteration normally takes ~1.06 ms */
 #define CHECK_AFTER_NS 50000000ull /* 50 ms */
-#define SEED 0x9e3779b97f4a7c15ull
+static uint64_t seed = 0x9e3779b97f4a7c15ull;
 
 static uint64_t now(clockid_t c)
 {
@@ -63,7 +64,7 @@ static inline uint64_t next(uint64_t *x, uint64_t mask)
 
 static void fill(uint64_t *p, size_t words, uint64_t mask)
 {
-    uint64_t x = SEED;
+    uint64_t x = seed;
     for (size_t i = 0; i < words; i++)
         p[i] = next(&x, mask);
 }
@@ -71,13 +72,13 @@ static void fill(uint64_t *p, size_t words, uint64_t mask)
 /* Index of the first wrong word, or SIZE_MAX. */
 static size_t check(const uint64_t *p, size_t words, uint64_t mask)
 {
-    uint64_t x = SEED;
+    uint64_t x = seed;
     uint64_t bad = 0;
     for (size_t i = 0; i < words; i++)
         bad |= p[i] ^ next(&x, mask);
     if (!bad)
         return SIZE_MAX;
-    x = SEED;
+    x = seed;
     for (size_t i = 0; i < words; i++)
         if (p[i] != next(&x, mask))
             return i;
@@ -87,12 +88,14 @@ static size_t check(const uint64_t *p, size_t words, uint64_t mask)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s HEAP_MIB [TOUCH_MIB [random|half]]\n", argv[0]);
+        fprintf(stderr, "usage: %s HEAP_MIB [TOUCH_MIB [random|half [SEED]]]\n", argv[0]);
         return 2;
     }
     size_t heap_mib = strtoull(argv[1], NULL, 10);
     size_t touch_mib = argc > 2 ? strtoull(argv[2], NULL, 10) : heap_mib;
     uint64_t mask = (argc > 3 && strcmp(argv[3], "half") == 0) ? 0xffffffffull : ~0ull;
+    if (argc > 4)
+        seed = strtoull(argv[4], NULL, 10) | 1; /* xorshift needs a non-zero state */
     if (heap_mib == 0 || touch_mib > heap_mib) {
         fprintf(stderr, "bench_heap: bad sizes\n");
         return 2;

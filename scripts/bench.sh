@@ -164,29 +164,27 @@ restart_one() {
     stop_proc "$rpid"
 }
 
-# One run for one heap size: checkpoint (process continues) next to dd; then kill
-# and restart in every mode, next to reading the image.
-bench_size() {
-    local mib=$1 run=$2 out=$work/subject.out img=$dir/heap.mig n0 t0 t1 ck line bytes ms
-    start_subject "$out" "$mib" || { note "FAILED: the $mib MiB subject did not start"; return 1; }
-    local pid=$spid
-    rec "pass:$mib" "$(awk -v n="$pass_ns" 'BEGIN { printf "%.1f", n / 1e6 }')"
+settle() { sync; sleep 1; } # let the disk finish what earlier steps left to it
+
+# The timed checkpoint of a running subject (it goes on): records ckpt, stop_mig (what
+# mig says), stop (the longest pause the program saw) and img.
+checkpoint_timed() {
+    local mib=$1 run=$2 pid=$3 img=$4 out=$5 n0 t0 t1 ck line ms
     rm -f "$img"
-    sync
+    settle
     n0=$(lines "$out")
     t0=$(us)
     if ! ck=$("$mig" checkpoint "$pid" --to "$img" 2>&1); then
-        t1=$(us)
         say "checkpoint of $mib MiB failed: $ck"
         note "FAILED: mig checkpoint ($mib MiB, run $run): $ck"
-        stop_proc "$pid"
         return 1
     fi
     t1=$(us)
     rec "ckpt:$mib" "$(secs_of "$t0" "$t1")"
     ms=$(stopped_ms "$ck")
     [ -n "$ms" ] && rec "stop_mig:$mib" "$ms"
-    # The pause the program itself saw: the longest iteration since the request.
+    # The pause the program itself saw: the longest iteration since the request. After
+    # a long one it reads its heap back: wait for that, it must not overlap what follows.
     sleep 0.1
     if tail -n +"$((n0 + 1))" "$out" | awk '/^gap/ && $2 > 50000000 { f = 1 } END { exit !f }'; then
         wait_for "$out" "$n0" '^checked' 600 "$pid" >/dev/null || true
@@ -198,19 +196,70 @@ bench_size() {
     # No gap line: every iteration took < 2 ms.
     [ "$ms" = 0.00 ] && ms=2
     rec "stop:$mib" "$ms"
-    bytes=$(stat -c %s "$img")
-    rec "img:$mib" "$bytes"
+    rec "img:$mib" "$(stat -c %s "$img")"
     rec "touched:$mib" $((mib << 20))
+}
 
-    # dd: the same bytes, with fsync, to the same directory, right after.
+# dd of BYTES from /dev/zero with conv=fsync, into the image directory.
+dd_timed() {
+    local mib=$1 bytes=$2 t0 t1
     rm -f "$dir/dd.tmp"
-    sync
+    settle
     t0=$(us)
     dd if=/dev/zero of="$dir/dd.tmp" bs=1M count="$bytes" iflag=count_bytes conv=fsync status=none
     t1=$(us)
     rec "dd:$mib" "$(secs_of "$t0" "$t1")"
+}
+
+# Whether an image passes `mig inspect` (every CRC); counts images and damaged ones.
+image_intact() {
+    local mib=$1 img=$2 msg
+    rec "images:$mib" 1
+    if msg=$("$mig" inspect "$img" 2>&1 >/dev/null); then
+        return 0
+    fi
+    rec "corrupt:$mib" 1
+    note "DAMAGED IMAGE: a checkpoint of the $mib MiB subject (which went on running) made an image that \`mig inspect\` rejects: $(tail -n 1 <<<"$msg")"
+    return 1
+}
+
+declare -A last_bytes=()
+
+# One run for one heap size: a checkpoint (the program goes on) and dd of the same
+# size, in alternating order; then kill it and restart it in every mode, next to
+# reading the image back.
+bench_size() {
+    local mib=$1 run=$2 out=$work/subject.out img=$dir/heap.mig tries t0 t1
+    start_subject "$out" "$mib" "$mib" random "$RANDOM$RANDOM" || { note "FAILED: the $mib MiB subject did not start"; return 1; }
+    local pid=$spid
+    rec "pass:$mib" "$(awk -v n="$pass_ns" 'BEGIN { printf "%.1f", n / 1e6 }')"
+    if [ $((run % 2)) = 1 ] || [ -z "${last_bytes[$mib]:-}" ]; then
+        checkpoint_timed "$mib" "$run" "$pid" "$img" "$out" || { stop_proc "$pid"; return 1; }
+        dd_timed "$mib" "$(stat -c %s "$img")"
+    else
+        dd_timed "$mib" "${last_bytes[$mib]}"
+        checkpoint_timed "$mib" "$run" "$pid" "$img" "$out" || { stop_proc "$pid"; return 1; }
+    fi
+    last_bytes[$mib]=$(stat -c %s "$img")
     rm -f "$dir/dd.tmp"
 
+    # Restarts need an intact image: take more (untimed) checkpoints if need be; every
+    # damaged image is counted and reported.
+    tries=1
+    until image_intact "$mib" "$img"; do
+        if [ "$tries" -ge 3 ]; then
+            note "FAILED: no intact image of the $mib MiB subject in $tries checkpoints (run $run): its restarts are not measured"
+            stop_proc "$pid"
+            rm -f "$img"
+            return 1
+        fi
+        tries=$((tries + 1))
+        rm -f "$img"
+        local n0
+        n0=$(lines "$out")
+        "$mig" checkpoint "$pid" --to "$img" >/dev/null 2>&1 || true
+        wait_for "$out" "$n0" '^checked' 600 "$pid" >/dev/null || true
+    done
     stop_proc "$pid"
 
     # Restart from exec to running, image in the page cache.
@@ -234,10 +283,74 @@ bench_size() {
     evict "$img"
     restart_one eager "$img" "$mib" restart_cold_eager || true
     rm -f "$img"
+    sync
 }
 
 free_bytes() { df --output=avail -B1 "$1" | tail -n 1 | tr -d ' '; }
 mem_avail_mib() { awk '/^MemAvailable/ { print int($2 / 1024) }' /proc/meminfo; }
+
+# This kind of virtual disk writes blocks it has never seen several times slower than
+# blocks written before (freed ones included). Whichever of the checkpoint and dd got
+# fresh blocks would lose, so first write (and free) enough to hold both.
+warm_up() {
+    local max=0 m want have t0 t1
+    for m in $sizes; do [ "$m" -gt "$max" ] && max=$m; done
+    want=$((3 * max + 1024))
+    have=$(($(free_bytes "$dir") >> 20))
+    [ "$want" -gt $((have - 2048)) ] && want=$((have - 2048))
+    if [ "$want" -lt 512 ]; then
+        note "no disk warm-up: too little free space in $dir"
+        return 0
+    fi
+    say "warming up the disk: writing and deleting $want MiB in $dir"
+    sync
+    t0=$(us)
+    dd if=/dev/zero of="$dir/warm.tmp" bs=1M count="$want" conv=fsync status=none
+    t1=$(us)
+    rm -f "$dir/warm.tmp"
+    sync
+    rec warm_mib "$want"
+    rec warm_s "$(secs_of "$t0" "$t1")"
+}
+
+# Image size when far less is touched than allocated: 4 GiB malloc, 100 MiB touched.
+sparse() {
+    local out=$work/sparse.out img=$dir/sparse.mig ck
+    say "image size of a 4 GiB malloc with 100 MiB touched"
+    start_subject "$out" 4096 100 || { note "FAILED: the sparse subject did not start"; return 1; }
+    if ck=$("$mig" checkpoint "$spid" --exit --to "$img" 2>&1); then
+        rec "sparse_img" "$(stat -c %s "$img")"
+    else
+        note "FAILED: mig checkpoint of the sparse subject: $ck"
+    fi
+    stop_proc "$spid"
+    rm -f "$img"
+}
+
+# The library on a program never checkpointed: alternate runs without and with it.
+overhead() {
+    local target_ns=$1 reps=$2 mode n t
+    for mode in open mmap compute; do
+        case $mode in compute) n=200000 ;; *) n=20000 ;; esac
+        t=$("$sysb" "$mode" "$n" | awk '{ print $1 }')
+        n=$(awk -v n="$n" -v t="$t" -v g="$target_ns" 'BEGIN { printf "%d", n * g / t }')
+        rec "ovh_iters:$mode" "$n"
+        say "preload overhead: $mode, $n iterations, $reps runs each"
+        for i in $(seq 1 "$reps"); do
+            # ABBA order: neither side always runs first.
+            if [ $((i % 2)) = 1 ]; then
+                rec "ovh_plain:$mode" "$("$sysb" "$mode" "$n" | awk '{ print $1 / 1e6 }')"
+                rec "ovh_preload:$mode" "$(LD_PRELOAD=$lib "$sysb" "$mode" "$n" | awk '{ print $1 / 1e6 }')"
+            else
+                rec "ovh_preload:$mode" "$(LD_PRELOAD=$lib "$sysb" "$mode" "$n" | awk '{ print $1 / 1e6 }')"
+                rec "ovh_plain:$mode" "$("$sysb" "$mode" "$n" | awk '{ print $1 / 1e6 }')"
+            fi
+        done
+    done
+}
+if [ "$quick" = 1 ]; then overhead 200000000 3; else overhead 1000000000 5; fi
+
+warm_up
 
 for mib in $sizes; do
     need=$((2 * mib + 256))
@@ -259,37 +372,7 @@ for mib in $sizes; do
     done
 done
 
-# Image size when far less is touched than allocated: 4 GiB malloc, 100 MiB touched.
-sparse() {
-    local out=$work/sparse.out img=$dir/sparse.mig ck
-    say "image size of a 4 GiB malloc with 100 MiB touched"
-    start_subject "$out" 4096 100 || { note "FAILED: the sparse subject did not start"; return 1; }
-    if ck=$("$mig" checkpoint "$spid" --exit --to "$img" 2>&1); then
-        rec "sparse_img" "$(stat -c %s "$img")"
-    else
-        note "FAILED: mig checkpoint of the sparse subject: $ck"
-    fi
-    stop_proc "$spid"
-    rm -f "$img"
-}
 sparse || true
-
-# The library on a program never checkpointed: alternate runs without and with it.
-overhead() {
-    local target_ns=$1 reps=$2 mode n t
-    for mode in open mmap compute; do
-        case $mode in compute) n=200000 ;; *) n=20000 ;; esac
-        t=$("$sysb" "$mode" "$n" | awk '{ print $1 }')
-        n=$(awk -v n="$n" -v t="$t" -v g="$target_ns" 'BEGIN { printf "%d", n * g / t }')
-        rec "ovh_iters:$mode" "$n"
-        say "preload overhead: $mode, $n iterations, $reps runs each"
-        for _ in $(seq 1 "$reps"); do
-            rec "ovh_plain:$mode" "$("$sysb" "$mode" "$n" | awk '{ print $1 / 1e6 }')"
-            rec "ovh_preload:$mode" "$(LD_PRELOAD=$lib "$sysb" "$mode" "$n" | awk '{ print $1 / 1e6 }')"
-        done
-    done
-}
-if [ "$quick" = 1 ]; then overhead 200000000 3; else overhead 1000000000 5; fi
 
 # Compression, where the library has it.
 compression() {
@@ -348,7 +431,7 @@ criu_bench() {
         wait_for "$out" 0 '^ready' 600 "$pid" >/dev/null || return 1
         sync
         t0=$(us)
-        criu dump -t "$pid" -D "$d" -o dump.log >/dev/null 2>&1 || { wait "$pid" 2>/dev/null; return 1; }
+        criu dump -t "$pid" -D "$d" -o dump.log >"$d/dump.out" 2>&1 || { kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; return 1; }
         t1=$(us)
         sync -f "$d"
         rec "criu_dump:$mib" "$(secs_of "$t0" "$t1")"
@@ -358,17 +441,23 @@ criu_bench() {
         local n0
         n0=$(lines "$out")
         t0=$(us)
-        criu restore -D "$d" -d -o restore.log --pidfile "$d/pid" >/dev/null 2>&1 || return 1
+        criu restore -D "$d" -d -o restore.log --pidfile "$d/pid" >"$d/restore.out" 2>&1 || return 1
         line=$(wait_for "$out" "$n0" '^gap' 600) || return 1
         stamp=$(awk '{ print $3 }' <<<"$line")
         rec "criu_restart:$mib" "$(awk -v a="$t0" -v b="$stamp" 'BEGIN { printf "%.2f", (b / 1000 - a) / 1000 }')"
         kill -9 "$(cat "$d/pid")" 2>/dev/null || true
     }
     if ! criu_once 16; then
-        why=$(grep -h -i -E 'error|fail' "$d"/*.log 2>/dev/null | tail -n 1)
+        why=$(cat "$d"/*.log "$d"/*.out 2>/dev/null | grep -i -E 'error|fail|unknown|unsupported' | head -n 1 | sed 's/^([ 0-9.]*) //')
         kill -9 "$pid" 2>/dev/null || true
-        [ -f "$d/pid" ] && kill -9 "$(cat "$d/pid")" 2>/dev/null
-        rec criu "skipped: $(criu --version 2>/dev/null | head -n 1) does not work here (${why:-no log}); the distribution's CRIU 3.17 predates the [vvar_vclock] area of this kernel"
+        if [ -f "$d/pid" ]; then kill -9 "$(cat "$d/pid")" 2>/dev/null || true; fi
+        local version
+        version=$(criu --version 2>/dev/null | head -n 1 | sed 's/^Version: //')
+        why="skipped: criu ${version:-(version unknown)} fails on the 16 MiB trial: ${why:-no message}"
+        case $version in
+        3.*) why="$why (the distribution's CRIU 3.x predates the [vvar_vclock] area of this kernel)" ;;
+        esac
+        rec criu "$why"
         grep -v ':16 ' "$res" >"$res.tmp" || true
         mv "$res.tmp" "$res"
         return 0
@@ -380,7 +469,7 @@ criu_bench() {
             criu_once "$mib" || note "FAILED: criu dump/restore of $mib MiB: $(grep -h -i error "$d"/*.log 2>/dev/null | tail -n 1)"
         done
     done
-    rec criu "measured: $(criu --version 2>/dev/null | head -n 1)"
+    rec criu "measured: criu $(criu --version 2>/dev/null | head -n 1 | sed 's/^Version: //')"
 }
 criu_bench || true
 
@@ -396,9 +485,16 @@ rec "m.runs" "$runs"
 rec "m.sizes" "$sizes"
 virt() {
     local v
-    v=$(systemd-detect-virt 2>/dev/null) && { echo "virtual machine ($v)"; return; }
-    [ "$v" = none ] && { echo "bare metal"; return; }
-    grep -q '^flags.* hypervisor' /proc/cpuinfo && echo "virtual machine" || echo "bare metal, as far as /proc/cpuinfo says"
+    local vm ct
+    vm=$(systemd-detect-virt --vm 2>/dev/null) || vm=""
+    ct=$(systemd-detect-virt --container 2>/dev/null) || ct=""
+    if [ -z "$vm" ] && grep -q '^flags.* hypervisor' /proc/cpuinfo; then vm="virtual machine"; fi
+    case $vm in
+    "") vm="bare metal" ;;
+    "virtual machine") ;;
+    *) vm="$vm virtual machine" ;;
+    esac
+    echo "$vm${ct:+, in a $ct container}"
 }
 rec "m.virt" "$(virt)"
 rec "m.root" "$([ "$(id -u)" = 0 ] && echo yes || echo no)"
