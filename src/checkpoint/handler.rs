@@ -140,9 +140,10 @@ static WRITER: AtomicU32 = AtomicU32::new(0);
 /// When the writer was forked: the end of the pause (a copy in the writer's memory).
 static WRITER_START: AtomicU64 = AtomicU64::new(0);
 
-/// After a restore: the writer recorded in the image is not this process's child.
-pub fn forget_writer() {
-    WRITER.store(0, Relaxed);
+/// After a restore: the writer recorded in the image is not this process's child;
+/// the restore's verifier is (0: none).
+pub fn set_writer(pid: u32) {
+    WRITER.store(pid, Relaxed);
 }
 
 fn writer_reap() {

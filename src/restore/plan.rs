@@ -14,7 +14,7 @@ use memmap2::Mmap;
 use mig_image::*;
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -251,7 +251,16 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     // rename, never modified in place, so the bytes do not change under us.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot map it: {e}"))?;
     let hasher = crc32fast::Hasher::new();
-    let img = Image::verify(&map, &hasher).map_err(|e| e.to_string())?;
+    let img = Image::open(&map, &hasher).map_err(|e| e.to_string())?;
+    let regions: Vec<RegionRecord> = (0..img.count(Table::Regions)).map(|i| img.region(i)).collect();
+    let eager = std::env::var("MIG_RESTORE_EAGER").is_ok_and(|v| v == "1") || !file.metadata().is_ok_and(|m| m.is_file());
+    let lazy = lazy_regions(&regions, eager);
+    // What is read in is checked now; what is mapped, by the verifier (see `verifier`).
+    for i in 0..img.header.blobs as u32 {
+        if !regions.iter().zip(&lazy).any(|(r, &l)| l && r.blob == i) {
+            img.check_blob(i, &hasher).map_err(|e| e.to_string())?;
+        }
+    }
     let p = img.process();
     check_exe(&img, &p)?;
     // The first record is the main thread: it becomes this process's main thread.
@@ -271,10 +280,10 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     let region_fds = region_files(&img, base)?;
     let prepared = fds::prepare(&img, base)?;
     let timers = super::timers::create(&img)?;
+    let image_stat = stat_fd(file.as_raw_fd()).map_err(|e| format!("cannot stat it: {e}"))?;
     let image_fd = raise_fd(file.into_raw_fd(), base)?;
 
     // The hole: blob code, a temporary home for [vvar]/[vdso], a stack, the data.
-    let regions: Vec<RegionRecord> = (0..img.count(Table::Regions)).map(|i| img.region(i)).collect();
     let code = blob::code();
     let code_len = (code.len() as u64).next_multiple_of(PAGE);
     let kernel_len: u64 = moves.iter().map(|m| m.1).sum();
@@ -323,8 +332,8 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         tmp += len;
     }
     // 3. The saved regions.
-    for r in &regions {
-        map_region(&mut prog, &img, r, &region_fds, &prepared, image_fd);
+    for (r, &lazy) in regions.iter().zip(&lazy) {
+        map_region(&mut prog, &img, r, &region_fds, &prepared, image_fd, lazy);
     }
     // 4. brk and the other mm fields (also makes /proc/<pid>/cmdline the saved one).
     let auxv = img.str(p.auxv);
@@ -443,6 +452,8 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         hole_start: hole,
         hole_len,
         started_ns,
+        verifier: 0,
+        lazy_image: if lazy.contains(&true) { (image_stat.st_dev, image_stat.st_ino) } else { (0, 0) },
     };
     // SAFETY: `handoff_at` was allocated above with room for a `Handoff` in the hole.
     unsafe { (handoff_at as *mut Handoff).write(handoff) };
@@ -458,12 +469,77 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     unregister_rseq()?;
     // From here on no signal may run code of this process: block them all.
     let _ = sys::sigprocmask(libc::SIG_SETMASK, Some(u64::MAX), None);
+    if lazy.contains(&true) {
+        let pid = verifier(&img, image, &regions, &lazy);
+        // SAFETY: the hand-off written above, in the hole; nothing else refers to it yet.
+        unsafe { (*(handoff_at as *mut Handoff)).verifier = pid };
+    }
     std::mem::forget(map);
     Ok(Ready { entry: hole as usize, args: args_at, stack_top: stack_top as usize })
 }
 
-/// Maps one saved region back: same address, kind and protection, contents read in.
-fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap<Vec<u8>, i32>, fds: &FdPlan, image_fd: i32) {
+/// Which regions to map from the image (private: the image is never written) instead
+/// of reading them in: all that have saved pages, unless `eager`; but not the stack
+/// (it must stay one growable mapping), not shared memory (a private copy would not be
+/// shared), and within the kernel's limit on mappings (each saved run is one).
+fn lazy_regions(regions: &[RegionRecord], eager: bool) -> Vec<bool> {
+    let max_maps: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(65530);
+    let mut budget = (max_maps / 2).saturating_sub(regions.len());
+    regions
+        .iter()
+        .map(|r| {
+            let kind = RegionKind::from_u32(r.kind);
+            let private = matches!(kind, Some(RegionKind::Anon | RegionKind::Heap | RegionKind::FilePrivate | RegionKind::Orphan));
+            let cost = 2 * r.extents as usize + 1;
+            let lazy = !eager && private && r.data_len > 0 && cost <= budget;
+            if lazy {
+                budget -= cost;
+            }
+            lazy
+        })
+        .collect()
+}
+
+/// Forks a quiet child that checks the CRCs of the lazily mapped data while the
+/// restored process runs (and warms the page cache for its page faults). On damage it
+/// kills the restored process and says why: damaged memory is never run on for long.
+/// Returns its pid (0 if it could not start: the data is checked now instead).
+fn verifier(img: &Image, image: &Path, regions: &[RegionRecord], lazy: &[bool]) -> u32 {
+    let parent = sys::getpid();
+    let blobs: Vec<u32> = regions.iter().zip(lazy).filter(|(_, l)| **l).map(|(r, _)| r.blob).collect();
+    match sys::fork_quiet() {
+        Ok(0) => {
+            sys::close_from(3, &[2]);
+            let hasher = crc32fast::Hasher::new();
+            for b in blobs {
+                if let Err(e) = img.check_blob(b, &hasher) {
+                    // SAFETY: getppid/kill with plain integers.
+                    if unsafe { libc::getppid() } as u32 == parent {
+                        // SAFETY: as above; the parent is the restored process.
+                        unsafe { libc::kill(parent as i32, libc::SIGKILL) };
+                        eprintln!("mig: {} is damaged ({e}): the process restored from it ({parent}) was killed", image.display());
+                    }
+                    sys::exit_group(1);
+                }
+            }
+            sys::exit_group(0)
+        }
+        Ok(pid) => pid,
+        Err(_) => {
+            let hasher = crc32fast::Hasher::new();
+            if let Some(e) = blobs.iter().find_map(|&b| img.check_blob(b, &hasher).err()) {
+                eprintln!("mig: cannot restore from {}: {e}", image.display());
+                sys::exit_group(2);
+            }
+            0
+        }
+    }
+}
+
+/// Maps one saved region back: same address, kind and protection, contents read in
+/// (or, `lazy`, mapped from the image).
+#[allow(clippy::too_many_arguments)]
+fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap<Vec<u8>, i32>, fds: &FdPlan, image_fd: i32, lazy: bool) {
     let Some(kind) = RegionKind::from_u32(r.kind) else { return };
     if kind.is_kernel() {
         return;
@@ -478,7 +554,7 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
     let code = r.prot & PROT_EXEC != 0 && r.prot & PROT_WRITE == 0;
     let from_file = kind == RegionKind::FilePrivate && r.flags & REGION_WHOLE != 0 && file.is_some() && code;
     let has_data = r.data_len > 0 && !from_file;
-    let prot = if has_data { rw } else { r.prot as u64 };
+    let prot = if has_data && !lazy { rw } else { r.prot as u64 };
     let (flags, fd, off) = match (kind, file) {
         (RegionKind::FilePrivate, Some(fd)) => (fixed | libc::MAP_PRIVATE as u64, fd, r.file_off),
         (RegionKind::FileShared, _) => (fixed | libc::MAP_SHARED as u64, files[img.str(r.file.path)] as u64, r.file_off),
@@ -489,6 +565,15 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
     };
     prog.op(libc::SYS_mmap, &[r.start, len, prot, flags, fd, off], CHECK_OK | CHECK_EQ_A0, &what);
     let mut data_off = r.data_off;
+    if lazy && has_data {
+        let flags = (libc::MAP_FIXED | libc::MAP_PRIVATE) as u64;
+        for e in img.extents(r) {
+            let (addr, len) = (r.start + e.first_page * PAGE, e.pages * PAGE);
+            prog.op(libc::SYS_mmap, &[addr, len, prot, flags, image_fd as u64, data_off], CHECK_OK | CHECK_EQ_A0, &format!("mapping the pages of {what}"));
+            data_off += len;
+        }
+        return;
+    }
     for e in img.extents(r).filter(|_| has_data) {
         let mut addr = r.start + e.first_page * PAGE;
         let mut left = e.pages * PAGE;

@@ -71,7 +71,7 @@ pub fn main(a: Args) -> Result<u8> {
         let f = File::open(&abs).map_err(|e| Fail::new(format!("cannot open {}: {e}", abs.display())))?;
         (f, abs.clone(), abs.display().to_string())
     };
-    let (exe, cwd) = check_image(&file).map_err(|why| Fail::bad(format!("cannot restart from {shown}: {why}")))?;
+    let (exe, cwd) = check_image(&file, from_stdin).map_err(|why| Fail::bad(format!("cannot restart from {shown}: {why}")))?;
     if !exe.is_file() {
         return Err(Fail::new(format!("cannot restart from {shown}: its executable {} is missing", exe.display())));
     }
@@ -81,6 +81,10 @@ pub fn main(a: Args) -> Result<u8> {
     let lib = util::library()?;
     let mut cmd = std::process::Command::new(&exe);
     cmd.arg0(&exe).current_dir(&cwd).env("MIG_RESTORE", &restore_path).env("LD_PRELOAD", util::preload_value(&lib));
+    if from_stdin {
+        // Mapping pages from the memfd would keep the whole image in memory.
+        cmd.env("MIG_RESTORE_EAGER", "1");
+    }
     if let Some(out) = &a.image_out {
         cmd.env("MIG_IMAGE", util::absolute(out)?);
     }
@@ -94,8 +98,9 @@ pub fn main(a: Args) -> Result<u8> {
     Err(Fail::new(format!("cannot start {}: {e}", exe.display())))
 }
 
-/// Checks every byte of the image; returns its executable and working directory.
-fn check_image(file: &File) -> std::result::Result<(PathBuf, PathBuf), String> {
+/// Checks the image (`full`: every byte; else its structure, the library checks the
+/// rest); returns its executable and working directory.
+fn check_image(file: &File, full: bool) -> std::result::Result<(PathBuf, PathBuf), String> {
     let len = file.metadata().map_err(|e| e.to_string())?.len();
     if len == 0 {
         return Err(mig_image::ImageError::Empty.to_string());
@@ -104,7 +109,8 @@ fn check_image(file: &File) -> std::result::Result<(PathBuf, PathBuf), String> {
     // truncated the file meanwhile, reading could fault (SIGBUS); images are private
     // files of their owner (mode 0600) or our own memfd.
     let map = unsafe { memmap2::Mmap::map(file) }.map_err(|e| format!("cannot map it: {e}"))?;
-    let img = mig_image::Image::verify(&map, &crc32fast::Hasher::new()).map_err(|e| match e {
+    let check = if full { mig_image::Image::verify } else { mig_image::Image::open };
+    let img = check(&map, &crc32fast::Hasher::new()).map_err(|e| match e {
         mig_image::ImageError::BlobCrc { index } => format!("{e}{}", blob_owner(&map, index)),
         e => e.to_string(),
     })?;
