@@ -1,0 +1,89 @@
+//! Issue 6, lazy restore: saved pages are mapped from the image, not read; the data is
+//! checked behind the running process, which is killed if it is damaged; such a
+//! process checkpoints again into an image that no longer needs the first one.
+
+mod common;
+use common::*;
+use mig_image::{RegionKind, Table};
+use std::path::{Path, PathBuf};
+
+/// A `chain` run checkpointed at step 3 and killed: (launch, reference, before, image).
+fn chain_image(name: &str) -> (Launch, Vec<String>, Vec<String>, PathBuf) {
+    let dir = tempdir(name);
+    let l = Launch::new(&compile("chain"), &dir).arg("40");
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("a.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 3, &image);
+    let before = p.kill();
+    (l, reference, before, image)
+}
+
+fn maps_of(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap()
+}
+
+#[test]
+fn lazy_restore_maps_the_image_and_eager_reads_it() {
+    let (l, reference, before, image) = chain_image("lazy_maps");
+    let mut p = l.clone_with("MIG_RESTORE", &image).start();
+    p.line().expect("runs");
+    assert!(maps_of(p.pid()).contains(image.to_str().unwrap()), "pages are mapped from the image");
+    let (restored, st, err) = p.finish();
+    assert!(st.success(), "{err}");
+    assert_continues(&reference, &before, &restored);
+
+    let mut p = l.clone_with("MIG_RESTORE", &image).clone_with("MIG_RESTORE_EAGER", Path::new("1")).start();
+    p.line().expect("runs");
+    assert!(!maps_of(p.pid()).contains(image.to_str().unwrap()), "eager: nothing is mapped from the image");
+    std::fs::remove_file(&image).unwrap();
+    let (restored, st, err) = p.finish();
+    assert!(st.success(), "{err}");
+    assert_continues(&reference, &before, &restored);
+}
+
+#[test]
+fn lazily_restored_process_checkpoints_again_into_a_self_contained_image() {
+    let (l, reference, _, first) = chain_image("lazy_again");
+    let second = first.with_file_name("b.mig");
+    let mut p = l.clone_with("MIG_RESTORE", &first).clone_with("MIG_IMAGE", &second).start();
+    checkpoint_at(&mut p, 8, &second);
+    let before = p.kill();
+    std::fs::remove_file(&first).unwrap();
+    let (restored, st, err) = l.clone_with("MIG_RESTORE", &second).start().finish();
+    assert!(st.success(), "{err}");
+    let first_step = step_of(&before[0]).unwrap();
+    let at = reference.iter().position(|s| step_of(s) == Some(first_step)).unwrap();
+    assert_continues(&reference[at..], &before, &restored);
+}
+
+/// A copy of `image` with one byte of the heap's saved pages flipped.
+fn damaged_heap(image: &Path) -> PathBuf {
+    let mut bytes = std::fs::read(image).unwrap();
+    let at = {
+        let img = mig_image::Image::verify(&bytes, &crc32fast::Hasher::new()).unwrap();
+        let heap = (0..img.count(Table::Regions))
+            .map(|i| img.region(i))
+            .find(|r| r.kind == RegionKind::Heap as u32 && r.data_len > 0)
+            .expect("a saved heap");
+        (heap.data_off + heap.data_len / 2) as usize
+    };
+    bytes[at] ^= 0x40;
+    let out = image.with_file_name("damaged.mig");
+    std::fs::write(&out, bytes).unwrap();
+    out
+}
+
+#[test]
+fn damaged_mapped_data_kills_the_restored_process_and_eager_refuses_it() {
+    let (l, _, _, image) = chain_image("lazy_damaged");
+    let bad = damaged_heap(&image);
+    let (_, st, err) = l.clone_with("MIG_RESTORE", &bad).start().finish();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(libc::SIGKILL), "killed: {st:?} {err}");
+    assert!(err.contains(bad.to_str().unwrap()) && err.contains("is damaged") && err.contains("was killed"), "{err}");
+
+    let (out, st, err) = l.clone_with("MIG_RESTORE", &bad).clone_with("MIG_RESTORE_EAGER", Path::new("1")).start().finish();
+    assert_eq!(st.code(), Some(2), "{err}");
+    assert!(out.is_empty(), "refused before it runs: {out:?}");
+    assert!(err.contains(bad.to_str().unwrap()), "{err}");
+}
