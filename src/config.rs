@@ -29,7 +29,8 @@ pub fn settings(restored_from: Option<&Path>) -> Settings {
     };
     Settings {
         image: fixed(&image),
-        last_image: restored_from.map(|p| fixed(&absolute(p))).unwrap_or(FixedPath::EMPTY),
+        // An image passed as a descriptor (`mig restart -`) is gone once restored.
+        last_image: restored_from.filter(|p| !p.starts_with("/proc/self/fd")).map(|p| fixed(&absolute(p))).unwrap_or(FixedPath::EMPTY),
         debug: std::env::var("MIG_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug")),
         interval_ms: std::env::var("MIG_INTERVAL")
             .ok()

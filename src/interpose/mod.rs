@@ -8,7 +8,7 @@
 use crate::runtime;
 use crate::sys::msg::msg;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use libc::{c_int, sighandler_t};
 
 /// Set once the library's own handlers are installed: only later calls are the program's.
@@ -71,6 +71,12 @@ static OPEN_FLAGS: [AtomicU32; FDS] = [const { AtomicU32::new(0) }; FDS];
 const MAPS: usize = 1024;
 /// (start, end) of mappings made by the program's own `mmap` calls; 0 = free slot.
 static MAPPED: [(AtomicU64, AtomicU64); MAPS] = [const { (AtomicU64::new(0), AtomicU64::new(0)) }; MAPS];
+/// Slots ever used: the hooks look no further (most programs use a few).
+static MAPPED_HIGH: AtomicUsize = AtomicUsize::new(0);
+
+fn mapped_slots() -> &'static [(AtomicU64, AtomicU64)] {
+    &MAPPED[..MAPPED_HIGH.load(Ordering::Acquire).min(MAPS)]
+}
 
 fn opened(fd: c_int, flags: c_int) -> c_int {
     if let Some(slot) = usize::try_from(fd).ok().and_then(|i| OPEN_FLAGS.get(i)) {
@@ -86,7 +92,7 @@ pub fn open_flags(fd: c_int) -> u32 {
 
 /// Whether `[start, end)` overlaps a mapping the program made with `mmap` itself.
 pub fn mapped_by_program(start: u64, end: u64) -> bool {
-    MAPPED.iter().any(|(s, e)| {
+    mapped_slots().iter().any(|(s, e)| {
         let (s, e) = (s.load(Ordering::Relaxed), e.load(Ordering::Relaxed));
         s != 0 && s < end && start < e
     })
@@ -95,7 +101,12 @@ pub fn mapped_by_program(start: u64, end: u64) -> bool {
 fn mapped(addr: *mut libc::c_void, len: usize) -> *mut libc::c_void {
     if addr != libc::MAP_FAILED && len > 0 {
         let start = addr as u64;
-        if let Some((_, e)) = MAPPED.iter().find(|(s, _)| s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed).is_ok()) {
+        let claim = |(s, _): &&(AtomicU64, AtomicU64)| s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        let slot = mapped_slots().iter().find(claim).or_else(|| {
+            let i = MAPPED_HIGH.fetch_add(1, Ordering::AcqRel);
+            MAPPED.get(i).filter(|s| claim(s))
+        });
+        if let Some((_, e)) = slot {
             e.store(start + len as u64, Ordering::Release);
         }
     }
@@ -104,7 +115,7 @@ fn mapped(addr: *mut libc::c_void, len: usize) -> *mut libc::c_void {
 
 fn unmapped(addr: *mut libc::c_void, len: usize) {
     let (start, end) = (addr as u64, addr as u64 + len as u64);
-    for (s, e) in &MAPPED {
+    for (s, e) in mapped_slots() {
         if s.load(Ordering::Acquire) >= start && e.load(Ordering::Acquire) <= end && s.load(Ordering::Acquire) != 0 {
             e.store(0, Ordering::Relaxed);
             s.store(0, Ordering::Release);
@@ -184,6 +195,13 @@ struct Watch {
 // read only after `fd` was published with release ordering.
 unsafe impl Sync for Watch {}
 
+/// Slots ever used (see `MAPPED_HIGH`).
+static WATCH_HIGH: AtomicUsize = AtomicUsize::new(0);
+
+fn watch_slots() -> &'static [Watch] {
+    &WATCH[..WATCH_HIGH.load(Ordering::Acquire).min(WATCHES)]
+}
+
 static WATCH: [Watch; WATCHES] = [const {
     Watch { fd: AtomicI32::new(FREE), wd: AtomicI32::new(0), len: AtomicU32::new(0), path: UnsafeCell::new([0; WATCH_PATH]) }
 }; WATCHES];
@@ -205,7 +223,9 @@ fn watched(fd: c_int, wd: c_int, path: *const libc::c_char) -> c_int {
     if full.overflowed() {
         return wd;
     }
-    if let Some(w) = WATCH.iter().find(|w| w.fd.compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed).is_ok()) {
+    let claim = |w: &&Watch| w.fd.compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed).is_ok();
+    let slot = watch_slots().iter().find(claim).or_else(|| WATCH.get(WATCH_HIGH.fetch_add(1, Ordering::AcqRel)).filter(|w| claim(w)));
+    if let Some(w) = slot {
         let b = full.as_bytes();
         // SAFETY: this thread owns the slot (BUSY) until it publishes it below.
         unsafe { (&mut *w.path.get())[..b.len()].copy_from_slice(b) };
@@ -217,7 +237,7 @@ fn watched(fd: c_int, wd: c_int, path: *const libc::c_char) -> c_int {
 }
 
 fn forget_watches(fd: c_int, wd: Option<c_int>) {
-    for w in &WATCH {
+    for w in watch_slots() {
         if w.fd.load(Ordering::Acquire) == fd && wd.is_none_or(|wd| w.wd.load(Ordering::Relaxed) == wd) {
             w.fd.store(FREE, Ordering::Release);
         }
@@ -226,7 +246,7 @@ fn forget_watches(fd: c_int, wd: Option<c_int>) {
 
 /// The path the program gave when it added watch `wd` to inotify instance `fd`.
 pub fn watch_path(fd: c_int, wd: c_int) -> Option<&'static [u8]> {
-    let w = WATCH.iter().find(|w| w.fd.load(Ordering::Acquire) == fd && w.wd.load(Ordering::Relaxed) == wd)?;
+    let w = watch_slots().iter().find(|w| w.fd.load(Ordering::Acquire) == fd && w.wd.load(Ordering::Relaxed) == wd)?;
     let len = w.len.load(Ordering::Relaxed) as usize;
     // SAFETY: a published slot's path is no longer written (see `Watch`).
     unsafe { (&*w.path.get()).get(..len) }
