@@ -98,11 +98,12 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
         }
     };
     let streamed = CPath::new(job.dest).and_then(|p| sys::stat(&p).ok()).is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
-    match fork_refusal(&snap, &job) {
-        None => match {
-            WRITER_START.store(sys::clock_monotonic_ns(), Relaxed);
-            sys::fork_quiet()
-        } {
+    let refusal = fork_refusal(&snap, &job);
+    if refusal.is_none() {
+        WRITER_START.store(sys::clock_monotonic_ns(), Relaxed);
+    }
+    match refusal {
+        None => match sys::fork_quiet() {
             Ok(0) => {
                 // The writer: a copy-on-write snapshot of the process, which runs on.
                 sys::close_from(3, &[2]);
@@ -111,7 +112,7 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
                 sys::exit_group(0);
             }
             Ok(pid) => {
-                WRITER.store(pid as u32, Relaxed);
+                WRITER.store(pid, Relaxed);
                 if !streamed {
                     set_last_image(dest);
                 }
