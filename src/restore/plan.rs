@@ -385,9 +385,22 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     }
     // What needs the saved numbers: epoll registrations; and terminal modes, which
     // must not change before the point of no return.
+    // Each registration is tried first on a scratch epoll set: a descriptor that came
+    // back as something else (a terminal as /dev/null) may not be pollable, and the
+    // blob must not fail past the point of no return.
+    // SAFETY: creating a scratch epoll set, closed below.
+    let scratch_ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     for (epfd, e) in &prepared.epoll {
-        if !targets.contains(&e.fd) {
+        let Some(&(fd, _, _)) = prepared.place.iter().find(|p| p.1 == e.fd) else {
             eprintln!("mig: warning: epoll descriptor {epfd} watched descriptor {}, which is not in the image; that registration is dropped", e.fd);
+            continue;
+        };
+        let mut probe = libc::epoll_event { events: e.events, u64: e.data };
+        // SAFETY: epoll_ctl on our scratch set with a valid event.
+        let r = unsafe { libc::epoll_ctl(scratch_ep, libc::EPOLL_CTL_ADD, fd, &mut probe) };
+        let err = std::io::Error::last_os_error();
+        if r < 0 && err.raw_os_error() != Some(libc::EEXIST) {
+            eprintln!("mig: warning: epoll descriptor {epfd}: descriptor {} cannot be watched any more ({err}); that registration is dropped", e.fd);
             continue;
         }
         // `struct epoll_event` is packed on x86_64: events, then data.
@@ -397,6 +410,8 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         let at = prog.arena.bytes(&ev);
         prog.op(libc::SYS_epoll_ctl, &[*epfd as u64, libc::EPOLL_CTL_ADD as u64, e.fd as u64, at], CHECK_OK, "registering a descriptor with epoll");
     }
+    // SAFETY: closing the scratch set.
+    unsafe { libc::close(scratch_ep) };
     for (fd, termios) in &prepared.termios {
         let at = prog.arena.bytes(termios);
         prog.op(libc::SYS_ioctl, &[*fd as u64, libc::TCSETS, at], CHECK_OK, "setting the terminal modes");
