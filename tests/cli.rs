@@ -399,11 +399,13 @@ fn usage_errors_are_one_line() {
 
 // ---- Migration over a real sshd on 127.0.0.1 ----
 
-/// A throwaway sshd on a free loopback port, with its own host and user keys.
+/// A throwaway sshd on a free port, with its own host and user keys.
 struct Sshd {
     child: std::process::Child,
     dir: PathBuf,
     port: u16,
+    /// The address it listens on (127.0.0.1 unless started with `start_sshd_on`).
+    host: String,
 }
 
 impl Drop for Sshd {
@@ -431,6 +433,12 @@ fn run_ok(c: &mut Command) {
 }
 
 fn start_sshd(name: &str) -> Option<Sshd> {
+    start_sshd_on(name, "127.0.0.1", &[])
+}
+
+/// The same sshd listening on `listen` only, started through `prefix` (e.g.
+/// `ip netns exec NS`: the command must exec sshd, so that the child is sshd itself).
+fn start_sshd_on(name: &str, listen: &str, prefix: &[&str]) -> Option<Sshd> {
     let sshd = Path::new("/usr/sbin/sshd");
     if !sshd.exists() {
         if !is_root() {
@@ -452,7 +460,7 @@ fn start_sshd(name: &str) -> Option<Sshd> {
     std::fs::write(
         dir.join("sshd_config"),
         format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+            "Port {port}\nListenAddress {listen}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n\
              LogLevel ERROR\n"
@@ -468,14 +476,22 @@ fn start_sshd(name: &str) -> Option<Sshd> {
     )
     .unwrap();
     let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
-    let child = Command::new(sshd).arg("-D").arg("-e").arg("-f").arg(dir.join("sshd_config")).stderr(log).spawn().unwrap();
-    let s = Sshd { child, dir, port };
+    let mut c = match prefix {
+        [] => Command::new(sshd),
+        [p, rest @ ..] => {
+            let mut c = Command::new(p);
+            c.args(rest).arg(sshd);
+            c
+        }
+    };
+    let child = c.arg("-D").arg("-e").arg("-f").arg(dir.join("sshd_config")).stderr(log).spawn().unwrap();
+    let s = Sshd { child, dir, port, host: listen.to_string() };
     let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err() {
+    while std::net::TcpStream::connect((s.host.as_str(), s.port)).is_err() {
         assert!(t0.elapsed() < TIMEOUT, "sshd did not start: {}", std::fs::read_to_string(s.dir.join("sshd.log")).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let o = Command::new("sh").arg("-c").arg(format!("{} 127.0.0.1 echo hello", s.ssh())).output().unwrap();
+    let o = Command::new("sh").arg("-c").arg(format!("{} {} echo hello", s.ssh(), s.host)).output().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         "hello",
@@ -486,12 +502,19 @@ fn start_sshd(name: &str) -> Option<Sshd> {
     Some(s)
 }
 
-/// `mig migrate` with its stdout (the migrated process's output) and stderr.
+/// `mig migrate` to 127.0.0.1 with its stdout (the migrated process's output) and stderr.
 fn migrate(pid: i32, ssh: &str, extra: &[&str]) -> (ExitStatus, Vec<String>, String) {
-    let mut args = vec!["migrate".to_string(), pid.to_string(), "127.0.0.1".into(), "--ssh".into(), ssh.into()];
+    migrate_to(pid, "127.0.0.1", ssh, extra)
+}
+
+/// `mig migrate PID HOST --ssh SSH EXTRA…`.
+fn migrate_to(pid: i32, host: &str, ssh: &str, extra: &[&str]) -> (ExitStatus, Vec<String>, String) {
+    let mut args = vec!["migrate".to_string(), pid.to_string(), host.into(), "--ssh".into(), ssh.into()];
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut c = mig_cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // The image travels as it is, whatever the environment says (the veth test counts
+    // its bytes on the wire).
+    let mut c = mig_cmd(&args).env_remove("MIG_COMPRESS").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut err = String::new();
     let mut e = c.stderr.take().unwrap();
     let errt = std::thread::spawn(move || {
@@ -580,4 +603,134 @@ fn migrate_failure_after_the_checkpoint_keeps_the_image_and_says_how_to_resume()
     assert!(st.success(), "{err}");
     assert_continues(&reference, &before, &lines);
     std::fs::remove_file(image).unwrap();
+}
+
+// ---- Migration across a real network link: a veth pair into another network namespace ----
+
+/// `ip`, wherever it is.
+fn ip_cmd() -> Option<&'static str> {
+    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].into_iter().find(|p| Path::new(p).exists())
+}
+
+/// A network namespace joined to this one by a veth pair: `host_addr` on `host_if`
+/// here, `ns_addr` on the peer inside `ns` (a /30 of 10.213.0.0/16). Dropping it
+/// deletes the veth pair and the namespace, whatever happened in between.
+struct NetLink {
+    ip: &'static str,
+    ns: String,
+    host_if: String,
+    host_addr: String,
+    ns_addr: String,
+}
+
+impl NetLink {
+    /// `None` (after a note) where this cannot be done: not root, no `ip`, no network
+    /// namespaces or no veth in this kernel or container.
+    fn new() -> Option<NetLink> {
+        if !is_root() {
+            println!("note: a network namespace needs root: the migration over a veth pair is skipped");
+            return None;
+        }
+        let Some(ip) = ip_cmd() else {
+            println!("note: no ip command (iproute2): the migration over a veth pair is skipped");
+            return None;
+        };
+        let pid = std::process::id();
+        // Interface names: at most 15 bytes.
+        let (ns, host_if, ns_if) = (format!("mig-test-{pid}"), format!("migh{pid}"), format!("mign{pid}"));
+        // Leftovers of an earlier run that had this pid and was killed.
+        let _ = Command::new(ip).args(["link", "del", &host_if]).output();
+        let _ = Command::new(ip).args(["netns", "del", &ns]).output();
+        let o = Command::new(ip).args(["netns", "add", &ns]).output().unwrap();
+        if !o.status.success() {
+            println!("note: `ip netns add` failed ({}): the migration over a veth pair is skipped", String::from_utf8_lossy(&o.stderr).trim());
+            return None;
+        }
+        // A /30 nobody here uses yet (several test runs may be at it at once).
+        let used = String::from_utf8_lossy(&Command::new(ip).args(["-o", "-4", "addr", "show"]).output().unwrap().stdout).into_owned();
+        let n = (0..254u32).map(|i| (pid + i) % 254 + 1).find(|n| !used.contains(&format!(" 10.213.{n}."))).expect("a free 10.213.n.0/30");
+        let net = NetLink { ip, ns, host_if, host_addr: format!("10.213.{n}.1"), ns_addr: format!("10.213.{n}.2") };
+        let o = Command::new(ip).args(["link", "add", &net.host_if, "type", "veth", "peer", "name", &ns_if]).output().unwrap();
+        if !o.status.success() {
+            println!("note: no veth pair ({}): the migration over a veth pair is skipped", String::from_utf8_lossy(&o.stderr).trim());
+            return None;
+        }
+        let (host_cidr, ns_cidr) = (format!("{}/30", net.host_addr), format!("{}/30", net.ns_addr));
+        run_ok(Command::new(ip).args(["link", "set", &ns_if, "netns", &net.ns]));
+        run_ok(Command::new(ip).args(["addr", "add", &host_cidr, "dev", &net.host_if]));
+        run_ok(Command::new(ip).args(["link", "set", &net.host_if, "up"]));
+        run_ok(Command::new(ip).args(["-n", &net.ns, "addr", "add", &ns_cidr, "dev", &ns_if]));
+        run_ok(Command::new(ip).args(["-n", &net.ns, "link", "set", &ns_if, "up"]));
+        run_ok(Command::new(ip).args(["-n", &net.ns, "link", "set", "lo", "up"]));
+        Some(net)
+    }
+
+    /// `ip netns exec NS`: a command prefix that runs a program inside the namespace.
+    fn exec(&self) -> [&str; 4] {
+        [self.ip, "netns", "exec", &self.ns]
+    }
+
+    /// Bytes sent into the namespace and received from it over the veth so far.
+    fn tx_rx(&self) -> (u64, u64) {
+        let read = |what: &str| -> u64 {
+            let p = format!("/sys/class/net/{}/statistics/{what}", self.host_if);
+            std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}")).trim().parse().unwrap()
+        };
+        (read("tx_bytes"), read("rx_bytes"))
+    }
+}
+
+impl Drop for NetLink {
+    fn drop(&mut self) {
+        let _ = Command::new(self.ip).args(["link", "del", &self.host_if]).output();
+        let _ = Command::new(self.ip).args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// The smallest byte count `mig migrate`'s `… image 1.2 MiB` could stand for.
+fn reported_image_bytes(err: &str) -> u64 {
+    let line = err.lines().find(|l| l.contains("moved to")).unwrap_or_else(|| panic!("no report in {err:?}"));
+    let mut size = line.rsplit(", image ").next().unwrap().split([' ', ',']);
+    let (v, unit) = (size.next().unwrap(), size.next().unwrap_or(""));
+    let v: f64 = v.parse().unwrap_or_else(|_| panic!("image size in {line:?}"));
+    let (scale, rounding) = match unit {
+        "B" => (1.0, 0.0),
+        "KiB" => (1024.0, 0.05),
+        "MiB" => (1024.0 * 1024.0, 0.05),
+        "GiB" => (1024.0 * 1024.0 * 1024.0, 0.05),
+        _ => panic!("unit of {line:?}"),
+    };
+    ((v - rounding) * scale) as u64
+}
+
+#[test]
+fn migrate_over_a_veth_pair_into_another_network_namespace() {
+    // Declared first, dropped last: sshd is gone before its namespace.
+    let Some(net) = NetLink::new() else { return };
+    let Some(sshd) = start_sshd_on("cli_sshd_netns", &net.ns_addr, &net.exec()) else { return };
+    let dir = tempdir("cli_migrate_netns");
+    let bin = compile("chain");
+    let reference = chain_reference(&dir, "40");
+    let mut p = mig_run(&bin, &dir, &[], &["40"]);
+    p.until("step 8 ");
+    let pid = p.pid();
+    let host = format!("root@{}", net.ns_addr);
+    let (tx0, rx0) = net.tx_rx();
+    let (st, moved, err) = migrate_to(pid, &host, &sshd.ssh(), &["--remote-mig", mig().to_str().unwrap()]);
+    let (tx1, rx1) = net.tx_rx();
+    assert!(st.success(), "migrate over {} failed: {st:?}\n{err}", net.host_if);
+    assert!(err.contains(&format!("moved to {host}")) && err.contains("downtime"), "reports the downtime: {err}");
+    // The image crossed the veth into the namespace; the output came back over it.
+    let image = reported_image_bytes(&err);
+    assert!(image > 4096, "{err}");
+    assert!(tx1 - tx0 >= image, "{} sent {} bytes into {}, the image is {image} bytes: {err}", net.host_if, tx1 - tx0, net.ns);
+    assert!(rx1 > rx0, "nothing came back over {}", net.host_if);
+    println!("{}\n{}: {} bytes into {}, {} bytes back", err.trim_end(), net.host_if, tx1 - tx0, net.ns, rx1 - rx0);
+    let (before, st, _) = p.finish();
+    assert!(st.success(), "the source process ends with status 0");
+    assert_continues(&reference, &before, &moved);
+    let kept: Vec<PathBuf> = std::fs::read_dir(format!("/tmp/mig-{}", uid()))
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().contains(&format!(".{pid}."))).collect())
+        .unwrap_or_default();
+    assert!(kept.is_empty(), "left behind: {kept:?}");
 }
