@@ -468,10 +468,11 @@ fn memfd(path: &[u8], sealable: bool) -> std::io::Result<i32> {
 fn timerfd(p: [u64; 8], nonblock: i32) -> std::io::Result<i32> {
     // SAFETY: creating a timerfd on the saved clock.
     let fd = last_error(unsafe { libc::timerfd_create(p[0] as i32, libc::TFD_CLOEXEC | nonblock) })?;
-    let spec = libc::itimerspec {
-        it_interval: libc::timespec { tv_sec: p[4] as i64, tv_nsec: p[5] as i64 },
-        it_value: libc::timespec { tv_sec: p[2] as i64, tv_nsec: p[3] as i64 },
-    };
+    let interval = libc::timespec { tv_sec: p[4] as i64, tv_nsec: p[5] as i64 };
+    // A periodic timer that had just expired shows no time left: its next expiry is
+    // one interval away.
+    let left = if p[2] == 0 && p[3] == 0 { interval } else { libc::timespec { tv_sec: p[2] as i64, tv_nsec: p[3] as i64 } };
+    let spec = libc::itimerspec { it_interval: interval, it_value: left };
     if spec.it_value.tv_sec != 0 || spec.it_value.tv_nsec != 0 {
         // SAFETY: arming our timerfd with a valid relative time.
         last_error::<i32>(unsafe { libc::timerfd_settime(fd, 0, &spec, std::ptr::null_mut()) })?;
