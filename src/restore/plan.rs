@@ -141,19 +141,25 @@ fn check_exe(img: &Image, p: &ProcessRecord) -> Result<(), Refusal> {
 /// Descriptor to map each file region from, by path.
 fn region_files(img: &Image, base: i32) -> Result<HashMap<Vec<u8>, i32>, Refusal> {
     let mut region_fds: HashMap<Vec<u8>, i32> = HashMap::new();
+    let mut checked: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
     for i in 0..img.count(Table::Regions) {
         let r = img.region(i);
         let Some(kind) = RegionKind::from_u32(r.kind).filter(|k| k.has_file()) else { continue };
         let path = img.str(r.file.path);
         let writable_shared = kind == RegionKind::FileShared && r.prot & PROT_WRITE != 0;
+        // A private mapping needs the very file it was made from: checked once per path.
+        let unchecked = kind == RegionKind::FilePrivate && checked.insert(path.to_vec());
+        let name = String::from_utf8_lossy(path);
         if let Some(&fd) = region_fds.get(path) {
+            if unchecked && r.flags & REGION_WHOLE == 0 {
+                same_file(&r.file, fd, path).map_err(|why| format!("{name}: {why}"))?;
+            }
             if !writable_shared {
                 continue;
             }
             // SAFETY: replacing a descriptor this function opened.
             unsafe { libc::close(fd) };
         }
-        let name = String::from_utf8_lossy(path);
         let flags = if writable_shared { libc::O_RDWR } else { libc::O_RDONLY };
         let opened = open_raw(path, flags, 0)
             .map_err(|e| format!("{name} (mapped at {:#x}) cannot be opened: {e}", r.start))
@@ -278,7 +284,6 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     let max_fd = (0..img.count(Table::Fds)).map(|i| img.fd(i).fd).max().unwrap_or(2);
     let base = max_fd.max(2) + 1;
     let region_fds = region_files(&img, base)?;
-    let prepared = fds::prepare(&img, base)?;
     let timers = super::timers::create(&img)?;
     let image_stat = stat_fd(file.as_raw_fd()).map_err(|e| format!("cannot stat it: {e}"))?;
     let image_fd = raise_fd(file.into_raw_fd(), base)?;
@@ -306,6 +311,9 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     let kernel_tmp = hole + code_len;
     let stack_top = kernel_tmp + kernel_len + stack_len;
     let mut prog = Program { arena: Arena { next: stack_top as usize, end: (hole + hole_len) as usize }, ops: Vec::new() };
+    // Descriptors last among the checks: remaking some changes things outside the
+    // process (a /dev/shm file rewritten, a stale UNIX socket path removed).
+    let prepared = fds::prepare(&img, base)?;
 
     // 1. Unmap everything but the hole and the kernel's regions.
     let mut keep: Vec<(u64, u64)> = moves.iter().map(|&(s, l, _)| (s, s + l)).collect();
@@ -391,7 +399,9 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     // SAFETY: creating a scratch epoll set, closed below.
     let scratch_ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     for (epfd, e) in &prepared.epoll {
-        let Some(&(fd, _, _)) = prepared.place.iter().find(|p| p.1 == e.fd) else {
+        // The standard descriptors are the restoring process's own.
+        let placed = prepared.place.iter().find(|p| p.1 == e.fd).map(|p| p.0);
+        let Some(fd) = placed.or((0..=2).contains(&e.fd).then_some(e.fd)) else {
             eprintln!("mig: warning: epoll descriptor {epfd} watched descriptor {}, which is not in the image; that registration is dropped", e.fd);
             continue;
         };
