@@ -1,8 +1,7 @@
 /*
- * pipe_end.c - holds both ends of a pipe (a kind of descriptor the core does not
- * restore yet). Uninterrupted, the final write and read through the pipe succeed;
- * after a restore the ends are broken: the write fails with EPIPE and the read sees
- * end of file. The last line says which, so the test can tell.
+ * pipe_end.c - holds both ends of a pipe. The final write and read through it must
+ * succeed, uninterrupted and after a restore alike (a broken restore would show as
+ * EPIPE and end of file). The last line says which, so the test can tell.
  */
 #include "common.h"
 #include <signal.h>
