@@ -170,6 +170,16 @@ restart_one() {
 
 settle() { sync; sleep 1; } # let the disk finish what earlier steps left to it
 
+# After a pause of more than 50 ms the subject reads its heap back: wait for that (from
+# line N0 of its output on), it must not overlap what follows.
+settle_subject() {
+    local out=$1 n0=$2 pid=$3
+    sleep 0.1
+    if tail -n +"$((n0 + 1))" "$out" | awk '/^gap/ && $2 > 50000000 { f = 1 } END { exit !f }'; then
+        wait_for "$out" "$n0" '^checked' 600 "$pid" >/dev/null || true
+    fi
+}
+
 # The timed checkpoint of a running subject (it goes on): records ckpt, stop_mig (what
 # mig says), stop (the longest pause the program saw) and img.
 checkpoint_timed() {
@@ -187,14 +197,10 @@ checkpoint_timed() {
     rec "ckpt:$mib" "$(secs_of "$t0" "$t1")"
     ms=$(stopped_ms "$ck")
     [ -n "$ms" ] && rec "stop_mig:$mib" "$ms"
-    # The pause the program itself saw: the longest iteration since the request. After
-    # a long one it reads its heap back: wait for that, it must not overlap what follows.
-    sleep 0.1
-    if tail -n +"$((n0 + 1))" "$out" | awk '/^gap/ && $2 > 50000000 { f = 1 } END { exit !f }'; then
-        wait_for "$out" "$n0" '^checked' 600 "$pid" >/dev/null || true
-        if line=$(tail -n +"$((n0 + 1))" "$out" | grep '^checked' | grep -v ' ok$'); then
-            note "FAILED: the $mib MiB subject found its heap changed after a checkpoint: $line"
-        fi
+    # The pause the program itself saw: the longest iteration since the request.
+    settle_subject "$out" "$n0" "$pid"
+    if line=$(tail -n +"$((n0 + 1))" "$out" | grep '^checked' | grep -v ' ok$'); then
+        note "FAILED: the $mib MiB subject found its heap changed after a checkpoint: $line"
     fi
     ms=$(tail -n +"$((n0 + 1))" "$out" | awk '/^gap/ && $2 > m { m = $2 } END { printf "%.2f", m / 1e6 }')
     # No gap line: every iteration took < 2 ms.
@@ -262,7 +268,7 @@ bench_size() {
         local n0
         n0=$(lines "$out")
         "$mig" checkpoint "$pid" --to "$img" >/dev/null 2>&1 || true
-        wait_for "$out" "$n0" '^checked' 600 "$pid" >/dev/null || true
+        settle_subject "$out" "$n0" "$pid"
     done
     stop_proc "$pid"
 
