@@ -135,8 +135,8 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
     0
 }
 
-/// The forked writer of the last checkpoint, reaped at the next one (it sends no
-/// SIGCHLD and no `wait` of the program sees it).
+/// The forked writer of the last checkpoint (or a restore's verifier), reaped at the
+/// next checkpoint (it sends no SIGCHLD and no `wait` of the program sees it).
 static WRITER: AtomicU32 = AtomicU32::new(0);
 /// When the writer was forked: the end of the pause (a copy in the writer's memory).
 static WRITER_START: AtomicU64 = AtomicU64::new(0);
@@ -147,10 +147,12 @@ pub fn set_writer(pid: u32) {
     WRITER.store(pid, Relaxed);
 }
 
+/// The previous writer is waited for: images are written one at a time, in order,
+/// and no writer is left unreaped.
 fn writer_reap() {
     let pid = WRITER.swap(0, Relaxed);
-    if pid != 0 && !sys::reap(pid, true) {
-        WRITER.store(pid, Relaxed);
+    if pid != 0 {
+        sys::reap_quiet(pid);
     }
 }
 

@@ -310,10 +310,9 @@ pub fn cpu_features() -> mig_image::CpuFeatures {
 pub fn fork_quiet() -> SysResult<u32> {
     sc!(libc::SYS_clone, 0, 0, 0, 0, 0).map(|pid| pid as u32)
 }
-/// Reaps child `pid` (a quiet one with `clone`); false if it has not ended yet.
-pub fn reap(pid: u32, clone: bool) -> bool {
-    let flags = libc::WNOHANG | if clone { libc::__WCLONE } else { 0 };
-    sc!(libc::SYS_wait4, pid, 0, flags, 0).is_ok_and(|r| r == pid as usize)
+/// Waits for quiet child `pid` (made by `fork_quiet`) to end, and reaps it.
+pub fn reap_quiet(pid: u32) {
+    while sc!(libc::SYS_wait4, pid, 0, libc::__WCLONE, 0) == Err(Errno(libc::EINTR)) {}
 }
 /// Closes every descriptor from `first` on, but those in `keep`, and 0..first not in keep.
 pub fn close_from(first: u32, keep: &[i32]) {
