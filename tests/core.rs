@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 #[test]
 fn heap_churn() {
@@ -313,31 +312,6 @@ fn changed_executable_is_refused() {
     std::fs::write(&copy, bytes).unwrap();
     assert_refused(&copy, &dir, &image, "changed since the checkpoint");
     drop(good);
-}
-
-/// Builds `libstep.so` (with `factor`) and `uses_lib` in `dir`.
-fn build_uses_lib(dir: &Path, factor: u32) -> PathBuf {
-    let src = repo().join("c-tests");
-    let ok = Command::new("cc")
-        .args(["-O1", "-shared", "-fPIC", &format!("-DSTEP_FACTOR={factor}"), "-o"])
-        .arg(dir.join("libstep.so"))
-        .arg(src.join("libstep.c"))
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let bin = dir.join("uses_lib");
-    if !bin.exists() {
-        let ok = Command::new("cc")
-            .args(["-O1", "-Wall", "-Wextra", "-Werror", "-o"])
-            .arg(&bin)
-            .arg(src.join("uses_lib.c"))
-            .arg(format!("-L{}", dir.display()))
-            .args(["-lstep", "-Wl,-rpath,$ORIGIN"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    bin
 }
 
 #[test]

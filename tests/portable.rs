@@ -13,25 +13,6 @@ fn cc(args: &[&str], out: &Path, src: &Path) {
     assert!(ok.success());
 }
 
-/// `libstep.so` (with `factor`) and `uses_lib` linked to it, in `dir`.
-fn build_uses_lib(dir: &Path, factor: u32) -> PathBuf {
-    let src = repo().join("c-tests");
-    cc(&["-O1", "-shared", "-fPIC", &format!("-DSTEP_FACTOR={factor}")], &dir.join("libstep.so"), &src.join("libstep.c"));
-    let bin = dir.join("uses_lib");
-    if !bin.exists() {
-        let ok = Command::new("cc")
-            .args(["-O1", "-o"])
-            .arg(&bin)
-            .arg(src.join("uses_lib.c"))
-            .arg(format!("-L{}", dir.display()))
-            .args(["-lstep", "-Wl,-rpath,$ORIGIN"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    bin
-}
-
 /// Runs `l` portably, checkpoints at `at`, kills it; returns (reference, lines before, image).
 fn portable_checkpoint(l: &Launch, dir: &Path, at: u32) -> (Vec<String>, Vec<String>, PathBuf) {
     let reference = reference(&l.clone_bare());

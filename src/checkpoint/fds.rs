@@ -97,15 +97,7 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
         flags,
         fd_flags: sys::fcntl(fd, libc::F_GETFD, 0).unwrap_or(0) as u32,
         offset: sys::lseek(fd, 0, libc::SEEK_CUR).unwrap_or(0),
-        file: FileId {
-            path: strings.add(path)?,
-            size: st.st_size as u64,
-            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
-            dev: st.st_dev,
-            ino: st.st_ino,
-            mode: st.st_mode,
-            ..FileId::default()
-        },
+        file: super::files::from_stat(&st, strings.add(path)?),
         data_off: 0,
         data_len: 0,
         blob: u32::MAX,

@@ -27,19 +27,24 @@ impl Strings {
     }
 }
 
-/// `FileId` of the file at `path` now (size, mtime, inode, build-id).
-pub fn identify(path: &[u8], strings: &mut Strings) -> Result<Option<FileId>, Full> {
-    let Some(cpath) = CPath::new(path) else { return Ok(None) };
-    let Ok(st) = sys::stat(&cpath) else { return Ok(None) };
-    let mut id = FileId {
-        path: strings.add(path)?,
+/// `FileId` from what `stat` said, without build-id.
+pub fn from_stat(st: &libc::stat, path: StrRef) -> FileId {
+    FileId {
+        path,
         size: st.st_size as u64,
         mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
         dev: st.st_dev,
         ino: st.st_ino,
         mode: st.st_mode,
         ..FileId::default()
-    };
+    }
+}
+
+/// `FileId` of the file at `path` now (size, mtime, inode, build-id).
+pub fn identify(path: &[u8], strings: &mut Strings) -> Result<Option<FileId>, Full> {
+    let Some(cpath) = CPath::new(path) else { return Ok(None) };
+    let Ok(st) = sys::stat(&cpath) else { return Ok(None) };
+    let mut id = from_stat(&st, strings.add(path)?);
     if st.st_mode & libc::S_IFMT == libc::S_IFREG {
         (id.build_id, id.build_id_len) = build_id(&cpath);
     }
