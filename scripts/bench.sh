@@ -235,53 +235,68 @@ image_intact() {
 
 declare -A last_bytes=()
 
+# Removes the files a timed write left, so that the next one starts clean: this kind of
+# virtual disk takes writes into a host cache that drains at the disk's speed, and a
+# write that finds it still full of the previous one's data runs several times slower;
+# deleting a file (ext4 here discards what it frees) empties it at once.
+forget() {
+    rm -f "$@"
+    sync
+}
+
 # One run for one heap size: a checkpoint (the program goes on) and dd of the same
-# size, in alternating order; then kill it and restart it in every mode, next to
-# reading the image back.
+# size, in alternating order, each after the other's file is gone; the kill and
+# restarts in every mode, next to reading the image back.
 bench_size() {
-    local mib=$1 run=$2 out=$work/subject.out img=$dir/heap.mig tries t0 t1
+    local mib=$1 run=$2 out=$work/subject.out img=$dir/heap.mig
+    local dd_first=0
+    if [ $((run % 2)) = 0 ] && [ -n "${last_bytes[$mib]:-}" ]; then dd_first=1; fi
+    if [ "$dd_first" = 1 ]; then
+        dd_timed "$mib" "${last_bytes[$mib]}"
+        forget "$dir/dd.tmp"
+    fi
     start_subject "$out" "$mib" "$mib" random "$RANDOM$RANDOM" || { note "FAILED: the $mib MiB subject did not start"; return 1; }
     local pid=$spid
     rec "pass:$mib" "$(awk -v n="$pass_ns" 'BEGIN { printf "%.1f", n / 1e6 }')"
-    if [ $((run % 2)) = 1 ] || [ -z "${last_bytes[$mib]:-}" ]; then
-        checkpoint_timed "$mib" "$run" "$pid" "$img" "$out" || { stop_proc "$pid"; return 1; }
-        dd_timed "$mib" "$(stat -c %s "$img")"
-    else
-        dd_timed "$mib" "${last_bytes[$mib]}"
-        checkpoint_timed "$mib" "$run" "$pid" "$img" "$out" || { stop_proc "$pid"; return 1; }
-    fi
+    checkpoint_timed "$mib" "$run" "$pid" "$img" "$out" || { stop_proc "$pid"; forget "$img"; return 1; }
     last_bytes[$mib]=$(stat -c %s "$img")
-    rm -f "$dir/dd.tmp"
 
     # Restarts need an intact image: take more (untimed) checkpoints if need be; every
     # damaged image is counted and reported.
-    tries=1
+    local tries=1 n0
     until image_intact "$mib" "$img"; do
         if [ "$tries" -ge 3 ]; then
             note "FAILED: no intact image of the $mib MiB subject in $tries checkpoints (run $run): its restarts are not measured"
-            stop_proc "$pid"
-            rm -f "$img"
-            return 1
+            break
         fi
         tries=$((tries + 1))
         rm -f "$img"
-        local n0
         n0=$(lines "$out")
         "$mig" checkpoint "$pid" --to "$img" >/dev/null 2>&1 || true
         settle_subject "$out" "$n0" "$pid"
     done
     stop_proc "$pid"
+    if [ -f "$img" ] && [ "$tries" -le 3 ] && "$mig" inspect "$img" >/dev/null 2>&1; then
+        restarts "$mib" "$img"
+    fi
+    forget "$img"
+    if [ "$dd_first" = 0 ]; then
+        dd_timed "$mib" "${last_bytes[$mib]}"
+        forget "$dir/dd.tmp"
+    fi
+}
 
-    # Restart from exec to running, image in the page cache.
+# Restart from exec to running in every mode, image cached and evicted, next to
+# reading the image.
+restarts() {
+    local mib=$1 img=$2 t0 t1
     restart_one default "$img" "$mib" restart_default || true
     restart_one eager "$img" "$mib" restart_eager || true
     restart_one cli "$img" "$mib" restart_cli || true
-    # The physical limit: reading the image.
     t0=$(us)
     dd if="$img" of=/dev/null bs=1M status=none
     t1=$(us)
     rec "read_warm:$mib" "$(secs_of "$t0" "$t1")"
-    # Same, with the image evicted from the page cache first.
     evict "$img"
     rec "cached_after_evict:$mib" "$(cached_pct "$img")"
     t0=$(us)
@@ -292,27 +307,24 @@ bench_size() {
     restart_one default "$img" "$mib" restart_cold || true
     evict "$img"
     restart_one eager "$img" "$mib" restart_cold_eager || true
-    rm -f "$img"
-    sync
 }
 
 free_bytes() { df --output=avail -B1 "$1" | tail -n 1 | tr -d ' '; }
 mem_avail_mib() { awk '/^MemAvailable/ { print int($2 / 1024) }' /proc/meminfo; }
 
-# This kind of virtual disk writes blocks it has never seen several times slower than
-# blocks written before (freed ones included). Whichever of the checkpoint and dd got
-# fresh blocks would lose, so first write (and free) enough to hold both.
-warm_up() {
+# The disk's sustained write speed, for the record (and a first write that no timed
+# one pays for): write and delete as much as the largest heap.
+disk_probe() {
     local max=0 m want have t0 t1
     for m in $sizes; do [ "$m" -gt "$max" ] && max=$m; done
-    want=$((3 * max + 1024))
+    want=$((max < 1024 ? 1024 : max))
     have=$(($(free_bytes "$dir") >> 20))
     [ "$want" -gt $((have - 2048)) ] && want=$((have - 2048))
     if [ "$want" -lt 512 ]; then
-        note "no disk warm-up: too little free space in $dir"
+        note "no disk probe: too little free space in $dir"
         return 0
     fi
-    say "warming up the disk: writing and deleting $want MiB in $dir"
+    say "probing the disk: writing and deleting $want MiB in $dir"
     sync
     t0=$(us)
     dd if=/dev/zero of="$dir/warm.tmp" bs=1M count="$want" conv=fsync status=none
@@ -360,7 +372,7 @@ overhead() {
 }
 if [ "$quick" = 1 ]; then overhead 200000000 3; else overhead 1000000000 5; fi
 
-warm_up
+disk_probe
 
 for mib in $sizes; do
     need=$((2 * mib + 256))

@@ -302,11 +302,13 @@ print("How: `mig checkpoint` is timed from the request to its exit (the image is
 wm, ws = med("warm_mib"), med("warm_s")
 if wm and ws:
     print()
-    print(f"Disk: before measuring, the script wrote and deleted {wm / 1024:.1f} GiB in the image "
-          f"directory, at {wm / ws:.0f} MiB/s with conv=fsync. This kind of virtual disk writes "
-          "blocks it has never seen several times slower than blocks written before (freed ones "
-          "included), so both the checkpoint and dd get warmed-up space; their order alternates "
-          "from run to run, and each starts after `sync` and a 1 s pause.")
+    print(f"Disk: writing (and deleting) {wm / 1024:.1f} GiB with conv=fsync in the image "
+          f"directory ran at {wm / ws:.0f} MiB/s. Measured here: this virtual disk takes writes "
+          "into a host cache that drains at about that speed, so a write that follows another "
+          "runs several times slower until it has drained, while deleting a file (ext4 is "
+          "mounted with discard) empties it at once. Hence each timed write, checkpoint or dd, "
+          "starts after the other's file is deleted, `sync` and a 1 s pause, and their order "
+          "alternates from run to run; the spread stays wide because the host is shared.")
 print()
 print(f"Machine: {text('m.cpu')}, {text('m.cores')} cores, {text('m.mem')} memory, "
       f"{text('m.virt')}; Linux {text('m.kernel')}; image directory on {text('m.fs')}; "
