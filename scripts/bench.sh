@@ -473,7 +473,11 @@ criu_bench() {
         kill -9 "$(cat "$d/pid")" 2>/dev/null || true
     }
     if ! criu_once 16; then
-        why=$(cat "$d"/*.log "$d"/*.out 2>/dev/null | grep -i -E 'error|fail|unknown|unsupported' | head -n 1 | sed 's/^([ 0-9.]*) //')
+        # The first error that says something (CRIU 3.17 here: "vdso: Unexpected rt vDSO
+        # area bounds"), rather than "exited, status=1".
+        why=$(cat "$d"/*.log "$d"/*.out 2>/dev/null | grep -i -E 'error|fail|unknown|unsupported' | grep -v 'exited, status=' || true)
+        why=$(grep -m 1 -i -E 'vdso|vvar' <<<"$why" || head -n 1 <<<"$why")
+        why=$(sed 's/^([ 0-9.]*) //' <<<"$why")
         kill -9 "$pid" 2>/dev/null || true
         if [ -f "$d/pid" ]; then kill -9 "$(cat "$d/pid")" 2>/dev/null || true; fi
         local version

@@ -267,6 +267,9 @@ else:
             print(f"  {what}, {z}: checkpoint {fmt_s(c)} = {zm / c:.0f} MiB/s of heap, "
                   f"image {i / MIB:.0f} MiB ({i / (zm * MIB):.2f}× the heap), "
                   f"restart {fmt_ms(rr) if rr is not None else '—'}")
+    plain, packed = med("z_img:half.none"), med("z_img:half.zstd")
+    if plain and packed and packed >= 0.98 * plain:
+        print("  (the zstd image of half-zero data is no smaller: MIG_COMPRESS=zstd had no effect)")
 
 print()
 criu = text("criu", "skipped: not run")
