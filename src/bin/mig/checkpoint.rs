@@ -9,6 +9,7 @@
 //!    `status=ok`, `path=`, `bytes=`, `stopped_us=`, or `status=error`, `reason=`;
 //! 4. mig reads and removes `<pid>.done`.
 
+use crate::compress::{self, Compressor, Method};
 use crate::control::{self, Done, Files};
 use crate::stream::{self, Progress, Step};
 use crate::util;
@@ -29,6 +30,10 @@ EXAMPLES:
   mig checkpoint 4242                      # to the process's own MIG_IMAGE
   mig checkpoint 4242 --to /var/tmp/a.mig  # elsewhere
   mig checkpoint 4242 --exit --to - | ssh host 'mig restart -'
+  mig checkpoint 4242 --to - --compress zstd | ssh host 'cat > a.mig'
+
+With --compress (or MIG_COMPRESS=zstd), mig compresses the image it receives from
+the process into one zstd frame; `mig restart` and `mig inspect` recognise it.
 
 The request goes through the control directory /tmp/mig-<uid>/ (see `mig --help`).
 Exit status 0 means the image is complete; on any failure the process keeps running
@@ -52,6 +57,12 @@ pub struct Args {
     /// needed). Larger. Also MIG_PORTABLE=1 in the process's environment.
     #[arg(long)]
     pub portable: bool,
+    /// Compress the image with zstd (default level 1; zstd:LEVEL for 1 to 19), or
+    /// not (none). Only for --to: a process writing its own MIG_IMAGE writes it
+    /// uncompressed. Default: $MIG_COMPRESS, else none. Only `mig restart` and `mig
+    /// inspect` read compressed images (not MIG_RESTORE).
+    #[arg(long, value_name = "zstd[:LEVEL]|none", value_parser = compress::parse)]
+    pub compress: Option<Method>,
 }
 
 pub fn parse_secs(s: &str) -> std::result::Result<Duration, String> {
@@ -82,24 +93,45 @@ pub struct Outcome {
 pub fn main(a: Args) -> Result<u8> {
     let comm = control::comm(a.pid);
     let streaming = a.to.as_deref() == Some(Path::new("-"));
-    let out = if streaming {
+    let opts = Options { exit: a.exit, portable: a.portable };
+    if a.to.is_none() && matches!(a.compress, Some(Method::Zstd(_))) {
+        return Err(Fail::bad("--compress needs --to PATH or --to - (a process writes its own image uncompressed)"));
+    }
+    let method = if a.to.is_some() { compress::choose(a.compress)? } else { Method::None };
+    // (the outcome, the compressed size)
+    let (out, packed) = if streaming {
         let mut stdout = std::io::stdout().lock();
         if stdout.is_terminal() {
             return Err(Fail::bad("refusing to write an image to a terminal (redirect standard output, or give --to PATH)"));
         }
-        let o = take(a.pid, Dest::Stream(&mut stdout), Options { exit: a.exit, portable: a.portable }, a.timeout)?;
-        stdout.flush().map_err(|e| Fail::new(format!("writing the image to standard output: {e}")))?;
-        o
-    } else {
-        let dest = match &a.to {
-            Some(p) => Dest::File(destination(p)?),
-            None => Dest::Own,
+        let stdout_err = |e: std::io::Error| Fail::new(format!("writing the image to standard output: {e}"));
+        let r = match method {
+            Method::None => (take(a.pid, Dest::Stream(&mut stdout), opts, a.timeout)?, None),
+            Method::Zstd(level) => {
+                let mut z = Compressor::new(&mut stdout, level)?;
+                let o = take(a.pid, Dest::Stream(&mut z), opts, a.timeout)?;
+                let (_, n) = z.finish().map_err(stdout_err)?;
+                (o, Some(n))
+            }
         };
-        take(a.pid, dest, Options { exit: a.exit, portable: a.portable }, a.timeout)?
+        stdout.flush().map_err(stdout_err)?;
+        r
+    } else {
+        match (&a.to, method) {
+            (Some(p), Method::Zstd(level)) => {
+                let (o, n) = take_compressed(a.pid, &destination(p)?, level, opts, a.timeout)?;
+                (o, Some(n))
+            }
+            (Some(p), Method::None) => (take(a.pid, Dest::File(destination(p)?), opts, a.timeout)?, None),
+            (None, _) => (take(a.pid, Dest::Own, opts, a.timeout)?, None),
+        }
     };
     let wher = if streaming { "streamed to standard output".to_string() } else { format!("written to {}", out.path.display()) };
-    let mut line =
-        format!("checkpoint of process {} ({comm}) {wher}: {}, process stopped for {}", a.pid, util::size(out.bytes), util::duration(out.stopped));
+    let size = match packed {
+        Some(n) => format!("{}, {}", util::size(out.bytes), compress::describe(out.bytes, n)),
+        None => util::size(out.bytes),
+    };
+    let mut line = format!("checkpoint of process {} ({comm}) {wher}: {size}, process stopped for {}", a.pid, util::duration(out.stopped));
     if a.exit {
         line.push_str("; the process has exited");
     }
@@ -109,6 +141,44 @@ pub fn main(a: Args) -> Result<u8> {
         println!("{line}");
     }
     Ok(0)
+}
+
+/// A checkpoint streamed through mig into a compressed file at `dst`: written aside
+/// (`<dst>.tmp.<mig's pid>`, mode 0600), synced, renamed into place, like the
+/// library's own images. Returns the outcome (its `path` is `dst`) and the file's size.
+fn take_compressed(pid: i32, dst: &Path, level: i32, opts: Options, timeout: Duration) -> Result<(Outcome, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = dst.as_os_str().to_os_string();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Fail::new(format!("cannot create {}: {e}", tmp.display())))?;
+    let r = (|| {
+        let mut z = Compressor::new(std::io::BufWriter::with_capacity(1 << 20, file), level)?;
+        let mut o = take(pid, Dest::Stream(&mut z), opts, timeout)?;
+        let err = |e: std::io::Error| Fail::new(format!("writing the image to {}: {e}", tmp.display()));
+        let (w, n) = z.finish().map_err(err)?;
+        let file = w.into_inner().map_err(|e| err(e.into_error()))?;
+        file.sync_all().map_err(err)?;
+        drop(file);
+        std::fs::rename(&tmp, dst).map_err(|e| Fail::new(format!("cannot rename {} to {}: {e}", tmp.display(), dst.display())))?;
+        if let Some(dir) = dst.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        o.path = dst.to_path_buf();
+        Ok((o, n))
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
 }
 
 /// `--to PATH` checked and made absolute.

@@ -4,10 +4,12 @@
 //! holds, the records if the tables' CRC holds, and each saved blob is checked on its
 //! own, so the report names the region or descriptor whose data is damaged.
 
+use crate::compress::{self, Stop};
 use crate::util::{self, json_str};
 use crate::{Fail, Result};
 use mig_image::{FdKind, HEADER_LEN, Header, Image, ImageError, PROT_EXEC, PROT_READ, PROT_WRITE, RegionKind, Table};
 use std::fmt::Write as _;
+use std::io::Read;
 use std::path::PathBuf;
 
 /// Show what an image holds and check it.
@@ -17,7 +19,8 @@ use std::path::PathBuf;
 /// saved bytes and whether its CRC holds) and every descriptor (number, kind, flags,
 /// offset, path). A damaged image is shown as far as it can be read, and mig says
 /// where the damage is: header, tables, trailer, or which region's or descriptor's
-/// saved data.
+/// saved data. A zstd-compressed image is decompressed (in memory) and shown with its
+/// size on disk and compression ratio.
 #[derive(clap::Args)]
 #[command(after_long_help = "\
 Region permissions are r, w, x and p (private) or s (shared). Region kinds: heap,
@@ -91,9 +94,16 @@ struct Process {
     cwd: String,
 }
 
+/// A compressed image file: its size on disk.
+struct Packed {
+    size: u64,
+}
+
 struct Report {
     file: String,
+    /// Of the (decompressed) image.
     size: u64,
+    compressed: Option<Packed>,
     header: Option<Header>,
     process: Option<Process>,
     regions: Vec<Region>,
@@ -106,14 +116,41 @@ pub fn main(a: Args) -> Result<u8> {
     let path = util::absolute(&a.image)?;
     let file = std::fs::File::open(&path).map_err(|e| Fail::new(format!("cannot open {}: {e}", path.display())))?;
     let size = file.metadata().map_err(|e| Fail::new(format!("{}: {e}", path.display())))?.len();
-    let map = if size == 0 {
+    // A compressed image is decompressed into memory (a memfd) and shown from there;
+    // a damaged one as far as it decompresses.
+    let mut unpacked = None;
+    let mut file = file;
+    if size >= 4 {
+        let head = compress::peek(&mut file).map_err(|e| Fail::new(format!("cannot read {}: {e}", path.display())))?;
+        if compress::is_zstd(&head) {
+            let u = compress::unpack(std::io::Cursor::new(head).chain(file), compress::memfd()?);
+            let damage = match u.stop {
+                None => None,
+                Some(Stop::Damaged(why)) => Some(format!("{why}, after {} of the image", util::size(u.len))),
+                Some(Stop::Source(e)) => return Err(Fail::new(format!("cannot read {}: {e}", path.display()))),
+                Some(Stop::Dest(e)) => {
+                    return Err(Fail::new(format!("cannot hold the decompressed image of {} in memory: {e}", path.display())));
+                }
+            };
+            file = u.file;
+            unpacked = Some((u.len, damage));
+        }
+    }
+    let len = unpacked.as_ref().map_or(size, |u| u.0);
+    let map = if len == 0 {
         None
     } else {
         // SAFETY: a read-only private mapping that mig only reads; see restart.rs.
         Some(unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Fail::new(format!("cannot map {}: {e}", path.display())))?)
     };
     let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
-    let report = examine(path.display().to_string(), bytes);
+    let mut report = examine(path.display().to_string(), bytes);
+    if let Some((_, damage)) = unpacked {
+        report.compressed = Some(Packed { size });
+        if let Some(what) = damage {
+            report.damage.insert(0, Damage { place: "compressed data".into(), what });
+        }
+    }
     let text = if a.json { json(&report) } else { text(&report) };
     print!("{text}");
     match report.damage.first() {
@@ -140,8 +177,17 @@ fn range(bytes: &[u8], off: u64, len: u64) -> Option<&[u8]> {
 }
 
 fn examine(file: String, bytes: &[u8]) -> Report {
-    let mut r =
-        Report { file, size: bytes.len() as u64, header: None, process: None, regions: vec![], fds: vec![], blobs_checked: 0, damage: vec![] };
+    let mut r = Report {
+        file,
+        size: bytes.len() as u64,
+        compressed: None,
+        header: None,
+        process: None,
+        regions: vec![],
+        fds: vec![],
+        blobs_checked: 0,
+        damage: vec![],
+    };
     let hasher = crc32fast::Hasher::new();
     let (img, tables_ok, trailer_ok) = match Image::open(bytes, &hasher) {
         Ok(img) => (img, true, true),
@@ -283,7 +329,21 @@ fn saved_total(r: &Report) -> u64 {
 
 fn text(r: &Report) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "image:       {} ({})", r.file, util::size(r.size));
+    match &r.compressed {
+        None => {
+            let _ = writeln!(o, "image:       {} ({})", r.file, util::size(r.size));
+        }
+        Some(p) => {
+            let _ = writeln!(
+                o,
+                "image:       {} ({}, zstd-compressed: {} on disk, ratio {})",
+                r.file,
+                util::size(r.size),
+                util::size(p.size),
+                compress::ratio(r.size, p.size)
+            );
+        }
+    }
     if let Some(h) = &r.header {
         let portable = if h.flags & mig_image::HEADER_PORTABLE != 0 { ", portable (carries program and library code)" } else { "" };
         let _ = writeln!(o, "format:      version {}, x86_64, {}-byte pages{portable}", h.version, h.page_size);
@@ -343,6 +403,17 @@ fn json(r: &Report) -> String {
     let mut o = String::from("{\n");
     let _ = writeln!(o, "  \"image\": {},", json_str(&r.file));
     let _ = writeln!(o, "  \"size\": {},", r.size);
+    match &r.compressed {
+        None => o.push_str("  \"compressed\": null,\n"),
+        Some(p) => {
+            let _ = writeln!(
+                o,
+                "  \"compressed\": {{\"format\": \"zstd\", \"size\": {}, \"ratio\": {:.3}}},",
+                p.size,
+                r.size as f64 / p.size.max(1) as f64
+            );
+        }
+    }
     let _ = writeln!(o, "  \"intact\": {},", r.damage.is_empty());
     match &r.header {
         Some(h) => {

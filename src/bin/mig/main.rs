@@ -5,6 +5,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod checkpoint;
+mod compress;
 mod control;
 mod inspect;
 mod migrate;
@@ -34,6 +35,9 @@ ENVIRONMENT:
   MIG_SIGNAL   Signal that asks a process for a checkpoint, as a number or a name
                (SIGUSR1, USR1). Default: SIGUSR1.
   MIG_SSH      ssh command used by `mig migrate` (split on spaces). Default: ssh.
+  MIG_COMPRESS zstd, zstd:LEVEL or none: the default of --compress, for the images
+               `mig checkpoint --to` and `mig migrate` pass on. `mig restart` and
+               `mig inspect` recognise compressed images by themselves.
   MIG_IMAGE, MIG_INTERVAL, MIG_RESTORE, MIG_LOG
                Read by the library itself; `mig run` and `mig restart` set them.
 
@@ -57,6 +61,7 @@ EXAMPLES:
   mig checkpoint 4242 --exit --to job.mig
   mig checkpoint 4242 --exit --to - | gzip > job.mig.gz
   zcat job.mig.gz | mig restart -
+  mig checkpoint 4242 --to job.mig --compress zstd
   mig inspect job.mig
   mig migrate 4242 user@otherhost
 

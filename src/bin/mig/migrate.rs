@@ -13,6 +13,7 @@
 //!    status is mig's.
 
 use crate::checkpoint::{self, Dest};
+use crate::compress::{self, Compressor, Method};
 use crate::restart::{READY, RUNNING};
 use crate::util::{self, sh_quote};
 use crate::{Fail, Result, control};
@@ -31,7 +32,8 @@ use std::time::{Duration, Instant};
 /// either side. The image is portable (it carries the program's and libraries' code)
 /// unless --no-portable: the executable must exist at the same path on HOST, but it
 /// and the libraries may differ; files the process has open must exist there; CPU
-/// features and kernel must match. mig then stays
+/// features and kernel must match. With --compress zstd (or MIG_COMPRESS=zstd) the
+/// image travels zstd-compressed. mig then stays
 /// connected, passing on the process's standard output and error, until it exits.
 ///
 /// Nothing happens to the process until `mig` answers on HOST. If the move fails
@@ -66,6 +68,10 @@ pub struct Args {
     /// Send a plain image (smaller): HOST must have the same executable and libraries.
     #[arg(long)]
     pub no_portable: bool,
+    /// Compress the image with zstd on its way (zstd, zstd:LEVEL, or none): for slow
+    /// links. The mig on HOST decompresses it. Default: $MIG_COMPRESS, else none.
+    #[arg(long, value_name = "zstd[:LEVEL]|none", value_parser = compress::parse)]
+    pub compress: Option<Method>,
 }
 
 enum Event {
@@ -80,11 +86,14 @@ struct Tee {
     file: File,
     remote: Option<ChildStdin>,
     remote_error: Option<std::io::Error>,
+    /// Bytes passed on.
+    sent: u64,
 }
 
 impl Write for Tee {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.file.write_all(buf)?;
+        self.sent += buf.len() as u64;
         if let Some(r) = self.remote.as_mut()
             && let Err(e) = r.write_all(buf)
         {
@@ -101,6 +110,7 @@ impl Write for Tee {
 pub fn main(a: Args) -> Result<u8> {
     control::check_target(a.pid)?;
     let pid = a.pid;
+    let method = compress::choose(a.compress)?;
     let cwd = control::cwd(pid)?;
     let cwd = cwd.to_str().ok_or_else(|| Fail::new("the working directory is not valid UTF-8"))?.to_string();
     let ssh = a.ssh.clone().or_else(|| std::env::var("MIG_SSH").ok().filter(|s| !s.trim().is_empty())).unwrap_or_else(|| "ssh".into());
@@ -143,8 +153,22 @@ pub fn main(a: Args) -> Result<u8> {
         .mode(0o600)
         .open(&keep)
         .map_err(|e| Fail::new(format!("cannot create the local copy {}: {e}", keep.display())))?;
-    let mut tee = Tee { file, remote: child.stdin.take(), remote_error: None };
-    let out = match checkpoint::take(pid, Dest::Stream(&mut tee), checkpoint::Options { exit: true, portable: !a.no_portable }, a.timeout) {
+    let mut tee = Tee { file, remote: child.stdin.take(), remote_error: None, sent: 0 };
+    let opts = checkpoint::Options { exit: true, portable: !a.no_portable };
+    // Failing to end the compressed stream is failing to keep the local copy: the
+    // process has exited by then, and the remote side gets a cut-off image.
+    let (taken, finished) = match method {
+        Method::None => (checkpoint::take(pid, Dest::Stream(&mut tee), opts, a.timeout), Ok(())),
+        Method::Zstd(level) => match Compressor::new(&mut tee, level) {
+            Ok(mut z) => {
+                let taken = checkpoint::take(pid, Dest::Stream(&mut z), opts, a.timeout);
+                let finished = if taken.is_ok() { z.finish().map(drop) } else { Ok(()) };
+                (taken, finished)
+            }
+            Err(f) => (Err(f), Ok(())),
+        },
+    };
+    let out = match taken {
         Ok(o) => o,
         Err(f) => {
             drop(tee);
@@ -154,9 +178,9 @@ pub fn main(a: Args) -> Result<u8> {
             return Err(Fail::new(format!("migration of process {pid} failed: {}", f.msg)));
         }
     };
-    let Tee { file, remote, remote_error } = tee;
+    let Tee { file, remote, remote_error, sent } = tee;
     drop(remote); // end of the image for the remote side
-    let kept = file.sync_all();
+    let kept = finished.and_then(|()| file.sync_all());
 
     // 3. Wait for the restored process.
     let fail = |why: String| -> Fail {
@@ -183,8 +207,12 @@ pub fn main(a: Args) -> Result<u8> {
             Some(Event::Running(remote_pid)) => {
                 let downtime = out.signalled.elapsed();
                 let _ = std::fs::remove_file(&keep);
+                let packed = match method {
+                    Method::Zstd(_) => format!(", sent {}", compress::describe(out.bytes, sent)),
+                    Method::None => String::new(),
+                };
                 eprintln!(
-                    "mig: process {pid} moved to {} (pid {remote_pid} there): downtime {}, stopped for the checkpoint {}, image {}",
+                    "mig: process {pid} moved to {} (pid {remote_pid} there): downtime {}, stopped for the checkpoint {}{packed}, image {}",
                     a.host,
                     util::duration(downtime),
                     util::duration(out.stopped),

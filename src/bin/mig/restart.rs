@@ -5,12 +5,13 @@
 //! image's working directory: the restored process replaces `mig restart` (same pid,
 //! same standard streams).
 
+use crate::compress::{self, Stop};
 use crate::util;
 use crate::{Fail, Result};
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,9 @@ pub const RUNNING: &str = "mig-restart: running";
 /// command line. The restored process has mig's pid and standard streams.
 ///
 /// From `-`, the image is read into memory (a memfd: no file on disk) and handed to
-/// the library as /proc/self/fd/<n>.
+/// the library as /proc/self/fd/<n>. A zstd-compressed image (from `mig checkpoint
+/// --compress zstd`, a file or a stream) is recognised by its first bytes and
+/// decompressed into such a memfd first.
 #[derive(clap::Args)]
 #[command(after_long_help = "\
 EXAMPLES:
@@ -58,20 +61,31 @@ pub fn main(a: Args) -> Result<u8> {
         eprintln!("{READY}");
     }
     let from_stdin = a.image.as_os_str() == "-";
-    let (file, restore_path, shown) = if from_stdin {
+    // A compressed image is decompressed into a memfd, checked whole and restored
+    // eagerly, like one from standard input.
+    let (file, restore_path, shown, in_memory) = if from_stdin {
         use std::io::IsTerminal;
         if std::io::stdin().is_terminal() {
             return Err(Fail::bad("refusing to read an image from a terminal (pipe one in, or give its path)"));
         }
-        let f = stdin_to_memfd()?;
+        let shown = "standard input".to_string();
+        let f = stdin_to_memfd(&shown)?;
         let p = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
-        (f, p, "standard input".to_string())
+        (f, p, shown, true)
     } else {
         let abs = util::absolute(&a.image)?;
-        let f = File::open(&abs).map_err(|e| Fail::new(format!("cannot open {}: {e}", abs.display())))?;
-        (f, abs.clone(), abs.display().to_string())
+        let mut f = File::open(&abs).map_err(|e| Fail::new(format!("cannot open {}: {e}", abs.display())))?;
+        let shown = abs.display().to_string();
+        let head = compress::peek(&mut f).map_err(|e| Fail::new(format!("cannot read {shown}: {e}")))?;
+        if compress::is_zstd(&head) {
+            let m = unpack_all(std::io::Cursor::new(head).chain(f), &shown)?;
+            let p = PathBuf::from(format!("/proc/self/fd/{}", m.as_raw_fd()));
+            (m, p, shown, true)
+        } else {
+            (f, abs.clone(), shown, false)
+        }
     };
-    let (exe, cwd) = check_image(&file, from_stdin).map_err(|why| Fail::bad(format!("cannot restart from {shown}: {why}")))?;
+    let (exe, cwd) = check_image(&file, in_memory).map_err(|why| Fail::bad(format!("cannot restart from {shown}: {why}")))?;
     if !exe.is_file() {
         return Err(Fail::new(format!("cannot restart from {shown}: its executable {} is missing", exe.display())));
     }
@@ -81,7 +95,7 @@ pub fn main(a: Args) -> Result<u8> {
     let lib = util::library()?;
     let mut cmd = std::process::Command::new(&exe);
     cmd.arg0(&exe).current_dir(&cwd).env("MIG_RESTORE", &restore_path).env("LD_PRELOAD", util::preload_value(&lib));
-    if from_stdin {
+    if in_memory {
         // Mapping pages from the memfd would keep the whole image in memory.
         cmd.env("MIG_RESTORE_EAGER", "1");
     }
@@ -91,8 +105,8 @@ pub fn main(a: Args) -> Result<u8> {
     if a.confirm {
         watch_restore()?;
     }
-    // The memfd (when reading stdin) must stay open across exec: it was made without
-    // close-on-exec, and `file` is not dropped before exec.
+    // The memfd (from stdin or a compressed image) must stay open across exec: it was
+    // made without close-on-exec, and `file` is not dropped before exec.
     let e = cmd.exec();
     drop(file);
     Err(Fail::new(format!("cannot start {}: {e}", exe.display())))
@@ -143,19 +157,33 @@ fn blob_owner(bytes: &[u8], index: u32) -> String {
     String::new()
 }
 
-/// Reads standard input to its end into a memfd that exec will pass on.
-fn stdin_to_memfd() -> Result<File> {
-    // SAFETY: a valid NUL-terminated name; flags 0: no close-on-exec, on purpose.
-    let fd = unsafe { libc::memfd_create(c"mig-image".as_ptr(), 0) };
-    if fd < 0 {
-        return Err(Fail::new(format!("cannot create a memfd: {}", std::io::Error::last_os_error())));
-    }
-    // SAFETY: `fd` was just created and belongs to nobody else.
-    let mut f = unsafe { File::from_raw_fd(fd) };
+/// Reads standard input to its end into a memfd that exec will pass on (decompressed
+/// if it is a compressed image).
+fn stdin_to_memfd(shown: &str) -> Result<File> {
     let mut stdin = std::io::stdin().lock();
-    std::io::copy(&mut stdin, &mut f).map_err(|e| Fail::new(format!("reading the image from standard input: {e}")))?;
+    let read_err = |e: std::io::Error| Fail::new(format!("reading the image from standard input: {e}"));
+    let head = compress::peek(&mut stdin).map_err(read_err)?;
+    if compress::is_zstd(&head) {
+        return unpack_all(std::io::Cursor::new(head).chain(stdin), shown);
+    }
+    let mut f = compress::memfd()?;
+    f.write_all(&head).map_err(|e| Fail::new(format!("cannot hold the image in memory: {e}")))?;
+    std::io::copy(&mut stdin, &mut f).map_err(read_err)?;
     f.flush().map_err(|e| Fail::new(format!("{e}")))?;
     Ok(f)
+}
+
+/// Decompresses a whole compressed image into a memfd; refuses a damaged one.
+fn unpack_all(src: impl Read, shown: &str) -> Result<File> {
+    let u = compress::unpack(src, compress::memfd()?);
+    match u.stop {
+        None => Ok(u.file),
+        Some(Stop::Damaged(why)) => Err(Fail::bad(format!("cannot restart from {shown}: {why}"))),
+        Some(Stop::Source(e)) => Err(Fail::new(format!("cannot restart from {shown}: reading it failed: {e}"))),
+        Some(Stop::Dest(e)) => {
+            Err(Fail::new(format!("cannot restart from {shown}: cannot hold the decompressed image in memory ({} so far): {e}", util::size(u.len))))
+        }
+    }
 }
 
 /// For `--confirm`: a detached watcher that prints `RUNNING <pid>` on stderr once the
