@@ -2,7 +2,7 @@
  * bench_sys.c - subject for scripts/bench.sh: the cost of the preloaded library
  * on a program that is never checkpointed.
  *
- * usage: bench_sys open|mmap|compute ITERATIONS
+ * usage: bench_sys open|mmap|compute|touch ITERATIONS
  *
  *   open     open("/dev/null", O_RDONLY) + close, per iteration
  *   mmap     mmap 4 KiB private anonymous + munmap, per iteration, always into the
@@ -12,6 +12,10 @@
  *            else is mapped: preloading any library (libz, libgcc_s) changes that
  *            and makes this loop 20 % faster, which says nothing about the library.
  *   compute  64 xorshift64 steps per iteration, no system calls
+ *   touch    ITERATIONS MiB of fresh anonymous memory, written once (a page fault per
+ *            page) and given back at exit: on a virtual machine whose host backs guest
+ *            memory lazily this costs far more than on bare metal, and memory freed a
+ *            moment ago is cheap again. Prints "<ns> <MiB/s>"
  *
  * Prints the loop's own duration (CLOCK_MONOTONIC) in ns and a digest of the
  * work (so the computation cannot be optimised away): "<ns> <digest>".
@@ -36,7 +40,7 @@ static uint64_t now(void)
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: %s open|mmap|compute ITERATIONS\n", argv[0]);
+        fprintf(stderr, "usage: %s open|mmap|compute|touch ITERATIONS\n", argv[0]);
         return 2;
     }
     const char *mode = argv[1];
@@ -79,6 +83,18 @@ int main(int argc, char **argv)
             }
             digest += x;
         }
+    } else if (strcmp(mode, "touch") == 0) {
+        size_t len = (size_t)n << 20;
+        char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            perror("mmap");
+            return 1;
+        }
+        for (size_t off = 0; off < len; off += 4096)
+            p[off] = 1;
+        uint64_t ns = now() - t0;
+        printf("%llu %.0f\n", (unsigned long long)ns, n * 1e9 / (double)ns);
+        return 0;
     } else {
         fprintf(stderr, "bench_sys: unknown mode %s\n", mode);
         return 2;

@@ -170,6 +170,16 @@ restart_one() {
 
 settle() { sync; sleep 1; } # let the disk finish what earlier steps left to it
 
+# Touch and give back BYTES (+ 64 MiB) of memory right before a timed write: on this
+# kind of virtual machine fresh guest memory is slow to touch the first time while
+# memory freed a moment ago is not, and the page cache that a write fills is such
+# memory. Without this, whichever writer came right after a big free (dd after the
+# image was deleted) got cheap pages and the other (the checkpoint, after the subject
+# had taken them) expensive ones.
+prefault() {
+    "$sysb" touch $(($1 / 1048576 + 64)) >/dev/null
+}
+
 # After a pause of more than 50 ms the subject reads its heap back: wait for that (from
 # line N0 of its output on), it must not overlap what follows.
 settle_subject() {
@@ -187,6 +197,7 @@ checkpoint_timed() {
     rm -f "$img"
     settle
     n0=$(lines "$out")
+    prefault $((mib << 20))
     t0=$(us)
     if ! ck=$("$mig" checkpoint "$pid" --to "$img" 2>&1); then
         say "checkpoint of $mib MiB failed: $ck"
@@ -215,6 +226,7 @@ dd_timed() {
     local mib=$1 bytes=$2 t0 t1
     rm -f "$dir/dd.tmp"
     settle
+    prefault "$bytes"
     t0=$(us)
     dd if=/dev/zero of="$dir/dd.tmp" bs=1M count="$bytes" iflag=count_bytes conv=fsync status=none
     t1=$(us)
@@ -324,7 +336,10 @@ disk_probe() {
         note "no disk probe: too little free space in $dir"
         return 0
     fi
-    say "probing the disk: writing and deleting $want MiB in $dir"
+    say "probing memory and disk: touching $want MiB twice, writing and deleting as much in $dir"
+    # Memory: touching fresh anonymous memory, twice in a row.
+    rec touch1 "$("$sysb" touch "$want" | awk '{ print $2 }')"
+    rec touch2 "$("$sysb" touch "$want" | awk '{ print $2 }')"
     sync
     t0=$(us)
     dd if=/dev/zero of="$dir/warm.tmp" bs=1M count="$want" conv=fsync status=none

@@ -312,6 +312,13 @@ if wm and ws:
           "mounted with discard) empties it at once. Hence each timed write, checkpoint or dd, "
           "starts after the other's file is deleted, `sync` and a 1 s pause, and their order "
           "alternates from run to run; the spread stays wide because the host is shared.")
+t1, t2 = med("touch1"), med("touch2")
+if t1 and t2:
+    print()
+    print(f"Memory: touching {wm / 1024:.1f} GiB of fresh anonymous memory ran at {t1:.0f} MiB/s, "
+          f"and at {t2:.0f} MiB/s right after the same amount was freed (the host backs guest "
+          "memory lazily). Filling the page cache costs the same, so each timed write starts "
+          "right after touching and freeing as much memory as it writes.")
 print()
 print(f"Machine: {text('m.cpu')}, {text('m.cores')} cores, {text('m.mem')} memory, "
       f"{text('m.virt')}; Linux {text('m.kernel')}; image directory on {text('m.fs')}; "
