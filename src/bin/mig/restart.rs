@@ -23,8 +23,9 @@ pub const RUNNING: &str = "mig-restart: running";
 
 /// Start a process from an image (a file, or `-` for standard input).
 ///
-/// The image is checked completely first: a damaged or truncated image is refused
-/// (exit status 2) before anything starts. Then mig becomes the image's executable,
+/// The image's structure is checked first (a stream or compressed image: every byte):
+/// a damaged or truncated image is refused (exit status 2) before anything starts.
+/// Then mig becomes the image's executable,
 /// started in the image's working directory with the library preloaded, and the
 /// library puts the saved process back: its memory, registers, open files and
 /// command line. The restored process has mig's pid and standard streams.
@@ -32,7 +33,9 @@ pub const RUNNING: &str = "mig-restart: running";
 /// From `-`, the image is read into memory (a memfd: no file on disk) and handed to
 /// the library as /proc/self/fd/<n>. A zstd-compressed image (from `mig checkpoint
 /// --compress zstd`, a file or a stream) is recognised by its first bytes and
-/// decompressed into such a memfd first.
+/// decompressed into such a memfd first. Such images are restored eagerly; a file is
+/// restored lazily (its pages mapped, their CRCs checked right behind the restored
+/// process, which is killed if one is damaged) unless MIG_RESTORE_EAGER=1.
 #[derive(clap::Args)]
 #[command(after_long_help = "\
 EXAMPLES:
