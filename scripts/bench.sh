@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift ;;
     --sizes) sizes=$2; shift ;;
     --dir) dir=$2; shift ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
