@@ -102,3 +102,19 @@ pub unsafe fn settings_mut() -> Option<&'static mut Settings> {
     // SAFETY: the caller guarantees exclusive access.
     unsafe { (*RUNTIME.0.get()).as_mut().map(|r| &mut r.settings) }
 }
+
+/// Registers (`on`) or unregisters the calling thread's glibc rseq area. Unregistered,
+/// the kernel stops writing the CPU number into it, so the memory holding it stays
+/// still while an image of it is written. Async-signal-safe.
+pub fn rseq_set(on: bool) -> Result<(), crate::sys::Errno> {
+    let rt = get();
+    if rt.rseq_len == 0 {
+        return Ok(());
+    }
+    let area = crate::sys::fs_base().wrapping_add(rt.rseq_offset as u64);
+    let flags = if on { 0 } else { 1 }; // RSEQ_FLAG_UNREGISTER
+    // SAFETY: rseq(2) on this thread's own registered area, which lives as long as the
+    // thread; the kernel writes nothing beyond it.
+    let r = unsafe { crate::sys::syscall6(libc::SYS_rseq as usize, area as usize, rt.rseq_len as usize, flags, RSEQ_SIG as usize, 0, 0) };
+    if r < 0 { Err(crate::sys::Errno(-r as i32)) } else { Ok(()) }
+}

@@ -39,6 +39,13 @@ pub struct Snapshot {
     pub strings: Strings,
     pub layout: Layout,
     pub portable: bool,
+    /// Working buffers of `memory`, which may run in the forked writer.
+    text: List<u8>,
+    /// Length of the parent's `/proc/self/maps` at the start of `text` (0: none).
+    parent_maps: usize,
+    pagemap: List<u64>,
+    /// The checkpoint's own scratch mapping, left out of the image.
+    scratch_range: (u64, u64),
     /// The page holding the resume point's stack pointer: pages below it belong to the
     /// checkpoint's own frames (dead after a restore, so not saved), and this one is
     /// still changing while the image is written, so the writer copies it first.
@@ -61,6 +68,8 @@ fn from_lazy_image(l: &MapLine) -> bool {
     ino != 0 && l.ino == ino && libc::makedev(l.dev_major, l.dev_minor) == LAZY_IMAGE[0].load(core::sync::atomic::Ordering::Relaxed)
 }
 
+/// Everything but memory: what a forked copy of the process would not have (thread
+/// records, timers) or would not see as it was (descriptors, queued bytes).
 /// `threads`: how many thread slots the stop filled (see `threads.rs`).
 /// `portable`: save every page of file mappings too (see `HEADER_PORTABLE`).
 pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize, portable: bool) -> Result<Snapshot, Failure> {
@@ -76,26 +85,69 @@ pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize, portable: b
         strings: Strings::new(scratch.list(64 << 20).ok_or(Failure::Full)?),
         layout: Layout::new(0, 0, 0, 0, 0, 0),
         portable,
+        text: scratch.list(128 << 20).ok_or(Failure::Full)?,
+        parent_maps: 0,
+        pagemap: scratch.list(PAGEMAP_CHUNK).ok_or(Failure::Full)?,
+        scratch_range: (scratch.base as u64, (scratch.base + scratch.len) as u64),
         // The resume point is a call site: nothing below its stack pointer is live.
         stack_cut: ctx.rsp & !(PAGE - 1),
     };
-    let mut text: List<u8> = scratch.list(128 << 20).ok_or(Failure::Full)?;
+    let mut text = core::mem::replace(&mut s.text, List::empty());
     let mut info: List<u8> = scratch.list(16 << 20).ok_or(Failure::Full)?;
-    let mut pagemap: List<u64> = scratch.list(PAGEMAP_CHUNK).ok_or(Failure::Full)?;
-    let (base, len) = (scratch.base as u64, scratch.len as u64);
+    let r = state(&mut s, &mut text, &mut info, threads);
+    s.text = text;
+    r.map(|()| s)
+}
 
-    process(&mut s, &mut text)?;
+fn state(s: &mut Snapshot, text: &mut List<u8>, info: &mut List<u8>, threads: usize) -> Result<(), Failure> {
+    process(s, text)?;
     for t in super::threads::records(threads) {
         s.threads.push(t)?;
     }
-    // Descriptors first: a shared mapping of a file a descriptor saves is not saved twice.
-    super::fds::collect(&mut s, &mut text, &mut info)?;
+    // Descriptors before memory: a shared mapping of a file a descriptor saves is not
+    // saved twice.
+    super::fds::collect(s, text, info)?;
     // Only there with CONFIG_CHECKPOINT_RESTORE: without it, timers are not seen.
-    if slurp(b"/proc/self/timers", &mut text).is_ok() {
+    if slurp(b"/proc/self/timers", text).is_ok() {
         super::ptimers::collect(text.as_slice(), &mut s.timers)?;
     }
-    let cut = s.stack_cut;
-    regions(&mut s, &mut text, pagemap.spare(), (base, base + len), cut)?;
+    Ok(())
+}
+
+/// Whether the process has memory shared with a file or another mapping that would be
+/// saved (a forked copy of it is no snapshot). Keeps the maps it read for `memory`.
+pub fn shares_memory(s: &mut Snapshot) -> Result<bool, Failure> {
+    slurp(b"/proc/self/maps", &mut s.text)?;
+    s.parent_maps = s.text.len();
+    Ok(maps::lines(s.text.as_slice()).any(|l| {
+        l.shared && (l.path.is_empty() || l.pseudo() || l.deleted() || l.path.starts_with(b"/memfd:") || l.path.starts_with(b"/dev/shm/"))
+    }))
+}
+
+/// Memory: regions, the pages worth saving (page map), and the image's layout. May
+/// run in the forked writer: its page map is the process's at the fork.
+pub fn memory(s: &mut Snapshot) -> Result<(), Failure> {
+    if s.parent_maps > 0 {
+        // In the writer: a fork does not copy `MADV_DONTFORK` memory. Same mappings, or
+        // no image (the parent's maps are in `text`, this process's go after them).
+        let n = s.parent_maps;
+        s.text.truncate(n);
+        let spare = s.text.spare();
+        let m = CPath::new(b"/proc/self/maps").and_then(|p| sys::read_file(&p, spare).ok()).ok_or(Failure::Other("cannot read /proc/self/maps"))?;
+        s.text.grow(m);
+        let (parent, child) = s.text.as_slice().split_at(n);
+        let ranges = |t| maps::lines(t).map(|l| (l.start, l.end));
+        if !ranges(parent).eq(ranges(child)) {
+            return Err(Failure::Other("the process has memory a fork does not copy (MADV_DONTFORK): start it with MIG_FORK=0"));
+        }
+    }
+    let mut text = core::mem::replace(&mut s.text, List::empty());
+    let mut pagemap = core::mem::replace(&mut s.pagemap, List::empty());
+    let (cut, range) = (s.stack_cut, s.scratch_range);
+    let r = regions(s, &mut text, pagemap.spare(), range, cut);
+    s.text = text;
+    s.pagemap = pagemap;
+    r?;
 
     s.layout = Layout::new(
         s.threads.len() as u64,
@@ -116,7 +168,7 @@ pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize, portable: b
             (f.blob, f.data_off) = s.layout.add_blob(f.data_len);
         }
     }
-    Ok(s)
+    Ok(())
 }
 
 /// Reads a `/proc` file into `text` (replacing its contents).

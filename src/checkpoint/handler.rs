@@ -13,9 +13,13 @@ use crate::runtime;
 use crate::sys::{self, msg::msg, CPath};
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use mig_image::{Context, FdKind, RegionKind};
+use mig_image::{Context, FdKind};
+
+/// When the checkpoint signal arrived: the start of the pause.
+static STARTED: AtomicU64 = AtomicU64::new(0);
 
 pub extern "C" fn on_checkpoint(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *mut c_void) {
+    STARTED.store(sys::clock_monotonic_ns(), Relaxed);
     let rt = runtime::get();
     if !threads::choose_signal(rt.settings.thread_signal) {
         msg().s("checkpoint refused: no free real-time signal to stop threads with").emit();
@@ -84,13 +88,13 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
         exit: request.as_ref().is_some_and(|r| r.exit),
         report: request.is_some(),
         pid: sys::getpid(),
-        t0: sys::clock_monotonic_ns(),
+        t0: STARTED.load(Relaxed),
     };
     let Some(mut scratch) = Scratch::new() else {
         complete(&job, Err(Failure::Other("no memory for the checkpoint")), 0);
         return 0;
     };
-    let snap = match collect::collect(&mut scratch, &ctx, n, job.portable) {
+    let mut snap = match collect::collect(&mut scratch, &ctx, n, job.portable) {
         Ok(snap) => snap,
         Err(f) => {
             complete(&job, Err(f), 0);
@@ -98,17 +102,16 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
         }
     };
     let streamed = CPath::new(job.dest).and_then(|p| sys::stat(&p).ok()).is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
-    let refusal = fork_refusal(&snap, &job);
-    if refusal.is_none() {
-        WRITER_START.store(sys::clock_monotonic_ns(), Relaxed);
-    }
-    match refusal {
+    match fork_refusal(&mut snap, &job) {
         None => match sys::fork_quiet() {
             Ok(0) => {
                 // The writer: a copy-on-write snapshot of the process, which runs on.
+                // Its rseq area (inherited, in the memory it saves) must stay still.
+                let _ = runtime::rseq_set(false);
                 sys::close_from(3, &[2]);
-                let stopped_us = (WRITER_START.load(Relaxed) - job.t0) / 1000;
-                complete(&job, write_image(&snap, &mut scratch, &job, streamed), stopped_us);
+                let stopped_us = (sys::clock_monotonic_ns() - job.t0) / 1000;
+                let written = collect::memory(&mut snap).and_then(|()| write_image(&snap, &mut scratch, &job, streamed));
+                complete(&job, written, stopped_us);
                 sys::exit_group(0);
             }
             Ok(pid) => {
@@ -126,7 +129,13 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
             }
         }
     }
-    let result = write_image(&snap, &mut scratch, &job, streamed);
+    // The kernel writes the CPU number into this thread's rseq area, which is in the
+    // memory being saved: not while the image is written (its CRC would not match).
+    let rseq_off = runtime::rseq_set(false).is_ok();
+    let result = collect::memory(&mut snap).and_then(|()| write_image(&snap, &mut scratch, &job, streamed));
+    if rseq_off {
+        let _ = runtime::rseq_set(true);
+    }
     let stopped_us = (sys::clock_monotonic_ns() - job.t0) / 1000;
     if result.is_ok() && !streamed {
         set_last_image(dest);
@@ -138,8 +147,6 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
 /// The forked writer of the last checkpoint (or a restore's verifier), reaped at the
 /// next checkpoint (it sends no SIGCHLD and no `wait` of the program sees it).
 static WRITER: AtomicU32 = AtomicU32::new(0);
-/// When the writer was forked: the end of the pause (a copy in the writer's memory).
-static WRITER_START: AtomicU64 = AtomicU64::new(0);
 
 /// After a restore: the writer recorded in the image is not this process's child;
 /// the restore's verifier is (0: none).
@@ -157,7 +164,7 @@ fn writer_reap() {
 }
 
 /// Why the image cannot be written by a forked copy while the process runs on.
-fn fork_refusal(snap: &collect::Snapshot, job: &Job) -> Option<&'static str> {
+fn fork_refusal(snap: &mut collect::Snapshot, job: &Job) -> Option<&'static str> {
     if job.exit {
         return Some("it ends once the image is safe");
     }
@@ -165,10 +172,7 @@ fn fork_refusal(snap: &collect::Snapshot, job: &Job) -> Option<&'static str> {
         return Some("MIG_FORK=0");
     }
     // Memory the process shares is not copied on write: a copy would not be a snapshot.
-    let shared = snap.regions.as_slice().iter().any(|r| {
-        r.data_len > 0 && matches!(RegionKind::from_u32(r.kind), Some(RegionKind::SharedAnon | RegionKind::SharedObject))
-    });
-    if shared {
+    if collect::shares_memory(snap).unwrap_or(true) {
         return Some("it has shared memory to save");
     }
     if snap.fds.as_slice().iter().any(|f| f.data_len > 0 && FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file)) {

@@ -55,6 +55,10 @@ pub struct List<T> {
 pub struct Full;
 
 impl<T: Pod> List<T> {
+    /// A list with no room, to stand in for one taken out of a struct for a while.
+    pub fn empty() -> Self {
+        List { ptr: core::ptr::NonNull::dangling().as_ptr(), cap: 0, len: 0, _p: PhantomData }
+    }
     pub fn push(&mut self, v: T) -> Result<usize, Full> {
         if self.len == self.cap {
             return Err(Full);

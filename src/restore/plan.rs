@@ -617,16 +617,5 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
 
 /// Unregisters the fresh process's rseq area (glibc registers one per thread in TLS).
 fn unregister_rseq() -> Result<(), Refusal> {
-    let rt = runtime::get();
-    if rt.rseq_len == 0 {
-        return Ok(());
-    }
-    let area = sys::fs_base().wrapping_add(rt.rseq_offset as u64);
-    // SAFETY: rseq(2) unregistration of this thread's registered area; no memory is
-    // written by the kernel beyond that area.
-    let r = unsafe { sys::syscall6(libc::SYS_rseq as usize, area as usize, rt.rseq_len as usize, 1, runtime::RSEQ_SIG as usize, 0, 0) };
-    if r < 0 {
-        return Err(format!("cannot unregister rseq (errno {})", -r));
-    }
-    Ok(())
+    runtime::rseq_set(false).map_err(|e| format!("cannot unregister rseq (errno {})", e.0))
 }
