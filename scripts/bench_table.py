@@ -254,13 +254,13 @@ if comp:
     print(f"compression: {comp}")
 else:
     zm = med("z_mib")
-    print("compression (MIG_COMPRESS=zstd), checkpoint --exit of a "
+    print("compression (mig checkpoint --compress zstd), checkpoint --exit of a "
           f"{size_name(int(zm)) if zm else '?'} heap:")
     for pattern, what in [("random", "incompressible data"), ("half", "half-zero words")]:
         for z in ["none", "zstd"]:
             k = f"{pattern}.{z}"
             c, i = med(f"z_ckpt:{k}"), med(f"z_img:{k}")
-            rr = med(f"z_restart:{k}")
+            rr = med(f"z_restart:{k}:{int(zm)}") if zm else None
             if c is None or i is None:
                 print(f"  {what}, {z}: not measured")
                 continue
@@ -269,7 +269,7 @@ else:
                   f"restart {fmt_ms(rr) if rr is not None else '—'}")
     plain, packed = med("z_img:half.none"), med("z_img:half.zstd")
     if plain and packed and packed >= 0.98 * plain:
-        print("  (the zstd image of half-zero data is no smaller: MIG_COMPRESS=zstd had no effect)")
+        print("  (the zstd image of half-zero data is no smaller: --compress zstd had no effect)")
 
 print()
 criu = text("criu", "skipped: not run")
