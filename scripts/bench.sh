@@ -415,7 +415,7 @@ sparse || true
 compression() {
     # MIG_BENCH_COMPRESS=1 measures it anyway (for work on it before the docs say so).
     if [ "${MIG_BENCH_COMPRESS:-}" != 1 ] &&
-        ! { "$mig" checkpoint --help; cat README.md; } 2>/dev/null | grep -qi -E 'MIG_COMPRESS|zstd'; then
+        ! { "$mig" checkpoint --help; cat README.md; } 2>/dev/null | grep -ci -E 'MIG_COMPRESS|zstd' >/dev/null; then
         rec compression "not available (neither \`mig checkpoint --help\` nor the README mentions MIG_COMPRESS/zstd)"
         return 0
     fi
