@@ -8,35 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `mig` binary, with `libmig.so` beside it (cargo does not build a cdylib for
-/// integration tests: build it here if `cargo build --release` was not run first).
-fn mig() -> PathBuf {
-    static LIB: std::sync::Once = std::sync::Once::new();
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_mig"));
-    LIB.call_once(|| {
-        let lib = bin.parent().unwrap().join("libmig.so");
-        if !lib.exists() {
-            let mut c = Command::new(env!("CARGO"));
-            c.args(["build", "--lib", "-p", "mig"]).current_dir(repo());
-            if bin.parent().unwrap().ends_with("release") {
-                c.arg("--release");
-            }
-            let st = c.status().expect("cargo build --lib");
-            assert!(st.success() && lib.exists(), "building {} failed", lib.display());
-        }
-    });
-    bin
-}
 
-/// `mig <args>` to completion, with no MIG_* variables from the environment.
-fn mig_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(mig());
-    c.args(args).stdin(Stdio::null());
-    for k in ["MIG_IMAGE", "MIG_RESTORE", "MIG_LOG", "LD_PRELOAD", "MIG_INTERVAL", "MIG_SIGNAL", "MIG_SSH"] {
-        c.env_remove(k);
-    }
-    c
-}
 
 fn mig_out(args: &[&str]) -> (ExitStatus, String, String) {
     mig_out_env(args, &[])

@@ -6,39 +6,12 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Output, Stdio};
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
-/// The `mig` binary, with `libmig.so` beside it (built here if missing).
-fn mig() -> PathBuf {
-    static LIB: std::sync::Once = std::sync::Once::new();
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_mig"));
-    LIB.call_once(|| {
-        let lib = bin.parent().unwrap().join("libmig.so");
-        if !lib.exists() {
-            let mut c = Command::new(env!("CARGO"));
-            c.args(["build", "--lib", "-p", "mig"]).current_dir(repo());
-            if bin.parent().unwrap().ends_with("release") {
-                c.arg("--release");
-            }
-            let st = c.status().expect("cargo build --lib");
-            assert!(st.success() && lib.exists(), "building {} failed", lib.display());
-        }
-    });
-    bin
-}
 
-/// `mig <args>`, with no MIG_* variables from the environment.
-fn mig_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(mig());
-    c.args(args).stdin(Stdio::null());
-    for k in ["MIG_IMAGE", "MIG_RESTORE", "MIG_LOG", "LD_PRELOAD", "MIG_INTERVAL", "MIG_SIGNAL", "MIG_SSH", "MIG_COMPRESS"] {
-        c.env_remove(k);
-    }
-    c
-}
 
 fn output(c: &mut Command) -> (ExitStatus, String, String) {
     let Output { status, stdout, stderr } = c.output().expect("run mig");

@@ -426,3 +426,33 @@ pub fn build_uses_lib(dir: &Path, factor: u32) -> PathBuf {
     }
     bin
 }
+
+/// The `mig` binary, with `libmig.so` beside it (cargo does not build a cdylib for
+/// integration tests: built here if `cargo build --release` was not run first).
+pub fn mig() -> PathBuf {
+    static LIB: std::sync::Once = std::sync::Once::new();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_mig"));
+    LIB.call_once(|| {
+        let lib = bin.parent().unwrap().join("libmig.so");
+        if !lib.exists() {
+            let mut c = Command::new(env!("CARGO"));
+            c.args(["build", "--lib", "-p", "mig"]).current_dir(repo());
+            if bin.parent().unwrap().ends_with("release") {
+                c.arg("--release");
+            }
+            let st = c.status().expect("cargo build --lib");
+            assert!(st.success() && lib.exists(), "building {} failed", lib.display());
+        }
+    });
+    bin
+}
+
+/// `mig <args>`, with no MIG_* variables from the environment.
+pub fn mig_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(mig());
+    c.args(args).stdin(Stdio::null());
+    for k in ["MIG_IMAGE", "MIG_RESTORE", "MIG_LOG", "LD_PRELOAD", "MIG_INTERVAL", "MIG_SIGNAL", "MIG_SSH", "MIG_COMPRESS"] {
+        c.env_remove(k);
+    }
+    c
+}
