@@ -236,7 +236,11 @@ fn good_image(dir: &Path) -> (PathBuf, Vec<u8>) {
 }
 
 fn assert_refused(bin: &Path, dir: &Path, image: &Path, reason: &str) {
-    let (out, st, err) = Launch::new(bin, dir).clone_with("MIG_RESTORE", image).start().finish();
+    assert_refused_by(Launch::new(bin, dir), image, reason);
+}
+
+fn assert_refused_by(l: Launch, image: &Path, reason: &str) {
+    let (out, st, err) = l.clone_with("MIG_RESTORE", image).start().finish();
     let code = st.code().expect("exits, is not killed by a signal");
     assert!((1..128).contains(&code), "status {code}");
     assert!(out.is_empty(), "the program must not run: {out:?}");
@@ -283,7 +287,14 @@ fn bad_images_are_refused() {
     };
     for (name, bytes, reason) in cases {
         let image = damaged(&dir, &format!("{name}.mig"), &bytes);
-        assert_refused(&bin, &dir, &image, reason);
+        let mut l = Launch::new(&bin, &dir);
+        if name == "flip-data" {
+            // Damage in pages that a default (lazy) restore maps rather than reads is
+            // found behind the running process (tests/lazy.rs); the eager restore
+            // refuses it before anything is replaced.
+            l = l.clone_with("MIG_RESTORE_EAGER", Path::new("1"));
+        }
+        assert_refused_by(l, &image, reason);
     }
     assert_refused(&bin, &dir, &dir.join("missing.mig"), "No such file");
 }
