@@ -554,6 +554,7 @@ const _: () = assert!(size_of::<ThreadRecord>() == 8 + 64 + 8 * 5 + 8 + 16);
 const _: () = assert!(size_of::<RegionRecord>() == 16 + 24 + 8 + 72 + 16);
 const _: () = assert!(size_of::<FdRecord>() == 24 + 72 + 24 + 8 + 8 + 64);
 const _: () = assert!(size_of::<EpollEntry>() == 16);
+const _: () = assert!(size_of::<CpuFeatures>() == 32);
 const _: () = assert!(size_of::<InotifyWatch>() == 16);
 const _: () = assert!(size_of::<TimerRecord>() == 24 + 32);
 

@@ -109,9 +109,8 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
                 // Its rseq area (inherited, in the memory it saves) must stay still.
                 let _ = runtime::rseq_set(false);
                 sys::close_from(3, &[2]);
-                let stopped_us = (sys::clock_monotonic_ns() - job.t0) / 1000;
-                let written = collect::memory(&mut snap).and_then(|()| write_image(&snap, &mut scratch, &job, streamed));
-                complete(&job, written, stopped_us);
+                let stopped_us = since_us(job.t0);
+                complete(&job, memory_and_image(&mut snap, &mut scratch, &job, streamed), stopped_us);
                 sys::exit_group(0);
             }
             Ok(pid) => {
@@ -132,16 +131,26 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
     // The kernel writes the CPU number into this thread's rseq area, which is in the
     // memory being saved: not while the image is written (its CRC would not match).
     let rseq_off = runtime::rseq_set(false).is_ok();
-    let result = collect::memory(&mut snap).and_then(|()| write_image(&snap, &mut scratch, &job, streamed));
+    let result = memory_and_image(&mut snap, &mut scratch, &job, streamed);
     if rseq_off {
         let _ = runtime::rseq_set(true);
     }
-    let stopped_us = (sys::clock_monotonic_ns() - job.t0) / 1000;
+    let stopped_us = since_us(job.t0);
     if result.is_ok() && !streamed {
         set_last_image(dest);
     }
     complete(&job, result, stopped_us);
     0
+}
+
+fn since_us(t0: u64) -> u64 {
+    sys::clock_monotonic_ns().saturating_sub(t0) / 1000
+}
+
+/// The memory part of the snapshot, then the image (in the writer, or stopped).
+fn memory_and_image(snap: &mut collect::Snapshot, scratch: &mut Scratch, job: &Job, streamed: bool) -> Result<u64, Failure> {
+    collect::memory(snap)?;
+    write_image(snap, scratch, job, streamed)
 }
 
 /// The forked writer of the last checkpoint (or a restore's verifier), reaped at the

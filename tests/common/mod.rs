@@ -151,9 +151,10 @@ impl Launch {
         self.preload = false;
         self
     }
-    pub fn start(&self) -> Proc {
+    /// The subject's command: its arguments, directory and environment.
+    fn command(&self) -> Command {
         let mut c = Command::new(&self.cmd[0]);
-        c.args(&self.cmd[1..]).current_dir(&self.cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.args(&self.cmd[1..]).current_dir(&self.cwd);
         for k in ["MIG_IMAGE", "MIG_RESTORE", "MIG_LOG", "LD_PRELOAD"] {
             c.env_remove(k);
         }
@@ -163,6 +164,11 @@ impl Launch {
         for (k, v) in &self.env {
             c.env(k, v);
         }
+        c
+    }
+    pub fn start(&self) -> Proc {
+        let mut c = self.command();
+        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // Only 0, 1 and 2: whatever the test runner inherited is not the subject's.
         // SAFETY: close_range is async-signal-safe, as pre_exec requires.
         unsafe {
@@ -351,20 +357,10 @@ impl Launch {
     pub fn start_on_pty(&self) -> (Proc, std::fs::File) {
         use std::os::fd::AsRawFd;
         let (master, slave) = openpty();
-        let mut c = Command::new(&self.cmd[0]);
-        c.args(&self.cmd[1..]).current_dir(&self.cwd);
+        let mut c = self.command();
         c.stdin(Stdio::from(slave.try_clone().unwrap()));
         c.stdout(Stdio::from(slave.try_clone().unwrap()));
         c.stderr(Stdio::from(slave));
-        for k in ["MIG_IMAGE", "MIG_RESTORE", "MIG_LOG", "LD_PRELOAD"] {
-            c.env_remove(k);
-        }
-        if self.preload {
-            c.env("LD_PRELOAD", lib());
-        }
-        for (k, v) in &self.env {
-            c.env(k, v);
-        }
         // SAFETY: setsid, ioctl and close_range are async-signal-safe, as pre_exec requires.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut c, || {
