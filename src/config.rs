@@ -1,6 +1,6 @@
 //! `MIG_*` environment variables → `Settings`. Normal code (constructor, restore plan).
 
-use crate::runtime::{FixedPath, Settings};
+use crate::runtime::{FixedPath, Precopy, Settings};
 use std::path::{Path, PathBuf};
 
 /// Makes `p` absolute against the current directory.
@@ -41,6 +41,11 @@ pub fn settings(restored_from: Option<&Path>) -> Settings {
         thread_signal: std::env::var("MIG_THREAD_SIGNAL").ok().and_then(|v| parse_signal(&v)),
         portable: std::env::var("MIG_PORTABLE").is_ok_and(|v| v == "1"),
         fork: std::env::var("MIG_FORK").map_or(true, |v| v != "0"),
+        precopy: match std::env::var("MIG_PRECOPY").as_deref() {
+            Ok("0") => Precopy::Off,
+            Ok("1") => Precopy::On,
+            _ => Precopy::Auto,
+        },
     }
 }
 

@@ -52,6 +52,19 @@ pub struct Settings {
     /// `MIG_FORK=0` turns off forked checkpoints (the process stays stopped while its
     /// image is written).
     pub fork: bool,
+    /// `MIG_PRECOPY`: write the image while the process runs, stopping it only at the
+    /// end for what changed meanwhile.
+    pub precopy: Precopy,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Precopy {
+    /// `MIG_PRECOPY=0`.
+    Off,
+    /// `MIG_PRECOPY=1`: whatever the size.
+    On,
+    /// The default: for processes with 64 MiB or more of private memory.
+    Auto,
 }
 
 pub struct Runtime {

@@ -42,6 +42,24 @@ impl Layout {
         Layout { tables, meta_off, meta_len: off - meta_off, data_off, cursor: data_off, blobs: 0 }
     }
 
+    /// The same tables, with a data area chosen before they were known: it starts at
+    /// `data_off` and its first `placed` bytes hold blobs already written there (a
+    /// pre-copied image). `None` if the tables do not fit before it.
+    pub fn with_data_area(mut self, data_off: u64, placed: u64) -> Option<Self> {
+        if !data_off.is_multiple_of(PAGE) || data_off < self.meta_off + self.meta_len {
+            return None;
+        }
+        self.data_off = data_off;
+        self.cursor = data_off + align_up(placed, PAGE);
+        Some(self)
+    }
+
+    /// Counts a blob the caller placed in the area given to [`Self::with_data_area`].
+    pub fn add_placed_blob(&mut self) -> u32 {
+        self.blobs += 1;
+        (self.blobs - 1) as u32
+    }
+
     /// Reserves a page-aligned blob of `len` bytes; returns (blob index, file offset).
     pub fn add_blob(&mut self, len: u64) -> (u32, u64) {
         let at = self.cursor;

@@ -19,6 +19,7 @@
 
 pub mod format;
 pub mod layout;
+pub mod pagecrc;
 pub mod verify;
 
 pub use format::*;

@@ -141,27 +141,31 @@ pub fn memory(s: &mut Snapshot) -> Result<(), Failure> {
             return Err(Failure::Other("the process has memory a fork does not copy (MADV_DONTFORK): start it with MIG_FORK=0"));
         }
     }
+    memory_regions(s)?;
+    s.layout = s.table_layout();
+    for r in s.regions.as_mut_slice() {
+        if r.data_len > 0 {
+            (r.blob, r.data_off) = s.layout.add_blob(r.data_len);
+        }
+    }
+    place_fd_blobs(s)
+}
+
+/// The regions and the pages of each worth saving, as the maps and page map say now.
+pub fn memory_regions(s: &mut Snapshot) -> Result<(), Failure> {
+    s.regions.truncate(0);
+    s.extents.truncate(0);
     let mut text = core::mem::replace(&mut s.text, List::empty());
     let mut pagemap = core::mem::replace(&mut s.pagemap, List::empty());
     let (cut, range) = (s.stack_cut, s.scratch_range);
     let r = regions(s, &mut text, pagemap.spare(), range, cut);
     s.text = text;
     s.pagemap = pagemap;
-    r?;
+    r
+}
 
-    s.layout = Layout::new(
-        s.threads.len() as u64,
-        s.regions.len() as u64,
-        s.extents.len() as u64,
-        s.fds.len() as u64,
-        s.timers.len() as u64,
-        s.strings.bytes.len() as u64,
-    );
-    for r in s.regions.as_mut_slice() {
-        if r.data_len > 0 {
-            (r.blob, r.data_off) = s.layout.add_blob(r.data_len);
-        }
-    }
+/// Blobs for the descriptors' data, after the regions'.
+pub fn place_fd_blobs(s: &mut Snapshot) -> Result<(), Failure> {
     for f in s.fds.as_mut_slice() {
         if f.data_len > 0 {
             s.fd_src.push(f.data_off)?;
@@ -169,6 +173,20 @@ pub fn memory(s: &mut Snapshot) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+impl Snapshot {
+    /// Where the tables go, for the records collected so far.
+    pub fn table_layout(&self) -> Layout {
+        Layout::new(
+            self.threads.len() as u64,
+            self.regions.len() as u64,
+            self.extents.len() as u64,
+            self.fds.len() as u64,
+            self.timers.len() as u64,
+            self.strings.bytes.len() as u64,
+        )
+    }
 }
 
 /// Reads a `/proc` file into `text` (replacing its contents).

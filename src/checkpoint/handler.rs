@@ -4,6 +4,7 @@
 
 use super::collect::{self, Failure};
 use super::control;
+use super::precopy::{self, Signal, Stopped};
 use super::threads;
 use super::context::{save_context, Resumed};
 use super::scratch::Scratch;
@@ -13,24 +14,46 @@ use crate::runtime;
 use crate::sys::{self, msg::msg, CPath};
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use runtime::FixedPath;
 use mig_image::{Context, FdKind};
 
 /// When the checkpoint signal arrived: the start of the pause.
 static STARTED: AtomicU64 = AtomicU64::new(0);
 
-pub extern "C" fn on_checkpoint(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *mut c_void) {
+pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *mut c_void) {
     STARTED.store(sys::clock_monotonic_ns(), Relaxed);
-    let rt = runtime::get();
-    if !threads::choose_signal(rt.settings.thread_signal) {
-        msg().s("checkpoint refused: no free real-time signal to stop threads with").emit();
-        return;
-    }
-    let mut n = match threads::stop_all() {
-        Ok(n) => n,
-        Err(threads::StopError::TooMany) => {
-            msg().s("checkpoint refused: more threads than a checkpoint can hold").emit();
-            return;
+    // SAFETY: the kernel passes a valid `siginfo_t` to an `SA_SIGINFO` handler.
+    let sender = unsafe { info.as_ref().map_or(0, |i| i.si_pid()) } as u32;
+    let (job, stop) = match precopy::on_signal(sender) {
+        Signal::Handled => return,
+        Signal::Final(job) => (job, Stop::Final),
+        Signal::Ordinary(job) => (job, Stop::Ordinary),
+        Signal::Idle => {
+            let job = Job::requested();
+            if !job.exit {
+                // Images are written one at a time, in order.
+                writer_reap();
+                if let Some(pid) = precopy::start(job, job.streamed()) {
+                    add_writer(pid);
+                    return;
+                }
+            }
+            (job, Stop::Ordinary)
         }
+    };
+    let rt = runtime::get();
+    let refused = |why: &str| {
+        msg().s(why).emit();
+        if stop == Stop::Final {
+            precopy::release(None, 0);
+        }
+    };
+    if !threads::choose_signal(rt.settings.thread_signal) {
+        return refused("checkpoint refused: no free real-time signal to stop threads with");
+    }
+    let n = match threads::stop_all() {
+        Ok(n) => n,
+        Err(threads::StopError::TooMany) => return refused("checkpoint refused: more threads than a checkpoint can hold"),
         Err(threads::StopError::Timeout { tid, signal }) => {
             msg()
                 .s("checkpoint abandoned: thread ")
@@ -39,14 +62,16 @@ pub extern "C" fn on_checkpoint(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *
                 .num(signal as u64)
                 .s(", or was not created by pthread_create); the process goes on unharmed")
                 .emit();
-            return;
+            return refused("");
         }
     };
+    let mut args = Args { n, job: Job { t0: STARTED.load(Relaxed), ..job }, stop };
     let mut ctx = Context::default();
-    // SAFETY: `ctx` and `n` are live locals; `body` returns normally (panic = abort,
+    // SAFETY: `ctx` and `args` are live locals; `body` returns normally (panic = abort,
     // and it does not panic).
-    let r: Resumed = unsafe { save_context(&mut ctx, body, (&mut n as *mut usize).cast()) };
+    let r: Resumed = unsafe { save_context(&mut ctx, body, (&mut args as *mut Args).cast()) };
     if r.restored != 0 {
+        precopy::forget();
         threads::resumed(0);
         threads::wait_resumed(n);
         threads::release();
@@ -59,50 +84,122 @@ pub extern "C" fn on_checkpoint(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *
 }
 
 /// What one checkpoint is asked to do.
-struct Job<'a> {
-    dest: &'a [u8],
-    portable: bool,
+#[derive(Clone, Copy)]
+pub struct Job {
+    pub dest: FixedPath,
+    pub portable: bool,
     /// End the process once the image is safe (`mig checkpoint --exit`).
-    exit: bool,
+    pub exit: bool,
     /// `mig checkpoint` waits for a report.
-    report: bool,
+    pub report: bool,
     /// The checkpointed process (not the forked writer).
-    pid: u32,
-    t0: u64,
+    pub pid: u32,
+    /// When the process stopped.
+    pub t0: u64,
+    /// Pre-copy rounds the image took (0: none).
+    pub rounds: u32,
+}
+
+impl Job {
+    /// The job `mig checkpoint` asked for, or the default one for a bare signal.
+    fn requested() -> Job {
+        let rt = runtime::get();
+        let request = control::take_request();
+        Job {
+            dest: request.as_ref().and_then(|r| r.to).unwrap_or(rt.settings.image),
+            portable: rt.settings.portable || request.as_ref().is_some_and(|r| r.portable),
+            exit: request.as_ref().is_some_and(|r| r.exit),
+            report: request.is_some(),
+            pid: sys::getpid(),
+            t0: 0,
+            rounds: 0,
+        }
+    }
+
+    /// The image goes to a pipe (`mig migrate`, `mig checkpoint --compress`).
+    fn streamed(&self) -> bool {
+        CPath::new(self.dest.as_bytes()).and_then(|p| sys::stat(&p).ok()).is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+    }
+}
+
+/// Which stop this is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The whole checkpoint happens now (the image written by a fork, or stopped).
+    Ordinary,
+    /// The end of a pre-copy: the copier waits for this stop.
+    Final,
+}
+
+struct Args {
+    /// Threads stopped.
+    n: usize,
+    job: Job,
+    stop: Stop,
 }
 
 /// Runs below the saved stack pointer: its frames are not part of what is resumed.
-extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
+extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
     // SAFETY: `save_context` passes the pointers it was given: a live `Context`, and
-    // `on_checkpoint`'s thread count.
-    let (ctx, n) = unsafe { (*ctx, *n.cast::<usize>()) };
+    // `on_checkpoint`'s `Args`.
+    let (ctx, args) = unsafe { (*ctx, &*args.cast::<Args>()) };
     threads::record(0, collect::thread(&ctx));
     threads::prepare_image();
-    writer_reap();
-    let rt = runtime::get();
-    let request = control::take_request();
-    let dest = request.as_ref().and_then(|r| r.to).unwrap_or(rt.settings.image);
-    let job = Job {
-        dest: dest.as_bytes(),
-        portable: rt.settings.portable || request.as_ref().is_some_and(|r| r.portable),
-        exit: request.as_ref().is_some_and(|r| r.exit),
-        report: request.is_some(),
-        pid: sys::getpid(),
-        t0: STARTED.load(Relaxed),
+    let (n, job, stop) = (args.n, args.job, args.stop);
+    let mut own_scratch = None;
+    let scratch = match stop {
+        Stop::Final => precopy::scratch(),
+        Stop::Ordinary => match own_scratch.insert(Scratch::new()) {
+            Some(s) => s,
+            None => {
+                complete(&job, Err(Failure::Other("no memory for the checkpoint")), 0);
+                return 0;
+            }
+        },
     };
-    let Some(mut scratch) = Scratch::new() else {
-        complete(&job, Err(Failure::Other("no memory for the checkpoint")), 0);
-        return 0;
-    };
-    let mut snap = match collect::collect(&mut scratch, &ctx, n, job.portable) {
+    let mut snap = match collect::collect(scratch, &ctx, n, job.portable) {
         Ok(snap) => snap,
         Err(f) => {
             complete(&job, Err(f), 0);
+            if stop == Stop::Final {
+                precopy::release(None, 0);
+            }
             return 0;
         }
     };
-    let streamed = CPath::new(job.dest).and_then(|p| sys::stat(&p).ok()).is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
-    match fork_refusal(&mut snap, &job) {
+    if stop == Stop::Final {
+        match precopy::finish(&mut snap) {
+            Ok((len, rounds)) => {
+                set_last_image(job.dest);
+                let _ = rounds;
+                precopy::release(Some(len), since_us(job.t0));
+                return 0;
+            }
+            Err(Stopped::Failed(f)) => {
+                complete(&job, Err(f), 0);
+                precopy::release(None, 0);
+                return 0;
+            }
+            Err(Stopped::Fork) => {
+                if sys::msg::debug_enabled() {
+                    msg().s("checkpoint: too much to write in the final stop of the pre-copy; forking instead").emit();
+                }
+            }
+        }
+    }
+    ordinary(&mut snap, scratch, &job);
+    if stop == Stop::Final {
+        precopy::release(None, 0);
+    }
+    0
+}
+
+/// The whole image from this stop: by a forked writer, or with the process stopped.
+fn ordinary(snap: &mut collect::Snapshot, scratch: &mut Scratch, job: &Job) {
+    let streamed = job.streamed();
+    let dest = job.dest;
+    let job = &job;
+    match fork_refusal(snap, job) {
         None => match sys::fork_quiet() {
             Ok(0) => {
                 // The writer: a copy-on-write snapshot of the process, which runs on.
@@ -110,15 +207,15 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
                 let _ = runtime::rseq_set(false);
                 sys::close_from(3, &[2]);
                 let stopped_us = since_us(job.t0);
-                complete(&job, memory_and_image(&mut snap, &mut scratch, &job, streamed), stopped_us);
+                complete(job, memory_and_image(snap, scratch, job, streamed), stopped_us);
                 sys::exit_group(0);
             }
             Ok(pid) => {
-                WRITER.store(pid, Relaxed);
+                add_writer(pid);
                 if !streamed {
                     set_last_image(dest);
                 }
-                return 0;
+                return;
             }
             Err(e) => msg().s("checkpoint: cannot fork a writer (errno ").num(e.0 as u64).s("); the process stays stopped while it is written").emit(),
         },
@@ -131,7 +228,7 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
     // The kernel writes the CPU number into this thread's rseq area, which is in the
     // memory being saved: not while the image is written (its CRC would not match).
     let rseq_off = runtime::rseq_set(false).is_ok();
-    let result = memory_and_image(&mut snap, &mut scratch, &job, streamed);
+    let result = memory_and_image(snap, scratch, job, streamed);
     if rseq_off {
         let _ = runtime::rseq_set(true);
     }
@@ -139,8 +236,7 @@ extern "C" fn body(ctx: *mut Context, n: *mut c_void) -> u64 {
     if result.is_ok() && !streamed {
         set_last_image(dest);
     }
-    complete(&job, result, stopped_us);
-    0
+    complete(job, result, stopped_us);
 }
 
 fn since_us(t0: u64) -> u64 {
@@ -153,22 +249,32 @@ fn memory_and_image(snap: &mut collect::Snapshot, scratch: &mut Scratch, job: &J
     write_image(snap, scratch, job, streamed)
 }
 
-/// The forked writer of the last checkpoint (or a restore's verifier), reaped at the
-/// next checkpoint (it sends no SIGCHLD and no `wait` of the program sees it).
-static WRITER: AtomicU32 = AtomicU32::new(0);
+/// The writers of the last checkpoint (a forked writer, a pre-copy's copier, or a
+/// restore's verifier), reaped at the next checkpoint (they send no SIGCHLD and no
+/// `wait` of the program sees them).
+static WRITERS: [AtomicU32; 2] = [const { AtomicU32::new(0) }; 2];
 
-/// After a restore: the writer recorded in the image is not this process's child;
-/// the restore's verifier is (0: none).
+/// After a restore: the writers recorded in the image are not this process's
+/// children; the restore's verifier is (0: none).
 pub fn set_writer(pid: u32) {
-    WRITER.store(pid, Relaxed);
+    WRITERS[0].store(pid, Relaxed);
+    WRITERS[1].store(0, Relaxed);
 }
 
-/// The previous writer is waited for: images are written one at a time, in order,
+fn add_writer(pid: u32) {
+    if WRITERS[0].compare_exchange(0, pid, Relaxed, Relaxed).is_err() {
+        WRITERS[1].store(pid, Relaxed);
+    }
+}
+
+/// The previous writers are waited for: images are written one at a time, in order,
 /// and no writer is left unreaped.
 fn writer_reap() {
-    let pid = WRITER.swap(0, Relaxed);
-    if pid != 0 {
-        sys::reap_quiet(pid);
+    for w in &WRITERS {
+        let pid = w.swap(0, Relaxed);
+        if pid != 0 {
+            sys::reap_quiet(pid);
+        }
     }
 }
 
@@ -199,7 +305,7 @@ fn set_last_image(dest: runtime::FixedPath) {
 
 /// Reports the outcome: to `mig checkpoint` if it asked, on stderr if it failed (or
 /// always with `MIG_LOG=debug`); ends the process if asked and the image is safe.
-fn complete(job: &Job, result: Result<u64, Failure>, stopped_us: u64) {
+pub fn complete(job: &Job, result: Result<u64, Failure>, stopped_us: u64) {
     let mut why = msg();
     if let Err(f) = result {
         match f {
@@ -209,18 +315,24 @@ fn complete(job: &Job, result: Result<u64, Failure>, stopped_us: u64) {
         };
     }
     if job.report {
-        control::report(job.pid, result.map_err(|_| &why), job.dest, stopped_us);
+        control::report(job.pid, result.map_err(|_| &why), job.dest.as_bytes(), stopped_us);
     }
     match result {
         Ok(len) => {
             if sys::msg::debug_enabled() {
-                msg().s("checkpoint written to ").bytes(job.dest).s(" (").num(len).s(" bytes, process stopped for ").num(stopped_us / 1000).s(" ms)").emit();
+                let mut m = msg();
+                m.s("checkpoint written to ").bytes(job.dest.as_bytes()).s(" (").num(len).s(" bytes, process stopped for ");
+                m.num(stopped_us / 1000).s(".").num(stopped_us / 100 % 10).s(" ms");
+                if job.rounds > 0 {
+                    m.s(", pre-copied in ").num(job.rounds as u64).s(" rounds");
+                }
+                m.s(")").emit();
             }
             if job.exit {
                 sys::exit_group(0);
             }
         }
-        Err(_) => msg().s("checkpoint to ").bytes(job.dest).s(" failed: ").bytes(why.as_bytes()).emit(),
+        Err(_) => msg().s("checkpoint to ").bytes(job.dest.as_bytes()).s(" failed: ").bytes(why.as_bytes()).emit(),
     }
 }
 
@@ -232,7 +344,7 @@ fn write_image(snap: &collect::Snapshot, scratch: &mut Scratch, job: &Job, strea
     let hasher = &runtime::get().hasher;
     let mut crcs = scratch.list(snap.layout.blobs as usize).ok_or(Failure::Full)?;
     let mut copy_buf = scratch.list(1 << 20).ok_or(Failure::Full)?;
-    let image = job.dest;
+    let image = job.dest.as_bytes();
     let dst = CPath::new(image).ok_or(Failure::Other("image path too long"))?;
 
     if streamed {
@@ -266,7 +378,7 @@ fn write_image(snap: &collect::Snapshot, scratch: &mut Scratch, job: &Job, strea
     result
 }
 
-fn sync_dir(image: &[u8]) {
+pub fn sync_dir(image: &[u8]) {
     let dir = match image.iter().rposition(|&c| c == b'/') {
         Some(0) => &b"/"[..],
         Some(i) => &image[..i],

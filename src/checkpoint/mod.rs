@@ -5,11 +5,13 @@
 pub mod collect;
 pub mod context;
 pub mod control;
+pub mod dirty;
 pub mod fdinfo;
 pub mod fds;
 pub mod files;
 pub mod handler;
 pub mod maps;
+pub mod precopy;
 pub mod ptimers;
 pub mod rollback;
 pub mod scratch;

@@ -20,6 +20,8 @@ pub extern "C" fn on_rollback(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *mu
         msg().s("rollback to ").bytes(target.as_bytes()).s(" refused: ").s(why).emit();
         return;
     }
+    // A pre-copy of the process image that is going away ends with it.
+    super::precopy::cancel();
     let why = exec_restore(target.as_bytes());
     msg().s("rollback to ").bytes(target.as_bytes()).s(" failed: ").s(why).emit();
 }

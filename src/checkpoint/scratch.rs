@@ -18,10 +18,16 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Option<Self> {
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-        let base = sys::mmap(0, SIZE, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0).ok()?;
-        Some(Scratch { base, len: SIZE, used: 0 })
+        Self::sized(SIZE)
     }
+
+    /// A reservation of `len` bytes (virtual only, like `new`'s).
+    pub fn sized(len: usize) -> Option<Self> {
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        let base = sys::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0).ok()?;
+        Some(Scratch { base, len, used: 0 })
+    }
+
 
     /// A list of at most `cap` records of `T`, carved from the reservation.
     pub fn list<T: Pod>(&mut self, cap: usize) -> Option<List<T>> {
@@ -97,5 +103,19 @@ impl<T: Pod> List<T> {
     }
     pub fn truncate(&mut self, n: usize) {
         self.len = self.len.min(n);
+    }
+    /// Inserts `v` before index `at` (`at <= len`).
+    pub fn insert(&mut self, at: usize, v: T) -> Result<(), Full> {
+        if self.len == self.cap || at > self.len {
+            return Err(Full);
+        }
+        // SAFETY: `at <= len < cap`: moving `len - at` records one slot up stays within
+        // the list's capacity; `ptr::copy` allows the overlap.
+        unsafe {
+            core::ptr::copy(self.ptr.add(at), self.ptr.add(at + 1), self.len - at);
+            self.ptr.add(at).write(v);
+        }
+        self.len += 1;
+        Ok(())
     }
 }

@@ -25,12 +25,23 @@ trait Sink {
 
 struct FileSink {
     fd: i32,
-    written: u64,
+    /// Where the next byte goes.
+    at: u64,
 }
 impl Sink for FileSink {
     fn put(&mut self, b: &[u8]) -> Result<(), Failure> {
         sys::write_all(self.fd, b.as_ptr(), b.len()).map_err(|e| Failure::Sys("writing the image", e))?;
-        self.written += b.len() as u64;
+        self.at += b.len() as u64;
+        Ok(())
+    }
+}
+impl FileSink {
+    /// Moves to `off` (a stream, written front to back, never has to).
+    fn seek(&mut self, off: u64) -> Result<(), Failure> {
+        if off != self.at {
+            sys::lseek(self.fd, off as i64, libc::SEEK_SET).map_err(|e| Failure::Sys("seeking in the image", e))?;
+            self.at = off;
+        }
         Ok(())
     }
 }
@@ -62,9 +73,8 @@ fn tables(s: &Snapshot, out: &mut impl Sink) -> Result<(), Failure> {
     out.zeros(s.layout.meta_off + s.layout.meta_len - at)
 }
 
-/// Writes the image to `fd`; returns its length. `crcs` collects the blobs' CRCs and
-/// `copy_buf` stages the contents of saved files (region data is never staged).
-pub fn write(fd: i32, s: &Snapshot, crcs: &mut List<u32>, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<u64, Failure> {
+/// The header for `s`, sealed.
+fn header(s: &Snapshot, hasher: &crc32fast::Hasher) -> Result<Header, Failure> {
     let mut meta_crc = hasher.clone();
     tables(s, &mut meta_crc)?;
     let mut header = s.layout.header(sys::getpid(), sys::clock_realtime_ns());
@@ -73,19 +83,57 @@ pub fn write(fd: i32, s: &Snapshot, crcs: &mut List<u32>, copy_buf: &mut List<u8
     }
     header.meta_crc = meta_crc.finalize();
     seal_header(&mut header, hasher);
+    Ok(header)
+}
 
-    let mut out = FileSink { fd, written: 0 };
+/// Writes the image to `fd`; returns its length. `crcs` collects the blobs' CRCs and
+/// `copy_buf` stages the contents of saved files (region data is never staged).
+pub fn write(fd: i32, s: &Snapshot, crcs: &mut List<u32>, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<u64, Failure> {
+    let header = header(s, hasher)?;
+    let mut out = FileSink { fd, at: 0 };
     out.put(bytes_of(&header))?;
     tables(s, &mut out)?;
-    out.zeros(s.layout.data_off - out.written)?;
-
+    out.zeros(s.layout.data_off - out.at)?;
     for r in s.regions.as_slice().iter().filter(|r| r.data_len > 0) {
         crcs.push(region_data(r, s, &mut out, copy_buf, hasher)?)?;
     }
+    fd_blobs(s, &mut out, crcs, copy_buf, hasher)?;
+    trailer(&mut out, crcs, hasher)?;
+    Ok(out.at)
+}
+
+/// What of a pre-copied image is written while the process is stopped: every blob but
+/// those of regions already in the file (`placed[i]` = `PLACED | crc` for region `i`),
+/// then the trailer, tables and header. Returns the image's length.
+pub fn write_rest(fd: i32, s: &Snapshot, placed: &[u64], crcs: &mut List<u32>, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<u64, Failure> {
+    let mut out = FileSink { fd, at: u64::MAX };
+    for (r, &p) in s.regions.as_slice().iter().zip(placed).filter(|(r, _)| r.data_len > 0) {
+        if p & PLACED != 0 {
+            crcs.push(p as u32)?;
+        } else {
+            out.seek(r.data_off)?;
+            crcs.push(region_data(r, s, &mut out, copy_buf, hasher)?)?;
+        }
+    }
+    fd_blobs(s, &mut out, crcs, copy_buf, hasher)?;
+    out.seek(s.layout.trailer_off())?;
+    trailer(&mut out, crcs, hasher)?;
+    let header = header(s, hasher)?;
+    out.seek(0)?;
+    out.put(bytes_of(&header))?;
+    tables(s, &mut out)?;
+    Ok(s.layout.total_len())
+}
+
+/// Marks a region's entry in `write_rest`'s `placed`.
+pub const PLACED: u64 = 1 << 32;
+
+fn fd_blobs(s: &Snapshot, out: &mut FileSink, crcs: &mut List<u32>, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<(), Failure> {
     let with_data = s.fds.as_slice().iter().filter(|f| f.data_len > 0);
     for (f, &src) in with_data.zip(s.fd_src.as_slice()) {
+        out.seek(f.data_off)?;
         let crc = if FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file) {
-            file_data(f, copy_buf, &mut out, hasher)?
+            file_data(f, copy_buf, out, hasher)?
         } else {
             let bytes = s.queued.as_slice().get(src as usize..(src + f.data_len) as usize).ok_or(Failure::Other("queued data out of bounds"))?;
             out.put(bytes)?;
@@ -96,12 +144,15 @@ pub fn write(fd: i32, s: &Snapshot, crcs: &mut List<u32>, copy_buf: &mut List<u8
         };
         crcs.push(crc)?;
     }
+    Ok(())
+}
+
+fn trailer(out: &mut FileSink, crcs: &List<u32>, hasher: &crc32fast::Hasher) -> Result<(), Failure> {
     let list = slice_bytes(crcs.as_slice());
     let mut own = hasher.clone();
     own.update(list);
     out.put(list)?;
-    out.put(&own.finalize().to_le_bytes())?;
-    Ok(out.written)
+    out.put(&own.finalize().to_le_bytes())
 }
 
 /// A region's saved pages, written from where they are.

@@ -5,7 +5,7 @@
 mod x86_64;
 pub mod msg;
 
-pub use x86_64::syscall6;
+pub use x86_64::{spawn_vm, syscall6};
 use libc::c_int;
 
 /// `arch_prctl` codes (asm/prctl.h).
@@ -74,6 +74,9 @@ pub fn close(fd: c_int) {
 }
 pub fn read(fd: c_int, buf: &mut [u8]) -> SysResult {
     sc!(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len())
+}
+pub fn pwrite(fd: c_int, buf: *const u8, len: usize, off: u64) -> SysResult {
+    sc!(libc::SYS_pwrite64, fd, buf, len, off)
 }
 pub fn pread(fd: c_int, buf: &mut [u8], off: u64) -> SysResult {
     sc!(libc::SYS_pread64, fd, buf.as_mut_ptr(), buf.len(), off)
@@ -326,6 +329,18 @@ pub fn close_from(first: u32, keep: &[i32]) {
 /// Marks every descriptor from `first` on close-on-exec.
 pub fn cloexec_from(first: u32) {
     let _ = sc!(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+}
+pub fn kill(pid: u32, sig: c_int) -> SysResult<()> {
+    sc!(libc::SYS_kill, pid, sig).map(|_| ())
+}
+/// Waits while `word` holds `expected`, at most `timeout_ms`. Not a private futex: the
+/// waker may be another process sharing this address space (the pre-copy's copier).
+pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_ms: u64) {
+    let ts = [(timeout_ms / 1000) as i64, ((timeout_ms % 1000) * 1_000_000) as i64];
+    let _ = sc!(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts.as_ptr());
+}
+pub fn futex_wake(word: &core::sync::atomic::AtomicU32) {
+    let _ = sc!(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
 }
 pub fn ioctl(fd: c_int, req: u64, arg: usize) -> SysResult {
     sc!(libc::SYS_ioctl, fd, req, arg)

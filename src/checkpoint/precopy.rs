@@ -1,0 +1,731 @@
+//! Pre-copied checkpoints: a copier process that shares the program's memory writes
+//! the image while the program runs, and writes again the pages the program changes
+//! meanwhile (`dirty`), in rounds; the program is stopped only at the end, to save its
+//! threads and descriptors and the pages changed since the last round. What it holds
+//! then is the snapshot: every page is either written in that stop or unchanged since
+//! it was last copied. Async-signal-safe.
+//!
+//! Where things live: the copier runs on a stack inside the session's scratch mapping,
+//! which the image leaves out and the copier unmaps as it exits (`sys::spawn_vm`); its
+//! descriptors (the image file, the userfaultfd) are in its own descriptor table. The
+//! image's blobs of tracked memory sit where pages were first copied (`Place`), so one
+//! region may be saved as several records, one per contiguous piece of the file.
+#![allow(unsafe_code)]
+
+use super::collect::{self, Failure, Snapshot};
+use super::dirty::{self, Ask, Run, Tracker};
+use super::maps::{self, MapLine};
+use super::scratch::{List, Scratch};
+use super::handler::Job;
+use super::writer;
+use crate::runtime::{self, FixedPath, Precopy};
+use core::sync::atomic::AtomicU32 as Pid;
+use crate::sys::{self, msg::msg, CPath, Errno};
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use mig_image::layout::align_up;
+use mig_image::pagecrc::PageCrc;
+use mig_image::*;
+
+/// The session's state (shared by the program and the copier).
+const IDLE: u32 = 0;
+/// The copier copies; a checkpoint signal now only asks it to finish sooner.
+const COPYING: u32 = 1;
+/// The copier asked for the final stop and waits for it.
+const FINAL: u32 = 2;
+/// The final stop wrote its part (`Session::outcome`): the copier syncs and renames.
+const WRITTEN: u32 = 3;
+/// The copier gave up, or the final stop wrote the image the usual way: the copier
+/// removes its file and ends.
+const DROPPED: u32 = 4;
+
+static STATE: AtomicU32 = AtomicU32::new(IDLE);
+/// A checkpoint signal came while copying: finish after this round.
+static HURRY: AtomicU32 = AtomicU32::new(0);
+/// The copier gave up before the final stop: the next signal checkpoints the usual way,
+/// for the session's job.
+static ORDINARY: AtomicU32 = AtomicU32::new(0);
+/// The last copier: a signal from it that finds no final stop to make is stale.
+static COPIER: Pid = Pid::new(0);
+
+/// Below this, forking is cheap and pre-copying not worth its rounds (automatic mode).
+const AUTO_MIN: u64 = 64 << 20;
+const MAX_ROUNDS: u32 = 6;
+/// A round that copied no more than this ends the rounds.
+const SETTLED: u64 = 4 << 20;
+/// More than this to write in the final stop, and forking is cheaper.
+const PAUSE_MAX: u64 = 64 << 20;
+const SCRATCH: usize = 2 << 30;
+const STACK: usize = 1 << 20;
+/// The copier reads back what it wrote through a window this large.
+const WINDOW: usize = 64 << 20;
+
+/// A run of pages of the program and where the image holds them (in pages from
+/// `data_off`).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Place {
+    addr: u64,
+    pages: u64,
+    slot: u64,
+}
+// SAFETY: plain integers.
+unsafe impl Pod for Place {}
+
+
+struct Session {
+    job: Job,
+    scratch: Scratch,
+    tmp: FixedPath,
+    /// Page slots start here (the tables are written before it at the end).
+    data_off: u64,
+    slots: u64,
+    places: List<Place>,
+    page_crc: List<u32>,
+    runs: List<Run>,
+    text: List<u8>,
+    window: usize,
+    fold: PageCrc,
+    rounds: u32,
+    copied: u64,
+    /// Private memory resident when the session started.
+    resident: u64,
+    /// Set by the final stop.
+    outcome: Result<u64, Failure>,
+    stopped_us: u64,
+    paused_bytes: u64,
+}
+
+struct Slot(UnsafeCell<MaybeUninit<Session>>);
+// SAFETY: `STATE` says who owns the session: the program's handler writes it before
+// starting the copier and in the final stop (while the copier waits); the copier at
+// every other time.
+unsafe impl Sync for Slot {}
+static SESSION: Slot = Slot(UnsafeCell::new(MaybeUninit::uninit()));
+static JOB: Slot2 = Slot2(UnsafeCell::new(MaybeUninit::uninit()));
+struct Slot2(UnsafeCell<MaybeUninit<Job>>);
+// SAFETY: as for `Slot`: written by the handler before a session starts, read after.
+unsafe impl Sync for Slot2 {}
+
+/// The session; only for whoever `STATE` says owns it.
+fn session() -> &'static mut Session {
+    // SAFETY: initialised by `start` before `STATE` leaves `IDLE`; the ownership rule
+    // above means one side at a time holds this reference.
+    unsafe { (*SESSION.0.get()).assume_init_mut() }
+}
+
+/// What a checkpoint signal should do, given the session.
+pub enum Signal {
+    /// Nothing more: the copier goes on.
+    Handled,
+    /// The final stop of the session.
+    Final(Job),
+    /// An ordinary checkpoint for this job (the copier gave up on it).
+    Ordinary(Job),
+    /// No session: an ordinary checkpoint, or a new session.
+    Idle,
+}
+
+/// `sender`: who sent the signal (`si_pid`).
+pub fn on_signal(sender: u32) -> Signal {
+    if ORDINARY.swap(0, SeqCst) == 1 {
+        // SAFETY: written by `start` before the copier that set `ORDINARY` began.
+        return Signal::Ordinary(unsafe { (*JOB.0.get()).assume_init() });
+    }
+    match STATE.load(SeqCst) {
+        COPYING => {
+            HURRY.store(1, SeqCst);
+            Signal::Handled
+        }
+        FINAL => Signal::Final(session().job),
+        // The copier's request, after the final stop it asked for was made.
+        _ if sender != 0 && sender == COPIER.load(SeqCst) => Signal::Handled,
+        _ => Signal::Idle,
+    }
+}
+
+/// After a restore, or in a forked writer: no session is going on here.
+pub fn forget() {
+    STATE.store(IDLE, SeqCst);
+    ORDINARY.store(0, SeqCst);
+}
+
+/// A copier still at work (a rollback ends it: its process image is going away).
+pub fn cancel() {
+    let copier = COPIER.load(SeqCst);
+    if copier != 0 && STATE.load(SeqCst) != IDLE {
+        let _ = sys::kill(copier, libc::SIGKILL);
+    }
+}
+
+/// Private memory the copier would track, in bytes.
+fn resident(text: &mut List<u8>, runs: &mut List<Run>, scratch: (u64, u64)) -> Result<u64, Failure> {
+    read_maps(text)?;
+    let pagemap = open(b"/proc/self/pagemap", libc::O_RDONLY)?;
+    let mut total = 0;
+    let r = maps::lines(text.as_slice()).filter(|l| tracked(l, scratch)).try_for_each(|l| {
+        dirty::scan(pagemap, l.start, l.end, Ask::Resident, runs.spare(), |a, b| {
+            total += b - a;
+            Ok(())
+        })
+    });
+    sys::close(pagemap);
+    r.map(|()| total)
+}
+
+/// Starts a session for `job` if pre-copying is on, worth it, and the image goes to a
+/// file. Returns the copier's pid.
+pub fn start(job: Job, streamed: bool) -> Option<u32> {
+    let rt = runtime::get();
+    if rt.settings.precopy == Precopy::Off || streamed || STATE.load(SeqCst) != IDLE {
+        return None;
+    }
+    let mut scratch = Scratch::sized(SCRATCH)?;
+    let mut text = scratch.list(16 << 20)?;
+    let mut runs = scratch.list(1 << 16)?;
+    let range = (scratch.base as u64, (scratch.base + scratch.len) as u64);
+    let resident = resident(&mut text, &mut runs, range).ok()?;
+    if rt.settings.precopy == Precopy::Auto && resident < AUTO_MIN {
+        return None;
+    }
+    let stack: List<u8> = scratch.list(STACK)?;
+    let window: List<u8> = scratch.list(WINDOW)?;
+    let mut name = sys::msg::Msg::<4200>::new();
+    name.bytes(job.dest.as_bytes()).s(".tmp.").num(job.pid as u64);
+    let tmp = FixedPath::new(name.as_bytes()).filter(|_| !name.overflowed())?;
+    let new = Session {
+        job,
+        tmp,
+        data_off: 0,
+        slots: 0,
+        places: scratch.list(1 << 20)?,
+        page_crc: scratch.list(1 << 26)?,
+        runs,
+        text,
+        resident,
+        window: window.as_slice().as_ptr() as usize,
+        fold: PageCrc::new(),
+        rounds: 0,
+        copied: 0,
+        outcome: Ok(0),
+        stopped_us: 0,
+        paused_bytes: 0,
+        scratch,
+    };
+    let top = (stack.as_slice().as_ptr() as usize + STACK) & !15;
+    // SAFETY: `STATE` is `IDLE`, so no copier uses the session or the job.
+    unsafe {
+        (*JOB.0.get()).write(job);
+        (*SESSION.0.get()).write(new);
+    }
+    let (base, len) = (session().scratch.base, session().scratch.len);
+    HURRY.store(0, SeqCst);
+    STATE.store(COPYING, SeqCst);
+    // SAFETY: the stack is the top of a list in the session's scratch, which nothing else
+    // uses and the copier unmaps as it ends; `copier` works only on the session and the
+    // program's memory through system calls (see `write_pages`).
+    let r = unsafe { sys::spawn_vm(top, copier, 0, base, len) };
+    if r < 0 {
+        STATE.store(IDLE, SeqCst);
+        // SAFETY: no copier started: the handler owns the session, dropped once here.
+        unsafe { (*SESSION.0.get()).assume_init_drop() };
+        return None;
+    }
+    COPIER.store(r as u32, SeqCst);
+    Some(r as u32)
+}
+
+/// The copier: rounds, then the final stop, then sync and rename.
+extern "C" fn copier(_: usize) {
+    let s = session();
+    let tracker = Tracker::open();
+    let Some(mut tracked) = s.scratch.list::<Run>(1 << 16) else { return };
+    let mut fd = -1;
+    let copied = match &tracker {
+        Ok(t) => rounds(s, t, &mut fd, &mut tracked),
+        Err(e) => Err(Failure::Sys("userfaultfd", *e)),
+    };
+    let pid = s.job.pid;
+    let wait_for_final = || {
+        if sys::kill(pid, runtime::get().settings.checkpoint_signal as i32).is_err() {
+            return false;
+        }
+        while STATE.load(SeqCst) == FINAL {
+            sys::futex_wait(&STATE, FINAL, 200);
+            // The program may end (or block the signal for good) meanwhile.
+            if sys::kill(pid, 0).is_err() {
+                return false;
+            }
+        }
+        true
+    };
+    let tmp = CPath::new(s.tmp.as_bytes());
+    match copied {
+        Ok(()) => {
+            STATE.store(FINAL, SeqCst);
+            if wait_for_final() && STATE.load(SeqCst) == WRITTEN {
+                finish_file(s, fd);
+            } else if let Some(p) = &tmp {
+                let _ = sys::unlink(p);
+            }
+        }
+        Err(why) => {
+            if sys::msg::debug_enabled() {
+                let mut m = msg();
+                m.s("checkpoint: not pre-copied (");
+                describe(&mut m, why);
+                m.s("); the process stops for it as usual").emit();
+            }
+            if let Some(p) = &tmp {
+                let _ = sys::unlink(p);
+            }
+            ORDINARY.store(1, SeqCst);
+            let _ = sys::kill(s.job.pid, runtime::get().settings.checkpoint_signal as i32);
+        }
+    }
+    if fd >= 0 {
+        sys::close(fd);
+    }
+    if let Ok(t) = &tracker {
+        for r in tracked.as_slice() {
+            t.unregister(r.start, r.end);
+        }
+    }
+    drop(tracker);
+    STATE.store(IDLE, SeqCst);
+}
+
+fn describe(m: &mut sys::msg::Msg<960>, f: Failure) {
+    match f {
+        Failure::Full => m.s("too large for the checkpoint's tables"),
+        Failure::Other(what) => m.s(what),
+        Failure::Sys(what, e) => m.s(what).s(" failed, errno ").num(e.0 as u64),
+    };
+}
+
+/// After the final stop wrote its part: sync, rename, report.
+fn finish_file(s: &mut Session, fd: i32) {
+    let result = s.outcome.and_then(|n| sys::fsync(fd).map(|()| n).map_err(|e| Failure::Sys("syncing the image", e)));
+    let result = result.and_then(|n| {
+        let (tmp, dst) = (CPath::new(s.tmp.as_bytes()), CPath::new(s.job.dest.as_bytes()));
+        let (Some(tmp), Some(dst)) = (tmp, dst) else { return Err(Failure::Other("image path too long")) };
+        match sys::rename(&tmp, &dst) {
+            Ok(()) => Ok(n),
+            Err(e) => {
+                let _ = sys::unlink(&tmp);
+                Err(Failure::Sys("renaming the image into place", e))
+            }
+        }
+    });
+    if result.is_ok() {
+        super::handler::sync_dir(s.job.dest.as_bytes());
+    }
+    let job = Job { rounds: s.rounds, ..s.job };
+    super::handler::complete(&job, result, s.stopped_us);
+}
+
+/// Whether the copier tracks a mapping: private anonymous memory (the heap included),
+/// readable, not the session's own.
+fn tracked(l: &MapLine, scratch: (u64, u64)) -> bool {
+    let anon = l.path.is_empty() || l.path == b"[heap]" || (l.pseudo() && !matches!(l.path, b"[stack]" | b"[vdso]" | b"[vvar]" | b"[vvar_vclock]" | b"[vsyscall]" | b"[uprobes]"));
+    anon && !l.shared && l.prot & PROT_READ != 0 && (l.end <= scratch.0 || l.start >= scratch.1)
+}
+
+/// The rounds: track, copy what was written since the last look, until little is.
+fn rounds(s: &mut Session, t: &Tracker, fd: &mut i32, tracked_ranges: &mut List<Run>) -> Result<(), Failure> {
+    let pagemap = open(b"/proc/self/pagemap", libc::O_RDONLY)?;
+    let r = (|| {
+        let scratch = (s.scratch.base as u64, (s.scratch.base + s.scratch.len) as u64);
+        let mut ranges: List<Run> = s.scratch.list(1 << 16).ok_or(Failure::Full)?;
+        // Room for the tables before the pages, in proportion (they are written last).
+        s.data_off = align_up((1 << 20u64).max(s.resident / 256), PAGE);
+        let path = CPath::new(s.tmp.as_bytes()).ok_or(Failure::Full)?;
+        *fd = sys::open(&path, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, 0o600).map_err(|e| Failure::Sys("creating the image file", e))?;
+        loop {
+            read_maps(&mut s.text)?;
+            let before = s.copied;
+            ranges.truncate(0);
+            for l in maps::lines(s.text.as_slice()).filter(|l| tracked(l, scratch)) {
+                if t.register(l.start, l.end).is_ok() {
+                    ranges.push(Run { start: l.start, end: l.end, categories: 0 })?;
+                }
+            }
+            for r in ranges.as_slice() {
+                if !tracked_ranges.as_slice().iter().any(|t| (t.start, t.end) == (r.start, r.end)) {
+                    let _ = tracked_ranges.push(*r);
+                }
+                copy_written(s, *fd, pagemap, r.start, r.end)?;
+            }
+            s.rounds += 1;
+            let round = s.copied - before;
+            if HURRY.load(SeqCst) == 1 || s.rounds >= MAX_ROUNDS || round <= SETTLED {
+                return Ok(());
+            }
+        }
+    })();
+    sys::close(pagemap);
+    r
+}
+
+fn open(path: &[u8], flags: i32) -> Result<i32, Failure> {
+    let p = CPath::new(path).ok_or(Failure::Full)?;
+    sys::open(&p, flags, 0).map_err(|e| Failure::Sys("opening /proc/self", e))
+}
+
+fn read_maps(text: &mut List<u8>) -> Result<(), Failure> {
+    text.truncate(0);
+    let p = CPath::new(b"/proc/self/maps").ok_or(Failure::Full)?;
+    let n = sys::read_file(&p, text.spare()).map_err(|e| Failure::Sys("reading /proc/self/maps", e))?;
+    text.grow(n);
+    Ok(())
+}
+
+/// Copies the pages of `[a, b)` written since the last look (all of them the first
+/// time), and looks again from now on.
+fn copy_written(s: &mut Session, fd: i32, pagemap: i32, a: u64, b: u64) -> Result<(), Failure> {
+    let mut runs = core::mem::replace(&mut s.runs, List::empty());
+    let mut pending = Ok(());
+    let r = dirty::scan(pagemap, a, b, Ask::Written { rearm: true }, runs.spare(), |start, end| {
+        if pending.is_ok() {
+            pending = copy_run(s, fd, start, end, Copy::Running);
+        }
+        Ok(())
+    });
+    s.runs = runs;
+    match r {
+        // The mapping went away or changed since the maps were read: the next look sees.
+        Err(Failure::Sys(_, Errno(libc::EPERM | libc::EINVAL | libc::ENOMEM))) => pending,
+        other => other.and(pending),
+    }
+}
+
+/// How `copy_run` copies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Copy {
+    /// While the program runs: a page unmapped meanwhile is skipped.
+    Running,
+    /// In the final stop: every page is written.
+    Stopped,
+    /// In the final stop, only pages never copied.
+    New,
+}
+
+/// Writes the pages of `[a, b)` to their places, placing those never copied after
+/// everything else.
+fn copy_run(s: &mut Session, fd: i32, a: u64, b: u64, how: Copy) -> Result<(), Failure> {
+    let mut i = s.places.as_slice().partition_point(|p| p.addr + p.pages * PAGE <= a);
+    let mut at = a;
+    while at < b {
+        let (end, slot) = match s.places.as_slice().get(i) {
+            Some(p) if p.addr <= at => {
+                i += 1;
+                let end = b.min(p.addr + p.pages * PAGE);
+                if how == Copy::New {
+                    at = end;
+                    continue;
+                }
+                (end, p.slot + (at - p.addr) / PAGE)
+            }
+            next => {
+                let end = next.map_or(b, |p| b.min(p.addr));
+                let pages = (end - at) / PAGE;
+                let slot = new_place(s, i, at, pages)?;
+                if s.places.as_slice().get(i).is_some_and(|p| p.addr == at) {
+                    i += 1;
+                }
+                (end, slot)
+            }
+        };
+        write_pages(s, fd, at, (end - at) / PAGE, slot, how == Copy::Running)?;
+        at = end;
+    }
+    Ok(())
+}
+
+/// Gives `pages` pages at `addr` new slots at the end; `i` is where they go in `places`.
+fn new_place(s: &mut Session, i: usize, addr: u64, pages: u64) -> Result<u64, Failure> {
+    let slot = s.slots;
+    s.slots += pages;
+    if s.page_crc.len() < s.slots as usize {
+        let grow = s.slots as usize - s.page_crc.len();
+        for _ in 0..grow {
+            s.page_crc.push(0)?;
+        }
+    }
+    let places = s.places.as_mut_slice();
+    match i.checked_sub(1).and_then(|j| places.get_mut(j)) {
+        Some(p) if p.addr + p.pages * PAGE == addr && p.slot + p.pages == slot => p.pages += pages,
+        _ => s.places.insert(i, Place { addr, pages, slot })?,
+    }
+    Ok(slot)
+}
+
+/// Writes `pages` pages from `addr` to slot `slot` on, then takes each page's CRC from
+/// what the file now holds (so a page that changed meanwhile is consistent with its
+/// CRC: it was written since, and is copied again later). The kernel reads the program's
+/// memory: a page unmapped meanwhile fails the write (`EFAULT`) instead of faulting here.
+fn write_pages(s: &mut Session, fd: i32, addr: u64, pages: u64, slot: u64, running: bool) -> Result<(), Failure> {
+    let off = s.data_off + slot * PAGE;
+    let len = pages * PAGE;
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(1 << 30) as usize;
+        match sys::pwrite(fd, (addr + done) as *const u8, n, off + done) {
+            Ok(0) => return Err(Failure::Sys("writing the image", Errno(libc::EIO))),
+            Ok(k) => done += k as u64,
+            Err(Errno(libc::EINTR)) => {}
+            Err(Errno(libc::EFAULT)) if running => return Ok(()),
+            Err(e) => return Err(Failure::Sys("writing the image", e)),
+        }
+    }
+    s.copied += len;
+    let hasher = &runtime::get().hasher;
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(WINDOW as u64);
+        let flags = libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE;
+        sys::mmap(s.window, n as usize, libc::PROT_READ, flags, fd, off + at).map_err(|e| Failure::Sys("reading the image back", e))?;
+        // SAFETY: the window was just mapped readable over `n` bytes of the file, which
+        // holds them (they were written above).
+        let bytes = unsafe { core::slice::from_raw_parts(s.window as *const u8, n as usize) };
+        let first = (slot + at / PAGE) as usize;
+        for (page, crc) in bytes.chunks(PAGE as usize).zip(&mut s.page_crc.as_mut_slice()[first..]) {
+            let mut h = hasher.clone();
+            h.update(page);
+            *crc = h.finalize();
+        }
+        at += n;
+    }
+    Ok(())
+}
+
+/// Why the final stop did not write the image.
+pub enum Stopped {
+    Failed(Failure),
+    /// Too much to write with the process stopped: forking is cheaper.
+    Fork,
+}
+impl From<Failure> for Stopped {
+    fn from(f: Failure) -> Self {
+        Stopped::Failed(f)
+    }
+}
+impl From<super::scratch::Full> for Stopped {
+    fn from(_: super::scratch::Full) -> Self {
+        Stopped::Failed(Failure::Full)
+    }
+}
+
+/// The final stop, in the program's handler with every thread stopped: writes the
+/// pages changed since the last round and everything untracked, then the tables; the
+/// copier syncs and renames once `release`d. Returns the image's length and the number
+/// of rounds.
+pub fn finish(snap: &mut Snapshot) -> Result<(u64, u32), Stopped> {
+    let s = session();
+    write_final(s, snap).map(|n| (n, s.rounds))
+}
+
+/// The session's scratch, where the final stop collects its snapshot.
+pub fn scratch() -> &'static mut Scratch {
+    &mut session().scratch
+}
+
+/// Ends the final stop: the copier syncs, renames and reports the image (`Some`: its
+/// length), or removes its file (`None`: the image was written another way, or not).
+pub fn release(written: Option<u64>, stopped_us: u64) {
+    let s = session();
+    s.stopped_us = stopped_us;
+    if let Some(n) = written {
+        s.outcome = Ok(n);
+    }
+    STATE.store(if written.is_some() { WRITTEN } else { DROPPED }, SeqCst);
+    sys::futex_wake(&STATE);
+}
+
+fn write_final(s: &mut Session, snap: &mut Snapshot) -> Result<u64, Stopped> {
+    collect::memory_regions(snap)?;
+    let pagemap = open(b"/proc/self/pagemap", libc::O_RDONLY)?;
+    let r = (|| {
+        let path = CPath::new(s.tmp.as_bytes()).ok_or(Failure::Full)?;
+        let fd = sys::open(&path, libc::O_RDWR, 0).map_err(|e| Failure::Sys("opening the image file", e))?;
+        let r = split_and_write(s, snap, pagemap, fd);
+        sys::close(fd);
+        r
+    })();
+    sys::close(pagemap);
+    r
+}
+
+fn is_tracked(r: &RegionRecord) -> bool {
+    matches!(RegionKind::from_u32(r.kind), Some(RegionKind::Anon | RegionKind::Heap)) && r.prot & PROT_READ != 0 && r.flags & REGION_DATA_IN_FD == 0 && r.data_len > 0
+}
+
+/// Pass 1: what changed since the last round, and whether writing it now beats a fork.
+/// Pass 2: every tracked region becomes one record per contiguous piece of the file,
+/// its changed and new pages written; then the rest of the image.
+fn split_and_write(s: &mut Session, snap: &mut Snapshot, pagemap: i32, fd: i32) -> Result<u64, Stopped> {
+    let mut changed: List<Run> = s.scratch.list(1 << 20).ok_or(Failure::Full)?;
+    // Per region: where its changed runs start in `changed`, or NOT_TRACKED.
+    let mut first_change: List<u64> = s.scratch.list(snap.regions.len() + 1).ok_or(Failure::Full)?;
+    let mut pause_bytes = 0u64;
+    const NOT_TRACKED: u64 = u64::MAX;
+    for r in snap.regions.as_slice() {
+        let from = changed.len() as u64;
+        let scanned = if is_tracked(r) {
+            dirty::scan(pagemap, r.start, r.end, Ask::Written { rearm: false }, s.runs.spare(), |a, b| {
+                pause_bytes += b - a;
+                changed.push(Run { start: a, end: b, categories: 0 }).map(|_| ()).map_err(Failure::from)
+            })
+        } else {
+            Err(Failure::Other("untracked"))
+        };
+        match scanned {
+            Ok(()) => {
+                first_change.push(from)?;
+            }
+            Err(Failure::Full) => return Err(Failure::Full.into()),
+            Err(_) => {
+                changed.truncate(from as usize);
+                pause_bytes += r.data_len;
+                first_change.push(NOT_TRACKED)?;
+            }
+        }
+    }
+    first_change.push(changed.len() as u64)?;
+    if pause_bytes > PAUSE_MAX {
+        return Err(Stopped::Fork);
+    }
+    s.paused_bytes = pause_bytes;
+
+    let mut regions: List<RegionRecord> = s.scratch.list(1 << 18).ok_or(Failure::Full)?;
+    let mut extents: List<Extent> = s.scratch.list(1 << 22).ok_or(Failure::Full)?;
+    let mut placed: List<u64> = s.scratch.list(1 << 18).ok_or(Failure::Full)?;
+    let old_extents = snap.extents.as_slice();
+    for (i, r) in snap.regions.as_slice().iter().enumerate() {
+        let first = r.first_extent as usize;
+        let own = old_extents.get(first..first + r.extents as usize).unwrap_or(&[]);
+        let from = first_change.as_slice()[i];
+        if from == NOT_TRACKED {
+            let mut copy = *r;
+            copy.first_extent = extents.len() as u32;
+            extents.extend(own)?;
+            regions.push(copy)?;
+            placed.push(0)?;
+            continue;
+        }
+        let next = first_change.as_slice()[i + 1..].iter().find(|&&f| f != NOT_TRACKED).copied().unwrap_or(changed.len() as u64);
+        let runs = &changed.as_slice()[from as usize..next as usize];
+        split_region(s, fd, r, own, runs, &mut regions, &mut extents, &mut placed)?;
+    }
+    snap.regions = regions;
+    snap.extents = extents;
+
+    let mut layout = snap.table_layout().with_data_area(s.data_off, s.slots * PAGE).ok_or(Stopped::Fork)?;
+    for (r, &p) in snap.regions.as_mut_slice().iter_mut().zip(placed.as_slice()) {
+        if p & writer::PLACED != 0 {
+            r.blob = layout.add_placed_blob();
+        } else if r.data_len > 0 {
+            (r.blob, r.data_off) = layout.add_blob(r.data_len);
+        }
+    }
+    snap.layout = layout;
+    collect::place_fd_blobs(snap)?;
+    let hasher = &runtime::get().hasher;
+    let mut crcs = s.scratch.list(snap.layout.blobs as usize).ok_or(Failure::Full)?;
+    let mut copy_buf = s.scratch.list(1 << 20).ok_or(Failure::Full)?;
+    Ok(writer::write_rest(fd, snap, placed.as_slice(), &mut crcs, &mut copy_buf, hasher)?)
+}
+
+
+/// One tracked region: its saved pages go where they were copied (new ones at the end,
+/// changed ones rewritten); a record per run of pages contiguous in the file.
+#[allow(clippy::too_many_arguments)]
+fn split_region(
+    s: &mut Session,
+    fd: i32,
+    r: &RegionRecord,
+    own: &[Extent],
+    changed: &[Run],
+    regions: &mut List<RegionRecord>,
+    extents: &mut List<Extent>,
+    placed: &mut List<u64>,
+) -> Result<(), Failure> {
+    // Pages changed since the last round, and pages never copied, are written now.
+    for c in changed {
+        copy_run(s, fd, c.start, c.end, Copy::Stopped)?;
+    }
+    for e in own {
+        copy_run(s, fd, r.start + e.first_page * PAGE, r.start + (e.first_page + e.pages) * PAGE, Copy::New)?;
+    }
+    // Every saved page has a place now: cut the region where the file is not contiguous.
+    let mut piece: Option<(RegionRecord, u64, u64)> = None; // record, first slot, next slot
+    for e in own {
+        let (a, b) = (r.start + e.first_page * PAGE, r.start + (e.first_page + e.pages) * PAGE);
+        let mut i = s.places.as_slice().partition_point(|p| p.addr + p.pages * PAGE <= a);
+        let mut at = a;
+        while at < b {
+            let p = *s.places.as_slice().get(i).ok_or(Failure::Other("a saved page has no place"))?;
+            let end = b.min(p.addr + p.pages * PAGE);
+            let (slot, pages) = (p.slot + (at - p.addr) / PAGE, (end - at) / PAGE);
+            match &mut piece {
+                Some((rec, _, next)) if *next == slot => {
+                    let last = extents.as_mut_slice().last_mut().ok_or(Failure::Full)?;
+                    if rec.start + (last.first_page + last.pages) * PAGE == at {
+                        last.pages += pages;
+                    } else {
+                        extents.push(Extent { first_page: (at - rec.start) / PAGE, pages })?;
+                        rec.extents += 1;
+                    }
+                    rec.data_len += pages * PAGE;
+                    *next += pages;
+                }
+                _ => {
+                    let start = match piece.take() {
+                        Some((mut rec, first, _)) => {
+                            rec.end = at;
+                            close_piece(s, rec, first, regions, placed)?;
+                            at
+                        }
+                        None => r.start,
+                    };
+                    let rec = RegionRecord {
+                        start,
+                        file_off: r.file_off + (start - r.start),
+                        first_extent: extents.len() as u32,
+                        extents: 1,
+                        data_off: s.data_off + slot * PAGE,
+                        data_len: pages * PAGE,
+                        blob: u32::MAX,
+                        ..*r
+                    };
+                    extents.push(Extent { first_page: (at - start) / PAGE, pages })?;
+                    piece = Some((rec, slot, slot + pages));
+                }
+            }
+            at = end;
+            i += 1;
+        }
+    }
+    match piece {
+        Some((mut rec, first, _)) => {
+            rec.end = r.end;
+            close_piece(s, rec, first, regions, placed)
+        }
+        None => {
+            // Nothing saved any more: the region without data.
+            regions.push(RegionRecord { first_extent: extents.len() as u32, extents: 0, data_len: 0, data_off: 0, blob: u32::MAX, ..*r })?;
+            placed.push(0).map(|_| ()).map_err(Failure::from)
+        }
+    }
+}
+
+/// Records a piece of a tracked region with the CRC of its pages, folded from theirs.
+fn close_piece(s: &Session, rec: RegionRecord, first_slot: u64, regions: &mut List<RegionRecord>, placed: &mut List<u64>) -> Result<(), Failure> {
+    let pages = (rec.data_len / PAGE) as usize;
+    let crcs = s.page_crc.as_slice().get(first_slot as usize..first_slot as usize + pages).ok_or(Failure::Other("page CRCs out of bounds"))?;
+    let crc = crcs.iter().fold(0, |acc, &c| s.fold.append(acc, c));
+    regions.push(rec)?;
+    placed.push(writer::PLACED | crc as u64)?;
+    Ok(())
+}
