@@ -345,6 +345,7 @@ fn rounds(s: &mut Session, t: &Tracker, fd: &mut i32, tracked_ranges: &mut List<
         loop {
             read_maps(&mut s.text)?;
             let before = s.copied;
+            let t0 = sys::clock_monotonic_ns();
             ranges.truncate(0);
             for l in maps::lines(s.text.as_slice()).filter(|l| tracked(l, scratch)) {
                 if t.register(l.start, l.end).is_ok() {
@@ -359,6 +360,10 @@ fn rounds(s: &mut Session, t: &Tracker, fd: &mut i32, tracked_ranges: &mut List<
             }
             s.rounds += 1;
             let round = s.copied - before;
+            if sys::msg::debug_enabled() {
+                let ms = (sys::clock_monotonic_ns() - t0) / 1_000_000;
+                msg().s("checkpoint: pre-copy round ").num(s.rounds as u64).s(": ").num(round >> 10).s(" KiB in ").num(ms).s(" ms").emit();
+            }
             if HURRY.load(SeqCst) == 1 || s.rounds >= MAX_ROUNDS || round <= SETTLED {
                 return Ok(());
             }
@@ -593,6 +598,9 @@ fn split_and_write(s: &mut Session, snap: &mut Snapshot, pagemap: i32, fd: i32) 
         }
     }
     first_change.push(changed.len() as u64)?;
+    if sys::msg::debug_enabled() {
+        msg().s("checkpoint: the final stop writes ").num(pause_bytes >> 10).s(" KiB").emit();
+    }
     if pause_bytes > PAUSE_MAX {
         return Err(Stopped::Fork);
     }
