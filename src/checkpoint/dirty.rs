@@ -81,7 +81,7 @@ impl Tracker {
     pub fn unregister(&self, start: u64, end: u64) {
         let mut at = start;
         while at < end {
-            let next = end.min(at + (64 << 20));
+            let next = end.min(at + (16 << 20));
             let range = [at, next - at];
             let _ = sys::ioctl(self.fd, UFFDIO_UNREGISTER, range.as_ptr() as usize);
             at = next;

@@ -30,9 +30,9 @@ pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *m
         Signal::Ordinary(job) => (job, Stop::Ordinary),
         Signal::Idle => {
             let job = Job::requested();
+            // Images are written one at a time, in order.
+            writer_reap();
             if !job.exit {
-                // Images are written one at a time, in order.
-                writer_reap();
                 if let Some(pid) = precopy::start(job, job.streamed()) {
                     add_writer(pid);
                     return;
@@ -43,7 +43,9 @@ pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *m
     };
     let rt = runtime::get();
     let refused = |why: &str| {
-        msg().s(why).emit();
+        if !why.is_empty() {
+            msg().s(why).emit();
+        }
         if stop == Stop::Final {
             precopy::release(None, 0);
         }

@@ -238,6 +238,11 @@ pub fn start(job: Job, streamed: bool) -> Option<u32> {
 
 /// The copier: rounds, then the final stop, then sync and rename.
 extern "C" fn copier(_: usize) {
+    // Its copy of the program's descriptors would keep pipes and sockets open.
+    sys::close_from(3, &[2]);
+    // The program comes first for the CPU.
+    // SAFETY: setpriority on this process alone.
+    let _ = unsafe { sys::syscall6(libc::SYS_setpriority as usize, libc::PRIO_PROCESS as usize, 0, 19, 0, 0, 0) };
     let s = session();
     let tracker = Tracker::open();
     let Some(mut tracked) = s.scratch.list::<Run>(1 << 16) else { return };
