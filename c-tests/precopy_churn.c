@@ -2,13 +2,16 @@
  * precopy_churn.c - a subject for pre-copied checkpoints: memory keeps changing
  * while the image is being written.
  *
- * `precopy_churn [steps] [array-MiB] [mremap]` (defaults 40, 48 and no mremap;
- * what it prints is the same with or without mremap). No sleeping: each step
- * is busy work (~15 ms for 48 MiB), so every pre-copy round finds pages written
- * since the last one, and others left alone since the first. A step:
+ * `precopy_churn [steps] [array-MiB] [mremap] [calm]` (defaults 40 and 48).
+ * Each step is busy work (~17 ms for 48 MiB), so every pre-copy round finds pages
+ * written since the last one, and others left alone since the first; then a 15 ms
+ * pause, so that the machine is not saturated (a copier running at a low priority
+ * gets its turn; two subjects fit on two cores). A step:
  *   - rewrites the hot sixth of a malloc'd array (private anonymous memory; the
  *     hot window moves every 8 steps) in two passes of 256 KiB chunks, and one word
- *     in 1 of 32 pages of the whole array (other pages each step); each
+ *     in 1 of 32 pages of the whole array (other pages each step); `calm`: the hot
+ *     window stays where it is and no other page of the array is written, so what
+ *     is written between two looks at it stays bounded however long they take; each
  *     word written is a bijective function of its old value and of the step, so a
  *     stale page changes every later digest;
  *   - between chunks, 16 times a step, one event chosen by a fixed PRNG:
@@ -26,10 +29,11 @@
  *         of up to 32 KiB stays queued) and read() back, the kernel writing them
  *         straight into the array or a block, at an odd offset across page
  *         boundaries;
- *       * bytes are read() from precopy_churn.dat (made in the cwd at start, 1 MiB)
+ *       * bytes are read() from precopy_churn.dat (1 MiB, made in the cwd at start)
  *         into one of those places, the file offset wrapping at its end;
  *   - prints `step <n> <digest>`, the digest covering the whole array, every block
  *     with its size, the pipe's counters, the file offset and the PRNG.
+ * `mremap` changes how blocks grow, not what is printed.
  * Bytes read from the pipe and the file are checked as they arrive (FAIL on a
  * wrong byte). Whether and when a checkpoint happened changes nothing printed.
  */
@@ -69,6 +73,7 @@ static uint64_t rng = 0x2545f4914f6cdd1dULL; /* fixed seed */
  * its saved pages mapped from the image and the untouched ones anonymous, several
  * mappings where there was one, and mremap of a range spanning them fails. */
 static int use_mremap;
+static int calm;
 static int pipefd[2], filefd;
 static uint64_t piped_in, piped_out; /* bytes written to / read from the pipe */
 static uint64_t file_off;            /* the file's offset, as the program tracks it */
@@ -318,7 +323,10 @@ static void event(void)
 
 static void make_file(void)
 {
-    int fd = open("precopy_churn.dat", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    /* Written aside and renamed: a run still reading the file keeps its own. */
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "precopy_churn.dat.%d", (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
         fail_errno("create precopy_churn.dat");
     static unsigned char buf[1 << 16];
@@ -327,8 +335,8 @@ static void make_file(void)
             buf[i] = file_byte(off + i);
         write_all(fd, buf, sizeof buf);
     }
-    if (close(fd) != 0)
-        fail_errno("close precopy_churn.dat");
+    if (close(fd) != 0 || rename(tmp, "precopy_churn.dat") != 0)
+        fail_errno("close and rename precopy_churn.dat");
     filefd = open("precopy_churn.dat", O_RDONLY);
     if (filefd < 0)
         fail_errno("open precopy_churn.dat");
@@ -360,9 +368,17 @@ int main(int argc, char **argv)
 {
     int steps = steps_arg(argc, argv, DEFAULT_STEPS);
     long mib = argc > 2 ? strtol(argv[2], NULL, 10) : 48;
-    use_mremap = argc > 3 && strcmp(argv[3], "mremap") == 0;
-    if (mib < 1 || mib > 4096 || (argc > 3 && !use_mremap) || argc > 4) {
-        fprintf(stderr, "usage: %s [steps] [array-MiB] [mremap]\n", argv[0]);
+    int bad = mib < 1 || mib > 4096;
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "mremap") == 0)
+            use_mremap = 1;
+        else if (strcmp(argv[i], "calm") == 0)
+            calm = 1;
+        else
+            bad = 1;
+    }
+    if (bad) {
+        fprintf(stderr, "usage: %s [steps] [array-MiB] [mremap] [calm]\n", argv[0]);
         return 2;
     }
     /* Fixed: glibc's dynamic threshold would move freed big blocks into the heap.
@@ -399,7 +415,7 @@ int main(int argc, char **argv)
     const size_t every = chunks / EVENTS_PER_PASS ? chunks / EVENTS_PER_PASS : 1;
     uint64_t chain = FNV_OFFSET;
     for (int step = 1; step <= steps; step++) {
-        uint64_t *hot = arr + (size_t)(step / 8 % WINDOWS) * window;
+        uint64_t *hot = arr + (calm ? 0 : (size_t)(step / 8 % WINDOWS) * window);
         for (int pass = 0; pass < PASSES; pass++) {
             uint64_t add = (uint64_t)step << 8 | (uint64_t)pass;
             for (size_t c = 0; c < chunks; c++) {
@@ -408,7 +424,7 @@ int main(int argc, char **argv)
                 for (size_t i = c * CHUNK_WORDS; i < end; i++)
                     hot[i] = (hot[i] ^ (hot[i] >> 29)) * 6364136223846793005ULL + add;
                 /* ...a word in some pages of the chunk's share of the array... */
-                for (size_t pg = c * pages / chunks; pg < (c + 1) * pages / chunks; pg++) {
+                for (size_t pg = c * pages / chunks; !calm && pg < (c + 1) * pages / chunks; pg++) {
                     uint64_t m = (pg ^ add) * 0x9e3779b97f4a7c15ULL;
                     if ((m >> 56) % SCATTER == 0) {
                         uint64_t *w = arr + pg * page_words + (m >> 20) % page_words;
@@ -423,6 +439,7 @@ int main(int argc, char **argv)
         uint64_t d = digest(step);
         chain = fnv1a_u64(chain, d);
         step_line(step, d);
+        pace_ms(15);
     }
     done_line(fnv1a_u64(chain, (uint64_t)steps));
     return 0;
