@@ -353,15 +353,13 @@ fn rounds(s: &mut Session, t: &Tracker, fd: &mut i32, tracked_ranges: &mut List<
             let t0 = sys::clock_monotonic_ns();
             ranges.truncate(0);
             for l in maps::lines(s.text.as_slice()).filter(|l| tracked(l, scratch)) {
-                if t.register(l.start, l.end).is_ok() {
-                    ranges.push(Run { start: l.start, end: l.end, categories: 0 })?;
-                }
+                ranges.push(Run { start: l.start, end: l.end, categories: 0 })?;
             }
             for r in ranges.as_slice() {
                 if !tracked_ranges.as_slice().iter().any(|t| (t.start, t.end) == (r.start, r.end)) {
                     let _ = tracked_ranges.push(*r);
                 }
-                copy_written(s, *fd, pagemap, r.start, r.end)?;
+                copy_written(s, t, *fd, pagemap, r.start, r.end)?;
             }
             s.rounds += 1;
             let round = s.copied - before;
@@ -391,17 +389,28 @@ fn read_maps(text: &mut List<u8>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Copies the pages of `[a, b)` written since the last look (all of them the first
-/// time), and looks again from now on.
-fn copy_written(s: &mut Session, fd: i32, pagemap: i32, a: u64, b: u64) -> Result<(), Failure> {
+/// Copies the pages of `[a, b)` written since the last look (all of them if the
+/// mapping was not tracked: pages moved in by `mremap` keep the marks of where they
+/// were), and looks again from now on.
+fn copy_written(s: &mut Session, t: &Tracker, fd: i32, pagemap: i32, a: u64, b: u64) -> Result<(), Failure> {
     let mut runs = core::mem::replace(&mut s.runs, List::empty());
     let mut pending = Ok(());
-    let r = dirty::scan(pagemap, a, b, Ask::Written { rearm: true }, runs.spare(), |start, end| {
-        if pending.is_ok() {
-            pending = copy_run(s, fd, start, end, Copy::Running);
-        }
-        Ok(())
-    });
+    let mut scan = |s: &mut Session, ask: Ask, copy: bool| {
+        dirty::scan(pagemap, a, b, ask, runs.spare(), |start, end| {
+            if copy && pending.is_ok() {
+                pending = copy_run(s, fd, start, end, Copy::Running);
+            }
+            Ok(())
+        })
+    };
+    let r = match scan(s, Ask::Written { rearm: true }, true) {
+        Err(Failure::Sys(_, Errno(libc::EPERM))) => match t.register(a, b) {
+            // Marks first, so that a write from now on is seen; then every page.
+            Ok(()) => scan(s, Ask::Written { rearm: true }, false).and_then(|()| scan(s, Ask::Resident, true)),
+            Err(_) => Ok(()),
+        },
+        r => r,
+    };
     s.runs = runs;
     match r {
         // The mapping went away or changed since the maps were read: the next look sees.
@@ -485,7 +494,15 @@ fn write_pages(s: &mut Session, fd: i32, addr: u64, pages: u64, slot: u64, runni
             Ok(0) => return Err(Failure::Sys("writing the image", Errno(libc::EIO))),
             Ok(k) => done += k as u64,
             Err(Errno(libc::EINTR)) => {}
-            Err(Errno(libc::EFAULT)) if running => return Ok(()),
+            Err(Errno(libc::EFAULT)) if running => {
+                // Unmapped meanwhile: what the file holds there (zeros, if nothing) gets
+                // its CRC all the same; the pages are copied again if they come back.
+                let size = sys::fstat(fd).map(|st| st.st_size as u64).unwrap_or(0);
+                if size < off + len {
+                    sys::ftruncate(fd, off + len).map_err(|e| Failure::Sys("extending the image", e))?;
+                }
+                break;
+            }
             Err(e) => return Err(Failure::Sys("writing the image", e)),
         }
     }

@@ -342,6 +342,9 @@ pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_m
 pub fn futex_wake(word: &core::sync::atomic::AtomicU32) {
     let _ = sc!(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
 }
+pub fn ftruncate(fd: c_int, len: u64) -> SysResult<()> {
+    sc!(libc::SYS_ftruncate, fd, len).map(|_| ())
+}
 pub fn ioctl(fd: c_int, req: u64, arg: usize) -> SysResult {
     sc!(libc::SYS_ioctl, fd, req, arg)
 }
