@@ -32,11 +32,11 @@ pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *m
             let job = Job::requested();
             // Images are written one at a time, in order.
             writer_reap();
-            if !job.exit {
-                if let Some(pid) = precopy::start(job, job.streamed()) {
-                    add_writer(pid);
-                    return;
-                }
+            if !job.exit
+                && let Some(pid) = precopy::start(job, job.streamed())
+            {
+                add_writer(pid);
+                return;
             }
             (job, Stop::Ordinary)
         }
