@@ -18,6 +18,17 @@ pub enum Failure {
     Other(&'static str),
 }
 
+impl Failure {
+    /// What went wrong, in words.
+    pub fn describe(self, m: &mut sys::msg::Msg<960>) {
+        match self {
+            Failure::Full => m.s("the process is too large for the checkpoint's tables"),
+            Failure::Other(what) => m.s(what),
+            Failure::Sys(what, e) => m.s(what).s(" (errno ").num(e.0 as u64).s(")"),
+        };
+    }
+}
+
 impl From<Full> for Failure {
     fn from(_: Full) -> Self {
         Failure::Full

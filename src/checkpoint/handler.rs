@@ -42,8 +42,8 @@ pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *m
         }
     };
     let rt = runtime::get();
-    let refused = |why: &str| {
-        if !why.is_empty() {
+    let refused = |why: Option<&str>| {
+        if let Some(why) = why {
             msg().s(why).emit();
         }
         if stop == Stop::Final {
@@ -51,11 +51,11 @@ pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *m
         }
     };
     if !threads::choose_signal(rt.settings.thread_signal) {
-        return refused("checkpoint refused: no free real-time signal to stop threads with");
+        return refused(Some("checkpoint refused: no free real-time signal to stop threads with"));
     }
     let n = match threads::stop_all() {
         Ok(n) => n,
-        Err(threads::StopError::TooMany) => return refused("checkpoint refused: more threads than a checkpoint can hold"),
+        Err(threads::StopError::TooMany) => return refused(Some("checkpoint refused: more threads than a checkpoint can hold")),
         Err(threads::StopError::Timeout { tid, signal }) => {
             msg()
                 .s("checkpoint abandoned: thread ")
@@ -64,7 +64,7 @@ pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *m
                 .num(signal as u64)
                 .s(", or was not created by pthread_create); the process goes on unharmed")
                 .emit();
-            return refused("");
+            return refused(None);
         }
     };
     let mut args = Args { n, job: Job { t0: STARTED.load(Relaxed), ..job }, stop };
@@ -171,9 +171,8 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
     };
     if stop == Stop::Final {
         match precopy::finish(&mut snap) {
-            Ok((len, rounds)) => {
+            Ok(len) => {
                 set_last_image(job.dest);
-                let _ = rounds;
                 precopy::release(Some(len), since_us(job.t0));
                 return 0;
             }
@@ -200,7 +199,6 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
 fn ordinary(snap: &mut collect::Snapshot, scratch: &mut Scratch, job: &Job) {
     let streamed = job.streamed();
     let dest = job.dest;
-    let job = &job;
     match fork_refusal(snap, job) {
         None => match sys::fork_quiet() {
             Ok(0) => {
@@ -310,11 +308,7 @@ fn set_last_image(dest: runtime::FixedPath) {
 pub fn complete(job: &Job, result: Result<u64, Failure>, stopped_us: u64) {
     let mut why = msg();
     if let Err(f) = result {
-        match f {
-            Failure::Full => why.s("the process is too large for the checkpoint's tables"),
-            Failure::Other(what) => why.s(what),
-            Failure::Sys(what, e) => why.s(what).s(" (errno ").num(e.0 as u64).s(")"),
-        };
+        f.describe(&mut why);
     }
     if job.report {
         control::report(job.pid, result.map_err(|_| &why), job.dest.as_bytes(), stopped_us);
@@ -362,25 +356,38 @@ fn write_image(snap: &collect::Snapshot, scratch: &mut Scratch, job: &Job, strea
         return written;
     }
 
-    let mut pid = sys::msg::Msg::<16>::new();
-    pid.num(sys::getpid() as u64);
-    let tmp = CPath::join(&[image, b".tmp.", pid.as_bytes()]).ok_or(Failure::Other("image path too long"))?;
+    let tmp = temp_path(image, sys::getpid()).ok_or(Failure::Other("image path too long"))?;
     let fd = sys::open(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o600)
         .map_err(|e| Failure::Sys("creating the image file", e))?;
-    let written = writer::write(fd, snap, &mut crcs, &mut copy_buf, hasher)
-        .and_then(|n| sys::fsync(fd).map(|()| n).map_err(|e| Failure::Sys("syncing the image", e)));
+    let written = writer::write(fd, snap, &mut crcs, &mut copy_buf, hasher);
+    let result = commit(fd, written, &tmp, &dst, image);
     sys::close(fd);
-    let result = written.and_then(|n| sys::rename(&tmp, &dst).map(|()| n).map_err(|e| Failure::Sys("renaming the image into place", e)));
+    result
+}
+
+/// The name an image is written under before it is renamed into place.
+pub fn temp_path(image: &[u8], pid: u32) -> Option<CPath> {
+    let mut num = sys::msg::Msg::<16>::new();
+    num.num(pid as u64);
+    CPath::join(&[image, b".tmp.", num.as_bytes()])
+}
+
+/// Syncs an image `written` to `fd` under the name `tmp`, renames it to `dst` and
+/// syncs its directory; on any failure the temporary file goes.
+pub fn commit(fd: i32, written: Result<u64, Failure>, tmp: &CPath, dst: &CPath, image: &[u8]) -> Result<u64, Failure> {
+    let result = written
+        .and_then(|n| sys::fsync(fd).map(|()| n).map_err(|e| Failure::Sys("syncing the image", e)))
+        .and_then(|n| sys::rename(tmp, dst).map(|()| n).map_err(|e| Failure::Sys("renaming the image into place", e)));
     match result {
         Ok(_) => sync_dir(image),
         Err(_) => {
-            let _ = sys::unlink(&tmp);
+            let _ = sys::unlink(tmp);
         }
     }
     result
 }
 
-pub fn sync_dir(image: &[u8]) {
+fn sync_dir(image: &[u8]) {
     let dir = match image.iter().rposition(|&c| c == b'/') {
         Some(0) => &b"/"[..],
         Some(i) => &image[..i],

@@ -16,10 +16,9 @@ use super::collect::{self, Failure, Snapshot};
 use super::dirty::{self, Ask, Run, Tracker};
 use super::maps::{self, MapLine};
 use super::scratch::{List, Scratch};
-use super::handler::Job;
+use super::handler::{self, Job};
 use super::writer;
-use crate::runtime::{self, FixedPath, Precopy};
-use core::sync::atomic::AtomicU32 as Pid;
+use crate::runtime::{self, Precopy};
 use crate::sys::{self, msg::msg, CPath, Errno};
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
@@ -47,7 +46,7 @@ static HURRY: AtomicU32 = AtomicU32::new(0);
 /// for the session's job.
 static ORDINARY: AtomicU32 = AtomicU32::new(0);
 /// The last copier: a signal from it that finds no final stop to make is stale.
-static COPIER: Pid = Pid::new(0);
+static COPIER: AtomicU32 = AtomicU32::new(0);
 
 /// Below this, forking is cheap and pre-copying not worth its rounds (automatic mode).
 const AUTO_MIN: u64 = 64 << 20;
@@ -77,7 +76,6 @@ unsafe impl Pod for Place {}
 struct Session {
     job: Job,
     scratch: Scratch,
-    tmp: FixedPath,
     /// Page slots start here (the tables are written before it at the end).
     data_off: u64,
     slots: u64,
@@ -91,10 +89,9 @@ struct Session {
     copied: u64,
     /// Private memory resident when the session started.
     resident: u64,
-    /// Set by the final stop.
-    outcome: Result<u64, Failure>,
+    /// Set by the final stop: the image's length and how long the process stopped.
+    written: u64,
     stopped_us: u64,
-    paused_bytes: u64,
 }
 
 struct Slot(UnsafeCell<MaybeUninit<Session>>);
@@ -103,10 +100,6 @@ struct Slot(UnsafeCell<MaybeUninit<Session>>);
 // every other time.
 unsafe impl Sync for Slot {}
 static SESSION: Slot = Slot(UnsafeCell::new(MaybeUninit::uninit()));
-static JOB: Slot2 = Slot2(UnsafeCell::new(MaybeUninit::uninit()));
-struct Slot2(UnsafeCell<MaybeUninit<Job>>);
-// SAFETY: as for `Slot`: written by the handler before a session starts, read after.
-unsafe impl Sync for Slot2 {}
 
 /// The session; only for whoever `STATE` says owns it.
 fn session() -> &'static mut Session {
@@ -130,8 +123,9 @@ pub enum Signal {
 /// `sender`: who sent the signal (`si_pid`).
 pub fn on_signal(sender: u32) -> Signal {
     if ORDINARY.swap(0, SeqCst) == 1 {
-        // SAFETY: written by `start` before the copier that set `ORDINARY` began.
-        return Signal::Ordinary(unsafe { (*JOB.0.get()).assume_init() });
+        // The job is never written while a copier lives; the copier that set `ORDINARY`
+        // touches nothing else of the session.
+        return Signal::Ordinary(session().job);
     }
     match STATE.load(SeqCst) {
         COPYING => {
@@ -191,12 +185,8 @@ pub fn start(job: Job, streamed: bool) -> Option<u32> {
     }
     let stack: List<u8> = scratch.list(STACK)?;
     let window: List<u8> = scratch.list(WINDOW)?;
-    let mut name = sys::msg::Msg::<4200>::new();
-    name.bytes(job.dest.as_bytes()).s(".tmp.").num(job.pid as u64);
-    let tmp = FixedPath::new(name.as_bytes()).filter(|_| !name.overflowed())?;
     let new = Session {
         job,
-        tmp,
         data_off: 0,
         slots: 0,
         places: scratch.list(1 << 20)?,
@@ -208,17 +198,14 @@ pub fn start(job: Job, streamed: bool) -> Option<u32> {
         fold: PageCrc::new(),
         rounds: 0,
         copied: 0,
-        outcome: Ok(0),
+        written: 0,
         stopped_us: 0,
-        paused_bytes: 0,
         scratch,
     };
     let top = (stack.as_slice().as_ptr() as usize + STACK) & !15;
-    // SAFETY: `STATE` is `IDLE`, so no copier uses the session or the job.
-    unsafe {
-        (*JOB.0.get()).write(job);
-        (*SESSION.0.get()).write(new);
-    }
+    // SAFETY: `STATE` is `IDLE`, so no copier uses the session (the last one unmapped
+    // its scratch: overwriting drops nothing).
+    unsafe { (*SESSION.0.get()).write(new) };
     let (base, len) = (session().scratch.base, session().scratch.len);
     HURRY.store(0, SeqCst);
     STATE.store(COPYING, SeqCst);
@@ -238,6 +225,8 @@ pub fn start(job: Job, streamed: bool) -> Option<u32> {
 
 /// The copier: rounds, then the final stop, then sync and rename.
 extern "C" fn copier(_: usize) {
+    // Names the image file; the program stores it too, maybe after this starts.
+    COPIER.store(sys::getpid(), SeqCst);
     // Its copy of the program's descriptors would keep pipes and sockets open.
     sys::close_from(3, &[2]);
     // The program comes first for the CPU.
@@ -265,7 +254,7 @@ extern "C" fn copier(_: usize) {
         }
         true
     };
-    let tmp = CPath::new(s.tmp.as_bytes());
+    let tmp = temp_path(s);
     match copied {
         Ok(()) => {
             STATE.store(FINAL, SeqCst);
@@ -279,7 +268,7 @@ extern "C" fn copier(_: usize) {
             if sys::msg::debug_enabled() {
                 let mut m = msg();
                 m.s("checkpoint: not pre-copied (");
-                describe(&mut m, why);
+                why.describe(&mut m);
                 m.s("); the process stops for it as usual").emit();
             }
             if let Some(p) = &tmp {
@@ -301,33 +290,21 @@ extern "C" fn copier(_: usize) {
     STATE.store(IDLE, SeqCst);
 }
 
-fn describe(m: &mut sys::msg::Msg<960>, f: Failure) {
-    match f {
-        Failure::Full => m.s("too large for the checkpoint's tables"),
-        Failure::Other(what) => m.s(what),
-        Failure::Sys(what, e) => m.s(what).s(" failed, errno ").num(e.0 as u64),
-    };
+/// The copier's file, named after it (a forked writer, should the final stop fall
+/// back to one, has a name of its own).
+fn temp_path(s: &Session) -> Option<CPath> {
+    handler::temp_path(s.job.dest.as_bytes(), COPIER.load(SeqCst))
 }
 
 /// After the final stop wrote its part: sync, rename, report.
 fn finish_file(s: &mut Session, fd: i32) {
-    let result = s.outcome.and_then(|n| sys::fsync(fd).map(|()| n).map_err(|e| Failure::Sys("syncing the image", e)));
-    let result = result.and_then(|n| {
-        let (tmp, dst) = (CPath::new(s.tmp.as_bytes()), CPath::new(s.job.dest.as_bytes()));
-        let (Some(tmp), Some(dst)) = (tmp, dst) else { return Err(Failure::Other("image path too long")) };
-        match sys::rename(&tmp, &dst) {
-            Ok(()) => Ok(n),
-            Err(e) => {
-                let _ = sys::unlink(&tmp);
-                Err(Failure::Sys("renaming the image into place", e))
-            }
-        }
-    });
-    if result.is_ok() {
-        super::handler::sync_dir(s.job.dest.as_bytes());
-    }
+    let dest = s.job.dest.as_bytes();
+    let result = match (temp_path(s), CPath::new(dest)) {
+        (Some(tmp), Some(dst)) => handler::commit(fd, Ok(s.written), &tmp, &dst, dest),
+        _ => Err(Failure::Other("image path too long")),
+    };
     let job = Job { rounds: s.rounds, ..s.job };
-    super::handler::complete(&job, result, s.stopped_us);
+    handler::complete(&job, result, s.stopped_us);
 }
 
 /// Whether the copier tracks a mapping: private anonymous memory (the heap included),
@@ -345,7 +322,7 @@ fn rounds(s: &mut Session, t: &Tracker, fd: &mut i32, tracked_ranges: &mut List<
         let mut ranges: List<Run> = s.scratch.list(1 << 16).ok_or(Failure::Full)?;
         // Room for the tables before the pages, in proportion (they are written last).
         s.data_off = align_up((1 << 20u64).max(s.resident / 256), PAGE);
-        let path = CPath::new(s.tmp.as_bytes()).ok_or(Failure::Full)?;
+        let path = temp_path(s).ok_or(Failure::Other("image path too long"))?;
         *fd = sys::open(&path, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, 0o600).map_err(|e| Failure::Sys("creating the image file", e))?;
         loop {
             read_maps(&mut s.text)?;
@@ -398,7 +375,7 @@ fn copy_written(s: &mut Session, t: &Tracker, fd: i32, pagemap: i32, a: u64, b: 
     let mut scan = |s: &mut Session, ask: Ask, copy: bool| {
         dirty::scan(pagemap, a, b, ask, runs.spare(), |start, end| {
             if copy && pending.is_ok() {
-                pending = copy_run(s, fd, start, end, Copy::Running);
+                pending = copy_run(s, fd, start, end, Mode::Running);
             }
             Ok(())
         })
@@ -421,7 +398,7 @@ fn copy_written(s: &mut Session, t: &Tracker, fd: i32, pagemap: i32, a: u64, b: 
 
 /// How `copy_run` copies.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Copy {
+enum Mode {
     /// While the program runs: a page unmapped meanwhile is skipped.
     Running,
     /// In the final stop: every page is written.
@@ -432,7 +409,7 @@ enum Copy {
 
 /// Writes the pages of `[a, b)` to their places, placing those never copied after
 /// everything else.
-fn copy_run(s: &mut Session, fd: i32, a: u64, b: u64, how: Copy) -> Result<(), Failure> {
+fn copy_run(s: &mut Session, fd: i32, a: u64, b: u64, how: Mode) -> Result<(), Failure> {
     let mut i = s.places.as_slice().partition_point(|p| p.addr + p.pages * PAGE <= a);
     let mut at = a;
     while at < b {
@@ -440,7 +417,7 @@ fn copy_run(s: &mut Session, fd: i32, a: u64, b: u64, how: Copy) -> Result<(), F
             Some(p) if p.addr <= at => {
                 i += 1;
                 let end = b.min(p.addr + p.pages * PAGE);
-                if how == Copy::New {
+                if how == Mode::New {
                     at = end;
                     continue;
                 }
@@ -456,7 +433,7 @@ fn copy_run(s: &mut Session, fd: i32, a: u64, b: u64, how: Copy) -> Result<(), F
                 (end, slot)
             }
         };
-        write_pages(s, fd, at, (end - at) / PAGE, slot, how == Copy::Running)?;
+        write_pages(s, fd, at, (end - at) / PAGE, slot, how == Mode::Running)?;
         at = end;
     }
     Ok(())
@@ -546,11 +523,9 @@ impl From<super::scratch::Full> for Stopped {
 
 /// The final stop, in the program's handler with every thread stopped: writes the
 /// pages changed since the last round and everything untracked, then the tables; the
-/// copier syncs and renames once `release`d. Returns the image's length and the number
-/// of rounds.
-pub fn finish(snap: &mut Snapshot) -> Result<(u64, u32), Stopped> {
-    let s = session();
-    write_final(s, snap).map(|n| (n, s.rounds))
+/// copier syncs and renames once `release`d. Returns the image's length.
+pub fn finish(snap: &mut Snapshot) -> Result<u64, Stopped> {
+    write_final(session(), snap)
 }
 
 /// The session's scratch, where the final stop collects its snapshot.
@@ -563,9 +538,7 @@ pub fn scratch() -> &'static mut Scratch {
 pub fn release(written: Option<u64>, stopped_us: u64) {
     let s = session();
     s.stopped_us = stopped_us;
-    if let Some(n) = written {
-        s.outcome = Ok(n);
-    }
+    s.written = written.unwrap_or(0);
     STATE.store(if written.is_some() { WRITTEN } else { DROPPED }, SeqCst);
     sys::futex_wake(&STATE);
 }
@@ -574,7 +547,7 @@ fn write_final(s: &mut Session, snap: &mut Snapshot) -> Result<u64, Stopped> {
     collect::memory_regions(snap)?;
     let pagemap = open(b"/proc/self/pagemap", libc::O_RDONLY)?;
     let r = (|| {
-        let path = CPath::new(s.tmp.as_bytes()).ok_or(Failure::Full)?;
+        let path = temp_path(s).ok_or(Failure::Other("image path too long"))?;
         let fd = sys::open(&path, libc::O_RDWR, 0).map_err(|e| Failure::Sys("opening the image file", e))?;
         let r = split_and_write(s, snap, pagemap, fd);
         sys::close(fd);
@@ -593,40 +566,33 @@ fn is_tracked(r: &RegionRecord) -> bool {
 /// its changed and new pages written; then the rest of the image.
 fn split_and_write(s: &mut Session, snap: &mut Snapshot, pagemap: i32, fd: i32) -> Result<u64, Stopped> {
     let mut changed: List<Run> = s.scratch.list(1 << 20).ok_or(Failure::Full)?;
-    // Per region: where its changed runs start in `changed`, or NOT_TRACKED.
-    let mut first_change: List<u64> = s.scratch.list(snap.regions.len() + 1).ok_or(Failure::Full)?;
+    // Per region: its runs in `changed` (start..end), `categories` 1 if it is tracked.
+    let mut changes: List<Run> = s.scratch.list(snap.regions.len()).ok_or(Failure::Full)?;
     let mut pause_bytes = 0u64;
-    const NOT_TRACKED: u64 = u64::MAX;
     for r in snap.regions.as_slice() {
         let from = changed.len() as u64;
-        let scanned = if is_tracked(r) {
-            dirty::scan(pagemap, r.start, r.end, Ask::Written { rearm: false }, s.runs.spare(), |a, b| {
+        let scanned = is_tracked(r)
+            && match dirty::scan(pagemap, r.start, r.end, Ask::Written { rearm: false }, s.runs.spare(), |a, b| {
                 pause_bytes += b - a;
                 changed.push(Run { start: a, end: b, categories: 0 }).map(|_| ()).map_err(Failure::from)
-            })
-        } else {
-            Err(Failure::Other("untracked"))
-        };
-        match scanned {
-            Ok(()) => {
-                first_change.push(from)?;
-            }
-            Err(Failure::Full) => return Err(Failure::Full.into()),
-            Err(_) => {
-                changed.truncate(from as usize);
-                pause_bytes += r.data_len;
-                first_change.push(NOT_TRACKED)?;
-            }
+            }) {
+                Ok(()) => true,
+                Err(Failure::Full) => return Err(Failure::Full.into()),
+                // Not tracked (any more): written whole.
+                Err(_) => false,
+            };
+        if !scanned {
+            changed.truncate(from as usize);
+            pause_bytes += r.data_len;
         }
+        changes.push(Run { start: from, end: changed.len() as u64, categories: scanned as u64 })?;
     }
-    first_change.push(changed.len() as u64)?;
     if sys::msg::debug_enabled() {
         msg().s("checkpoint: the final stop writes ").num(pause_bytes >> 10).s(" KiB").emit();
     }
     if pause_bytes > PAUSE_MAX {
         return Err(Stopped::Fork);
     }
-    s.paused_bytes = pause_bytes;
 
     let mut regions: List<RegionRecord> = s.scratch.list(1 << 18).ok_or(Failure::Full)?;
     let mut extents: List<Extent> = s.scratch.list(1 << 22).ok_or(Failure::Full)?;
@@ -635,8 +601,8 @@ fn split_and_write(s: &mut Session, snap: &mut Snapshot, pagemap: i32, fd: i32) 
     for (i, r) in snap.regions.as_slice().iter().enumerate() {
         let first = r.first_extent as usize;
         let own = old_extents.get(first..first + r.extents as usize).unwrap_or(&[]);
-        let from = first_change.as_slice()[i];
-        if from == NOT_TRACKED {
+        let c = changes.as_slice()[i];
+        if c.categories == 0 {
             let mut copy = *r;
             copy.first_extent = extents.len() as u32;
             extents.extend(own)?;
@@ -644,8 +610,7 @@ fn split_and_write(s: &mut Session, snap: &mut Snapshot, pagemap: i32, fd: i32) 
             placed.push(0)?;
             continue;
         }
-        let next = first_change.as_slice()[i + 1..].iter().find(|&&f| f != NOT_TRACKED).copied().unwrap_or(changed.len() as u64);
-        let runs = &changed.as_slice()[from as usize..next as usize];
+        let runs = &changed.as_slice()[c.start as usize..c.end as usize];
         split_region(s, fd, r, own, runs, &mut regions, &mut extents, &mut placed)?;
     }
     snap.regions = regions;
@@ -683,10 +648,10 @@ fn split_region(
 ) -> Result<(), Failure> {
     // Pages changed since the last round, and pages never copied, are written now.
     for c in changed {
-        copy_run(s, fd, c.start, c.end, Copy::Stopped)?;
+        copy_run(s, fd, c.start, c.end, Mode::Stopped)?;
     }
     for e in own {
-        copy_run(s, fd, r.start + e.first_page * PAGE, r.start + (e.first_page + e.pages) * PAGE, Copy::New)?;
+        copy_run(s, fd, r.start + e.first_page * PAGE, r.start + (e.first_page + e.pages) * PAGE, Mode::New)?;
     }
     // Every saved page has a place now: cut the region where the file is not contiguous.
     let mut piece: Option<(RegionRecord, u64, u64)> = None; // record, first slot, next slot
