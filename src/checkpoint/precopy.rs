@@ -143,6 +143,7 @@ pub fn on_signal(sender: u32) -> Signal {
 pub fn forget() {
     STATE.store(IDLE, SeqCst);
     ORDINARY.store(0, SeqCst);
+    COPIER.store(0, SeqCst);
 }
 
 /// A copier still at work (a rollback ends it: its process image is going away).
