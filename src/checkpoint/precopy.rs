@@ -473,13 +473,14 @@ fn write_pages(s: &mut Session, fd: i32, addr: u64, pages: u64, slot: u64, runni
             Ok(k) => done += k as u64,
             Err(Errno(libc::EINTR)) => {}
             Err(Errno(libc::EFAULT)) if running => {
-                // Unmapped meanwhile: what the file holds there (zeros, if nothing) gets
-                // its CRC all the same; the pages are copied again if they come back.
+                // This page was unmapped meanwhile (it is copied again if it comes back);
+                // the pages after it may still be there, and their marks are re-armed
+                // already: go on past it. The file holds zeros for it, CRC'd below.
+                done = (done / PAGE + 1) * PAGE;
                 let size = sys::fstat(fd).map(|st| st.st_size as u64).unwrap_or(0);
                 if size < off + len {
                     sys::ftruncate(fd, off + len).map_err(|e| Failure::Sys("extending the image", e))?;
                 }
-                break;
             }
             Err(e) => return Err(Failure::Sys("writing the image", e)),
         }
