@@ -7,7 +7,8 @@
 //!   SIGUSR2 handler that rolls back to one.
 //! - `restore/` — the restore: `plan` (normal code) and the `blob` that swaps the
 //!   address space.
-//! - `interpose/` — libc hooks: a warning when the program takes the checkpoint signal.
+//! - `interpose/` — libc hooks: a warning when the program takes the checkpoint signal;
+//!   `madvise` and `mremap` that do not see a lazy restore or a pre-copy.
 //! - `sys/` — raw system calls; `runtime` — what the handlers know; `config` — `MIG_*`.
 //! - The image format itself is the `mig-image` crate (`image/`).
 #![deny(unsafe_code)]

@@ -65,20 +65,6 @@ pub struct Snapshot {
 
 const PAGEMAP_CHUNK: usize = 1 << 16;
 
-/// (dev, ino) of the image this process was lazily restored from: its mappings of it
-/// are the program's memory, not a file it mapped.
-static LAZY_IMAGE: [core::sync::atomic::AtomicU64; 2] = [const { core::sync::atomic::AtomicU64::new(0) }; 2];
-
-pub fn set_lazy_image((dev, ino): (u64, u64)) {
-    LAZY_IMAGE[0].store(dev, core::sync::atomic::Ordering::Relaxed);
-    LAZY_IMAGE[1].store(ino, core::sync::atomic::Ordering::Relaxed);
-}
-
-fn from_lazy_image(l: &MapLine) -> bool {
-    let ino = LAZY_IMAGE[1].load(core::sync::atomic::Ordering::Relaxed);
-    ino != 0 && l.ino == ino && libc::makedev(l.dev_major, l.dev_minor) == LAZY_IMAGE[0].load(core::sync::atomic::Ordering::Relaxed)
-}
-
 /// Everything but memory: what a forked copy of the process would not have (thread
 /// records, timers) or would not see as it was (descriptors, queued bytes).
 /// `threads`: how many thread slots the stop filled (see `threads.rs`).
@@ -297,7 +283,7 @@ fn classify(l: &MapLine, strings: &mut Strings) -> Result<Option<(RegionKind, Fi
         b"[vdso]" => Vdso,
         b"[heap]" => Heap,
         // Pages not yet faulted in from the image are memory all the same: all saved.
-        _ if from_lazy_image(l) => Orphan,
+        _ if crate::restore::lazy::from_image(l) => Orphan,
         b"[stack]" => Stack,
         _ if l.path.is_empty() || l.pseudo() => {
             if l.shared { SharedAnon } else { Anon }

@@ -38,6 +38,8 @@ const WRITTEN: u32 = 3;
 /// The copier gave up, or the final stop wrote the image the usual way: the copier
 /// removes its file and ends.
 const DROPPED: u32 = 4;
+/// The program needs its memory untracked (`untrack`): the copier gives up its rounds.
+const ABANDONED: u32 = 5;
 
 static STATE: AtomicU32 = AtomicU32::new(IDLE);
 /// A checkpoint signal came while copying: finish after this round.
@@ -47,6 +49,9 @@ static HURRY: AtomicU32 = AtomicU32::new(0);
 static ORDINARY: AtomicU32 = AtomicU32::new(0);
 /// The last copier: a signal from it that finds no final stop to make is stale.
 static COPIER: AtomicU32 = AtomicU32::new(0);
+/// The program's pid while the copier tracks its memory (0: nothing is tracked); a
+/// futex, woken when it clears.
+static TRACKING: AtomicU32 = AtomicU32::new(0);
 
 /// Below this, forking is cheap and pre-copying not worth its rounds (automatic mode).
 const AUTO_MIN: u64 = 64 << 20;
@@ -59,6 +64,9 @@ const SCRATCH: usize = 2 << 30;
 const STACK: usize = 1 << 20;
 /// The copier reads back what it wrote through a window this large.
 const WINDOW: usize = 64 << 20;
+/// Pages are written this many bytes at a time (the copier looks between two whether
+/// the program needs it to stop).
+const CHUNK: u64 = 16 << 20;
 
 /// A run of pages of the program and where the image holds them (in pages from
 /// `data_off`).
@@ -142,6 +150,7 @@ pub fn on_signal(sender: u32) -> Signal {
 /// After a restore, or in a forked writer: no session is going on here.
 pub fn forget() {
     STATE.store(IDLE, SeqCst);
+    TRACKING.store(0, SeqCst);
     ORDINARY.store(0, SeqCst);
     COPIER.store(0, SeqCst);
 }
@@ -152,6 +161,31 @@ pub fn cancel() {
     if copier != 0 && STATE.load(SeqCst) != IDLE {
         let _ = sys::kill(copier, libc::SIGKILL);
     }
+}
+
+/// Called by the program (its `mremap` failed with `EFAULT` on `[addr, addr+len)`):
+/// a mapping registered with the copier's userfaultfd does not merge with a neighbour
+/// that is not, so a range the program mapped as one can be two mappings while the
+/// copier tracks it. The copier stops tracking (giving up its rounds if it still
+/// copies: the checkpoint is then made the usual way) and this waits until it has.
+/// Returns whether anything was tracked: the caller tries again.
+pub fn untrack(_addr: usize, _len: usize) -> bool {
+    let pid = sys::getpid();
+    if TRACKING.load(SeqCst) != pid {
+        return false; // nothing tracked, or a child forked meanwhile: not its memory
+    }
+    if STATE.compare_exchange(COPYING, ABANDONED, SeqCst, SeqCst).is_ok() && sys::msg::debug_enabled() {
+        msg().s("checkpoint: pre-copy abandoned: the program remaps memory the copier tracks").emit();
+    }
+    // Past its rounds, the copier untracks right after the final stop.
+    let copier = COPIER.load(SeqCst);
+    while TRACKING.load(SeqCst) == pid {
+        sys::futex_wait(&TRACKING, pid, 100);
+        if sys::exited(copier) {
+            TRACKING.store(0, SeqCst);
+        }
+    }
+    true
 }
 
 /// Private memory the copier would track, in bytes.
@@ -210,12 +244,14 @@ pub fn start(job: Job, streamed: bool) -> Option<u32> {
     let (base, len) = (session().scratch.base, session().scratch.len);
     HURRY.store(0, SeqCst);
     STATE.store(COPYING, SeqCst);
+    TRACKING.store(job.pid, SeqCst);
     // SAFETY: the stack is the top of a list in the session's scratch, which nothing else
     // uses and the copier unmaps as it ends; `copier` works only on the session and the
     // program's memory through system calls (see `write_pages`).
     let r = unsafe { sys::spawn_vm(top, copier, 0, base, len) };
     if r < 0 {
         STATE.store(IDLE, SeqCst);
+        TRACKING.store(0, SeqCst);
         // SAFETY: no copier started: the handler owns the session, dropped once here.
         unsafe { (*SESSION.0.get()).assume_init_drop() };
         return None;
@@ -241,6 +277,8 @@ extern "C" fn copier(_: usize) {
         Ok(t) => rounds(s, t, &mut fd, &mut tracked),
         Err(e) => Err(Failure::Sys("userfaultfd", *e)),
     };
+    // Given up meanwhile for the program's sake (`untrack`): the usual checkpoint.
+    let copied = copied.and_then(|()| STATE.compare_exchange(COPYING, FINAL, SeqCst, SeqCst).map(drop).map_err(|_| abandoned()));
     let pid = s.job.pid;
     let wait_for_final = || {
         if sys::kill(pid, runtime::get().settings.checkpoint_signal as i32).is_err() {
@@ -255,11 +293,24 @@ extern "C" fn copier(_: usize) {
         }
         true
     };
+    // Nothing is tracked once the final stop is over, or the rounds given up: mappings
+    // merge again before the image is synced.
+    let untrack = |tracker: Result<Tracker, Errno>| {
+        if let Ok(t) = &tracker {
+            for r in tracked.as_slice() {
+                t.unregister(r.start, r.end);
+            }
+        }
+        drop(tracker);
+        TRACKING.store(0, SeqCst);
+        sys::futex_wake(&TRACKING);
+    };
     let tmp = temp_path(s);
     match copied {
         Ok(()) => {
-            STATE.store(FINAL, SeqCst);
-            if wait_for_final() && STATE.load(SeqCst) == WRITTEN {
+            let stopped = wait_for_final();
+            untrack(tracker);
+            if stopped && STATE.load(SeqCst) == WRITTEN {
                 finish_file(s, fd);
             } else if let Some(p) = &tmp {
                 let _ = sys::unlink(p);
@@ -275,6 +326,7 @@ extern "C" fn copier(_: usize) {
             if let Some(p) = &tmp {
                 let _ = sys::unlink(p);
             }
+            untrack(tracker);
             ORDINARY.store(1, SeqCst);
             let _ = sys::kill(s.job.pid, runtime::get().settings.checkpoint_signal as i32);
         }
@@ -282,13 +334,16 @@ extern "C" fn copier(_: usize) {
     if fd >= 0 {
         sys::close(fd);
     }
-    if let Ok(t) = &tracker {
-        for r in tracked.as_slice() {
-            t.unregister(r.start, r.end);
-        }
-    }
-    drop(tracker);
     STATE.store(IDLE, SeqCst);
+}
+
+fn abandoned() -> Failure {
+    Failure::Other("the program remapped memory the copier tracks")
+}
+
+/// Whether the program asked the copier to stop tracking (`untrack`).
+fn given_up() -> Result<(), Failure> {
+    if STATE.load(SeqCst) == ABANDONED { Err(abandoned()) } else { Ok(()) }
 }
 
 /// The copier's file, named after it (a forked writer, should the final stop fall
@@ -337,6 +392,7 @@ fn rounds(s: &mut Session, t: &Tracker, fd: &mut i32, tracked_ranges: &mut List<
                 if !tracked_ranges.as_slice().iter().any(|t| (t.start, t.end) == (r.start, r.end)) {
                     let _ = tracked_ranges.push(*r);
                 }
+                given_up()?;
                 copy_written(s, t, *fd, pagemap, r.start, r.end)?;
             }
             s.rounds += 1;
@@ -467,7 +523,10 @@ fn write_pages(s: &mut Session, fd: i32, addr: u64, pages: u64, slot: u64, runni
     let len = pages * PAGE;
     let mut done = 0;
     while done < len {
-        let n = (len - done).min(1 << 30) as usize;
+        if running {
+            given_up()?;
+        }
+        let n = (len - done).min(CHUNK) as usize;
         match sys::pwrite(fd, (addr + done) as *const u8, n, off + done) {
             Ok(0) => return Err(Failure::Sys("writing the image", Errno(libc::EIO))),
             Ok(k) => done += k as u64,

@@ -2,8 +2,11 @@
 //! intent it cannot tell: the flags a file was opened with (`O_CREAT`, `O_TRUNC` are
 //! gone from `fcntl(F_GETFL)`), which mappings the program made itself (not glibc or
 //! the loader, whose calls no hook sees), and that the program is taking over the
-//! checkpoint signal, which would silently turn checkpoints off.
+//! checkpoint signal, which would silently turn checkpoints off. `memory` hides what
+//! mig does to the program's mappings from `madvise` and `mremap`.
 #![allow(unsafe_code)]
+
+mod memory;
 
 use crate::runtime;
 use crate::sys::msg::msg;

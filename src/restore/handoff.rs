@@ -45,7 +45,7 @@ pub unsafe fn resume(h: *const Handoff) {
         msg().s("restored from ").bytes(h.restored_from.as_bytes()).s(" in ").num(ms).s(" ms").emit();
     }
     crate::checkpoint::handler::set_writer(h.verifier);
-    crate::checkpoint::collect::set_lazy_image(h.lazy_image);
+    crate::restore::lazy::set_image(h.lazy_image);
     crate::checkpoint::handler::install(h.settings.checkpoint_signal);
     crate::checkpoint::timer::arm(h.settings.interval_ms, h.settings.checkpoint_signal);
     let (start, len) = (h.hole_start as usize, h.hole_len as usize);

@@ -317,6 +317,21 @@ pub fn fork_quiet() -> SysResult<u32> {
 pub fn reap_quiet(pid: u32) {
     while sc!(libc::SYS_wait4, pid, 0, libc::__WCLONE, 0) == Err(Errno(libc::EINTR)) {}
 }
+/// Whether quiet child `pid` has ended (or is no child of this process); it is left
+/// for `reap_quiet`.
+pub fn exited(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    // SAFETY: all-zero is a valid siginfo_t.
+    let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+    let options = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WCLONE;
+    match sc!(libc::SYS_waitid, libc::P_PID, pid, &mut info as *mut libc::siginfo_t, options, 0) {
+        // SAFETY: the kernel filled `info` (or left it zeroed: si_pid 0, nothing ended).
+        Ok(_) => (unsafe { info.si_pid() }) != 0,
+        Err(e) => e != Errno(libc::EINTR),
+    }
+}
 /// Closes every descriptor from `first` on, but those in `keep`, and 0..first not in keep.
 pub fn close_from(first: u32, keep: &[i32]) {
     for fd in 0..first as i32 {

@@ -1,0 +1,60 @@
+//! `madvise` and `mremap`, where mig's own doing would show: memory a lazy restore
+//! mapped from the image is not anonymous memory (`restore::lazy`), and a mapping the
+//! pre-copy's copier tracks does not merge with a new neighbour (`checkpoint::precopy`).
+//! Both are system calls here (glibc's are plain wrappers), so no real function is
+//! looked up; `errno` is set as glibc would.
+#![allow(unsafe_code)]
+
+use crate::checkpoint::precopy;
+use crate::restore::lazy;
+use crate::sys;
+use libc::{c_int, c_void};
+
+const MADV_DONTNEED_LOCKED: c_int = 24;
+
+fn result(r: isize) -> Result<isize, c_int> {
+    if (-4095..0).contains(&r) {
+        // SAFETY: this thread's errno, as any libc call sets it.
+        unsafe { *libc::__errno_location() = -r as c_int };
+        Err(-r as c_int)
+    } else {
+        Ok(r)
+    }
+}
+
+/// # Safety
+/// As `madvise(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int {
+    match advice {
+        libc::MADV_DONTNEED | MADV_DONTNEED_LOCKED | libc::MADV_FREE => lazy::discard(addr as usize, len),
+        libc::MADV_WIPEONFORK => {
+            lazy::replace(addr as usize, len);
+        }
+        _ => {}
+    }
+    // SAFETY: the caller's arguments, unchanged.
+    let r = unsafe { sys::syscall6(libc::SYS_madvise as usize, addr as usize, len, advice as usize, 0, 0, 0) };
+    result(r).map_or(-1, |_| 0)
+}
+
+/// Declared with its optional fifth argument: the kernel reads it only when `flags`
+/// say so, as glibc does.
+///
+/// # Safety
+/// As `mremap(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mremap(old: *mut c_void, old_len: usize, new_len: usize, flags: c_int, new_addr: *mut c_void) -> *mut c_void {
+    let call = || {
+        // SAFETY: the caller's arguments, unchanged.
+        unsafe { sys::syscall6(libc::SYS_mremap as usize, old as usize, old_len, new_len, flags as usize, new_addr as usize, 0) }
+    };
+    let mut r = call();
+    // EFAULT: the range is not one mapping, which it may be only because of mig.
+    for mend in [precopy::untrack as fn(usize, usize) -> bool, lazy::replace] {
+        if r == -(libc::EFAULT as isize) && mend(old as usize, old_len) {
+            r = call();
+        }
+    }
+    result(r).map_or(libc::MAP_FAILED, |p| p as *mut c_void)
+}
