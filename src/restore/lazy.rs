@@ -86,9 +86,13 @@ fn replaceable(a: u64, b: u64) -> Option<u32> {
 }
 
 /// After `mremap` of `[addr, addr+len)` failed with `EFAULT` (the range spans several
-/// mappings), or before `MADV_WIPEONFORK` (refused on file mappings): the range is
-/// copied into one anonymous mapping put in its place. Pages that read as zeros are
-/// not copied (they stay untouched). Returns whether it was; the caller tries again.
+/// mappings), or before `MADV_WIPEONFORK` (refused on file mappings): the range becomes
+/// one anonymous mapping with the same contents, made in place, so that it has the page
+/// offset a fresh mapping there has and merges with later neighbours as one would (an
+/// mremap'd mapping keeps the offset of where it was made). Its contents are copied
+/// aside and back, pages that read as zeros left untouched; meanwhile the range reads
+/// as zeros, which only a thread racing the program's own mremap could see. Returns
+/// whether it was done; the caller tries again.
 pub fn replace(addr: usize, len: usize) -> bool {
     if !active() {
         return false;
@@ -97,23 +101,39 @@ pub fn replace(addr: usize, len: usize) -> bool {
     let Some(prot) = replaceable(a, b) else { return false };
     let n = (b - a) as usize;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
-    let Ok(copy) = sys::mmap(0, n, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) else { return false };
+    let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    let Ok(aside) = sys::mmap(0, n, rw, anon, -1, 0) else { return false };
+    // SAFETY: `[a, b)` is mapped readable (`replaceable`) and the program does not unmap
+    // it while it asks for it to be remapped; `aside` is fresh, read-write, as long.
+    unsafe { copy_pages(a as usize, aside, n) };
+    let done = if sys::mmap(a as usize, n, rw, anon | libc::MAP_FIXED, -1, 0).is_ok() {
+        // SAFETY: both are read-write mappings of `n` bytes made above.
+        unsafe { copy_pages(aside, a as usize, n) };
+        let _ = sys::munmap(aside, n);
+        true
+    } else {
+        // No room for a new mapping: the copy goes in place as it is.
+        // SAFETY: moves a mapping made above over the range the program asked to change.
+        unsafe { sys::syscall6(libc::SYS_mremap as usize, aside, n, n, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as usize, a as usize, 0) == a as isize }
+    };
+    if done && prot != rw as u32 {
+        let _ = sys::mprotect(a as usize, n, prot);
+    }
+    done
+}
+
+/// Copies the pages of `[from, from+n)` that do not read as zeros to `to` (whose pages
+/// are zeros).
+///
+/// # Safety
+/// Both ranges must be mapped, `from` readable and `to` writable.
+unsafe fn copy_pages(from: usize, to: usize, n: usize) {
+    let words = PAGE as usize / 8;
     for off in (0..n).step_by(PAGE as usize) {
-        // SAFETY: `[a, b)` is mapped readable (`replaceable`), `copy` is a fresh
-        // read-write mapping of as many bytes; the program may not unmap the range while
-        // it asks for it to be remapped.
-        let (from, to) = unsafe {
-            (core::slice::from_raw_parts((a as usize + off) as *const u64, PAGE as usize / 8), core::slice::from_raw_parts_mut((copy + off) as *mut u64, PAGE as usize / 8))
-        };
-        if from.iter().any(|&w| w != 0) {
-            to.copy_from_slice(from);
+        // SAFETY: as the caller promises.
+        let (src, dst) = unsafe { (core::slice::from_raw_parts((from + off) as *const u64, words), core::slice::from_raw_parts_mut((to + off) as *mut u64, words)) };
+        if src.iter().any(|&w| w != 0) {
+            dst.copy_from_slice(src);
         }
     }
-    let placed = (prot == rw as u32 || sys::mprotect(copy, n, prot).is_ok())
-        // SAFETY: moves the copy over the range, which the program asked to change.
-        && unsafe { sys::syscall6(libc::SYS_mremap as usize, copy, n, n, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as usize, a as usize, 0) } == a as isize;
-    if !placed {
-        let _ = sys::munmap(copy, n);
-    }
-    placed
 }
