@@ -64,9 +64,9 @@ const SCRATCH: usize = 2 << 30;
 const STACK: usize = 1 << 20;
 /// The copier reads back what it wrote through a window this large.
 const WINDOW: usize = 64 << 20;
-/// Pages are written this many bytes at a time (the copier looks between two whether
-/// the program needs it to stop).
-const CHUNK: u64 = 16 << 20;
+/// Pages are written this many bytes at a time, each handed to the disk at once (the
+/// copier looks between two whether the program needs it to stop).
+const CHUNK: u64 = writer::FLUSH;
 
 /// A run of pages of the program and where the image holds them (in pages from
 /// `data_off`).
@@ -529,7 +529,10 @@ fn write_pages(s: &mut Session, fd: i32, addr: u64, pages: u64, slot: u64, runni
         let n = (len - done).min(CHUNK) as usize;
         match sys::pwrite(fd, (addr + done) as *const u8, n, off + done) {
             Ok(0) => return Err(Failure::Sys("writing the image", Errno(libc::EIO))),
-            Ok(k) => done += k as u64,
+            Ok(k) => {
+                sys::start_writeback(fd, off + done, k as u64);
+                done += k as u64;
+            }
             Err(Errno(libc::EINTR)) => {}
             Err(Errno(libc::EFAULT)) if running => {
                 // This page was unmapped meanwhile (it is copied again if it comes back);

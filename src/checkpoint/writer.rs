@@ -23,24 +23,41 @@ trait Sink {
     }
 }
 
+/// Bytes written at a time; the disk is asked to start on them every `FLUSH` bytes,
+/// so that it works while the rest is written and the final sync has little left.
+pub const CHUNK: usize = 8 << 20;
+pub const FLUSH: u64 = 32 << 20;
+
 struct FileSink {
     fd: i32,
     /// Where the next byte goes.
     at: u64,
+    /// Written from here on, not yet handed to the disk.
+    flushed: u64,
 }
 impl Sink for FileSink {
     fn put(&mut self, b: &[u8]) -> Result<(), Failure> {
-        sys::write_all(self.fd, b.as_ptr(), b.len()).map_err(|e| Failure::Sys("writing the image", e))?;
-        self.at += b.len() as u64;
+        for c in b.chunks(CHUNK) {
+            sys::write_all(self.fd, c.as_ptr(), c.len()).map_err(|e| Failure::Sys("writing the image", e))?;
+            self.at += c.len() as u64;
+            if self.at - self.flushed >= FLUSH {
+                sys::start_writeback(self.fd, self.flushed, self.at - self.flushed);
+                self.flushed = self.at;
+            }
+        }
         Ok(())
     }
 }
 impl FileSink {
+    fn new(fd: i32, at: u64) -> Self {
+        FileSink { fd, at, flushed: at }
+    }
     /// Moves to `off` (a stream, written front to back, never has to).
     fn seek(&mut self, off: u64) -> Result<(), Failure> {
         if off != self.at {
             sys::lseek(self.fd, off as i64, libc::SEEK_SET).map_err(|e| Failure::Sys("seeking in the image", e))?;
             self.at = off;
+            self.flushed = off;
         }
         Ok(())
     }
@@ -90,7 +107,7 @@ fn header(s: &Snapshot, hasher: &crc32fast::Hasher) -> Result<Header, Failure> {
 /// `copy_buf` stages the contents of saved files (region data is never staged).
 pub fn write(fd: i32, s: &Snapshot, crcs: &mut List<u32>, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<u64, Failure> {
     let header = header(s, hasher)?;
-    let mut out = FileSink { fd, at: 0 };
+    let mut out = FileSink::new(fd, 0);
     out.put(bytes_of(&header))?;
     tables(s, &mut out)?;
     out.zeros(s.layout.data_off - out.at)?;
@@ -106,7 +123,7 @@ pub fn write(fd: i32, s: &Snapshot, crcs: &mut List<u32>, copy_buf: &mut List<u8
 /// those of regions already in the file (`placed[i]` = `PLACED | crc` for region `i`),
 /// then the trailer, tables and header. Returns the image's length.
 pub fn write_rest(fd: i32, s: &Snapshot, placed: &[u64], crcs: &mut List<u32>, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<u64, Failure> {
-    let mut out = FileSink { fd, at: u64::MAX };
+    let mut out = FileSink::new(fd, u64::MAX);
     for (r, &p) in s.regions.as_slice().iter().zip(placed).filter(|(r, _)| r.data_len > 0) {
         if p & PLACED != 0 {
             crcs.push(p as u32)?;
@@ -185,8 +202,11 @@ fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut L
             // this handler, so nothing unmaps it meanwhile; above `stack_cut` nothing
             // writes to it while it is saved.
             let mem = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
-            crc.update(mem);
-            out.put(mem)?;
+            // Each piece is read twice while it is still in the cache.
+            for piece in mem.chunks(1 << 20) {
+                crc.update(piece);
+                out.put(piece)?;
+            }
         }
         Ok(())
     })();

@@ -357,6 +357,11 @@ pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_m
 pub fn futex_wake(word: &core::sync::atomic::AtomicU32) {
     let _ = sc!(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
 }
+/// Asks the disk to start writing `[off, off+len)` of `fd` out (`sync_file_range`
+/// with `SYNC_FILE_RANGE_WRITE`); does not wait for it. Best effort.
+pub fn start_writeback(fd: c_int, off: u64, len: u64) {
+    let _ = sc!(libc::SYS_sync_file_range, fd, off, len, libc::SYNC_FILE_RANGE_WRITE);
+}
 pub fn ftruncate(fd: c_int, len: u64) -> SysResult<()> {
     sc!(libc::SYS_ftruncate, fd, len).map(|_| ())
 }
