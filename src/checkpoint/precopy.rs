@@ -266,9 +266,8 @@ extern "C" fn copier(_: usize) {
     COPIER.store(sys::getpid(), SeqCst);
     // Its copy of the program's descriptors would keep pipes and sockets open.
     sys::close_from(3, &[2]);
-    // The program comes first for the CPU.
-    // SAFETY: setpriority on this process alone.
-    let _ = unsafe { sys::syscall6(libc::SYS_setpriority as usize, libc::PRIO_PROCESS as usize, 0, 19, 0, 0, 0) };
+    // Its priority is the program's, as a forked writer's is: at a lower one, a busy
+    // program (or machine) starves it and the checkpoint never ends.
     let s = session();
     let tracker = Tracker::open();
     let Some(mut tracked) = s.scratch.list::<Run>(1 << 16) else { return };
