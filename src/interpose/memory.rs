@@ -49,6 +49,10 @@ pub unsafe extern "C" fn mremap(old: *mut c_void, old_len: usize, new_len: usize
         // SAFETY: the caller's arguments, unchanged.
         unsafe { sys::syscall6(libc::SYS_mremap as usize, old as usize, old_len, new_len, flags as usize, new_addr as usize, 0) }
     };
+    // Grown, the image's pages would go on with what follows them in the file.
+    if new_len > old_len {
+        lazy::replace(old as usize, old_len);
+    }
     let mut r = call();
     // EFAULT: the range is not one mapping, which it may be only because of mig.
     for mend in [precopy::untrack as fn(usize, usize) -> bool, lazy::replace] {

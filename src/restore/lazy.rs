@@ -2,8 +2,9 @@
 //! image, the never-touched ones anonymous between them, several mappings where the
 //! program had one. Such memory differs from anonymous memory in what `madvise` and
 //! `mremap` do with it: `MADV_DONTNEED` brings the image's contents back instead of
-//! zeros, `MADV_FREE` and `MADV_WIPEONFORK` are refused, and `mremap` across the
-//! mappings fails. The interposed calls (`interpose::memory`) first turn the range
+//! zeros, `MADV_FREE` and `MADV_WIPEONFORK` are refused, `mremap` across the mappings
+//! fails, and one that grows a mapping of the image goes on into the file (other data,
+//! or `SIGBUS` past its end) instead of zeros. The interposed calls (`interpose::memory`) first turn the range
 //! they are given into anonymous memory. No allocation, no locks: allocators call these.
 #![allow(unsafe_code)]
 
@@ -85,8 +86,10 @@ fn replaceable(a: u64, b: u64) -> Option<u32> {
     (read && ok && image && at >= b).then_some(prot.unwrap_or(0))
 }
 
-/// After `mremap` of `[addr, addr+len)` failed with `EFAULT` (the range spans several
-/// mappings), or before `MADV_WIPEONFORK` (refused on file mappings): the range becomes
+/// Before `mremap` grows `[addr, addr+len)` (grown, the image's pages would go on with
+/// what follows them in the file), after one failed with `EFAULT` (the range spans
+/// several mappings), or before `MADV_WIPEONFORK` (refused on file mappings), if the
+/// range holds any of the image's pages: the range becomes
 /// one anonymous mapping with the same contents, made in place, so that it has the page
 /// offset a fresh mapping there has and merges with later neighbours as one would (an
 /// mremap'd mapping keeps the offset of where it was made). Its contents are copied

@@ -597,6 +597,19 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
             prog.op(libc::SYS_mmap, &[addr, len, prot, flags, image_fd as u64, data_off], CHECK_OK | CHECK_EQ_A0, &format!("mapping the pages of {what}"));
             data_off += len;
         }
+        // glibc's realloc grows its mmapped chunks with mremap, not through the library:
+        // grown, a mapping of the image would go on into the file. The last page of
+        // each chunk is read into anonymous memory instead, so such an mremap fails
+        // (two mappings) and realloc copies, as it does whenever mremap fails.
+        for end in glibc_chunk_ends(img, r) {
+            let Some(off) = file_offset(img, r, end - PAGE) else { continue };
+            let anon = fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+            prog.op(libc::SYS_mmap, &[end - PAGE, PAGE, rw, anon, u64::MAX, 0], CHECK_OK | CHECK_EQ_A0, &what);
+            prog.op(libc::SYS_pread64, &[image_fd as u64, end - PAGE, PAGE, off], CHECK_OK | CHECK_EQ_A2, &format!("reading the pages of {what}"));
+            if r.prot as u64 != rw {
+                prog.op(libc::SYS_mprotect, &[end - PAGE, PAGE, r.prot as u64], CHECK_OK, &format!("protecting {what}"));
+            }
+        }
         return;
     }
     for e in img.extents(r).filter(|_| has_data) {
@@ -613,6 +626,40 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
     if has_data && r.prot as u64 != rw {
         prog.op(libc::SYS_mprotect, &[r.start, len, r.prot as u64], CHECK_OK, &format!("protecting {what}"));
     }
+}
+
+/// Where in the image the saved byte at `addr` of `r` is (`None`: not saved).
+fn file_offset(img: &Image, r: &RegionRecord, addr: u64) -> Option<u64> {
+    let page = (addr - r.start) / PAGE;
+    let mut off = r.data_off;
+    for e in img.extents(r) {
+        if (e.first_page..e.first_page + e.pages).contains(&page) {
+            return Some(off + (page - e.first_page) * PAGE + addr % PAGE);
+        }
+        off += e.pages * PAGE;
+    }
+    None
+}
+
+/// The ends of the chunks glibc's malloc mmapped that `r` holds, one after the other
+/// from its start (adjacent mappings merge): each begins with its header, `prev_size`
+/// 0 and `size` its length with `IS_MMAPPED` (2) set.
+fn glibc_chunk_ends(img: &Image, r: &RegionRecord) -> Vec<u64> {
+    let word = |addr: u64| {
+        let off = file_offset(img, r, addr)?;
+        img.data(off, 8).try_into().ok().map(u64::from_le_bytes)
+    };
+    let mut ends = vec![];
+    let mut at = r.start;
+    while let (Some(0), Some(size)) = (word(at), word(at + 8)) {
+        let len = size & !7;
+        if size & 2 == 0 || len == 0 || len % PAGE != 0 || at + len > r.end {
+            break;
+        }
+        at += len;
+        ends.push(at);
+    }
+    ends
 }
 
 /// Unregisters the fresh process's rseq area (glibc registers one per thread in TLS).
