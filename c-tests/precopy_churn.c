@@ -69,9 +69,9 @@ static struct {
 } maps[MAPS], bigs[BIGS], heaps[HEAPS];
 
 static uint64_t rng = 0x2545f4914f6cdd1dULL; /* fixed seed */
-/* Grow with mremap(2) (realloc too). Off by default: a lazily restored process has
- * its saved pages mapped from the image and the untouched ones anonymous, several
- * mappings where there was one, and mremap of a range spanning them fails. */
+/* Grow with mremap(2) (realloc too). Off by default, so that the tests' checkpoints
+ * of it stay pre-copied: an mremap across a mapping the copier tracks and one mapped
+ * next to it since makes mig end the pre-copy (the checkpoint forks instead). */
 static int use_mremap;
 static int calm;
 static int pipefd[2], filefd;

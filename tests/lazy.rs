@@ -87,3 +87,77 @@ fn damaged_mapped_data_kills_the_restored_process_and_eager_refuses_it() {
     assert!(out.is_empty(), "refused before it runs: {out:?}");
     assert!(err.contains(bad.to_str().unwrap()), "{err}");
 }
+
+/// A `lazy_memory` run checkpointed at step 3 and killed: (launch, reference, before,
+/// image). Its `madvise` and `mremap` calls come at steps 8 to 12.
+fn lazy_memory_image(name: &str) -> (Launch, Vec<String>, Vec<String>, PathBuf) {
+    let dir = tempdir(name);
+    let l = Launch::new(&compile("lazy_memory"), &dir);
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("a.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 3, &image);
+    let before = p.kill();
+    assert!(!before.iter().any(|s| s.starts_with("FAIL")), "{before:?}");
+    (l, reference, before, image)
+}
+
+/// The first step a restored run printed, asserted to come before the subject's first
+/// `madvise` (step 8).
+fn before_the_calls(first: &str) {
+    let step = step_of(first).unwrap_or_else(|| panic!("restored run starts with {first:?}"));
+    assert!(step < 8, "restored at step {step}: the calls under test already ran");
+}
+
+/// `madvise(MADV_DONTNEED)` leaves zeros, `MADV_FREE` succeeds, `mremap` grows, shrinks
+/// and moves ranges that a lazy restore made into alternating image-backed and
+/// anonymous mappings, and grows one mapped from the image whole with zeros after its
+/// pages: all as on the anonymous memory the program had. The subject checks each
+/// result (it prints `FAIL` otherwise).
+#[test]
+fn lazily_restored_memory_behaves_as_anonymous_memory() {
+    let (l, reference, before, image) = lazy_memory_image("lazy_memory");
+    let mut p = l.clone_with("MIG_RESTORE", &image).start();
+    before_the_calls(&p.line().expect("runs"));
+    let maps = maps_of(p.pid());
+    // Block M alone: 32 saved pages with an untouched one after each.
+    let mapped = maps.lines().filter(|m| m.contains(image.to_str().unwrap())).count();
+    assert!(mapped >= 32, "restored lazily, the saved pages mapped from the image one by one: {mapped} mappings\n{maps}");
+    let (restored, st, err) = p.finish();
+    assert!(st.success(), "{st:?}\nstderr: {err}\nstdout: {restored:?}");
+    assert_continues(&reference, &before, &restored);
+}
+
+/// The control: restored eagerly, nothing is mapped from the image and the same calls
+/// behave the same.
+#[test]
+fn eagerly_restored_memory_behaves_as_anonymous_memory() {
+    let (l, reference, before, image) = lazy_memory_image("lazy_memory_eager");
+    let mut p = l.clone_with("MIG_RESTORE", &image).clone_with("MIG_RESTORE_EAGER", Path::new("1")).start();
+    before_the_calls(&p.line().expect("runs"));
+    assert!(!maps_of(p.pid()).contains(image.to_str().unwrap()), "eager: nothing is mapped from the image");
+    let (restored, st, err) = p.finish();
+    assert!(st.success(), "{st:?}\nstderr: {err}\nstdout: {restored:?}");
+    assert_continues(&reference, &before, &restored);
+}
+
+/// A lazily restored process whose `madvise` and `mremap` calls turned image-backed
+/// pages into anonymous memory checkpoints again (at step 13, after the calls) into an
+/// image that restores without the first one.
+#[test]
+fn lazily_restored_process_checkpoints_again_after_madvise_and_mremap() {
+    let (l, reference, _, first) = lazy_memory_image("lazy_memory_again");
+    let second = first.with_file_name("b.mig");
+    let mut p = l.clone_with("MIG_RESTORE", &first).clone_with("MIG_IMAGE", &second).start();
+    before_the_calls(&p.line().expect("runs"));
+    checkpoint_at(&mut p, 13, &second);
+    let before = p.kill();
+    assert!(!before.iter().any(|s| s.starts_with("FAIL")), "{before:?}");
+    std::fs::remove_file(&first).unwrap();
+    let (restored, st, err) = l.clone_with("MIG_RESTORE", &second).start().finish();
+    assert!(st.success(), "{st:?}\nstderr: {err}\nstdout: {restored:?}");
+    let first_step = step_of(&before[0]).unwrap();
+    let at = reference.iter().position(|s| step_of(s) == Some(first_step)).unwrap();
+    assert_continues(&reference[at..], &before, &restored);
+    assert!(step_of(&restored[0]).unwrap() > 13, "{restored:?}");
+}
