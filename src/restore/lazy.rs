@@ -32,9 +32,11 @@ pub fn from_image(l: &MapLine) -> bool {
     ino != 0 && l.ino == ino && libc::makedev(l.dev_major, l.dev_minor) == IMAGE[0].load(Relaxed)
 }
 
-fn page_range(addr: usize, len: usize) -> (u64, u64) {
-    let a = addr as u64 & !(PAGE - 1);
-    (a, (addr as u64).saturating_add(len as u64).saturating_add(PAGE - 1) & !(PAGE - 1))
+/// The pages `[addr, addr+len)` covers; `None` for an address the call itself refuses
+/// (not page-aligned).
+fn page_range(addr: usize, len: usize) -> Option<(u64, u64)> {
+    let a = addr as u64;
+    a.is_multiple_of(PAGE).then(|| (a, a.saturating_add(len as u64).saturating_add(PAGE - 1) & !(PAGE - 1)))
 }
 
 /// Before `MADV_DONTNEED` or `MADV_FREE` on `[addr, addr+len)`: the image's pages in it
@@ -44,7 +46,7 @@ pub fn discard(addr: usize, len: usize) {
     if !active() {
         return;
     }
-    let (a, b) = page_range(addr, len);
+    let Some((a, b)) = page_range(addr, len) else { return };
     let mut left = false;
     let mut buf = [0u8; 4096];
     let read = maps::each_line(&mut buf, |l| {
@@ -100,7 +102,7 @@ pub fn replace(addr: usize, len: usize) -> bool {
     if !active() {
         return false;
     }
-    let (a, b) = page_range(addr, len);
+    let Some((a, b)) = page_range(addr, len) else { return false };
     let Some(prot) = replaceable(a, b) else { return false };
     let n = (b - a) as usize;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
