@@ -327,6 +327,10 @@ extern "C" fn copier(_: usize) {
                 let _ = sys::unlink(p);
             }
             untrack(tracker);
+            // The read-back window maps the (now deleted) file shared: the usual
+            // checkpoint would take it for the program's shared memory and not fork.
+            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE;
+            let _ = sys::mmap(s.window, WINDOW, libc::PROT_NONE, flags, -1, 0);
             ORDINARY.store(1, SeqCst);
             let _ = sys::kill(s.job.pid, runtime::get().settings.checkpoint_signal as i32);
         }
