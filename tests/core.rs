@@ -320,7 +320,12 @@ fn changed_executable_is_refused() {
     p.kill();
     let mut bytes = std::fs::read(&copy).unwrap();
     bytes.extend_from_slice(b"\0changed");
-    std::fs::write(&copy, bytes).unwrap();
+    // The forked writer runs the executable until it exits, just after the image appears.
+    let t0 = std::time::Instant::now();
+    while let Err(e) = std::fs::write(&copy, &bytes) {
+        assert!(e.raw_os_error() == Some(libc::ETXTBSY) && t0.elapsed() < TIMEOUT, "{e}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_refused(&copy, &dir, &image, "changed since the checkpoint");
     drop(good);
 }

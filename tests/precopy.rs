@@ -327,7 +327,6 @@ fn mremap_across_a_tracked_mapping_ends_the_precopy() {
 /// are mapped in the program's address space until the copier ends. `precopy_split`'s
 /// largest mapping is its 96 MiB array.
 #[test]
-#[ignore = "known bug: after an abandoned pre-copy the copier asks for the usual checkpoint before it has unmapped its scratch (and its stack in it), so the image holds a 1.9 GiB region of the copier with its pages (every time here); with MIG_FORK=0 the stopped writer can read the scratch as the copier unmaps it: SIGSEGV in the program (1 in 20 runs)"]
 fn an_abandoned_precopy_leaves_nothing_of_the_copier_in_the_image() {
     let dir = tempdir("precopy_split_leftovers");
     let (_, c) = split_abandoned(&dir);

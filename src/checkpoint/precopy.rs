@@ -131,8 +131,16 @@ pub enum Signal {
 /// `sender`: who sent the signal (`si_pid`).
 pub fn on_signal(sender: u32) -> Signal {
     if ORDINARY.swap(0, SeqCst) == 1 {
-        // The job is never written while a copier lives; the copier that set `ORDINARY`
-        // touches nothing else of the session.
+        // The copier that set `ORDINARY` is ending: its scratch (and stack) must be gone
+        // before this checkpoint looks at the memory, at most a few seconds.
+        let copier = COPIER.load(SeqCst);
+        for _ in 0..5000 {
+            if copier == 0 || sys::exited(copier) {
+                break;
+            }
+            sys::futex_wait(&HURRY, HURRY.load(SeqCst), 1);
+        }
+        // The job is never written while a copier lives.
         return Signal::Ordinary(session().job);
     }
     match STATE.load(SeqCst) {
