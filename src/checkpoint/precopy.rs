@@ -171,13 +171,13 @@ pub fn cancel() {
     }
 }
 
-/// Called by the program (its `mremap` failed with `EFAULT` on `[addr, addr+len)`):
+/// Called by the program (its `mremap` failed with `EFAULT`):
 /// a mapping registered with the copier's userfaultfd does not merge with a neighbour
 /// that is not, so a range the program mapped as one can be two mappings while the
 /// copier tracks it. The copier stops tracking (giving up its rounds if it still
 /// copies: the checkpoint is then made the usual way) and this waits until it has.
 /// Returns whether anything was tracked: the caller tries again.
-pub fn untrack(_addr: usize, _len: usize) -> bool {
+pub fn untrack() -> bool {
     let pid = sys::getpid();
     if TRACKING.load(SeqCst) != pid {
         return false; // nothing tracked, or a child forked meanwhile: not its memory

@@ -12,14 +12,14 @@ use libc::{c_int, c_void};
 
 const MADV_DONTNEED_LOCKED: c_int = 24;
 
-fn result(r: isize) -> Result<isize, c_int> {
-    if (-4095..0).contains(&r) {
-        // SAFETY: this thread's errno, as any libc call sets it.
-        unsafe { *libc::__errno_location() = -r as c_int };
-        Err(-r as c_int)
-    } else {
-        Ok(r)
-    }
+/// The value, or -1 with `errno` set, as libc returns.
+fn result(r: isize) -> Option<usize> {
+    sys::check(r)
+        .map_err(|e| {
+            // SAFETY: this thread's errno, as any libc call sets it.
+            unsafe { *libc::__errno_location() = e.0 };
+        })
+        .ok()
 }
 
 /// # Safety
@@ -55,10 +55,12 @@ pub unsafe extern "C" fn mremap(old: *mut c_void, old_len: usize, new_len: usize
     }
     let mut r = call();
     // EFAULT: the range is not one mapping, which it may be only because of mig.
-    for mend in [precopy::untrack as fn(usize, usize) -> bool, lazy::replace] {
-        if r == -(libc::EFAULT as isize) && mend(old as usize, old_len) {
-            r = call();
-        }
+    let efault = |r| r == -(libc::EFAULT as isize);
+    if efault(r) && precopy::untrack() {
+        r = call();
+    }
+    if efault(r) && lazy::replace(old as usize, old_len) {
+        r = call();
     }
     result(r).map_or(libc::MAP_FAILED, |p| p as *mut c_void)
 }

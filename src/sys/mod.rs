@@ -18,7 +18,8 @@ pub struct Errno(pub i32);
 
 pub type SysResult<T = usize> = Result<T, Errno>;
 
-fn check(r: isize) -> SysResult {
+/// A raw system call's return: an error number or a value.
+pub fn check(r: isize) -> SysResult {
     if (-4095..0).contains(&r) { Err(Errno(-r as i32)) } else { Ok(r as usize) }
 }
 
