@@ -62,11 +62,6 @@ const SETTLED: u64 = 4 << 20;
 const PAUSE_MAX: u64 = 64 << 20;
 const SCRATCH: usize = 2 << 30;
 const STACK: usize = 1 << 20;
-/// The copier reads back what it wrote through a window this large.
-const WINDOW: usize = 64 << 20;
-/// Pages are written this many bytes at a time, each handed to the disk at once (the
-/// copier looks between two whether the program needs it to stop).
-const CHUNK: u64 = writer::FLUSH;
 
 /// A run of pages of the program and where the image holds them (in pages from
 /// `data_off`).
@@ -91,10 +86,13 @@ struct Session {
     page_crc: List<u32>,
     runs: List<Run>,
     text: List<u8>,
-    window: usize,
+    /// What was just written, read back for its CRC (`writer::CHUNK` bytes).
+    readback: List<u8>,
     fold: PageCrc,
     rounds: u32,
     copied: u64,
+    /// Written since the disk was last asked to start on the file.
+    unflushed: u64,
     /// Private memory resident when the session started.
     resident: u64,
     /// Set by the final stop: the image's length and how long the process stopped.
@@ -227,7 +225,6 @@ pub fn start(job: Job, streamed: bool) -> Option<u32> {
         return None;
     }
     let stack: List<u8> = scratch.list(STACK)?;
-    let window: List<u8> = scratch.list(WINDOW)?;
     let new = Session {
         job,
         data_off: 0,
@@ -237,10 +234,11 @@ pub fn start(job: Job, streamed: bool) -> Option<u32> {
         runs,
         text,
         resident,
-        window: window.as_slice().as_ptr() as usize,
+        readback: scratch.list(writer::CHUNK)?,
         fold: PageCrc::new(),
         rounds: 0,
         copied: 0,
+        unflushed: 0,
         written: 0,
         stopped_us: 0,
         scratch,
@@ -335,10 +333,6 @@ extern "C" fn copier(_: usize) {
                 let _ = sys::unlink(p);
             }
             untrack(tracker);
-            // The read-back window maps the (now deleted) file shared: the usual
-            // checkpoint would take it for the program's shared memory and not fork.
-            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE;
-            let _ = sys::mmap(s.window, WINDOW, libc::PROT_NONE, flags, -1, 0);
             ORDINARY.store(1, SeqCst);
             let _ = sys::kill(s.job.pid, runtime::get().settings.checkpoint_signal as i32);
         }
@@ -526,30 +520,46 @@ fn new_place(s: &mut Session, i: usize, addr: u64, pages: u64) -> Result<u64, Fa
     Ok(slot)
 }
 
-/// Writes `pages` pages from `addr` to slot `slot` on, then takes each page's CRC from
-/// what the file now holds (so a page that changed meanwhile is consistent with its
-/// CRC: it was written since, and is copied again later). The kernel reads the program's
-/// memory: a page unmapped meanwhile fails the write (`EFAULT`) instead of faulting here.
+/// Writes `pages` pages from `addr` to slot `slot` on, a piece at a time, and takes
+/// each page's CRC from what the file then holds (so a page that changed meanwhile is
+/// consistent with its CRC: it was written since, and is copied again later).
 fn write_pages(s: &mut Session, fd: i32, addr: u64, pages: u64, slot: u64, running: bool) -> Result<(), Failure> {
-    let off = s.data_off + slot * PAGE;
-    let len = pages * PAGE;
+    let (off, len) = (s.data_off + slot * PAGE, pages * PAGE);
     let mut done = 0;
     while done < len {
         if running {
             given_up()?;
         }
-        let n = (len - done).min(CHUNK) as usize;
-        match sys::pwrite(fd, (addr + done) as *const u8, n, off + done) {
+        let n = (len - done).min(writer::CHUNK as u64);
+        write_piece(s, fd, addr + done, n, off + done, running)?;
+        crc_piece(s, fd, n, off + done, slot + done / PAGE)?;
+        done += n;
+    }
+    s.copied += len;
+    Ok(())
+}
+
+/// Writes `len` bytes from `addr` at `off`. The kernel reads the program's memory: a
+/// page unmapped meanwhile fails the write (`EFAULT`) instead of faulting here.
+fn write_piece(s: &mut Session, fd: i32, addr: u64, len: u64, off: u64, running: bool) -> Result<(), Failure> {
+    let mut done = 0;
+    while done < len {
+        match sys::pwrite(fd, (addr + done) as *const u8, (len - done) as usize, off + done) {
             Ok(0) => return Err(Failure::Sys("writing the image", Errno(libc::EIO))),
             Ok(k) => {
-                sys::start_writeback(fd, off + done, k as u64);
                 done += k as u64;
+                s.unflushed += k as u64;
+                if s.unflushed >= writer::FLUSH {
+                    // The whole file: the pieces are scattered over it.
+                    sys::start_writeback(fd, 0, 0);
+                    s.unflushed = 0;
+                }
             }
             Err(Errno(libc::EINTR)) => {}
             Err(Errno(libc::EFAULT)) if running => {
                 // This page was unmapped meanwhile (it is copied again if it comes back);
                 // the pages after it may still be there, and their marks are re-armed
-                // already: go on past it. The file holds zeros for it, CRC'd below.
+                // already: go on past it. The file holds zeros for it, CRC'd as such.
                 done = (done / PAGE + 1) * PAGE;
                 let size = sys::fstat(fd).map(|st| st.st_size as u64).unwrap_or(0);
                 if size < off + len {
@@ -559,23 +569,28 @@ fn write_pages(s: &mut Session, fd: i32, addr: u64, pages: u64, slot: u64, runni
             Err(e) => return Err(Failure::Sys("writing the image", e)),
         }
     }
-    s.copied += len;
-    let hasher = &runtime::get().hasher;
-    let mut at = 0;
-    while at < len {
-        let n = (len - at).min(WINDOW as u64);
-        let flags = libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE;
-        sys::mmap(s.window, n as usize, libc::PROT_READ, flags, fd, off + at).map_err(|e| Failure::Sys("reading the image back", e))?;
-        // SAFETY: the window was just mapped readable over `n` bytes of the file, which
-        // holds them (they were written above).
-        let bytes = unsafe { core::slice::from_raw_parts(s.window as *const u8, n as usize) };
-        let first = (slot + at / PAGE) as usize;
-        for (page, crc) in bytes.chunks(PAGE as usize).zip(&mut s.page_crc.as_mut_slice()[first..]) {
-            let mut h = hasher.clone();
-            h.update(page);
-            *crc = h.finalize();
+    Ok(())
+}
+
+/// Reads back the `len` bytes just written at `off` (still in the cache) and records
+/// the CRC of each page, from slot `slot` on.
+fn crc_piece(s: &mut Session, fd: i32, len: u64, off: u64, slot: u64) -> Result<(), Failure> {
+    let buf = s.readback.spare().get_mut(..len as usize).ok_or(Failure::Full)?;
+    let mut done = 0;
+    while done < buf.len() {
+        match sys::pread(fd, &mut buf[done..], off + done as u64) {
+            Ok(0) => return Err(Failure::Sys("reading the image back", Errno(libc::EIO))),
+            Ok(k) => done += k,
+            Err(Errno(libc::EINTR)) => {}
+            Err(e) => return Err(Failure::Sys("reading the image back", e)),
         }
-        at += n;
+    }
+    let hasher = &runtime::get().hasher;
+    let crcs = s.page_crc.as_mut_slice().get_mut(slot as usize..).ok_or(Failure::Full)?;
+    for (page, crc) in buf.chunks(PAGE as usize).zip(crcs) {
+        let mut h = hasher.clone();
+        h.update(page);
+        *crc = h.finalize();
     }
     Ok(())
 }
