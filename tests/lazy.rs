@@ -7,10 +7,11 @@ use common::*;
 use mig_image::{RegionKind, Table};
 use std::path::{Path, PathBuf};
 
-/// A `chain` run checkpointed at step 3 and killed: (launch, reference, before, image).
+/// A `chain` run with a 2 MiB buffer (regions with little saved data are read in even
+/// lazily) checkpointed at step 3 and killed: (launch, reference, before, image).
 fn chain_image(name: &str) -> (Launch, Vec<String>, Vec<String>, PathBuf) {
     let dir = tempdir(name);
-    let l = Launch::new(&compile("chain"), &dir).arg("40");
+    let l = Launch::new(&compile("chain"), &dir).arg("40").arg("2048");
     let reference = reference(&l.clone_bare());
     let image = dir.join("a.mig");
     let mut p = l.clone_with("MIG_IMAGE", &image).start();
@@ -28,7 +29,18 @@ fn lazy_restore_maps_the_image_and_eager_reads_it() {
     let (l, reference, before, image) = chain_image("lazy_maps");
     let mut p = l.clone_with("MIG_RESTORE", &image).start();
     p.line().expect("runs");
-    assert!(maps_of(p.pid()).contains(image.to_str().unwrap()), "pages are mapped from the image");
+    let maps = maps_of(p.pid());
+    assert!(maps.contains(image.to_str().unwrap()), "pages are mapped from the image");
+    // Only the buffer is: regions with little saved data (the program's, its libraries')
+    // are read in, as what a resumed program touches first.
+    let bytes = std::fs::read(&image).unwrap();
+    let img = mig_image::Image::verify(&bytes, &crc32fast::Hasher::new()).unwrap();
+    let buffer = (0..img.count(Table::Regions)).map(|i| img.region(i)).max_by_key(|r| r.data_len).unwrap();
+    for line in maps.lines().filter(|l| l.ends_with(image.to_str().unwrap())) {
+        let (a, b) = line.split_once(' ').unwrap().0.split_once('-').unwrap();
+        let (a, b) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap());
+        assert!(buffer.start <= a && b <= buffer.end, "only the buffer is mapped from the image: {line}");
+    }
     let (restored, st, err) = p.finish();
     assert!(st.success(), "{err}");
     assert_continues(&reference, &before, &restored);
@@ -57,16 +69,18 @@ fn lazily_restored_process_checkpoints_again_into_a_self_contained_image() {
     assert_continues(&reference[at..], &before, &restored);
 }
 
-/// A copy of `image` with one byte of the heap's saved pages flipped.
-fn damaged_heap(image: &Path) -> PathBuf {
+/// A copy of `image` with one byte of the buffer's saved pages flipped.
+fn damaged_buffer(image: &Path) -> PathBuf {
     let mut bytes = std::fs::read(image).unwrap();
     let at = {
         let img = mig_image::Image::verify(&bytes, &crc32fast::Hasher::new()).unwrap();
-        let heap = (0..img.count(Table::Regions))
+        let buffer = (0..img.count(Table::Regions))
             .map(|i| img.region(i))
-            .find(|r| r.kind == RegionKind::Heap as u32 && r.data_len > 0)
-            .expect("a saved heap");
-        (heap.data_off + heap.data_len / 2) as usize
+            .filter(|r| r.kind == RegionKind::Anon as u32)
+            .max_by_key(|r| r.data_len)
+            .expect("a saved buffer");
+        assert!(buffer.data_len >= 2 << 20, "the buffer is saved whole");
+        (buffer.data_off + buffer.data_len / 2) as usize
     };
     bytes[at] ^= 0x40;
     let out = image.with_file_name("damaged.mig");
@@ -77,7 +91,7 @@ fn damaged_heap(image: &Path) -> PathBuf {
 #[test]
 fn damaged_mapped_data_kills_the_restored_process_and_eager_refuses_it() {
     let (l, _, _, image) = chain_image("lazy_damaged");
-    let bad = damaged_heap(&image);
+    let bad = damaged_buffer(&image);
     let (_, st, err) = l.clone_with("MIG_RESTORE", &bad).start().finish();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(libc::SIGKILL), "killed: {st:?} {err}");
     assert!(err.contains(bad.to_str().unwrap()) && err.contains("is damaged") && err.contains("was killed"), "{err}");

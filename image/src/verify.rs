@@ -249,7 +249,7 @@ impl<'a> Image<'a> {
     }
 
     /// Which blob is where: (offset, length) of blob `index`, from the records.
-    fn blob_span(&self, index: u32) -> Option<(u64, u64)> {
+    pub fn blob_span(&self, index: u32) -> Option<(u64, u64)> {
         (0..self.count(Table::Regions))
             .map(|i| self.region(i))
             .filter(|r| r.blob == index)

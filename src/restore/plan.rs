@@ -10,7 +10,7 @@ use super::handoff::{self, Handoff};
 use crate::checkpoint::maps::{self, MapLine};
 use crate::runtime::{self, FixedPath, Settings};
 use crate::sys;
-use memmap2::Mmap;
+use memmap2::{Advice, Mmap};
 use mig_image::*;
 use std::collections::HashMap;
 use std::fs::File;
@@ -256,16 +256,28 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     // SAFETY: the mapping is read-only and private; images are only ever replaced by
     // rename, never modified in place, so the bytes do not change under us.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot map it: {e}"))?;
+    // A fault in a file mapping reads around it as much as the disk's read-ahead (8 MiB
+    // here): from an image out of the cache, that is most of the restart. Only what is
+    // needed is read, asked for all at once.
+    let _ = map.advise(Advice::Random);
+    if let Some(h) = read_record::<Header>(&map, 0) {
+        will_need(&map[..], h.meta_off, h.meta_len);
+        will_need(&map[..], h.trailer_off, h.trailer_len);
+    }
     let hasher = crc32fast::Hasher::new();
     let img = Image::open(&map, &hasher).map_err(|e| e.to_string())?;
     let regions: Vec<RegionRecord> = (0..img.count(Table::Regions)).map(|i| img.region(i)).collect();
     let eager = std::env::var("MIG_RESTORE_EAGER").is_ok_and(|v| v == "1") || !file.metadata().is_ok_and(|m| m.is_file());
     let lazy = lazy_regions(&regions, eager);
     // What is read in is checked now; what is mapped, by the verifier (see `verifier`).
-    for i in 0..img.header.blobs as u32 {
-        if !regions.iter().zip(&lazy).any(|(r, &l)| l && r.blob == i) {
-            img.check_blob(i, &hasher).map_err(|e| e.to_string())?;
+    let read_in = |i: &u32| !regions.iter().zip(&lazy).any(|(r, &l)| l && r.blob == *i);
+    for i in (0..img.header.blobs as u32).filter(read_in) {
+        if let Some((off, len)) = img.blob_span(i) {
+            will_need(&map[..], off, len);
         }
+    }
+    for i in (0..img.header.blobs as u32).filter(read_in) {
+        img.check_blob(i, &hasher).map_err(|e| e.to_string())?;
     }
     let p = img.process();
     check_exe(&img, &p)?;
@@ -340,8 +352,9 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         tmp += len;
     }
     // 3. The saved regions.
+    let hot = hot_ranges(&img);
     for (r, &lazy) in regions.iter().zip(&lazy) {
-        map_region(&mut prog, &img, r, &region_fds, &prepared, image_fd, lazy);
+        map_region(&mut prog, &img, r, &region_fds, &prepared, image_fd, lazy.then_some(&hot[..]));
     }
     // 4. brk and the other mm fields (also makes /proc/<pid>/cmdline the saved one).
     let auxv = img.str(p.auxv);
@@ -503,20 +516,48 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     Ok(Ready { entry: hole as usize, args: args_at, stack_top: stack_top as usize })
 }
 
+/// Starts reading `len` bytes at `off` of the mapped image `map` into the page cache.
+fn will_need(map: &[u8], off: u64, len: u64) {
+    let (start, end) = (off & !(PAGE - 1), off.saturating_add(len).min(map.len() as u64));
+    if start < end {
+        // SAFETY: advice on pages of a live mapping (`map` starts on a page boundary).
+        unsafe { libc::madvise(map.as_ptr().add(start as usize) as *mut libc::c_void, (end - start) as usize, libc::MADV_WILLNEED) };
+    }
+}
+
+/// Regions with at most this much saved data are read in even in lazy mode, up to
+/// `SMALL_TOTAL` in all, smallest first: they are a program's data, its libraries' and
+/// small arenas, what it touches first, and each would cost a fault that reads ahead.
+const SMALL: u64 = 256 << 10;
+const SMALL_TOTAL: u64 = 4 << 20;
+
 /// Which regions to map from the image (private: the image is never written) instead
-/// of reading them in: all that have saved pages, unless `eager`; but not the stack
-/// (it must stay one growable mapping), not shared memory (a private copy would not be
-/// shared), and within the kernel's limit on mappings (each saved run is one).
+/// of reading them in: all that have saved pages, unless `eager`; but not small ones
+/// (`SMALL`), not the stack (it must stay one growable mapping), not shared memory (a
+/// private copy would not be shared), and within the kernel's limit on mappings (each
+/// saved run is one).
 fn lazy_regions(regions: &[RegionRecord], eager: bool) -> Vec<bool> {
     let max_maps: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(65530);
     let mut budget = (max_maps / 2).saturating_sub(regions.len());
+    let mut small: Vec<(u64, usize)> = regions.iter().enumerate().filter(|(_, r)| r.data_len <= SMALL).map(|(i, r)| (r.data_len, i)).collect();
+    small.sort_unstable();
+    let mut read_in = vec![false; regions.len()];
+    let mut total = 0;
+    for (len, i) in small {
+        total += len;
+        if total > SMALL_TOTAL {
+            break;
+        }
+        read_in[i] = true;
+    }
     regions
         .iter()
-        .map(|r| {
+        .zip(read_in)
+        .map(|(r, read_in)| {
             let kind = RegionKind::from_u32(r.kind);
             let private = matches!(kind, Some(RegionKind::Anon | RegionKind::Heap | RegionKind::FilePrivate | RegionKind::Orphan));
             let cost = 2 * r.extents as usize + 1;
-            let lazy = !eager && private && r.data_len > 0 && cost <= budget;
+            let lazy = !eager && !read_in && private && r.data_len > 0 && cost <= budget;
             if lazy {
                 budget -= cost;
             }
@@ -524,6 +565,9 @@ fn lazy_regions(regions: &[RegionRecord], eager: bool) -> Vec<bool> {
         })
         .collect()
 }
+
+const IOPRIO_WHO_PROCESS: i32 = 1;
+const IOPRIO_CLASS_IDLE: i32 = 3;
 
 /// Forks a quiet child that checks the CRCs of the lazily mapped data while the
 /// restored process runs (and warms the page cache for its page faults). On damage it
@@ -535,6 +579,20 @@ fn verifier(img: &Image, image: &Path, regions: &[RegionRecord], lazy: &[bool]) 
     match sys::fork_quiet() {
         Ok(0) => {
             sys::close_from(3, &[2]);
+            // Its reads are for checking and warming: the restored process's own page
+            // faults go first (idle I/O class), and it reads ahead as usual (the parent's
+            // mapping reads only what it touches).
+            // Killed with the restored process: there is nothing left to check for.
+            // SAFETY: prctl, ioprio_set and madvise with plain integers and the image
+            // mapping, which stays mapped in this child.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() as u32 != parent {
+                    sys::exit_group(0);
+                }
+                libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << 13);
+                libc::madvise(img.bytes.as_ptr() as *mut libc::c_void, img.bytes.len(), libc::MADV_NORMAL);
+            }
             let hasher = crc32fast::Hasher::new();
             for b in blobs {
                 if let Err(e) = img.check_blob(b, &hasher) {
@@ -561,10 +619,22 @@ fn verifier(img: &Image, image: &Path, regions: &[RegionRecord], lazy: &[bool]) 
     }
 }
 
+/// What each thread touches first when it runs again: the pages around its thread
+/// pointer (its TLS, `struct pthread`) and above its stack pointer (the handler's frames
+/// and the signal frame). Read in even where the region is mapped from the image: a
+/// fault there would read ahead megabytes around it from the disk.
+fn hot_ranges(img: &Image) -> Vec<(u64, u64)> {
+    let page = |a: u64| a & !(PAGE - 1);
+    (0..img.count(Table::Threads))
+        .map(|i| img.thread(i))
+        .flat_map(|t| [(page(t.fs_base).saturating_sub(2 * PAGE), page(t.fs_base) + 2 * PAGE), (page(t.ctx.rsp).saturating_sub(PAGE), page(t.ctx.rsp) + 8 * PAGE)])
+        .collect()
+}
+
 /// Maps one saved region back: same address, kind and protection, contents read in
-/// (or, `lazy`, mapped from the image).
+/// (or, `lazy`, mapped from the image but for the pages in `lazy`'s ranges).
 #[allow(clippy::too_many_arguments)]
-fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap<Vec<u8>, i32>, fds: &FdPlan, image_fd: i32, lazy: bool) {
+fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap<Vec<u8>, i32>, fds: &FdPlan, image_fd: i32, lazy: Option<&[(u64, u64)]>) {
     let Some(kind) = RegionKind::from_u32(r.kind) else { return };
     if kind.is_kernel() {
         return;
@@ -579,7 +649,7 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
     let code = r.prot & PROT_EXEC != 0 && r.prot & PROT_WRITE == 0;
     let from_file = kind == RegionKind::FilePrivate && r.flags & REGION_WHOLE != 0 && file.is_some() && code;
     let has_data = r.data_len > 0 && !from_file;
-    let prot = if has_data && !lazy { rw } else { r.prot as u64 };
+    let prot = if has_data && lazy.is_none() { rw } else { r.prot as u64 };
     let (flags, fd, off) = match (kind, file) {
         (RegionKind::FilePrivate, Some(fd)) => (fixed | libc::MAP_PRIVATE as u64, fd, r.file_off),
         (RegionKind::FileShared, _) => (fixed | libc::MAP_SHARED as u64, files[img.str(r.file.path)] as u64, r.file_off),
@@ -590,7 +660,7 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
     };
     prog.op(libc::SYS_mmap, &[r.start, len, prot, flags, fd, off], CHECK_OK | CHECK_EQ_A0, &what);
     let mut data_off = r.data_off;
-    if lazy && has_data {
+    if let (Some(hot), true) = (lazy, has_data) {
         let flags = (libc::MAP_FIXED | libc::MAP_PRIVATE) as u64;
         for e in img.extents(r) {
             let (addr, len) = (r.start + e.first_page * PAGE, e.pages * PAGE);
@@ -601,13 +671,21 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
         // grown, a mapping of the image would go on into the file. The last page of
         // each chunk is read into anonymous memory instead, so such an mremap fails
         // (two mappings) and realloc copies, as it does whenever mremap fails.
-        for end in glibc_chunk_ends(img, r) {
-            let Some(off) = file_offset(img, r, end - PAGE) else { continue };
+        let mut pages: Vec<u64> = glibc_chunk_ends(img, r).into_iter().map(|end| end - PAGE).collect();
+        for &(a, b) in hot {
+            pages.extend((a.max(r.start)..b.min(r.end)).step_by(PAGE as usize));
+        }
+        pages.sort_unstable();
+        pages.dedup();
+        for page in pages {
+            let Some(off) = file_offset(img, r, page) else { continue };
+            // Asked for now: the verifier, soon reading the whole image, goes after.
+            will_need(img.bytes, off, PAGE);
             let anon = fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
-            prog.op(libc::SYS_mmap, &[end - PAGE, PAGE, rw, anon, u64::MAX, 0], CHECK_OK | CHECK_EQ_A0, &what);
-            prog.op(libc::SYS_pread64, &[image_fd as u64, end - PAGE, PAGE, off], CHECK_OK | CHECK_EQ_A2, &format!("reading the pages of {what}"));
+            prog.op(libc::SYS_mmap, &[page, PAGE, rw, anon, u64::MAX, 0], CHECK_OK | CHECK_EQ_A0, &what);
+            prog.op(libc::SYS_pread64, &[image_fd as u64, page, PAGE, off], CHECK_OK | CHECK_EQ_A2, &format!("reading the pages of {what}"));
             if r.prot as u64 != rw {
-                prog.op(libc::SYS_mprotect, &[end - PAGE, PAGE, r.prot as u64], CHECK_OK, &format!("protecting {what}"));
+                prog.op(libc::SYS_mprotect, &[page, PAGE, r.prot as u64], CHECK_OK, &format!("protecting {what}"));
             }
         }
         return;
