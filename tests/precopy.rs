@@ -436,3 +436,37 @@ fn automatic_mode_precopies_a_large_process() {
     assert_restored(&reference, &c.before, &restored, 3);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The copier's files in `dir` (`<image>.tmp.<copier's pid>`).
+fn copier_files(dir: &Path) -> Vec<PathBuf> {
+    let all = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path());
+    all.filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("subject.mig.tmp.")).collect()
+}
+
+/// A program killed during a pre-copy and not reaped stays a zombie, on which
+/// `kill(pid, 0)` still succeeds: its copier must see that it ended all the same,
+/// remove its file and end, not wait for a final stop for ever.
+#[test]
+fn a_copier_whose_program_died_unreaped_ends() {
+    let dir = tempdir("precopy_zombie");
+    let image = dir.join("subject.mig");
+    // 256 MiB: the copier is still at it when the program is killed.
+    let l = with_precopy(Launch::new(&compile("precopy_churn"), &dir).arg(ENDLESS).arg("256"), "1").clone_with("MIG_IMAGE", &image);
+    let mut p = l.start();
+    p.until("step 2");
+    p.signal(libc::SIGUSR1);
+    let t0 = std::time::Instant::now();
+    while copier_files(&dir).is_empty() {
+        assert!(t0.elapsed() < TIMEOUT, "no copier started");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // Killed, not reaped: `p` is waited for only at the end.
+    p.signal(libc::SIGKILL);
+    let t0 = std::time::Instant::now();
+    while !copier_files(&dir).is_empty() {
+        assert!(t0.elapsed() < TIMEOUT, "the copier still waits for its dead program: {:?}", copier_files(&dir));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!image.exists(), "no image of a program that died before its final stop");
+    p.kill();
+}

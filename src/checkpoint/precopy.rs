@@ -136,7 +136,7 @@ pub fn on_signal(sender: u32) -> Signal {
             if copier == 0 || sys::exited(copier) {
                 break;
             }
-            sys::futex_wait(&HURRY, HURRY.load(SeqCst), 1);
+            sys::sleep_ms(1);
         }
         // The job is never written while a copier lives.
         return Signal::Ordinary(session().job);
@@ -286,6 +286,7 @@ extern "C" fn copier(_: usize) {
     // Given up meanwhile for the program's sake (`untrack`): the usual checkpoint.
     let copied = copied.and_then(|()| STATE.compare_exchange(COPYING, FINAL, SeqCst, SeqCst).map(drop).map_err(|_| abandoned()));
     let pid = s.job.pid;
+    let program = sys::pidfd_open(pid);
     let wait_for_final = || {
         if sys::kill(pid, runtime::get().settings.checkpoint_signal as i32).is_err() {
             return false;
@@ -293,7 +294,7 @@ extern "C" fn copier(_: usize) {
         while STATE.load(SeqCst) == FINAL {
             sys::futex_wait(&STATE, FINAL, 200);
             // The program may end (or block the signal for good) meanwhile.
-            if sys::kill(pid, 0).is_err() {
+            if program.map_or_else(|_| sys::kill(pid, 0).is_err(), sys::readable) {
                 return false;
             }
         }
@@ -339,6 +340,9 @@ extern "C" fn copier(_: usize) {
     }
     if fd >= 0 {
         sys::close(fd);
+    }
+    if let Ok(p) = program {
+        sys::close(p);
     }
     STATE.store(IDLE, SeqCst);
 }

@@ -355,6 +355,21 @@ pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_m
     let ts = [(timeout_ms / 1000) as i64, ((timeout_ms % 1000) * 1_000_000) as i64];
     let _ = sc!(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts.as_ptr());
 }
+pub fn sleep_ms(ms: u64) {
+    let ts = [(ms / 1000) as i64, ((ms % 1000) * 1_000_000) as i64];
+    let _ = sc!(libc::SYS_nanosleep, ts.as_ptr(), 0usize);
+}
+/// A descriptor that becomes readable when process `pid` ends (a zombie has ended,
+/// although `kill(pid, 0)` still succeeds on it).
+pub fn pidfd_open(pid: u32) -> SysResult<c_int> {
+    sc!(libc::SYS_pidfd_open, pid, 0).map(|fd| fd as c_int)
+}
+/// Whether `fd` is readable now (`ppoll`, no wait).
+pub fn readable(fd: c_int) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let ts = [0i64, 0];
+    matches!(sc!(libc::SYS_ppoll, &mut p as *mut libc::pollfd, 1, ts.as_ptr(), 0usize, 8), Ok(1))
+}
 pub fn futex_wake(word: &core::sync::atomic::AtomicU32) {
     let _ = sc!(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
 }
