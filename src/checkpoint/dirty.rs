@@ -113,6 +113,10 @@ pub fn scan(pagemap: i32, start: u64, end: u64, ask: Ask, vec: &mut [Run], mut e
         Ask::Resident => (0, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED),
     };
     let mut at = start;
+    // The end of what was reported: Linux 6.18 was seen to say it stopped (`walk_end`)
+    // before the last run it returned, with room left, and a scan from there returned
+    // those runs again.
+    let mut reported = start;
     while at < end {
         let mut arg = ScanArg {
             size: size_of::<ScanArg>() as u64,
@@ -130,12 +134,55 @@ pub fn scan(pagemap: i32, start: u64, end: u64, ask: Ask, vec: &mut [Run], mut e
         };
         let n = sys::ioctl(pagemap, PAGEMAP_SCAN, &mut arg as *mut ScanArg as usize).map_err(|e| super::collect::Failure::Sys("scanning the page map", e))?;
         for r in vec.get(..n).unwrap_or(&[]) {
-            each(r.start, r.end)?;
+            let a = r.start.max(reported);
+            if a < r.end {
+                each(a, r.end)?;
+                reported = r.end;
+            }
         }
-        if arg.walk_end <= at {
+        // With room left, the kernel walked the whole range, whatever `walk_end` says.
+        if n < vec.len() || arg.walk_end <= at {
             break;
         }
         at = arg.walk_end;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mig_image::PAGE;
+
+    /// Alternate written pages over many 2 MiB blocks (the pattern that made Linux 6.18
+    /// report `walk_end` short of its last run): each resident page exactly once, in
+    /// order, with room for every run and with room for a few at a time.
+    #[test]
+    fn resident_runs_come_once_and_in_order() {
+        const PAGES: u64 = 1923;
+        let len = (PAGES * PAGE) as usize;
+        // SAFETY: a fresh private anonymous mapping, unmapped below.
+        let base = unsafe { libc::mmap(core::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) } as u64;
+        assert_ne!(base, libc::MAP_FAILED as u64);
+        let written: Vec<u64> = (0..321).chain((322..1920).step_by(2)).chain([1920, 1921]).collect();
+        for &p in &written {
+            // SAFETY: inside the mapping, writable.
+            unsafe { *((base + p * PAGE) as *mut u8) = 1 };
+        }
+        let path = crate::sys::CPath::new(b"/proc/self/pagemap").unwrap();
+        let pagemap = crate::sys::open(&path, libc::O_RDONLY, 0).unwrap();
+        for room in [1 << 14, 7] {
+            let mut vec = vec![Run::default(); room];
+            let mut seen = vec![];
+            scan(pagemap, base, base + PAGES * PAGE, Ask::Resident, &mut vec, |a, b| {
+                seen.extend((a - base) / PAGE..(b - base) / PAGE);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, written, "room for {room} runs");
+        }
+        crate::sys::close(pagemap);
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(base as *mut libc::c_void, len) };
+    }
 }
