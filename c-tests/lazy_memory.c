@@ -5,11 +5,11 @@
  * and the never-touched pages between them as anonymous memory: one mapping of
  * the original process becomes many. This program makes, at start, three
  * anonymous private blocks:
- *   - M, 64 pages, only the even pages written (a lazy restore maps it as 64
+ *   - M, 640 pages, only the even pages written (a lazy restore maps it as 640
  *     alternating mappings);
- *   - D, 32 pages, every page written (one mapping from the image);
- *   - E, 16 pages, only the even pages written, like M;
- *   - G, 8 pages, every page written (one mapping from the image, as D).
+ *   - D, 320 pages, every page written (one mapping from the image);
+ *   - E, 640 pages, only the even pages written, like M;
+ *   - G, 320 pages, every page written (one mapping from the image, as D).
  * Every step changes a few words of the written pages (as chain.c does) and
  * prints `step <n> <digest>`. Then, at fixed steps, with libc's calls:
  *   - step 8: madvise(D, MADV_DONTNEED) and madvise(M pages 4..11, MADV_DONTNEED)
@@ -17,14 +17,14 @@
  *     zeros; D and the even pages of M in that range are written again;
  *   - step 9: madvise(D, MADV_FREE) returns 0; D is written again (after
  *     MADV_FREE the contents are old or zero: written before they are read);
- *   - step 10: mremap(M, 64 pages, 128 pages, MREMAP_MAYMOVE) succeeds; the
+ *   - step 10: mremap(M, 640 pages, 1280 pages, MREMAP_MAYMOVE) succeeds; the
  *     written pages keep their contents, the untouched ones and the new half
  *     read 0;
- *   - step 11: mremap(M, 128 pages, 64 pages, 0) shrinks it in place, and
- *     mremap(E, 16 pages, 16 pages, MREMAP_MAYMOVE | MREMAP_FIXED) moves E
+ *   - step 11: mremap(M, 1280 pages, 640 pages, 0) shrinks it in place, and
+ *     mremap(E, 640 pages, 640 pages, MREMAP_MAYMOVE | MREMAP_FIXED) moves E
  *     (still many mappings after a lazy restore) onto a reserved free place;
  *     contents checked;
- *   - step 12: mremap(G, 8 pages, 64 pages, MREMAP_MAYMOVE) succeeds; G's pages are
+ *   - step 12: mremap(G, 320 pages, 640 pages, MREMAP_MAYMOVE) succeeds; G's pages are
  *     unchanged and the new ones read 0 (one mapping, so the kernel grows it
  *     without complaint: after a lazy restore, unless mig makes it anonymous first,
  *     the new pages map what follows in the image, or lie past its end: SIGBUS).
@@ -44,11 +44,13 @@
 
 #define PAGE 4096UL
 #define WPP (PAGE / 8) /* words per page */
-#define M_PAGES 64
-#define D_PAGES 32
-#define E_PAGES 16
-#define G_PAGES 8
-#define G_GROWN 64
+/* Each block holds more than 1 MiB of written pages: a lazy restore reads in regions
+ * with less (what a resumed program touches first) and maps only bigger ones. */
+#define M_PAGES 640
+#define D_PAGES 320
+#define E_PAGES 640
+#define G_PAGES 320
+#define G_GROWN 640
 #define STEP_DONTNEED 8
 #define STEP_FREE 9
 #define STEP_GROW 10
@@ -159,7 +161,7 @@ static void grow_m(void)
     uint64_t *was = copy_of(m, M_PAGES);
     void *p = mremap(m, M_PAGES * PAGE, 2 * M_PAGES * PAGE, MREMAP_MAYMOVE);
     if (p == MAP_FAILED)
-        fail_errno("mremap(M, 64 pages, 128 pages, MREMAP_MAYMOVE)");
+        fail_errno("mremap(M, grown twice as large, MREMAP_MAYMOVE)");
     m = p;
     m_pages = 2 * M_PAGES;
     if (memcmp(m, was, M_PAGES * PAGE) != 0)
@@ -174,7 +176,7 @@ static void shrink_m_and_move_e(void)
     uint64_t *was = copy_of(m, M_PAGES);
     void *p = mremap(m, 2 * M_PAGES * PAGE, M_PAGES * PAGE, 0);
     if (p == MAP_FAILED)
-        fail_errno("mremap(M, 128 pages, 64 pages, 0)");
+        fail_errno("mremap(M, shrunk back, 0)");
     if (p != m)
         fail("M did not shrink in place");
     m_pages = M_PAGES;
@@ -189,7 +191,7 @@ static void shrink_m_and_move_e(void)
         fail_errno("mmap");
     p = mremap(e, E_PAGES * PAGE, E_PAGES * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, to);
     if (p == MAP_FAILED)
-        fail_errno("mremap(E, 16 pages, 16 pages, MREMAP_MAYMOVE | MREMAP_FIXED)");
+        fail_errno("mremap(E, moved, MREMAP_MAYMOVE | MREMAP_FIXED)");
     if (p != to)
         fail("E did not move where it was asked to");
     e = p;
@@ -204,7 +206,7 @@ static void grow_g(void)
     uint64_t *was = copy_of(g, G_PAGES);
     void *p = mremap(g, G_PAGES * PAGE, G_GROWN * PAGE, MREMAP_MAYMOVE);
     if (p == MAP_FAILED)
-        fail_errno("mremap(G, 8 pages, 64 pages, MREMAP_MAYMOVE)");
+        fail_errno("mremap(G, grown, MREMAP_MAYMOVE)");
     g = p;
     g_pages = G_GROWN;
     if (memcmp(g, was, G_PAGES * PAGE) != 0)

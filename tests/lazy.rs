@@ -134,9 +134,9 @@ fn lazily_restored_memory_behaves_as_anonymous_memory() {
     let mut p = l.clone_with("MIG_RESTORE", &image).start();
     before_the_calls(&p.line().expect("runs"));
     let maps = maps_of(p.pid());
-    // Block M alone: 32 saved pages with an untouched one after each.
+    // Block M alone: 320 saved pages with an untouched one after each.
     let mapped = maps.lines().filter(|m| m.contains(image.to_str().unwrap())).count();
-    assert!(mapped >= 32, "restored lazily, the saved pages mapped from the image one by one: {mapped} mappings\n{maps}");
+    assert!(mapped >= 320, "restored lazily, the saved pages mapped from the image one by one: {mapped} mappings\n{maps}");
     let (restored, st, err) = p.finish();
     assert!(st.success(), "{st:?}\nstderr: {err}\nstdout: {restored:?}");
     assert_continues(&reference, &before, &restored);

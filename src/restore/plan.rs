@@ -277,6 +277,12 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         }
     }
     for i in (0..img.header.blobs as u32).filter(read_in) {
+        // Past its first megabytes (all `WILLNEED` starts), a blob is read ahead as
+        // it is checked.
+        if let Some((off, len)) = img.blob_span(i).filter(|&(_, len)| len > 4 << 20) {
+            let start = off & !(PAGE - 1);
+            let _ = map.advise_range(Advice::Sequential, start as usize, (off + len - start).min(map.len() as u64 - start) as usize);
+        }
         img.check_blob(i, &hasher).map_err(|e| e.to_string())?;
     }
     let p = img.process();
@@ -528,7 +534,7 @@ fn will_need(map: &[u8], off: u64, len: u64) {
 /// Regions with at most this much saved data are read in even in lazy mode, up to
 /// `SMALL_TOTAL` in all, smallest first: they are a program's data, its libraries' and
 /// small arenas, what it touches first, and each would cost a fault that reads ahead.
-const SMALL: u64 = 256 << 10;
+const SMALL: u64 = 1 << 20;
 const SMALL_TOTAL: u64 = 4 << 20;
 
 /// Which regions to map from the image (private: the image is never written) instead
