@@ -319,8 +319,9 @@ if t1 and t2:
     print(f"Memory: touching {wm / 1024:.1f} GiB of fresh anonymous memory ran at {t1:.0f} MiB/s, "
           f"and at {t2:.0f} MiB/s right after the same amount was freed{lazy}. On this kind of "
           "virtual machine first touches ran between ~300 and ~1800 MiB/s from one moment to "
-          "the next; filling the page cache costs the same, so each timed write starts right "
-          "after touching and freeing as much memory as it writes.")
+          "the next (the balloon hands freed memory back to the host); filling the page cache "
+          "costs the same, so each timed write starts right after touching and freeing twice "
+          "as much memory as it writes.")
 print()
 print(f"Machine: {text('m.cpu')}, {text('m.cores')} cores, {text('m.mem')} memory, "
       f"{text('m.virt')}; Linux {text('m.kernel')}; image directory on {text('m.fs')}; "
