@@ -104,7 +104,8 @@ pub fn mapped_by_program(start: u64, end: u64) -> bool {
 fn mapped(addr: *mut libc::c_void, len: usize) -> *mut libc::c_void {
     if addr != libc::MAP_FAILED && len > 0 {
         let start = addr as u64;
-        let claim = |(s, _): &&(AtomicU64, AtomicU64)| s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        // A plain load first: a locked compare-exchange on every taken slot costs more.
+        let claim = |(s, _): &&(AtomicU64, AtomicU64)| s.load(Ordering::Relaxed) == 0 && s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed).is_ok();
         let slot = mapped_slots().iter().find(claim).or_else(|| {
             let i = MAPPED_HIGH.fetch_add(1, Ordering::AcqRel);
             MAPPED.get(i).filter(|s| claim(s))
@@ -119,7 +120,8 @@ fn mapped(addr: *mut libc::c_void, len: usize) -> *mut libc::c_void {
 fn unmapped(addr: *mut libc::c_void, len: usize) {
     let (start, end) = (addr as u64, addr as u64 + len as u64);
     for (s, e) in mapped_slots() {
-        if s.load(Ordering::Acquire) >= start && e.load(Ordering::Acquire) <= end && s.load(Ordering::Acquire) != 0 {
+        let at = s.load(Ordering::Acquire);
+        if at != 0 && at >= start && e.load(Ordering::Acquire) <= end {
             e.store(0, Ordering::Relaxed);
             s.store(0, Ordering::Release);
         }
