@@ -545,7 +545,11 @@ const SMALL_TOTAL: u64 = 4 << 20;
 fn lazy_regions(regions: &[RegionRecord], eager: bool) -> Vec<bool> {
     let max_maps: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(65530);
     let mut budget = (max_maps / 2).saturating_sub(regions.len());
-    let mut small: Vec<(u64, usize)> = regions.iter().enumerate().filter(|(_, r)| r.data_len <= SMALL).map(|(i, r)| (r.data_len, i)).collect();
+    let mappable = |r: &RegionRecord| {
+        let private = matches!(RegionKind::from_u32(r.kind), Some(RegionKind::Anon | RegionKind::Heap | RegionKind::FilePrivate | RegionKind::Orphan));
+        !eager && private && r.data_len > 0
+    };
+    let mut small: Vec<(u64, usize)> = regions.iter().enumerate().filter(|(_, r)| mappable(r) && r.data_len <= SMALL).map(|(i, r)| (r.data_len, i)).collect();
     small.sort_unstable();
     let mut read_in = vec![false; regions.len()];
     let mut total = 0;
@@ -560,10 +564,8 @@ fn lazy_regions(regions: &[RegionRecord], eager: bool) -> Vec<bool> {
         .iter()
         .zip(read_in)
         .map(|(r, read_in)| {
-            let kind = RegionKind::from_u32(r.kind);
-            let private = matches!(kind, Some(RegionKind::Anon | RegionKind::Heap | RegionKind::FilePrivate | RegionKind::Orphan));
             let cost = 2 * r.extents as usize + 1;
-            let lazy = !eager && !read_in && private && r.data_len > 0 && cost <= budget;
+            let lazy = mappable(r) && !read_in && cost <= budget;
             if lazy {
                 budget -= cost;
             }
@@ -585,10 +587,10 @@ fn verifier(img: &Image, image: &Path, regions: &[RegionRecord], lazy: &[bool]) 
     match sys::fork_quiet() {
         Ok(0) => {
             sys::close_from(3, &[2]);
-            // Its reads are for checking and warming: the restored process's own page
-            // faults go first (idle I/O class), and it reads ahead as usual (the parent's
+            // Killed with the restored process: there is nothing left to check for. Its
+            // reads are for checking and warming: the restored process's own page faults
+            // go first (idle I/O class), and it reads ahead as usual (the parent's
             // mapping reads only what it touches).
-            // Killed with the restored process: there is nothing left to check for.
             // SAFETY: prctl, ioprio_set and madvise with plain integers and the image
             // mapping, which stays mapped in this child.
             unsafe {
