@@ -461,7 +461,7 @@ compression || true
 criu_bench() {
     local why=""
     if ! command -v criu >/dev/null; then
-        why="criu is not installed"
+        why="criu is not installed (the distribution's CRIU 3.17 would not run here anyway: it predates the kernel's [vvar_vclock] area; a newer criu on the PATH is measured)"
     elif [ "$(id -u)" != 0 ]; then
         why="not root (criu dump/restore need root)"
     fi
