@@ -351,12 +351,16 @@ pub fn kill(pid: u32, sig: c_int) -> SysResult<()> {
 }
 /// Waits while `word` holds `expected`, at most `timeout_ms`. Not a private futex: the
 /// waker may be another process sharing this address space (the pre-copy's copier).
+/// A `struct timespec` of `ms` milliseconds.
+fn timespec_ms(ms: u64) -> [i64; 2] {
+    [(ms / 1000) as i64, ((ms % 1000) * 1_000_000) as i64]
+}
 pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_ms: u64) {
-    let ts = [(timeout_ms / 1000) as i64, ((timeout_ms % 1000) * 1_000_000) as i64];
+    let ts = timespec_ms(timeout_ms);
     let _ = sc!(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts.as_ptr());
 }
 pub fn sleep_ms(ms: u64) {
-    let ts = [(ms / 1000) as i64, ((ms % 1000) * 1_000_000) as i64];
+    let ts = timespec_ms(ms);
     let _ = sc!(libc::SYS_nanosleep, ts.as_ptr(), 0usize);
 }
 /// A descriptor that becomes readable when process `pid` ends (a zombie has ended,
