@@ -321,7 +321,7 @@ fn run_sets_the_environment_and_keeps_the_exit_status() {
 fn restart_refuses_missing_and_damaged_images() {
     let dir = tempdir("cli_restart_bad");
     let (st, out, err) = mig_out(&["restart", dir.join("missing.mig").to_str().unwrap()]);
-    assert_eq!(st.code(), Some(1));
+    assert_eq!(st.code(), Some(125));
     assert_eq!(out, "");
     assert_one_line(&err, "No such file");
 
@@ -340,7 +340,7 @@ fn restart_refuses_missing_and_damaged_images() {
         // (tests/lazy.rs); an eager restore refuses them before anything is replaced.
         let eager: &[(&str, &str)] = if name == "flip-data" { &[("MIG_RESTORE_EAGER", "1")] } else { &[] };
         let (st, out, err) = mig_out_env(&["restart", p.to_str().unwrap()], eager);
-        assert_eq!(st.code(), Some(2), "{name}: {err}");
+        assert_eq!(st.code(), Some(125), "{name}: {err}");
         assert_eq!(out, "", "{name}: nothing may start");
         assert_one_line(&err, want);
         assert!(err.contains(&p.display().to_string()), "names the image: {err}");
@@ -351,7 +351,7 @@ fn restart_refuses_missing_and_damaged_images() {
             let _ = std::io::Write::write_all(&mut input, &bytes);
         });
         let o = c.wait_with_output().unwrap();
-        assert_eq!(o.status.code(), Some(2), "{name} from stdin");
+        assert_eq!(o.status.code(), Some(125), "{name} from stdin");
         assert!(o.stdout.is_empty());
         assert_one_line(&String::from_utf8_lossy(&o.stderr), "standard input");
     }

@@ -222,7 +222,7 @@ fn damaged_compressed_images_are_refused_before_anything_runs() {
         let p = dir.join(format!("{name}.mig"));
         std::fs::write(&p, &bytes).unwrap();
         let (lines, st, err) = restart(&dir, p.to_str().unwrap(), Stdio::null());
-        assert_eq!(st.code(), Some(2), "{name}: {err}");
+        assert_eq!(st.code(), Some(125), "{name}: {err}");
         assert!(lines.is_empty(), "{name}: the program must not run: {lines:?}");
         assert_one_line(&err, &[&format!("cannot restart from {}", p.display()), want]);
         // The same from standard input.
@@ -234,7 +234,7 @@ fn damaged_compressed_images_are_refused_before_anything_runs() {
         let o = c.wait_with_output().unwrap();
         feeder.join().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{name} from stdin: {err}");
+        assert_eq!(o.status.code(), Some(125), "{name} from stdin: {err}");
         assert!(o.stdout.is_empty(), "{name} from stdin: the program must not run");
         assert_one_line(&err, &["cannot restart from standard input", want]);
         // inspect says where the damage is, and fails.

@@ -97,7 +97,7 @@ fn damaged_mapped_data_kills_the_restored_process_and_eager_refuses_it() {
     assert!(err.contains(bad.to_str().unwrap()) && err.contains("is damaged") && err.contains("was killed"), "{err}");
 
     let (out, st, err) = l.clone_with("MIG_RESTORE", &bad).clone_with("MIG_RESTORE_EAGER", Path::new("1")).start().finish();
-    assert_eq!(st.code(), Some(2), "{err}");
+    assert_eq!(st.code(), Some(125), "{err}");
     assert!(out.is_empty(), "refused before it runs: {out:?}");
     assert!(err.contains(bad.to_str().unwrap()), "{err}");
 }

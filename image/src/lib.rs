@@ -25,3 +25,11 @@ pub mod verify;
 pub use format::*;
 pub use layout::Layout;
 pub use verify::{Image, ImageError};
+
+/// Exit status of a restore that was refused before anything was replaced (the
+/// library's `MIG_RESTORE` and `mig restart` alike): outside the range programs
+/// commonly use, as `env` and `timeout` do, so it cannot be taken for the restored
+/// program's own status.
+pub const EXIT_REFUSED: i32 = 125;
+/// Exit status of a restore that failed after the fresh process was replaced.
+pub const EXIT_RESTORE_FAILED: i32 = 127;

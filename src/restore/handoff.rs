@@ -33,7 +33,7 @@ pub unsafe fn resume(h: *const Handoff) {
     let h = unsafe { &*h };
     if h.magic != MAGIC {
         msg().s("restore hand-off is damaged").emit();
-        sys::exit_group(127);
+        sys::exit_group(mig_image::EXIT_RESTORE_FAILED);
     }
     // SAFETY: signals are blocked and this is the only thread.
     if let Some(s) = unsafe { crate::runtime::settings_mut() } {

@@ -20,8 +20,8 @@ use std::path::Path;
 
 type Refusal = String;
 
-/// Restores the process saved in `image`, or exits with status 2 and one line that
-/// says why not. Never returns.
+/// Restores the process saved in `image`, or exits with `EXIT_REFUSED` and one line
+/// that says why not. Never returns.
 pub fn restore(image: &Path, settings: Settings) -> ! {
     let started_ns = sys::clock_monotonic_ns();
     match prepare(image, settings, started_ns) {
@@ -32,7 +32,7 @@ pub fn restore(image: &Path, settings: Settings) -> ! {
         }
         Err(why) => {
             eprintln!("mig: cannot restore from {}: {}", image.display(), why);
-            std::process::exit(2)
+            std::process::exit(mig_image::EXIT_REFUSED)
         }
     }
 }
@@ -620,7 +620,7 @@ fn verifier(img: &Image, image: &Path, regions: &[RegionRecord], lazy: &[bool]) 
             let hasher = crc32fast::Hasher::new();
             if let Some(e) = blobs.iter().find_map(|&b| img.check_blob(b, &hasher).err()) {
                 eprintln!("mig: cannot restore from {}: {e}", image.display());
-                sys::exit_group(2);
+                sys::exit_group(mig_image::EXIT_REFUSED);
             }
             0
         }

@@ -51,7 +51,12 @@ FILES:
 EXIT STATUS:
   0    Success.
   1    The operation failed (the message says why; nothing was left half done).
-  2    Bad usage, or an image that is damaged or not an image at all.
+  2    Bad usage, or (`mig inspect`) an image that is damaged or not an image.
+  125  `mig restart` refused the image (missing, damaged, not the user's, its
+       executable, files or working directory gone or changed, ...): nothing
+       started. The library exits with 125 for the same refusals under MIG_RESTORE.
+  127  The restore failed after the fresh process was replaced (should not happen:
+       everything is checked first).
   `mig run` and `mig restart` become the program: its status is the program's.
   `mig migrate` ends with the status of the migrated process once it exits.
 
@@ -107,6 +112,11 @@ impl Fail {
     /// A damaged image or bad usage: status 2.
     pub fn bad(msg: impl Into<String>) -> Self {
         Fail { code: 2, msg: msg.into() }
+    }
+    /// A restore refused before anything started: `EXIT_REFUSED` (125), as the
+    /// library's own refusal, never to be taken for the program's status.
+    pub fn refused(msg: impl Into<String>) -> Self {
+        Fail { code: mig_image::EXIT_REFUSED as u8, msg: msg.into() }
     }
 }
 

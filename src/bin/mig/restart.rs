@@ -24,7 +24,7 @@ pub const RUNNING: &str = "mig-restart: running";
 /// Start a process from an image (a file, or `-` for standard input).
 ///
 /// The image's structure is checked first (a stream or compressed image: every byte):
-/// a damaged or truncated image is refused (exit status 2) before anything starts.
+/// a damaged or truncated image is refused (exit status 125) before anything starts.
 /// Then mig becomes the image's executable,
 /// started in the image's working directory with the library preloaded, and the
 /// library puts the saved process back: its memory, registers, open files and
@@ -44,7 +44,7 @@ EXAMPLES:
 
 The executable, the libraries and the files the process had open must be where they
 were, unchanged. If the restore itself fails, the library says why on stderr and the
-process exits with status 2.")]
+process exits with status 125 (refused: nothing was replaced).")]
 pub struct Args {
     /// The image, or `-` to read it from standard input.
     #[arg(value_name = "IMAGE|-")]
@@ -69,7 +69,7 @@ pub fn main(a: Args) -> Result<u8> {
     let (file, restore_path, shown, in_memory) = if from_stdin {
         use std::io::IsTerminal;
         if std::io::stdin().is_terminal() {
-            return Err(Fail::bad("refusing to read an image from a terminal (pipe one in, or give its path)"));
+            return Err(Fail::refused("refusing to read an image from a terminal (pipe one in, or give its path)"));
         }
         let shown = "standard input".to_string();
         let f = stdin_to_memfd(&shown)?;
@@ -77,9 +77,9 @@ pub fn main(a: Args) -> Result<u8> {
         (f, p, shown, true)
     } else {
         let abs = util::absolute(&a.image)?;
-        let mut f = File::open(&abs).map_err(|e| Fail::new(format!("cannot open {}: {e}", abs.display())))?;
+        let mut f = File::open(&abs).map_err(|e| Fail::refused(format!("cannot restart from {}: cannot open it: {e}", abs.display())))?;
         let shown = abs.display().to_string();
-        let head = compress::peek(&mut f).map_err(|e| Fail::new(format!("cannot read {shown}: {e}")))?;
+        let head = compress::peek(&mut f).map_err(|e| Fail::refused(format!("cannot restart from {shown}: cannot read it: {e}")))?;
         if compress::is_zstd(&head) {
             let m = unpack_all(std::io::Cursor::new(head).chain(f), &shown)?;
             let p = PathBuf::from(format!("/proc/self/fd/{}", m.as_raw_fd()));
@@ -88,14 +88,14 @@ pub fn main(a: Args) -> Result<u8> {
             (f, abs.clone(), shown, false)
         }
     };
-    let (exe, cwd) = check_image(&file, in_memory).map_err(|why| Fail::bad(format!("cannot restart from {shown}: {why}")))?;
+    let (exe, cwd) = check_image(&file, in_memory).map_err(|why| Fail::refused(format!("cannot restart from {shown}: {why}")))?;
     if !exe.is_file() {
-        return Err(Fail::new(format!("cannot restart from {shown}: its executable {} is missing", exe.display())));
+        return Err(Fail::refused(format!("cannot restart from {shown}: its executable {} is missing", exe.display())));
     }
     if !cwd.is_dir() {
-        return Err(Fail::new(format!("cannot restart from {shown}: its working directory {} is missing", cwd.display())));
+        return Err(Fail::refused(format!("cannot restart from {shown}: its working directory {} is missing", cwd.display())));
     }
-    let lib = util::library()?;
+    let lib = util::library().map_err(|f| Fail::refused(f.msg))?;
     let mut cmd = std::process::Command::new(&exe);
     cmd.arg0(&exe).current_dir(&cwd).env("MIG_RESTORE", &restore_path).env("LD_PRELOAD", util::preload_value(&lib));
     if in_memory {
@@ -112,7 +112,7 @@ pub fn main(a: Args) -> Result<u8> {
     // made without close-on-exec, and `file` is not dropped before exec.
     let e = cmd.exec();
     drop(file);
-    Err(Fail::new(format!("cannot start {}: {e}", exe.display())))
+    Err(Fail::refused(format!("cannot start {}: {e}", exe.display())))
 }
 
 /// Checks the image (`full`: every byte; else its structure, the library checks the
@@ -164,15 +164,15 @@ fn blob_owner(bytes: &[u8], index: u32) -> String {
 /// if it is a compressed image).
 fn stdin_to_memfd(shown: &str) -> Result<File> {
     let mut stdin = std::io::stdin().lock();
-    let read_err = |e: std::io::Error| Fail::new(format!("reading the image from standard input: {e}"));
+    let read_err = |e: std::io::Error| Fail::refused(format!("reading the image from standard input: {e}"));
     let head = compress::peek(&mut stdin).map_err(read_err)?;
     if compress::is_zstd(&head) {
         return unpack_all(std::io::Cursor::new(head).chain(stdin), shown);
     }
     let mut f = compress::memfd()?;
-    f.write_all(&head).map_err(|e| Fail::new(format!("cannot hold the image in memory: {e}")))?;
+    f.write_all(&head).map_err(|e| Fail::refused(format!("cannot hold the image in memory: {e}")))?;
     std::io::copy(&mut stdin, &mut f).map_err(read_err)?;
-    f.flush().map_err(|e| Fail::new(format!("{e}")))?;
+    f.flush().map_err(|e| Fail::refused(format!("{e}")))?;
     Ok(f)
 }
 
@@ -181,10 +181,10 @@ fn unpack_all(src: impl Read, shown: &str) -> Result<File> {
     let u = compress::unpack(src, compress::memfd()?);
     match u.stop {
         None => Ok(u.file),
-        Some(Stop::Damaged(why)) => Err(Fail::bad(format!("cannot restart from {shown}: {why}"))),
-        Some(Stop::Source(e)) => Err(Fail::new(format!("cannot restart from {shown}: reading it failed: {e}"))),
+        Some(Stop::Damaged(why)) => Err(Fail::refused(format!("cannot restart from {shown}: {why}"))),
+        Some(Stop::Source(e)) => Err(Fail::refused(format!("cannot restart from {shown}: reading it failed: {e}"))),
         Some(Stop::Dest(e)) => {
-            Err(Fail::new(format!("cannot restart from {shown}: cannot hold the decompressed image in memory ({} so far): {e}", util::size(u.len))))
+            Err(Fail::refused(format!("cannot restart from {shown}: cannot hold the decompressed image in memory ({} so far): {e}", util::size(u.len))))
         }
     }
 }
@@ -202,7 +202,7 @@ fn watch_restore() -> Result<()> {
     let mut fds = [0i32; 2];
     // SAFETY: `fds` is an array of two ints, as pipe2 requires.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Fail::new(format!("cannot create a pipe: {}", std::io::Error::last_os_error())));
+        return Err(Fail::refused(format!("cannot create a pipe: {}", std::io::Error::last_os_error())));
     }
     let (r, w) = (fds[0], fds[1]);
     // SAFETY: clears close-on-exec on our own write end.
@@ -211,7 +211,7 @@ fn watch_restore() -> Result<()> {
     // SAFETY: this process is single-threaded; the children only make system calls and
     // format into a stack buffer before _exit.
     match unsafe { libc::fork() } {
-        -1 => Err(Fail::new(format!("cannot fork: {}", std::io::Error::last_os_error()))),
+        -1 => Err(Fail::refused(format!("cannot fork: {}", std::io::Error::last_os_error()))),
         0 => {
             // SAFETY: as above.
             if unsafe { libc::fork() } == 0 {
