@@ -21,16 +21,14 @@ pub fn exe_name() -> String {
 }
 
 /// Settings for this process: `MIG_IMAGE` (default `<exe-name>.<pid>.mig` in the
-/// directory the process started in), `MIG_LOG`, and what to roll back to.
-pub fn settings(restored_from: Option<&Path>) -> Settings {
+/// directory the process started in), `MIG_LOG` and the others.
+pub fn settings() -> Settings {
     let image = match std::env::var_os("MIG_IMAGE") {
         Some(p) if !p.is_empty() => absolute(Path::new(&p)),
         _ => absolute(Path::new(&format!("{}.{}.mig", exe_name(), std::process::id()))),
     };
     Settings {
         image: fixed(&image),
-        // An image passed as a descriptor (`mig restart -`) is gone once restored.
-        last_image: restored_from.filter(|p| !p.starts_with("/proc/self/fd")).map(|p| fixed(&absolute(p))).unwrap_or(FixedPath::EMPTY),
         debug: std::env::var("MIG_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug")),
         interval_ms: std::env::var("MIG_INTERVAL")
             .ok()

@@ -77,7 +77,7 @@ fn init() {
         // Nothing may interrupt the restore; the saved mask comes back with it.
         let _ = sys::sigprocmask(libc::SIG_SETMASK, Some(u64::MAX), None);
     }
-    let settings = config::settings(restore_from.as_deref());
+    let settings = config::settings();
     sys::msg::DEBUG.store(settings.debug, std::sync::atomic::Ordering::Relaxed);
     let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
     let (rseq_offset, rseq_len) = rseq_info();

@@ -38,8 +38,6 @@ impl FixedPath {
 pub struct Settings {
     /// Where checkpoints go (absolute).
     pub image: FixedPath,
-    /// What SIGUSR2 rolls back to: the image restored from, or the last one written.
-    pub last_image: FixedPath,
     pub debug: bool,
     /// `MIG_INTERVAL`: checkpoint every this many milliseconds (0: never by itself).
     pub interval_ms: u64,

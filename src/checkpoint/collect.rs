@@ -36,6 +36,8 @@ impl From<Full> for Failure {
 }
 
 pub struct Snapshot {
+    /// The process it was taken of (a forked writer writes its parent's pid).
+    pub pid: u32,
     pub process: ProcessRecord,
     pub threads: List<ThreadRecord>,
     pub regions: List<RegionRecord>,
@@ -71,6 +73,7 @@ const PAGEMAP_CHUNK: usize = 1 << 16;
 /// `portable`: save every page of file mappings too (see `HEADER_PORTABLE`).
 pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize, portable: bool) -> Result<Snapshot, Failure> {
     let mut s = Snapshot {
+        pid: sys::getpid(),
         process: zeroed(),
         threads: scratch.list(super::threads::MAX_THREADS).ok_or(Failure::Full)?,
         regions: scratch.list(1 << 18).ok_or(Failure::Full)?,

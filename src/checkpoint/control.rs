@@ -1,49 +1,174 @@
-//! The control protocol with the `mig` command (async-signal-safe).
+//! The control channel with the `mig` command (async-signal-safe).
 //!
-//! Before signalling, `mig checkpoint` may leave a request in
-//! `/tmp/mig-<uid>/<pid>.req` (`to=<path>` — a file, or a FIFO to stream into — and
-//! `exit=1`, `portable=1`). The handler consumes it, and after the checkpoint reports in
-//! `/tmp/mig-<uid>/<pid>.done` (`status=ok`, `path=`, `bytes=`, `stopped_us=`, or
-//! `status=error`, `reason=`), written aside and renamed so it appears whole.
+//! `mig checkpoint` listens on an abstract UNIX socket named `mig/<pid>/<nonce>` and
+//! sends the checkpoint signal with `sigqueue`, the nonce as the signal's value. The
+//! handler connects to that socket, checks with `SO_PEERCRED` that its listener
+//! belongs to this process's user or to root, and reads the request: `to=<path>` (where
+//! the image goes), `exit=1`, `portable=1`, and for a stream the descriptor to write it
+//! to, passed with `SCM_RIGHTS`. The outcome goes back on the same connection:
+//! `writing=<file>` once the image file exists, then `status=ok`, `path=`, `bytes=`,
+//! `stopped_us=`, or `status=error`, `reason=`.
+//!
+//! Nothing is kept in a shared directory: a request cannot be planted by another user
+//! (only the process's own user or root may signal it, and the listener's owner is
+//! checked), each command has its own connection and answer, and a request whose
+//! command went away is gone with its socket.
 
 use crate::runtime::FixedPath;
-use crate::sys::{self, msg::Msg, CPath};
+use crate::sys::{self, msg::Msg};
+use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
 
+/// `si_code` of a signal sent with `sigqueue`.
+const SI_QUEUE: i32 = -1;
+/// How long the handler waits for the command at either end of the connection.
+const WAIT_MS: u64 = 2000;
+
+/// What `mig checkpoint` asked for.
+#[derive(Clone, Copy)]
 pub struct Request {
+    /// The connection the outcome is reported on.
+    pub conn: i32,
     pub to: Option<FixedPath>,
     pub exit: bool,
     pub portable: bool,
+    /// The descriptor to stream the image to (-1: a file).
+    pub stream: i32,
 }
 
-fn control_path(of: u32, suffix: &[u8]) -> Option<CPath> {
-    let mut uid = Msg::<16>::new();
-    uid.num(sys::getuid() as u64);
-    let mut pid = Msg::<16>::new();
-    pid.num(of as u64);
-    CPath::join(&[b"/tmp/mig-", uid.as_bytes(), b"/", pid.as_bytes(), suffix])
+/// What the checkpoint signal carried.
+pub enum Asked {
+    /// A plain signal (`kill`, the interval timer): the default checkpoint.
+    Plain,
+    /// A request of `mig checkpoint`.
+    Request(Request),
+    /// A request that cannot be served (its command is gone, or the listener is not
+    /// this user's): no checkpoint at all.
+    Withdrawn,
 }
 
-/// Takes (reads and removes) a pending request, if there is one.
-pub fn take_request() -> Option<Request> {
-    let path = control_path(sys::getpid(), b".req")?;
-    let mut buf = [0u8; 4200];
-    let n = sys::read_file(&path, &mut buf).ok()?;
-    let _ = sys::unlink(&path);
-    let mut req = Request { to: None, exit: false, portable: false };
-    for line in buf[..n].split(|&c| c == b'\n') {
+/// Descriptors of the library's own during a checkpoint, which the image leaves out.
+static OWN: [AtomicI32; 2] = [const { AtomicI32::new(-1) }; 2];
+
+/// Whether `fd` is one of the checkpoint's own (the connection, the stream).
+pub fn is_own(fd: i32) -> bool {
+    OWN.iter().any(|o| o.load(Relaxed) == fd)
+}
+
+/// Reads the request a signal carries. `code`, `uid` and `value` are the signal's
+/// `si_code`, `si_uid` and `si_value`.
+pub fn take(code: i32, uid: u32, value: u64) -> Asked {
+    if code != SI_QUEUE {
+        return Asked::Plain;
+    }
+    // Only this user and root can signal this process; the kernel checks that, but a
+    // queued signal's sender fields are the sender's to fill: the listener is checked.
+    if !trusted(uid) {
+        return Asked::Withdrawn;
+    }
+    match connect(value) {
+        Some(req) => {
+            OWN[0].store(req.conn, Relaxed);
+            OWN[1].store(req.stream, Relaxed);
+            Asked::Request(req)
+        }
+        None => Asked::Withdrawn,
+    }
+}
+
+fn trusted(uid: u32) -> bool {
+    uid == 0 || uid == sys::getuid() || uid == sys::geteuid()
+}
+
+/// `mig/<pid>/<nonce as 16 hex digits>`.
+fn address(pid: u32, nonce: u64) -> Msg<64> {
+    let mut a = Msg::<64>::new();
+    a.s("mig/").num(pid as u64).s("/");
+    for i in (0..16).rev() {
+        a.bytes(&[b"0123456789abcdef"[(nonce >> (4 * i) & 15) as usize]]);
+    }
+    a
+}
+
+fn connect(nonce: u64) -> Option<Request> {
+    let fd = sys::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0).ok()?;
+    let req = (|| {
+        sys::connect_abstract(fd, address(sys::getpid(), nonce).as_bytes()).ok()?;
+        let (_, uid) = sys::peer_cred(fd).ok()?;
+        if !trusted(uid) {
+            return None;
+        }
+        sys::socket_timeouts(fd, WAIT_MS);
+        read_request(fd)
+    })();
+    if req.is_none() {
+        sys::close(fd);
+    }
+    req
+}
+
+/// The request's text, up to the empty line that ends it.
+fn read_request(fd: i32) -> Option<Request> {
+    let mut buf = [0u8; 4400];
+    let mut len = 0;
+    let mut stream = -1;
+    // The request ends with an empty line (alone, for a request of nothing but the
+    // process's own image).
+    while !(buf[..len].starts_with(b"\n") || buf[..len].windows(2).any(|w| w == b"\n\n")) {
+        let (n, passed) = sys::recv_with_fd(fd, buf.get_mut(len..)?).ok()?;
+        if passed >= 0 {
+            if stream >= 0 {
+                sys::close(passed);
+            } else {
+                stream = passed;
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        len += n;
+    }
+    let mut req = Request { conn: fd, to: None, exit: false, portable: false, stream };
+    let (mut ended, mut wants_stream) = (false, false);
+    for line in buf[..len].split(|&c| c == b'\n') {
         if let Some(p) = line.strip_prefix(b"to=") {
             req.to = FixedPath::new(p).filter(|p| !p.is_empty());
         } else if line == b"exit=1" {
             req.exit = true;
         } else if line == b"portable=1" {
             req.portable = true;
+        } else if line == b"stream=1" {
+            wants_stream = true;
+        } else if line.is_empty() {
+            ended = true;
+            break;
         }
+    }
+    // A command that died half way through its request asked for nothing; a stream
+    // comes with its descriptor, and only a stream does.
+    if !ended || wants_stream != (stream >= 0) {
+        if stream >= 0 {
+            sys::close(stream);
+        }
+        return None;
     }
     Some(req)
 }
 
-/// Reports the outcome of process `pid`'s checkpoint to whoever made the request.
-pub fn report(pid: u32, outcome: Result<u64, &Msg<960>>, path: &[u8], stopped_us: u64) {
+/// Tells the command which file the image is being written to (for its progress).
+pub fn writing(conn: i32, tmp: &[u8]) {
+    if conn < 0 {
+        return;
+    }
+    let mut m = Msg::<4200>::new();
+    m.s("writing=").bytes(tmp).s("\n");
+    let _ = sys::send_all(conn, m.as_bytes());
+}
+
+/// Reports the outcome of the checkpoint on `conn` (the caller closes it).
+pub fn report(conn: i32, outcome: Result<u64, &Msg<960>>, path: &[u8], stopped_us: u64) {
+    if conn < 0 {
+        return;
+    }
     let mut m = Msg::<8192>::new();
     match outcome {
         Ok(bytes) => {
@@ -53,11 +178,20 @@ pub fn report(pid: u32, outcome: Result<u64, &Msg<960>>, path: &[u8], stopped_us
             m.s("status=error\nreason=").bytes(why.as_bytes()).s("\n");
         }
     }
-    let (Some(tmp), Some(done)) = (control_path(pid, b".done.tmp"), control_path(pid, b".done")) else { return };
-    let Ok(fd) = sys::open(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o600) else { return };
-    let ok = sys::write_all(fd, m.as_bytes().as_ptr(), m.as_bytes().len()).is_ok();
-    sys::close(fd);
-    if ok {
-        let _ = sys::rename(&tmp, &done);
+    let _ = sys::send_all(conn, m.as_bytes());
+}
+
+/// The checkpoint is over in this process (its copies of the request's descriptors are
+/// closed, or handed to the writer that reports).
+pub fn done_here(req: Option<&Request>) {
+    if let Some(r) = req {
+        for fd in [r.conn, r.stream] {
+            if fd >= 0 {
+                sys::close(fd);
+            }
+        }
+    }
+    for o in &OWN {
+        o.store(-1, Relaxed);
     }
 }

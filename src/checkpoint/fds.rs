@@ -19,7 +19,7 @@ pub fn collect(s: &mut Snapshot, text: &mut List<u8>, info: &mut List<u8>) -> Re
     let diag = Diag::open();
     let dir = sys::open(&CPath::new(b"/proc/self/fd").ok_or(Failure::Full)?, libc::O_RDONLY | libc::O_DIRECTORY, 0)
         .map_err(|e| Failure::Sys("opening /proc/self/fd", e))?;
-    let ours = |fd: i32| fd == dir || diag.as_ref().is_some_and(|d| d.0 == fd);
+    let ours = |fd: i32| fd == dir || diag.as_ref().is_some_and(|d| d.0 == fd) || super::control::is_own(fd);
     let r = (|| -> Result<(), Failure> { loop {
         text.truncate(0);
         let n = sys::getdents(dir, text.spare()).map_err(|e| Failure::Sys("listing /proc/self/fd", e))?;

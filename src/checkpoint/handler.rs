@@ -3,40 +3,63 @@
 #![allow(unsafe_code)]
 
 use super::collect::{self, Failure};
-use super::control;
-use super::precopy::{self, Signal, Stopped};
-use super::threads;
 use super::context::{save_context, Resumed};
+use super::control;
+use super::imagefile::{self, TempImage};
+use super::precopy::{self, Signal, Stopped};
+use super::rollback;
 use super::scratch::Scratch;
+use super::threads;
 use super::writer;
 use crate::restore::handoff;
 use crate::runtime;
-use crate::sys::{self, msg::msg, CPath};
+use crate::sys::{self, msg::msg};
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use runtime::FixedPath;
 use mig_image::{Context, FdKind};
+use runtime::FixedPath;
 
 /// When the checkpoint signal arrived: the start of the pause.
 static STARTED: AtomicU64 = AtomicU64::new(0);
 
 pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *mut c_void) {
     STARTED.store(sys::clock_monotonic_ns(), Relaxed);
-    // SAFETY: the kernel passes a valid `siginfo_t` to an `SA_SIGINFO` handler.
-    let sender = unsafe { info.as_ref().map_or(0, |i| i.si_pid()) } as u32;
+    // SAFETY: the kernel passes a valid `siginfo_t` to an `SA_SIGINFO` handler; for a
+    // queued signal (`sigqueue`) its value is the request's nonce.
+    let (sender, code, uid, value) =
+        unsafe { info.as_ref().map_or((0, 0, 0, 0), |i| (i.si_pid() as u32, i.si_code, i.si_uid(), i.si_value().sival_ptr as u64)) };
     let (job, stop) = match precopy::on_signal(sender) {
         Signal::Handled => return,
         Signal::Final(job) => (job, Stop::Final),
         Signal::Ordinary(job) => (job, Stop::Ordinary),
         Signal::Idle => {
-            let job = Job::requested();
+            let job = match control::take(code, uid, value) {
+                control::Asked::Withdrawn => return control::done_here(None),
+                control::Asked::Plain => Job::plain(),
+                control::Asked::Request(r) => Job::requested(&r),
+            };
             // Images are written one at a time, in order.
             writer_reap();
-            if !job.exit
-                && let Some(pid) = precopy::start(job, job.streamed())
-            {
-                add_writer(pid);
-                return;
+            if !job.exit && !job.streamed() {
+                match TempImage::create(job.dest.as_bytes()) {
+                    Ok(tmp) => match precopy::start(job, &tmp) {
+                        Some(pid) => {
+                            add_writer(pid);
+                            rollback::writing(job.dest, tmp.id);
+                            // The copier has its own copies of the file and the connection.
+                            sys::close(tmp.fd);
+                            return control::done_here(Some(&job.request()));
+                        }
+                        None => {
+                            tmp.discard();
+                            sys::close(tmp.fd);
+                        }
+                    },
+                    Err(f) => {
+                        complete(&job, Err(f), 0);
+                        return control::done_here(Some(&job.request()));
+                    }
+                }
             }
             (job, Stop::Ordinary)
         }
@@ -46,9 +69,15 @@ pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *m
         if let Some(why) = why {
             msg().s(why).emit();
         }
+        let mut m = msg();
+        m.s(why.unwrap_or("the process's threads could not be stopped"));
+        if job.conn >= 0 {
+            control::report(job.conn, Err(&m), job.dest.as_bytes(), 0);
+        }
         if stop == Stop::Final {
             precopy::release(None, 0);
         }
+        control::done_here(Some(&job.request()));
     };
     if !threads::choose_signal(rt.settings.thread_signal) {
         return refused(Some("checkpoint refused: no free real-time signal to stop threads with"));
@@ -74,6 +103,7 @@ pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *m
     let r: Resumed = unsafe { save_context(&mut ctx, body, (&mut args as *mut Args).cast()) };
     if r.restored != 0 {
         precopy::forget();
+        control::done_here(None);
         threads::resumed(0);
         threads::wait_resumed(n);
         threads::release();
@@ -81,6 +111,7 @@ pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *m
         // and every other thread has left the restore code.
         unsafe { handoff::resume(r.handoff as *const handoff::Handoff) };
     } else {
+        control::done_here(Some(&args.job.request()));
         threads::release();
     }
 }
@@ -88,12 +119,17 @@ pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *m
 /// What one checkpoint is asked to do.
 #[derive(Clone, Copy)]
 pub struct Job {
+    /// Where the image goes (unless it is streamed).
     pub dest: FixedPath,
     pub portable: bool,
     /// End the process once the image is safe (`mig checkpoint --exit`).
     pub exit: bool,
-    /// `mig checkpoint` waits for a report.
-    pub report: bool,
+    /// The connection to `mig checkpoint` the outcome is reported on (-1: nobody asked).
+    /// It is a descriptor of whichever process reports: the program, its forked
+    /// writer, or the pre-copy's copier.
+    pub conn: i32,
+    /// The descriptor the image is streamed to (-1: to `dest`).
+    pub stream: i32,
     /// The checkpointed process (not the forked writer).
     pub pid: u32,
     /// When the process stopped.
@@ -103,24 +139,33 @@ pub struct Job {
 }
 
 impl Job {
-    /// The job `mig checkpoint` asked for, or the default one for a bare signal.
-    fn requested() -> Job {
+    /// The default job of a plain checkpoint signal.
+    fn plain() -> Job {
         let rt = runtime::get();
-        let request = control::take_request();
+        Job { dest: rt.settings.image, portable: rt.settings.portable, exit: false, conn: -1, stream: -1, pid: sys::getpid(), t0: 0, rounds: 0 }
+    }
+
+    /// The job `mig checkpoint` asked for.
+    fn requested(r: &control::Request) -> Job {
+        let rt = runtime::get();
         Job {
-            dest: request.as_ref().and_then(|r| r.to).unwrap_or(rt.settings.image),
-            portable: rt.settings.portable || request.as_ref().is_some_and(|r| r.portable),
-            exit: request.as_ref().is_some_and(|r| r.exit),
-            report: request.is_some(),
-            pid: sys::getpid(),
-            t0: 0,
-            rounds: 0,
+            dest: r.to.unwrap_or(rt.settings.image),
+            portable: rt.settings.portable || r.portable,
+            exit: r.exit,
+            conn: r.conn,
+            stream: r.stream,
+            ..Job::plain()
         }
     }
 
-    /// The image goes to a pipe (`mig migrate`, `mig checkpoint --compress`).
-    fn streamed(&self) -> bool {
-        CPath::new(self.dest.as_bytes()).and_then(|p| sys::stat(&p).ok()).is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+    /// The image goes to a descriptor (`mig migrate`, `mig checkpoint --to -`).
+    pub fn streamed(&self) -> bool {
+        self.stream >= 0
+    }
+
+    /// This job's descriptors, to close once they are handed on.
+    fn request(&self) -> control::Request {
+        control::Request { conn: self.conn, to: None, exit: self.exit, portable: self.portable, stream: self.stream }
     }
 }
 
@@ -144,17 +189,18 @@ struct Args {
 extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
     // SAFETY: `save_context` passes the pointers it was given: a live `Context`, and
     // `on_checkpoint`'s `Args`.
-    let (ctx, args) = unsafe { (*ctx, &*args.cast::<Args>()) };
+    let (ctx, args) = unsafe { (*ctx, &mut *args.cast::<Args>()) };
     threads::record(0, collect::thread(&ctx));
     threads::prepare_image();
-    let (n, job, stop) = (args.n, args.job, args.stop);
+    let (n, stop) = (args.n, args.stop);
+    let job = &mut args.job;
     let mut own_scratch = None;
     let scratch = match stop {
         Stop::Final => precopy::scratch(),
         Stop::Ordinary => match own_scratch.insert(Scratch::new()) {
             Some(s) => s,
             None => {
-                complete(&job, Err(Failure::Other("no memory for the checkpoint")), 0);
+                complete(job, Err(Failure::Other("no memory for the checkpoint")), 0);
                 return 0;
             }
         },
@@ -162,33 +208,35 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
     let mut snap = match collect::collect(scratch, &ctx, n, job.portable) {
         Ok(snap) => snap,
         Err(f) => {
-            complete(&job, Err(f), 0);
             if stop == Stop::Final {
+                precopy::take_conn(job);
                 precopy::release(None, 0);
             }
+            complete(job, Err(f), 0);
             return 0;
         }
     };
     if stop == Stop::Final {
         match precopy::finish(&mut snap) {
             Ok(len) => {
-                set_last_image(job.dest);
                 precopy::release(Some(len), since_us(job.t0));
                 return 0;
             }
             Err(Stopped::Failed(f)) => {
-                complete(&job, Err(f), 0);
+                precopy::take_conn(job);
                 precopy::release(None, 0);
+                complete(job, Err(f), 0);
                 return 0;
             }
             Err(Stopped::Fork) => {
                 if sys::msg::debug_enabled() {
                     msg().s("checkpoint: too much to write in the final stop of the pre-copy; forking instead").emit();
                 }
+                precopy::take_conn(job);
             }
         }
     }
-    ordinary(&mut snap, scratch, &job);
+    ordinary(&mut snap, scratch, job);
     if stop == Stop::Final {
         precopy::release(None, 0);
     }
@@ -197,23 +245,33 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
 
 /// The whole image from this stop: by a forked writer, or with the process stopped.
 fn ordinary(snap: &mut collect::Snapshot, scratch: &mut Scratch, job: &Job) {
-    let streamed = job.streamed();
-    let dest = job.dest;
+    // The file is made before the fork, so that a rollback knows which one to expect.
+    let tmp = if job.streamed() {
+        None
+    } else {
+        match TempImage::create(job.dest.as_bytes()) {
+            Ok(t) => Some(t),
+            Err(f) => return complete(job, Err(f), 0),
+        }
+    };
     match fork_refusal(snap, job) {
         None => match sys::fork_quiet() {
             Ok(0) => {
                 // The writer: a copy-on-write snapshot of the process, which runs on.
                 // Its rseq area (inherited, in the memory it saves) must stay still.
                 let _ = runtime::rseq_set(false);
-                sys::close_from(3, &[2]);
+                let keep = [2, job.conn, job.stream, tmp.as_ref().map_or(-1, |t| t.fd)];
+                sys::close_from(3, &keep);
                 let stopped_us = since_us(job.t0);
-                complete(job, memory_and_image(snap, scratch, job, streamed), stopped_us);
+                let result = memory_and_image(snap, scratch, job, tmp);
+                complete(job, result, stopped_us);
                 sys::exit_group(0);
             }
             Ok(pid) => {
                 add_writer(pid);
-                if !streamed {
-                    set_last_image(dest);
+                if let Some(t) = tmp {
+                    rollback::writing(job.dest, t.id);
+                    sys::close(t.fd);
                 }
                 return;
             }
@@ -228,13 +286,14 @@ fn ordinary(snap: &mut collect::Snapshot, scratch: &mut Scratch, job: &Job) {
     // The kernel writes the CPU number into this thread's rseq area, which is in the
     // memory being saved: not while the image is written (its CRC would not match).
     let rseq_off = runtime::rseq_set(false).is_ok();
-    let result = memory_and_image(snap, scratch, job, streamed);
+    let id = tmp.as_ref().map(|t| t.id);
+    let result = memory_and_image(snap, scratch, job, tmp);
     if rseq_off {
         let _ = runtime::rseq_set(true);
     }
     let stopped_us = since_us(job.t0);
-    if result.is_ok() && !streamed {
-        set_last_image(dest);
+    if let (Ok(_), Some(id)) = (result, id) {
+        rollback::wrote(job.dest, id);
     }
     complete(job, result, stopped_us);
 }
@@ -243,10 +302,14 @@ fn since_us(t0: u64) -> u64 {
     sys::clock_monotonic_ns().saturating_sub(t0) / 1000
 }
 
-/// The memory part of the snapshot, then the image (in the writer, or stopped).
-fn memory_and_image(snap: &mut collect::Snapshot, scratch: &mut Scratch, job: &Job, streamed: bool) -> Result<u64, Failure> {
-    collect::memory(snap)?;
-    write_image(snap, scratch, job, streamed)
+/// The memory part of the snapshot, then the image (in the writer, or stopped): into
+/// `tmp`, or the job's stream.
+fn memory_and_image(snap: &mut collect::Snapshot, scratch: &mut Scratch, job: &Job, tmp: Option<TempImage>) -> Result<u64, Failure> {
+    let written = collect::memory(snap).and_then(|()| write_image(snap, scratch, job, tmp.as_ref()));
+    match tmp {
+        Some(t) => t.commit(written, job.dest.as_bytes()),
+        None => written,
+    }
 }
 
 /// The writers of the last checkpoint (a forked writer, a pre-copy's copier, or a
@@ -268,12 +331,13 @@ fn add_writer(pid: u32) {
 }
 
 /// The previous writers are waited for: images are written one at a time, in order,
-/// and no writer is left unreaped.
+/// and no writer is left unreaped. One killed before it finished is said: its image
+/// was not made (its temporary file goes with the next sweep).
 fn writer_reap() {
     for w in &WRITERS {
         let pid = w.swap(0, Relaxed);
-        if pid != 0 {
-            sys::reap_quiet(pid);
+        if pid != 0 && let Some(sig) = sys::reap_quiet(pid) {
+            msg().s("warning: the writer of the previous checkpoint (pid ").num(pid as u64).s(") was killed by signal ").num(sig as u64).s(" before it finished: that image was not made").emit();
         }
     }
 }
@@ -296,13 +360,6 @@ fn fork_refusal(snap: &mut collect::Snapshot, job: &Job) -> Option<&'static str>
     None
 }
 
-fn set_last_image(dest: runtime::FixedPath) {
-    // SAFETY: inside the handler, all signals blocked, the other threads parked.
-    if let Some(s) = unsafe { runtime::settings_mut() } {
-        s.last_image = dest;
-    }
-}
-
 /// Reports the outcome: to `mig checkpoint` if it asked, on stderr if it failed (or
 /// always with `MIG_LOG=debug`); ends the process if asked and the image is safe.
 pub fn complete(job: &Job, result: Result<u64, Failure>, stopped_us: u64) {
@@ -310,14 +367,12 @@ pub fn complete(job: &Job, result: Result<u64, Failure>, stopped_us: u64) {
     if let Err(f) = result {
         f.describe(&mut why);
     }
-    if job.report {
-        control::report(job.pid, result.map_err(|_| &why), job.dest.as_bytes(), stopped_us);
-    }
+    control::report(job.conn, result.map_err(|_| &why), job.dest.as_bytes(), stopped_us);
     match result {
         Ok(len) => {
             if sys::msg::debug_enabled() {
                 let mut m = msg();
-                m.s("checkpoint written to ").bytes(job.dest.as_bytes()).s(" (").num(len).s(" bytes, process stopped for ");
+                m.s("checkpoint written to ").bytes(if job.streamed() { b"a stream" } else { job.dest.as_bytes() }).s(" (").num(len).s(" bytes, process stopped for ");
                 m.num(stopped_us / 1000).s(".").num(stopped_us / 100 % 10).s(" ms");
                 if job.rounds > 0 {
                     m.s(", pre-copied in ").num(job.rounds as u64).s(" rounds");
@@ -328,76 +383,30 @@ pub fn complete(job: &Job, result: Result<u64, Failure>, stopped_us: u64) {
                 sys::exit_group(0);
             }
         }
-        Err(_) => msg().s("checkpoint to ").bytes(job.dest.as_bytes()).s(" failed: ").bytes(why.as_bytes()).emit(),
+        Err(_) => msg().s("checkpoint to ").bytes(if job.streamed() { b"a stream" } else { job.dest.as_bytes() }).s(" failed: ").bytes(why.as_bytes()).emit(),
     }
 }
 
-/// Writes the image to `job.dest`; returns its length.
-///
-/// A file is written under a temporary name, synced, renamed into place and its
-/// directory synced: a reader never sees half an image, and a crash leaves the old one.
-fn write_image(snap: &collect::Snapshot, scratch: &mut Scratch, job: &Job, streamed: bool) -> Result<u64, Failure> {
+/// Writes the image into `tmp` (then committed by the caller), or into the job's
+/// stream; returns its length.
+fn write_image(snap: &collect::Snapshot, scratch: &mut Scratch, job: &Job, tmp: Option<&TempImage>) -> Result<u64, Failure> {
     let hasher = &runtime::get().hasher;
     let mut crcs = scratch.list(snap.layout.blobs as usize).ok_or(Failure::Full)?;
     let mut copy_buf = scratch.list(1 << 20).ok_or(Failure::Full)?;
-    let image = job.dest.as_bytes();
-    let dst = CPath::new(image).ok_or(Failure::Other("image path too long"))?;
-
-    if streamed {
-        let fd = sys::open(&dst, libc::O_WRONLY, 0).map_err(|e| Failure::Sys("opening the image stream", e))?;
+    let Some(tmp) = tmp else {
         let sigpipe = 1u64 << (libc::SIGPIPE - 1);
         let had_sigpipe = sys::sigpending() & sigpipe != 0;
-        let written = writer::write(fd, snap, &mut crcs, &mut copy_buf, hasher);
-        sys::close(fd);
+        let written = writer::write(job.stream, snap, &mut crcs, &mut copy_buf, hasher);
         // A reader that went away is our failure, not a reason for the program to die.
         if !had_sigpipe && sys::sigpending() & sigpipe != 0 {
             sys::take_pending(libc::SIGPIPE);
         }
         return written;
-    }
-
-    let tmp = temp_path(image, sys::getpid()).ok_or(Failure::Other("image path too long"))?;
-    let fd = sys::open(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o600)
-        .map_err(|e| Failure::Sys("creating the image file", e))?;
-    let written = writer::write(fd, snap, &mut crcs, &mut copy_buf, hasher);
-    let result = commit(fd, written, &tmp, &dst, image);
-    sys::close(fd);
-    result
-}
-
-/// The name an image is written under before it is renamed into place.
-pub fn temp_path(image: &[u8], pid: u32) -> Option<CPath> {
-    let mut num = sys::msg::Msg::<16>::new();
-    num.num(pid as u64);
-    CPath::join(&[image, b".tmp.", num.as_bytes()])
-}
-
-/// Syncs an image `written` to `fd` under the name `tmp`, renames it to `dst` and
-/// syncs its directory; on any failure the temporary file goes.
-pub fn commit(fd: i32, written: Result<u64, Failure>, tmp: &CPath, dst: &CPath, image: &[u8]) -> Result<u64, Failure> {
-    let result = written
-        .and_then(|n| sys::fsync(fd).map(|()| n).map_err(|e| Failure::Sys("syncing the image", e)))
-        .and_then(|n| sys::rename(tmp, dst).map(|()| n).map_err(|e| Failure::Sys("renaming the image into place", e)));
-    match result {
-        Ok(_) => sync_dir(image),
-        Err(_) => {
-            let _ = sys::unlink(tmp);
-        }
-    }
-    result
-}
-
-fn sync_dir(image: &[u8]) {
-    let dir = match image.iter().rposition(|&c| c == b'/') {
-        Some(0) => &b"/"[..],
-        Some(i) => &image[..i],
-        None => b".",
     };
-    if let Some(p) = CPath::new(dir)
-        && let Ok(fd) = sys::open(&p, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
-            let _ = sys::fsync(fd);
-            sys::close(fd);
-        }
+    control::writing(job.conn, tmp.path.as_bytes());
+    // Off the pause where a writer runs beside the program: files of writers that died.
+    imagefile::sweep(job.dest.as_bytes(), copy_buf.spare());
+    writer::write(tmp.fd, snap, &mut crcs, &mut copy_buf, hasher)
 }
 
 /// glibc's signal return trampoline, for actions installed with raw `rt_sigaction`.

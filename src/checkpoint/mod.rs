@@ -10,6 +10,7 @@ pub mod fdinfo;
 pub mod fds;
 pub mod files;
 pub mod handler;
+pub mod imagefile;
 pub mod maps;
 pub mod precopy;
 pub mod ptimers;

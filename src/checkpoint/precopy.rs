@@ -17,6 +17,7 @@ use super::dirty::{self, Ask, Run, Tracker};
 use super::maps::{self, MapLine};
 use super::scratch::{List, Scratch};
 use super::handler::{self, Job};
+use super::imagefile::TempImage;
 use super::writer;
 use crate::runtime::{self, Precopy};
 use crate::sys::{self, msg::msg, CPath, Errno};
@@ -52,6 +53,9 @@ static COPIER: AtomicU32 = AtomicU32::new(0);
 /// The program's pid while the copier tracks its memory (0: nothing is tracked); a
 /// futex, woken when it clears.
 static TRACKING: AtomicU32 = AtomicU32::new(0);
+/// The program took its own copy of the session's connection (`take_conn`): the copier
+/// no longer reports, and may end (a futex the copier waits on after giving up).
+static HANDED: AtomicU32 = AtomicU32::new(0);
 
 /// Below this, forking is cheap and pre-copying not worth its rounds (automatic mode).
 const AUTO_MIN: u64 = 64 << 20;
@@ -77,7 +81,10 @@ unsafe impl Pod for Place {}
 
 
 struct Session {
+    /// The job, with the copier's descriptors (its table is a copy of the program's).
     job: Job,
+    /// The image file, created by the program before the copier started.
+    tmp: TempImage,
     scratch: Scratch,
     /// Page slots start here (the tables are written before it at the end).
     data_off: u64,
@@ -129,8 +136,11 @@ pub enum Signal {
 /// `sender`: who sent the signal (`si_pid`).
 pub fn on_signal(sender: u32) -> Signal {
     if ORDINARY.swap(0, SeqCst) == 1 {
-        // The copier that set `ORDINARY` is ending: its scratch (and stack) must be gone
-        // before this checkpoint looks at the memory, at most a few seconds.
+        let mut job = session().job;
+        // The copier waits for the program to take the connection, then ends: its
+        // scratch (and stack) must be gone before this checkpoint looks at the memory,
+        // at most a few seconds.
+        take_conn(&mut job);
         let copier = COPIER.load(SeqCst);
         for _ in 0..5000 {
             if copier == 0 || sys::exited(copier) {
@@ -139,18 +149,59 @@ pub fn on_signal(sender: u32) -> Signal {
             sys::sleep_ms(1);
         }
         // The job is never written while a copier lives.
-        return Signal::Ordinary(session().job);
+        return Signal::Ordinary(job);
+    }
+    if STATE.load(SeqCst) != IDLE && sys::exited(COPIER.load(SeqCst)) {
+        copier_died();
     }
     match STATE.load(SeqCst) {
         COPYING => {
             HURRY.store(1, SeqCst);
             Signal::Handled
         }
-        FINAL => Signal::Final(session().job),
+        // The copier reports a final stop that wrote the image; the program takes its
+        // own copy of the connection only if it reports itself (`take_conn`).
+        FINAL => Signal::Final(Job { conn: -1, ..session().job }),
         // The copier's request, after the final stop it asked for was made.
         _ if sender != 0 && sender == COPIER.load(SeqCst) => Signal::Handled,
         _ => Signal::Idle,
     }
+}
+
+/// The copier ended before its session did (it was killed): say so, and clean up what
+/// it would have, so that this and later checkpoints work.
+fn copier_died() {
+    let s = session();
+    let copier = COPIER.load(SeqCst);
+    let status = sys::reap_quiet(copier);
+    let mut m = msg();
+    m.s("warning: the pre-copy's copier (pid ").num(copier as u64).s(") ended before its checkpoint was written");
+    if let Some(sig) = status {
+        m.s(" (killed by signal ").num(sig as u64).s(")");
+    }
+    m.s("; checkpoints go on the usual way").emit();
+    s.tmp.discard();
+    // Its stack and buffers; its userfaultfd (and what it tracked) went with it.
+    let _ = sys::munmap(s.scratch.base, s.scratch.len);
+    forget();
+    sys::futex_wake(&TRACKING);
+}
+
+/// Gives the program its own descriptor of the session's connection to `mig
+/// checkpoint`, taken from the copier's table, when the program reports the outcome
+/// itself (the final stop failed or forks a writer, or the copier gave up): -1 if it
+/// cannot be had (the copier is gone, or the program is not dumpable).
+pub fn take_conn(job: &mut Job) {
+    let theirs = job.conn;
+    job.conn = -1;
+    if theirs >= 0
+        && let Ok(pidfd) = sys::pidfd_open(COPIER.load(SeqCst))
+    {
+        job.conn = sys::pidfd_getfd(pidfd, theirs).unwrap_or(-1);
+        sys::close(pidfd);
+    }
+    HANDED.store(1, SeqCst);
+    sys::futex_wake(&HANDED);
 }
 
 /// After a restore, or in a forked writer: no session is going on here.
@@ -209,11 +260,12 @@ fn resident(text: &mut List<u8>, runs: &mut List<Run>, scratch: (u64, u64)) -> R
     r.map(|()| total)
 }
 
-/// Starts a session for `job` if pre-copying is on, worth it, and the image goes to a
-/// file. Returns the copier's pid.
-pub fn start(job: Job, streamed: bool) -> Option<u32> {
+/// Starts a session for `job`, written into `tmp`, if pre-copying is on and worth it.
+/// Returns the copier's pid; the copier has its own copies of `tmp`'s descriptor and of
+/// the job's connection.
+pub fn start(job: Job, tmp: &TempImage) -> Option<u32> {
     let rt = runtime::get();
-    if rt.settings.precopy == Precopy::Off || streamed || STATE.load(SeqCst) != IDLE {
+    if rt.settings.precopy == Precopy::Off || job.streamed() || STATE.load(SeqCst) != IDLE {
         return None;
     }
     let mut scratch = Scratch::sized(SCRATCH)?;
@@ -227,6 +279,7 @@ pub fn start(job: Job, streamed: bool) -> Option<u32> {
     let stack: List<u8> = scratch.list(STACK)?;
     let new = Session {
         job,
+        tmp: TempImage { path: tmp.path.clone(), fd: tmp.fd, id: tmp.id },
         data_off: 0,
         slots: 0,
         places: scratch.list(1 << 20)?,
@@ -249,6 +302,7 @@ pub fn start(job: Job, streamed: bool) -> Option<u32> {
     unsafe { (*SESSION.0.get()).write(new) };
     let (base, len) = (session().scratch.base, session().scratch.len);
     HURRY.store(0, SeqCst);
+    HANDED.store(0, SeqCst);
     STATE.store(COPYING, SeqCst);
     TRACKING.store(job.pid, SeqCst);
     // SAFETY: the stack is the top of a list in the session's scratch, which nothing else
@@ -271,16 +325,16 @@ extern "C" fn copier(_: usize) {
     // Names the image file; the program stores it too, maybe after this starts.
     COPIER.store(sys::getpid(), SeqCst);
     // Its copy of the program's descriptors would keep pipes and sockets open.
-    sys::close_from(3, &[2]);
+    let s = session();
+    sys::close_from(3, &[2, s.tmp.fd, s.job.conn]);
     // Its priority is the program's, as a forked writer's is: at a lower one, a busy
     // program (or machine) starves it and the checkpoint never ends.
-    let s = session();
     let tracker = Tracker::open();
     // Without room to list them, the registrations still end with the userfaultfd.
     let mut tracked = s.scratch.list::<Run>(1 << 16).unwrap_or_else(List::empty);
-    let mut fd = -1;
+    let fd = s.tmp.fd;
     let copied = match &tracker {
-        Ok(t) => rounds(s, t, &mut fd, &mut tracked),
+        Ok(t) => rounds(s, t, fd, &mut tracked),
         Err(e) => Err(Failure::Sys("userfaultfd", *e)),
     };
     // Given up meanwhile for the program's sake (`untrack`): the usual checkpoint.
@@ -312,15 +366,15 @@ extern "C" fn copier(_: usize) {
         TRACKING.store(0, SeqCst);
         sys::futex_wake(&TRACKING);
     };
-    let tmp = temp_path(s);
     match copied {
         Ok(()) => {
             let stopped = wait_for_final();
             untrack(tracker);
             if stopped && STATE.load(SeqCst) == WRITTEN {
-                finish_file(s, fd);
-            } else if let Some(p) = &tmp {
-                let _ = sys::unlink(p);
+                finish_file(s);
+            } else {
+                s.tmp.discard();
+                sys::close(fd);
             }
         }
         Err(why) => {
@@ -330,16 +384,18 @@ extern "C" fn copier(_: usize) {
                 why.describe(&mut m);
                 m.s("); the process stops for it as usual").emit();
             }
-            if let Some(p) = &tmp {
-                let _ = sys::unlink(p);
-            }
+            s.tmp.discard();
+            sys::close(fd);
             untrack(tracker);
             ORDINARY.store(1, SeqCst);
-            let _ = sys::kill(s.job.pid, runtime::get().settings.checkpoint_signal as i32);
+            if sys::kill(s.job.pid, runtime::get().settings.checkpoint_signal as i32).is_ok() {
+                // The program takes the connection over; the copier waits for that (or
+                // for the program to end) before it ends.
+                while HANDED.load(SeqCst) == 0 && !program.is_ok_and(sys::readable) {
+                    sys::futex_wait(&HANDED, 0, 200);
+                }
+            }
         }
-    }
-    if fd >= 0 {
-        sys::close(fd);
     }
     if let Ok(p) = program {
         sys::close(p);
@@ -356,19 +412,10 @@ fn given_up() -> Result<(), Failure> {
     if STATE.load(SeqCst) == ABANDONED { Err(abandoned()) } else { Ok(()) }
 }
 
-/// The copier's file, named after it (a forked writer, should the final stop fall
-/// back to one, has a name of its own).
-fn temp_path(s: &Session) -> Option<CPath> {
-    handler::temp_path(s.job.dest.as_bytes(), COPIER.load(SeqCst))
-}
-
 /// After the final stop wrote its part: sync, rename, report.
-fn finish_file(s: &mut Session, fd: i32) {
-    let dest = s.job.dest.as_bytes();
-    let result = match (temp_path(s), CPath::new(dest)) {
-        (Some(tmp), Some(dst)) => handler::commit(fd, Ok(s.written), &tmp, &dst, dest),
-        _ => Err(Failure::Other("image path too long")),
-    };
+fn finish_file(s: &mut Session) {
+    let tmp = TempImage { path: s.tmp.path.clone(), fd: s.tmp.fd, id: s.tmp.id };
+    let result = tmp.commit(Ok(s.written), s.job.dest.as_bytes());
     let job = Job { rounds: s.rounds, ..s.job };
     handler::complete(&job, result, s.stopped_us);
 }
@@ -381,15 +428,15 @@ fn tracked(l: &MapLine, scratch: (u64, u64)) -> bool {
 }
 
 /// The rounds: track, copy what was written since the last look, until little is.
-fn rounds(s: &mut Session, t: &Tracker, fd: &mut i32, tracked_ranges: &mut List<Run>) -> Result<(), Failure> {
+fn rounds(s: &mut Session, t: &Tracker, fd: i32, tracked_ranges: &mut List<Run>) -> Result<(), Failure> {
     let pagemap = open(b"/proc/self/pagemap", libc::O_RDONLY)?;
     let r = (|| {
         let scratch = (s.scratch.base as u64, (s.scratch.base + s.scratch.len) as u64);
         let mut ranges: List<Run> = s.scratch.list(1 << 16).ok_or(Failure::Full)?;
         // Room for the tables before the pages, in proportion (they are written last).
         s.data_off = align_up((1 << 20u64).max(s.resident / 256), PAGE);
-        let path = temp_path(s).ok_or(Failure::Other("image path too long"))?;
-        *fd = sys::open(&path, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, 0o600).map_err(|e| Failure::Sys("creating the image file", e))?;
+        crate::checkpoint::control::writing(s.job.conn, s.tmp.path.as_bytes());
+        crate::checkpoint::imagefile::sweep(s.job.dest.as_bytes(), s.readback.spare());
         loop {
             read_maps(&mut s.text)?;
             let before = s.copied;
@@ -403,7 +450,7 @@ fn rounds(s: &mut Session, t: &Tracker, fd: &mut i32, tracked_ranges: &mut List<
                     let _ = tracked_ranges.push(*r);
                 }
                 given_up()?;
-                copy_written(s, t, *fd, pagemap, r.start, r.end)?;
+                copy_written(s, t, fd, pagemap, r.start, r.end)?;
             }
             s.rounds += 1;
             let round = s.copied - before;
@@ -642,8 +689,7 @@ fn write_final(s: &mut Session, snap: &mut Snapshot) -> Result<u64, Stopped> {
     collect::memory_regions(snap)?;
     let pagemap = open(b"/proc/self/pagemap", libc::O_RDONLY)?;
     let r = (|| {
-        let path = temp_path(s).ok_or(Failure::Other("image path too long"))?;
-        let fd = sys::open(&path, libc::O_RDWR, 0).map_err(|e| Failure::Sys("opening the image file", e))?;
+        let fd = s.tmp.reopen()?;
         let r = split_and_write(s, snap, pagemap, fd);
         sys::close(fd);
         r

@@ -1,38 +1,105 @@
 //! SIGUSR2: roll the running process back to its last image, in place. The handler
 //! checks the image, then re-executes the program (same pid) with `MIG_RESTORE` set,
 //! so the restore itself runs in a fresh address space, exactly as at a restart.
+//!
+//! The target can only be an image this process wrote or was restored from: each is
+//! known by its path and its (device, inode), and a file at that path that is not the
+//! same file (another program's image, or one planted there) is refused.
 #![allow(unsafe_code)]
 
 use super::scratch::{List, Scratch};
-use crate::runtime;
+use crate::runtime::{self, FixedPath};
 use crate::sys::{self, msg::msg, CPath};
+use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use mig_image::Image;
 
+/// An image by path and identity.
+#[derive(Clone, Copy)]
+struct Known {
+    path: FixedPath,
+    id: (u64, u64),
+}
+
+struct Images {
+    /// The last image known to be complete: written with the process stopped, or
+    /// restored from.
+    done: Option<Known>,
+    /// The image a forked writer or a copier is writing (complete once its file is
+    /// at its path).
+    pending: Option<Known>,
+}
+
+struct Cell(UnsafeCell<Images>);
+// SAFETY: written only inside the checkpoint handler and the restore hand-off, with
+// every signal blocked and every other thread parked; read by the rollback handler,
+// which runs with every signal blocked too.
+unsafe impl Sync for Cell {}
+static IMAGES: Cell = Cell(UnsafeCell::new(Images { done: None, pending: None }));
+
+fn images() -> &'static mut Images {
+    // SAFETY: see `Cell`: one handler at a time.
+    unsafe { &mut *IMAGES.0.get() }
+}
+
+/// The image at `path` (identity `id`) is complete.
+pub fn wrote(path: FixedPath, id: (u64, u64)) {
+    images().done = Some(Known { path, id });
+}
+
+/// The image at `path` (identity `id`) is being written by another process.
+pub fn writing(path: FixedPath, id: (u64, u64)) {
+    images().pending = Some(Known { path, id });
+}
+
 pub extern "C" fn on_rollback(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *mut c_void) {
-    let rt = runtime::get();
-    let target = rt.settings.last_image;
-    if target.is_empty() {
+    let imgs = images();
+    if imgs.done.is_none() && imgs.pending.is_none() {
         msg().s("rollback ignored: no image yet (checkpoint first, or start with MIG_RESTORE)").emit();
         return;
     }
-    if let Err(why) = check(target.as_bytes()) {
-        msg().s("rollback to ").bytes(target.as_bytes()).s(" refused: ").s(why).emit();
-        return;
+    // The newest first: the pending image if its writer finished, else the last one.
+    let mut refusal = None;
+    for known in [imgs.pending, imgs.done].into_iter().flatten() {
+        match check(&known) {
+            Ok(fd) => {
+                if imgs.pending.is_some_and(|p| p.id == known.id) {
+                    imgs.done = imgs.pending.take();
+                }
+                // A pre-copy of the process image that is going away ends with it.
+                super::precopy::cancel();
+                let why = exec_restore(fd);
+                msg().s("rollback to ").bytes(known.path.as_bytes()).s(" failed: ").s(why).emit();
+                sys::close(fd);
+                return;
+            }
+            Err(why) => refusal = Some((known, why)),
+        }
     }
-    // A pre-copy of the process image that is going away ends with it.
-    super::precopy::cancel();
-    let why = exec_restore(target.as_bytes());
-    msg().s("rollback to ").bytes(target.as_bytes()).s(" failed: ").s(why).emit();
+    if let Some((known, why)) = refusal {
+        msg().s("rollback to ").bytes(known.path.as_bytes()).s(" refused: ").s(why).emit();
+    }
 }
 
-/// Verifies the whole image (every CRC) and that it belongs to this executable.
-fn check(path: &[u8]) -> Result<(), &'static str> {
-    let p = CPath::new(path).ok_or("image path too long")?;
-    let fd = sys::open(&p, libc::O_RDONLY, 0).map_err(|_| "cannot open the image")?;
-    let len = sys::fstat(fd).map(|st| st.st_size as usize).unwrap_or(0);
+/// Opens the image, checks that it is the one known, of this user, intact (every CRC)
+/// and of this executable; returns its descriptor.
+fn check(known: &Known) -> Result<i32, &'static str> {
+    let p = CPath::new(known.path.as_bytes()).ok_or("image path too long")?;
+    let fd = sys::open(&p, libc::O_RDONLY | libc::O_NONBLOCK, 0).map_err(|_| "cannot open the image")?;
+    let r = check_fd(fd, known);
+    if r.is_err() {
+        sys::close(fd);
+    }
+    r.map(|()| fd)
+}
+
+fn check_fd(fd: i32, known: &Known) -> Result<(), &'static str> {
+    let st = sys::fstat(fd).map_err(|_| "cannot stat the image")?;
+    if (st.st_dev, st.st_ino) != known.id {
+        return Err("the file at that path is not the image this process wrote or was restored from");
+    }
+    let len = st.st_size as usize;
     let map = if len > 0 { sys::mmap(0, len, libc::PROT_READ, libc::MAP_PRIVATE, fd, 0).ok() } else { None };
-    sys::close(fd);
     let map = map.ok_or("cannot map the image")?;
     // SAFETY: `map` is a fresh read-only mapping of `len` bytes, unmapped below.
     let bytes = unsafe { core::slice::from_raw_parts(map as *const u8, len) };
@@ -70,9 +137,13 @@ fn slurp(path: &[u8], into: &mut List<u8>) -> Option<()> {
     Some(())
 }
 
-/// Re-executes this program with `MIG_RESTORE=<image>`; returns only on failure.
-fn exec_restore(image: &[u8]) -> &'static str {
+/// Re-executes this program with `MIG_RESTORE=/proc/self/fd/<fd>`: the restore reads
+/// the very file checked here, whatever happens at its path meanwhile. Returns only on
+/// failure.
+fn exec_restore(fd: i32) -> &'static str {
     let Some(mut scratch) = Scratch::new() else { return "no memory" };
+    let mut image = sys::msg::Msg::<32>::new();
+    image.s("/proc/self/fd/").num(fd as u64);
     let lists = (|| {
         let mut args: List<u8> = scratch.list(8 << 20)?;
         let mut env: List<u8> = scratch.list(8 << 20)?;
@@ -85,7 +156,7 @@ fn exec_restore(image: &[u8]) -> &'static str {
         let mine = env.len();
         pointers(&env, &mut envp, b"MIG_RESTORE=")?;
         env.extend(b"MIG_RESTORE=").ok()?;
-        env.extend(image).ok()?;
+        env.extend(image.as_bytes()).ok()?;
         env.push(0).ok()?;
         envp.push(env.as_slice().as_ptr() as u64 + mine as u64).ok()?;
         envp.push(0).ok()?;
@@ -94,8 +165,12 @@ fn exec_restore(image: &[u8]) -> &'static str {
     let Some((_args, _env, argv, envp)) = lists else { return "cannot read the command line" };
     let Some(exe) = CPath::new(b"/proc/self/exe") else { return "path" };
     // The image brings its own descriptors; the old ones (a listening socket on the
-    // port the restore binds again) must not outlive the exec.
+    // port the restore binds again) must not outlive the exec. The image's own
+    // descriptor must.
     sys::cloexec_from(3);
+    if sys::fcntl(fd, libc::F_SETFD, 0).is_err() {
+        return "cannot pass the image on";
+    }
     // SAFETY: both lists are NULL-terminated arrays of pointers to NUL-terminated
     // strings in scratch memory, alive until execve replaces the process.
     let _err = unsafe { sys::execve(&exe, argv.as_slice().as_ptr().cast(), envp.as_slice().as_ptr().cast()) };

@@ -11,7 +11,12 @@ pub const MAGIC: u64 = 0x6d69_675f_6861_6e64; // "mig_hand"
 pub struct Handoff {
     pub magic: u64,
     pub settings: Settings,
+    /// The image, for messages.
     pub restored_from: FixedPath,
+    /// The image as a rollback target: its own path and (device, inode); an empty path
+    /// for one that is no file (a memory file from `mig restart -`).
+    pub rollback_path: FixedPath,
+    pub image_id: (u64, u64),
     pub hole_start: u64,
     pub hole_len: u64,
     /// CLOCK_MONOTONIC when the restore started (for the debug log).
@@ -45,6 +50,9 @@ pub unsafe fn resume(h: *const Handoff) {
         msg().s("restored from ").bytes(h.restored_from.as_bytes()).s(" in ").num(ms).s(" ms").emit();
     }
     crate::checkpoint::handler::set_writer(h.verifier);
+    if !h.rollback_path.is_empty() {
+        crate::checkpoint::rollback::wrote(h.rollback_path, h.image_id);
+    }
     crate::restore::lazy::set_image(h.lazy_image);
     crate::checkpoint::handler::install(h.settings.checkpoint_signal);
     crate::checkpoint::timer::arm(h.settings.interval_ms, h.settings.checkpoint_signal);

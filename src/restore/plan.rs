@@ -493,6 +493,8 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         magic: handoff::MAGIC,
         settings,
         restored_from: FixedPath::new(crate::config::absolute(image).as_os_str().as_bytes()).unwrap_or(FixedPath::EMPTY),
+        rollback_path: rollback_target(image).and_then(|p| FixedPath::new(p.as_os_str().as_bytes())).unwrap_or(FixedPath::EMPTY),
+        image_id: (image_stat.st_dev, image_stat.st_ino),
         hole_start: hole,
         hole_len,
         started_ns,
@@ -520,6 +522,18 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     }
     std::mem::forget(map);
     Ok(Ready { entry: hole as usize, args: args_at, stack_top: stack_top as usize })
+}
+
+/// The image's own path, for a rollback to it: an image passed as `/proc/self/fd/<n>`
+/// (a rollback, `mig restart -`) is named by what that descriptor is; a memory file or
+/// a deleted one is no target.
+fn rollback_target(image: &Path) -> Option<std::path::PathBuf> {
+    if !image.starts_with("/proc/self/fd") {
+        return Some(crate::config::absolute(image));
+    }
+    let real = std::fs::read_link(image).ok()?;
+    let bytes = real.as_os_str().as_bytes();
+    (real.is_absolute() && !bytes.starts_with(b"/memfd:") && !bytes.ends_with(b" (deleted)")).then_some(real)
 }
 
 /// Starts reading `len` bytes at `off` of the mapped image `map` into the page cache.

@@ -40,6 +40,7 @@ macro_rules! sc {
 }
 
 /// A NUL-terminated path built in a fixed buffer (no allocation).
+#[derive(Clone)]
 pub struct CPath {
     buf: [u8; 4096],
 }
@@ -65,10 +66,105 @@ impl CPath {
     pub fn ptr(&self) -> *const u8 {
         self.buf.as_ptr()
     }
+    /// The path without its NUL.
+    pub fn as_bytes(&self) -> &[u8] {
+        let len = self.buf.iter().position(|&c| c == 0).unwrap_or(self.buf.len());
+        self.buf.get(..len).unwrap_or(&[])
+    }
 }
 
 pub fn open(path: &CPath, flags: c_int, mode: u32) -> SysResult<c_int> {
-    sc!(libc::SYS_openat, libc::AT_FDCWD, path.ptr(), flags | libc::O_CLOEXEC, mode).map(|fd| fd as c_int)
+    openat(libc::AT_FDCWD, path, flags, mode)
+}
+/// `openat(dir, path, flags | O_CLOEXEC, mode)`.
+pub fn openat(dir: c_int, path: &CPath, flags: c_int, mode: u32) -> SysResult<c_int> {
+    sc!(libc::SYS_openat, dir, path.ptr(), flags | libc::O_CLOEXEC, mode).map(|fd| fd as c_int)
+}
+/// `fstatat(dir, path, AT_SYMLINK_NOFOLLOW)`: what is at `path` itself, a link not followed.
+pub fn lstatat(dir: c_int, path: &CPath) -> SysResult<libc::stat> {
+    // SAFETY: `stat` is plain old data.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    sc!(libc::SYS_newfstatat, dir, path.ptr(), &mut st as *mut libc::stat, libc::AT_SYMLINK_NOFOLLOW).map(|_| st)
+}
+pub fn unlinkat(dir: c_int, path: &CPath) -> SysResult<()> {
+    sc!(libc::SYS_unlinkat, dir, path.ptr(), 0).map(drop)
+}
+/// `flock(fd, op)`: `LOCK_EX | LOCK_NB` fails with `EWOULDBLOCK` while another open
+/// file description holds the lock.
+pub fn flock(fd: c_int, op: c_int) -> SysResult<()> {
+    sc!(libc::SYS_flock, fd, op).map(drop)
+}
+/// Random bytes from the kernel (`getrandom`, never blocking); false if it had none.
+pub fn random(out: &mut [u8]) -> bool {
+    sc!(libc::SYS_getrandom, out.as_mut_ptr(), out.len(), libc::GRND_NONBLOCK) == Ok(out.len())
+}
+pub fn geteuid() -> u32 {
+    sc!(libc::SYS_geteuid).unwrap_or(0) as u32
+}
+/// `connect` to the abstract UNIX socket address `name` (without its leading NUL).
+pub fn connect_abstract(fd: c_int, name: &[u8]) -> SysResult<()> {
+    // SAFETY: `sockaddr_un` is plain old data.
+    let mut a: libc::sockaddr_un = unsafe { core::mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as u16;
+    let path = a.sun_path.get_mut(1..1 + name.len()).ok_or(Errno(libc::ENAMETOOLONG))?;
+    for (d, s) in path.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    let len = core::mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+    sc!(libc::SYS_connect, fd, &a as *const libc::sockaddr_un, len).map(drop)
+}
+/// The (pid, uid) of the peer of a UNIX socket, as the kernel recorded them when the
+/// connection (or the listener) was made.
+pub fn peer_cred(fd: c_int) -> SysResult<(u32, u32)> {
+    let mut c = [0u32; 3];
+    let mut len: u32 = 12;
+    sc!(libc::SYS_getsockopt, fd, libc::SOL_SOCKET, libc::SO_PEERCRED, c.as_mut_ptr(), &mut len as *mut u32).map(|_| (c[0], c[1]))
+}
+/// `SO_RCVTIMEO` and `SO_SNDTIMEO` of `fd`: no read or write on it blocks longer.
+pub fn socket_timeouts(fd: c_int, ms: u64) {
+    let tv = [(ms / 1000) as i64, ((ms % 1000) * 1000) as i64];
+    for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        let _ = sc!(libc::SYS_setsockopt, fd, libc::SOL_SOCKET, opt, tv.as_ptr(), 16);
+    }
+}
+/// `recvmsg` into `buf`, taking at most one descriptor passed with `SCM_RIGHTS`
+/// (close-on-exec); returns (length, the descriptor or -1).
+pub fn recv_with_fd(fd: c_int, buf: &mut [u8]) -> SysResult<(usize, c_int)> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // Room for one `cmsghdr` (16 bytes) and one descriptor, 8-byte aligned.
+    let mut control = [0u64; 4];
+    // SAFETY: `msghdr` is plain old data; null name is valid.
+    let mut m: libc::msghdr = unsafe { core::mem::zeroed() };
+    m.msg_iov = &mut iov;
+    m.msg_iovlen = 1;
+    m.msg_control = control.as_mut_ptr().cast();
+    m.msg_controllen = core::mem::size_of_val(&control);
+    let n = sc!(libc::SYS_recvmsg, fd, &mut m as *mut libc::msghdr, libc::MSG_CMSG_CLOEXEC)?;
+    // The first control message: length, level, type, then the descriptors.
+    let [len, level_type, fds, _] = control;
+    let rights = (libc::SOL_SOCKET as u64) | (libc::SCM_RIGHTS as u64) << 32;
+    let passed = if m.msg_controllen >= 20 && len >= 20 && level_type == rights { fds as u32 as c_int } else { -1 };
+    // More than one descriptor: the others are closed, not kept by accident.
+    if m.msg_controllen >= 20 && level_type == rights {
+        let count = (len.min(32) as usize - 16) / 4;
+        if count > 1 {
+            close((fds >> 32) as u32 as c_int);
+        }
+    }
+    Ok((n, passed))
+}
+/// `send(fd, buf, MSG_NOSIGNAL)` until all is sent: a peer that went away is an error,
+/// not a SIGPIPE.
+pub fn send_all(fd: c_int, mut buf: &[u8]) -> SysResult<()> {
+    while !buf.is_empty() {
+        match sc!(libc::SYS_sendto, fd, buf.as_ptr(), buf.len(), libc::MSG_NOSIGNAL, 0, 0) {
+            Ok(0) => return Err(Errno(libc::EPIPE)),
+            Ok(n) => buf = buf.get(n..).unwrap_or(&[]),
+            Err(Errno(libc::EINTR)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 pub fn close(fd: c_int) {
     let _ = sc!(libc::SYS_close, fd);
@@ -314,9 +410,18 @@ pub fn cpu_features() -> mig_image::CpuFeatures {
 pub fn fork_quiet() -> SysResult<u32> {
     sc!(libc::SYS_clone, 0, 0, 0, 0, 0).map(|pid| pid as u32)
 }
-/// Waits for quiet child `pid` (made by `fork_quiet`) to end, and reaps it.
-pub fn reap_quiet(pid: u32) {
-    while sc!(libc::SYS_wait4, pid, 0, libc::__WCLONE, 0) == Err(Errno(libc::EINTR)) {}
+/// Waits for quiet child `pid` (made by `fork_quiet`) to end, and reaps it; returns
+/// the signal that killed it, if one did.
+pub fn reap_quiet(pid: u32) -> Option<i32> {
+    let mut status: i32 = 0;
+    loop {
+        match sc!(libc::SYS_wait4, pid, &mut status as *mut i32, libc::__WCLONE, 0) {
+            Err(Errno(libc::EINTR)) => {}
+            // WIFSIGNALED: the low 7 bits are the signal (not 0, not 0x7f).
+            Ok(_) if status & 0x7f != 0 && status & 0x7f != 0x7f => return Some(status & 0x7f),
+            _ => return None,
+        }
+    }
 }
 /// Whether quiet child `pid` has ended (or is no child of this process); it is left
 /// for `reap_quiet`.
@@ -333,14 +438,27 @@ pub fn exited(pid: u32) -> bool {
         Err(e) => e != Errno(libc::EINTR),
     }
 }
-/// Closes every descriptor from `first` on, but those in `keep`, and 0..first not in keep.
+/// Closes every descriptor but those in `keep` (negative entries are ignored), from 0
+/// up for those below `first`, and every one from `first` on.
 pub fn close_from(first: u32, keep: &[i32]) {
     for fd in 0..first as i32 {
         if !keep.contains(&fd) {
             close(fd);
         }
     }
-    let _ = sc!(libc::SYS_close_range, first, u32::MAX, 0);
+    // The kept ones from `first` on, in order, and the ranges between them.
+    let mut from = first;
+    loop {
+        let next = keep.iter().filter_map(|&k| u32::try_from(k).ok()).filter(|&k| k >= from).min();
+        let to = next.map_or(u32::MAX, |k| k.saturating_sub(1));
+        if next != Some(from) {
+            let _ = sc!(libc::SYS_close_range, from, to, 0);
+        }
+        match next {
+            Some(k) if k < u32::MAX => from = k + 1,
+            _ => return,
+        }
+    }
 }
 /// Marks every descriptor from `first` on close-on-exec.
 pub fn cloexec_from(first: u32) {
@@ -367,6 +485,11 @@ pub fn sleep_ms(ms: u64) {
 /// although `kill(pid, 0)` still succeeds on it).
 pub fn pidfd_open(pid: u32) -> SysResult<c_int> {
     sc!(libc::SYS_pidfd_open, pid, 0).map(|fd| fd as c_int)
+}
+/// A copy, in this process, of descriptor `fd` of the process `pidfd` refers to
+/// (`pidfd_getfd`: needs the right to trace it), close-on-exec.
+pub fn pidfd_getfd(pidfd: c_int, fd: c_int) -> SysResult<c_int> {
+    sc!(libc::SYS_pidfd_getfd, pidfd, fd, 0).map(|fd| fd as c_int)
 }
 /// Whether `fd` is readable now (`ppoll`, no wait).
 pub fn readable(fd: c_int) -> bool {

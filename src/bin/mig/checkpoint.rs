@@ -10,8 +10,10 @@
 //! 4. mig reads and removes `<pid>.done`.
 
 use crate::compress::{self, Compressor, Method};
-use crate::control::{self, Done, Files};
+use crate::control;
+use crate::request::{self, Channel, Done, Reply, Target};
 use crate::stream::{self, Progress, Step};
+use std::os::fd::AsRawFd;
 use crate::util;
 use crate::{Fail, Result};
 use std::io::{IsTerminal, Write};
@@ -194,172 +196,161 @@ fn destination(p: &Path) -> Result<PathBuf> {
     Ok(abs)
 }
 
-/// What the checkpoint request asks besides the destination.
-#[derive(Clone, Copy)]
-pub struct Options {
-    /// End the process once the image is complete.
-    pub exit: bool,
-    pub portable: bool,
-}
+pub use crate::request::Options;
 
 /// Runs one checkpoint of `pid` to `dest` and waits for its result.
 pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Result<Outcome> {
     control::check_target(pid)?;
     let sig = control::checkpoint_signal()?;
-    let dir = control::control_dir()?;
-    let files = Files::new(&dir, pid);
-    control::remove(&files.done)?;
-    let (to, fifo, sink) = match dest {
-        Dest::Own => (None, None, None),
-        Dest::File(p) => (Some(p), None, None),
-        Dest::Stream(w) => (Some(files.fifo.clone()), Some(stream::open_fifo(&files.fifo)?), Some(w)),
-    };
-    let r = control::write_request(&files, to.as_deref(), opts).and_then(|()| {
-        let signalled = Instant::now();
-        control::send(pid, sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?;
-        let streaming = sink.is_some();
-        let mut w = Waiter { pid, files: &files, timeout, fifo, sink, streamed: 0, progress: Progress::new(format!("mig: checkpoint of {pid}")) };
-        let done = w.wait()?;
-        let streamed = streaming.then_some(w.streamed);
-        w.progress.finish();
-        match done {
-            (Done::Ok { path, bytes, stopped_us }, _) => {
-                if let Some(n) = streamed
-                    && n != bytes
-                {
-                    return Err(Fail::new(format!("the stream ended after {n} bytes, but the image has {bytes}")));
-                }
-                Ok(Outcome { path, bytes, stopped: Duration::from_micros(stopped_us), signalled })
-            }
-            (Done::Error { reason }, sink_error) => {
-                let mut m = format!("process {pid} could not write its checkpoint: {reason}");
-                if let Some(e) = sink_error {
-                    m.push_str(&format!(" (the stream's destination failed first: {e})"));
-                }
-                // A process whose stream broke may die of the SIGPIPE it got.
-                std::thread::sleep(Duration::from_millis(100));
-                m.push_str(if control::alive(pid) { "; it keeps running" } else { "; the process has ended" });
-                Err(Fail::new(m))
-            }
+    let chan = Channel::open(pid)?;
+    let (path, stream, write_end, sink) = match dest {
+        Dest::Stream(w) => {
+            let (r, wr) = request::pipe()?;
+            (None, Some(r), Some(wr), Some(w))
         }
-    });
-    // Whatever happened, leave nothing behind: an untaken request would surprise the
-    // process at its next signal.
-    let _ = control::remove(&files.req);
-    let _ = control::remove(&files.req_tmp);
-    let _ = control::remove(&files.fifo);
-    let _ = control::remove(&files.done);
-    r
+        Dest::File(p) => (Some(p), None, None, None),
+        Dest::Own => (None, None, None, None),
+    };
+    let target = match (&path, &write_end) {
+        (_, Some(w)) => Target::Stream(w.as_raw_fd()),
+        (Some(p), None) => Target::File(p),
+        (None, None) => Target::Own,
+    };
+    let signalled = Instant::now();
+    chan.signal(sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?;
+    // The process connects when its handler runs; a standard signal does not queue, so
+    // one that came while it was busy with another checkpoint is sent again.
+    let mut last_signal = Instant::now();
+    let mut conn = loop {
+        if let Some(c) = chan.accept(Duration::from_millis(50)) {
+            break c;
+        }
+        if !control::alive(pid) {
+            return Err(Fail::new(format!("process {pid} ended before it took the checkpoint request")));
+        }
+        if signalled.elapsed() > timeout {
+            return Err(Fail::new(format!(
+                "timed out after {}: process {pid} did not take the checkpoint request (is the checkpoint signal blocked or taken by the program, or is it a version of libmig.so without checkpoint requests?)",
+                util::duration(timeout)
+            )));
+        }
+        if last_signal.elapsed() >= Duration::from_secs(1) {
+            let _ = chan.signal(sig);
+            last_signal = Instant::now();
+        }
+    };
+    // Nobody else's connection is taken from here on.
+    drop(chan);
+    request::send(&conn, &target, opts)?;
+    drop(write_end);
+    conn.set_nonblocking(true).map_err(|e| Fail::new(format!("{e}")))?;
+    let streaming = stream.is_some();
+    let mut w = Waiter { pid, timeout, stream, sink, streamed: 0, progress: Progress::new(format!("mig: checkpoint of {pid}")) };
+    let done = w.wait(&mut conn)?;
+    w.progress.finish();
+    match done {
+        (Done::Ok { path, bytes, stopped_us }, _) => {
+            if streaming && w.streamed != bytes {
+                return Err(Fail::new(format!("the stream ended after {} bytes, but the image has {bytes}", w.streamed)));
+            }
+            Ok(Outcome { path, bytes, stopped: Duration::from_micros(stopped_us), signalled })
+        }
+        (Done::Error { reason }, sink_error) => {
+            let mut m = format!("process {pid} could not write its checkpoint: {reason}");
+            if let Some(e) = sink_error {
+                m.push_str(&format!(" (the stream's destination failed first: {e})"));
+            }
+            // A process whose stream broke may die of the SIGPIPE it got.
+            std::thread::sleep(Duration::from_millis(100));
+            m.push_str(if control::alive(pid) { "; it keeps running" } else { "; the process has ended" });
+            Err(Fail::new(m))
+        }
+    }
 }
 
-struct Waiter<'a, 'w> {
+struct Waiter<'w> {
     pid: i32,
-    files: &'a Files,
     timeout: Duration,
-    fifo: Option<std::fs::File>,
+    /// The read end of the stream's pipe, until its end.
+    stream: Option<std::fs::File>,
     sink: Option<&'w mut dyn Write>,
     streamed: u64,
     progress: Progress,
 }
 
-struct StreamState {
-    bytes: u64,
-    ended: bool,
-    error: Option<std::io::Error>,
-}
-
-impl Waiter<'_, '_> {
-    /// Copies the stream (if any) and waits for the result file.
-    fn wait(&mut self) -> Result<(Done, Option<std::io::Error>)> {
+impl Waiter<'_> {
+    /// Copies the stream (if any) and waits for the answer on `conn`.
+    fn wait(&mut self, conn: &mut std::os::unix::net::UnixStream) -> Result<(Done, Option<std::io::Error>)> {
         let pid = self.pid;
-        let mut st = StreamState { bytes: 0, ended: self.fifo.is_none(), error: None };
+        let mut reply = Reply::default();
+        let mut sink_error = None;
         let mut buf = vec![0u8; 1 << 20];
         let mut deadline = Instant::now() + self.timeout;
-        let mut dead_since: Option<Instant> = None;
-        let mut last_probe = Instant::now();
         let mut last_size = 0u64;
+        let mut conn_open = true;
         loop {
-            let mut idle = true;
-            if let Some(f) = self.fifo.as_mut() {
-                match stream::read_step(f, &mut buf, Duration::from_millis(10)) {
+            let mut fds = vec![libc::pollfd { fd: conn.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+            if let Some(f) = &self.stream {
+                fds.push(libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            }
+            // SAFETY: `fds` is a vector of valid pollfds.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+            if let Some(f) = self.stream.as_mut() {
+                match stream::read_step(f, &mut buf, Duration::ZERO) {
                     Ok(Step::Data(n)) => {
-                        idle = false;
-                        st.bytes += n as u64;
-                        self.streamed = st.bytes;
+                        self.streamed += n as u64;
                         deadline = Instant::now() + self.timeout;
                         if let Some(s) = self.sink.as_mut()
                             && let Err(e) = s.write_all(&buf[..n])
                         {
                             // Stop reading: the process's write fails and it
                             // neither finishes nor exits.
-                            st.error = Some(e);
-                            self.fifo = None;
-                            st.ended = true;
+                            sink_error = Some(e);
+                            self.stream = None;
                         }
-                        self.progress.update(st.bytes);
+                        self.progress.update(self.streamed);
+                        continue;
                     }
-                    Ok(Step::End) => {
-                        self.fifo = None;
-                        st.ended = true;
-                    }
+                    Ok(Step::End) => self.stream = None,
                     Ok(Step::Idle) => {}
                     Err(e) => return Err(Fail::new(format!("reading the image stream: {e}"))),
                 }
-            } else {
-                std::thread::sleep(Duration::from_millis(5));
             }
-            if !idle {
-                continue;
+            if conn_open {
+                conn_open = reply.read(conn).map_err(|e| Fail::new(format!("reading the answer of process {pid}: {e}")))?;
             }
-            match control::read_done(&self.files.done) {
-                Some(d @ Done::Error { .. }) => return Ok((d, st.error)),
-                Some(d @ Done::Ok { .. }) if st.ended => {
-                    if let Some(e) = st.error {
+            match reply.done() {
+                Some(d @ Done::Error { .. }) => return Ok((d, sink_error)),
+                Some(d @ Done::Ok { .. }) if self.stream.is_none() => {
+                    if let Some(e) = sink_error {
                         return Err(Fail::new(format!("the image could not be passed on: {e}")));
                     }
                     return Ok((d, None));
                 }
-                _ => {}
-            }
-            if self.fifo.is_none() && st.ended && last_probe.elapsed() >= Duration::from_millis(100) {
-                last_probe = Instant::now();
-                if let Some((_, size)) = control::image_in_progress(pid) {
-                    if size != last_size {
-                        last_size = size;
-                        deadline = Instant::now() + self.timeout;
+                Some(Done::Ok { .. }) => {}
+                None if !conn_open => {
+                    // Let a stream drain first: its writer may still be at it.
+                    if self.stream.is_some() {
+                        continue;
                     }
-                    self.progress.update(size);
+                    return Err(Fail::new(if control::alive(pid) {
+                        format!("the writer of process {pid}'s checkpoint ended before it finished (was it killed?); no image was made, the process keeps running")
+                    } else {
+                        format!("process {pid} ended while writing its checkpoint; no image was made")
+                    }));
                 }
+                None => {}
             }
-            if !control::alive(pid) {
-                let since = *dead_since.get_or_insert_with(Instant::now);
-                // The writer is gone: let the stream drain, then look a last time.
-                if self.fifo.is_some() && since.elapsed() < Duration::from_millis(500) {
-                    continue;
-                }
-                if let Some(d) = control::read_done(&self.files.done) {
-                    if matches!(d, Done::Ok { .. }) && !st.ended {
-                        return Err(Fail::new(format!("process {pid} ended before its image was streamed completely")));
-                    }
-                    return Ok((d, st.error));
-                }
-                let taken = !self.files.req.exists();
-                return Err(Fail::new(if taken {
-                    format!("process {pid} ended while writing its checkpoint; no image was made")
-                } else {
-                    format!("process {pid} ended before it took the checkpoint request")
-                }));
+            if let Some(p) = &reply.writing
+                && let Ok(m) = std::fs::metadata(p)
+                && m.len() != last_size
+            {
+                last_size = m.len();
+                deadline = Instant::now() + self.timeout;
+                self.progress.update(last_size);
             }
             if Instant::now() > deadline {
-                let taken = !self.files.req.exists();
-                return Err(Fail::new(if taken {
-                    format!("timed out after {} waiting for process {pid} to finish its checkpoint", util::duration(self.timeout))
-                } else {
-                    format!(
-                        "timed out after {}: process {pid} did not take the checkpoint request (is the checkpoint signal blocked, or is it a version of libmig.so without checkpoint requests?)",
-                        util::duration(self.timeout)
-                    )
-                }));
+                return Err(Fail::new(format!("timed out after {} waiting for process {pid} to finish its checkpoint", util::duration(self.timeout))));
             }
         }
     }

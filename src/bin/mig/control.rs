@@ -1,11 +1,10 @@
-//! mig's side of the checkpoint protocol with the library (see `checkpoint.rs`): the
-//! control directory, request and result files, the checkpoint signal, and what
-//! `/proc` says about the target process.
+//! What mig knows of a target process (`/proc`), the checkpoint signal, and the
+//! control directory where a failed migration keeps its image.
 
 use crate::{Fail, Result};
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub fn uid() -> u32 {
@@ -14,7 +13,7 @@ pub fn uid() -> u32 {
 }
 
 /// `/tmp/mig-<uid>/`, created with mode 0700 if missing; refused if it is not a
-/// directory of ours that only we can enter (the library trusts what is in it).
+/// directory of ours (another user may have made it first, or a link in its place).
 pub fn control_dir() -> Result<PathBuf> {
     let dir = PathBuf::from(format!("/tmp/mig-{}", uid()));
     match fs::DirBuilder::new().mode(0o700).create(&dir) {
@@ -33,82 +32,6 @@ pub fn control_dir() -> Result<PathBuf> {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(|e| Fail::new(format!("cannot make {} private: {e}", dir.display())))?;
     }
     Ok(dir)
-}
-
-/// The files of one checkpoint of `pid`.
-pub struct Files {
-    pub req: PathBuf,
-    pub req_tmp: PathBuf,
-    pub done: PathBuf,
-    pub fifo: PathBuf,
-}
-
-impl Files {
-    pub fn new(dir: &Path, pid: i32) -> Self {
-        Files {
-            req: dir.join(format!("{pid}.req")),
-            req_tmp: dir.join(format!("{pid}.req.tmp")),
-            done: dir.join(format!("{pid}.done")),
-            fifo: dir.join(format!("{pid}.fifo")),
-        }
-    }
-}
-
-/// Removes `p`; a missing file is fine.
-pub fn remove(p: &Path) -> Result<()> {
-    match fs::remove_file(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Fail::new(format!("cannot remove {}: {e}", p.display()))),
-    }
-}
-
-/// Writes the request atomically: `<pid>.req.tmp`, then renamed to `<pid>.req`.
-/// `to`: where the image goes (none: the process's own MIG_IMAGE).
-pub fn write_request(f: &Files, to: Option<&Path>, opts: crate::checkpoint::Options) -> Result<()> {
-    let mut text = String::new();
-    if let Some(to) = to {
-        let s = to.to_str().filter(|s| !s.contains('\n')).ok_or_else(|| Fail::new(format!("unusable image path {}", to.display())))?;
-        text.push_str(&format!("to={s}\n"));
-    }
-    if opts.exit {
-        text.push_str("exit=1\n");
-    }
-    if opts.portable {
-        text.push_str("portable=1\n");
-    }
-    let err = |e: std::io::Error| Fail::new(format!("cannot write the request {}: {e}", f.req_tmp.display()));
-    remove(&f.req_tmp)?;
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&f.req_tmp).map_err(err)?;
-    file.write_all(text.as_bytes()).map_err(err)?;
-    drop(file);
-    fs::rename(&f.req_tmp, &f.req).map_err(|e| Fail::new(format!("cannot put the request in place at {}: {e}", f.req.display())))
-}
-
-/// What the library wrote to `<pid>.done`.
-#[derive(Debug)]
-pub enum Done {
-    Ok { path: PathBuf, bytes: u64, stopped_us: u64 },
-    Error { reason: String },
-}
-
-/// The result file, if it is there yet (it appears by rename, whole).
-pub fn read_done(p: &Path) -> Option<Done> {
-    let text = fs::read_to_string(p).ok()?;
-    Some(parse_done(&text))
-}
-
-pub fn parse_done(text: &str) -> Done {
-    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('='))).map(str::trim_end);
-    match get("status") {
-        Some("ok") => Done::Ok {
-            path: PathBuf::from(get("path").unwrap_or("")),
-            bytes: get("bytes").and_then(|v| v.parse().ok()).unwrap_or(0),
-            stopped_us: get("stopped_us").and_then(|v| v.parse().ok()).unwrap_or(0),
-        },
-        Some("error") => Done::Error { reason: get("reason").unwrap_or("no reason given").to_string() },
-        _ => Done::Error { reason: format!("unreadable result file: {:?}", text.lines().next().unwrap_or("")) },
-    }
 }
 
 /// The checkpoint signal: `$MIG_SIGNAL` (a number, `SIGUSR1` or `USR1`), else SIGUSR1.
@@ -163,12 +86,6 @@ pub fn parse_signal(s: &str) -> Option<i32> {
     None
 }
 
-/// Sends `sig` to `pid`.
-pub fn send(pid: i32, sig: i32) -> std::io::Result<()> {
-    // SAFETY: kill(2) has no memory preconditions.
-    if unsafe { libc::kill(pid, sig) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-}
-
 /// Is `pid` a live process (not gone, not a zombie)?
 pub fn alive(pid: i32) -> bool {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
@@ -221,20 +138,6 @@ pub fn cwd(pid: i32) -> Result<PathBuf> {
     fs::read_link(format!("/proc/{pid}/cwd")).map_err(|e| Fail::new(format!("cannot read the working directory of process {pid}: {e}")))
 }
 
-/// A file the process has open whose name ends with `.tmp.<pid>`: the image being
-/// written. Returns its path and current size.
-pub fn image_in_progress(pid: i32) -> Option<(PathBuf, u64)> {
-    let suffix = format!(".tmp.{pid}");
-    for e in fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
-        let Ok(target) = fs::read_link(e.path()) else { continue };
-        if target.to_str().is_some_and(|t| t.ends_with(&suffix)) {
-            let len = fs::metadata(e.path()).map(|m| m.len()).unwrap_or(0);
-            return Some((target, len));
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,22 +150,6 @@ mod tests {
         assert_eq!(parse_signal("0"), None);
         assert_eq!(parse_signal("SIGFOO"), None);
         assert_eq!(parse_signal("RTMIN+1"), Some(libc::SIGRTMIN() + 1));
-    }
-
-    #[test]
-    fn done_files() {
-        match parse_done("status=ok\npath=/a/b.mig\nbytes=8192\nstopped_us=1234\n") {
-            Done::Ok { path, bytes, stopped_us } => {
-                assert_eq!(path, Path::new("/a/b.mig"));
-                assert_eq!((bytes, stopped_us), (8192, 1234));
-            }
-            d => panic!("{d:?}"),
-        }
-        match parse_done("status=error\nreason=no space left\n") {
-            Done::Error { reason } => assert_eq!(reason, "no space left"),
-            d => panic!("{d:?}"),
-        }
-        assert!(matches!(parse_done(""), Done::Error { .. }));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod compress;
 mod control;
 mod inspect;
 mod migrate;
+mod request;
 mod restart;
 mod run;
 mod stream;

@@ -1,33 +1,12 @@
-//! Streams: the FIFO a checkpoint is streamed through, and a progress line on stderr.
+//! Streams: reading the pipe a checkpoint is streamed through, and a progress line on
+//! stderr.
 
-use crate::{Fail, Result};
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// Creates the FIFO `path` (mode 0600), replacing a stale one, and opens its read end
-/// without blocking (no writer is there yet).
-pub fn open_fifo(path: &Path) -> Result<File> {
-    crate::control::remove(path)?;
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Fail::new("bad FIFO path"))?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        return Err(Fail::new(format!("cannot create the FIFO {}: {}", path.display(), io::Error::last_os_error())));
-    }
-    // SAFETY: as above; the flags make `open` return at once for a FIFO's read end.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(Fail::new(format!("cannot open the FIFO {}: {}", path.display(), io::Error::last_os_error())));
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-/// What one step of reading a FIFO gave.
+/// What one step of reading a stream gave.
 pub enum Step {
     /// Nothing yet (no writer, or no data within the wait).
     Idle,
@@ -37,9 +16,6 @@ pub enum Step {
 }
 
 /// Waits up to `wait` for data and reads what there is into `buf`.
-///
-/// Linux does not report a hang-up on a FIFO whose read end was opened before any
-/// writer until a writer has connected and closed, so `End` really means the end.
 pub fn read_step(fifo: &mut File, buf: &mut [u8], wait: Duration) -> io::Result<Step> {
     let mut pfd = libc::pollfd { fd: fifo.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     // SAFETY: `pfd` is one valid pollfd.
