@@ -8,3 +8,4 @@ pub mod handoff;
 pub mod lazy;
 pub mod plan;
 pub mod timers;
+pub mod trust;

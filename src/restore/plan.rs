@@ -128,6 +128,8 @@ fn check_exe(img: &Image, p: &ProcessRecord) -> Result<(), Refusal> {
             here.display()
         ));
     }
+    let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&here).map_err(|e| format!("cannot look at the executable: {e}"))?);
+    super::trust::check_exe_mode(&p.exe, mode)?;
     if img.header.flags & HEADER_PORTABLE != 0 {
         return Ok(()); // the image carries the program's code
     }
@@ -253,6 +255,7 @@ fn find_hole(taken: &mut [(u64, u64)], len: u64) -> Result<u64, Refusal> {
 
 fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, Refusal> {
     let file = File::open(image).map_err(|e| format!("cannot open it: {e}"))?;
+    super::trust::check_owner(&stat_fd(file.as_raw_fd()).map_err(|e| format!("cannot stat it: {e}"))?)?;
     // SAFETY: the mapping is read-only and private; images are only ever replaced by
     // rename, never modified in place, so the bytes do not change under us.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot map it: {e}"))?;

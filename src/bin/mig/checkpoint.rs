@@ -1,13 +1,5 @@
-//! `mig checkpoint`: ask a process for an image and wait until it is complete.
-//!
-//! The protocol with the library (its SIGUSR1 handler):
-//! 1. mig writes `/tmp/mig-<uid>/<pid>.req` atomically (`.req.tmp`, then rename), with
-//!    `to=<absolute path>` (a file, or a FIFO to stream through) unless the process's
-//!    own MIG_IMAGE is meant, and `exit=1` to end the process after a good image;
-//! 2. mig sends the checkpoint signal;
-//! 3. the library unlinks the request, writes the image, then `<pid>.done` atomically:
-//!    `status=ok`, `path=`, `bytes=`, `stopped_us=`, or `status=error`, `reason=`;
-//! 4. mig reads and removes `<pid>.done`.
+//! `mig checkpoint`: ask a process for an image and wait until it is complete. The
+//! request goes through the channel described in `request.rs`.
 
 use crate::compress::{self, Compressor, Method};
 use crate::control;
@@ -37,7 +29,8 @@ EXAMPLES:
 With --compress (or MIG_COMPRESS=zstd), mig compresses the image it receives from
 the process into one zstd frame; `mig restart` and `mig inspect` recognise it.
 
-The request goes through the control directory /tmp/mig-<uid>/ (see `mig --help`).
+The request reaches the process through its checkpoint signal and an abstract UNIX
+socket only mig and the process's user can use (no files).
 Exit status 0 means the image is complete; on any failure the process keeps running
 (also with --exit) and mig says why.")]
 pub struct Args {
@@ -146,20 +139,10 @@ pub fn main(a: Args) -> Result<u8> {
 }
 
 /// A checkpoint streamed through mig into a compressed file at `dst`: written aside
-/// (`<dst>.tmp.<mig's pid>`, mode 0600), synced, renamed into place, like the
+/// (`<dst>.tmp.<random>`, mode 0600, created exclusively), synced, renamed into place, like the
 /// library's own images. Returns the outcome (its `path` is `dst`) and the file's size.
 fn take_compressed(pid: i32, dst: &Path, level: i32, opts: Options, timeout: Duration) -> Result<(Outcome, u64)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut tmp = dst.as_os_str().to_os_string();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| Fail::new(format!("cannot create {}: {e}", tmp.display())))?;
+    let (tmp, file) = util::create_beside(dst)?;
     let r = (|| {
         let mut z = Compressor::new(std::io::BufWriter::with_capacity(1 << 20, file), level)?;
         let mut o = take(pid, Dest::Stream(&mut z), opts, timeout)?;

@@ -146,10 +146,13 @@ pub fn main(a: Args) -> Result<u8> {
     // 2. Checkpoint into ssh and a local copy.
     let dir = control::control_dir()?;
     let keep = dir.join(format!("{}.{pid}.mig", control::comm(pid).replace('/', "_")));
+    // A copy kept by an earlier failed move of the same pid is replaced; the directory
+    // is this user's alone (`control_dir`), and nothing is opened through a link.
+    let _ = std::fs::remove_file(&keep);
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(&keep)
         .map_err(|e| Fail::new(format!("cannot create the local copy {}: {e}", keep.display())))?;

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,11 @@ pub struct Args {
     /// MIG_IMAGE as set for mig, else <exe-name>.<pid>.mig in the working directory.
     #[arg(long, value_name = "PATH")]
     pub image_out: Option<PathBuf>,
+    /// Restore an image even if it is another user's file or others could have
+    /// written to it (such images are refused otherwise: an image is code, run with
+    /// your rights). Also MIG_TRUST_IMAGE=1.
+    #[arg(long)]
+    pub trust_image: bool,
     /// For `mig migrate`: report on stderr when mig starts and when the restored
     /// process runs.
     #[arg(long, hide = true)]
@@ -79,6 +85,10 @@ pub fn main(a: Args) -> Result<u8> {
         let abs = util::absolute(&a.image)?;
         let mut f = File::open(&abs).map_err(|e| Fail::refused(format!("cannot restart from {}: cannot open it: {e}", abs.display())))?;
         let shown = abs.display().to_string();
+        let trusted = a.trust_image || std::env::var("MIG_TRUST_IMAGE").is_ok_and(|v| v == "1");
+        if !trusted {
+            check_owner(&f).map_err(|why| Fail::refused(format!("cannot restart from {shown}: {why}")))?;
+        }
         let head = compress::peek(&mut f).map_err(|e| Fail::refused(format!("cannot restart from {shown}: cannot read it: {e}")))?;
         if compress::is_zstd(&head) {
             let m = unpack_all(std::io::Cursor::new(head).chain(f), &shown)?;
@@ -92,6 +102,12 @@ pub fn main(a: Args) -> Result<u8> {
     if !exe.is_file() {
         return Err(Fail::refused(format!("cannot restart from {shown}: its executable {} is missing", exe.display())));
     }
+    if std::fs::metadata(&exe).is_ok_and(|m| m.mode() & (libc::S_ISUID | libc::S_ISGID) != 0) {
+        return Err(Fail::refused(format!(
+            "cannot restart from {shown}: its executable {} is setuid or setgid now: the loader would ignore libmig.so and the program would start from its beginning",
+            exe.display()
+        )));
+    }
     if !cwd.is_dir() {
         return Err(Fail::refused(format!("cannot restart from {shown}: its working directory {} is missing", cwd.display())));
     }
@@ -101,6 +117,9 @@ pub fn main(a: Args) -> Result<u8> {
     if in_memory {
         // Mapping pages from the memfd would keep the whole image in memory.
         cmd.env("MIG_RESTORE_EAGER", "1");
+    }
+    if a.trust_image {
+        cmd.env("MIG_TRUST_IMAGE", "1");
     }
     if let Some(out) = &a.image_out {
         cmd.env("MIG_IMAGE", util::absolute(out)?);
@@ -113,6 +132,21 @@ pub fn main(a: Args) -> Result<u8> {
     let e = cmd.exec();
     drop(file);
     Err(Fail::refused(format!("cannot start {}: {e}", exe.display())))
+}
+
+/// Refuses an image file that is not this user's own, or that others can write to
+/// (the library checks the same; here it is said before anything starts).
+fn check_owner(f: &File) -> std::result::Result<(), String> {
+    let m = f.metadata().map_err(|e| format!("cannot look at it: {e}"))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if m.uid() != me {
+        return Err(format!("it belongs to user {}, not to you ({me}); an image is code: give --trust-image if you trust where it comes from", m.uid()));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(format!("others can write to it (mode {:o}); make it private (chmod go-w) or give --trust-image", m.mode() & 0o7777));
+    }
+    Ok(())
 }
 
 /// Checks the image (`full`: every byte; else its structure, the library checks the

@@ -120,6 +120,32 @@ pub fn preload_value(lib: &Path) -> std::ffi::OsString {
     v
 }
 
+/// Creates `<dst>.tmp.<random>` (mode 0600) exclusively, never through a link, and
+/// locks it while it is written, as the library does its own image files (its sweep
+/// of files left by dead writers then leaves this one alone).
+pub fn create_beside(dst: &Path) -> Result<(PathBuf, std::fs::File)> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    for _ in 0..8 {
+        let mut b = [0u8; 8];
+        // SAFETY: writing 8 bytes into `b`.
+        unsafe { libc::getrandom(b.as_mut_ptr().cast(), 8, libc::GRND_NONBLOCK) };
+        let mut tmp = dst.as_os_str().to_os_string();
+        tmp.push(format!(".tmp.{:016x}", u64::from_le_bytes(b) ^ std::process::id() as u64));
+        let tmp = PathBuf::from(tmp);
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&tmp) {
+            Ok(f) => {
+                // SAFETY: flock on a descriptor we own.
+                unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+                return Ok((tmp, f));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Fail::new(format!("cannot create {}: {e}", tmp.display()))),
+        }
+    }
+    Err(Fail::new(format!("cannot find a free name beside {}", dst.display())))
+}
+
 /// Is standard error a terminal?
 pub fn stderr_is_tty() -> bool {
     use std::io::IsTerminal;
