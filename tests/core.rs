@@ -21,6 +21,22 @@ fn deep_recursion() {
     subject("recursion", 4);
 }
 
+/// Guard pages (`MADV_GUARD_INSTALL`) fault on any access: a checkpoint never reads
+/// them (forked, stopped or pre-copied), says that they come back as ordinary pages,
+/// and the restored program goes on.
+#[test]
+fn guard_pages_are_never_read_and_are_named() {
+    for (name, env) in [("forked", None), ("stopped", Some(("MIG_FORK", "0"))), ("precopied", Some(("MIG_PRECOPY", "1")))] {
+        let dir = tempdir(&format!("guard_pages_{name}"));
+        let mut l = Launch::new(&compile("guard_pages"), &dir);
+        if let Some((k, v)) = env {
+            l = l.clone_with(k, Path::new(v));
+        }
+        let (warned, _) = checkpoint_kill_restart_warnings(l, 5);
+        assert!(warned.contains("guard pages (MADV_GUARD_INSTALL)") && warned.contains("not saved"), "{name}: the loss is said: {warned}");
+    }
+}
+
 #[test]
 fn floating_point_loop_without_syscalls() {
     subject("fp_loop", 5);

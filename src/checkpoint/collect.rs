@@ -6,7 +6,7 @@ use super::files::{self, Strings};
 use super::maps::{self, MapLine};
 use super::scratch::{Full, List, Scratch};
 use crate::runtime;
-use crate::sys::{self, CPath, Errno};
+use crate::sys::{self, msg::msg, CPath, Errno};
 use mig_image::*;
 
 /// Why a checkpoint could not be taken.
@@ -320,9 +320,17 @@ fn classify(l: &MapLine, strings: &mut Strings) -> Result<Option<(RegionKind, Fi
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
+/// A guard page (`MADV_GUARD_INSTALL`; reported from Linux 6.15): never read.
+const PM_GUARD: u64 = 1 << 58;
 
 /// Which pages of a region have contents the file or zero-fill would not give back.
-fn wanted(kind: RegionKind, entry: u64) -> bool {
+fn wanted(kind: RegionKind, all: bool, entry: u64) -> bool {
+    if entry & PM_GUARD != 0 {
+        return false;
+    }
+    if all {
+        return true;
+    }
     match kind {
         RegionKind::FilePrivate => entry & PM_SWAPPED != 0 || (entry & PM_PRESENT != 0 && entry & PM_FILE == 0),
         _ => entry & (PM_PRESENT | PM_SWAPPED) != 0,
@@ -363,7 +371,17 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
             if !kind.is_kernel() && kind != RegionKind::FileShared && !in_fd {
                 let from = if (start..end).contains(&cut) { cut } else { start };
                 let all = whole || matches!(kind, RegionKind::SharedAnon | RegionKind::SharedObject | RegionKind::Orphan);
-                saved = extents(kind, all, start, from, end, pagemap, pm, &mut s.extents)?;
+                let mut guards = 0;
+                saved = extents(kind, all, start, from, end, pagemap, pm, &mut s.extents, &mut guards)?;
+                if guards > 0 {
+                    msg()
+                        .s("warning: ")
+                        .num(guards)
+                        .s(" guard pages (MADV_GUARD_INSTALL) in the mapping at 0x")
+                        .hex(start)
+                        .s(" are not saved: after a restore they are ordinary zero-filled pages")
+                        .emit();
+                }
             }
             let by_program = !kind.is_kernel() && crate::interpose::mapped_by_program(start, end);
             s.regions.push(RegionRecord {
@@ -390,16 +408,17 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
 }
 
 /// Appends the runs of pages worth saving from `from` on; returns their size in bytes.
-/// `all`: every page, whatever the page map says.
+/// `all`: every page, whatever the page map says, but guard pages, which are never
+/// read: they are counted in `guards`.
 #[allow(clippy::too_many_arguments)]
-fn extents(kind: RegionKind, all: bool, start: u64, from: u64, end: u64, pagemap: i32, pm: &mut [u64], out: &mut List<Extent>) -> Result<u64, Failure> {
+fn extents(kind: RegionKind, all: bool, start: u64, from: u64, end: u64, pagemap: i32, pm: &mut [u64], out: &mut List<Extent>, guards: &mut u64) -> Result<u64, Failure> {
     if !all && kind != RegionKind::FilePrivate {
         // Resident or swapped, as runs: far cheaper than a page map entry per page.
         let first = out.len();
         let mut total = 0;
         // SAFETY: `Run` is three `u64`s; `pm` is a valid, writable slice of `u64`.
         let runs = unsafe { core::slice::from_raw_parts_mut(pm.as_mut_ptr().cast::<super::dirty::Run>(), pm.len() / 3) };
-        let scanned = super::dirty::scan(pagemap, from, end, super::dirty::Ask::Resident, runs, |a, b| {
+        let scanned = super::dirty::scan_counting_guards(pagemap, from, end, super::dirty::Ask::Resident, runs, |a, b| {
             let mine = out.len() > first;
             match out.as_mut_slice().last_mut() {
                 Some(e) if mine && start + (e.first_page + e.pages) * PAGE == a => e.pages += (b - a) / PAGE,
@@ -409,7 +428,7 @@ fn extents(kind: RegionKind, all: bool, start: u64, from: u64, end: u64, pagemap
             }
             total += b - a;
             Ok(())
-        });
+        }, guards);
         match scanned {
             Ok(()) => return Ok(total),
             // Before Linux 6.7 there is no PAGEMAP_SCAN: read the page map.
@@ -423,20 +442,17 @@ fn extents(kind: RegionKind, all: bool, start: u64, from: u64, end: u64, pagemap
     let mut page = (from - start) / PAGE;
     while page < pages {
         let n = ((pages - page) as usize).min(pm.len());
-        let got = if all {
-            n
-        } else {
-            // SAFETY: `pm[..n]` is a valid, writable slice of `u64`, viewed as bytes.
-            let bytes = unsafe { core::slice::from_raw_parts_mut(pm.as_mut_ptr().cast::<u8>(), n * 8) };
-            let off = (start / PAGE + page) * 8;
-            let r = sys::pread(pagemap, bytes, off).map_err(|e| Failure::Sys("reading /proc/self/pagemap", e))?;
-            r / 8
-        };
+        // Read for every region, also those saved whole: a guard page is never read.
+        // SAFETY: `pm[..n]` is a valid, writable slice of `u64`, viewed as bytes.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(pm.as_mut_ptr().cast::<u8>(), n * 8) };
+        let off = (start / PAGE + page) * 8;
+        let got = sys::pread(pagemap, bytes, off).map_err(|e| Failure::Sys("reading /proc/self/pagemap", e))? / 8;
         if got == 0 {
             break;
         }
         for (i, &entry) in pm[..got].iter().enumerate() {
-            let keep = all || wanted(kind, entry);
+            *guards += (entry & PM_GUARD != 0) as u64;
+            let keep = wanted(kind, all, entry);
             let p = page + i as u64;
             match (&mut run, keep) {
                 (Some(e), true) => e.pages += 1,

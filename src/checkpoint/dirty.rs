@@ -21,6 +21,9 @@ const PM_SCAN_CHECK_WPASYNC: u64 = 2;
 pub const PAGE_IS_WRITTEN: u64 = 1 << 1;
 pub const PAGE_IS_PRESENT: u64 = 1 << 3;
 pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
+/// A guard page (`MADV_GUARD_INSTALL`, Linux 6.13; reported from Linux 6.15): any
+/// access to it faults, so it is never read.
+pub const PAGE_IS_GUARD: u64 = 1 << 8;
 
 /// One run of pages the scan reported (`struct page_region`).
 #[repr(C)]
@@ -99,19 +102,35 @@ impl Drop for Tracker {
 #[derive(Clone, Copy)]
 pub enum Ask {
     /// Pages written since the last `Written { rearm: true }` (or ever), in tracked
-    /// mappings only: a mapping that is not tracked fails with `EPERM`.
+    /// mappings only: a mapping that is not tracked fails with `EPERM`. Never guard pages.
     Written { rearm: bool },
-    /// Pages in memory or swap, in any mapping.
+    /// Pages in memory or swap, in any mapping; never guard pages.
     Resident,
 }
 
 /// Calls `each(start, end)` for every run of pages in `[start, end)` that `ask` selects.
 /// `pagemap`: an open `/proc/self/pagemap`; `vec`: room for the kernel's answer.
-pub fn scan(pagemap: i32, start: u64, end: u64, ask: Ask, vec: &mut [Run], mut each: impl FnMut(u64, u64) -> Result<(), super::collect::Failure>) -> Result<(), super::collect::Failure> {
+pub fn scan(pagemap: i32, start: u64, end: u64, ask: Ask, vec: &mut [Run], each: impl FnMut(u64, u64) -> Result<(), super::collect::Failure>) -> Result<(), super::collect::Failure> {
+    scan_counting_guards(pagemap, start, end, ask, vec, each, &mut 0)
+}
+
+/// `scan`, adding to `guards` the guard pages it left out (where the kernel says).
+pub fn scan_counting_guards(
+    pagemap: i32,
+    start: u64,
+    end: u64,
+    ask: Ask,
+    vec: &mut [Run],
+    mut each: impl FnMut(u64, u64) -> Result<(), super::collect::Failure>,
+    guards: &mut u64,
+) -> Result<(), super::collect::Failure> {
     let (flags, mask, anyof) = match ask {
         Ask::Written { rearm } => (PM_SCAN_CHECK_WPASYNC | if rearm { PM_SCAN_WP_MATCHING } else { 0 }, PAGE_IS_WRITTEN, 0),
         Ask::Resident => (0, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED),
     };
+    // Guard pages look swapped out (and written): they come back marked, and are left
+    // out, where the kernel knows them.
+    let mut guard_bit = PAGE_IS_GUARD;
     let mut at = start;
     // The end of what was reported: Linux 6.18 was seen to say it stopped (`walk_end`)
     // before the last run it returned, with room left, and a scan from there returned
@@ -130,12 +149,22 @@ pub fn scan(pagemap: i32, start: u64, end: u64, ask: Ask, vec: &mut [Run], mut e
             category_inverted: 0,
             category_mask: mask,
             category_anyof_mask: anyof,
-            return_mask: mask | anyof,
+            return_mask: mask | anyof | guard_bit,
         };
-        let n = sys::ioctl(pagemap, PAGEMAP_SCAN, &mut arg as *mut ScanArg as usize).map_err(|e| super::collect::Failure::Sys("scanning the page map", e))?;
+        let n = match sys::ioctl(pagemap, PAGEMAP_SCAN, &mut arg as *mut ScanArg as usize) {
+            // Before Linux 6.15 there is no guard bit (nor a way to see guard pages).
+            Err(Errno(libc::EINVAL)) if guard_bit != 0 => {
+                guard_bit = 0;
+                continue;
+            }
+            r => r.map_err(|e| super::collect::Failure::Sys("scanning the page map", e))?,
+        };
         for r in vec.get(..n).unwrap_or(&[]) {
             let a = r.start.max(reported);
-            if a < r.end {
+            if r.categories & PAGE_IS_GUARD != 0 {
+                *guards += r.end.saturating_sub(a) / mig_image::PAGE;
+                reported = reported.max(r.end);
+            } else if a < r.end {
                 each(a, r.end)?;
                 reported = r.end;
             }

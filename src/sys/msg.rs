@@ -52,6 +52,21 @@ impl<const N: usize> Msg<N> {
         }
         self.bytes(&digits[i..])
     }
+    /// `v` in hexadecimal, without a prefix.
+    pub fn hex(&mut self, v: u64) -> &mut Self {
+        let mut digits = [0u8; 16];
+        let mut n = 0;
+        let mut x = v;
+        loop {
+            digits[15 - n] = b"0123456789abcdef"[(x & 15) as usize];
+            n += 1;
+            x >>= 4;
+            if x == 0 || n == 16 {
+                break;
+            }
+        }
+        self.bytes(&digits[16 - n..])
+    }
     pub fn as_bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or(&[])
     }
