@@ -16,8 +16,14 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `target/<profile>/libmig.so`, built by cargo alongside the tests.
+/// `target/<profile>/libmig.so`, built by cargo alongside the tests (or the one in
+/// `$MIG_TEST_BUILD`, see `build_under_test`).
 pub fn lib() -> PathBuf {
+    if let Some(dir) = build_under_test() {
+        let lib = dir.join("libmig.so");
+        assert!(lib.exists(), "{} not built", lib.display());
+        return lib;
+    }
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let lib = profile_dir.join("libmig.so");
@@ -80,6 +86,12 @@ impl Proc {
         self.seen.push(l.clone());
         Some(l)
     }
+    /// Next stdout line if one comes within `wait` (`None`: none yet, or the end).
+    pub fn line_within(&mut self, wait: Duration) -> Option<String> {
+        let l = self.lines.recv_timeout(wait).ok()?;
+        self.seen.push(l.clone());
+        Some(l)
+    }
     /// Reads until a line starts with `prefix`.
     pub fn until(&mut self, prefix: &str) -> String {
         loop {
@@ -133,11 +145,13 @@ pub struct Launch {
     pub cwd: PathBuf,
     pub env: Vec<(String, String)>,
     pub preload: bool,
+    /// Run as this user (uid and gid, no supplementary groups) instead of the tests'.
+    pub user: Option<u32>,
 }
 
 impl Launch {
     pub fn new(bin: &Path, dir: &Path) -> Self {
-        Launch { cmd: vec![bin.display().to_string()], cwd: dir.to_path_buf(), env: vec![], preload: true }
+        Launch { cmd: vec![bin.display().to_string()], cwd: dir.to_path_buf(), env: vec![], preload: true, user: None }
     }
     pub fn arg(mut self, a: &str) -> Self {
         self.cmd.push(a.into());
@@ -151,11 +165,16 @@ impl Launch {
         self.preload = false;
         self
     }
+    /// Runs as user `uid` (group `uid`, no supplementary groups): see `Sandbox`.
+    pub fn as_user(mut self, uid: u32) -> Self {
+        self.user = Some(uid);
+        self
+    }
     /// The subject's command: its arguments, directory and environment.
     fn command(&self) -> Command {
         let mut c = Command::new(&self.cmd[0]);
         c.args(&self.cmd[1..]).current_dir(&self.cwd);
-        for k in ["MIG_IMAGE", "MIG_RESTORE", "MIG_LOG", "LD_PRELOAD"] {
+        for k in ["MIG_IMAGE", "MIG_RESTORE", "MIG_LOG", "LD_PRELOAD", "MIG_TRUST_IMAGE"] {
             c.env_remove(k);
         }
         if self.preload {
@@ -170,11 +189,16 @@ impl Launch {
         let mut c = self.command();
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // Only 0, 1 and 2: whatever the test runner inherited is not the subject's.
-        // SAFETY: close_range is async-signal-safe, as pre_exec requires.
+        let user = self.user;
+        // SAFETY: close_range, setgroups, setgid and setuid are async-signal-safe, as
+        // pre_exec requires.
         unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
                 libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-                Ok(())
+                match user {
+                    Some(uid) => become_user(uid),
+                    None => Ok(()),
+                }
             });
         }
         let mut child = c.spawn().unwrap_or_else(|e| panic!("spawn {:?}: {e}", self.cmd));
@@ -259,12 +283,12 @@ pub fn checkpoint_kill_restart(l: Launch, at: u32) -> String {
 
 impl Launch {
     pub fn clone_with(&self, k: &str, v: &Path) -> Launch {
-        let mut l = Launch { cmd: self.cmd.clone(), cwd: self.cwd.clone(), env: self.env.clone(), preload: self.preload };
+        let mut l = Launch { cmd: self.cmd.clone(), cwd: self.cwd.clone(), env: self.env.clone(), preload: self.preload, user: self.user };
         l.env.push((k.into(), v.display().to_string()));
         l
     }
     pub fn clone_bare(&self) -> Launch {
-        Launch { cmd: self.cmd.clone(), cwd: self.cwd.clone(), env: self.env.clone(), preload: false }
+        Launch { cmd: self.cmd.clone(), cwd: self.cwd.clone(), env: self.env.clone(), preload: false, user: self.user }
     }
 }
 
@@ -356,6 +380,7 @@ impl Launch {
     /// returned master writes to the subject's terminal input.
     pub fn start_on_pty(&self) -> (Proc, std::fs::File) {
         use std::os::fd::AsRawFd;
+        assert!(self.user.is_none(), "start_on_pty runs as the tests' user");
         let (master, slave) = openpty();
         let mut c = self.command();
         c.stdin(Stdio::from(slave.try_clone().unwrap()));
@@ -426,6 +451,11 @@ pub fn build_uses_lib(dir: &Path, factor: u32) -> PathBuf {
 /// The `mig` binary, with `libmig.so` beside it (cargo does not build a cdylib for
 /// integration tests: built here if `cargo build --release` was not run first).
 pub fn mig() -> PathBuf {
+    if let Some(dir) = build_under_test() {
+        let bin = dir.join("mig");
+        assert!(bin.exists() && dir.join("libmig.so").exists(), "{} has no mig and libmig.so", dir.display());
+        return bin;
+    }
     static LIB: std::sync::Once = std::sync::Once::new();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_mig"));
     LIB.call_once(|| {
@@ -445,10 +475,270 @@ pub fn mig() -> PathBuf {
 
 /// `mig <args>`, with no MIG_* variables from the environment.
 pub fn mig_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(mig());
+    mig_cmd_of(&mig(), args)
+}
+
+/// `mig_cmd` of the `mig` binary at `bin`.
+pub fn mig_cmd_of(bin: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
     c.args(args).stdin(Stdio::null());
-    for k in ["MIG_IMAGE", "MIG_RESTORE", "MIG_LOG", "LD_PRELOAD", "MIG_INTERVAL", "MIG_SIGNAL", "MIG_SSH", "MIG_COMPRESS"] {
+    for k in ["MIG_IMAGE", "MIG_RESTORE", "MIG_LOG", "LD_PRELOAD", "MIG_INTERVAL", "MIG_SIGNAL", "MIG_SSH", "MIG_COMPRESS", "MIG_TRUST_IMAGE"] {
         c.env_remove(k);
     }
     c
+}
+
+// ---- The build under test, other users, what a process has (tests/security.rs) ----
+
+/// `$MIG_TEST_BUILD`: a directory with another build's `mig` and `libmig.so` (e.g. an
+/// older commit's `target/release`) that `lib()` and `mig()` then return, so that the
+/// tests can be run against it: `MIG_TEST_BUILD=/old/target/release cargo test …`.
+pub fn build_under_test() -> Option<PathBuf> {
+    std::env::var_os("MIG_TEST_BUILD").filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// In a child before exec: becomes user `uid` (group `uid`, no supplementary groups).
+/// Async-signal-safe (for `pre_exec`).
+pub fn become_user(uid: u32) -> std::io::Result<()> {
+    // SAFETY: plain system calls; the order drops the groups while still allowed to.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(uid) != 0 || libc::setuid(uid) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// `c` runs as user `uid` (group `uid`, no supplementary groups).
+pub fn run_as(c: &mut Command, uid: u32) -> &mut Command {
+    // SAFETY: become_user is async-signal-safe.
+    unsafe { std::os::unix::process::CommandExt::pre_exec(c, move || become_user(uid)) }
+}
+
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Fails (never skips) a test that needs root, saying why.
+pub fn require_root(why: &str) {
+    assert_eq!(euid(), 0, "this test must run as root ({why}); CI runs the tests as root");
+}
+
+/// The uids of /etc/passwd, the gids of /etc/group, and the real, effective, saved and
+/// file-system uids of every process.
+fn uids_in_use() -> std::collections::HashSet<u32> {
+    let mut used = std::collections::HashSet::new();
+    for f in ["/etc/passwd", "/etc/group"] {
+        for l in std::fs::read_to_string(f).unwrap_or_default().lines() {
+            if let Some(id) = l.split(':').nth(2).and_then(|v| v.parse().ok()) {
+                used.insert(id);
+            }
+        }
+    }
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        if let Some(l) = status.lines().find(|l| l.starts_with("Uid:")) {
+            used.extend(l.split_whitespace().skip(1).filter_map(|v| v.parse::<u32>().ok()));
+        }
+    }
+    used
+}
+
+/// `n` uids (each also a gid) that no account, group, process or `/tmp/mig-<uid>`
+/// has, from 50000 up, never the same twice in one test process.
+pub fn unused_uids(n: usize) -> Vec<u32> {
+    static TAKEN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let used = uids_in_use();
+    let start = 50_000 + (std::process::id() % 20_000) * 8;
+    let found: Vec<u32> = (start..start + 400_000)
+        .filter(|u| !used.contains(u) && !taken.contains(u) && !Path::new(&format!("/tmp/mig-{u}")).exists())
+        .take(n)
+        .collect();
+    assert_eq!(found.len(), n, "no {n} unused uids");
+    taken.extend(&found);
+    found
+}
+
+/// `(state, uid)` of a process from `/proc/<pid>/status` (`None`: gone).
+pub fn proc_state(pid: i32) -> Option<(char, u32)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let state = s.lines().find_map(|l| l.strip_prefix("State:"))?.trim().chars().next()?;
+    let uid = s.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some((state, uid))
+}
+
+/// Is `pid` there and not a zombie?
+pub fn alive(pid: i32) -> bool {
+    proc_state(pid).is_some_and(|(s, _)| s != 'Z' && s != 'X')
+}
+
+/// The children of every thread of `pid` (`/proc/<pid>/task/*/children`): its forked
+/// writers and pre-copy copiers.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = vec![];
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let c = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(c.split_whitespace().filter_map(|v| v.parse::<i32>().ok()));
+    }
+    out
+}
+
+/// The abstract UNIX socket names (without the `@`) in `/proc/net/unix` starting
+/// with `prefix`.
+pub fn abstract_sockets(prefix: &str) -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/net/unix").unwrap();
+    text.lines()
+        .filter_map(|l| l.split_whitespace().nth(7))
+        .filter_map(|p| p.strip_prefix('@'))
+        .filter(|p| p.starts_with(prefix))
+        .map(String::from)
+        .collect()
+}
+
+/// Polls `f` every few milliseconds until it returns `Some`, or fails with `what`
+/// after `limit`.
+pub fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t0.elapsed() < limit, "{what} (waited {limit:?})");
+        std::thread::sleep(Duration::from_millis(3));
+    }
+}
+
+/// The files in `dir` whose names start with `prefix`, sorted.
+pub fn files_starting(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `mig inspect --json IMAGE` (as the tests' user): the parsed report; fails unless it
+/// says the image is intact.
+pub fn inspect_intact(image: &Path) -> serde_json::Value {
+    let o = mig_cmd(&["inspect", "--json", image.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("mig inspect {}: not JSON ({e}): {text} {}", image.display(), String::from_utf8_lossy(&o.stderr)));
+    assert!(o.status.success() && v["intact"] == true, "{} is not intact: {}", image.display(), String::from_utf8_lossy(&o.stderr));
+    v
+}
+
+/// A directory under /tmp for tests with other users (every user can reach it, unlike
+/// a checkout under a private home): `bin/` holds copies of the `mig` and `libmig.so`
+/// under test and of the subjects; each user gets a private directory, and there is a
+/// shared sticky one. Dropping it kills every process of its users (which nobody else
+/// has: see `unused_uids`), removes their `/tmp/mig-<uid>` and the whole directory.
+pub struct Sandbox {
+    pub root: PathBuf,
+    pub bin: PathBuf,
+    pub uids: Vec<u32>,
+}
+
+impl Sandbox {
+    /// A sandbox with `users` fresh users (needs root).
+    pub fn new(name: &str, users: usize) -> Sandbox {
+        use std::os::unix::fs::PermissionsExt;
+        require_root("it runs processes as other users, made up for it");
+        let root = PathBuf::from(format!("/tmp/mig-sec.{}.{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for d in [&root, &bin] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let from = mig();
+        let sb = Sandbox { root, bin, uids: unused_uids(users) };
+        for f in ["mig", "libmig.so"] {
+            std::fs::copy(from.parent().unwrap().join(f), sb.bin.join(f)).unwrap();
+        }
+        sb
+    }
+
+    pub fn mig(&self) -> PathBuf {
+        self.bin.join("mig")
+    }
+
+    /// `subject` in `dir` as user `uid`, preloaded with the sandbox's `libmig.so`.
+    pub fn launch(&self, subject: &Path, dir: &Path, uid: u32) -> Launch {
+        Launch::new(subject, dir).bare().clone_with("LD_PRELOAD", &self.bin.join("libmig.so")).as_user(uid)
+    }
+
+    /// `c-tests/<name>.c`, built, in `bin/` (mode 0755).
+    pub fn subject(&self, name: &str) -> PathBuf {
+        let p = self.bin.join(name);
+        if !p.exists() {
+            std::fs::copy(compile(name), &p).unwrap();
+        }
+        p
+    }
+
+    /// `<root>/u<uid>`: user `uid`'s own directory, `mode`, made on first use.
+    pub fn home(&self, uid: u32, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let d = self.root.join(format!("u{uid}"));
+        if !d.exists() {
+            std::fs::create_dir(&d).unwrap();
+            std::os::unix::fs::chown(&d, Some(uid), Some(uid)).unwrap();
+        }
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+        d
+    }
+
+    /// `<root>/shared`: anyone may create files there, only their owner remove them
+    /// (mode 1777, like /tmp).
+    pub fn shared(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let d = self.root.join("shared");
+        let _ = std::fs::create_dir(&d);
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        d
+    }
+
+    /// `mig ARGS` (the sandbox's copy, no MIG_* from the environment), as `uid` if given.
+    pub fn mig_as(&self, uid: Option<u32>, args: &[&str]) -> Command {
+        let mut c = mig_cmd_of(&self.mig(), args);
+        if let Some(u) = uid {
+            run_as(&mut c, u);
+        }
+        c
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Every process of these users is one of this test's (or a child of one).
+        let mine = |pid: i32| proc_state(pid).is_some_and(|(s, uid)| s != 'Z' && self.uids.contains(&uid));
+        let pids = || -> Vec<i32> {
+            std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter(|&p| mine(p)).collect()
+        };
+        let t0 = Instant::now();
+        loop {
+            let left = pids();
+            if left.is_empty() || t0.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+            for p in left {
+                // SAFETY: kill(2) of a process of this test's own users.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for u in &self.uids {
+            let d = PathBuf::from(format!("/tmp/mig-{u}"));
+            if std::fs::symlink_metadata(&d).is_ok_and(|m| self.uids.contains(&std::os::unix::fs::MetadataExt::uid(&m))) {
+                let _ = std::fs::remove_dir_all(&d);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }
