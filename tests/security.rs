@@ -557,6 +557,7 @@ fn a_killed_writer_is_reported_and_the_next_checkpoint_removes_its_file() {
     let pid = p.pid().to_string();
     let ck = spawn_piped(&mut mig_cmd(&["checkpoint", &pid, "--timeout", "5"]));
     let writer = wait_until("no writer forked", TIMEOUT, || children_of(p.pid()).first().copied());
+    wait_until("the writer has no temporary file", TIMEOUT, || files_starting(&dir, "w.mig.tmp.").pop());
     stop(writer);
     let tmp = files_starting(&dir, "w.mig.tmp.");
     assert_eq!(tmp.len(), 1, "one temporary file: {tmp:?}");

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the tests need, where it is missing (Debian/Ubuntu; run as root):
+#   cc and a static libc     c-tests/ subjects; the refusal of static programs
+#   perl, python3            script subjects
+#   sshd, ssh, ssh-keygen    mig migrate through a throwaway sshd (tests/cli.rs)
+#   ip (iproute2)            migration over a veth pair into a network namespace
+# The tests themselves never install anything: one whose prerequisite is missing fails
+# and names it.
+set -euo pipefail
+need=()
+if ! command -v cc >/dev/null; then
+  need+=(gcc libc6-dev)
+elif [ ! -e "$(cc -print-file-name=libc.a)" ]; then
+  need+=(libc6-dev)
+fi
+command -v perl >/dev/null || need+=(perl)
+command -v python3 >/dev/null || need+=(python3)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
+if [ ${#need[@]} -eq 0 ]; then
+  echo "setup: nothing to install"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "setup: installing ${need[*]} needs root" >&2
+  exit 1
+fi
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+echo "setup: installed ${need[*]}"
