@@ -27,6 +27,12 @@
  *         `delivered <kill|sigqueue|usr2>` a signal the kernel let through
  *       and at the end `eperm <n>` (signal attempts refused with EPERM), `other <n>`
  *       (refused otherwise), `fifo <n>` (bytes read from FIFO), then `end`.
+ *
+ *   attacker listen PID NONCE TO MS
+ *       listens on the abstract socket `mig/PID/NONCE` (NONCE: 16 hex digits), prints
+ *       `listening`, and for MS milliseconds answers every connection with a request
+ *       `to=TO`, `exit=1`: prints `connected <peer pid> <peer uid>` for each, and
+ *       `sent-us <n>` if the peer wrote n bytes; then `end`.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -253,6 +259,52 @@ static int cmd_attack(long pid, const char *uid, const char *fifo, const char *t
     return 0;
 }
 
+static int cmd_listen(const char *pid, const char *nonce, const char *to, long ms)
+{
+    char name[108];
+    int len = snprintf(name, sizeof name, "mig/%s/%s", pid, nonce);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    memcpy(a.sun_path + 1, name, (size_t)len);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len)) != 0 || listen(s, 8) != 0) {
+        say("listen %s: %s\n", name, strerror(errno));
+        return 1;
+    }
+    say("listening\n");
+    char request[4200];
+    snprintf(request, sizeof request, "to=%s\nexit=1\n\n", to);
+    long long until = now_ms() + ms;
+    while (now_ms() < until) {
+        struct pollfd p = { .fd = s, .events = POLLIN };
+        if (poll(&p, 1, 20) <= 0)
+            continue;
+        int c = accept4(s, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0)
+            continue;
+        struct ucred cr;
+        socklen_t cl = sizeof cr;
+        if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0)
+            say("connected %d %u\n", (int)cr.pid, (unsigned)cr.uid);
+        if (send(c, request, strlen(request), MSG_NOSIGNAL) < 0) {
+            /* the peer may be gone already */
+        }
+        long got = 0;
+        struct pollfd q = { .fd = c, .events = POLLIN };
+        while (poll(&q, 1, 300) > 0) {
+            char buf[4096];
+            ssize_t n = recv(c, buf, sizeof buf, MSG_DONTWAIT);
+            if (n <= 0)
+                break;
+            got += n;
+        }
+        if (got > 0)
+            say("sent-us %ld\n", got);
+        close(c);
+    }
+    say("end\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "mkdir") == 0)
@@ -261,6 +313,8 @@ int main(int argc, char **argv)
         return cmd_plant(argv[2], atol(argv[3]), atol(argv[4]), argv[5]);
     if (argc == 8 && strcmp(argv[1], "attack") == 0)
         return cmd_attack(atol(argv[2]), argv[3], argv[4], argv[5], atoi(argv[6]), atol(argv[7]));
-    fprintf(stderr, "usage: attacker mkdir UID | plant IMAGE PID N TARGET | attack PID UID FIFO TARGET ROUND MS\n");
+    if (argc == 6 && strcmp(argv[1], "listen") == 0)
+        return cmd_listen(argv[2], argv[3], argv[4], atol(argv[5]));
+    fprintf(stderr, "usage: attacker mkdir UID | plant IMAGE PID N TARGET | attack PID UID FIFO TARGET ROUND MS | listen PID NONCE TO MS\n");
     return 2;
 }

@@ -356,6 +356,78 @@ fn restart_refuses_missing_and_damaged_images() {
     }
 }
 
+/// Issue 13 item 10: whatever stops `mig restart` before the program runs exits 125 (a
+/// missing image, a directory, an unreadable file, an image whose working directory or
+/// executable is gone), never 1 or 2, which a program returns itself: the restored
+/// program's own status passes through, 1 and 2 included.
+#[test]
+fn restart_refusals_exit_125_and_the_programs_own_status_passes_through() {
+    // An unreadable file needs a user that is not root.
+    let sb = Sandbox::new("cli_statuses", 1);
+    let user = sb.uids[0];
+    let dir = sb.root.join("d");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bin = dir.join("exit_status");
+    std::fs::copy(compile("exit_status"), &bin).unwrap();
+    let lib = sb.bin.join("libmig.so");
+    let refused = |uid: Option<u32>, image: &Path, want: &str| {
+        let (st, out, err) = {
+            let o = sb.mig_as(uid, &["restart", image.to_str().unwrap()]).output().unwrap();
+            (o.status, String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+        };
+        assert_eq!(st.code(), Some(125), "mig restart {}: {out}{err}", image.display());
+        assert_eq!(out, "", "nothing may run");
+        assert_one_line(&err, want);
+        assert!(err.contains(&image.display().to_string()), "names the image: {err}");
+    };
+    // An image of `exit_status 20 <status>` at step 3, made in `cwd`, the process killed.
+    let image_of = |status: u32, cwd: &Path, exe: &Path, name: &str| -> (PathBuf, Launch) {
+        let l = Launch::new(exe, cwd).bare().clone_with("LD_PRELOAD", &lib).arg("20").arg(&status.to_string());
+        let image = dir.join(name);
+        let mut p = l.clone_with("MIG_IMAGE", &image).start();
+        checkpoint_at(&mut p, 3, &image);
+        p.kill();
+        (image, l)
+    };
+
+    refused(None, &dir.join("missing.mig"), "No such file");
+    refused(None, &dir, "Is a directory");
+    let (good, _) = image_of(0, &dir, &bin, "good.mig");
+    let unreadable = dir.join("unreadable.mig");
+    std::fs::copy(&good, &unreadable).unwrap();
+    std::os::unix::fs::chown(&unreadable, Some(user), Some(user)).unwrap();
+    std::fs::set_permissions(&unreadable, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    refused(Some(user), &unreadable, "Permission denied");
+    // Its working directory gone.
+    let gone = dir.join("gone");
+    std::fs::create_dir(&gone).unwrap();
+    let (no_cwd, l) = image_of(0, &gone, &bin, "no-cwd.mig");
+    std::fs::remove_dir(&gone).unwrap();
+    refused(None, &no_cwd, "working directory");
+    let mut from_dir = l.clone_with("MIG_RESTORE", &no_cwd);
+    from_dir.cwd = dir.clone();
+    let (out, st, err) = from_dir.start().finish();
+    assert_eq!(st.code(), Some(125), "MIG_RESTORE of an image whose working directory is gone: {out:?} {err}");
+    // Its executable gone.
+    let exe = dir.join("exit_status-copy");
+    std::fs::copy(&bin, &exe).unwrap();
+    let (no_exe, _) = image_of(0, &dir, &exe, "no-exe.mig");
+    std::fs::remove_file(&exe).unwrap();
+    refused(None, &no_exe, "executable");
+
+    // The program's own status, whatever it is.
+    for status in [1, 2, 3, 124] {
+        let (image, l) = image_of(status, &dir, &bin, &format!("status-{status}.mig"));
+        let o = sb.mig_as(None, &["restart", image.to_str().unwrap()]).output().unwrap();
+        assert_eq!(o.status.code(), Some(status as i32), "mig restart: the program's own status: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).lines().last().is_some_and(|l| l.starts_with("done")), "the program ran to its end");
+        let (out, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
+        assert_eq!(st.code(), Some(status as i32), "MIG_RESTORE: the program's own status: {err}");
+        assert!(out.last().is_some_and(|l| l.starts_with("done")), "{out:?}");
+    }
+}
+
 #[test]
 fn usage_errors_are_one_line() {
     let (st, _, err) = mig_out(&["checkpoint"]);

@@ -13,6 +13,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// `tempdir(name)`, removed at the end of the test, failed or not (some hold images of
+/// 256 MiB).
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl AsRef<Path> for Dir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Dir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn scratch(name: &str) -> Dir {
+    Dir(tempdir(name))
+}
+
 fn output(c: &mut Command) -> (ExitStatus, String, String) {
     let Output { status, stdout, stderr } = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
     (status, String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
@@ -208,6 +235,51 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
     }
 }
 
+/// A queued checkpoint signal (from root, whom the library believes) whose socket is
+/// another user's: the process connects, sees the listener's user, and takes no
+/// checkpoint at all: it neither writes where that listener asks nor exits.
+#[test]
+fn a_request_from_a_listener_of_another_user_is_no_checkpoint() {
+    let sb = Sandbox::new("listener", 2);
+    let (victim, attacker) = (sb.uids[0], sb.uids[1]);
+    let vhome = sb.home(victim, 0o700);
+    let ahome = sb.home(attacker, 0o755);
+    let shared = sb.shared();
+    let chain = sb.subject("chain");
+    let evil = sb.subject("attacker");
+    let reference = reference(&Launch::new(&chain, &vhome).arg("40").bare());
+    let image = vhome.join("v.mig");
+    let stolen = shared.join("stolen.mig");
+    let mut p = sb.launch(&chain, &vhome, victim).arg("40").clone_with("MIG_IMAGE", &image).start();
+    let perr = p.stderr_collector();
+    p.until("step 2 ");
+    let pid = p.pid();
+    let nonce: u64 = 0x5eed_0123_4567_89ab;
+    let mut a = Launch::new(&evil, &ahome)
+        .bare()
+        .as_user(attacker)
+        .arg("listen")
+        .arg(&pid.to_string())
+        .arg(&format!("{nonce:016x}"))
+        .arg(stolen.to_str().unwrap())
+        .arg("3000")
+        .start();
+    a.until("listening");
+    let value = libc::sigval { sival_ptr: nonce as usize as *mut libc::c_void };
+    // SAFETY: sigqueue(3) of a process this test started.
+    assert_eq!(unsafe { libc::sigqueue(pid, libc::SIGUSR1, value) }, 0);
+    let connected = a.until("connected ");
+    assert_eq!(connected, format!("connected {pid} {victim}"), "the process connected to the socket its signal named");
+    let (lines, st, _) = p.finish();
+    let perr = perr.join().unwrap();
+    assert!(st.success(), "{perr}");
+    assert_same_run(&lines, &reference, &format!("the process obeyed another user's listener (stderr: {perr:?})"));
+    assert!(!stolen.exists(), "the process wrote its image where another user's listener asked");
+    assert!(!image.exists(), "a request from another user's listener made a checkpoint");
+    let (said, _, _) = a.finish();
+    assert!(said.iter().all(|l| !l.starts_with("sent-us")), "the process sent another user's listener something: {said:?}");
+}
+
 // ---- Temporary image files in a shared sticky directory ----
 
 /// The attacker plants, in a sticky directory both use, links to a file of the
@@ -398,7 +470,7 @@ fn foreign_or_writable_images_are_refused_unless_trusted() {
 /// ignore the library and the program start from its beginning; refused (125).
 #[test]
 fn an_executable_that_became_setuid_or_setgid_is_refused() {
-    let dir = tempdir("setuid_exe");
+    let dir = scratch("setuid_exe");
     let exe = dir.join("chain-copy");
     std::fs::copy(compile("chain"), &exe).unwrap();
     let image = dir.join("s.mig");
@@ -455,7 +527,7 @@ fn rollback_after_replacing(l: &Launch, image: &Path, at: u32, replace: impl FnO
 /// and the process goes on. Also for a restored process and the image it came from.
 #[test]
 fn rollback_refuses_another_image_moved_to_its_path() {
-    let dir = tempdir("rollback_moved");
+    let dir = scratch("rollback_moved");
     let l = Launch::new(&compile("chain"), &dir).arg("60");
     rollback_after_replacing(&l, &dir.join("moved.mig"), 5, |other, image| std::fs::rename(other, image).unwrap());
     // Restored from an image, which is then replaced.
@@ -480,7 +552,7 @@ fn rollback_refuses_another_image_moved_to_its_path() {
 /// wrote).
 #[test]
 fn rollback_refuses_another_image_copied_over_its_own() {
-    let dir = tempdir("rollback_copied");
+    let dir = scratch("rollback_copied");
     let l = Launch::new(&compile("chain"), &dir).arg("60");
     rollback_after_replacing(&l, &dir.join("copied.mig"), 5, |other, image| {
         let ino = std::fs::metadata(image).unwrap().ino();
@@ -496,7 +568,7 @@ fn rollback_refuses_another_image_copied_over_its_own() {
 /// works.
 #[test]
 fn a_killed_copier_is_noticed_and_the_next_checkpoint_works() {
-    let dir = tempdir("killed_copier");
+    let dir = scratch("killed_copier");
     let image = dir.join("c.mig");
     // 256 MiB: the copier is still at it when it is killed.
     let l = Launch::new(&compile("precopy_churn"), &dir).arg("100000").arg("256");
@@ -549,7 +621,7 @@ fn big_chain(dir: &Path, image: &Path, env: &[(&str, &str)]) -> Launch {
 /// finished; the next checkpoint works and removes the writer's temporary file.
 #[test]
 fn a_killed_writer_is_reported_and_the_next_checkpoint_removes_its_file() {
-    let dir = tempdir("killed_writer");
+    let dir = scratch("killed_writer");
     let image = dir.join("w.mig");
     let mut p = big_chain(&dir, &image, &[]).start();
     let perr = p.stderr_collector();
@@ -585,7 +657,7 @@ fn a_killed_writer_is_reported_and_the_next_checkpoint_removes_its_file() {
 #[test]
 fn a_process_killed_while_writing_leaves_a_file_the_next_checkpoint_removes() {
     require_root("a planted file belongs to another user");
-    let dir = tempdir("killed_stopped");
+    let dir = scratch("killed_stopped");
     let image = dir.join("s.mig");
     let mut p = big_chain(&dir, &image, &[("MIG_FORK", "0")]).start();
     p.until("step 2 ");
@@ -627,7 +699,7 @@ fn a_process_killed_while_writing_leaves_a_file_the_next_checkpoint_removes() {
 /// process unblocks the signal it does not act on the dead request: no image, no exit.
 #[test]
 fn an_interrupted_mig_checkpoint_leaves_nothing_and_is_never_acted_on() {
-    let dir = tempdir("interrupted");
+    let dir = scratch("interrupted");
     let image = dir.join("i.mig");
     // SIGUSR1 blocked from step 3 to step 50 (~2.4 s).
     let l = Launch::new(&compile("blocks_signal"), &dir).arg("70").arg("3").arg("50");
@@ -682,7 +754,7 @@ fn an_interrupted_mig_checkpoint_leaves_nothing_and_is_never_acted_on() {
 /// reports its own image, both are intact, and the process keeps running.
 #[test]
 fn concurrent_checkpoints_each_get_their_own_image() {
-    let dir = tempdir("concurrent");
+    let dir = scratch("concurrent");
     let mut p = Launch::new(&compile("chain"), &dir).arg("100000").start();
     p.until("step 2 ");
     let pid = p.pid().to_string();
@@ -726,7 +798,7 @@ fn concurrent_checkpoints_each_get_their_own_image() {
 /// copier that wrote it.
 #[test]
 fn the_header_names_the_checkpointed_process_not_its_writer() {
-    let dir = tempdir("header_pid");
+    let dir = scratch("header_pid");
     for (how, env) in [("forked", ("MIG_FORK", "1")), ("stopped", ("MIG_FORK", "0")), ("pre-copied", ("MIG_PRECOPY", "1"))] {
         let image = dir.join(format!("{how}.mig"));
         let mut p = Launch::new(&compile("chain"), &dir).arg("100000").clone_with(env.0, Path::new(env.1)).start();

@@ -111,7 +111,7 @@ impl Proc {
         self.signal(libc::SIGKILL);
         self.child.wait().unwrap();
         while self.line().is_some() {}
-        self.seen
+        std::mem::take(&mut self.seen)
     }
     /// Reads everything until the end of output, then the exit status.
     pub fn finish(mut self) -> (Vec<String>, ExitStatus, String) {
@@ -121,7 +121,18 @@ impl Proc {
         if let Some(mut e) = self.child.stderr.take() {
             std::io::Read::read_to_string(&mut e, &mut err).unwrap();
         }
-        (self.seen, status, err)
+        (std::mem::take(&mut self.seen), status, err)
+    }
+}
+
+impl Drop for Proc {
+    /// A subject still running when its test lets go of it (a failed assertion) is
+    /// killed, not left behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
