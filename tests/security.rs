@@ -338,9 +338,10 @@ fn planted_temporary_files_in_a_sticky_directory_are_never_written_through() {
     assert_eq!(owned_by(&shared, victim), vec![image.clone()], "the victim left other files in the shared directory");
 }
 
-/// The attacker owns `<image>` itself in a sticky directory: the rename could not
-/// replace it, so every checkpoint to it fails before writing anything, says why, and
-/// the process goes on (also when `--exit` was asked).
+/// The attacker owns `<image>` itself in a sticky directory (a file, or a link to a file
+/// of the victim's): the rename could not replace it, so every checkpoint to it fails
+/// before writing anything, says why, and the process goes on (also when `--exit` was
+/// asked).
 #[test]
 fn an_image_path_owned_by_another_user_in_a_sticky_directory_is_refused_before_writing() {
     let sb = Sandbox::new("sticky_owner", 2);
@@ -351,12 +352,22 @@ fn an_image_path_owned_by_another_user_in_a_sticky_directory_is_refused_before_w
     let reference = reference(&Launch::new(&chain, &vhome).arg("40").bare());
     let image = shared.join("w.mig");
     write_private(&image, "the attacker's\n", attacker, 0o644);
+    let precious = vhome.join("precious.txt");
+    write_private(&precious, "precious\n", victim, 0o600);
+    let link = shared.join("l.mig");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(attacker), Some(attacker)).unwrap();
     let mut p = sb.launch(&chain, &vhome, victim).arg("40").clone_with("MIG_IMAGE", &image).start();
     let perr = p.stderr_collector();
     p.until("step 2 ");
     let pid = p.pid().to_string();
     const WHY: &str = "another user's file in a sticky directory";
-    for args in [vec!["checkpoint", &pid], vec!["checkpoint", &pid, "--exit"], vec!["checkpoint", &pid, "--to", image.to_str().unwrap()]] {
+    for args in [
+        vec!["checkpoint", &pid],
+        vec!["checkpoint", &pid, "--exit"],
+        vec!["checkpoint", &pid, "--to", image.to_str().unwrap()],
+        vec!["checkpoint", &pid, "--to", link.to_str().unwrap()],
+    ] {
         let (st, out, err) = output(&mut sb.mig_as(Some(victim), &args));
         assert_eq!(st.code(), Some(1), "{args:?} must fail: {out}{err}");
         assert!(err.contains(WHY), "{args:?}: says why: {err}");
@@ -373,6 +384,8 @@ fn an_image_path_owned_by_another_user_in_a_sticky_directory_is_refused_before_w
     assert!(perr.contains(&format!("checkpoint to {} failed", image.display())) && perr.contains(WHY), "the program's stderr says why: {perr}");
     assert_eq!(std::fs::read_to_string(&image).unwrap(), "the attacker's\n");
     assert_eq!(owner_mode(&image), (attacker, 0o644));
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious\n", "a checkpoint wrote through the attacker's link");
+    assert_eq!(std::fs::read_link(&link).unwrap(), precious);
     assert!(owned_by(&shared, victim).is_empty(), "the victim left files in the shared directory: {:?}", owned_by(&shared, victim));
 }
 
