@@ -335,6 +335,11 @@ impl Waiter<'_> {
             if Instant::now() > deadline {
                 return Err(Fail::new(format!("timed out after {} waiting for process {pid} to finish its checkpoint", util::duration(self.timeout))));
             }
+            // Interrupted (`mig migrate`): a stream no longer read fails the checkpoint,
+            // and the process goes on.
+            if self.stream.is_some() && crate::interrupt::caught() {
+                return Err(Fail::new("interrupted"));
+            }
         }
     }
 }

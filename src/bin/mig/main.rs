@@ -8,6 +8,7 @@ mod checkpoint;
 mod compress;
 mod control;
 mod inspect;
+mod interrupt;
 mod migrate;
 mod request;
 mod restart;
