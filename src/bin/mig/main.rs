@@ -44,11 +44,15 @@ ENVIRONMENT:
                Read by the library itself; `mig run` and `mig restart` set them.
 
 FILES:
-  /tmp/mig-<uid>/          Control directory (mode 0700) shared with the library:
-                           <pid>.req (a checkpoint request), <pid>.done (its result),
-                           <pid>.fifo (a streamed image), images kept by a failed
-                           migration.
   <exe-name>.<pid>.mig     Default image of a process, in the directory it started in.
+  <image>.tmp.<random>     An image being written (renamed into place when complete;
+                           one left by a writer that died is removed by the next
+                           checkpoint to that image).
+  /tmp/mig-<uid>/          Private directory (mode 0700, refused if another user owns
+                           it) for images kept by a failed migration and the output
+                           of a migrated process after its connection is gone.
+  Checkpoint requests use no files: mig checkpoint listens on an abstract UNIX socket
+  that only the process's user or root can answer, and signals the process.
 
 EXIT STATUS:
   0    Success.
