@@ -69,73 +69,58 @@ pub fn reset_slots(ms: u64) {
     }
 }
 
-/// The checkpoint signal's handler, as installed: runs `handler::on_checkpoint` on the
-/// coordinator's stack.
-///
-/// # Safety
-/// Only for the kernel to call, as an `SA_SIGINFO` signal handler.
-#[unsafe(naked)]
-pub unsafe extern "C" fn checkpoint_entry(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
-    naked_asm!(
-        "mov rax, [rip + {top}]",       // our stack's top (0: none)
-        "test rax, rax",
-        "jz 3f",
-        "mov r10d, 1",
-        "xchg r10d, [rip + {busy}]",    // take it (xchg with memory is atomic)
-        "test r10d, r10d",
-        "jnz 2f",                       // another thread's handler has it: nothing to do
-        "mov r11, rsp",                 // the interrupted stack
-        "mov rsp, rax",
-        "push r11",                     // kept on ours, for the way back
-        "sub rsp, 8",                   // 16-byte alignment at the call
-        "call {handler}",               // rdi, rsi, rdx: the handler's arguments
-        "add rsp, 8",
-        "pop rsp",                      // back on the interrupted stack
-        "mov dword ptr [rip + {busy}], 0",
-        "2:",
-        "ret",                          // to the signal frame's restorer
-        "3:",
-        "jmp {handler}",
-        top = sym COORDINATOR_TOP,
-        busy = sym BUSY,
-        handler = sym super::handler::on_checkpoint,
-    )
+/// A signal handler that runs `$handler` on the coordinator's stack; if another
+/// thread's handler has it, runs the `$taken` instructions instead (then returns).
+macro_rules! coordinator_entry {
+    ($(#[$doc:meta])* $name:ident => $handler:path, taken: [$($taken:literal),*] $(, $op:ident = sym $sym:path)*) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// Only for the kernel to call, as an `SA_SIGINFO` signal handler.
+        #[unsafe(naked)]
+        pub unsafe extern "C" fn $name(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+            naked_asm!(
+                "mov rax, [rip + {top}]",       // our stack's top (0: none)
+                "test rax, rax",
+                "jz 3f",
+                "mov r10d, 1",
+                "xchg r10d, [rip + {busy}]",    // take it (xchg with memory is atomic)
+                "test r10d, r10d",
+                "jnz 2f",
+                "mov r11, rsp",                 // the interrupted stack
+                "mov rsp, rax",
+                "push r11",                     // kept on ours, for the way back
+                "sub rsp, 8",                   // 16-byte alignment at the call
+                "call {handler}",               // rdi, rsi, rdx: the handler's arguments
+                "add rsp, 8",
+                "pop rsp",                      // back on the interrupted stack
+                "mov dword ptr [rip + {busy}], 0",
+                "ret",                          // to the signal frame's restorer
+                "2:",
+                $($taken,)*
+                "ret",
+                "3:",
+                "jmp {handler}",                // no stack of ours: where we are
+                top = sym COORDINATOR_TOP,
+                busy = sym BUSY,
+                handler = sym $handler,
+                $($op = sym $sym,)*
+            )
+        }
+    };
 }
 
-/// The rollback signal's handler, as installed: `rollback::on_rollback` on the
-/// coordinator's stack, or later if a checkpoint has it.
-///
-/// # Safety
-/// Only for the kernel to call, as an `SA_SIGINFO` signal handler.
-#[unsafe(naked)]
-pub unsafe extern "C" fn rollback_entry(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
-    naked_asm!(
-        "mov rax, [rip + {top}]",
-        "test rax, rax",
-        "jz 3f",
-        "mov r10d, 1",
-        "xchg r10d, [rip + {busy}]",
-        "test r10d, r10d",
-        "jnz 2f",
-        "mov r11, rsp",
-        "mov rsp, rax",
-        "push r11",
-        "sub rsp, 8",
-        "call {handler}",
-        "add rsp, 8",
-        "pop rsp",
-        "mov dword ptr [rip + {busy}], 0",
-        "ret",
-        "2:",
-        "mov dword ptr [rip + {deferred}], 1", // the checkpoint that has the stack sends it again
-        "ret",
-        "3:",
-        "jmp {handler}",
-        top = sym COORDINATOR_TOP,
-        busy = sym BUSY,
-        deferred = sym ROLLBACK_DEFERRED,
-        handler = sym super::rollback::on_rollback,
-    )
+coordinator_entry! {
+    /// The checkpoint signal's handler, as installed: `handler::on_checkpoint` on the
+    /// coordinator's stack. Taken by another thread's checkpoint: as if the signal had
+    /// come during that checkpoint.
+    checkpoint_entry => super::handler::on_checkpoint, taken: []
+}
+
+coordinator_entry! {
+    /// The rollback signal's handler, as installed: `rollback::on_rollback` on the
+    /// coordinator's stack, or once the checkpoint that has it ends.
+    rollback_entry => super::rollback::on_rollback, taken: ["mov dword ptr [rip + {deferred}], 1"], deferred = sym ROLLBACK_DEFERRED
 }
 
 /// The stop signal's handler, as installed: `threads::on_stop` on a stop slot of its own.
