@@ -33,6 +33,7 @@ pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *m
 
 fn checkpoint(info: *mut libc::siginfo_t) {
     STARTED.store(sys::clock_monotonic_ns(), Relaxed);
+    sys::msg::clear_warnings();
     // SAFETY: the kernel passes a valid `siginfo_t` to an `SA_SIGINFO` handler; for a
     // queued signal (`sigqueue`) its value is the request's nonce.
     let (sender, code, uid, value) =
@@ -412,7 +413,7 @@ fn write_image(snap: &collect::Snapshot, scratch: &mut Scratch, job: &Job, tmp: 
         }
         return written;
     };
-    control::writing(job.conn, tmp.path.as_bytes());
+    control::writing(job.conn, tmp.path.as_bytes(), snap.layout.total_len());
     // Off the pause where a writer runs beside the program: files of writers that died.
     imagefile::sweep(job.dest.as_bytes(), copy_buf.spare());
     writer::write(tmp.fd, snap, &mut crcs, &mut copy_buf, hasher)
