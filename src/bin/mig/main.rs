@@ -10,13 +10,14 @@ mod control;
 mod inspect;
 mod interrupt;
 mod migrate;
+mod ps;
 mod request;
 mod restart;
 mod run;
 mod stream;
 mod util;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 const LONG_ABOUT: &str = "\
@@ -101,6 +102,46 @@ enum Cmd {
     Restart(restart::Args),
     Inspect(inspect::Args),
     Migrate(migrate::Args),
+    Ps(ps::Args),
+    Completions(Completions),
+    #[command(hide = true)]
+    Man(Man),
+}
+
+/// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+///
+/// `scripts/install.sh` installs them; by hand, for example:
+/// `mig completions bash > ~/.local/share/bash-completion/completions/mig`.
+#[derive(clap::Args)]
+struct Completions {
+    shell: clap_complete::Shell,
+}
+
+/// Write the man pages (mig.1 and one per subcommand) into a directory.
+#[derive(clap::Args)]
+struct Man {
+    dir: std::path::PathBuf,
+}
+
+/// `mig --version`: the program's and the image format's versions.
+fn version() -> &'static str {
+    let v = format!("{} (image format version {})", env!("CARGO_PKG_VERSION"), mig_image::VERSION);
+    Box::leak(v.into_boxed_str())
+}
+
+fn command() -> clap::Command {
+    Cli::command().version(version())
+}
+
+fn completions(c: Completions) -> Result<u8> {
+    clap_complete::generate(c.shell, &mut command(), "mig", &mut std::io::stdout());
+    Ok(0)
+}
+
+fn man(m: Man) -> Result<u8> {
+    std::fs::create_dir_all(&m.dir).map_err(|e| Fail::new(format!("cannot create {}: {e}", m.dir.display())))?;
+    clap_mangen::generate_to(command(), &m.dir).map_err(|e| Fail::new(format!("cannot write the man pages into {}: {e}", m.dir.display())))?;
+    Ok(0)
 }
 
 /// A failure: the one line to print and the exit status.
@@ -129,7 +170,7 @@ impl Fail {
 pub type Result<T> = std::result::Result<T, Fail>;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
@@ -139,6 +180,9 @@ fn main() -> ExitCode {
         Cmd::Restart(a) => restart::main(a),
         Cmd::Inspect(a) => inspect::main(a),
         Cmd::Migrate(a) => migrate::main(a),
+        Cmd::Ps(a) => ps::main(a),
+        Cmd::Completions(c) => completions(c),
+        Cmd::Man(m) => man(m),
     };
     match r {
         Ok(code) => ExitCode::from(code),
@@ -149,17 +193,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// clap's errors take several lines; keep the first, as one line, and point at --help.
+/// clap's own message, whole (it names what is wrong and how the command is used);
+/// status 2.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
-        let _ = e.print();
-        return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
-    }
-    let text = e.render().to_string();
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("bad usage");
-    let first = first.trim().trim_start_matches("error: ");
-    let bin = Cli::command().get_name().to_string();
-    eprintln!("{bin}: {first} (see '{bin} --help')");
-    ExitCode::from(2)
+    let _ = e.print();
+    ExitCode::from(match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+        _ => 2,
+    })
 }

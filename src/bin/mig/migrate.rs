@@ -336,7 +336,7 @@ fn exit_reason(child: &mut Child, remote: &Shared) -> String {
     }
     let st = match status.and_then(|s| s.code()) {
         Some(255) => "ssh failed (status 255)".to_string(),
-        Some(127) => "the remote mig was not found (status 127)".to_string(),
+        Some(127) => "the remote mig was not found (status 127; give its path on that host with --remote-mig)".to_string(),
         Some(c) => format!("the remote side exited with status {c}"),
         None => "ssh was killed".to_string(),
     };
