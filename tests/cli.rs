@@ -314,7 +314,7 @@ fn run_sets_the_environment_and_keeps_the_exit_status() {
     assert_eq!(out.trim_end(), format!("{}|2.5|{}", cwd.join("rel.mig").display(), lib.display()));
     let (st, _, err) = mig_out(&["run", "--interval", "0", "--", "true"]);
     assert_eq!(st.code(), Some(2));
-    assert_one_line(&err, "not a positive number");
+    assert!(err.contains("'0' is not a positive number of seconds") && err.contains("--interval"), "{err}");
     drop(dir);
 }
 
@@ -359,13 +359,16 @@ fn restart_refuses_missing_and_damaged_images() {
 }
 
 #[test]
-fn usage_errors_are_one_line() {
+fn usage_errors_say_what_is_wrong() {
+    // clap's message whole: what is missing, by name, and how the command is used.
     let (st, _, err) = mig_out(&["checkpoint"]);
     assert_eq!(st.code(), Some(2));
-    assert_one_line(&err, "--help");
+    for want in ["required arguments were not provided", "<PID>", "Usage: mig checkpoint", "--help"] {
+        assert!(err.contains(want), "{want:?} not in {err:?}");
+    }
     let (st, _, err) = mig_out(&["frobnicate"]);
     assert_eq!(st.code(), Some(2));
-    assert_one_line(&err, "frobnicate");
+    assert!(err.contains("unrecognized subcommand 'frobnicate'") && err.contains("Usage:"), "{err}");
     let (st, out, _) = mig_out(&["--help"]);
     assert!(st.success());
     for want in ["ENVIRONMENT", "EXIT STATUS", "MIG_LIB", "/tmp/mig-<uid>/", "checkpoint", "migrate"] {
