@@ -46,7 +46,7 @@ fn install_rollback() {
     // with the SA_SIGINFO signature; every signal is blocked while it runs.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = checkpoint::rollback::on_rollback as *const () as usize;
+        sa.sa_sigaction = checkpoint::stacks::rollback_entry as *const () as usize;
         sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
         libc::sigfillset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
@@ -92,6 +92,7 @@ fn init() {
     if let Some(image) = restore_from {
         restore::plan::restore(&image, settings);
     }
+    checkpoint::stacks::init();
     checkpoint::handler::install(settings.checkpoint_signal);
     install_rollback();
     checkpoint::threads::choose_signal(settings.thread_signal);

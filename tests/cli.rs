@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -312,7 +313,7 @@ fn run_sets_the_environment_and_keeps_the_exit_status() {
     assert_eq!(out.trim_end(), format!("{}|2.5|{}", cwd.join("rel.mig").display(), lib.display()));
     let (st, _, err) = mig_out(&["run", "--interval", "0", "--", "true"]);
     assert_eq!(st.code(), Some(2));
-    assert_one_line(&err, "not a positive number");
+    assert!(err.contains("'0' is not a positive number of seconds") && err.contains("--interval"), "{err}");
     drop(dir);
 }
 
@@ -429,13 +430,16 @@ fn restart_refusals_exit_125_and_the_programs_own_status_passes_through() {
 }
 
 #[test]
-fn usage_errors_are_one_line() {
+fn usage_errors_say_what_is_wrong() {
+    // clap's message whole: what is missing, by name, and how the command is used.
     let (st, _, err) = mig_out(&["checkpoint"]);
     assert_eq!(st.code(), Some(2));
-    assert_one_line(&err, "--help");
+    for want in ["required arguments were not provided", "<PID>", "Usage: mig checkpoint", "--help"] {
+        assert!(err.contains(want), "{want:?} not in {err:?}");
+    }
     let (st, _, err) = mig_out(&["frobnicate"]);
     assert_eq!(st.code(), Some(2));
-    assert_one_line(&err, "frobnicate");
+    assert!(err.contains("unrecognized subcommand 'frobnicate'") && err.contains("Usage:"), "{err}");
     let (st, out, _) = mig_out(&["--help"]);
     assert!(st.success());
     for want in ["ENVIRONMENT", "EXIT STATUS", "MIG_LIB", "/tmp/mig-<uid>/", "checkpoint", "migrate"] {
@@ -587,6 +591,56 @@ fn migrate_to_loopback_goes_on_with_the_same_digests() {
         .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().contains(&format!(".{pid}."))).collect())
         .unwrap_or_default();
     assert!(kept.is_empty(), "left behind: {kept:?}");
+}
+
+/// Ctrl-C after the move (SIGINT to mig and ssh, as a terminal sends it) ends the
+/// command, not the moved process: it goes on there, its output now in the file the
+/// command names. Before, the process died with the connection and no image was kept.
+#[test]
+fn migrate_interrupted_after_the_move_leaves_the_process_running_there() {
+    let Some(sshd) = start_sshd("cli_sshd_int") else { return };
+    let dir = tempdir("cli_migrate_int");
+    let bin = compile("chain");
+    let reference = chain_reference(&dir, "60");
+    let mut p = mig_run(&bin, &dir, &[], &["60"]);
+    p.until("step 4 ");
+    let pid = p.pid();
+    let args = ["migrate".to_string(), pid.to_string(), "127.0.0.1".into(), "--ssh".into(), sshd.ssh(), "--remote-mig".into(), mig().display().to_string()];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Its own process group, as a terminal's foreground job.
+    let mut c = mig_cmd(&args).env_remove("MIG_COMPRESS").process_group(0).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut moved = BufReader::new(c.stdout.take().unwrap()).lines();
+    let mut err = BufReader::new(c.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("moved to 127.0.0.1") {
+        assert!(err.read_line(&mut said).unwrap() > 0, "no move: {said}");
+    }
+    let (before, _, _) = p.finish();
+    // A step or two arrive over ssh, then the interrupt.
+    let first = moved.next().expect("output over ssh").unwrap();
+    // SAFETY: kill(2) of the process group made above.
+    assert_eq!(unsafe { libc::kill(-(c.id() as i32), libc::SIGINT) }, 0);
+    let st = c.wait().unwrap();
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    assert_eq!(st.code(), Some(130), "interrupted: {said}{rest}");
+    assert!(rest.contains("goes on on 127.0.0.1 without this command"), "{rest}");
+    let log = rest.split("its output from now on goes to ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or_else(|| panic!("names the file: {rest}"));
+    // The moved process runs to its end; what it printed after the interrupt is there.
+    let t0 = Instant::now();
+    let done = loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().any(|l| l.starts_with("done ")) {
+            break text;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the moved process did not finish: {text:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut restored: Vec<String> = vec![first];
+    restored.extend(moved.map_while(|l| l.ok()));
+    restored.extend(done.lines().map(str::to_string));
+    assert_continues(&reference, &before, &restored);
+    let _ = std::fs::remove_file(log);
 }
 
 #[test]

@@ -97,9 +97,15 @@ fn another_cpu_or_kernel_is_refused() {
     let (_, _, image) = portable_checkpoint(&l, &dir, 2);
 
     let cpu = dir.join("cpu.mig");
-    // The image's CPU had a feature this one lacks (the top bit of cpuid 7 edx is
-    // reserved on x86_64: no CPU sets it).
-    patch_process(&image, &cpu, |p| p.cpu.cpuid[4] |= 1 << 31);
+    // The image's CPU had a feature this one lacks: a bit of cpuid 7 ebx/ecx/edx that
+    // this CPU does not set (which ones depends on the CPU: bit 31 of edx is SSBD on
+    // Intel's).
+    let l7 = std::arch::x86_64::__cpuid_count(7, 0);
+    let (word, bit) = [(2usize, l7.ebx), (3, l7.ecx), (4, l7.edx)]
+        .into_iter()
+        .find_map(|(w, v)| (0..32).find(|b| v & (1 << b) == 0).map(|b| (w, b)))
+        .expect("a cpuid 7 feature this CPU lacks");
+    patch_process(&image, &cpu, |p| p.cpu.cpuid[word] |= 1 << bit);
     assert_refused(&l, &cpu, "this CPU lacks features");
 
     let xsave = dir.join("xsave.mig");

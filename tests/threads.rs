@@ -11,6 +11,22 @@ fn barrier_lock_step_workers() {
     subject("threads_barrier", 6);
 }
 
+/// Threads caught inside their own signal handlers, on 32 KiB alternate signal stacks
+/// with 64 KiB of canary below and no guard page (as Go's): mig's handlers must not
+/// run on them (before, a stopped or pre-copied checkpoint used ~80 KB there and
+/// overwrote the canary). Forked, stopped and pre-copied checkpoints.
+#[test]
+fn checkpoint_on_a_small_alternate_signal_stack() {
+    for (name, env) in [("forked", None), ("stopped", Some(("MIG_FORK", "0"))), ("precopied", Some(("MIG_PRECOPY", "1")))] {
+        let dir = tempdir(&format!("small_altstack_{name}"));
+        let mut l = Launch::new(&compile("small_altstack"), &dir).arg("30");
+        if let Some((k, v)) = env {
+            l = l.clone_with(k, std::path::Path::new(v));
+        }
+        checkpoint_kill_restart(l, 8);
+    }
+}
+
 #[test]
 fn threads_blocked_in_cond_wait_mutex_lock_and_join() {
     subject("threads_blocked", 5);

@@ -24,7 +24,10 @@ impl Failure {
         match self {
             Failure::Full => m.s("the process is too large for the checkpoint's tables"),
             Failure::Other(what) => m.s(what),
-            Failure::Sys(what, e) => m.s(what).s(" (errno ").num(e.0 as u64).s(")"),
+            Failure::Sys(what, e) => match e.text() {
+                Some(text) => m.s(what).s(": ").s(text),
+                None => m.s(what).s(" (errno ").num(e.0 as u64).s(")"),
+            },
         };
     }
 }

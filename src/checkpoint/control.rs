@@ -154,13 +154,14 @@ fn read_request(fd: i32) -> Option<Request> {
     Some(req)
 }
 
-/// Tells the command which file the image is being written to (for its progress).
-pub fn writing(conn: i32, tmp: &[u8]) {
+/// Tells the command which file the image is being written to, and about how large it
+/// will be (for its progress).
+pub fn writing(conn: i32, tmp: &[u8], total: u64) {
     if conn < 0 {
         return;
     }
     let mut m = Msg::<4200>::new();
-    m.s("writing=").bytes(tmp).s("\n");
+    m.s("total=").num(total).s("\nwriting=").bytes(tmp).s("\n");
     let _ = sys::send_all(conn, m.as_bytes());
 }
 
@@ -168,6 +169,12 @@ pub fn writing(conn: i32, tmp: &[u8]) {
 pub fn report(conn: i32, outcome: Result<u64, &Msg<960>>, path: &[u8], stopped_us: u64) {
     if conn < 0 {
         return;
+    }
+    // The warnings first, each on its own (the outcome never overflows behind them).
+    for w in sys::msg::warnings().split(|&c| c == b'\n').filter(|w| !w.is_empty()) {
+        let mut line = Msg::<1200>::new();
+        line.s("warning=").bytes(w).s("\n");
+        let _ = sys::send_all(conn, line.as_bytes());
     }
     let mut m = Msg::<8192>::new();
     match outcome {

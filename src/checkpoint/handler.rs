@@ -22,8 +22,18 @@ use runtime::FixedPath;
 /// When the checkpoint signal arrived: the start of the pause.
 static STARTED: AtomicU64 = AtomicU64::new(0);
 
+/// The checkpoint signal's handler (entered on the library's own stack, see `stacks`).
 pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *mut c_void) {
+    checkpoint(info);
+    // A rollback asked for meanwhile runs once this handler has returned.
+    if super::stacks::ROLLBACK_DEFERRED.swap(0, Relaxed) == 1 {
+        let _ = sys::kill(sys::getpid(), libc::SIGUSR2);
+    }
+}
+
+fn checkpoint(info: *mut libc::siginfo_t) {
     STARTED.store(sys::clock_monotonic_ns(), Relaxed);
+    sys::msg::clear_warnings();
     // SAFETY: the kernel passes a valid `siginfo_t` to an `SA_SIGINFO` handler; for a
     // queued signal (`sigqueue`) its value is the request's nonce.
     let (sender, code, uid, value) =
@@ -403,7 +413,7 @@ fn write_image(snap: &collect::Snapshot, scratch: &mut Scratch, job: &Job, tmp: 
         }
         return written;
     };
-    control::writing(job.conn, tmp.path.as_bytes());
+    control::writing(job.conn, tmp.path.as_bytes(), snap.layout.total_len());
     // Off the pause where a writer runs beside the program: files of writers that died.
     imagefile::sweep(job.dest.as_bytes(), copy_buf.spare());
     writer::write(tmp.fd, snap, &mut crcs, &mut copy_buf, hasher)
@@ -417,7 +427,7 @@ pub fn restorer() -> u64 {
 /// Installs the checkpoint handler on `sig` (raw `rt_sigaction`: usable after a restore).
 pub fn install(sig: u32) {
     let act = mig_image::KSigaction {
-        handler: on_checkpoint as *const () as u64,
+        handler: super::stacks::checkpoint_entry as *const () as u64,
         flags: (libc::SA_SIGINFO | libc::SA_RESTART | 0x0400_0000) as u64,
         restorer: restorer(),
         mask: u64::MAX,

@@ -16,6 +16,7 @@ pub mod precopy;
 pub mod ptimers;
 pub mod rollback;
 pub mod scratch;
+pub mod stacks;
 pub mod sockets;
 pub mod threads;
 pub mod timer;

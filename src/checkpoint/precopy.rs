@@ -435,7 +435,8 @@ fn rounds(s: &mut Session, t: &Tracker, fd: i32, tracked_ranges: &mut List<Run>)
         let mut ranges: List<Run> = s.scratch.list(1 << 16).ok_or(Failure::Full)?;
         // Room for the tables before the pages, in proportion (they are written last).
         s.data_off = align_up((1 << 20u64).max(s.resident / 256), PAGE);
-        crate::checkpoint::control::writing(s.job.conn, s.tmp.path.as_bytes());
+        // About as large as the memory it copies (the tables and the rest are small).
+        crate::checkpoint::control::writing(s.job.conn, s.tmp.path.as_bytes(), s.resident);
         crate::checkpoint::imagefile::sweep(s.job.dest.as_bytes(), s.readback.spare());
         loop {
             read_maps(&mut s.text)?;

@@ -118,6 +118,7 @@ pub enum StopError {
 /// included). On failure every thread that did stop is released again.
 pub fn stop_all() -> Result<usize, StopError> {
     let sig = STOP_SIGNAL.load(SeqCst);
+    super::stacks::reset_slots(STOP_TIMEOUT_MS);
     NEXT.store(1, SeqCst);
     ARRIVED.store(0, SeqCst);
     ACTIVE.store(1, SeqCst);
@@ -257,7 +258,7 @@ pub fn choose_signal(wanted: Option<u32>) -> bool {
         if sys::sigaction(sig as i32, None, Some(&mut old)).is_err() {
             continue;
         }
-        let ours = old.handler == on_stop as *const () as u64;
+        let ours = old.handler == super::stacks::stop_entry as *const () as u64;
         if ours || old.handler == 0 {
             if !ours {
                 install(sig);
@@ -275,7 +276,7 @@ pub fn choose_signal(wanted: Option<u32>) -> bool {
 fn install(sig: u32) {
     let restorer = super::handler::restorer();
     let act = mig_image::KSigaction {
-        handler: on_stop as *const () as u64,
+        handler: super::stacks::stop_entry as *const () as u64,
         flags: (libc::SA_SIGINFO | libc::SA_RESTART | SA_RESTORER) as u64,
         restorer,
         mask: u64::MAX,

@@ -34,7 +34,7 @@ fn check(sig: c_int, handler: sighandler_t) {
     if !READY.load(Ordering::SeqCst) || sig as u32 != rt.settings.checkpoint_signal {
         return;
     }
-    let ours = handler == crate::checkpoint::handler::on_checkpoint as *const () as sighandler_t;
+    let ours = handler == crate::checkpoint::stacks::checkpoint_entry as *const () as sighandler_t;
     if !ours && !WARNED.swap(true, Ordering::SeqCst) {
         msg()
             .s("warning: the program installs its own handler for signal ")

@@ -16,6 +16,43 @@ pub const ARCH_GET_FS: i32 = 0x1003;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Errno(pub i32);
 
+impl Errno {
+    /// What the error means, as `strerror` says it (for the errors a checkpoint or a
+    /// restore can meet); `None` for others.
+    pub fn text(self) -> Option<&'static str> {
+        Some(match self.0 {
+            libc::EPERM => "Operation not permitted",
+            libc::ENOENT => "No such file or directory",
+            libc::EINTR => "Interrupted system call",
+            libc::EIO => "Input/output error",
+            libc::EBADF => "Bad file descriptor",
+            libc::EAGAIN => "Resource temporarily unavailable",
+            libc::ENOMEM => "Cannot allocate memory",
+            libc::EACCES => "Permission denied",
+            libc::EFAULT => "Bad address",
+            libc::EBUSY => "Device or resource busy",
+            libc::EEXIST => "File exists",
+            libc::EXDEV => "Invalid cross-device link",
+            libc::ENOTDIR => "Not a directory",
+            libc::EISDIR => "Is a directory",
+            libc::EINVAL => "Invalid argument",
+            libc::ENFILE => "Too many open files in system",
+            libc::EMFILE => "Too many open files",
+            libc::ETXTBSY => "Text file busy",
+            libc::EFBIG => "File too large",
+            libc::ENOSPC => "No space left on device",
+            libc::EROFS => "Read-only file system",
+            libc::EPIPE => "Broken pipe",
+            libc::ENAMETOOLONG => "File name too long",
+            libc::ELOOP => "Too many levels of symbolic links",
+            libc::EDQUOT => "Disk quota exceeded",
+            libc::ECONNREFUSED => "Connection refused",
+            libc::ESRCH => "No such process",
+            _ => return None,
+        })
+    }
+}
+
 pub type SysResult<T = usize> = Result<T, Errno>;
 
 /// A raw system call's return: an error number or a value.

@@ -1,10 +1,31 @@
 //! Messages built in a fixed buffer and written to stderr with one `write`: usable in a
 //! signal handler (no allocation, no formatting machinery, no panics).
 
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// `MIG_LOG=debug`: say what happens, not only what fails.
 pub static DEBUG: AtomicBool = AtomicBool::new(false);
+
+/// The warnings of the checkpoint being taken, one a line, for `mig checkpoint` (and
+/// the image): every message that starts with `warning: ` is kept here too.
+struct Warnings(UnsafeCell<Msg<16384>>);
+// SAFETY: written only by the thread that takes a checkpoint (every other thread of the
+// process is stopped, or the writer is a process of its own), read by it to report.
+unsafe impl Sync for Warnings {}
+static WARNINGS: Warnings = Warnings(UnsafeCell::new(Msg::new()));
+
+/// Forgets the warnings of the last checkpoint (at the start of a new one).
+pub fn clear_warnings() {
+    // SAFETY: see `Warnings`.
+    unsafe { (*WARNINGS.0.get()).len = 0 };
+}
+
+/// The warnings kept since `clear_warnings`, one a line (without `warning: `).
+pub fn warnings() -> &'static [u8] {
+    // SAFETY: see `Warnings`.
+    unsafe { (*WARNINGS.0.get()).as_bytes() }
+}
 
 pub fn debug_enabled() -> bool {
     DEBUG.load(Ordering::Relaxed)
@@ -73,10 +94,34 @@ impl<const N: usize> Msg<N> {
     pub fn overflowed(&self) -> bool {
         self.overflow
     }
-    /// Writes `mig: <message>\n` to stderr.
+    /// Writes `mig: <message>\n` to stderr (`mig: <UTC time> <message>` with
+    /// `MIG_LOG=debug`).
     pub fn emit(&mut self) {
         let mut line = Msg::<1024>::new();
-        line.s("mig: ").bytes(self.as_bytes()).s("\n");
+        line.s("mig: ");
+        if debug_enabled() {
+            let ms = super::clock_realtime_ns() / 1_000_000;
+            let day_ms = ms % 86_400_000;
+            let two = |m: &mut Msg<1024>, v: u64| {
+                m.bytes(&[b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]);
+            };
+            two(&mut line, day_ms / 3_600_000);
+            line.s(":");
+            two(&mut line, day_ms / 60_000 % 60);
+            line.s(":");
+            two(&mut line, day_ms / 1000 % 60);
+            line.s(".");
+            line.bytes(&[b'0' + (day_ms / 100 % 10) as u8, b'0' + (day_ms / 10 % 10) as u8, b'0' + (day_ms % 10) as u8]);
+            line.s(" ");
+        }
+        line.bytes(self.as_bytes()).s("\n");
+        if let Some(w) = self.as_bytes().strip_prefix(b"warning: ") {
+            // SAFETY: see `Warnings`.
+            let kept = unsafe { &mut *WARNINGS.0.get() };
+            if kept.len + w.len() < kept.buf.len() {
+                kept.bytes(w).s("\n");
+            }
+        }
         let _ = super::write_all(2, line.as_bytes().as_ptr(), line.len);
     }
 }

@@ -228,9 +228,14 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
     drop(write_end);
     conn.set_nonblocking(true).map_err(|e| Fail::new(format!("{e}")))?;
     let streaming = stream.is_some();
-    let mut w = Waiter { pid, timeout, stream, sink, streamed: 0, progress: Progress::new(format!("mig: checkpoint of {pid}")) };
-    let done = w.wait(&mut conn)?;
+    let mut w = Waiter { pid, timeout, stream, sink, streamed: 0, progress: Progress::new(format!("mig: checkpoint of {pid}")), warnings: vec![] };
+    let done = w.wait(&mut conn);
     w.progress.finish();
+    // Whatever the outcome, the person who asked hears what could not be saved.
+    for warning in &w.warnings {
+        eprintln!("mig: warning: {warning}");
+    }
+    let done = done?;
     match done {
         (Done::Ok { path, bytes, stopped_us }, _) => {
             if streaming && w.streamed != bytes {
@@ -259,6 +264,7 @@ struct Waiter<'w> {
     sink: Option<&'w mut dyn Write>,
     streamed: u64,
     progress: Progress,
+    warnings: Vec<String>,
 }
 
 impl Waiter<'_> {
@@ -291,7 +297,7 @@ impl Waiter<'_> {
                             sink_error = Some(e);
                             self.stream = None;
                         }
-                        self.progress.update(self.streamed);
+                        self.progress.update(self.streamed, reply.total);
                         continue;
                     }
                     Ok(Step::End) => self.stream = None,
@@ -301,6 +307,7 @@ impl Waiter<'_> {
             }
             if conn_open {
                 conn_open = reply.read(conn).map_err(|e| Fail::new(format!("reading the answer of process {pid}: {e}")))?;
+                self.warnings = reply.warnings().into_iter().map(str::to_string).collect();
             }
             match reply.done() {
                 Some(d @ Done::Error { .. }) => return Ok((d, sink_error)),
@@ -330,10 +337,15 @@ impl Waiter<'_> {
             {
                 last_size = m.len();
                 deadline = Instant::now() + self.timeout;
-                self.progress.update(last_size);
+                self.progress.update(last_size, reply.total);
             }
             if Instant::now() > deadline {
                 return Err(Fail::new(format!("timed out after {} waiting for process {pid} to finish its checkpoint", util::duration(self.timeout))));
+            }
+            // Interrupted (`mig migrate`): a stream no longer read fails the checkpoint,
+            // and the process goes on.
+            if self.stream.is_some() && crate::interrupt::caught() {
+                return Err(Fail::new("interrupted"));
             }
         }
     }

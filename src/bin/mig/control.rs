@@ -86,12 +86,16 @@ pub fn parse_signal(s: &str) -> Option<i32> {
     None
 }
 
+/// What `/proc/<pid>/stat` says of the process's state (`R`, `S`, `T`, `Z`...).
+fn state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state is the first field after the command name, which ends with the last ')'.
+    stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).and_then(|s| s.chars().next())
+}
+
 /// Is `pid` a live process (not gone, not a zombie)?
 pub fn alive(pid: i32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    // The state is the first field after the command name, which ends with the last ')'.
-    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
-    !matches!(state, Some("Z") | Some("X") | Some("x") | None)
+    !matches!(state(pid), Some('Z' | 'X' | 'x') | None)
 }
 
 /// The command name of `pid`, for messages.
@@ -99,13 +103,26 @@ pub fn comm(pid: i32) -> String {
     fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim_end().to_string()).unwrap_or_else(|_| "?".into())
 }
 
-/// Refuses, with a reason, a pid that does not exist or does not run the library.
+/// Refuses, with a reason, a pid that does not exist, has exited, is stopped, or does
+/// not run the library.
 pub fn check_target(pid: i32) -> Result<()> {
     if pid <= 0 {
         return Err(Fail::bad(format!("{pid} is not a process id")));
     }
-    if !alive(pid) {
-        return Err(Fail::new(format!("no process with pid {pid}")));
+    match state(pid) {
+        None => return Err(Fail::new(format!("no process with pid {pid}"))),
+        Some('Z' | 'X' | 'x') => {
+            return Err(Fail::new(format!("process {pid} ({}) has exited (its parent has not reaped it yet)", comm(pid))));
+        }
+        // A stopped process runs no handler: the request would wait, and be taken at
+        // its next `kill -CONT` for a checkpoint nobody waits for any more.
+        Some('T' | 't') => {
+            return Err(Fail::new(format!(
+                "process {pid} ({}) is stopped (Ctrl-Z, SIGSTOP or a debugger): let it go on first (kill -CONT {pid}); nothing was asked of it",
+                comm(pid)
+            )));
+        }
+        Some(_) => {}
     }
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| {
         if e.kind() == ErrorKind::PermissionDenied {
@@ -124,6 +141,11 @@ pub fn check_target(pid: i32) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether `pid` has the library loaded.
+pub fn runs_library(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| maps_have_library(&m))
 }
 
 fn maps_have_library(maps: &str) -> bool {

@@ -8,14 +8,16 @@ mod checkpoint;
 mod compress;
 mod control;
 mod inspect;
+mod interrupt;
 mod migrate;
+mod ps;
 mod request;
 mod restart;
 mod run;
 mod stream;
 mod util;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 const LONG_ABOUT: &str = "\
@@ -43,11 +45,15 @@ ENVIRONMENT:
                Read by the library itself; `mig run` and `mig restart` set them.
 
 FILES:
-  /tmp/mig-<uid>/          Control directory (mode 0700) shared with the library:
-                           <pid>.req (a checkpoint request), <pid>.done (its result),
-                           <pid>.fifo (a streamed image), images kept by a failed
-                           migration.
   <exe-name>.<pid>.mig     Default image of a process, in the directory it started in.
+  <image>.tmp.<random>     An image being written (renamed into place when complete;
+                           one left by a writer that died is removed by the next
+                           checkpoint to that image).
+  /tmp/mig-<uid>/          Private directory (mode 0700, refused if another user owns
+                           it) for images kept by a failed migration and the output
+                           of a migrated process after its connection is gone.
+  Checkpoint requests use no files: mig checkpoint listens on an abstract UNIX socket
+  that only the process's user or root can answer, and signals the process.
 
 EXIT STATUS:
   0    Success.
@@ -96,6 +102,46 @@ enum Cmd {
     Restart(restart::Args),
     Inspect(inspect::Args),
     Migrate(migrate::Args),
+    Ps(ps::Args),
+    Completions(Completions),
+    #[command(hide = true)]
+    Man(Man),
+}
+
+/// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+///
+/// `scripts/install.sh` installs them; by hand, for example:
+/// `mig completions bash > ~/.local/share/bash-completion/completions/mig`.
+#[derive(clap::Args)]
+struct Completions {
+    shell: clap_complete::Shell,
+}
+
+/// Write the man pages (mig.1 and one per subcommand) into a directory.
+#[derive(clap::Args)]
+struct Man {
+    dir: std::path::PathBuf,
+}
+
+/// `mig --version`: the program's and the image format's versions.
+fn version() -> &'static str {
+    let v = format!("{} (image format version {})", env!("CARGO_PKG_VERSION"), mig_image::VERSION);
+    Box::leak(v.into_boxed_str())
+}
+
+fn command() -> clap::Command {
+    Cli::command().version(version())
+}
+
+fn completions(c: Completions) -> Result<u8> {
+    clap_complete::generate(c.shell, &mut command(), "mig", &mut std::io::stdout());
+    Ok(0)
+}
+
+fn man(m: Man) -> Result<u8> {
+    std::fs::create_dir_all(&m.dir).map_err(|e| Fail::new(format!("cannot create {}: {e}", m.dir.display())))?;
+    clap_mangen::generate_to(command(), &m.dir).map_err(|e| Fail::new(format!("cannot write the man pages into {}: {e}", m.dir.display())))?;
+    Ok(0)
 }
 
 /// A failure: the one line to print and the exit status.
@@ -124,7 +170,7 @@ impl Fail {
 pub type Result<T> = std::result::Result<T, Fail>;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
@@ -134,6 +180,9 @@ fn main() -> ExitCode {
         Cmd::Restart(a) => restart::main(a),
         Cmd::Inspect(a) => inspect::main(a),
         Cmd::Migrate(a) => migrate::main(a),
+        Cmd::Ps(a) => ps::main(a),
+        Cmd::Completions(c) => completions(c),
+        Cmd::Man(m) => man(m),
     };
     match r {
         Ok(code) => ExitCode::from(code),
@@ -144,17 +193,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// clap's errors take several lines; keep the first, as one line, and point at --help.
+/// clap's own message, whole (it names what is wrong and how the command is used);
+/// status 2.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
-        let _ = e.print();
-        return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
-    }
-    let text = e.render().to_string();
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("bad usage");
-    let first = first.trim().trim_start_matches("error: ");
-    let bin = Cli::command().get_name().to_string();
-    eprintln!("{bin}: {first} (see '{bin} --help')");
-    ExitCode::from(2)
+    let _ = e.print();
+    ExitCode::from(match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+        _ => 2,
+    })
 }

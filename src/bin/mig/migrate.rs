@@ -14,9 +14,9 @@
 
 use crate::checkpoint::{self, Dest};
 use crate::compress::{self, Compressor, Method};
-use crate::restart::{READY, RUNNING};
+use crate::restart::{LOG, READY, RUNNING};
 use crate::util::{self, sh_quote};
-use crate::{Fail, Result, control};
+use crate::{Fail, Result, control, interrupt};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -116,7 +116,8 @@ pub fn main(a: Args) -> Result<u8> {
     let ssh = a.ssh.clone().or_else(|| std::env::var("MIG_SSH").ok().filter(|s| !s.trim().is_empty())).unwrap_or_else(|| "ssh".into());
     let mut words = ssh.split_whitespace();
     let ssh_prog = words.next().ok_or_else(|| Fail::bad("--ssh is empty"))?;
-    let remote_cmd = format!("cd {} && exec {} restart --confirm -", sh_quote(&cwd), sh_quote(&a.remote_mig));
+    let remote_cmd = format!("cd {} && exec {} restart --confirm --detach -", sh_quote(&cwd), sh_quote(&a.remote_mig));
+    interrupt::catch();
     let mut child = Command::new(ssh_prog)
         .args(words)
         .arg("-T")
@@ -177,8 +178,15 @@ pub fn main(a: Args) -> Result<u8> {
             drop(tee);
             let _ = child.kill();
             let _ = child.wait();
-            let _ = std::fs::remove_file(&keep);
-            return Err(Fail::new(format!("migration of process {pid} failed: {}", f.msg)));
+            if control::alive(pid) {
+                let _ = std::fs::remove_file(&keep);
+                return Err(Fail::new(format!("migration of process {pid} failed: {}; it keeps running here", f.msg)));
+            }
+            return Err(Fail::new(format!(
+                "migration of process {pid} failed: {}; the process has ended here: what it wrote of its image is kept at {} (check it with mig inspect, resume it with mig restart)",
+                f.msg,
+                keep.display()
+            )));
         }
     };
     let Tee { file, remote, remote_error, sent } = tee;
@@ -234,9 +242,30 @@ pub fn main(a: Args) -> Result<u8> {
         }
     }
 
-    // 4. Stay with the process until it ends.
-    let status = child.wait().map_err(|e| Fail::new(format!("waiting for ssh: {e}")))?;
-    Ok(status.code().map_or(1, |c| c.clamp(0, 255) as u8))
+    // 4. Stay with the process until it ends, or until interrupted: the process does
+    // not depend on this command (its output passes through a relay of its own there).
+    loop {
+        let ended = child.try_wait().map_err(|e| Fail::new(format!("waiting for ssh: {e}")))?;
+        // ssh gets the same Ctrl-C and ends too: the interrupt is what happened.
+        if ended.is_some() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let (Some(status), false) = (ended, interrupt::caught()) {
+            return Ok(status.code().map_or(1, |c| c.clamp(0, 255) as u8));
+        }
+        if interrupt::caught() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = last_lines.lock().unwrap_or_else(|p| p.into_inner()).log.clone();
+            eprintln!(
+                "mig: interrupted: process {pid} goes on on {} without this command{}",
+                a.host,
+                log.map(|l| format!("; its output from now on goes to {l} there")).unwrap_or_default()
+            );
+            return Ok(130);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// What the remote side said on stderr that is not passed on yet.
@@ -246,6 +275,8 @@ struct Remote {
     /// back: a failure is then reported in mig's own line, with the last of them.
     held: Vec<String>,
     passing: bool,
+    /// Where the process's output goes there once the connection is gone.
+    log: Option<String>,
 }
 
 type Shared = Arc<Mutex<Remote>>;
@@ -263,6 +294,8 @@ fn watch_stderr(child: &mut Child) -> (Receiver<Event>, Shared) {
                 let mut r = remote.lock().unwrap_or_else(|p| p.into_inner());
                 if line == READY {
                     let _ = tx.send(Event::Ready);
+                } else if let Some(p) = line.strip_prefix(LOG) {
+                    r.log = Some(p.trim().to_string());
                 } else if let Some(p) = line.strip_prefix(RUNNING) {
                     for l in r.held.drain(..) {
                         eprintln!("{l}");
@@ -303,7 +336,7 @@ fn exit_reason(child: &mut Child, remote: &Shared) -> String {
     }
     let st = match status.and_then(|s| s.code()) {
         Some(255) => "ssh failed (status 255)".to_string(),
-        Some(127) => "the remote mig was not found (status 127)".to_string(),
+        Some(127) => "the remote mig was not found (status 127; give its path on that host with --remote-mig)".to_string(),
         Some(c) => format!("the remote side exited with status {c}"),
         None => "ssh was killed".to_string(),
     };

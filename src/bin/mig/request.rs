@@ -195,6 +195,8 @@ pub struct Reply {
     text: String,
     /// The image file being written, once the process said so.
     pub writing: Option<PathBuf>,
+    /// About how large the image will be (0: not said yet).
+    pub total: u64,
 }
 
 impl Reply {
@@ -208,6 +210,7 @@ impl Reply {
                     self.text.push_str(&String::from_utf8_lossy(&buf[..n]));
                     if self.writing.is_none() {
                         self.writing = self.field("writing").map(PathBuf::from);
+                        self.total = self.field("total").and_then(|t| t.parse().ok()).unwrap_or(0);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
@@ -221,6 +224,12 @@ impl Reply {
         // Only whole lines.
         let complete = &self.text[..self.text.rfind('\n').map_or(0, |i| i + 1)];
         complete.lines().find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+    }
+
+    /// The warnings of the checkpoint (what it could not save as it was).
+    pub fn warnings(&self) -> Vec<&str> {
+        let complete = &self.text[..self.text.rfind('\n').map_or(0, |i| i + 1)];
+        complete.lines().filter_map(|l| l.strip_prefix("warning=")).collect()
     }
 
     /// The outcome, once all of it has arrived.

@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 pub const READY: &str = "mig-restart: ready";
 /// What `--confirm` prints once the restored process runs: `<this> <pid>`.
 pub const RUNNING: &str = "mig-restart: running";
+/// What `--detach` prints: `<this> <file>`, where the restored process's output goes
+/// once the connection that started it is gone.
+pub const LOG: &str = "mig-restart: output after a disconnect goes to";
 
 /// Start a process from an image (a file, or `-` for standard input).
 ///
@@ -63,6 +66,11 @@ pub struct Args {
     /// process runs.
     #[arg(long, hide = true)]
     pub confirm: bool,
+    /// For `mig migrate`: the restored process does not depend on the connection that
+    /// started it: its output passes through a relay of its own, which writes to a file
+    /// once the connection is gone; its standard input is /dev/null.
+    #[arg(long, hide = true)]
+    pub detach: bool,
 }
 
 pub fn main(a: Args) -> Result<u8> {
@@ -123,6 +131,9 @@ pub fn main(a: Args) -> Result<u8> {
     }
     if let Some(out) = &a.image_out {
         cmd.env("MIG_IMAGE", util::absolute(out)?);
+    }
+    if a.detach {
+        relay_output()?;
     }
     if a.confirm {
         watch_restore()?;
@@ -221,6 +232,114 @@ fn unpack_all(src: impl Read, shown: &str) -> Result<File> {
             Err(Fail::refused(format!("cannot restart from {shown}: cannot hold the decompressed image in memory ({} so far): {e}", util::size(u.len))))
         }
     }
+}
+
+/// For `--detach`: the restored process's standard output and error become pipes to a
+/// relay (a process of its own, in a session of its own, not a child of the restored
+/// one) that passes them on to this process's standard output and error — the ssh
+/// connection of `mig migrate` — and, once writing there fails, to a file in the
+/// control directory. Standard input becomes /dev/null (the image was read from it).
+fn relay_output() -> Result<()> {
+    let dir = crate::control::control_dir().map_err(|f| Fail::refused(f.msg))?;
+    let log = dir.join(format!("{}.out", std::process::id()));
+    eprintln!("{LOG} {}", log.display());
+    let pipe = || -> Result<(i32, i32)> {
+        let mut fds = [0i32; 2];
+        // SAFETY: `fds` is an array of two ints, as pipe2 requires.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(Fail::refused(format!("cannot create a pipe: {}", std::io::Error::last_os_error())));
+        }
+        Ok((fds[0], fds[1]))
+    };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    // SAFETY: this process is single-threaded; the children run the relay (plain reads
+    // and writes, then _exit) and never return here.
+    match unsafe { libc::fork() } {
+        -1 => return Err(Fail::refused(format!("cannot fork: {}", std::io::Error::last_os_error()))),
+        0 => {
+            // SAFETY: as above: a new session, then the relay in a grandchild.
+            unsafe {
+                libc::setsid();
+                if libc::fork() == 0 {
+                    libc::close(out_w);
+                    libc::close(err_w);
+                    relay(out_r, err_r, &log);
+                }
+                libc::_exit(0)
+            }
+        }
+        child => {
+            let mut status = 0;
+            // SAFETY: reaping our own child; moving our pipe ends into place.
+            unsafe {
+                libc::waitpid(child, &mut status, 0);
+                libc::close(out_r);
+                libc::close(err_r);
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+                if null >= 0 {
+                    libc::dup2(null, 0);
+                    libc::close(null);
+                }
+                libc::dup2(out_w, 1);
+                libc::dup2(err_w, 2);
+                libc::close(out_w);
+                libc::close(err_w);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies `out` to standard output and `err` to standard error until both end; once
+/// writing there fails (the connection is gone), everything goes to `log` instead.
+fn relay(out: i32, err: i32, log: &Path) -> ! {
+    // SAFETY: the relay's own signal dispositions: a lost connection is not its end.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let mut open = [(out, 1), (err, 2)];
+    let mut to_log: Option<File> = None;
+    let mut buf = vec![0u8; 64 << 10];
+    while open.iter().any(|&(r, _)| r >= 0) {
+        let mut fds: Vec<libc::pollfd> = open.iter().filter(|(r, _)| *r >= 0).map(|&(fd, _)| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+        // SAFETY: a vector of valid pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
+            continue;
+        }
+        for (r, w) in open.iter_mut() {
+            if *r < 0 || !fds.iter().any(|p| p.fd == *r && p.revents != 0) {
+                continue;
+            }
+            // SAFETY: reading into our buffer.
+            let n = unsafe { libc::read(*r, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                if n == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                    // SAFETY: closing our own end.
+                    unsafe { libc::close(*r) };
+                    *r = -1;
+                }
+                continue;
+            }
+            let data = &buf[..n as usize];
+            if to_log.is_none() {
+                // SAFETY: writing our buffer to the connection's descriptor.
+                let sent = unsafe { libc::write(*w, data.as_ptr().cast(), data.len()) };
+                if sent == n {
+                    continue;
+                }
+                use std::os::unix::fs::OpenOptionsExt;
+                to_log = std::fs::OpenOptions::new().append(true).create(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(log).ok();
+            }
+            if let Some(f) = to_log.as_mut() {
+                let _ = f.write_all(data);
+            }
+        }
+    }
+    // SAFETY: ending the relay.
+    unsafe { libc::_exit(0) }
 }
 
 /// For `--confirm`: a detached watcher that prints `RUNNING <pid>` on stderr once the

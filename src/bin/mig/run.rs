@@ -51,16 +51,43 @@ pub fn main(a: Args) -> Result<u8> {
     cmd.env("LD_PRELOAD", util::preload_value(&lib)).env_remove("MIG_RESTORE");
     if let Some(image) = &a.image {
         let abs = util::absolute(image)?;
-        if abs.is_dir() {
-            return Err(Fail::bad(format!("--image {} is a directory; give the image's file name", abs.display())));
-        }
+        check_image_path(&abs)?;
         cmd.env("MIG_IMAGE", abs);
+    } else if is_script(&prog) {
+        // The library names images after the executable, here the interpreter: name
+        // them after the script. The program keeps mig's pid (exec).
+        let file = prog.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "script".into());
+        let here = std::env::current_dir().map_err(|e| Fail::new(format!("cannot read the working directory: {e}")))?;
+        cmd.env("MIG_IMAGE", here.join(format!("{file}.{}.mig", std::process::id())));
     }
     if let Some(every) = a.interval {
         cmd.env("MIG_INTERVAL", every.as_secs_f64().to_string());
     }
     let e = cmd.exec();
     Err(Fail::new(format!("cannot run {}: {e}", prog.display())))
+}
+
+/// Refuses at once an image path the process could never write: a directory, a missing
+/// directory, or one this user cannot write to.
+fn check_image_path(abs: &Path) -> Result<()> {
+    if abs.is_dir() {
+        return Err(Fail::bad(format!("--image {} is a directory; give the image's file name", abs.display())));
+    }
+    let dir = abs.parent().unwrap_or(Path::new("/"));
+    if !dir.is_dir() {
+        return Err(Fail::new(format!("--image {}: there is no directory {}", abs.display(), dir.display())));
+    }
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| Fail::bad("bad image path"))?;
+    // SAFETY: access(2) with a valid NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(Fail::new(format!("--image {}: cannot write to the directory {}: {}", abs.display(), dir.display(), std::io::Error::last_os_error())));
+    }
+    Ok(())
+}
+
+fn is_script(prog: &Path) -> bool {
+    let mut head = [0u8; 2];
+    std::fs::File::open(prog).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head == *b"#!"
 }
 
 /// `name` as the shell would find it: a path if it has a slash, else through $PATH.
@@ -86,6 +113,10 @@ pub fn check_preloadable(prog: &Path, depth: u32) -> Result<()> {
         return Err(Fail::new(format!("{} is not a file", prog.display())));
     }
     let mode = meta.permissions().mode();
+    // The program itself must be executable (an interpreter named by a script, too).
+    if mode & 0o111 == 0 {
+        return Err(Fail::new(format!("{} is not executable (chmod +x {0}, or run its interpreter: mig run -- sh {0})", prog.display())));
+    }
     if mode & 0o6000 != 0 {
         let what = if mode & 0o4000 != 0 { "setuid" } else { "setgid" };
         return Err(Fail::new(format!("{} is {what}: the dynamic loader ignores LD_PRELOAD for it, so mig cannot work in it", prog.display())));
@@ -111,9 +142,18 @@ pub fn check_preloadable(prog: &Path, depth: u32) -> Result<()> {
             "{} is statically linked: it has no dynamic loader to preload libmig.so, so mig cannot work in it",
             prog.display()
         ))),
-        Elf::Not => Err(Fail::new(format!("{} is neither an ELF executable nor a script", prog.display()))),
+        Elf::Not if looks_like_text(&head) => Err(Fail::new(format!(
+            "{} has no #! line naming its interpreter: add one, or run the interpreter (mig run -- sh {0})",
+            prog.display()
+        ))),
+        Elf::Not => Err(Fail::new(format!("{} is neither an ELF executable nor a script (#!)", prog.display()))),
         Elf::Other(why) => Err(Fail::new(format!("{}: {why}", prog.display()))),
     }
+}
+
+/// Printable text (a script without `#!`), not some binary format.
+fn looks_like_text(head: &[u8]) -> bool {
+    !head.is_empty() && head.iter().all(|&c| c.is_ascii_graphic() || c.is_ascii_whitespace() || c >= 0x80)
 }
 
 enum Elf {

@@ -2,7 +2,7 @@
 //! stderr.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -36,42 +36,47 @@ pub fn read_step(fifo: &mut File, buf: &mut [u8], wait: Duration) -> io::Result<
     }
 }
 
-/// A progress line on stderr, shown only on a terminal and only once an operation
-/// takes more than a moment.
+/// A progress bar on stderr, shown only on a terminal and only once an operation takes
+/// more than a moment: bytes written (of the expected total, once known), rate and
+/// time left.
 pub struct Progress {
-    enabled: bool,
+    bar: Option<indicatif::ProgressBar>,
     what: String,
     start: Instant,
-    last: Option<Instant>,
-    shown: bool,
 }
 
 impl Progress {
     pub fn new(what: impl Into<String>) -> Self {
-        Progress { enabled: crate::util::stderr_is_tty(), what: what.into(), start: Instant::now(), last: None, shown: false }
+        Progress { bar: None, what: what.into(), start: Instant::now() }
     }
 
-    pub fn update(&mut self, bytes: u64) {
-        if !self.enabled || self.start.elapsed() < Duration::from_millis(400) {
-            return;
+    /// `bytes` done of `total` (0: not known).
+    pub fn update(&mut self, bytes: u64, total: u64) {
+        if self.bar.is_none() {
+            if !crate::util::stderr_is_tty() || self.start.elapsed() < Duration::from_millis(400) {
+                return;
+            }
+            let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr_with_hz(10));
+            bar.set_message(self.what.clone());
+            self.bar = Some(bar);
         }
-        if self.last.is_some_and(|l| l.elapsed() < Duration::from_millis(100)) {
-            return;
+        let Some(bar) = &self.bar else { return };
+        let style = if total > 0 {
+            bar.set_length(total.max(bytes));
+            "{msg}: {bytes}/{total_bytes} [{wide_bar}] {binary_bytes_per_sec}, {eta} left"
+        } else {
+            "{msg}: {bytes} ({binary_bytes_per_sec}, {elapsed})"
+        };
+        if let Ok(s) = indicatif::ProgressStyle::with_template(style) {
+            bar.set_style(s.progress_chars("=> "));
         }
-        self.last = Some(Instant::now());
-        let secs = self.start.elapsed().as_secs_f64();
-        let rate = bytes as f64 / secs.max(0.001);
-        let mut err = io::stderr().lock();
-        let _ = write!(err, "\r\x1b[K{}: {} ({}/s, {:.1} s)", self.what, crate::util::size(bytes), crate::util::size(rate as u64), secs);
-        let _ = err.flush();
-        self.shown = true;
+        bar.set_position(bytes);
     }
 
-    /// Clears the line, if one was shown.
+    /// Clears the bar, if one was shown.
     pub fn finish(&mut self) {
-        if self.shown {
-            let _ = write!(io::stderr(), "\r\x1b[K");
-            self.shown = false;
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 }

@@ -104,7 +104,11 @@ pub fn library() -> Result<PathBuf> {
             return std::fs::canonicalize(c).map_err(|e| Fail::new(format!("{}: {e}", c.display())));
         }
     }
-    Err(Fail::new(format!("cannot find libmig.so in {} (set MIG_LIB to its path)", dir.display())))
+    let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+    Err(Fail::new(format!(
+        "cannot find libmig.so: looked at {} (install with scripts/install.sh, or set MIG_LIB to its path)",
+        looked.join(" and ")
+    )))
 }
 
 /// `LD_PRELOAD` with the library first and whatever was preloaded already after it.

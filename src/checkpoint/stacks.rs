@@ -1,0 +1,167 @@
+//! The library's own stacks: every signal handler of mig switches to one of them at
+//! once, so that what mig runs on a program thread's stack — or on its alternate
+//! signal stack, which runtimes such as Go keep at 32 KiB without a guard page — is the
+//! kernel's signal frame and two words.
+//!
+//! - The *coordinator's* stack (1 MiB, a guard page below it) serves the checkpoint and
+//!   rollback handlers, one at a time: a handler that finds it taken by another
+//!   thread's returns at once (a checkpoint signal then is as if it had come during
+//!   that checkpoint; a rollback is done once that checkpoint ends).
+//! - *Stop slots* (32 KiB each, one per thread that a checkpoint stops) serve the stop
+//!   handler. A slot is handed out by an atomic counter; the coordinator reuses the
+//!   slots only once every thread has left its slot of the last checkpoint.
+//!
+//! Both are mappings of their own in the image, so a restored thread resumes on the
+//! stack it was stopped on and returns through the same trampoline to its own.
+#![allow(unsafe_code)]
+
+use crate::sys;
+use core::arch::naked_asm;
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
+
+const COORDINATOR: usize = 1 << 20;
+const SLOT: usize = 32 << 10;
+const SLOTS: usize = super::threads::MAX_THREADS;
+
+/// Top of the coordinator's stack (0: none, the handlers run where they are).
+static COORDINATOR_TOP: AtomicUsize = AtomicUsize::new(0);
+/// The coordinator's stack is in use.
+static BUSY: AtomicU32 = AtomicU32::new(0);
+/// Base of the stop slots (0: none).
+static SLOTS_BASE: AtomicUsize = AtomicUsize::new(0);
+/// Stop slots handed out, and left, since the last reset.
+static SLOTS_TAKEN: AtomicU32 = AtomicU32::new(0);
+static SLOTS_LEFT: AtomicU32 = AtomicU32::new(0);
+/// A rollback signal came while the coordinator's stack was taken.
+pub static ROLLBACK_DEFERRED: AtomicU32 = AtomicU32::new(0);
+
+/// Maps the stacks (in the constructor, before any handler is installed). Without
+/// them (no memory), the handlers run on the interrupted stack, as they always did.
+pub fn init() {
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let page = mig_image::PAGE as usize;
+    if let Ok(base) = sys::mmap(0, COORDINATOR + page, libc::PROT_NONE, flags, -1, 0) {
+        // The lowest page stays a guard: an overflow faults instead of writing on.
+        if sys::mprotect(base + page, COORDINATOR, rw as u32).is_ok() {
+            COORDINATOR_TOP.store(base + page + COORDINATOR, SeqCst);
+        }
+    }
+    if let Ok(base) = sys::mmap(0, SLOT * SLOTS, rw, flags, -1, 0) {
+        SLOTS_BASE.store(base, SeqCst);
+    }
+}
+
+/// Before a checkpoint stops the threads: waits (at most `ms`) until every thread has
+/// left its stop slot of the last checkpoint, then hands them out from the first again.
+pub fn reset_slots(ms: u64) {
+    let deadline = sys::clock_monotonic_ns() + ms * 1_000_000;
+    while SLOTS_LEFT.load(SeqCst) < SLOTS_TAKEN.load(SeqCst) && sys::clock_monotonic_ns() < deadline {
+        sys::sleep_ms(1);
+    }
+    // A thread still on its slot now (it was stopped by the program for good) keeps it:
+    // the new ones go above.
+    let lingering = SLOTS_TAKEN.load(SeqCst).saturating_sub(SLOTS_LEFT.load(SeqCst));
+    if lingering == 0 {
+        SLOTS_TAKEN.store(0, SeqCst);
+        SLOTS_LEFT.store(0, SeqCst);
+    }
+}
+
+/// A signal handler that runs `$handler` on the coordinator's stack; if another
+/// thread's handler has it, runs the `$taken` instructions instead (then returns).
+macro_rules! coordinator_entry {
+    ($(#[$doc:meta])* $name:ident => $handler:path, taken: [$($taken:literal),*] $(, $op:ident = sym $sym:path)*) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// Only for the kernel to call, as an `SA_SIGINFO` signal handler.
+        #[unsafe(naked)]
+        pub unsafe extern "C" fn $name(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+            naked_asm!(
+                "mov rax, [rip + {top}]",       // our stack's top (0: none)
+                "test rax, rax",
+                "jz 3f",
+                "mov r10d, 1",
+                "xchg r10d, [rip + {busy}]",    // take it (xchg with memory is atomic)
+                "test r10d, r10d",
+                "jnz 2f",
+                "mov r11, rsp",                 // the interrupted stack
+                "mov rsp, rax",
+                "push r11",                     // kept on ours, for the way back
+                "sub rsp, 8",                   // 16-byte alignment at the call
+                "call {handler}",               // rdi, rsi, rdx: the handler's arguments
+                "add rsp, 8",
+                "pop rsp",                      // back on the interrupted stack
+                "mov dword ptr [rip + {busy}], 0",
+                "ret",                          // to the signal frame's restorer
+                "2:",
+                $($taken,)*
+                "ret",
+                "3:",
+                "jmp {handler}",                // no stack of ours: where we are
+                top = sym COORDINATOR_TOP,
+                busy = sym BUSY,
+                handler = sym $handler,
+                $($op = sym $sym,)*
+            )
+        }
+    };
+}
+
+coordinator_entry! {
+    /// The checkpoint signal's handler, as installed: `handler::on_checkpoint` on the
+    /// coordinator's stack. Taken by another thread's checkpoint: as if the signal had
+    /// come during that checkpoint.
+    checkpoint_entry => super::handler::on_checkpoint, taken: []
+}
+
+coordinator_entry! {
+    /// The rollback signal's handler, as installed: `rollback::on_rollback` on the
+    /// coordinator's stack, or once the checkpoint that has it ends.
+    rollback_entry => super::rollback::on_rollback, taken: ["mov dword ptr [rip + {deferred}], 1"], deferred = sym ROLLBACK_DEFERRED
+}
+
+/// The stop signal's handler, as installed: `threads::on_stop` on a stop slot of its own.
+///
+/// # Safety
+/// Only for the kernel to call, as an `SA_SIGINFO` signal handler.
+#[unsafe(naked)]
+pub unsafe extern "C" fn stop_entry(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+    naked_asm!(
+        "mov rax, [rip + {base}]",      // the slots (0: none)
+        "test rax, rax",
+        "jz 3f",
+        "mov r10d, 1",
+        "lock xadd [rip + {taken}], r10d", // r10 = our slot's number
+        "cmp r10d, {slots}",
+        "jae 4f",
+        "inc r10",                      // its top: base + (number + 1) * size
+        "imul r10, r10, {slot}",
+        "add rax, r10",
+        "mov r11, rsp",
+        "mov rsp, rax",
+        "push r11",
+        "sub rsp, 8",
+        "call {handler}",
+        "add rsp, 8",
+        "pop rsp",
+        "lock inc dword ptr [rip + {left}]",
+        "ret",
+        "4:",                           // no slot left: where we are
+        "sub rsp, 8",
+        "call {handler}",
+        "add rsp, 8",
+        "lock inc dword ptr [rip + {left}]",
+        "ret",
+        "3:",
+        "jmp {handler}",
+        base = sym SLOTS_BASE,
+        taken = sym SLOTS_TAKEN,
+        left = sym SLOTS_LEFT,
+        slots = const SLOTS,
+        slot = const SLOT,
+        handler = sym super::threads::on_stop,
+    )
+}
