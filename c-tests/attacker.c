@@ -12,7 +12,8 @@
  *       symlink to TARGET, odd ones a file of mode 0666 holding "planted\n".
  *
  *   attacker attack PID UID FIFO TARGET ROUND MS
- *       for MS milliseconds, every few milliseconds, against process PID of user UID:
+ *       for MS milliseconds, or until SIGTERM, every few milliseconds, against process
+ *       PID of user UID:
  *       - keeps /tmp/mig-UID/PID.req in place: ROUND 1 a request `to=FIFO`, `exit=1`;
  *         ROUND 2 a FIFO (a reader of it blocks);
  *       - keeps /tmp/mig-UID/PID.done.tmp a symlink to TARGET, and PID.done a forged
@@ -60,6 +61,14 @@ static void say(const char *fmt, ...)
     va_end(ap);
     if (n > 0 && write(1, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1) < 0)
         exit(3);
+}
+
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    stop = 1;
 }
 
 static long long now_ms(void)
@@ -199,8 +208,10 @@ static int cmd_attack(long pid, const char *uid, const char *fifo, const char *t
         return 1;
     }
     long fifo_bytes = 0, eperm = 0, other = 0;
+    struct sigaction sa = { .sa_handler = on_term };
+    sigaction(SIGTERM, &sa, NULL);
     long long until = now_ms() + ms;
-    while (now_ms() < until) {
+    while (now_ms() < until && !stop) {
         struct stat st;
         if (round == 1) {
             if (lstat(req, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -118,11 +118,65 @@ fn assert_refusal(what: &str, err: &str, image: &Path, wants: &[&str]) {
 
 // ---- Another user against the control channel ----
 
+/// Starts `sender` and holds process `pid` at the delivery of the next `sig` that the
+/// sender queues (`sigqueue`), however long `hold` takes, then lets it through as it
+/// was sent (same siginfo, nonce included). Every other signal goes through at once.
+/// Done by tracing it (`PTRACE_SEIZE`, which does not stop it: `mig checkpoint` refuses
+/// a stopped process); `pid` must be a child of this test, waited for by nobody
+/// meanwhile. Returns whether it held the signal (not if none came within `limit`, or
+/// the sender ended first), and the sender.
+fn hold_queued_signal(pid: i32, sig: i32, sender: impl FnOnce() -> Child, limit: Duration, hold: impl FnOnce()) -> (bool, Child) {
+    // SAFETY: ptrace and waitid on a child of this process, from the one thread that
+    // traces it, with valid out-pointers.
+    unsafe {
+        assert_eq!(libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0), 0, "PTRACE_SEIZE {pid}: {}", std::io::Error::last_os_error());
+        let child = sender();
+        let sender_pid = child.id() as i32;
+        let sender = || alive(sender_pid).then_some(sender_pid);
+        let t0 = Instant::now();
+        let held = loop {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            // Stops only: an exit is left for whoever waits for it.
+            let r = libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WSTOPPED | libc::WNOHANG | libc::__WALL);
+            if r != 0 || info.si_pid() == 0 {
+                if t0.elapsed() > limit || sender().is_none() {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            let stop_sig = info.si_status();
+            let mut si: libc::siginfo_t = std::mem::zeroed();
+            let queued = libc::ptrace(libc::PTRACE_GETSIGINFO, pid, 0, &mut si as *mut libc::siginfo_t) == 0
+                && stop_sig == sig
+                && si.si_code == -1 // SI_QUEUE
+                && Some(si.si_pid()) == sender();
+            if queued {
+                break true;
+            }
+            libc::ptrace(libc::PTRACE_CONT, pid, 0, stop_sig as libc::c_long);
+        };
+        if held {
+            hold();
+        }
+        // Detaching from a signal-delivery stop delivers that signal with its siginfo.
+        let deliver = if held { sig as libc::c_long } else { 0 };
+        if libc::ptrace(libc::PTRACE_DETACH, pid, 0, deliver) != 0 {
+            // Not in a stop: interrupt it to detach.
+            libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0);
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WSTOPPED | libc::__WALL);
+            libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+        }
+        (held, child)
+    }
+}
+
 /// The victim (`mig run --interval 1`) runs `chain` while the attacker plants requests,
 /// a FIFO and links in `/tmp/mig-<victim>/` (made by the attacker first), signals the
 /// victim, and answers on every `mig/<pid>/…` socket it sees; the victim's own `mig
-/// checkpoint`s run meanwhile (the victim is held stopped until the attacker has
-/// connected to each one's socket and written a forged `status=ok`).
+/// checkpoint`s run meanwhile (the victim is held at each one's signal until the
+/// attacker has connected to its socket and written a forged `status=ok`).
 #[test]
 fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
     let sb = Sandbox::new("attack", 2);
@@ -170,8 +224,10 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
             .arg(fifo.to_str().unwrap())
             .arg(precious.to_str().unwrap())
             .arg(&round.to_string())
-            .arg("2500")
+            .arg("20000")
             .start();
+        let image_id = || std::fs::metadata(&image).ok().map(|m| m.ino());
+        let before_round = image_id();
         let req = ctl.join(format!("{pid}.req"));
         wait_until(&format!("round {round}: the attacker planted no {}", req.display()), Duration::from_secs(5), || {
             std::fs::symlink_metadata(&req).ok().filter(|m| if round == 1 { m.is_file() } else { m.file_type().is_fifo() })
@@ -182,29 +238,29 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
             if round == 1 { vec![Some(vhome.join("own1.mig")), Some(vhome.join("own2.mig"))] } else { vec![Some(vhome.join("own3.mig")), None] };
         for to in targets {
             assert!(alive(pid), "round {round}: the victim ended early; its output: {:?}", v.seen);
-            stop(pid);
             let mut args = vec!["checkpoint".to_string(), pid.to_string(), "--timeout".into(), "10".into()];
             if let Some(t) = &to {
                 args.extend(["--to".to_string(), t.display().to_string()]);
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let mut ck = spawn_piped(sb.mig_as(Some(victim), &args).current_dir(&vhome));
-            // The attacker finds mig's socket and answers on it first.
-            let t0 = Instant::now();
-            loop {
-                if let Some(l) = a.line_within(Duration::from_millis(20)) {
-                    if l.starts_with(&format!("forged @mig/{pid}/")) {
+            let start = || spawn_piped(sb.mig_as(Some(victim), &args).current_dir(&vhome));
+            // The victim is held at mig's signal until the attacker has found mig's
+            // socket and answered on it.
+            let (held, ck) = hold_queued_signal(pid, libc::SIGUSR1, start, Duration::from_secs(5), || {
+                let t0 = Instant::now();
+                loop {
+                    if let Some(l) = a.line_within(Duration::from_millis(20))
+                        && l.starts_with(&format!("forged @mig/{pid}/"))
+                    {
                         break;
                     }
+                    assert!(t0.elapsed() < Duration::from_secs(5), "round {round}: the attacker found no socket of mig checkpoint; it says {:?}", a.seen);
                 }
-                if let Some(st) = ck.try_wait().unwrap() {
-                    signal(pid, libc::SIGCONT);
-                    let (_, o, e) = finish_child(ck);
-                    panic!("round {round}: the victim's mig checkpoint ended ({st:?}) before the attacker found a socket of it: {o}{e}");
-                }
-                assert!(t0.elapsed() < Duration::from_secs(5), "round {round}: the attacker found no socket of mig checkpoint; it says {:?}", a.seen);
+            });
+            if !held {
+                let (st, o, e) = finish_child(ck);
+                panic!("round {round}: the victim's mig checkpoint never signalled the victim ({st:?}): {o}{e}");
             }
-            signal(pid, libc::SIGCONT);
             let (st, out, err) = finish_child(ck);
             let want = to.clone().unwrap_or(image.clone());
             assert!(st.success(), "round {round}: the victim's mig checkpoint failed: {out}{err}");
@@ -212,6 +268,12 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
             assert!(!out.contains("forged") && !err.contains("forged"), "round {round}: mig took the attacker's answer: {out}{err}");
             own.push(want);
         }
+        // At least one of the victim's own interval checkpoints with the attacker's
+        // request in place.
+        wait_until(&format!("round {round}: the victim made no checkpoint of its own"), Duration::from_secs(5), || {
+            (image_id() != before_round && image_id().is_some()).then_some(())
+        });
+        a.signal(libc::SIGTERM);
         let (lines, st, err) = a.finish();
         assert!(st.success(), "round {round}: the attacker failed: {lines:?} {err}");
         assert!(lines.iter().all(|l| !l.starts_with("delivered")), "round {round}: the kernel let the attacker signal the victim: {lines:?}");
