@@ -889,6 +889,10 @@ fn a_stopped_process_is_said_stopped_and_nothing_is_left_pending() {
     p.until("step 2 ");
     p.signal(libc::SIGSTOP);
     let t0 = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{}/stat", p.pid())).is_ok_and(|s| s.contains(") T ")) {
+        assert!(t0.elapsed() < Duration::from_secs(5), "not stopped");
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let (st, _, err) = mig_out(&["checkpoint", &p.pid().to_string(), "--to", dir.join("x.mig").to_str().unwrap()]);
     assert_eq!(st.code(), Some(1));
     assert_one_line(&err, "is stopped");
