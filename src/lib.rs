@@ -72,7 +72,7 @@ fn libc_restorer() -> u64 {
 
 #[ctor::ctor(unsafe)]
 fn init() {
-    let restore_from = std::env::var_os("MIG_RESTORE").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let restore_from = std::env::var_os(mig_proto::env::RESTORE).filter(|v| !v.is_empty()).map(PathBuf::from);
     if restore_from.is_some() {
         // Nothing may interrupt the restore; the saved mask comes back with it.
         let _ = sys::sigprocmask(libc::SIG_SETMASK, Some(u64::MAX), None);

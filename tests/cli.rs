@@ -818,3 +818,235 @@ fn migrate_over_a_veth_pair_into_another_network_namespace() {
         .unwrap_or_default();
     assert!(kept.is_empty(), "left behind: {kept:?}");
 }
+
+// ---- The command as users expect it ----
+
+/// `scripts/install.sh PREFIX` puts mig, the library, completions and man pages where
+/// mig finds them; a mig without its library says where it looked.
+#[test]
+fn install_puts_everything_where_mig_finds_it() {
+    let dir = tempdir("cli_install");
+    let prefix = dir.join("prefix");
+    let o = Command::new(repo().join("scripts/install.sh")).arg(&prefix).output().unwrap();
+    assert!(o.status.success(), "install.sh: {}", String::from_utf8_lossy(&o.stderr));
+    for f in ["bin/mig", "lib/mig/libmig.so", "share/man/man1/mig.1", "share/man/man1/mig-checkpoint.1", "share/bash-completion/completions/mig", "share/zsh/site-functions/_mig", "share/fish/vendor_completions.d/mig.fish"] {
+        let p = prefix.join(f);
+        assert!(p.metadata().is_ok_and(|m| m.len() > 0), "{} is missing or empty", p.display());
+    }
+    // The installed mig finds its library in ../lib/mig.
+    let o = Command::new(prefix.join("bin/mig")).args(["run", "--", "sh", "-c", "echo $LD_PRELOAD"]).env_remove("MIG_LIB").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), std::fs::canonicalize(prefix.join("lib/mig/libmig.so")).unwrap().display().to_string());
+    // Alone, it says where it looked.
+    let alone = dir.join("alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::copy(prefix.join("bin/mig"), alone.join("mig")).unwrap();
+    let o = Command::new(alone.join("mig")).args(["run", "--", "true"]).env_remove("MIG_LIB").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("cannot find libmig.so") && err.contains(&alone.join("libmig.so").display().to_string()) && err.contains("lib/mig/libmig.so"), "{err}");
+}
+
+/// The warnings of a checkpoint reach the person who asked, not only the program's
+/// stderr.
+#[test]
+fn a_checkpoint_s_warnings_reach_the_command() {
+    let dir = tempdir("cli_warnings");
+    let mut p = mig_run(&compile("guard_pages"), &dir, &["--image", dir.join("g.mig").to_str().unwrap()], &["200"]);
+    p.until("step 2 ");
+    let (st, out, err) = mig_out(&["checkpoint", &p.pid().to_string()]);
+    assert!(st.success(), "{err}");
+    assert!(out.contains("written to"), "{out}");
+    assert!(err.contains("mig: warning: 4 guard pages") || err.contains("mig: warning: 1 guard pages"), "the warning is the command's too: {err}");
+    p.kill();
+}
+
+/// A checkpoint that takes a while shows bytes of the expected total, rate and time
+/// left — on a terminal only.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let dir = tempdir("cli_progress");
+    // 768 MiB: long enough to show progress.
+    let mut p = mig_run(&compile("chain"), &dir, &["--image", dir.join("big.mig").to_str().unwrap()], &["1000", "786432"]);
+    p.until("step 2 ");
+    let pid = p.pid().to_string();
+    // On a terminal (stderr a pty): the bar.
+    let (master, slave) = openpty();
+    let st = mig_cmd(&["checkpoint", &pid, "--to", dir.join("a.mig").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(slave))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut shown = vec![0u8; 1 << 16];
+    let n = nonblocking_read(&master, &mut shown);
+    let shown = String::from_utf8_lossy(&shown[..n]);
+    assert!(shown.contains("checkpoint of") && shown.contains("MiB/") && shown.contains("left"), "progress with the total and time left: {shown:?}");
+    // Not on a pipe.
+    let (st, _, err) = mig_out(&["checkpoint", &pid, "--to", dir.join("b.mig").to_str().unwrap()]);
+    assert!(st.success());
+    assert!(!err.contains("left"), "no progress on a pipe: {err:?}");
+    p.kill();
+}
+
+fn nonblocking_read(fd: &std::os::fd::OwnedFd, buf: &mut [u8]) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut got = 0;
+    loop {
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one pollfd; reading into our buffer.
+        let n = unsafe {
+            if libc::poll(&mut pfd, 1, 100) <= 0 {
+                return got;
+            }
+            libc::read(fd.as_raw_fd(), buf[got..].as_mut_ptr().cast(), buf.len() - got)
+        };
+        if n <= 0 || got + n as usize >= buf.len() {
+            return got + n.max(0) as usize;
+        }
+        got += n as usize;
+    }
+}
+
+/// `mig ps` lists the user's processes under mig, with their image, interval and last
+/// checkpoint, in text and JSON.
+#[test]
+fn ps_lists_the_processes_under_mig() {
+    let dir = tempdir("cli_ps");
+    let image = dir.join("ps.mig");
+    let mut p = mig_run(&compile("chain"), &dir, &["--image", image.to_str().unwrap(), "--interval", "30"], &["400"]);
+    p.until("step 2 ");
+    let pid = p.pid();
+    let (_, out, _) = mig_out(&["ps", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    let me = v.as_array().unwrap().iter().find(|r| r["pid"] == pid).unwrap_or_else(|| panic!("{pid} not listed: {out}"));
+    assert_eq!(me["image"], image.display().to_string());
+    assert_eq!(me["interval"], "30");
+    assert!(me["last"].is_null(), "no checkpoint yet: {me}");
+    let (st, _, err) = mig_out(&["checkpoint", &pid.to_string()]);
+    assert!(st.success(), "{err}");
+    let (_, out, _) = mig_out(&["ps", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let me = v.as_array().unwrap().iter().find(|r| r["pid"] == pid).unwrap().clone();
+    assert_eq!(me["last"]["bytes"], std::fs::metadata(&image).unwrap().len());
+    let (_, text, _) = mig_out(&["ps"]);
+    assert!(text.lines().any(|l| l.contains(&pid.to_string()) && l.contains("ps.mig") && l.contains("UTC")), "{text}");
+    p.kill();
+}
+
+/// A stopped process (Ctrl-Z) is said to be stopped at once, and nothing is left
+/// pending: once it goes on, no checkpoint happens that nobody asked for.
+#[test]
+fn a_stopped_process_is_said_stopped_and_nothing_is_left_pending() {
+    let dir = tempdir("cli_stopped");
+    let image = dir.join("own.mig");
+    let mut p = mig_run(&compile("chain"), &dir, &["--image", image.to_str().unwrap()], &["200"]);
+    p.until("step 2 ");
+    p.signal(libc::SIGSTOP);
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{}/stat", p.pid())).is_ok_and(|s| s.contains(") T ")) {
+        assert!(t0.elapsed() < Duration::from_secs(5), "not stopped");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (st, _, err) = mig_out(&["checkpoint", &p.pid().to_string(), "--to", dir.join("x.mig").to_str().unwrap()]);
+    assert_eq!(st.code(), Some(1));
+    assert_one_line(&err, "is stopped");
+    assert!(err.contains(&format!("kill -CONT {}", p.pid())), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "said at once");
+    p.signal(libc::SIGCONT);
+    p.until("step 6 ");
+    assert!(!image.exists() && !dir.join("x.mig").exists(), "no checkpoint after SIGCONT");
+    p.kill();
+}
+
+/// Messages that name the real problem: a zombie has exited; a missing image
+/// directory is refused at start; a script without the x bit and one without `#!` are
+/// told apart; a script's images are named after it.
+#[test]
+fn messages_name_the_real_problem() {
+    let dir = tempdir("cli_messages");
+    // A zombie: exited, not reaped.
+    let mut z = Command::new("true").spawn().unwrap();
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{}/stat", z.id())).is_ok_and(|s| s.contains(") Z ")) {
+        assert!(t0.elapsed() < Duration::from_secs(5), "no zombie");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (st, _, err) = mig_out(&["checkpoint", &z.id().to_string()]);
+    assert_eq!(st.code(), Some(1));
+    assert_one_line(&err, "has exited");
+    z.wait().unwrap();
+    // --image in a directory that does not exist: refused before the program starts.
+    let (st, out, err) = mig_out(&["run", "--image", "/no/such/dir/x.mig", "--", "echo", "ran"]);
+    assert_eq!(st.code(), Some(1));
+    assert_eq!(out, "", "the program must not run");
+    assert_one_line(&err, "there is no directory /no/such/dir");
+    // Scripts.
+    let no_x = dir.join("no-x.sh");
+    std::fs::write(&no_x, "#!/bin/sh\necho hi\n").unwrap();
+    let (_, _, err) = mig_out(&["run", "--", no_x.to_str().unwrap()]);
+    assert_one_line(&err, "is not executable");
+    let no_shebang = dir.join("no-shebang.sh");
+    std::fs::write(&no_shebang, "echo hi\n").unwrap();
+    std::fs::set_permissions(&no_shebang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (_, _, err) = mig_out(&["run", "--", no_shebang.to_str().unwrap()]);
+    assert_one_line(&err, "has no #! line");
+    let script = dir.join("loop.sh");
+    std::fs::write(&script, "#!/bin/sh\necho \"$MIG_IMAGE\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = mig_cmd(&["run", "--", script.to_str().unwrap()]).current_dir(&dir).output().unwrap();
+    let named = String::from_utf8_lossy(&o.stdout);
+    assert!(named.trim().starts_with(&format!("{}/loop.sh.", dir.display())) && named.trim().ends_with(".mig"), "named after the script: {named}");
+}
+
+/// `mig --version` names the image format; completions and man pages come from the
+/// command line definition.
+#[test]
+fn version_completions_and_man_pages() {
+    let (st, out, _) = mig_out(&["--version"]);
+    assert!(st.success());
+    assert!(out.starts_with("mig ") && out.contains(&format!("image format version {}", mig_image::VERSION)), "{out}");
+    for (shell, want) in [("bash", "_mig()"), ("zsh", "#compdef mig"), ("fish", "complete -c mig")] {
+        let (st, out, err) = mig_out(&["completions", shell]);
+        assert!(st.success(), "{shell}: {err}");
+        assert!(out.contains(want) && out.contains("checkpoint") && out.contains("restart"), "{shell}: {out}");
+    }
+    let dir = tempdir("cli_man");
+    let (st, _, err) = mig_out(&["man", dir.to_str().unwrap()]);
+    assert!(st.success(), "{err}");
+    let page = std::fs::read_to_string(dir.join("mig-checkpoint.1")).unwrap();
+    assert!(page.contains(".TH") && page.contains("\\-\\-exit"), "{page}");
+}
+
+/// With MIG_LOG=debug, the library's lines carry the time (UTC, to the millisecond).
+#[test]
+fn debug_log_lines_carry_the_time() {
+    let dir = tempdir("cli_debug_time");
+    let image = dir.join("d.mig");
+    let mut p = Launch::new(&compile("chain"), &dir).arg("100").clone_with("MIG_IMAGE", &image).clone_with("MIG_LOG", Path::new("debug")).start();
+    let errs = p.stderr_collector();
+    checkpoint_at(&mut p, 2, &image);
+    p.kill();
+    let err = errs.join().unwrap();
+    let line = err.lines().find(|l| l.contains("checkpoint written to")).unwrap_or_else(|| panic!("{err}"));
+    let time = line.strip_prefix("mig: ").and_then(|r| r.split(' ').next()).unwrap_or("");
+    let b = time.as_bytes();
+    assert!(b.len() == 12 && b[2] == b':' && b[5] == b':' && b[8] == b'.' && time.replace([':', '.'], "").bytes().all(|c| c.is_ascii_digit()), "HH:MM:SS.mmm first: {line}");
+}
+
+/// A library error is said in words ("No space left on device"), not as a number.
+#[test]
+fn errors_are_said_in_words() {
+    assert!(is_root(), "this test mounts a small tmpfs: it needs root");
+    let dir = tempdir("cli_enospc");
+    let small = dir.join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"]).arg(&small));
+    let mut p = mig_run(&compile("chain"), &dir, &[], &["200"]);
+    p.until("step 2 ");
+    let (st, _, err) = mig_out(&["checkpoint", &p.pid().to_string(), "--to", small.join("x.mig").to_str().unwrap()]);
+    let _ = Command::new("umount").arg(&small).status();
+    assert_eq!(st.code(), Some(1));
+    assert!(err.contains("No space left on device") && !err.contains("errno"), "{err}");
+    p.kill();
+}

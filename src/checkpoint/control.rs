@@ -17,6 +17,7 @@
 use crate::runtime::FixedPath;
 use crate::sys::{self, msg::Msg};
 use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
+use mig_proto::request;
 
 /// `si_code` of a signal sent with `sigqueue`.
 const SI_QUEUE: i32 = -1;
@@ -79,20 +80,11 @@ fn trusted(uid: u32) -> bool {
     uid == 0 || uid == sys::getuid() || uid == sys::geteuid()
 }
 
-/// `mig/<pid>/<nonce as 16 hex digits>`.
-fn address(pid: u32, nonce: u64) -> Msg<64> {
-    let mut a = Msg::<64>::new();
-    a.s("mig/").num(pid as u64).s("/");
-    for i in (0..16).rev() {
-        a.bytes(&[b"0123456789abcdef"[(nonce >> (4 * i) & 15) as usize]]);
-    }
-    a
-}
-
 fn connect(nonce: u64) -> Option<Request> {
     let fd = sys::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0).ok()?;
     let req = (|| {
-        sys::connect_abstract(fd, address(sys::getpid(), nonce).as_bytes()).ok()?;
+        let mut name = [0u8; 48];
+        sys::connect_abstract(fd, request::address(sys::getpid(), nonce, &mut name)).ok()?;
         let (_, uid) = sys::peer_cred(fd).ok()?;
         if !trusted(uid) {
             return None;
@@ -106,14 +98,13 @@ fn connect(nonce: u64) -> Option<Request> {
     req
 }
 
-/// The request's text, up to the empty line that ends it.
+/// The request's text, up to the empty line that ends it, and the descriptor a stream
+/// comes with.
 fn read_request(fd: i32) -> Option<Request> {
     let mut buf = [0u8; 4400];
     let mut len = 0;
     let mut stream = -1;
-    // The request ends with an empty line (alone, for a request of nothing but the
-    // process's own image).
-    while !(buf[..len].starts_with(b"\n") || buf[..len].windows(2).any(|w| w == b"\n\n")) {
+    while !request::Request::complete(buf.get(..len)?) {
         let (n, passed) = sys::recv_with_fd(fd, buf.get_mut(len..)?).ok()?;
         if passed >= 0 {
             if stream >= 0 {
@@ -127,45 +118,36 @@ fn read_request(fd: i32) -> Option<Request> {
         }
         len += n;
     }
-    let mut req = Request { conn: fd, to: None, exit: false, portable: false, stream };
-    let (mut ended, mut wants_stream) = (false, false);
-    for line in buf[..len].split(|&c| c == b'\n') {
-        if let Some(p) = line.strip_prefix(b"to=") {
-            req.to = FixedPath::new(p).filter(|p| !p.is_empty());
-        } else if line == b"exit=1" {
-            req.exit = true;
-        } else if line == b"portable=1" {
-            req.portable = true;
-        } else if line == b"stream=1" {
-            wants_stream = true;
-        } else if line.is_empty() {
-            ended = true;
-            break;
-        }
-    }
+    let parsed = buf.get(..len).and_then(request::Request::parse);
     // A command that died half way through its request asked for nothing; a stream
     // comes with its descriptor, and only a stream does.
-    if !ended || wants_stream != (stream >= 0) {
+    let Some(r) = parsed.filter(|r| r.stream == (stream >= 0)) else {
         if stream >= 0 {
             sys::close(stream);
         }
         return None;
-    }
-    Some(req)
+    };
+    let to = match r.to {
+        Some(p) => Some(FixedPath::new(p)?),
+        None => None,
+    };
+    Some(Request { conn: fd, to, exit: r.exit, portable: r.portable, stream })
 }
 
 /// Tells the command which file the image is being written to, and about how large it
 /// will be (for its progress).
 pub fn writing(conn: i32, tmp: &[u8], total: u64) {
-    if conn < 0 {
-        return;
+    if conn >= 0 {
+        let mut m = Msg::<4200>::new();
+        request::answer::writing(tmp, total, |b| {
+            m.bytes(b);
+        });
+        let _ = sys::send_all(conn, m.as_bytes());
     }
-    let mut m = Msg::<4200>::new();
-    m.s("total=").num(total).s("\nwriting=").bytes(tmp).s("\n");
-    let _ = sys::send_all(conn, m.as_bytes());
 }
 
-/// Reports the outcome of the checkpoint on `conn` (the caller closes it).
+/// Reports the outcome of the checkpoint on `conn`, after its warnings (the caller
+/// closes it).
 pub fn report(conn: i32, outcome: Result<u64, &Msg<960>>, path: &[u8], stopped_us: u64) {
     if conn < 0 {
         return;
@@ -173,18 +155,15 @@ pub fn report(conn: i32, outcome: Result<u64, &Msg<960>>, path: &[u8], stopped_u
     // The warnings first, each on its own (the outcome never overflows behind them).
     for w in sys::msg::warnings().split(|&c| c == b'\n').filter(|w| !w.is_empty()) {
         let mut line = Msg::<1200>::new();
-        line.s("warning=").bytes(w).s("\n");
+        request::answer::warning(w, |b| {
+            line.bytes(b);
+        });
         let _ = sys::send_all(conn, line.as_bytes());
     }
     let mut m = Msg::<8192>::new();
-    match outcome {
-        Ok(bytes) => {
-            m.s("status=ok\npath=").bytes(path).s("\nbytes=").num(bytes).s("\nstopped_us=").num(stopped_us).s("\n");
-        }
-        Err(why) => {
-            m.s("status=error\nreason=").bytes(why.as_bytes()).s("\n");
-        }
-    }
+    request::answer::outcome(outcome.map_err(|why| why.as_bytes()), path, stopped_us, |b| {
+            m.bytes(b);
+        });
     let _ = sys::send_all(conn, m.as_bytes());
 }
 

@@ -9,7 +9,7 @@ use mig_image::FileId;
 
 /// `MIG_TRUST_IMAGE=1`: restore images of other users too.
 pub fn trusted_by_user() -> bool {
-    std::env::var("MIG_TRUST_IMAGE").is_ok_and(|v| v == "1")
+    std::env::var(mig_proto::env::TRUST_IMAGE).is_ok_and(|v| v == "1")
 }
 
 /// Refuses an image file (`st`: its `fstat`) that is not this user's own.

@@ -211,6 +211,11 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
         if !control::alive(pid) {
             return Err(Fail::new(format!("process {pid} ended before it took the checkpoint request")));
         }
+        // Stopped meanwhile: mig goes, and with it the request (the signal the process
+        // finds when it goes on finds no one to connect to).
+        if control::is_stopped(pid) {
+            return Err(control::stopped(pid));
+        }
         if signalled.elapsed() > timeout {
             return Err(Fail::new(format!(
                 "timed out after {}: process {pid} did not take the checkpoint request (is the checkpoint signal blocked or taken by the program, or is it a version of libmig.so without checkpoint requests?)",
@@ -297,7 +302,7 @@ impl Waiter<'_> {
                             sink_error = Some(e);
                             self.stream = None;
                         }
-                        self.progress.update(self.streamed, reply.total);
+                        self.progress.update(self.streamed, reply.total());
                         continue;
                     }
                     Ok(Step::End) => self.stream = None,
@@ -307,7 +312,7 @@ impl Waiter<'_> {
             }
             if conn_open {
                 conn_open = reply.read(conn).map_err(|e| Fail::new(format!("reading the answer of process {pid}: {e}")))?;
-                self.warnings = reply.warnings().into_iter().map(str::to_string).collect();
+                self.warnings = reply.warnings();
             }
             match reply.done() {
                 Some(d @ Done::Error { .. }) => return Ok((d, sink_error)),
@@ -331,13 +336,13 @@ impl Waiter<'_> {
                 }
                 None => {}
             }
-            if let Some(p) = &reply.writing
+            if let Some(p) = &reply.writing()
                 && let Ok(m) = std::fs::metadata(p)
                 && m.len() != last_size
             {
                 last_size = m.len();
                 deadline = Instant::now() + self.timeout;
-                self.progress.update(last_size, reply.total);
+                self.progress.update(last_size, reply.total());
             }
             if Instant::now() > deadline {
                 return Err(Fail::new(format!("timed out after {} waiting for process {pid} to finish its checkpoint", util::duration(self.timeout))));

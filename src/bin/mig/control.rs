@@ -34,56 +34,13 @@ pub fn control_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// The checkpoint signal: `$MIG_SIGNAL` (a number, `SIGUSR1` or `USR1`), else SIGUSR1.
+/// The checkpoint signal: `$MIG_SIGNAL` (a number or a name, as the library reads it),
+/// else SIGUSR1.
 pub fn checkpoint_signal() -> Result<i32> {
-    match std::env::var("MIG_SIGNAL") {
-        Ok(v) if !v.is_empty() => parse_signal(&v).ok_or_else(|| Fail::bad(format!("MIG_SIGNAL={v} is not a signal"))),
+    match std::env::var(mig_proto::env::SIGNAL) {
+        Ok(v) if !v.is_empty() => mig_proto::signal::parse(&v).map(|n| n as i32).ok_or_else(|| Fail::bad(format!("MIG_SIGNAL={v} is not a signal"))),
         _ => Ok(libc::SIGUSR1),
     }
-}
-
-pub fn parse_signal(s: &str) -> Option<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return (1..=64).contains(&n).then_some(n);
-    }
-    let up = s.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    let table = [
-        ("HUP", libc::SIGHUP),
-        ("INT", libc::SIGINT),
-        ("QUIT", libc::SIGQUIT),
-        ("USR1", libc::SIGUSR1),
-        ("USR2", libc::SIGUSR2),
-        ("ALRM", libc::SIGALRM),
-        ("TERM", libc::SIGTERM),
-        ("CONT", libc::SIGCONT),
-        ("TSTP", libc::SIGTSTP),
-        ("WINCH", libc::SIGWINCH),
-        ("PWR", libc::SIGPWR),
-        ("SYS", libc::SIGSYS),
-        ("URG", libc::SIGURG),
-        ("IO", libc::SIGIO),
-        ("PROF", libc::SIGPROF),
-        ("VTALRM", libc::SIGVTALRM),
-        ("XCPU", libc::SIGXCPU),
-        ("XFSZ", libc::SIGXFSZ),
-    ];
-    if let Some(&(_, n)) = table.iter().find(|(n, _)| *n == name) {
-        return Some(n);
-    }
-    // RTMIN+n, RTMAX-n
-    let rt = |base: i32, rest: &str, sign: i32| -> Option<i32> {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.parse().ok()? };
-        let n = base + sign * off;
-        (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n).then_some(n)
-    };
-    if let Some(r) = name.strip_prefix("RTMIN") {
-        return rt(libc::SIGRTMIN(), r.trim_start_matches('+'), 1);
-    }
-    if let Some(r) = name.strip_prefix("RTMAX") {
-        return rt(libc::SIGRTMAX(), r.trim_start_matches('-'), -1);
-    }
-    None
 }
 
 /// What `/proc/<pid>/stat` says of the process's state (`R`, `S`, `T`, `Z`...).
@@ -114,14 +71,7 @@ pub fn check_target(pid: i32) -> Result<()> {
         Some('Z' | 'X' | 'x') => {
             return Err(Fail::new(format!("process {pid} ({}) has exited (its parent has not reaped it yet)", comm(pid))));
         }
-        // A stopped process runs no handler: the request would wait, and be taken at
-        // its next `kill -CONT` for a checkpoint nobody waits for any more.
-        Some('T' | 't') => {
-            return Err(Fail::new(format!(
-                "process {pid} ({}) is stopped (Ctrl-Z, SIGSTOP or a debugger): let it go on first (kill -CONT {pid}); nothing was asked of it",
-                comm(pid)
-            )));
-        }
+        Some('T' | 't') => return Err(stopped(pid)),
         Some(_) => {}
     }
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| {
@@ -141,6 +91,20 @@ pub fn check_target(pid: i32) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether `pid` is stopped (Ctrl-Z, SIGSTOP, a debugger).
+pub fn is_stopped(pid: i32) -> bool {
+    matches!(state(pid), Some('T' | 't'))
+}
+
+/// A stopped process runs no handler: a request would wait, and be taken at its next
+/// `kill -CONT`, for a checkpoint nobody waits for any more. Said instead.
+pub fn stopped(pid: i32) -> Fail {
+    Fail::new(format!(
+        "process {pid} ({}) is stopped (Ctrl-Z, SIGSTOP or a debugger): let it go on first (kill -CONT {pid}); nothing was asked of it",
+        comm(pid)
+    ))
 }
 
 /// Whether `pid` has the library loaded.
@@ -163,16 +127,6 @@ pub fn cwd(pid: i32) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signals() {
-        assert_eq!(parse_signal("SIGUSR1"), Some(libc::SIGUSR1));
-        assert_eq!(parse_signal("usr2"), Some(libc::SIGUSR2));
-        assert_eq!(parse_signal("10"), Some(10));
-        assert_eq!(parse_signal("0"), None);
-        assert_eq!(parse_signal("SIGFOO"), None);
-        assert_eq!(parse_signal("RTMIN+1"), Some(libc::SIGRTMIN() + 1));
-    }
 
     #[test]
     fn library_in_maps() {

@@ -1,17 +1,9 @@
-//! mig's side of the checkpoint request channel (the library's side is
-//! `src/checkpoint/control.rs`).
-//!
-//! 1. mig listens on the abstract UNIX socket `mig/<pid>/<nonce>` (a random nonce);
-//! 2. it sends the checkpoint signal with `sigqueue`, the nonce as its value, and again
-//!    every second until the process connects (a busy process, or a pre-copy of
-//!    another checkpoint, may not take it at once; a standard signal does not queue);
-//! 3. it accepts the connection only from the process itself (`SO_PEERCRED`: its pid,
-//!    its user), stops listening, and sends the request: `to=<path>`, `exit=1`,
-//!    `portable=1`, `stream=1` with the descriptor to stream to (`SCM_RIGHTS`), then
-//!    an empty line;
-//! 4. the process (or its writer) answers on the connection: `writing=<file>` once the
-//!    image file exists, then `status=ok`, `path=`, `bytes=`, `stopped_us=` or
-//!    `status=error`, `reason=`.
+//! mig's side of the checkpoint request channel (`mig_proto::request` is the protocol,
+//! the library's side `src/checkpoint/control.rs`): listen, signal with the nonce (and
+//! again every second until the process connects: a busy process, or a pre-copy of
+//! another checkpoint, may not take it at once, and a standard signal does not queue),
+//! accept only the process itself (`SO_PEERCRED`: its pid, its user), send the request,
+//! read the answer.
 //!
 //! No file is involved: another user can neither plant a request nor read an answer,
 //! and a request whose mig went away (Ctrl-C) is gone with its socket.
@@ -20,6 +12,7 @@ use crate::{Fail, Result};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -62,8 +55,9 @@ impl Channel {
     pub fn open(pid: i32) -> Result<Channel> {
         for _ in 0..8 {
             let nonce = random_u64();
-            let name = format!("mig/{pid}/{nonce:016x}");
-            let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| Fail::new(format!("bad socket name: {e}")))?;
+            let mut name = [0u8; 48];
+            let name = mig_proto::request::address(pid as u32, nonce, &mut name);
+            let addr = SocketAddr::from_abstract_name(name).map_err(|e| Fail::new(format!("bad socket name: {e}")))?;
             match UnixListener::bind_addr(&addr) {
                 Ok(listener) => {
                     listener.set_nonblocking(true).map_err(|e| Fail::new(format!("cannot set up the request socket: {e}")))?;
@@ -126,27 +120,19 @@ fn process_euid(pid: i32) -> Option<u32> {
 
 /// Sends the request on `conn`.
 pub fn send(conn: &UnixStream, target: &Target<'_>, opts: Options) -> Result<()> {
-    let mut text = String::new();
-    match target {
-        Target::Own => {}
-        Target::File(p) => {
-            let s = p.to_str().filter(|s| !s.contains('\n')).ok_or_else(|| Fail::new(format!("unusable image path {}", p.display())))?;
-            text.push_str(&format!("to={s}\n"));
-        }
-        Target::Stream(_) => text.push_str("stream=1\n"),
-    }
-    if opts.exit {
-        text.push_str("exit=1\n");
-    }
-    if opts.portable {
-        text.push_str("portable=1\n");
-    }
-    text.push('\n');
+    let to = match target {
+        Target::File(p) if p.as_os_str().as_bytes().contains(&b'\n') => return Err(Fail::new(format!("unusable image path {}", p.display()))),
+        Target::File(p) => Some(p.as_os_str().as_bytes()),
+        _ => None,
+    };
+    let req = mig_proto::request::Request { to, exit: opts.exit, portable: opts.portable, stream: matches!(target, Target::Stream(_)) };
+    let mut text = Vec::new();
+    req.encode(|b| text.extend_from_slice(b));
     let fd = match target {
         Target::Stream(fd) => Some(*fd),
         _ => None,
     };
-    send_with_fd(conn, text.as_bytes(), fd).map_err(|e| Fail::new(format!("cannot send the request: {e}")))
+    send_with_fd(conn, &text, fd).map_err(|e| Fail::new(format!("cannot send the request: {e}")))
 }
 
 fn send_with_fd(conn: &UnixStream, bytes: &[u8], fd: Option<RawFd>) -> io::Result<()> {
@@ -189,14 +175,10 @@ pub enum Done {
     Error { reason: String },
 }
 
-/// The answer as it arrives.
+/// The answer as it arrives (read with `mig_proto::request::Answer`).
 #[derive(Default)]
 pub struct Reply {
-    text: String,
-    /// The image file being written, once the process said so.
-    pub writing: Option<PathBuf>,
-    /// About how large the image will be (0: not said yet).
-    pub total: u64,
+    text: Vec<u8>,
 }
 
 impl Reply {
@@ -206,13 +188,7 @@ impl Reply {
         loop {
             match conn.read(&mut buf) {
                 Ok(0) => return Ok(false),
-                Ok(n) => {
-                    self.text.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    if self.writing.is_none() {
-                        self.writing = self.field("writing").map(PathBuf::from);
-                        self.total = self.field("total").and_then(|t| t.parse().ok()).unwrap_or(0);
-                    }
-                }
+                Ok(n) => self.text.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -220,29 +196,31 @@ impl Reply {
         }
     }
 
-    fn field(&self, k: &str) -> Option<&str> {
-        // Only whole lines.
-        let complete = &self.text[..self.text.rfind('\n').map_or(0, |i| i + 1)];
-        complete.lines().find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+    fn answer(&self) -> mig_proto::request::Answer<'_> {
+        mig_proto::request::Answer::new(&self.text)
+    }
+
+    /// The image file being written, once the process said so.
+    pub fn writing(&self) -> Option<PathBuf> {
+        self.answer().writing().map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+    }
+
+    /// About how large the image will be (0: not said yet).
+    pub fn total(&self) -> u64 {
+        self.answer().total()
     }
 
     /// The warnings of the checkpoint (what it could not save as it was).
-    pub fn warnings(&self) -> Vec<&str> {
-        let complete = &self.text[..self.text.rfind('\n').map_or(0, |i| i + 1)];
-        complete.lines().filter_map(|l| l.strip_prefix("warning=")).collect()
+    pub fn warnings(&self) -> Vec<String> {
+        self.answer().warnings().map(|w| String::from_utf8_lossy(w).into_owned()).collect()
     }
 
     /// The outcome, once all of it has arrived.
     pub fn done(&self) -> Option<Done> {
-        match self.field("status")? {
-            "ok" => Some(Done::Ok {
-                path: PathBuf::from(self.field("path")?),
-                bytes: self.field("bytes")?.parse().ok()?,
-                stopped_us: self.field("stopped_us")?.parse().ok()?,
-            }),
-            "error" => Some(Done::Error { reason: self.field("reason")?.to_string() }),
-            other => Some(Done::Error { reason: format!("unreadable answer: status={other}") }),
-        }
+        Some(match self.answer().outcome()? {
+            mig_proto::request::Outcome::Ok { path, bytes, stopped_us } => Done::Ok { path: PathBuf::from(std::ffi::OsStr::from_bytes(path)), bytes, stopped_us },
+            mig_proto::request::Outcome::Error { reason } => Done::Error { reason: String::from_utf8_lossy(reason).into_owned() },
+        })
     }
 }
 
@@ -260,29 +238,5 @@ pub fn pipe() -> Result<(std::fs::File, OwnedFd)> {
         let flags = libc::fcntl(fds[1], libc::F_GETFL);
         libc::fcntl(fds[1], libc::F_SETFL, flags & !libc::O_NONBLOCK);
         Ok((std::fs::File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replies() {
-        let mut r = Reply::default();
-        r.text = "writing=/a/b.mig.tmp.0011\nstatus=ok\npath=/a/b.mig\nbytes=8192\nstopped_us=12".into();
-        assert!(r.done().is_none(), "the last line is not complete yet");
-        r.text.push('\n');
-        match r.done() {
-            Some(Done::Ok { path, bytes, stopped_us }) => {
-                assert_eq!(path, Path::new("/a/b.mig"));
-                assert_eq!((bytes, stopped_us), (8192, 12));
-            }
-            d => panic!("{d:?}"),
-        }
-        r.text = "status=error\nreason=no space left\n".into();
-        assert!(matches!(r.done(), Some(Done::Error { reason }) if reason == "no space left"));
-        r.text = String::new();
-        assert!(r.done().is_none());
     }
 }

@@ -1,0 +1,32 @@
+//! What the library (`libmig.so`) and the command (`mig`) must agree on, defined once:
+//! signal names (`MIG_SIGNAL`), the settings' variable names, and the checkpoint
+//! request protocol (the socket's name, the request and the answer).
+//!
+//! `no_std` and allocation-free: the library uses it in its signal handlers.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod request;
+pub mod signal;
+
+/// The variables the library reads when a process starts (or is restored).
+pub mod env {
+    /// Where images go.
+    pub const IMAGE: &str = "MIG_IMAGE";
+    /// Restore from this image instead of starting anew.
+    pub const RESTORE: &str = "MIG_RESTORE";
+    /// Checkpoint every that many seconds.
+    pub const INTERVAL: &str = "MIG_INTERVAL";
+    /// The signal that asks for a checkpoint.
+    pub const SIGNAL: &str = "MIG_SIGNAL";
+    /// The signal that stops threads.
+    pub const THREAD_SIGNAL: &str = "MIG_THREAD_SIGNAL";
+    /// `debug`: say what happens.
+    pub const LOG: &str = "MIG_LOG";
+    pub const PORTABLE: &str = "MIG_PORTABLE";
+    pub const FORK: &str = "MIG_FORK";
+    pub const PRECOPY: &str = "MIG_PRECOPY";
+    pub const RESTORE_EAGER: &str = "MIG_RESTORE_EAGER";
+    /// `1`: restore images of other users too.
+    pub const TRUST_IMAGE: &str = "MIG_TRUST_IMAGE";
+}
