@@ -1,36 +1,37 @@
 /*
  * blocks_signal.c - a subject that blocks the checkpoint signal (SIGUSR1) for a while.
  *
- * usage: blocks_signal [STEPS [FROM [TO]]]
+ * usage: blocks_signal [STEPS [FROM [TO [HOLD]]]]
  *
  * 40 steps by default; SIGUSR1 is blocked before step FROM (default 3) is printed
- * and unblocked after step TO - 1 (default 30): a checkpoint asked meanwhile stays
- * pending until then. State: a counter (LCG); the digest covers it and the step.
+ * and unblocked before step TO (default 30) is: a checkpoint asked meanwhile stays
+ * pending until then. With HOLD (a path), it is also blocked whenever that file exists
+ * (looked at before each step), so that a test decides when the process may take a
+ * checkpoint request. State: a counter (LCG); the digest covers it and the step, not
+ * when the signal was blocked.
  */
 #include "common.h"
 #include <signal.h>
-
-static void mask(int how)
-{
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, SIGUSR1);
-    if (sigprocmask(how, &s, NULL) != 0)
-        fail_errno("sigprocmask");
-}
 
 int main(int argc, char **argv)
 {
     int steps = steps_arg(argc, argv, DEFAULT_STEPS);
     int from = argc > 2 ? atoi(argv[2]) : 3;
     int to = argc > 3 ? atoi(argv[3]) : 30;
+    const char *hold = argc > 4 ? argv[4] : NULL;
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    int blocked = 0;
     uint64_t counter = 7;
     uint64_t chain = FNV_OFFSET;
     for (int step = 1; step <= steps; step++) {
-        if (step == from)
-            mask(SIG_BLOCK);
-        if (step == to)
-            mask(SIG_UNBLOCK);
+        int want = (step >= from && step < to) || (hold && access(hold, F_OK) == 0);
+        if (want != blocked) {
+            if (sigprocmask(want ? SIG_BLOCK : SIG_UNBLOCK, &usr1, NULL) != 0)
+                fail_errno("sigprocmask");
+            blocked = want;
+        }
         counter = counter * 6364136223846793005ULL + 1442695040888963407ULL;
         uint64_t d = fnv1a_u64(fnv1a_u64(FNV_OFFSET, counter), (uint64_t)step);
         chain = fnv1a_u64(chain, d);

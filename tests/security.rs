@@ -118,75 +118,30 @@ fn assert_refusal(what: &str, err: &str, image: &Path, wants: &[&str]) {
 
 // ---- Another user against the control channel ----
 
-/// Starts `sender` and holds process `pid` at the delivery of the next `sig` that the
-/// sender queues (`sigqueue`), however long `hold` takes, then lets it through as it
-/// was sent (same siginfo, nonce included). Every other signal goes through at once.
-/// Done by tracing it (`PTRACE_SEIZE`, which does not stop it: `mig checkpoint` refuses
-/// a stopped process); `pid` must be a child of this test, waited for by nobody
-/// meanwhile. Returns whether it held the signal (not if none came within `limit`, or
-/// the sender ended first), and the sender.
-fn hold_queued_signal(pid: i32, sig: i32, sender: impl FnOnce() -> Child, limit: Duration, hold: impl FnOnce()) -> (bool, Child) {
-    // SAFETY: ptrace and waitid on a child of this process, from the one thread that
-    // traces it, with valid out-pointers.
-    unsafe {
-        assert_eq!(libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0), 0, "PTRACE_SEIZE {pid}: {}", std::io::Error::last_os_error());
-        let child = sender();
-        let sender_pid = child.id() as i32;
-        let sender = || alive(sender_pid).then_some(sender_pid);
-        let t0 = Instant::now();
-        let held = loop {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            // Stops only: an exit is left for whoever waits for it.
-            let r = libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WSTOPPED | libc::WNOHANG | libc::__WALL);
-            if r != 0 || info.si_pid() == 0 {
-                if t0.elapsed() > limit || sender().is_none() {
-                    break false;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-            let stop_sig = info.si_status();
-            let mut si: libc::siginfo_t = std::mem::zeroed();
-            let queued = libc::ptrace(libc::PTRACE_GETSIGINFO, pid, 0, &mut si as *mut libc::siginfo_t) == 0
-                && stop_sig == sig
-                && si.si_code == -1 // SI_QUEUE
-                && Some(si.si_pid()) == sender();
-            if queued {
-                break true;
-            }
-            libc::ptrace(libc::PTRACE_CONT, pid, 0, stop_sig as libc::c_long);
-        };
-        if held {
-            hold();
-        }
-        // Detaching from a signal-delivery stop delivers that signal with its siginfo.
-        let deliver = if held { sig as libc::c_long } else { 0 };
-        if libc::ptrace(libc::PTRACE_DETACH, pid, 0, deliver) != 0 {
-            // Not in a stop: interrupt it to detach.
-            libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0);
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WSTOPPED | libc::__WALL);
-            libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
-        }
-        (held, child)
-    }
+/// Whether `sig` is in process `pid`'s signal mask (`SigBlk` of its status).
+fn blocks(pid: i32, sig: i32) -> bool {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines().find_map(|l| l.strip_prefix("SigBlk:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).is_some_and(|m| m & (1 << (sig - 1)) != 0)
 }
 
-/// The victim (`mig run --interval 1`) runs `chain` while the attacker plants requests,
-/// a FIFO and links in `/tmp/mig-<victim>/` (made by the attacker first), signals the
-/// victim, and answers on every `mig/<pid>/…` socket it sees; the victim's own `mig
-/// checkpoint`s run meanwhile (the victim is held at each one's signal until the
-/// attacker has connected to its socket and written a forged `status=ok`).
+/// The victim (`mig run --interval 1`) runs a step subject while the attacker plants
+/// requests, a FIFO and links in `/tmp/mig-<victim>/` (made by the attacker first),
+/// signals the victim, and answers on every `mig/<pid>/…` socket it sees; the victim's
+/// own `mig checkpoint`s run meanwhile (the victim blocks the checkpoint signal, as
+/// `blocks_signal` does while its hold file exists, until the attacker has connected to
+/// each one's socket and written a forged `status=ok`).
 #[test]
 fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
     let sb = Sandbox::new("attack", 2);
     let (victim, attacker) = (sb.uids[0], sb.uids[1]);
     let vhome = sb.home(victim, 0o700);
     let ahome = sb.home(attacker, 0o755);
-    let chain = sb.subject("chain");
+    let subject = sb.subject("blocks_signal");
     let evil = sb.subject("attacker");
-    let steps = "140";
-    let reference = reference(&Launch::new(&chain, &vhome).arg(steps).bare());
+    let hold = vhome.join("hold");
+    // 140 steps, SIGUSR1 blocked only while `hold` exists.
+    let args = ["140", "0", "0", hold.to_str().unwrap()];
+    let reference = reference(&Launch::new(&subject, &vhome).arg(args[0]).bare());
     let precious = vhome.join("precious.txt");
     write_private(&precious, "precious\n", victim, 0o600);
     let fifo = ahome.join("fifo");
@@ -207,8 +162,11 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
         .arg("--image")
         .arg(image.to_str().unwrap())
         .arg("--")
-        .arg(chain.to_str().unwrap())
-        .arg(steps)
+        .arg(subject.to_str().unwrap())
+        .arg(args[0])
+        .arg(args[1])
+        .arg(args[2])
+        .arg(args[3])
         .start();
     let verr = v.stderr_collector();
     v.until("step 2 ");
@@ -243,24 +201,25 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
                 args.extend(["--to".to_string(), t.display().to_string()]);
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let start = || spawn_piped(sb.mig_as(Some(victim), &args).current_dir(&vhome));
-            // The victim is held at mig's signal until the attacker has found mig's
-            // socket and answered on it.
-            let (held, ck) = hold_queued_signal(pid, libc::SIGUSR1, start, Duration::from_secs(5), || {
-                let t0 = Instant::now();
-                loop {
-                    if let Some(l) = a.line_within(Duration::from_millis(20))
-                        && l.starts_with(&format!("forged @mig/{pid}/"))
-                    {
-                        break;
-                    }
-                    assert!(t0.elapsed() < Duration::from_secs(5), "round {round}: the attacker found no socket of mig checkpoint; it says {:?}", a.seen);
+            // Held: the victim takes no checkpoint signal until the attacker has found
+            // mig's socket and answered on it.
+            std::fs::write(&hold, "").unwrap();
+            wait_until(&format!("round {round}: the victim never blocked its checkpoint signal"), TIMEOUT, || blocks(pid, libc::SIGUSR1).then_some(()));
+            let mut ck = spawn_piped(sb.mig_as(Some(victim), &args).current_dir(&vhome));
+            let t0 = Instant::now();
+            loop {
+                if let Some(l) = a.line_within(Duration::from_millis(20))
+                    && l.starts_with(&format!("forged @mig/{pid}/"))
+                {
+                    break;
                 }
-            });
-            if !held {
-                let (st, o, e) = finish_child(ck);
-                panic!("round {round}: the victim's mig checkpoint never signalled the victim ({st:?}): {o}{e}");
+                if let Some(st) = ck.try_wait().unwrap() {
+                    let (_, o, e) = finish_child(ck);
+                    panic!("round {round}: the victim's mig checkpoint ended ({st:?}) before the attacker found a socket of it: {o}{e}");
+                }
+                assert!(t0.elapsed() < Duration::from_secs(5), "round {round}: the attacker found no socket of mig checkpoint; it says {:?}", a.seen);
             }
+            std::fs::remove_file(&hold).unwrap();
             let (st, out, err) = finish_child(ck);
             let want = to.clone().unwrap_or(image.clone());
             assert!(st.success(), "round {round}: the victim's mig checkpoint failed: {out}{err}");
