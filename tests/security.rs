@@ -190,6 +190,12 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
         wait_until(&format!("round {round}: the attacker planted no {}", req.display()), Duration::from_secs(5), || {
             std::fs::symlink_metadata(&req).ok().filter(|m| if round == 1 { m.is_file() } else { m.file_type().is_fifo() })
         });
+        // At least one of the victim's own interval checkpoints with the attacker's
+        // request in place.
+        wait_until(&format!("round {round}: the victim made no checkpoint of its own"), Duration::from_secs(5), || {
+            assert!(alive(pid), "round {round}: the victim ended early (did it obey the planted request?); its output: {:?}", v.seen);
+            (image_id() != before_round && image_id().is_some()).then_some(())
+        });
         // The victim's own checkpoints: round 1 to other files, round 2 to one and to its
         // own image.
         let targets: Vec<Option<PathBuf>> =
@@ -227,11 +233,6 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
             assert!(!out.contains("forged") && !err.contains("forged"), "round {round}: mig took the attacker's answer: {out}{err}");
             own.push(want);
         }
-        // At least one of the victim's own interval checkpoints with the attacker's
-        // request in place.
-        wait_until(&format!("round {round}: the victim made no checkpoint of its own"), Duration::from_secs(5), || {
-            (image_id() != before_round && image_id().is_some()).then_some(())
-        });
         a.signal(libc::SIGTERM);
         let (lines, st, err) = a.finish();
         assert!(st.success(), "round {round}: the attacker failed: {lines:?} {err}");
