@@ -270,6 +270,7 @@ fn ordinary(snap: &mut collect::Snapshot, scratch: &mut Scratch, job: &Job) {
                 // The writer: a copy-on-write snapshot of the process, which runs on.
                 // Its rseq area (inherited, in the memory it saves) must stay still.
                 let _ = runtime::rseq_set(false);
+                sys::set_name(b"mig-writer\0");
                 let keep = [2, job.conn, job.stream, tmp.as_ref().map_or(-1, |t| t.fd)];
                 sys::close_from(3, &keep);
                 let stopped_us = since_us(job.t0);

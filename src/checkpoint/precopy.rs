@@ -324,6 +324,8 @@ pub fn start(job: Job, tmp: &TempImage) -> Option<u32> {
 extern "C" fn copier(_: usize) {
     // Names the image file; the program stores it too, maybe after this starts.
     COPIER.store(sys::getpid(), SeqCst);
+    // Named so (its own task's name; the image records the program's, in `collect`).
+    sys::set_name(b"mig-copier\0");
     // Its copy of the program's descriptors would keep pipes and sockets open.
     let s = session();
     sys::close_from(3, &[2, s.tmp.fd, s.job.conn]);

@@ -354,6 +354,12 @@ pub fn take_pending(sig: c_int) {
 pub fn sigaltstack(old: &mut libc::stack_t) -> SysResult<()> {
     sc!(libc::SYS_sigaltstack, 0, old as *mut libc::stack_t).map(drop)
 }
+/// Names the calling task (`PR_SET_NAME`: what `ps` shows); `name` ends with a NUL.
+pub fn set_name(name: &[u8]) {
+    if name.last() == Some(&0) {
+        let _ = prctl(libc::PR_SET_NAME, name.as_ptr() as usize, 0, 0, 0);
+    }
+}
 pub fn prctl(op: c_int, a: usize, b: usize, c: usize, d: usize) -> SysResult {
     sc!(libc::SYS_prctl, op, a, b, c, d)
 }

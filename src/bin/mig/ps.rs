@@ -53,6 +53,10 @@ pub fn main(a: Args) -> Result<u8> {
         if (me != 0 && owner != me) || pid == std::process::id() as i32 || !control::alive(pid) || !control::runs_library(pid) {
             continue;
         }
+        // mig's own helpers (a writer, a copier, a restore's loader) are no program.
+        if control::comm(pid).starts_with("mig-") {
+            continue;
+        }
         rows.push(row(pid));
     }
     if a.json {
