@@ -41,6 +41,8 @@ impl From<Full> for Failure {
 pub struct Snapshot {
     /// The process it was taken of (a forked writer writes its parent's pid).
     pub pid: u32,
+    /// When the image was asked for (its header's creation time).
+    pub created_ns: u64,
     pub process: ProcessRecord,
     pub threads: List<ThreadRecord>,
     pub regions: List<RegionRecord>,
@@ -74,9 +76,10 @@ const PAGEMAP_CHUNK: usize = 1 << 16;
 /// records, timers) or would not see as it was (descriptors, queued bytes).
 /// `threads`: how many thread slots the stop filled (see `threads.rs`).
 /// `portable`: save every page of file mappings too (see `HEADER_PORTABLE`).
-pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize, portable: bool) -> Result<Snapshot, Failure> {
+pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize, portable: bool, created_ns: u64) -> Result<Snapshot, Failure> {
     let mut s = Snapshot {
         pid: sys::getpid(),
+        created_ns,
         process: zeroed(),
         threads: scratch.list(super::threads::MAX_THREADS).ok_or(Failure::Full)?,
         regions: scratch.list(1 << 18).ok_or(Failure::Full)?,

@@ -55,7 +55,7 @@ fn checkpoint(info: *mut libc::siginfo_t) {
                     Ok(tmp) => match precopy::start(job, &tmp) {
                         Some(pid) => {
                             add_writer(pid);
-                            rollback::writing(job.dest, tmp.id);
+                            rollback::writing(job.dest, tmp.id, (job.pid, job.created_ns));
                             // The copier has its own copies of the file and the connection.
                             sys::close(tmp.fd);
                             return control::done_here(Some(&job.request()));
@@ -142,6 +142,9 @@ pub struct Job {
     pub stream: i32,
     /// The checkpointed process (not the forked writer).
     pub pid: u32,
+    /// The image's creation time (its header's): with `pid`, what tells this image
+    /// from any other, also one copied over it in place (same inode).
+    pub created_ns: u64,
     /// When the process stopped.
     pub t0: u64,
     /// Pre-copy rounds the image took (0: none).
@@ -152,7 +155,17 @@ impl Job {
     /// The default job of a plain checkpoint signal.
     fn plain() -> Job {
         let rt = runtime::get();
-        Job { dest: rt.settings.image, portable: rt.settings.portable, exit: false, conn: -1, stream: -1, pid: sys::getpid(), t0: 0, rounds: 0 }
+        Job {
+            dest: rt.settings.image,
+            portable: rt.settings.portable,
+            exit: false,
+            conn: -1,
+            stream: -1,
+            pid: sys::getpid(),
+            created_ns: sys::clock_realtime_ns(),
+            t0: 0,
+            rounds: 0,
+        }
     }
 
     /// The job `mig checkpoint` asked for.
@@ -215,7 +228,7 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
             }
         },
     };
-    let mut snap = match collect::collect(scratch, &ctx, n, job.portable) {
+    let mut snap = match collect::collect(scratch, &ctx, n, job.portable, job.created_ns) {
         Ok(snap) => snap,
         Err(f) => {
             if stop == Stop::Final {
@@ -281,7 +294,7 @@ fn ordinary(snap: &mut collect::Snapshot, scratch: &mut Scratch, job: &Job) {
             Ok(pid) => {
                 add_writer(pid);
                 if let Some(t) = tmp {
-                    rollback::writing(job.dest, t.id);
+                    rollback::writing(job.dest, t.id, (job.pid, job.created_ns));
                     sys::close(t.fd);
                 }
                 return;
@@ -304,7 +317,7 @@ fn ordinary(snap: &mut collect::Snapshot, scratch: &mut Scratch, job: &Job) {
     }
     let stopped_us = since_us(job.t0);
     if let (Ok(_), Some(id)) = (result, id) {
-        rollback::wrote(job.dest, id);
+        rollback::wrote(job.dest, id, (job.pid, job.created_ns));
     }
     complete(job, result, stopped_us);
 }

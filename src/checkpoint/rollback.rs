@@ -14,11 +14,15 @@ use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use mig_image::Image;
 
-/// An image by path and identity.
+/// An image by path, file identity and content identity.
 #[derive(Clone, Copy)]
 struct Known {
     path: FixedPath,
+    /// (device, inode) of its file.
     id: (u64, u64),
+    /// (pid, creation time) of its header: another image copied over it in place keeps
+    /// the inode, not these.
+    header: (u32, u64),
 }
 
 struct Images {
@@ -42,14 +46,15 @@ fn images() -> &'static mut Images {
     unsafe { &mut *IMAGES.0.get() }
 }
 
-/// The image at `path` (identity `id`) is complete.
-pub fn wrote(path: FixedPath, id: (u64, u64)) {
-    images().done = Some(Known { path, id });
+/// The image at `path` (file `id`, header's pid and creation time `header`) is
+/// complete.
+pub fn wrote(path: FixedPath, id: (u64, u64), header: (u32, u64)) {
+    images().done = Some(Known { path, id, header });
 }
 
-/// The image at `path` (identity `id`) is being written by another process.
-pub fn writing(path: FixedPath, id: (u64, u64)) {
-    images().pending = Some(Known { path, id });
+/// The image at `path` (as in `wrote`) is being written by another process.
+pub fn writing(path: FixedPath, id: (u64, u64), header: (u32, u64)) {
+    images().pending = Some(Known { path, id, header });
 }
 
 pub extern "C" fn on_rollback(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *mut c_void) {
@@ -105,6 +110,9 @@ fn check_fd(fd: i32, known: &Known) -> Result<(), &'static str> {
     let bytes = unsafe { core::slice::from_raw_parts(map as *const u8, len) };
     let rt = runtime::get();
     let result = Image::verify(bytes, &rt.hasher).map_err(|e| e.reason()).and_then(|img| {
+        if (img.header.pid, img.header.created_unix_ns) != known.header {
+            return Err("the file at that path is not the image this process wrote or was restored from");
+        }
         let exe = img.process().exe;
         let now = CPath::new(rt.exe.as_bytes()).and_then(|p| sys::stat(&p).ok()).ok_or("the executable is gone")?;
         let same = img.str(exe.path) == rt.exe.as_bytes()

@@ -97,7 +97,7 @@ fn tables(s: &Snapshot, out: &mut impl Sink) -> Result<(), Failure> {
 fn header(s: &Snapshot, hasher: &crc32fast::Hasher) -> Result<Header, Failure> {
     let mut meta_crc = hasher.clone();
     tables(s, &mut meta_crc)?;
-    let mut header = s.layout.header(s.pid, sys::clock_realtime_ns());
+    let mut header = s.layout.header(s.pid, s.created_ns);
     if s.portable {
         header.flags |= HEADER_PORTABLE;
     }

@@ -17,6 +17,8 @@ pub struct Handoff {
     /// for one that is no file (a memory file from `mig restart -`).
     pub rollback_path: FixedPath,
     pub image_id: (u64, u64),
+    /// The image header's (pid, creation time).
+    pub image_header: (u32, u64),
     pub hole_start: u64,
     pub hole_len: u64,
     /// CLOCK_MONOTONIC when the restore started (for the debug log).
@@ -51,7 +53,7 @@ pub unsafe fn resume(h: *const Handoff) {
     }
     crate::checkpoint::handler::set_writer(h.verifier);
     if !h.rollback_path.is_empty() {
-        crate::checkpoint::rollback::wrote(h.rollback_path, h.image_id);
+        crate::checkpoint::rollback::wrote(h.rollback_path, h.image_id, h.image_header);
     }
     crate::restore::lazy::set_image(h.lazy_image);
     crate::checkpoint::handler::install(h.settings.checkpoint_signal);

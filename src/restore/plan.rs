@@ -498,6 +498,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         restored_from: FixedPath::new(crate::config::absolute(image).as_os_str().as_bytes()).unwrap_or(FixedPath::EMPTY),
         rollback_path: rollback_target(image).and_then(|p| FixedPath::new(p.as_os_str().as_bytes())).unwrap_or(FixedPath::EMPTY),
         image_id: (image_stat.st_dev, image_stat.st_ino),
+        image_header: (img.header.pid, img.header.created_unix_ns),
         hole_start: hole,
         hole_len,
         started_ns,
