@@ -384,9 +384,18 @@ fn socket(f: &FdRecord) -> Check {
 
 fn epoll(img: &Image, f: &FdRecord) -> Check {
     ensure((f.extra.len as usize).is_multiple_of(size_of::<EpollEntry>()), "an epoll set's registrations are malformed")?;
-    // The standard descriptors are the restoring process's own; others are in the table.
-    let known = img.records::<EpollEntry>(f.extra).all(|e| (0..=2).contains(&e.fd) || fd_record(img, e.fd).is_some());
-    ensure(known, "an epoll registration names a descriptor that is not in the image")
+    for e in img.records::<EpollEntry>(f.extra) {
+        // The standard descriptors are the restoring process's own; others are in the table.
+        let target = fd_record(img, e.fd);
+        ensure((0..=2).contains(&e.fd) || target.is_some(), "an epoll registration names a descriptor that is not in the image")?;
+        let itself = e.fd == f.fd || target.is_some_and(|t| t.dup_of == f.fd);
+        ensure(!itself, "an epoll set watches itself")?;
+    }
+    // A descriptor is registered once per set (the kernel refuses a second time).
+    let entries = img.str(f.extra);
+    let n = entries.len() / size_of::<EpollEntry>();
+    let fd = |i| read_record::<EpollEntry>(entries, i).map(|e| (e.fd as u64, e.fd as u64 + 1));
+    ensure(n <= img.count(Table::Fds) + 3 && disjoint(n, fd), "an epoll set registers a descriptor twice")
 }
 
 fn inotify(img: &Image, f: &FdRecord) -> Check {
