@@ -375,7 +375,7 @@ fn shm_variants() -> Vec<(&'static str, Expect, Edit)> {
     vec![
         v("shared mapping's file outside /dev/shm", Damaged, move |f, dir| {
             let p = escape(f, dir);
-            let i = f.region(|f, r| r.kind == 11 && f.str(r.file.path).starts_with(b"/dev/shm/"));
+            let i = f.region(|f, r| r.kind == 11 && r.flags & 2 == 0 && f.str(r.file.path).starts_with(b"/dev/shm/"));
             region(f, i, |r| r.file.path = p)
         }),
         v("shm descriptor's file outside /dev/shm", Damaged, move |f, dir| {

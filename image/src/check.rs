@@ -451,3 +451,50 @@ fn timers(img: &Image) -> Check {
 const SIGEV_SIGNAL: i32 = 0;
 const SIGEV_NONE: i32 = 1;
 const SIGEV_THREAD_ID: i32 = 4;
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::disjoint;
+    use std::vec::Vec;
+
+    /// `disjoint` against sorting, on ranges in every order and more than a window of them.
+    #[test]
+    fn disjoint_agrees_with_sorting() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut seen = [0; 2];
+        for case in 0..3000 {
+            let n = [0, 1, 2, 5, 127, 128, 129, 300, 1000][case % 9];
+            let spread = [2, 10, 1000][case / 9 % 3];
+            let mut v: Vec<(u64, u64)> = (0..n).map(|_| {
+                let s = next(n as u64 * spread + 1);
+                (s, s + 1 + next(4))
+            }).collect();
+            if case % 4 == 0 {
+                v.sort_unstable();
+            } else if case % 4 == 1 {
+                v.sort_unstable_by(|a, b| b.cmp(a));
+            }
+            // Records without a range in between.
+            let mut holes: Vec<Option<(u64, u64)>> = Vec::new();
+            for &r in &v {
+                if next(3) == 0 {
+                    holes.push(None);
+                }
+                holes.push(Some(r));
+            }
+            let mut sorted = v.clone();
+            sorted.sort_unstable();
+            let want = sorted.windows(2).all(|w| w[0].1 <= w[1].0);
+            assert_eq!(disjoint(holes.len(), |i| holes[i]), want, "case {case}: {v:?}");
+            seen[want as usize] += 1;
+        }
+        assert!(seen[0] > 100 && seen[1] > 100, "both answers tested: {seen:?}");
+    }
+}

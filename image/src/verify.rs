@@ -227,7 +227,9 @@ impl<'a> Image<'a> {
     }
     pub fn extents(&self, r: &RegionRecord) -> impl Iterator<Item = Extent> + 'a {
         let t = self.table(Table::Extents);
-        (r.first_extent as usize..r.first_extent as usize + r.extents as usize).filter_map(move |i| read_record(t, i))
+        // Clamped to the table: an unchecked image may claim billions.
+        let end = (r.first_extent as usize + r.extents as usize).min(t.len() / size_of::<Extent>());
+        (r.first_extent as usize..end).filter_map(move |i| read_record(t, i))
     }
     pub fn str(&self, s: StrRef) -> &'a [u8] {
         let t = self.table(Table::Strings);
