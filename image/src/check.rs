@@ -20,6 +20,7 @@ fn ensure(ok: bool, why: &'static str) -> Check {
 }
 
 pub(crate) fn records(img: &Image) -> Check {
+    ensure(img.header.flags & !HEADER_PORTABLE == 0, "the header has unknown flags")?;
     regions(img)?;
     threads(img)?;
     process(img)?;

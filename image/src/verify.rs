@@ -114,9 +114,6 @@ impl<'a> Image<'a> {
         if have > header.total_len {
             return Err(ImageError::Layout("the image has trailing bytes"));
         }
-        if header.flags & !HEADER_PORTABLE != 0 {
-            return Err(ImageError::Layout("the header has unknown flags"));
-        }
         let img = Image { bytes, header };
         let meta = img.range(header.meta_off, header.meta_len).filter(|_| header.meta_off >= HEADER_LEN as u64);
         let meta = meta.ok_or(ImageError::Layout("tables out of bounds"))?;
