@@ -112,8 +112,9 @@ fn region_flags(r: &RegionRecord, kind: RegionKind) -> Check {
     ensure(fits, "a region's flags do not fit its kind")
 }
 
-/// The region that holds `addr` (regions are ascending and disjoint: binary search).
-fn region_at(img: &Image, addr: u64) -> Option<RegionRecord> {
+/// The index of the region that holds `addr` (regions are ascending and disjoint:
+/// binary search).
+fn region_at(img: &Image, addr: u64) -> Option<usize> {
     let (mut lo, mut hi) = (0, img.count(Table::Regions));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
@@ -123,7 +124,7 @@ fn region_at(img: &Image, addr: u64) -> Option<RegionRecord> {
         } else if addr >= r.end {
             lo = mid + 1;
         } else {
-            return Some(r);
+            return Some(mid);
         }
     }
     None
@@ -132,15 +133,21 @@ fn region_at(img: &Image, addr: u64) -> Option<RegionRecord> {
 /// Whether `[addr, addr + len)` (`len` ≥ 1) lies in saved regions, adjacent ones
 /// included, each with every bit of `prot`.
 fn covered(img: &Image, addr: u64, len: u64, prot: u32) -> bool {
-    let Some(end) = addr.checked_add(len.max(1)) else { return false };
-    let mut at = addr;
-    while at < end {
-        match region_at(img, at) {
-            Some(r) if r.prot & prot == prot => at = r.end,
-            _ => return false,
+    let (Some(end), Some(mut i)) = (addr.checked_add(len.max(1)), region_at(img, addr)) else { return false };
+    let mut at = img.region(i).start;
+    loop {
+        let r = img.region(i);
+        if r.start != at || r.prot & prot != prot {
+            return false;
+        }
+        if r.end >= end {
+            return true;
+        }
+        (at, i) = (r.end, i + 1);
+        if i == img.count(Table::Regions) {
+            return false;
         }
     }
-    true
 }
 
 // ---- Blobs ----
@@ -412,13 +419,16 @@ fn inotify(img: &Image, f: &FdRecord) -> Check {
 /// descriptor: an original of the same file, of a kind that saves its contents.
 fn shared_objects(img: &Image) -> Check {
     let fds = img.count(Table::Fds);
+    let mut found = None; // the last file found: a file's mappings are usually adjacent
     for i in 0..img.count(Table::Regions) {
         let r = img.region(i);
-        if r.flags & REGION_DATA_IN_FD == 0 {
+        let key = (r.file.dev, r.file.ino);
+        if r.flags & REGION_DATA_IN_FD == 0 || found == Some(key) {
             continue;
         }
-        let saves = |f: &FdRecord| f.dup_of == -1 && FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file) && f.file.dev == r.file.dev && f.file.ino == r.file.ino;
+        let saves = |f: &FdRecord| f.dup_of == -1 && FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file) && (f.file.dev, f.file.ino) == key;
         ensure((0..fds).any(|j| saves(&img.fd(j))), "a shared mapping's contents are in a descriptor that is not in the image")?;
+        found = Some(key);
     }
     Ok(())
 }
