@@ -13,7 +13,7 @@
 mod forge;
 
 use libfuzzer_sys::fuzz_target;
-use mig_image::{read_record, Header, Image};
+use mig_image::{Header, Image, read_record};
 
 fn check(bytes: &[u8]) {
     match Image::open(bytes, &crc32fast::Hasher::new()) {

@@ -483,10 +483,12 @@ mod tests {
         for case in 0..3000 {
             let n = [0, 1, 2, 5, 127, 128, 129, 300, 1000][case % 9];
             let spread = [2, 10, 1000][case / 9 % 3];
-            let mut v: Vec<(u64, u64)> = (0..n).map(|_| {
-                let s = next(n as u64 * spread + 1);
-                (s, s + 1 + next(4))
-            }).collect();
+            let mut v: Vec<(u64, u64)> = (0..n)
+                .map(|_| {
+                    let s = next(n as u64 * spread + 1);
+                    (s, s + 1 + next(4))
+                })
+                .collect();
             if case % 4 == 0 {
                 v.sort_unstable();
             } else if case % 4 == 1 {

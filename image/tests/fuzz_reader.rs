@@ -13,8 +13,8 @@
 
 mod forge;
 
-use forge::{build, invariants, mutate, read_all, reseal, Rng};
-use mig_image::{read_record, Header, Image, ImageError};
+use forge::{Rng, build, invariants, mutate, read_all, reseal};
+use mig_image::{Header, Image, ImageError, read_record};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -61,7 +61,15 @@ impl Strings {
 }
 
 fn file_id(path: StrRef, rng: &mut Rng) -> FileId {
-    let mut f = FileId { path, size: rng.below(1 << 20), mtime_ns: rng.next() as i64 >> 2, dev: 0x803, ino: rng.below(1 << 30), mode: 0o100644, ..FileId::default() };
+    let mut f = FileId {
+        path,
+        size: rng.below(1 << 20),
+        mtime_ns: rng.next() as i64 >> 2,
+        dev: 0x803,
+        ino: rng.below(1 << 30),
+        mode: 0o100644,
+        ..FileId::default()
+    };
     f.build_id_len = rng.below(21) as u32;
     for (i, b) in f.build_id.iter_mut().enumerate().take(f.build_id_len as usize) {
         *b = i as u8 ^ 0x5a;
@@ -213,7 +221,8 @@ pub fn build(rng: &mut Rng) -> Built {
     // Threads: resume in the code, stacks, TLS in memory saved with them.
     let mut ts = vec![];
     for t in 0..threads {
-        let (sp, tls_at) = if t == 0 { (stack + 6 * P + 0x100, tls + 0x800) } else { (thread_stacks[t - 1] + 2 * P, thread_stacks[t - 1] + 3 * P + 0x100) };
+        let (sp, tls_at) =
+            if t == 0 { (stack + 6 * P + 0x100, tls + 0x800) } else { (thread_stacks[t - 1] + 2 * P, thread_stacks[t - 1] + 3 * P + 0x100) };
         let mut th = ThreadRecord::ZERO;
         th.tid = 1000 + t as u32;
         th.ctx.rip = code + 0x123 + t as u64;
@@ -321,7 +330,14 @@ pub fn build(rng: &mut Rng) -> Built {
     for i in 0..rng.below(4) as i32 {
         let notify = *rng.pick(&[0, 1, 4]);
         let signo = if notify == 1 { 0 } else { 14 };
-        timers.push(TimerRecord { id: 3 - i, clock: *rng.pick(&[0, 1, 2, 7]), notify, signo, sigval: rng.next(), spec: [0, 20_000_000, 5, 999_999_999] });
+        timers.push(TimerRecord {
+            id: 3 - i,
+            clock: *rng.pick(&[0, 1, 2, 7]),
+            notify,
+            signo,
+            sigval: rng.next(),
+            spec: [0, 20_000_000, 5, 999_999_999],
+        });
     }
     if rng.chance(30) {
         timers.reverse();
@@ -479,6 +495,7 @@ pub fn reseal(bytes: &mut [u8]) {
 // ---- Mutating ----
 
 /// Fields of each record, as (offset, size), from `docs/image-format.md` §3–4.
+#[rustfmt::skip]
 fn fields(t: Option<Table>) -> &'static [(usize, usize)] {
     const FILE: [(usize, usize); 8] = [(0, 4), (4, 4), (8, 8), (16, 8), (24, 8), (32, 8), (40, 4), (44, 4)];
     const HEADER: &[(usize, usize)] = &[
@@ -669,7 +686,10 @@ pub fn invariants(img: &Image) -> Result<(), String> {
         require!(*off >= h.meta_off && off + len <= h.meta_off + h.meta_len, "a table outside the tables");
     }
     require!(h.meta_off >= 4096 && h.meta_off + h.meta_len <= h.data_off && h.data_off % P == 0, "meta range");
-    require!(h.trailer_off == h.data_off + h.data_len && h.trailer_len == 4 * (h.blobs + 1) && h.trailer_off + h.trailer_len == img.bytes.len() as u64, "trailer");
+    require!(
+        h.trailer_off == h.data_off + h.data_len && h.trailer_len == 4 * (h.blobs + 1) && h.trailer_off + h.trailer_len == img.bytes.len() as u64,
+        "trailer"
+    );
 
     // Regions.
     let regions: Vec<RegionRecord> = (0..img.count(Table::Regions)).map(|i| img.region(i)).collect();
@@ -733,14 +753,20 @@ pub fn invariants(img: &Image) -> Result<(), String> {
     for a in [m.start_code, m.end_code, m.start_data, m.end_data, m.start_brk, m.brk, m.start_stack, m.arg_start, m.arg_end, m.env_start, m.env_end] {
         require!(a >= MIN_ADDR && a < USER_TOP, "mm field {a:#x}");
     }
-    require!(m.start_code < m.end_code && m.start_data <= m.end_data && m.start_brk <= m.brk && m.arg_start <= m.arg_end && m.env_start <= m.env_end, "mm order");
+    require!(
+        m.start_code < m.end_code && m.start_data <= m.end_data && m.start_brk <= m.brk && m.arg_start <= m.arg_end && m.env_start <= m.env_end,
+        "mm order"
+    );
     let auxv = img.str(p.auxv);
     require!(str_ok(p.auxv) && auxv.len() % 16 == 0 && auxv.len() <= AUXV_MAX, "auxv length {}", auxv.len());
     require!(auxv.is_empty() || auxv[auxv.len() - 16..auxv.len() - 8].iter().all(|&b| b == 0), "auxv end");
     require!(p.comm.contains(&0) && p.umask <= 0o777, "comm or umask");
     require!(p.rlimits.iter().all(|l| l.cur <= l.max), "rlimit");
     for t in p.itimers {
-        require!(t.interval_sec >= 0 && t.value_sec >= 0 && (0..1_000_000).contains(&t.interval_usec) && (0..1_000_000).contains(&t.value_usec), "itimer");
+        require!(
+            t.interval_sec >= 0 && t.value_sec >= 0 && (0..1_000_000).contains(&t.interval_usec) && (0..1_000_000).contains(&t.value_usec),
+            "itimer"
+        );
     }
 
     // Descriptors.
@@ -784,7 +810,10 @@ pub fn invariants(img: &Image) -> Result<(), String> {
                 }
             }
             FdKind::EventFd => require!(q[0] < u64::MAX && q[1] <= 1, "eventfd"),
-            FdKind::TimerFd => require!([0, 1, 7, 8, 9].contains(&q[0]) && q[3] < 1_000_000_000 && q[5] < 1_000_000_000 && q[2] <= i64::MAX as u64 && q[4] <= i64::MAX as u64, "timerfd"),
+            FdKind::TimerFd => require!(
+                [0, 1, 7, 8, 9].contains(&q[0]) && q[3] < 1_000_000_000 && q[5] < 1_000_000_000 && q[2] <= i64::MAX as u64 && q[4] <= i64::MAX as u64,
+                "timerfd"
+            ),
             FdKind::Inotify => {
                 require!(f.extra.len % 16 == 0, "inotify length");
                 for w in img.records::<InotifyWatch>(f.extra) {
@@ -797,7 +826,9 @@ pub fn invariants(img: &Image) -> Result<(), String> {
         }
     }
     for r in regions.iter().filter(|r| r.flags & REGION_DATA_IN_FD != 0) {
-        let found = fds.iter().any(|f| f.dup_of == -1 && FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file) && (f.file.dev, f.file.ino) == (r.file.dev, r.file.ino));
+        let found = fds.iter().any(|f| {
+            f.dup_of == -1 && FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file) && (f.file.dev, f.file.ino) == (r.file.dev, r.file.ino)
+        });
         require!(found, "shared object without its descriptor");
     }
 
@@ -821,8 +852,18 @@ pub fn invariants(img: &Image) -> Result<(), String> {
         let t = img.timer(i);
         require!(t.id >= 0 && ids.insert(t.id), "timer id {}", t.id);
         require!([0, 1, 2, 3, 7, 8, 9, 11].contains(&t.clock) || (t.clock < 0 && t.clock & 3 != 3), "timer clock");
-        require!(match t.notify { 1 => (0..=64).contains(&t.signo), 0 | 4 => (1..=64).contains(&t.signo), _ => false }, "timer signal");
-        require!(t.spec[0] >= 0 && t.spec[2] >= 0 && (0..1_000_000_000).contains(&t.spec[1]) && (0..1_000_000_000).contains(&t.spec[3]), "timer spec");
+        require!(
+            match t.notify {
+                1 => (0..=64).contains(&t.signo),
+                0 | 4 => (1..=64).contains(&t.signo),
+                _ => false,
+            },
+            "timer signal"
+        );
+        require!(
+            t.spec[0] >= 0 && t.spec[2] >= 0 && (0..1_000_000_000).contains(&t.spec[1]) && (0..1_000_000_000).contains(&t.spec[3]),
+            "timer spec"
+        );
     }
     Ok(())
 }
@@ -844,7 +885,10 @@ pub fn read_all(img: &Image) -> u64 {
     }
     for i in 0..img.count(Table::Fds) {
         let f = img.fd(i);
-        sum = sum.wrapping_add(img.records::<EpollEntry>(f.extra).count() as u64 + img.records::<InotifyWatch>(f.extra).map(|w| img.str(w.path).len() as u64).sum::<u64>());
+        sum = sum.wrapping_add(
+            img.records::<EpollEntry>(f.extra).count() as u64
+                + img.records::<InotifyWatch>(f.extra).map(|w| img.str(w.path).len() as u64).sum::<u64>(),
+        );
         sum = sum.wrapping_add(img.data(f.data_off, f.data_len).len() as u64);
     }
     for i in 0..img.count(Table::Timers) {
