@@ -183,6 +183,12 @@ fn common_variants() -> Vec<(&'static str, Expect, Edit)> {
             let rip = f.get::<ThreadRecord>(Table::Threads, 0).ctx.rip;
             thread(f, 0, |t| t.clear_tid = rip & !7)
         }),
+        v("main thread's tid address in [vvar], recorded writable", Damaged, |f, _| {
+            let i = f.region(kind(8));
+            let at = f.get::<RegionRecord>(Table::Regions, i).start;
+            region(f, i, |r| r.prot = 3);
+            thread(f, 0, |t| t.clear_tid = at + 16)
+        }),
         v("main thread's rseq area unmapped", Damaged, |f, _| thread(f, 0, |t| t.rseq_addr = 0x2000)),
         v("thread table runs into the regions table", Damaged, |f, _| {
             let mut h = f.header();

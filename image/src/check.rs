@@ -130,6 +130,16 @@ fn region_at(img: &Image, addr: u64) -> Option<usize> {
     None
 }
 
+/// The protection a region has once restored: the kernel's regions are moved as they
+/// are (`[vdso]` executable, the others read-only), whatever their record says.
+fn real_prot(r: &RegionRecord) -> u32 {
+    match RegionKind::from_u32(r.kind) {
+        Some(RegionKind::Vdso) => PROT_READ | PROT_EXEC,
+        Some(k) if k.is_kernel() => PROT_READ,
+        _ => r.prot,
+    }
+}
+
 /// Whether `[addr, addr + len)` (`len` ≥ 1) lies in saved regions, adjacent ones
 /// included, each with every bit of `prot`.
 fn covered(img: &Image, addr: u64, len: u64, prot: u32) -> bool {
@@ -137,7 +147,7 @@ fn covered(img: &Image, addr: u64, len: u64, prot: u32) -> bool {
     let mut at = img.region(i).start;
     loop {
         let r = img.region(i);
-        if r.start != at || r.prot & prot != prot {
+        if r.start != at || real_prot(&r) & prot != prot {
             return false;
         }
         if r.end >= end {

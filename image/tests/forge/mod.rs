@@ -658,8 +658,14 @@ fn inside(img: &Image, addr: u64, len: u64, prot: u32) -> bool {
     let Some(end) = addr.checked_add(len.max(1)) else { return false };
     let mut at = addr;
     while at < end {
+        // The kernel's regions keep the kernel's protection, whatever the record says.
+        let real = |r: &RegionRecord| match r.kind {
+            10 => PROT_READ | PROT_EXEC,
+            8 | 9 => PROT_READ,
+            _ => r.prot,
+        };
         match region_of(img, at) {
-            Some(r) if r.prot & prot == prot => at = r.end,
+            Some(r) if real(&r) & prot == prot => at = r.end,
             _ => return false,
         }
     }
