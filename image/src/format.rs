@@ -13,6 +13,28 @@ pub const HEADER_LEN: usize = 4096;
 pub const NSIG: usize = 64;
 pub const NRLIMITS: usize = 16;
 
+// Limits that every image `Image::open` accepts stays within (see `check.rs`): what a
+// Linux x86_64 process can have, and what the restore can make again.
+
+/// The top of the user address space (4-level paging, `TASK_SIZE`): no region ends above.
+pub const USER_TOP: u64 = 0x7fff_ffff_f000;
+/// The lowest address a program may map (Linux's default `mmap_min_addr`, and the
+/// floor `PR_SET_MM_MAP` applies with security modules): no region starts below.
+pub const MIN_ADDR: u64 = 0x1_0000;
+/// Threads the library stops and saves at most (`checkpoint::threads`).
+pub const MAX_THREADS: usize = 4096;
+/// Descriptor numbers are below this: the largest `fs.nr_open` Linux accepts.
+pub const MAX_FD: i32 = 0x7fff_ffc0;
+/// Paths are shorter than this (`PATH_MAX`, with its NUL).
+pub const PATH_MAX: usize = 4096;
+/// Room for the auxiliary vector in the kernel (`mm->saved_auxv`, Linux 6.x x86_64):
+/// `PR_SET_MM_MAP` refuses a longer one.
+pub const AUXV_MAX: usize = 448;
+/// The largest file offset (`MAX_LFS_FILESIZE`): a file mapping ends below it.
+pub const FILE_MAX: u64 = i64::MAX as u64;
+/// Bytes of the kernel's `struct termios` (`FdKind::Tty`'s `extra`).
+pub const TERMIOS_LEN: usize = 36;
+
 /// Marker for types that may be read from / written as raw bytes: `repr(C)`, no
 /// implicit padding, every bit pattern valid.
 ///

@@ -17,6 +17,7 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod check;
 pub mod format;
 pub mod layout;
 pub mod pagecrc;

@@ -63,6 +63,16 @@ pub struct Image<'a> {
     pub header: Header,
 }
 
+/// Record size of each table, in table order (1 for the strings' bytes).
+const REC_SIZES: [usize; TABLES] =
+    [size_of::<ProcessRecord>(), size_of::<ThreadRecord>(), size_of::<RegionRecord>(), size_of::<Extent>(), size_of::<FdRecord>(), size_of::<TimerRecord>(), 1];
+
+/// The trailer's length for `blobs` blobs: a CRC per blob, then its own. (The one place
+/// that knows what the trailer holds.)
+pub fn trailer_len(blobs: u64) -> Option<u64> {
+    blobs.checked_add(1)?.checked_mul(4)
+}
+
 fn crc(hasher: &crc32fast::Hasher, bytes: &[u8]) -> u32 {
     let mut h = hasher.clone();
     h.update(bytes);
@@ -105,20 +115,12 @@ impl<'a> Image<'a> {
             return Err(ImageError::Layout("the image has trailing bytes"));
         }
         let img = Image { bytes, header };
-        let meta = img.range(header.meta_off, header.meta_len).ok_or(ImageError::Layout("tables out of bounds"))?;
+        let meta = img.range(header.meta_off, header.meta_len).filter(|_| header.meta_off >= HEADER_LEN as u64);
+        let meta = meta.ok_or(ImageError::Layout("tables out of bounds"))?;
         if crc(hasher, meta) != header.meta_crc {
             return Err(ImageError::TablesCrc);
         }
-        let sizes = [
-            size_of::<ProcessRecord>(),
-            size_of::<ThreadRecord>(),
-            size_of::<RegionRecord>(),
-            size_of::<Extent>(),
-            size_of::<FdRecord>(),
-            size_of::<TimerRecord>(),
-            1,
-        ];
-        for (t, size) in header.tables.iter().zip(sizes) {
+        for (t, size) in header.tables.iter().zip(REC_SIZES) {
             let len = t.count.checked_mul(t.rec_size).ok_or(ImageError::Layout("table too large"))?;
             let inside = t.off >= header.meta_off
                 && t.off.checked_add(len).is_some_and(|e| e <= header.meta_off + header.meta_len);
@@ -133,7 +135,7 @@ impl<'a> Image<'a> {
             return Err(ImageError::Layout("region data is misaligned"));
         }
         let trailer = img.range(header.trailer_off, header.trailer_len).ok_or(ImageError::Layout("trailer out of bounds"))?;
-        let fits = header.blobs.checked_add(1).and_then(|b| b.checked_mul(4)) == Some(header.trailer_len)
+        let fits = trailer_len(header.blobs) == Some(header.trailer_len)
             && header.data_off.checked_add(header.data_len) == Some(header.trailer_off)
             && header.trailer_off.checked_add(header.trailer_len) == Some(header.total_len)
             && trailer.len() >= 4;
@@ -144,7 +146,7 @@ impl<'a> Image<'a> {
         if crc(hasher, list).to_le_bytes() != own {
             return Err(ImageError::TrailerCrc);
         }
-        img.check_records()?;
+        crate::check::records(&img)?;
         Ok(img)
     }
 
@@ -157,89 +159,22 @@ impl<'a> Image<'a> {
         Ok(img)
     }
 
-    fn check_records(&self) -> Result<(), ImageError> {
-        let extents = self.count(Table::Extents);
-        let mut prev_end = 0;
-        for i in 0..self.count(Table::Regions) {
-            let r = self.region(i);
-            let pages = (r.end.wrapping_sub(r.start)) / PAGE;
-            if !r.start.is_multiple_of(PAGE) || !r.end.is_multiple_of(PAGE) || r.end <= r.start || r.start < prev_end {
-                return Err(ImageError::Layout("regions overlap or are misaligned"));
-            }
-            prev_end = r.end;
-            if RegionKind::from_u32(r.kind).is_none() {
-                return Err(ImageError::Layout("unknown region kind"));
-            }
-            let first = r.first_extent as usize;
-            if first.checked_add(r.extents as usize).is_none_or(|e| e > extents) {
-                return Err(ImageError::Layout("region extents out of bounds"));
-            }
-            let mut saved = 0u64;
-            let mut next = 0u64;
-            for e in self.extents(&r) {
-                if e.first_page < next || e.pages == 0 || e.first_page.saturating_add(e.pages) > pages {
-                    return Err(ImageError::Layout("region extents do not fit the region"));
-                }
-                next = e.first_page + e.pages;
-                saved += e.pages * PAGE;
-            }
-            if saved != r.data_len || (r.extents > 0) != (r.blob != u32::MAX) {
-                return Err(ImageError::Layout("region data length does not match its extents"));
-            }
-            self.check_blob_bounds(r.blob, r.data_off, r.data_len)?;
-            self.check_str(r.file.path)?;
-        }
-        for i in 0..self.count(Table::Fds) {
-            let f = self.fd(i);
-            if FdKind::from_u32(f.kind).is_none() {
-                return Err(ImageError::Layout("unknown descriptor kind"));
-            }
-            self.check_blob_bounds(f.blob, f.data_off, f.data_len)?;
-            self.check_str(f.file.path)?;
-            self.check_str(f.extra)?;
-            for w in self.records::<InotifyWatch>(f.extra).filter(|_| f.kind == FdKind::Inotify as u32) {
-                self.check_str(w.path)?;
-            }
-        }
-        let p = self.process();
-        for s in [p.exe.path, p.auxv, p.cwd] {
-            self.check_str(s)?;
-        }
-        Ok(())
-    }
-
-    fn check_str(&self, s: StrRef) -> Result<(), ImageError> {
-        let t = self.header.tables[Table::Strings as usize];
-        if (s.off as u64).saturating_add(s.len as u64) > t.count {
-            return Err(ImageError::Layout("a string is out of bounds"));
-        }
-        Ok(())
-    }
-
-    fn check_blob_bounds(&self, blob: u32, off: u64, len: u64) -> Result<(), ImageError> {
-        if blob == u32::MAX {
-            return if len == 0 { Ok(()) } else { Err(ImageError::Layout("data without a blob")) };
-        }
-        let h = &self.header;
-        let ok = (blob as u64) < h.blobs
-            && off.is_multiple_of(PAGE)
-            && off >= h.data_off
-            && off.checked_add(len).is_some_and(|e| e <= h.trailer_off);
-        if ok { Ok(()) } else { Err(ImageError::Layout("saved data out of bounds")) }
-    }
-
-    fn range(&self, off: u64, len: u64) -> Option<&'a [u8]> {
+    pub(crate) fn range(&self, off: u64, len: u64) -> Option<&'a [u8]> {
         let end = off.checked_add(len)?;
         self.bytes.get(usize::try_from(off).ok()?..usize::try_from(end).ok()?)
     }
 
+    /// The bytes of table `t` (none if its descriptor does not fit the file: an image
+    /// that `open` refused, shown by `mig inspect` as far as it can be read).
     fn table(&self, t: Table) -> &'a [u8] {
         let d = self.header.tables[t as usize];
-        self.range(d.off, d.count * d.rec_size).unwrap_or(&[])
+        d.count.checked_mul(REC_SIZES[t as usize] as u64).and_then(|len| self.range(d.off, len)).unwrap_or(&[])
     }
 
+    /// The number of records of table `t` (bytes for Strings), at most as many as the
+    /// file holds.
     pub fn count(&self, t: Table) -> usize {
-        self.header.tables[t as usize].count as usize
+        self.table(t).len() / REC_SIZES[t as usize]
     }
 
     /// The stored CRC of blob `index`.
@@ -289,7 +224,9 @@ impl<'a> Image<'a> {
     }
     pub fn extents(&self, r: &RegionRecord) -> impl Iterator<Item = Extent> + 'a {
         let t = self.table(Table::Extents);
-        (r.first_extent as usize..r.first_extent as usize + r.extents as usize).filter_map(move |i| read_record(t, i))
+        // Clamped to the table: an unchecked image may claim billions.
+        let end = (r.first_extent as usize + r.extents as usize).min(t.len() / size_of::<Extent>());
+        (r.first_extent as usize..end).filter_map(move |i| read_record(t, i))
     }
     pub fn str(&self, s: StrRef) -> &'a [u8] {
         let t = self.table(Table::Strings);

@@ -16,7 +16,7 @@ use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use mig_image::{Context, ThreadRecord};
 
-pub const MAX_THREADS: usize = 4096;
+pub const MAX_THREADS: usize = mig_image::MAX_THREADS;
 const SA_RESTORER: i32 = 0x0400_0000;
 /// How long the coordinator waits for every thread to stop.
 const STOP_TIMEOUT_MS: u64 = 5000;

@@ -43,6 +43,51 @@ pub fn open_raw(path: &[u8], flags: i32, mode: u32) -> std::io::Result<i32> {
     last_error(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode) })
 }
 
+/// What a path must name when it is opened again.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Expect {
+    /// A regular file (a file mapping, `FdKind::File`).
+    Regular,
+    /// A regular file or a directory (`FdKind::File`).
+    FileOrDir,
+    /// A character or block device (`FdKind::Device`).
+    Device,
+}
+
+/// Opens `path` as `open_raw` does, without waiting: a FIFO or a device put where the
+/// saved file was makes `open` wait for its other end, forever. Refuses what is not
+/// the `want`ed type; `O_NONBLOCK` is as `flags` asked.
+pub fn open_expecting(path: &[u8], flags: i32, want: Expect) -> std::io::Result<i32> {
+    let fd = open_raw(path, flags | libc::O_NONBLOCK, 0)?;
+    // SAFETY: `stat` is plain old data, filled by fstat on the descriptor just opened.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let ty = if unsafe { libc::fstat(fd, &mut st) } == 0 { st.st_mode & libc::S_IFMT } else { 0 };
+    let fits = match want {
+        Expect::Regular => ty == libc::S_IFREG,
+        Expect::FileOrDir => ty == libc::S_IFREG || ty == libc::S_IFDIR,
+        Expect::Device => ty == libc::S_IFCHR || ty == libc::S_IFBLK,
+    };
+    // SAFETY: fcntl on the descriptor just opened.
+    let restored = fits && (flags & libc::O_NONBLOCK != 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } == 0);
+    if restored {
+        return Ok(fd);
+    }
+    let e = if fits { Error::last_os_error() } else { Error::other(format!("it is not a {} any more", want.name())) };
+    close(fd);
+    Err(e)
+}
+
+impl Expect {
+    fn name(self) -> &'static str {
+        match self {
+            Expect::Regular => "regular file",
+            Expect::FileOrDir => "regular file or directory",
+            Expect::Device => "device",
+        }
+    }
+}
+
 /// Moves `fd` to the lowest free number at or above `base` (close-on-exec).
 pub fn raise_fd(fd: i32, base: i32) -> Result<i32, String> {
     // SAFETY: plain fcntl/close on a descriptor the caller owns.
@@ -94,7 +139,7 @@ const REOPEN_FLAGS: i32 = libc::O_ACCMODE
 /// Makes every saved descriptor again, above `base`. Fails with the reason a restore
 /// has to be refused; what can only be approximated is said in a warning.
 pub fn prepare(img: &Image, base: i32) -> Result<FdPlan, String> {
-    let mut b = Builder { img, base, plan: FdPlan::default(), pipes: HashMap::new(), ends: HashMap::new(), terminal: None };
+    let mut b = Builder { img, base, plan: FdPlan::default(), pipes: HashMap::new(), ends: HashMap::new(), terminal: None, inotify_tries: INOTIFY_TRIES };
     let mut made: HashMap<i32, i32> = HashMap::new();
     let records: Vec<FdRecord> = (0..img.count(Table::Fds)).map(|i| img.fd(i)).collect();
     for f in &records {
@@ -123,6 +168,7 @@ pub fn prepare(img: &Image, base: i32) -> Result<FdPlan, String> {
         b.plan.place.push((fd, f.fd, f.fd_flags & libc::FD_CLOEXEC as u32 != 0));
     }
     b.fill_socket_pairs(&records)?;
+    epoll_dry_run(&b.plan.epoll, &made)?;
     for (_, [r, w]) in b.pipes.drain() {
         close(r);
         if w >= 0 {
@@ -145,7 +191,13 @@ struct Builder<'a> {
     /// Socket pair ends by saved inode.
     ends: HashMap<u64, i32>,
     terminal: Option<i32>,
+    /// `inotify_add_watch` calls left for bringing watch numbers back, in all.
+    inotify_tries: u32,
 }
+
+/// The most `inotify_add_watch` calls a restore makes to bring watch numbers back:
+/// bounds the time a forged watch number can cost.
+const INOTIFY_TRIES: u32 = 100_000;
 
 impl Builder<'_> {
     fn make(&mut self, f: &FdRecord, all: &[FdRecord]) -> std::io::Result<i32> {
@@ -160,8 +212,8 @@ impl Builder<'_> {
         let nonblock = if f.flags as i32 & libc::O_NONBLOCK != 0 { libc::O_NONBLOCK } else { 0 };
         let p = f.params;
         let fd = match FdKind::from_u32(f.kind).unwrap_or(FdKind::Unsupported) {
-            FdKind::File => open_raw(path, flags, 0).map(seek)?,
-            FdKind::Device => open_raw(path, flags | libc::O_NOCTTY, 0).or_else(|e| {
+            FdKind::File => open_expecting(path, flags, Expect::FileOrDir).map(seek)?,
+            FdKind::Device => open_expecting(path, flags | libc::O_NOCTTY, Expect::Device).or_else(|e| {
                 eprintln!("mig: warning: descriptor {}: {} cannot be reopened ({e}); it is /dev/null now", f.fd, String::from_utf8_lossy(path));
                 open_raw(b"/dev/null", f.flags as i32 & libc::O_ACCMODE, 0)
             })?,
@@ -430,7 +482,8 @@ impl Builder<'_> {
             // Watch numbers are handed out in increasing order: add, drop and add again
             // until the saved number comes up.
             let mut got = -1;
-            for _ in 0..100_000 {
+            while self.inotify_tries > 0 {
+                self.inotify_tries -= 1;
                 // SAFETY: a valid path and mask on our inotify instance.
                 got = unsafe { libc::inotify_add_watch(fd, c.as_ptr(), w.mask) };
                 if got < 0 || got >= w.wd {
@@ -455,6 +508,63 @@ impl Builder<'_> {
         while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
         set_status(fd, (f.flags & !(libc::O_NONBLOCK as u32)) | nonblock as u32)
     }
+}
+
+/// Makes every epoll registration once on scratch sets, in the order the restore blob
+/// will, so that one the kernel refuses there (a set that would watch itself through
+/// another, nesting too deep, the same descriptor twice) refuses the restore now
+/// instead of failing after the point of no return. A registration the plan drops with
+/// a warning (a descriptor that cannot be watched any more) is left out, as there.
+/// `made`: saved number → descriptor made for it.
+fn epoll_dry_run(entries: &[(i32, EpollEntry)], made: &HashMap<i32, i32>) -> Result<(), String> {
+    let mut owned: Vec<i32> = Vec::new();
+    let r = (|| {
+        // SAFETY: creating a scratch epoll set (closed below, with everything in `owned`).
+        let probe = last_error::<i32>(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }).map_err(|e| e.to_string())?;
+        owned.push(probe);
+        // One scratch set per epoll set (by the descriptor made for it: copies share it),
+        // and per saved number a descriptor of what it names: a registration is keyed
+        // by (file, number).
+        let mut sets: HashMap<i32, i32> = HashMap::new();
+        let mut numbers: HashMap<i32, i32> = HashMap::new();
+        let made_for = |saved: i32| made.get(&saved).copied().or((0..=2).contains(&saved).then_some(saved));
+        for &(ep, _) in entries {
+            let Some(set) = made_for(ep) else { continue };
+            if let std::collections::hash_map::Entry::Vacant(v) = sets.entry(set) {
+                // SAFETY: as above.
+                let scratch = last_error::<i32>(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }).map_err(|e| e.to_string())?;
+                owned.push(scratch);
+                v.insert(scratch);
+            }
+        }
+        for &(ep, e) in entries {
+            let (Some(set), Some(target)) = (made_for(ep).and_then(|s| sets.get(&s).copied()), made_for(e.fd)) else { continue };
+            let mut ev = libc::epoll_event { events: e.events, u64: e.data };
+            // SAFETY: epoll_ctl on our scratch set with a valid event.
+            if unsafe { libc::epoll_ctl(probe, libc::EPOLL_CTL_ADD, target, &mut ev) } < 0 && Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+                continue; // dropped by the plan, with a warning
+            }
+            let what = match sets.get(&target) {
+                Some(&scratch) => scratch,
+                None => match numbers.get(&e.fd) {
+                    Some(&fd) => fd,
+                    None => {
+                        let fd = dup(target).map_err(|err| format!("descriptor {ep} (epoll): {err}"))?;
+                        owned.push(fd);
+                        numbers.insert(e.fd, fd);
+                        fd
+                    }
+                },
+            };
+            // SAFETY: as above, on the scratch set of `ep`.
+            if unsafe { libc::epoll_ctl(set, libc::EPOLL_CTL_ADD, what, &mut ev) } < 0 {
+                return Err(format!("descriptor {ep} (epoll): its registration of descriptor {} cannot be made again ({})", e.fd, Error::last_os_error()));
+            }
+        }
+        Ok(())
+    })();
+    owned.into_iter().for_each(close);
+    r
 }
 
 fn memfd(path: &[u8], sealable: bool) -> std::io::Result<i32> {
@@ -511,10 +621,11 @@ fn clear_stale_unix_path(addr: &[u8], ty: i32) -> std::io::Result<()> {
     if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
         return Ok(());
     }
-    // SAFETY: a probe socket, connected to the saved address and closed.
+    // SAFETY: a probe socket, connected to the saved address and closed. Non-blocking:
+    // a listener with a full backlog (EAGAIN) is alive too, and must not hold us up.
     let alive = unsafe {
-        let probe = libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0);
-        let ok = probe >= 0 && libc::connect(probe, addr.as_ptr().cast(), addr.len() as u32) == 0;
+        let probe = libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0);
+        let ok = probe >= 0 && (libc::connect(probe, addr.as_ptr().cast(), addr.len() as u32) == 0 || Error::last_os_error().raw_os_error() == Some(libc::EAGAIN));
         libc::close(probe);
         ok
     };

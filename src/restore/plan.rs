@@ -5,7 +5,7 @@
 #![allow(unsafe_code)]
 
 use super::blob::{self, BlobArgs, Op, CHECK_EQ_A0, CHECK_EQ_A2, CHECK_EQ_A4, CHECK_OK, CLONE_RESUME, END, STORE_U32};
-use super::fds::{self, open_raw, raise_fd, FdPlan};
+use super::fds::{self, open_expecting, open_raw, raise_fd, Expect, FdPlan};
 use super::handoff::{self, Handoff};
 use crate::checkpoint::maps::{self, MapLine};
 use crate::runtime::{self, FixedPath, Settings};
@@ -47,23 +47,39 @@ struct Ready {
 struct Arena {
     next: usize,
     end: usize,
+    /// Something did not fit: the restore is refused (`check`) before the blob runs.
+    full: bool,
 }
 
 impl Arena {
+    /// Room for `len` bytes; 0 (and `full`) when there is none left.
     fn alloc(&mut self, len: usize, align: usize) -> usize {
         let at = self.next.next_multiple_of(align);
-        assert!(at + len <= self.end, "restore arena overflow");
-        self.next = at + len;
-        at
+        match at.checked_add(len) {
+            Some(end) if end <= self.end && !self.full => {
+                self.next = end;
+                at
+            }
+            _ => {
+                self.full = true;
+                0
+            }
+        }
     }
     fn bytes(&mut self, b: &[u8]) -> u64 {
         let at = self.alloc(b.len() + 1, 8);
-        // SAFETY: `alloc` returned `len + 1` writable bytes inside the hole mapping.
-        unsafe {
-            std::ptr::copy_nonoverlapping(b.as_ptr(), at as *mut u8, b.len());
-            *((at + b.len()) as *mut u8) = 0;
+        if at != 0 {
+            // SAFETY: `alloc` returned `len + 1` writable bytes inside the hole mapping.
+            unsafe {
+                std::ptr::copy_nonoverlapping(b.as_ptr(), at as *mut u8, b.len());
+                *((at + b.len()) as *mut u8) = 0;
+            }
         }
         at as u64
+    }
+    /// Refuses the restore if anything so far did not fit.
+    fn check(&self) -> Result<(), Refusal> {
+        if self.full { Err("the image has more to restore than the restore area holds".into()) } else { Ok(()) }
     }
     fn put<T: Pod>(&mut self, v: &T) -> u64 {
         self.bytes(bytes_of(v))
@@ -111,7 +127,7 @@ fn same_file(want: &FileId, fd: i32, path: &[u8]) -> Result<(), String> {
     }
     if want.build_id_len > 0 {
         let (id, len) = sys::CPath::new(path).map_or(([0; 20], 0), |p| crate::checkpoint::files::build_id(&p));
-        if id[..len as usize] != want.build_id[..want.build_id_len as usize] {
+        if id.get(..len as usize) != want.build_id.get(..want.build_id_len as usize) {
             return Err("it changed since the checkpoint (build-id differs)".into());
         }
     }
@@ -163,7 +179,7 @@ fn region_files(img: &Image, base: i32) -> Result<HashMap<Vec<u8>, i32>, Refusal
             unsafe { libc::close(fd) };
         }
         let flags = if writable_shared { libc::O_RDWR } else { libc::O_RDONLY };
-        let opened = open_raw(path, flags, 0)
+        let opened = open_expecting(path, flags, Expect::Regular)
             .map_err(|e| format!("{name} (mapped at {:#x}) cannot be opened: {e}", r.start))
             .and_then(|fd| match kind {
                 RegionKind::FilePrivate => same_file(&r.file, fd, path).map(|()| fd).map_err(|why| {
@@ -242,7 +258,7 @@ fn find_hole(taken: &mut [(u64, u64)], len: u64) -> Result<u64, Refusal> {
     taken.sort_unstable();
     let mut top = TASK_TOP;
     for &(start, end) in taken.iter().rev() {
-        if end + MARGIN + len + MARGIN <= top {
+        if end.saturating_add(MARGIN + len + MARGIN) <= top {
             return Ok(top - MARGIN - len);
         }
         top = top.min(start);
@@ -331,7 +347,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         .map_err(|e| format!("cannot make the restore code executable (errno {})", e.0))?;
     let kernel_tmp = hole + code_len;
     let stack_top = kernel_tmp + kernel_len + stack_len;
-    let mut prog = Program { arena: Arena { next: stack_top as usize, end: (hole + hole_len) as usize }, ops: Vec::new() };
+    let mut prog = Program { arena: Arena { next: stack_top as usize, end: (hole + hole_len) as usize, full: false }, ops: Vec::new() };
     // Descriptors last among the checks: remaking some changes things outside the
     // process (a /dev/shm file rewritten, a stale UNIX socket path removed).
     let prepared = fds::prepare(&img, base)?;
@@ -363,7 +379,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     // 3. The saved regions.
     let hot = hot_ranges(&img);
     for (r, &lazy) in regions.iter().zip(&lazy) {
-        map_region(&mut prog, &img, r, &region_fds, &prepared, image_fd, lazy.then_some(&hot[..]));
+        map_region(&mut prog, &img, r, &region_fds, &prepared, image_fd, lazy.then_some(&hot[..]))?;
     }
     // 4. brk and the other mm fields (also makes /proc/<pid>/cmdline the saved one).
     let auxv = img.str(p.auxv);
@@ -505,15 +521,17 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         verifier: 0,
         lazy_image: if lazy.contains(&true) { (image_stat.st_dev, image_stat.st_ino) } else { (0, 0) },
     };
+    let ops_at = prog.arena.alloc(prog.ops.len() * std::mem::size_of::<Op>(), 8);
+    prog.arena.check()?;
     // SAFETY: `handoff_at` was allocated above with room for a `Handoff` in the hole.
     unsafe { (handoff_at as *mut Handoff).write(handoff) };
-    let ops_at = prog.arena.alloc(prog.ops.len() * std::mem::size_of::<Op>(), 8);
     // SAFETY: `alloc` returned room for every op in the hole.
     unsafe { std::ptr::copy_nonoverlapping(prog.ops.as_ptr(), ops_at as *mut Op, prog.ops.len()) };
     let args = BlobArgs { ops: ops_at as u64, ctx: t.ctx, handoff: handoff_at };
     // SAFETY: `BlobArgs` is `repr(C)`, all `u64`s; viewed as its bytes.
     let args_bytes = unsafe { std::slice::from_raw_parts((&args as *const BlobArgs).cast::<u8>(), std::mem::size_of::<BlobArgs>()) };
     let args_at = prog.arena.bytes(args_bytes) as usize;
+    prog.arena.check()?;
 
     // Last step that can still refuse: glibc's rseq area is in the TLS about to go away.
     unregister_rseq()?;
@@ -660,10 +678,10 @@ fn hot_ranges(img: &Image) -> Vec<(u64, u64)> {
 /// Maps one saved region back: same address, kind and protection, contents read in
 /// (or, `lazy`, mapped from the image but for the pages in `lazy`'s ranges).
 #[allow(clippy::too_many_arguments)]
-fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap<Vec<u8>, i32>, fds: &FdPlan, image_fd: i32, lazy: Option<&[(u64, u64)]>) {
-    let Some(kind) = RegionKind::from_u32(r.kind) else { return };
+fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap<Vec<u8>, i32>, fds: &FdPlan, image_fd: i32, lazy: Option<&[(u64, u64)]>) -> Result<(), Refusal> {
+    let Some(kind) = RegionKind::from_u32(r.kind) else { return Ok(()) };
     if kind.is_kernel() {
-        return;
+        return Ok(());
     }
     let what = describe(r, img);
     let len = r.end - r.start;
@@ -678,9 +696,12 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
     let prot = if has_data && lazy.is_none() { rw } else { r.prot as u64 };
     let (flags, fd, off) = match (kind, file) {
         (RegionKind::FilePrivate, Some(fd)) => (fixed | libc::MAP_PRIVATE as u64, fd, r.file_off),
-        (RegionKind::FileShared, _) => (fixed | libc::MAP_SHARED as u64, files[img.str(r.file.path)] as u64, r.file_off),
+        (RegionKind::FileShared, _) => (fixed | libc::MAP_SHARED as u64, *files.get(img.str(r.file.path)).ok_or_else(|| format!("{what}: its file is not open"))? as u64, r.file_off),
         (RegionKind::SharedAnon, _) => (fixed | (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
-        (RegionKind::SharedObject, _) => (fixed | libc::MAP_SHARED as u64, fds.objects[&(r.file.dev, r.file.ino)] as u64, r.file_off),
+        (RegionKind::SharedObject, _) => {
+            let object = fds.objects.get(&(r.file.dev, r.file.ino)).ok_or_else(|| format!("{what}: its shared object was not made again"))?;
+            (fixed | libc::MAP_SHARED as u64, *object as u64, r.file_off)
+        }
         (RegionKind::Stack, _) => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_GROWSDOWN) as u64, u64::MAX, 0),
         _ => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
     };
@@ -714,7 +735,7 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
                 prog.op(libc::SYS_mprotect, &[page, PAGE, r.prot as u64], CHECK_OK, &format!("protecting {what}"));
             }
         }
-        return;
+        return Ok(());
     }
     for e in img.extents(r).filter(|_| has_data) {
         let mut addr = r.start + e.first_page * PAGE;
@@ -730,6 +751,7 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
     if has_data && r.prot as u64 != rw {
         prog.op(libc::SYS_mprotect, &[r.start, len, r.prot as u64], CHECK_OK, &format!("protecting {what}"));
     }
+    Ok(())
 }
 
 /// Where in the image the saved byte at `addr` of `r` is (`None`: not saved).

@@ -370,7 +370,7 @@ fn text(r: &Report) -> String {
                 x.end,
                 x.perms,
                 x.kind,
-                util::size(x.end - x.start),
+                util::size(x.end.saturating_sub(x.start)),
                 util::size(x.saved),
                 x.crc.name(),
                 x.path
@@ -461,7 +461,7 @@ fn json(r: &Report) -> String {
             json_str(&x.perms),
             json_str(&x.kind),
             json_str(&x.path),
-            x.end - x.start,
+            x.end.saturating_sub(x.start),
             x.saved,
             x.blob.map_or("null".to_string(), |b| b.to_string()),
             json_str(x.crc.name())
