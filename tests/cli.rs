@@ -1050,3 +1050,19 @@ fn errors_are_said_in_words() {
     assert!(err.contains("No space left on device") && !err.contains("errno"), "{err}");
     p.kill();
 }
+
+/// `mig inspect --json` of a missing file or a directory prints JSON that says so (and
+/// one line on stderr), not Rust's "(os error N)".
+#[test]
+fn inspect_json_of_what_is_no_image() {
+    let dir = tempdir("cli_inspect_none");
+    for (p, want) in [(dir.join("missing.mig"), "No such file or directory"), (dir.clone(), "is a directory")] {
+        let (st, out, err) = mig_out(&["inspect", "--json", p.to_str().unwrap()]);
+        assert_eq!(st.code(), Some(1));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"));
+        assert_eq!(v["image"], p.display().to_string());
+        assert!(v["error"].as_str().is_some_and(|e| e.contains(want)), "{v}");
+        assert_one_line(&err, want);
+        assert!(!err.contains("os error"), "{err}");
+    }
+}

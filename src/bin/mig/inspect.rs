@@ -114,8 +114,25 @@ struct Report {
 
 pub fn main(a: Args) -> Result<u8> {
     let path = util::absolute(&a.image)?;
-    let file = std::fs::File::open(&path).map_err(|e| Fail::new(format!("cannot open {}: {e}", path.display())))?;
-    let size = file.metadata().map_err(|e| Fail::new(format!("{}: {e}", path.display())))?.len();
+    match show(&path, a.json) {
+        // With --json, a failure is JSON too (and its line on stderr).
+        Err(f) if a.json => {
+            println!("{{\"image\":{},\"error\":{}}}", util::json_str(&path.display().to_string()), util::json_str(&f.msg));
+            Err(f)
+        }
+        r => r,
+    }
+}
+
+fn show(path: &std::path::Path, json_out: bool) -> Result<u8> {
+    let path = path.to_path_buf();
+    let open_err = |e: std::io::Error| Fail::new(format!("cannot open {}: {}", path.display(), util::io_error(&e)));
+    let file = std::fs::File::open(&path).map_err(open_err)?;
+    let meta = file.metadata().map_err(|e| Fail::new(format!("{}: {}", path.display(), util::io_error(&e))))?;
+    if meta.is_dir() {
+        return Err(Fail::new(format!("{} is a directory, not an image", path.display())));
+    }
+    let size = meta.len();
     // A compressed image is decompressed into memory (a memfd) and shown from there;
     // a damaged one as far as it decompresses.
     let mut unpacked = None;
@@ -151,7 +168,7 @@ pub fn main(a: Args) -> Result<u8> {
             report.damage.insert(0, Damage { place: "compressed data".into(), what });
         }
     }
-    let text = if a.json { json(&report) } else { text(&report) };
+    let text = if json_out { json(&report) } else { text(&report) };
     print!("{text}");
     match report.damage.first() {
         None => Ok(0),

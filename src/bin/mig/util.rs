@@ -150,6 +150,16 @@ pub fn create_beside(dst: &Path) -> Result<(PathBuf, std::fs::File)> {
     Err(Fail::new(format!("cannot find a free name beside {}", dst.display())))
 }
 
+/// An I/O error as a person reads it: "No such file or directory", without Rust's
+/// "(os error 2)".
+pub fn io_error(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
 /// Is standard error a terminal?
 pub fn stderr_is_tty() -> bool {
     use std::io::IsTerminal;
