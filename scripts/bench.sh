@@ -389,7 +389,9 @@ restarts_only() {
     stop_proc "$pid"
     rec "img:$mib" "$(stat -c %s "$img")"
     rec "touched:$mib" $((mib << 20))
+    # The subject checks its heap after a pause of more than 50 ms.
     sync
+    sleep 0.1
     restart_one default "$img" "$mib" restart_default || true
     evict "$img"
     rec "cached_after_evict:$mib" "$(cached_pct "$img")"
