@@ -401,6 +401,10 @@ struct Loader {
     debug: bool,
     loaded: u64,
     t0: u64,
+    /// For the debug log: faults served (with saved data, with zeros), events.
+    faults: u64,
+    zeros: u64,
+    events: u64,
 }
 
 impl Loader {
@@ -463,6 +467,9 @@ impl Loader {
             debug: plan.debug,
             loaded: 0,
             t0: sys::clock_monotonic_ns(),
+            faults: 0,
+            zeros: 0,
+            events: 0,
         }
     }
 
@@ -646,8 +653,12 @@ impl Loader {
         }
         let g = match self.mms[m].find(page) {
             Some(g) if !self.mms[m].is_done(g) => g,
-            _ => return self.zero(m, page, f.write),
+            _ => {
+                self.zeros += 1;
+                return self.zero(m, page, f.write);
+            }
         };
+        self.faults += 1;
         let b = Self::block_in(&self.regions, g);
         // The program waits for it: the disk's ordinary priority.
         self.set_class(IOPRIO_CLASS_BE);
@@ -718,6 +729,7 @@ impl Loader {
             };
             for msg in buf[..n].chunks_exact(MSG) {
                 let u64_at = |o: usize| u64::from_ne_bytes(msg[o..o + 8].try_into().unwrap_or_default());
+                self.events += matches!(msg[0], EVENT_FORK | EVENT_REMAP | EVENT_REMOVE | EVENT_UNMAP) as u64;
                 match msg[0] {
                     EVENT_PAGEFAULT => {
                         let f = Fault { uffd: self.mms[m].uffd, addr: u64_at(16), write: u64_at(8) & PAGEFAULT_FLAG_WRITE != 0, tid: u64_at(24) as u32 };
@@ -759,7 +771,8 @@ impl Loader {
             if m.gone || (self.ready && m.left == 0) {
                 if m.main && !m.gone && self.debug {
                     let ms = (sys::clock_monotonic_ns() - self.t0) / 1_000_000;
-                    self.say(&format!("mig: lazy restore: the memory of {} is complete ({} KiB loaded, {ms} ms)\n", self.restored, self.loaded >> 10));
+                    let (kib, faults, zeros, events) = (self.loaded >> 10, self.faults, self.zeros, self.events);
+                    self.say(&format!("mig: lazy restore: the memory of {} is complete in {ms} ms: {kib} KiB loaded, {faults} faults on saved pages, {zeros} on others, {events} events\n", self.restored));
                 }
                 close(m.uffd);
                 self.pending.retain(|f| f.uffd != m.uffd);
