@@ -10,9 +10,13 @@
  * (`small <hex address>`, for the test that damages its saved data). Each step changes
  * the small buffer and a few words of the big one, then hashes the small buffer over
  * and over for 50 ms (so a checkpoint finds it doing that, and a restored run reads it
- * at once), and prints its digest. So a run restored from an image whose small buffer
- * is damaged must be killed before it prints anything: a lazy restore hands over a page
- * only once its block's CRC matched. Default 20 steps.
+ * at once), and prints its digest. A pass of that loop that took more than 10 ms (the
+ * process was stopped, or restored) hashes the small buffer again and tells the digest
+ * on stderr at once (`resumed <step> <digest>`): so a run restored from an image whose
+ * small buffer is damaged must be killed before it prints anything on either (a lazy
+ * restore hands over a page only once its block's CRC matched; when the image was
+ * mapped and checked behind the program, it printed a wrong digest at once). Default
+ * 20 steps.
  */
 #include "common.h"
 
@@ -48,10 +52,16 @@ int main(int argc, char **argv)
         small[counter % (PAGE / 8)] ^= counter;
         for (int i = 0; i < 16; i++)
             ((uint64_t *)base)[xorshift64(&rng) % (big / 8)] += counter;
-        uint64_t d, until = now_ns() + 50000000ULL;
-        do
+        uint64_t d, t = now_ns(), until = t + 50000000ULL;
+        do {
+            uint64_t last = t;
             d = fnv1a(fnv1a_u64(FNV_OFFSET, counter), small, PAGE);
-        while (now_ns() < until);
+            t = now_ns();
+            if (t - last > 10000000ULL) {
+                d = fnv1a(fnv1a_u64(FNV_OFFSET, counter), small, PAGE);
+                fprintf(stderr, "resumed %d %016llx\n", step, (unsigned long long)d);
+            }
+        } while (t < until);
         chain = fnv1a_u64(chain, d);
         step_line(step, d);
     }
