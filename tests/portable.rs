@@ -97,9 +97,11 @@ fn another_cpu_or_kernel_is_refused() {
     let (_, _, image) = portable_checkpoint(&l, &dir, 2);
 
     let cpu = dir.join("cpu.mig");
-    // The image's CPU had a feature this one lacks (the top bit of cpuid 7 edx is
-    // reserved on x86_64: no CPU sets it).
-    patch_process(&image, &cpu, |p| p.cpu.cpuid[4] |= 1 << 31);
+    // The image's CPU had a feature this one lacks: a bit of cpuid 7 edx that is clear
+    // here (the top one, SSBD, is set on some CPUs).
+    let here = core::arch::x86_64::__cpuid_count(7, 0).edx;
+    let lacking = (0..32).rev().find(|b| here & 1 << b == 0).expect("a feature this CPU lacks");
+    patch_process(&image, &cpu, |p| p.cpu.cpuid[4] |= 1 << lacking);
     assert_refused(&l, &cpu, "this CPU lacks features");
 
     let xsave = dir.join("xsave.mig");
