@@ -17,6 +17,8 @@
  * of it:
  *   - fork: the child hashes the written pages of M and E (not loaded yet) and
  *     prints `child <digest>`;
+ *   - mprotect(G pages 300..307, PROT_READ) (three mappings now), G read across them,
+ *     mprotect back;
  *     the parent waits for it;
  *   - mremap(E, MREMAP_MAYMOVE | MREMAP_FIXED) onto a reserved place;
  *   - munmap(F pages 256..511), then a fresh mapping there reads 0 and is written;
@@ -118,6 +120,16 @@ static void calls(uint64_t gen)
     int st;
     if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
         fail("the child did not end well");
+
+    /* G split in three mappings by a protection, and read across them. */
+    if (mprotect(g + 300 * WPP, 8 * PAGE, PROT_READ) != 0)
+        fail_errno("mprotect(G pages 300..307, PROT_READ)");
+    uint64_t x = 0;
+    for (size_t pg = 296; pg < 312; pg++)
+        x ^= ((volatile uint64_t *)g)[pg * WPP + 1];
+    if (mprotect(g + 300 * WPP, 8 * PAGE, PROT_READ | PROT_WRITE) != 0)
+        fail_errno("mprotect(G pages 300..307, PROT_READ | PROT_WRITE)");
+    g[296 * WPP] ^= x;
 
     void *to = mmap(NULL, E_PAGES * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (to == MAP_FAILED)

@@ -353,6 +353,26 @@ impl Mm {
     }
 }
 
+/// A lazily restored region's saved pages, among all of them (`g`), and in the image.
+struct Area {
+    g: u64,
+    pages: u64,
+    data_off: u64,
+    data_len: u64,
+    /// Its first block, among all of them.
+    block: u64,
+    blob: u32,
+}
+
+/// One block: its region, its saved pages `g0..g1`, and where it is in the image.
+struct Block {
+    region: usize,
+    g0: u64,
+    g1: u64,
+    off: u64,
+    len: u64,
+}
+
 /// What a copy into an address space came to.
 enum Copied {
     /// Everything asked is there.
@@ -382,9 +402,8 @@ struct Loader {
     ready: bool,
     /// The restored process ended.
     ended: bool,
-    /// Lazily restored regions: (first saved page, pages, data_off, data_len, first block).
-    regions: Vec<(u64, u64, u64, u64, u64)>,
-    blobs: Vec<u32>,
+    regions: Vec<Area>,
+    /// Per block, over all regions.
     crcs: Vec<u32>,
     bad: Vec<bool>,
     /// Blocks in the order they are loaded in the background, and how far it got.
@@ -410,15 +429,13 @@ struct Loader {
 impl Loader {
     fn new(plan: Plan, fds: Fds, restored: u32, sigfd: i32) -> Self {
         let mut regions = vec![];
-        let mut blobs = vec![];
         let mut runs = vec![];
         let mut blocks = 0u64;
         let mut g = 0u64;
         let mut crcs = vec![];
         for r in &plan.regions {
             let pages = r.data_len / PAGE;
-            regions.push((g, pages, r.data_off, r.data_len, blocks));
-            blobs.push(r.blob);
+            regions.push(Area { g, pages, data_off: r.data_off, data_len: r.data_len, block: blocks, blob: r.blob });
             let n = blocks_of(r.data_len);
             crcs.extend((0..n).map(|k| r.crcs.get(k as usize).copied().unwrap_or(0)));
             blocks += n;
@@ -452,7 +469,6 @@ impl Loader {
             ready: false,
             ended: false,
             regions,
-            blobs,
             bad: vec![false; crcs.len()],
             crcs,
             order,
@@ -474,23 +490,21 @@ impl Loader {
     }
 
     /// The block that holds saved page `g`.
-    fn block_in(regions: &[(u64, u64, u64, u64, u64)], g: u64) -> u32 {
-        let i = regions.partition_point(|r| r.0 + r.1 <= g).min(regions.len() - 1);
-        let (g0, _, _, _, b0) = regions[i];
-        (b0 + (g - g0) / BLOCK_PAGES) as u32
+    fn block_in(regions: &[Area], g: u64) -> u32 {
+        let r = &regions[regions.partition_point(|r| r.g + r.pages <= g).min(regions.len() - 1)];
+        (r.block + (g - r.g) / BLOCK_PAGES) as u32
     }
 
-    /// Block `b`: its region, its saved pages `g0..g1`, and where it is in the image.
-    fn block(&self, b: u32) -> (usize, u64, u64, u64, u64) {
-        let i = self.regions.partition_point(|r| r.4 <= b as u64) - 1;
-        let (g, pages, off, len, b0) = self.regions[i];
-        let k = b as u64 - b0;
-        let g0 = g + k * BLOCK_PAGES;
-        (i, g0, (g0 + BLOCK_PAGES).min(g + pages), off + k * BLOCK, (len - k * BLOCK).min(BLOCK))
+    fn block(&self, b: u32) -> Block {
+        let region = self.regions.partition_point(|r| r.block <= b as u64) - 1;
+        let r = &self.regions[region];
+        let k = b as u64 - r.block;
+        let g0 = r.g + k * BLOCK_PAGES;
+        Block { region, g0, g1: (g0 + BLOCK_PAGES).min(r.g + r.pages), off: r.data_off + k * BLOCK, len: (r.data_len - k * BLOCK).min(BLOCK) }
     }
 
     fn needed(&self, b: u32) -> bool {
-        let (_, g0, g1, _, _) = self.block(b);
+        let Block { g0, g1, .. } = self.block(b);
         self.mms.iter().any(|m| !m.gone && (g0..g1).any(|g| !m.is_done(g)))
     }
 
@@ -504,7 +518,7 @@ impl Loader {
     /// Reads block `b` into `buf`: at once (`wait`), or only if the page cache has it
     /// (`Ok(false)` if not). `Err(())`: its CRC does not match.
     fn read(&mut self, b: u32, wait: bool) -> Result<bool, ()> {
-        let (_, _, _, off, len) = self.block(b);
+        let Block { off, len, .. } = self.block(b);
         let buf = &mut self.buf[..len as usize];
         let mut done = 0usize;
         while done < buf.len() {
@@ -535,17 +549,17 @@ impl Loader {
     /// Hands block `b` (in `buf`) to every address space that still needs a page of it.
     /// Returns false if some could not take it yet.
     fn deliver(&mut self, b: u32) -> bool {
-        let (_, g0, g1, _, _) = self.block(b);
+        let Block { g0, g1, .. } = self.block(b);
         let mut complete = true;
         for m in 0..self.mms.len() {
-            if self.mms[m].gone {
-                continue;
-            }
             let pieces: Vec<(u64, u64, u64)> = self.mms[m].pieces(g0, g1).collect();
-            for (addr, g, n) in pieces {
+            'pieces: for (addr, g, n) in pieces {
                 // Runs of pages it does not have yet.
                 let mut i = 0;
                 while i < n {
+                    if self.mms[m].gone {
+                        break 'pieces;
+                    }
                     if self.mms[m].is_done(g + i) {
                         i += 1;
                         continue;
@@ -558,7 +572,7 @@ impl Loader {
                     match self.copy(m, addr + i * PAGE, src, g + i, j - i) {
                         Copied::All => {}
                         Copied::Later => complete = false,
-                        Copied::Gone => break,
+                        Copied::Gone => break 'pieces,
                     }
                     i = j;
                 }
@@ -571,8 +585,12 @@ impl Loader {
     /// pages `g..`; every page that is there afterwards is marked done.
     fn copy(&mut self, m: usize, dst: u64, src: *const u8, g: u64, pages: u64) -> Copied {
         let mut at = 0;
+        // A page at a time once a run was found to cross mappings (an `mprotect` since
+        // the restore split them; a copy stays within one).
+        let mut single = false;
         while at < pages {
-            let mut arg = [dst + at * PAGE, src as u64 + at * PAGE, (pages - at) * PAGE, 0, 0];
+            let n = if single { 1 } else { pages - at };
+            let mut arg = [dst + at * PAGE, src as u64 + at * PAGE, n * PAGE, 0, 0];
             // SAFETY: UFFDIO_COPY reads `struct uffdio_copy` (5 × u64) and the source
             // bytes, which lie in `buf`.
             let r = unsafe { libc::ioctl(self.mms[m].uffd, UFFDIO_COPY as _, arg.as_mut_ptr()) };
@@ -584,7 +602,8 @@ impl Loader {
             self.loaded += copied * PAGE;
             at += copied;
             match e {
-                0 => return Copied::All,
+                0 if at == pages => return Copied::All,
+                0 => {}
                 libc::EAGAIN if copied > 0 => {}
                 libc::EAGAIN => return Copied::Later,
                 // The page is there already (a fault beat us to it, or it was never taken
@@ -597,6 +616,7 @@ impl Loader {
                     self.mms[m].gone = true;
                     return Copied::Gone;
                 }
+                libc::ENOENT | libc::EINVAL if !single => single = true,
                 // Not registered there (any more): nothing to deliver to.
                 libc::ENOENT | libc::EINVAL => {
                     self.mms[m].set_done(g + at);
@@ -674,8 +694,7 @@ impl Loader {
     /// restored process, and `victim` (an address space that faulted on it) if another.
     fn damaged(&mut self, b: u32, victim: Option<usize>) {
         self.bad[b as usize] = true;
-        let (i, ..) = self.block(b);
-        let what = format!("saved data is corrupted (CRC mismatch in blob {})", self.blobs[i]);
+        let what = format!("saved data is corrupted (CRC mismatch in blob {})", self.regions[self.block(b).region].blob);
         if !self.killed {
             self.killed = true;
             self.say(&format!("mig: {} is damaged ({what}): the process restored from it ({}) was killed\n", self.image, self.restored));
@@ -795,7 +814,7 @@ impl Loader {
                 self.cursor += 1;
                 continue;
             }
-            let (_, _, _, off, _) = self.block(b);
+            let off = self.block(b).off;
             self.set_class(if self.hurry { IOPRIO_CLASS_BE } else { IOPRIO_CLASS_IDLE });
             // The disk reads ahead of what is loaded, half a window at a time.
             let (start, end) = self.read_ahead;
