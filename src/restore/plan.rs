@@ -32,7 +32,9 @@ pub fn restore(image: &Path, settings: Settings) -> ! {
             unsafe { blob::enter(ready.entry, ready.args as *const BlobArgs, ready.stack_top) }
         }
         Err(why) => {
-            eprintln!("mig: cannot restore from {}: {}", image.display(), why);
+            // One write: a line cut short by a kill would say nothing.
+            let line = format!("mig: cannot restore from {}: {}\n", image.display(), why);
+            let _ = sys::write_all(2, line.as_ptr(), line.len());
             std::process::exit(mig_image::EXIT_REFUSED)
         }
     }
