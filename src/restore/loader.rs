@@ -67,6 +67,10 @@ const IOPRIO_CLASS_IDLE: i32 = 3;
 const RWF_NOWAIT: i32 = 8;
 
 static ZEROS: [u8; PAGE as usize] = [0; PAGE as usize];
+/// For this long after the restore handed over, the loader only serves faults: the
+/// restored process's first steps (the rest of the restore, the hand-off, what it does
+/// first) get the CPU before the background loading.
+const START_DELAY_NS: u64 = 5_000_000;
 
 /// A region restored lazily, as the loader needs it.
 pub struct Lazy {
@@ -75,8 +79,8 @@ pub struct Lazy {
     pub data_len: u64,
     pub blob: u32,
     pub extents: Vec<Extent>,
-    /// Its blob's block CRCs (the trailer's CRC was checked).
-    pub crcs: Vec<u32>,
+    /// Where its blob's block CRCs are in the image (the trailer's CRC was checked).
+    pub crcs_off: u64,
 }
 
 /// What the loader is given, before it is started.
@@ -160,13 +164,21 @@ pub fn channel(base: i32) -> Result<Channel, String> {
     }
 }
 
+/// A loader being started (see [`spawn`]).
+pub struct Spawned {
+    between: u32,
+    pid_r: i32,
+}
+
 /// Starts the loader of `plan` on `ch`, twice forked so that it is no child of the
-/// restored process; returns its pid and start time (with the pid, who it is).
-pub fn start(plan: Plan, ch: &Channel) -> Result<(u32, u64), String> {
+/// restored process. It waits for the blob's byte on `ch.ready` before it hands over
+/// anything; [`Spawned::started`] says who it is.
+pub fn spawn(plan: Plan, ch: &Channel) -> Result<Spawned, String> {
     let me = sys::getpid();
     let pidfd = sys::pidfd_open(me).map_err(|e| format!("no pidfd (errno {})", e.0))?;
     let [pid_r, pid_w] = pipe().inspect_err(|_| close(pidfd))?;
-    // Both forks are quiet (no SIGCHLD for the program); the one between is reaped here.
+    // Both forks are quiet (no SIGCHLD for the program); the one between is reaped by
+    // `started`.
     let between = sys::fork_quiet();
     if between == Ok(0) {
         match sys::fork_quiet() {
@@ -181,20 +193,28 @@ pub fn start(plan: Plan, ch: &Channel) -> Result<(u32, u64), String> {
     close(pid_w);
     close(pidfd);
     close(ch.ready_r);
-    let mut pid = [0u8; 4];
-    let got = match between {
-        Ok(child) => {
-            sys::reap_quiet(child);
-            sys::read(pid_r, &mut pid)
+    match between {
+        Ok(between) => Ok(Spawned { between, pid_r }),
+        Err(e) => {
+            close(pid_r);
+            Err(format!("cannot fork the loader (errno {})", e.0))
         }
-        Err(e) => Err(e),
-    };
-    close(pid_r);
-    let pid = u32::from_ne_bytes(pid);
-    match got {
-        Ok(4) if pid != 0 => Ok((pid, start_time(pid).ok_or("the loader ended at once")?)),
-        Ok(_) => Err("the loader did not start".into()),
-        Err(e) => Err(format!("cannot fork the loader (errno {})", e.0)),
+    }
+}
+
+impl Spawned {
+    /// Reaps the process between, and returns the loader's pid and start time (with the
+    /// pid, who it is).
+    pub fn started(self) -> Result<(u32, u64), String> {
+        sys::reap_quiet(self.between);
+        let mut pid = [0u8; 4];
+        let got = sys::read(self.pid_r, &mut pid);
+        close(self.pid_r);
+        let pid = u32::from_ne_bytes(pid);
+        match got {
+            Ok(4) if pid != 0 => Ok((pid, start_time(pid).ok_or("the loader ended at once")?)),
+            _ => Err("the loader did not start".into()),
+        }
     }
 }
 
@@ -436,8 +456,13 @@ impl Loader {
         for r in &plan.regions {
             let pages = r.data_len / PAGE;
             regions.push(Area { g, pages, data_off: r.data_off, data_len: r.data_len, block: blocks, blob: r.blob });
+            // Read here, not by the restore: as many as the image has blocks.
             let n = blocks_of(r.data_len);
-            crcs.extend((0..n).map(|k| r.crcs.get(k as usize).copied().unwrap_or(0)));
+            let mut raw = vec![0u8; 4 * n as usize];
+            if sys::pread(plan.image_fd, &mut raw, r.crcs_off) != Ok(raw.len()) {
+                raw.fill(0); // then every block of it is damaged
+            }
+            crcs.extend(raw.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
             blocks += n;
             let mut at = g;
             for e in &r.extents {
@@ -803,7 +828,8 @@ impl Loader {
     }
 
     /// Loads the next block in the background, if it can without waiting for the disk.
-    /// Returns whether to poll again at once (true), or wait for the disk a moment.
+    /// Returns whether to poll again at once (true) or wait a moment for the disk or an
+    /// event (false); `None` when there is nothing left to load.
     fn background(&mut self) -> Option<bool> {
         // Past the end with pages still missing (a copy that had to wait): once more.
         if self.cursor == self.order.len() && self.order.iter().any(|&b| !self.bad[b as usize] && self.needed(b)) {
@@ -826,10 +852,11 @@ impl Loader {
             }
             return match self.read(b, self.hurry) {
                 Ok(false) => Some(false),
+                // Not all of it taken: an event to read first (or a fork still copying the
+                // address space, whose event comes when it is done).
+                Ok(true) if !self.deliver(b) => Some(false),
                 Ok(true) => {
-                    if self.deliver(b) {
-                        self.cursor += 1;
-                    }
+                    self.cursor += 1;
                     Some(true)
                 }
                 Err(()) => {
@@ -892,7 +919,13 @@ impl Loader {
             if self.mms.is_empty() {
                 return;
             }
-            next = if self.ready { self.background() } else { None };
+            next = if !self.ready {
+                None
+            } else if sys::clock_monotonic_ns() < self.t0 + START_DELAY_NS {
+                Some(false)
+            } else {
+                self.background()
+            };
         }
     }
 

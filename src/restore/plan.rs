@@ -15,7 +15,7 @@ use memmap2::{Advice, Mmap};
 use mig_image::*;
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -291,6 +291,21 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     // first touch would wait for the loader).
     let hot = hot_ranges(&img);
     let hot_pages: Vec<Vec<(u64, u64)>> = regions.iter().zip(&lazy).map(|(r, &l)| if l { hot_pages(&img, r, &hot) } else { vec![] }).collect();
+    // The loader starts now (it waits for the blob's word before it hands anything
+    // over): its forks overlap the rest of the planning.
+    let spawned = match &channel {
+        Some(ch) => {
+            let plan = loader::Plan {
+                image: image.display().to_string(),
+                image_fd: file.as_raw_fd(),
+                regions: lazy_plan(&img, &regions, &lazy),
+                present: hot_pages.iter().flatten().map(|&(page, _)| page).collect(),
+                debug: sys::msg::debug_enabled(),
+            };
+            Some(loader::spawn(plan, ch).map_err(|why| format!("cannot start the loader of the lazily restored memory: {why}"))?)
+        }
+        None => None,
+    };
     let hot_blocks: Vec<(u32, u64)> = {
         let mut b: Vec<(u32, u64)> = regions.iter().zip(&hot_pages).flat_map(|(r, pages)| pages.iter().map(|&(_, off)| (r.blob, (off - r.data_off) / BLOCK))).collect();
         b.dedup();
@@ -550,15 +565,8 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     unregister_rseq()?;
     // From here on no signal may run code of this process: block them all.
     let _ = sys::sigprocmask(libc::SIG_SETMASK, Some(u64::MAX), None);
-    if let Some(ch) = &channel {
-        let plan = loader::Plan {
-            image: image.display().to_string(),
-            image_fd,
-            regions: lazy_plan(&img, &regions, &lazy),
-            present: hot_pages.iter().flatten().map(|&(page, _)| page).collect(),
-            debug: sys::msg::debug_enabled(),
-        };
-        let (pid, start) = loader::start(plan, ch).map_err(|why| format!("cannot start the loader of the lazily restored memory: {why}"))?;
+    if let Some(spawned) = spawned {
+        let (pid, start) = spawned.started().map_err(|why| format!("cannot start the loader of the lazily restored memory: {why}"))?;
         // SAFETY: the hand-off written above, in the hole; nothing else refers to it yet.
         unsafe { (*(handoff_at as *mut Handoff)).loader = pid };
         // SAFETY: as above.
@@ -607,8 +615,8 @@ fn lazy_regions(regions: &[RegionRecord], eager: bool) -> Vec<bool> {
     regions.iter().zip(read_in).map(|(r, read_in)| loadable(r) && !read_in).collect()
 }
 
-/// The lazily loaded regions, as the loader needs them: where their pages go, and the
-/// CRCs of their blocks.
+/// The lazily loaded regions, as the loader needs them: where their pages go, and where
+/// the CRCs of their blocks are.
 fn lazy_plan(img: &Image, regions: &[RegionRecord], lazy: &[bool]) -> Vec<loader::Lazy> {
     // Where each blob's block CRCs start, all at once (blob lengths in blob order).
     let mut lens = vec![0u64; img.header.blobs as usize];
@@ -636,7 +644,7 @@ fn lazy_plan(img: &Image, regions: &[RegionRecord], lazy: &[bool]) -> Vec<loader
                 data_len: r.data_len,
                 blob: r.blob,
                 extents: img.extents(r).collect(),
-                crcs: (from..from + blocks_of(r.data_len)).map(|n| img.nth_block_crc(n).unwrap_or(0)).collect(),
+                crcs_off: img.header.trailer_off + 4 * (img.header.blobs + from),
             }
         })
         .collect()
