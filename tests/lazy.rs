@@ -279,9 +279,12 @@ fn lazy_restore_leaves_no_child_and_no_descriptor() {
         let status = std::fs::read_to_string(format!("/proc/{loader}/status")).unwrap_or_default();
         let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:")).map(|v| v.trim().parse::<i32>().unwrap());
         assert_ne!(ppid, Some(pid), "the loader is no child of the restored process");
+        // Its own (the userfaultfd, a pidfd, the image, a pipe to its watchdog) and
+        // stderr: none of the program's.
+        let program: Vec<String> = fds_of(pid).into_iter().filter(|(n, _)| *n != 2).map(|(_, what)| what).collect();
         for (n, what) in fds_of(loader) {
-            let own = n == 2 || what.starts_with("anon_inode:") || what == image.display().to_string();
-            assert!(own, "the loader holds only its own descriptors (and stderr): {n} -> {what}");
+            let own = n == 2 || what.starts_with("anon_inode:") || what == image.display().to_string() || what.starts_with("pipe:");
+            assert!(own && !program.contains(&what), "the loader holds only its own descriptors (and stderr): {n} -> {what}");
         }
         let t0 = Instant::now();
         while loader_of(pid) == Some(loader) {
@@ -388,4 +391,34 @@ fn without_a_userfaultfd_the_restore_is_eager() {
     let at = reference.iter().position(|l| *l == restored[0]).expect("the restored run's first line is the reference's");
     assert_eq!(&reference[at..], &restored[..]);
     assert_eq!(&reference[..at], &before[..at]);
+}
+
+/// The loader killed while it loads: its watchdog says so and kills the restored
+/// process, which never runs on with zeros where its saved data belongs.
+#[test]
+fn a_killed_loader_takes_the_restored_process_with_it() {
+    let dir = tempdir("lazy_loader_killed");
+    let l = Launch::new(&compile("lazy_small"), &dir).arg("20").arg("192");
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("a.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 3, &image);
+    p.kill();
+    let p = l.clone_with("MIG_RESTORE", &image).start();
+    let pid = p.pid();
+    let t0 = Instant::now();
+    let loader = loop {
+        if let Some(loader) = loader_of(pid) {
+            break loader;
+        }
+        assert!(t0.elapsed() < TIMEOUT, "no loader");
+    };
+    // SAFETY: kill(2) of the loader found above.
+    unsafe { libc::kill(loader, libc::SIGKILL) };
+    let (out, st, err) = p.finish();
+    assert!(!st.success(), "the restored process went on: {out:?}\n{err}");
+    let at = out.first().map_or(0, |first| reference.iter().position(|l| l == first).expect("lines of the reference"));
+    assert_eq!(&reference[at..at + out.len()], &out[..], "what it printed is right");
+    let watchdog = format!("mig: the loader of the memory of the process restored from {} ({pid}) ended before it was done: the process was killed\n", image.display());
+    assert!(err.contains(&watchdog) || err.contains("restore failed while starting the loader"), "{err}");
 }

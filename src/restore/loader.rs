@@ -25,7 +25,8 @@
 //! Started by `plan` before anything is replaced, twice forked so that it is no child of
 //! the restored process; it keeps only its own descriptors (the userfaultfd, the image,
 //! a pidfd of the restored process, stderr for its message) and ends with the restored
-//! process (and its children's memory, if any is still loading).
+//! process (and its children's memory, if any is still loading). A watchdog of its own
+//! kills the restored process should the loader end before it is done.
 #![allow(unsafe_code)]
 
 use super::fds::raise_fd;
@@ -249,11 +250,10 @@ fn run(plan: Plan, fds: Fds, restored: u32) -> ! {
     close_all_but(&mut [2, fds.uffd, fds.pidfd, fds.ready, plan.image_fd]);
     // Out of the terminal's process group (^C is for the program; the loader ends with
     // it), every signal blocked (it was, for the restore): only SIGKILL ends it early.
-    // SAFETY: setsid, chdir and prctl with valid arguments.
+    // SAFETY: setsid and chdir with valid arguments.
     unsafe {
         libc::setsid();
         libc::chdir(c"/".as_ptr());
-        libc::prctl(libc::PR_SET_NAME, c"mig-loader".as_ptr());
     }
     let _ = sys::sigprocmask(libc::SIG_SETMASK, Some(u64::MAX), None);
     // SAFETY: a signal set of SIGUSR1 only, built with libc's own functions.
@@ -263,10 +263,54 @@ fn run(plan: Plan, fds: Fds, restored: u32) -> ! {
         libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC)
     };
+    let done = watchdog(fds.pidfd, &plan.image, restored);
+    // Named once the watchdog has a name of its own.
+    // SAFETY: prctl with a NUL-terminated name.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"mig-loader".as_ptr()) };
     ioprio(IOPRIO_CLASS_IDLE);
     let mut l = Loader::new(plan, fds, restored, sigfd);
     l.serve();
-    l.end()
+    l.end(done)
+}
+
+/// Starts a watchdog: should the loader end before it is done (killed, or a bug), the
+/// memory it serves would become plain anonymous memory, zeros where saved data
+/// belongs; the watchdog then says so and kills the restored process. Returns what the
+/// loader writes a byte to once it is done (-1: no watchdog).
+fn watchdog(pidfd: i32, image: &str, restored: u32) -> i32 {
+    let Ok([r, w]) = pipe() else { return -1 };
+    match sys::fork_quiet() {
+        Ok(0) => {
+            close_all_but(&mut [2, pidfd, r]);
+            // SAFETY: prctl with a NUL-terminated name.
+            unsafe { libc::prctl(libc::PR_SET_NAME, c"mig-watchdog".as_ptr()) };
+            let mut fds = [libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 }, libc::pollfd { fd: r, events: libc::POLLIN, revents: 0 }];
+            loop {
+                // SAFETY: poll on the array above.
+                if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 || fds[0].revents != 0 {
+                    sys::exit_group(0); // the restored process ended
+                }
+                if fds[1].revents != 0 {
+                    let mut byte = [0u8];
+                    if sys::read(r, &mut byte) != Ok(1) {
+                        let line = format!("mig: the loader of the memory of the process restored from {image} ({restored}) ended before it was done: the process was killed\n");
+                        let _ = sys::write_all(2, line.as_ptr(), line.len());
+                        let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
+                    }
+                    sys::exit_group(0);
+                }
+            }
+        }
+        Ok(_) => {
+            close(r);
+            w
+        }
+        Err(_) => {
+            close(r);
+            close(w);
+            -1
+        }
+    }
 }
 
 /// One run of saved pages in an address space: `pages` pages at `addr`, saved pages
@@ -929,9 +973,13 @@ impl Loader {
         }
     }
 
-    fn end(&mut self) -> ! {
+    /// Done: the watchdog (`done`) is told so, and the loader ends.
+    fn end(&mut self, done: i32) -> ! {
         for m in &self.mms {
             close(m.uffd);
+        }
+        if done >= 0 {
+            let _ = sys::write_all(done, b"d".as_ptr(), 1);
         }
         sys::exit_group(0)
     }
