@@ -652,8 +652,8 @@ fn lazy_plan(img: &Image, regions: &[RegionRecord], lazy: &[bool]) -> Vec<loader
 
 /// What each thread touches first when it runs again: the pages around its thread
 /// pointer (its TLS, `struct pthread`) and above its stack pointer (the handler's frames
-/// and the signal frame). Read in even where the region is mapped from the image: a
-/// fault there would read ahead megabytes around it from the disk.
+/// and the signal frame). Read in even where the region is loaded lazily (their blocks
+/// checked first): each first touch there would wait for the loader.
 fn hot_ranges(img: &Image) -> Vec<(u64, u64)> {
     let page = |a: u64| a & !(PAGE - 1);
     (0..img.count(Table::Threads))
