@@ -1,20 +1,18 @@
 /*
  * lazy_memory.c - memory calls on a lazily restored process.
  *
- * A lazy restore maps the saved pages of a region from the image (MAP_PRIVATE)
- * and the never-touched pages between them as anonymous memory: one mapping of
- * the original process becomes many. This program makes, at start, three
- * anonymous private blocks:
- *   - M, 640 pages, only the even pages written (a lazy restore maps it as 640
- *     alternating mappings);
- *   - D, 320 pages, every page written (one mapping from the image);
+ * A lazy restore brings big private regions back as anonymous memory that a loader
+ * fills in (see lazy_events.c for calls while it loads; here they come once it is
+ * done, and were, with the image mapped, calls across the many mappings one region
+ * became). This program makes, at start, four anonymous private blocks:
+ *   - M, 640 pages, only the even pages written;
+ *   - D, 320 pages, every page written;
  *   - E, 640 pages, only the even pages written, like M;
- *   - G, 320 pages, every page written (one mapping from the image, as D).
+ *   - G, 320 pages, every page written, as D.
  * Every step changes a few words of the written pages (as chain.c does) and
  * prints `step <n> <digest>`. Then, at fixed steps, with libc's calls:
  *   - step 8: madvise(D, MADV_DONTNEED) and madvise(M pages 4..11, MADV_DONTNEED)
- *     (a range across several mappings of a lazy restore) return 0 and leave
- *     zeros; D and the even pages of M in that range are written again;
+ *     return 0 and leave zeros; D and the even pages of M in that range are written again;
  *   - step 9: madvise(D, MADV_FREE) returns 0; D is written again (after
  *     MADV_FREE the contents are old or zero: written before they are read);
  *   - step 10: mremap(M, 640 pages, 1280 pages, MREMAP_MAYMOVE) succeeds; the
@@ -22,18 +20,15 @@
  *     read 0;
  *   - step 11: mremap(M, 1280 pages, 640 pages, 0) shrinks it in place, and
  *     mremap(E, 640 pages, 640 pages, MREMAP_MAYMOVE | MREMAP_FIXED) moves E
- *     (still many mappings after a lazy restore) onto a reserved free place;
- *     contents checked;
+ *     onto a reserved free place; contents checked;
  *   - step 12: mremap(G, 320 pages, 640 pages, MREMAP_MAYMOVE) succeeds; G's pages are
- *     unchanged and the new ones read 0 (one mapping, so the kernel grows it
- *     without complaint: after a lazy restore, unless mig makes it anonymous first,
- *     the new pages map what follows in the image, or lie past its end: SIGBUS).
+ *     unchanged and the new ones read 0.
  * A failing call or a wrong byte prints FAIL (with errno for a call).
  *
  * The digest covers D, G and the written pages of M and E at every step, and from
  * step 8 on all of M and E: their untouched pages must not be read before (a read
  * maps the zero page, which /proc/self/pagemap reports present: a checkpoint would
- * save those pages too and a lazy restore would map M whole from the image). The
+ * save those pages too). The
  * untouched pages are checked to read 0 at every step from 8 on.
  * Default 20 steps, 50 ms apart (a checkpoint at step 3 comes well before the
  * first of the fixed steps; one at step 13 after the last).

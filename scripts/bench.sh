@@ -3,9 +3,12 @@
 # the preloaded library, for heaps of 256 MiB, 1 GiB and 4 GiB, next to the physical
 # limits measured in the same run (dd with conv=fsync, reading the image back).
 #
-#   scripts/bench.sh [--quick] [--runs N] [--sizes "256 1024 4096"] [--dir DIR]
+#   scripts/bench.sh [--quick] [--restarts] [--runs N] [--sizes "256 1024 4096"] [--dir DIR]
 #
 #   --quick   256 MiB only, 1 run, short overhead loops: a sanity check
+#   --restarts  only the lazy restarts (image cached and evicted) and the time until the
+#             whole heap is back: no preload cost, dd, timed checkpoint, eager restarts,
+#             compression or CRIU
 #   --runs N  runs per size (default 3); every figure is the median
 #   --dir D   where images go (default $MIG_BENCH_DIR, else target/bench); removed after
 #
@@ -22,12 +25,14 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 
 quick=0
+only_restarts=0
 runs=3
 sizes="256 1024 4096"
 dir=${MIG_BENCH_DIR:-$repo/target/bench}
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) quick=1 runs=1 sizes=256 ;;
+    --restarts) only_restarts=1 ;;
     --runs) runs=$2; shift ;;
     --sizes) sizes=$2; shift ;;
     --dir) dir=$2; shift ;;
@@ -369,6 +374,46 @@ sparse() {
     stop_proc "$spid"
     rm -f "$img"
 }
+
+# --restarts: an untimed checkpoint, then the lazy restarts only.
+restarts_only() {
+    local mib=$1 out=$work/subject.out img=$dir/heap.mig ck
+    start_subject "$out" "$mib" "$mib" random "$RANDOM$RANDOM" || { note "FAILED: the $mib MiB subject did not start"; return 1; }
+    local pid=$spid
+    rm -f "$img"
+    if ! ck=$("$mig" checkpoint "$pid" --to "$img" 2>&1); then
+        note "FAILED: mig checkpoint ($mib MiB): $ck"
+        stop_proc "$pid"
+        return 1
+    fi
+    stop_proc "$pid"
+    rec "img:$mib" "$(stat -c %s "$img")"
+    rec "touched:$mib" $((mib << 20))
+    # The subject checks its heap after a pause of more than 50 ms.
+    sync
+    sleep 0.1
+    restart_one default "$img" "$mib" restart_default || true
+    evict "$img"
+    rec "cached_after_evict:$mib" "$(cached_pct "$img")"
+    restart_one default "$img" "$mib" restart_cold || true
+    forget "$img"
+}
+
+if [ "$only_restarts" = 1 ]; then
+    for mib in $sizes; do
+        for run in $(seq 1 "$runs"); do
+            say "$mib MiB, restarts, run $run of $runs"
+            restarts_only "$mib" || true
+        done
+    done
+    for key in restart_default restart_cold checked_restart_default checked_restart_cold; do
+        for mib in $sizes; do
+            grep "^$key:$mib " "$res" | awk '{ print $2 }' | sort -g | awk -v k="$key" -v m="$mib" '{ v[NR] = $1 } END { n = NR; if (n) printf "%-28s %5s MiB  median %8.2f ms  (%s runs: %s-%s)\n", k, m, (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2), n, v[1], v[n] }'
+        done
+    done
+    grep '^note ' "$res" | sed 's/^note //' || true
+    exit 0
+fi
 
 # The library on a program never checkpointed: alternate runs without and with it.
 overhead() {

@@ -5,10 +5,18 @@ use core::mem::size_of;
 
 pub const MAGIC: [u8; 8] = *b"MIGIMAGE";
 /// Bumped on any change of layout or meaning.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// ELF machine number of x86_64.
 pub const ARCH_X86_64: u32 = 62;
 pub const PAGE: u64 = 4096;
+/// The trailer holds one CRC per this many bytes of each blob's data (the last block of
+/// a blob may be shorter): a lazy restore checks a block before the program sees it.
+pub const BLOCK: u64 = 64 << 10;
+
+/// How many block CRCs a blob of `len` bytes has.
+pub const fn blocks_of(len: u64) -> u64 {
+    len.div_ceil(BLOCK)
+}
 pub const HEADER_LEN: usize = 4096;
 pub const NSIG: usize = 64;
 pub const NRLIMITS: usize = 16;
@@ -117,7 +125,9 @@ pub struct Header {
     pub total_len: u64,
     pub blobs: u64,
     pub tables: [TableDesc; TABLES],
-    pub pad: [u8; HEADER_LEN - 112 - 24 * TABLES],
+    /// Block CRCs in the trailer: Σ `blocks_of(data_len)` over the blobs.
+    pub blocks: u64,
+    pub pad: [u8; HEADER_LEN - 120 - 24 * TABLES],
 }
 const _: () = assert!(size_of::<Header>() == HEADER_LEN);
 

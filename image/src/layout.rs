@@ -17,6 +17,8 @@ pub struct Layout {
     /// Next free page-aligned offset for a blob.
     cursor: u64,
     pub blobs: u64,
+    /// Block CRCs of the blobs so far (`blocks_of` each one's length).
+    pub blocks: u64,
 }
 
 impl Layout {
@@ -39,7 +41,7 @@ impl Layout {
         }
         let meta_off = HEADER_LEN as u64;
         let data_off = align_up(off, PAGE);
-        Layout { tables, meta_off, meta_len: off - meta_off, data_off, cursor: data_off, blobs: 0 }
+        Layout { tables, meta_off, meta_len: off - meta_off, data_off, cursor: data_off, blobs: 0, blocks: 0 }
     }
 
     /// The same tables, with a data area chosen before they were known: it starts at
@@ -54,9 +56,11 @@ impl Layout {
         Some(self)
     }
 
-    /// Counts a blob the caller placed in the area given to [`Self::with_data_area`].
-    pub fn add_placed_blob(&mut self) -> u32 {
+    /// Counts a blob of `len` bytes the caller placed in the area given to
+    /// [`Self::with_data_area`].
+    pub fn add_placed_blob(&mut self, len: u64) -> u32 {
         self.blobs += 1;
+        self.blocks += blocks_of(len);
         (self.blobs - 1) as u32
     }
 
@@ -65,6 +69,7 @@ impl Layout {
         let at = self.cursor;
         self.cursor += align_up(len, PAGE);
         self.blobs += 1;
+        self.blocks += blocks_of(len);
         ((self.blobs - 1) as u32, at)
     }
 
@@ -75,7 +80,7 @@ impl Layout {
         self.cursor
     }
     pub fn trailer_len(&self) -> u64 {
-        4 * (self.blobs + 1)
+        4 * (self.blobs + self.blocks + 1)
     }
     pub fn total_len(&self) -> u64 {
         self.trailer_off() + self.trailer_len()
@@ -98,6 +103,7 @@ impl Layout {
         h.trailer_len = self.trailer_len();
         h.total_len = self.total_len();
         h.blobs = self.blobs;
+        h.blocks = self.blocks;
         h.tables = self.tables;
         h
     }

@@ -1,8 +1,10 @@
 //! CRC32 of a run of pages from the CRCs of its pages: a pre-copied image rewrites
-//! single pages, so it keeps one CRC per page and folds them into each blob's CRC.
+//! single pages, so it keeps one CRC per page and folds them into each blob's CRC (and
+//! each block's, see `BLOCK`). The writer folds block CRCs into blob CRCs the same way.
 //!
-//! `crc(A ‖ B) = M·crc(A) ⊕ crc(B)` for a 4096-byte `B`, with `M` a fixed linear map
-//! over GF(2) (zlib's `crc32_combine`); `M` is tabulated a byte at a time.
+//! `crc(A ‖ B) = M·crc(A) ⊕ crc(B)` for a 4096-byte `B` (or one of any fixed length),
+//! with `M` a fixed linear map over GF(2) (zlib's `crc32_combine`); `M` is tabulated a
+//! byte at a time.
 
 use crate::format::PAGE;
 
@@ -13,9 +15,15 @@ pub struct PageCrc {
 impl PageCrc {
     /// Tabulates `M` from `crc32fast`'s own combine (once, outside any signal handler).
     pub fn new() -> Self {
+        Self::for_len(PAGE)
+    }
+
+    /// The same for appending runs of `len` bytes instead of pages (no allocation: the
+    /// checkpoint writer makes one for blocks).
+    pub fn for_len(len: u64) -> Self {
         let shift = |v: u32| {
             let mut a = crc32fast::Hasher::new_with_initial(v);
-            a.combine(&crc32fast::Hasher::new_with_initial_len(0, PAGE));
+            a.combine(&crc32fast::Hasher::new_with_initial_len(0, len));
             a.finalize()
         };
         let basis: [u32; 32] = core::array::from_fn(|bit| shift(1 << bit));
@@ -28,8 +36,8 @@ impl PageCrc {
         PageCrc { table }
     }
 
-    /// The CRC of `acc`'s bytes followed by one page whose CRC is `page` (`acc` = 0:
-    /// nothing before it).
+    /// The CRC of `acc`'s bytes followed by one page (or run of the length given to
+    /// `for_len`) whose CRC is `page` (`acc` = 0: nothing before it).
     pub fn append(&self, acc: u32, page: u32) -> u32 {
         let t = &self.table;
         let b = acc.to_le_bytes();
@@ -62,5 +70,7 @@ mod tests {
         let folded = data.chunks(PAGE as usize).fold(0, |acc, p| fold.append(acc, crc(p)));
         assert_eq!(folded, crc(&data));
         assert_eq!(fold.append(0, crc(&data[..4096])), crc(&data[..4096]));
+        let pairs = PageCrc::for_len(2 * PAGE);
+        assert_eq!(pairs.append(crc(&data[..4096]), crc(&data[4096..])), crc(&data));
     }
 }

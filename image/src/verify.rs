@@ -2,6 +2,7 @@
 //! path (a signal handler) can verify an image before it commits to it.
 
 use crate::format::*;
+use crate::pagecrc::PageCrc;
 use core::fmt;
 use core::mem::size_of;
 
@@ -69,8 +70,8 @@ const REC_SIZES: [usize; TABLES] =
 
 /// The trailer's length for `blobs` blobs: a CRC per blob, then its own. (The one place
 /// that knows what the trailer holds.)
-pub fn trailer_len(blobs: u64) -> Option<u64> {
-    blobs.checked_add(1)?.checked_mul(4)
+pub fn trailer_len(blobs: u64, blocks: u64) -> Option<u64> {
+    blobs.checked_add(blocks)?.checked_add(1)?.checked_mul(4)
 }
 
 fn crc(hasher: &crc32fast::Hasher, bytes: &[u8]) -> u32 {
@@ -135,7 +136,7 @@ impl<'a> Image<'a> {
             return Err(ImageError::Layout("region data is misaligned"));
         }
         let trailer = img.range(header.trailer_off, header.trailer_len).ok_or(ImageError::Layout("trailer out of bounds"))?;
-        let fits = trailer_len(header.blobs) == Some(header.trailer_len)
+        let fits = trailer_len(header.blobs, header.blocks) == Some(header.trailer_len)
             && header.data_off.checked_add(header.data_len) == Some(header.trailer_off)
             && header.trailer_off.checked_add(header.trailer_len) == Some(header.total_len)
             && trailer.len() >= 4;
@@ -147,14 +148,17 @@ impl<'a> Image<'a> {
             return Err(ImageError::TrailerCrc);
         }
         crate::check::records(&img)?;
+        img.check_blocks()?;
         Ok(img)
     }
 
-    /// Checks the header, tables and trailer (as [`open`](Self::open)) and then every blob.
+    /// Checks the header, tables and trailer (as [`open`](Self::open)) and then every blob,
+    /// block by block and as a whole.
     pub fn verify(bytes: &'a [u8], hasher: &crc32fast::Hasher) -> Result<Self, ImageError> {
         let img = Self::open(bytes, hasher)?;
+        let fold = PageCrc::for_len(BLOCK);
         for i in 0..img.header.blobs as u32 {
-            img.check_blob(i, hasher)?;
+            img.check_blob_blocks(i, hasher, &fold)?;
         }
         Ok(img)
     }
@@ -235,5 +239,89 @@ impl<'a> Image<'a> {
     /// The saved bytes of a blob (page-aligned offset, so it can be mapped).
     pub fn data(&self, off: u64, len: u64) -> &'a [u8] {
         self.range(off, len).unwrap_or(&[])
+    }
+}
+
+/// Block CRCs (format version 3): one per `BLOCK` bytes of each blob's data, in the
+/// trailer after the blob CRCs, blob by blob in blob order.
+impl<'a> Image<'a> {
+    /// The header's count of block CRCs is what the records' blobs need (part of `open`).
+    fn check_blocks(&self) -> Result<(), ImageError> {
+        let regions = (0..self.count(Table::Regions)).map(|i| self.region(i)).map(|r| (r.blob, r.data_len));
+        let fds = (0..self.count(Table::Fds)).map(|i| self.fd(i)).map(|f| (f.blob, f.data_len));
+        let total = regions.chain(fds).filter(|&(blob, _)| blob != u32::MAX).try_fold(0u64, |acc, (_, len)| acc.checked_add(blocks_of(len)));
+        if total != Some(self.header.blocks) {
+            return Err(ImageError::Layout("block CRCs do not fit the blobs"));
+        }
+        Ok(())
+    }
+
+    /// Index, among all block CRCs, of blob `index`'s first one.
+    pub fn first_block(&self, index: u32) -> u64 {
+        let regions = (0..self.count(Table::Regions)).map(|i| self.region(i)).map(|r| (r.blob, r.data_len));
+        let fds = (0..self.count(Table::Fds)).map(|i| self.fd(i)).map(|f| (f.blob, f.data_len));
+        regions.chain(fds).filter(|&(blob, _)| blob < index).map(|(_, len)| blocks_of(len)).sum()
+    }
+
+    /// Block CRC number `n` (counting over all blobs, see [`first_block`](Self::first_block)).
+    pub fn nth_block_crc(&self, n: u64) -> Option<u32> {
+        if n >= self.header.blocks {
+            return None;
+        }
+        let t = self.range(self.header.trailer_off, self.header.trailer_len)?;
+        read_record::<u32>(t, usize::try_from(self.header.blobs.checked_add(n)?).ok()?)
+    }
+
+    /// Where block `k` of blob `index` is: (file offset, length).
+    pub fn block_span(&self, index: u32, k: u64) -> Option<(u64, u64)> {
+        let (off, len) = self.blob_span(index)?;
+        let start = k.checked_mul(BLOCK).filter(|&s| s < len)?;
+        Some((off + start, (len - start).min(BLOCK)))
+    }
+
+    /// The stored CRC of block `k` of blob `index`.
+    pub fn block_crc(&self, index: u32, k: u64) -> Option<u32> {
+        let (_, len) = self.blob_span(index)?;
+        if k >= blocks_of(len) {
+            return None;
+        }
+        self.nth_block_crc(self.first_block(index) + k)
+    }
+
+    /// Checks block `k` of blob `index` against its CRC (a mismatch is reported as the
+    /// blob's).
+    pub fn check_block(&self, index: u32, k: u64, hasher: &crc32fast::Hasher) -> Result<(), ImageError> {
+        let (off, len) = self.block_span(index, k).ok_or(ImageError::Layout("a block belongs to no blob"))?;
+        let data = self.range(off, len).ok_or(ImageError::Layout("saved data out of bounds"))?;
+        if Some(crc(hasher, data)) != self.block_crc(index, k) {
+            return Err(ImageError::BlobCrc { index });
+        }
+        Ok(())
+    }
+
+    /// Checks blob `index` block by block and as a whole, in one pass over its data
+    /// (`fold`: `PageCrc::for_len(BLOCK)`).
+    pub fn check_blob_blocks(&self, index: u32, hasher: &crc32fast::Hasher, fold: &PageCrc) -> Result<(), ImageError> {
+        let (off, len) = self.blob_span(index).ok_or(ImageError::Layout("a blob belongs to no record"))?;
+        let data = self.range(off, len).ok_or(ImageError::Layout("saved data out of bounds"))?;
+        let first = self.first_block(index);
+        let mut whole = 0u32;
+        for (k, block) in data.chunks(BLOCK as usize).enumerate() {
+            let c = crc(hasher, block);
+            if Some(c) != self.nth_block_crc(first + k as u64) {
+                return Err(ImageError::BlobCrc { index });
+            }
+            whole = if block.len() as u64 == BLOCK {
+                fold.append(whole, c)
+            } else {
+                let mut h = crc32fast::Hasher::new_with_initial_len(whole, k as u64 * BLOCK);
+                h.combine(&crc32fast::Hasher::new_with_initial_len(c, block.len() as u64));
+                h.finalize()
+            };
+        }
+        if Some(whole) != self.blob_crc(index) {
+            return Err(ImageError::BlobCrc { index });
+        }
+        Ok(())
     }
 }

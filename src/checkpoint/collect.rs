@@ -293,8 +293,6 @@ fn classify(l: &MapLine, strings: &mut Strings) -> Result<Option<(RegionKind, Fi
         b"[vvar_vclock]" => VvarVclock,
         b"[vdso]" => Vdso,
         b"[heap]" => Heap,
-        // Pages not yet faulted in from the image are memory all the same: all saved.
-        _ if crate::restore::lazy::from_image(l) => Orphan,
         b"[stack]" => Stack,
         _ if l.path.is_empty() || l.pseudo() => {
             if l.shared { SharedAnon } else { Anon }

@@ -32,6 +32,10 @@ pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *m
 }
 
 fn checkpoint(info: *mut libc::siginfo_t) {
+    // A lazy restore's memory is complete once its loader is done: wait for it.
+    if !crate::restore::lazy::finish() {
+        return msg().s("checkpoint refused: the lazily restored memory is still being loaded").emit();
+    }
     STARTED.store(sys::clock_monotonic_ns(), Relaxed);
     sys::msg::clear_warnings();
     // SAFETY: the kernel passes a valid `siginfo_t` to an `SA_SIGINFO` handler; for a
@@ -336,13 +340,12 @@ fn memory_and_image(snap: &mut collect::Snapshot, scratch: &mut Scratch, job: &J
     }
 }
 
-/// The writers of the last checkpoint (a forked writer, a pre-copy's copier, or a
-/// restore's verifier), reaped at the next checkpoint (they send no SIGCHLD and no
-/// `wait` of the program sees them).
+/// The writers of the last checkpoint (a forked writer or a pre-copy's copier), reaped
+/// at the next checkpoint (they send no SIGCHLD and no `wait` of the program sees them).
 static WRITERS: [AtomicU32; 2] = [const { AtomicU32::new(0) }; 2];
 
 /// After a restore: the writers recorded in the image are not this process's
-/// children; the restore's verifier is (0: none).
+/// children (`pid`: one that is, 0: none).
 pub fn set_writer(pid: u32) {
     WRITERS[0].store(pid, Relaxed);
     WRITERS[1].store(0, Relaxed);
@@ -415,7 +418,8 @@ pub fn complete(job: &Job, result: Result<u64, Failure>, stopped_us: u64) {
 /// stream; returns its length.
 fn write_image(snap: &collect::Snapshot, scratch: &mut Scratch, job: &Job, tmp: Option<&TempImage>) -> Result<u64, Failure> {
     let hasher = &runtime::get().hasher;
-    let mut crcs = scratch.list(snap.layout.blobs as usize).ok_or(Failure::Full)?;
+    let blobs = scratch.list(snap.layout.blobs as usize).ok_or(Failure::Full)?;
+    let mut crcs = writer::Crcs { blobs, blocks: scratch.list(snap.layout.blocks as usize).ok_or(Failure::Full)? };
     let mut copy_buf = scratch.list(1 << 20).ok_or(Failure::Full)?;
     let Some(tmp) = tmp else {
         let sigpipe = 1u64 << (libc::SIGPIPE - 1);

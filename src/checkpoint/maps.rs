@@ -96,54 +96,6 @@ pub fn lines(text: &[u8]) -> impl Iterator<Item = MapLine<'_>> {
     text.split(|&c| c == b'\n').filter(|l| !l.is_empty()).filter_map(parse_line)
 }
 
-/// Calls `f` with each line of `/proc/self/maps` read through `buf` (no allocation,
-/// any buffer size: a line longer than `buf` is given with the path `(cut)`) until `f` returns false. False if the file cannot be read.
-pub fn each_line(buf: &mut [u8], mut f: impl FnMut(&MapLine) -> bool) -> bool {
-    let Some(path) = crate::sys::CPath::new(b"/proc/self/maps") else { return false };
-    let Ok(fd) = crate::sys::open(&path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else { return false };
-    let (mut held, mut skipping) = (0, false);
-    let ok = loop {
-        let n = match crate::sys::read(fd, &mut buf[held..]) {
-            Ok(n) => n,
-            Err(crate::sys::Errno(libc::EINTR)) => continue,
-            Err(_) => break false,
-        };
-        let end = held + n;
-        let mut at = 0;
-        while let Some(i) = buf[at..end].iter().position(|&c| c == b'\n') {
-            let line = &buf[at..at + i];
-            at += i + 1;
-            if core::mem::take(&mut skipping) {
-                continue;
-            }
-            if let Some(l) = parse_line(line)
-                && !f(&l)
-            {
-                crate::sys::close(fd);
-                return true;
-            }
-        }
-        if n == 0 {
-            break true;
-        }
-        if at == 0 && end == buf.len() {
-            // A line longer than the buffer: what it holds now, then skip to its end.
-            let cut = parse_line(&buf[..end]).map(|l| MapLine { path: b"(cut)", ..l });
-            if !skipping && let Some(l) = cut && !f(&l) {
-                crate::sys::close(fd);
-                return true;
-            }
-            skipping = true;
-            held = 0;
-            continue;
-        }
-        buf.copy_within(at..end, 0);
-        held = end - at;
-    };
-    crate::sys::close(fd);
-    ok
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

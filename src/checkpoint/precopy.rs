@@ -96,6 +96,8 @@ struct Session {
     /// What was just written, read back for its CRC (`writer::CHUNK` bytes).
     readback: List<u8>,
     fold: PageCrc,
+    /// The same for blocks (`BLOCK`), for `writer::write_rest`.
+    block_fold: PageCrc,
     rounds: u32,
     copied: u64,
     /// Written since the disk was last asked to start on the file.
@@ -289,6 +291,7 @@ pub fn start(job: Job, tmp: &TempImage) -> Option<u32> {
         resident,
         readback: scratch.list(writer::CHUNK)?,
         fold: PageCrc::new(),
+        block_fold: PageCrc::for_len(BLOCK),
         rounds: 0,
         copied: 0,
         unflushed: 0,
@@ -741,6 +744,8 @@ fn split_and_write(s: &mut Session, snap: &mut Snapshot, pagemap: i32, fd: i32) 
     let mut regions: List<RegionRecord> = s.scratch.list(1 << 18).ok_or(Failure::Full)?;
     let mut extents: List<Extent> = s.scratch.list(1 << 22).ok_or(Failure::Full)?;
     let mut placed: List<u64> = s.scratch.list(1 << 18).ok_or(Failure::Full)?;
+    // The block CRCs of the pieces already in the file, which `placed` points into.
+    let mut placed_blocks: List<u32> = s.scratch.list(blocks_of(s.slots * PAGE) as usize + (1 << 18)).ok_or(Failure::Full)?;
     let old_extents = snap.extents.as_slice();
     for (i, r) in snap.regions.as_slice().iter().enumerate() {
         let first = r.first_extent as usize;
@@ -755,7 +760,7 @@ fn split_and_write(s: &mut Session, snap: &mut Snapshot, pagemap: i32, fd: i32) 
             continue;
         }
         let runs = &changed.as_slice()[c.start as usize..c.end as usize];
-        split_region(s, fd, r, own, runs, &mut regions, &mut extents, &mut placed)?;
+        split_region(s, fd, r, own, runs, &mut regions, &mut extents, &mut placed, &mut placed_blocks)?;
     }
     snap.regions = regions;
     snap.extents = extents;
@@ -763,7 +768,7 @@ fn split_and_write(s: &mut Session, snap: &mut Snapshot, pagemap: i32, fd: i32) 
     let mut layout = snap.table_layout().with_data_area(s.data_off, s.slots * PAGE).ok_or(Stopped::Fork)?;
     for (r, &p) in snap.regions.as_mut_slice().iter_mut().zip(placed.as_slice()) {
         if p & writer::PLACED != 0 {
-            r.blob = layout.add_placed_blob();
+            r.blob = layout.add_placed_blob(r.data_len);
         } else if r.data_len > 0 {
             (r.blob, r.data_off) = layout.add_blob(r.data_len);
         }
@@ -771,9 +776,10 @@ fn split_and_write(s: &mut Session, snap: &mut Snapshot, pagemap: i32, fd: i32) 
     snap.layout = layout;
     collect::place_fd_blobs(snap)?;
     let hasher = &runtime::get().hasher;
-    let mut crcs = s.scratch.list(snap.layout.blobs as usize).ok_or(Failure::Full)?;
+    let blobs = s.scratch.list(snap.layout.blobs as usize).ok_or(Failure::Full)?;
+    let mut crcs = writer::Crcs { blobs, blocks: s.scratch.list(snap.layout.blocks as usize).ok_or(Failure::Full)? };
     let mut copy_buf = s.scratch.list(1 << 20).ok_or(Failure::Full)?;
-    Ok(writer::write_rest(fd, snap, placed.as_slice(), &mut crcs, &mut copy_buf, hasher)?)
+    Ok(writer::write_rest(fd, snap, placed.as_slice(), placed_blocks.as_slice(), &mut crcs, &mut copy_buf, hasher, &s.block_fold)?)
 }
 
 
@@ -789,6 +795,7 @@ fn split_region(
     regions: &mut List<RegionRecord>,
     extents: &mut List<Extent>,
     placed: &mut List<u64>,
+    placed_blocks: &mut List<u32>,
 ) -> Result<(), Failure> {
     // Pages changed since the last round, and pages never copied, are written now.
     for c in changed {
@@ -823,7 +830,7 @@ fn split_region(
                     let start = match piece.take() {
                         Some((mut rec, first, _)) => {
                             rec.end = at;
-                            close_piece(s, rec, first, regions, placed)?;
+                            close_piece(s, rec, first, regions, placed, placed_blocks)?;
                             at
                         }
                         None => r.start,
@@ -849,7 +856,7 @@ fn split_region(
     match piece {
         Some((mut rec, first, _)) => {
             rec.end = r.end;
-            close_piece(s, rec, first, regions, placed)
+            close_piece(s, rec, first, regions, placed, placed_blocks)
         }
         None => {
             // Nothing saved any more: the region without data.
@@ -859,12 +866,17 @@ fn split_region(
     }
 }
 
-/// Records a piece of a tracked region with the CRC of its pages, folded from theirs.
-fn close_piece(s: &Session, rec: RegionRecord, first_slot: u64, regions: &mut List<RegionRecord>, placed: &mut List<u64>) -> Result<(), Failure> {
+/// Records a piece of a tracked region with the CRCs of its pages folded into its
+/// blob's and its blocks' (`BLOCK` is a whole number of pages).
+fn close_piece(s: &Session, rec: RegionRecord, first_slot: u64, regions: &mut List<RegionRecord>, placed: &mut List<u64>, placed_blocks: &mut List<u32>) -> Result<(), Failure> {
     let pages = (rec.data_len / PAGE) as usize;
     let crcs = s.page_crc.as_slice().get(first_slot as usize..first_slot as usize + pages).ok_or(Failure::Other("page CRCs out of bounds"))?;
     let crc = crcs.iter().fold(0, |acc, &c| s.fold.append(acc, c));
+    let first = placed_blocks.len() as u64;
+    for block in crcs.chunks((BLOCK / PAGE) as usize) {
+        placed_blocks.push(block.iter().fold(0, |acc, &c| s.fold.append(acc, c)))?;
+    }
     regions.push(rec)?;
-    placed.push(writer::PLACED | crc as u64)?;
+    placed.push(writer::PLACED | first << 33 | crc as u64)?;
     Ok(())
 }

@@ -6,6 +6,7 @@ use super::collect::{Failure, Snapshot};
 use super::scratch::List;
 use crate::sys;
 use mig_image::layout::{self, seal_header};
+use mig_image::pagecrc::PageCrc;
 use mig_image::*;
 
 static ZEROS: [u8; PAGE as usize] = [0; PAGE as usize];
@@ -72,6 +73,57 @@ impl Sink for crc32fast::Hasher {
     }
 }
 
+/// A blob's CRC and its block CRCs (one per `BLOCK` bytes), from its bytes in order:
+/// each byte is hashed once, into its block, and the blocks are folded into the blob.
+struct BlobCrc<'a> {
+    hasher: &'a crc32fast::Hasher,
+    fold: &'a PageCrc,
+    block: crc32fast::Hasher,
+    /// Bytes in `block`.
+    filled: u64,
+    /// CRC of the whole blocks so far, and their length.
+    whole: u32,
+    done: u64,
+}
+
+impl<'a> BlobCrc<'a> {
+    /// `fold`: `PageCrc::for_len(BLOCK)`.
+    fn new(hasher: &'a crc32fast::Hasher, fold: &'a PageCrc) -> Self {
+        BlobCrc { hasher, fold, block: hasher.clone(), filled: 0, whole: 0, done: 0 }
+    }
+
+    /// The next bytes of the blob; every block they complete goes to `blocks`.
+    fn update(&mut self, mut b: &[u8], blocks: &mut List<u32>) -> Result<(), Failure> {
+        while !b.is_empty() {
+            let n = ((BLOCK - self.filled) as usize).min(b.len());
+            let (now, rest) = b.split_at(n);
+            self.block.update(now);
+            self.filled += n as u64;
+            b = rest;
+            if self.filled == BLOCK {
+                let c = core::mem::replace(&mut self.block, self.hasher.clone()).finalize();
+                blocks.push(c)?;
+                self.whole = self.fold.append(self.whole, c);
+                self.done += BLOCK;
+                self.filled = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// The blob's CRC; its last, shorter block goes to `blocks`.
+    fn finish(self, blocks: &mut List<u32>) -> Result<u32, Failure> {
+        if self.filled == 0 {
+            return Ok(self.whole);
+        }
+        let c = self.block.finalize();
+        blocks.push(c)?;
+        let mut whole = crc32fast::Hasher::new_with_initial_len(self.whole, self.done);
+        whole.combine(&crc32fast::Hasher::new_with_initial_len(c, self.filled));
+        Ok(whole.finalize())
+    }
+}
+
 /// The tables, with the zero padding that aligns each one; exactly `meta_len` bytes.
 fn tables(s: &Snapshot, out: &mut impl Sink) -> Result<(), Failure> {
     let t = &s.layout.tables;
@@ -106,36 +158,53 @@ fn header(s: &Snapshot, hasher: &crc32fast::Hasher) -> Result<Header, Failure> {
     Ok(header)
 }
 
+/// The CRCs an image's trailer holds, collected as its blobs are written.
+pub struct Crcs {
+    /// One per blob.
+    pub blobs: List<u32>,
+    /// One per `BLOCK` of each blob's data, blob after blob.
+    pub blocks: List<u32>,
+}
+
 /// Writes the image to `fd`; returns its length. `crcs` collects the blobs' CRCs and
 /// `copy_buf` stages the contents of saved files (region data is never staged).
-pub fn write(fd: i32, s: &Snapshot, crcs: &mut List<u32>, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<u64, Failure> {
+pub fn write(fd: i32, s: &Snapshot, crcs: &mut Crcs, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<u64, Failure> {
     let header = header(s, hasher)?;
+    let fold = PageCrc::for_len(BLOCK);
     let mut out = FileSink::new(fd, 0);
     out.put(bytes_of(&header))?;
     tables(s, &mut out)?;
     out.zeros(s.layout.data_off - out.at)?;
     for r in s.regions.as_slice().iter().filter(|r| r.data_len > 0) {
-        crcs.push(region_data(r, s, &mut out, copy_buf, hasher)?)?;
+        let crc = region_data(r, s, &mut out, copy_buf, BlobCrc::new(hasher, &fold), &mut crcs.blocks)?;
+        crcs.blobs.push(crc)?;
     }
-    fd_blobs(s, &mut out, crcs, copy_buf, hasher)?;
+    fd_blobs(s, &mut out, crcs, copy_buf, hasher, &fold)?;
     trailer(&mut out, crcs, hasher)?;
     Ok(out.at)
 }
 
 /// What of a pre-copied image is written while the process is stopped: every blob but
-/// those of regions already in the file (`placed[i]` = `PLACED | crc` for region `i`),
-/// then the trailer, tables and header. Returns the image's length.
-pub fn write_rest(fd: i32, s: &Snapshot, placed: &[u64], crcs: &mut List<u32>, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<u64, Failure> {
+/// those of regions already in the file (`placed[i]` = `PLACED | first << 33 | crc` for
+/// region `i`, its block CRCs at `placed_blocks[first..]`), then the trailer, tables and
+/// header. Returns the image's length. `fold`: `PageCrc::for_len(BLOCK)`, made before the
+/// process stopped.
+#[allow(clippy::too_many_arguments)]
+pub fn write_rest(fd: i32, s: &Snapshot, placed: &[u64], placed_blocks: &[u32], crcs: &mut Crcs, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher, fold: &PageCrc) -> Result<u64, Failure> {
     let mut out = FileSink::new(fd, u64::MAX);
     for (r, &p) in s.regions.as_slice().iter().zip(placed).filter(|(r, _)| r.data_len > 0) {
         if p & PLACED != 0 {
-            crcs.push(p as u32)?;
+            crcs.blobs.push(p as u32)?;
+            let first = (p >> 33) as usize;
+            let blocks = placed_blocks.get(first..first + blocks_of(r.data_len) as usize).ok_or(Failure::Other("block CRCs out of bounds"))?;
+            crcs.blocks.extend(blocks)?;
         } else {
             out.seek(r.data_off)?;
-            crcs.push(region_data(r, s, &mut out, copy_buf, hasher)?)?;
+            let crc = region_data(r, s, &mut out, copy_buf, BlobCrc::new(hasher, fold), &mut crcs.blocks)?;
+            crcs.blobs.push(crc)?;
         }
     }
-    fd_blobs(s, &mut out, crcs, copy_buf, hasher)?;
+    fd_blobs(s, &mut out, crcs, copy_buf, hasher, fold)?;
     out.seek(s.layout.trailer_off())?;
     trailer(&mut out, crcs, hasher)?;
     let header = header(s, hasher)?;
@@ -148,41 +217,43 @@ pub fn write_rest(fd: i32, s: &Snapshot, placed: &[u64], crcs: &mut List<u32>, c
 /// Marks a region's entry in `write_rest`'s `placed`.
 pub const PLACED: u64 = 1 << 32;
 
-fn fd_blobs(s: &Snapshot, out: &mut FileSink, crcs: &mut List<u32>, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<(), Failure> {
+fn fd_blobs(s: &Snapshot, out: &mut FileSink, crcs: &mut Crcs, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher, fold: &PageCrc) -> Result<(), Failure> {
     let with_data = s.fds.as_slice().iter().filter(|f| f.data_len > 0);
     for (f, &src) in with_data.zip(s.fd_src.as_slice()) {
         out.seek(f.data_off)?;
-        let crc = if FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file) {
-            file_data(f, copy_buf, out, hasher)?
+        let mut crc = BlobCrc::new(hasher, fold);
+        if FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file) {
+            file_data(f, copy_buf, out, &mut crc, &mut crcs.blocks)?;
         } else {
             let bytes = s.queued.as_slice().get(src as usize..(src + f.data_len) as usize).ok_or(Failure::Other("queued data out of bounds"))?;
             out.put(bytes)?;
             out.zeros(layout::align_up(f.data_len, PAGE) - f.data_len)?;
-            let mut crc = hasher.clone();
-            crc.update(bytes);
-            crc.finalize()
-        };
-        crcs.push(crc)?;
+            crc.update(bytes, &mut crcs.blocks)?;
+        }
+        crcs.blobs.push(crc.finish(&mut crcs.blocks)?)?;
     }
     Ok(())
 }
 
-fn trailer(out: &mut FileSink, crcs: &List<u32>, hasher: &crc32fast::Hasher) -> Result<(), Failure> {
-    let list = slice_bytes(crcs.as_slice());
+/// The blob CRCs, the block CRCs, and the CRC of both.
+fn trailer(out: &mut FileSink, crcs: &Crcs, hasher: &crc32fast::Hasher) -> Result<(), Failure> {
+    let (list, blocks) = (slice_bytes(crcs.blobs.as_slice()), slice_bytes(crcs.blocks.as_slice()));
     let mut own = hasher.clone();
     own.update(list);
+    own.update(blocks);
     out.put(list)?;
+    out.put(blocks)?;
     out.put(&own.finalize().to_le_bytes())
 }
 
-/// A region's saved pages, written from where they are.
-fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut List<u8>, hasher: &crc32fast::Hasher) -> Result<u32, Failure> {
+/// A region's saved pages, written from where they are; returns the blob's CRC, its
+/// block CRCs go to `blocks`.
+fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut List<u8>, mut crc: BlobCrc, blocks: &mut List<u32>) -> Result<u32, Failure> {
     let unreadable = r.prot & PROT_READ == 0;
     if unreadable {
         sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot | PROT_READ)
             .map_err(|e| Failure::Sys("making a region readable", e))?;
     }
-    let mut crc = hasher.clone();
     let extents = s.extents.as_slice();
     let first = r.first_extent as usize;
     let result = (|| {
@@ -195,7 +266,7 @@ fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut L
                 let page = stage.spare().get_mut(..PAGE as usize).ok_or(Failure::Full)?;
                 // SAFETY: `addr` is the first page of a saved extent, mapped and readable.
                 page.copy_from_slice(unsafe { core::slice::from_raw_parts(addr as *const u8, PAGE as usize) });
-                crc.update(page);
+                crc.update(page, blocks)?;
                 out.put(page)?;
                 addr += PAGE;
                 len -= PAGE as usize;
@@ -207,7 +278,7 @@ fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut L
             let mem = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
             // Each piece is read twice while it is still in the cache.
             for piece in mem.chunks(CHUNK) {
-                crc.update(piece);
+                crc.update(piece, blocks)?;
                 out.put(piece)?;
             }
         }
@@ -216,23 +287,22 @@ fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut L
     if unreadable {
         let _ = sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot);
     }
-    result.map(|()| crc.finalize())
+    result.and_then(|()| crc.finish(blocks))
 }
 
 /// The contents of a saved file (deleted, memfd, /dev/shm), read through its descriptor.
-fn file_data(f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, hasher: &crc32fast::Hasher) -> Result<u32, Failure> {
+fn file_data(f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, crc: &mut BlobCrc, blocks: &mut List<u32>) -> Result<(), Failure> {
     // A write-only descriptor cannot be read: read the file through a fresh descriptor.
     let mut num = sys::msg::Msg::<16>::new();
     num.num(f.fd as u64);
     let path = sys::CPath::join(&[b"/proc/self/fd/", num.as_bytes()]).ok_or(Failure::Full)?;
     let fd = sys::open(&path, libc::O_RDONLY, 0).map_err(|e| Failure::Sys("opening a saved file", e))?;
-    let r = copy_file(fd, f, buf, out, hasher);
+    let r = copy_file(fd, f, buf, out, crc, blocks);
     sys::close(fd);
     r
 }
 
-fn copy_file(fd: i32, f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, hasher: &crc32fast::Hasher) -> Result<u32, Failure> {
-    let mut crc = hasher.clone();
+fn copy_file(fd: i32, f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, crc: &mut BlobCrc, blocks: &mut List<u32>) -> Result<(), Failure> {
     let mut off = 0u64;
     buf.truncate(0);
     let chunk = buf.spare();
@@ -244,10 +314,9 @@ fn copy_file(fd: i32, f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, hash
             Err(sys::Errno(libc::EINTR)) => continue,
             Err(e) => return Err(Failure::Sys("reading a saved file", e)),
         };
-        crc.update(&chunk[..n]);
+        crc.update(&chunk[..n], blocks)?;
         out.put(&chunk[..n])?;
         off += n as u64;
     }
-    out.zeros(layout::align_up(f.data_len, PAGE) - f.data_len)?;
-    Ok(crc.finalize())
+    out.zeros(layout::align_up(f.data_len, PAGE) - f.data_len)
 }

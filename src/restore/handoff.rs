@@ -23,10 +23,9 @@ pub struct Handoff {
     pub hole_len: u64,
     /// CLOCK_MONOTONIC when the restore started (for the debug log).
     pub started_ns: u64,
-    /// The child checking the lazily mapped data (0: none).
-    pub verifier: u32,
-    /// (dev, ino) of the image the process maps data from, (0, 0) if none.
-    pub lazy_image: (u64, u64),
+    /// The loader of the lazily restored memory (0: none) and its start time.
+    pub loader: u32,
+    pub loader_start: u64,
 }
 
 /// Runs in the restored process, inside the checkpoint handler that the saved process
@@ -51,11 +50,11 @@ pub unsafe fn resume(h: *const Handoff) {
         let ms = (sys::clock_monotonic_ns().saturating_sub(h.started_ns)) / 1_000_000;
         msg().s("restored from ").bytes(h.restored_from.as_bytes()).s(" in ").num(ms).s(" ms").emit();
     }
-    crate::checkpoint::handler::set_writer(h.verifier);
+    crate::checkpoint::handler::set_writer(0);
     if !h.rollback_path.is_empty() {
         crate::checkpoint::rollback::wrote(h.rollback_path, h.image_id, h.image_header);
     }
-    crate::restore::lazy::set_image(h.lazy_image);
+    crate::restore::lazy::set_loader(h.loader, h.loader_start);
     crate::checkpoint::handler::install(h.settings.checkpoint_signal);
     crate::checkpoint::timer::arm(h.settings.interval_ms, h.settings.checkpoint_signal);
     let (start, len) = (h.hole_start as usize, h.hole_len as usize);

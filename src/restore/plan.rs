@@ -7,9 +7,10 @@
 use super::blob::{self, BlobArgs, Op, CHECK_EQ_A0, CHECK_EQ_A2, CHECK_EQ_A4, CHECK_OK, CLONE_RESUME, END, STORE_U32};
 use super::fds::{self, open_expecting, open_raw, raise_fd, Expect, FdPlan};
 use super::handoff::{self, Handoff};
+use super::loader;
 use crate::checkpoint::maps::{self, MapLine};
 use crate::runtime::{self, FixedPath, Settings};
-use crate::sys;
+use crate::sys::{self, msg::msg};
 use memmap2::{Advice, Mmap};
 use mig_image::*;
 use std::collections::HashMap;
@@ -31,7 +32,9 @@ pub fn restore(image: &Path, settings: Settings) -> ! {
             unsafe { blob::enter(ready.entry, ready.args as *const BlobArgs, ready.stack_top) }
         }
         Err(why) => {
-            eprintln!("mig: cannot restore from {}: {}", image.display(), why);
+            // One write: a line cut short by a kill would say nothing.
+            let line = format!("mig: cannot restore from {}: {}\n", image.display(), why);
+            let _ = sys::write_all(2, line.as_ptr(), line.len());
             std::process::exit(mig_image::EXIT_REFUSED)
         }
     }
@@ -271,7 +274,8 @@ fn find_hole(taken: &mut [(u64, u64)], len: u64) -> Result<u64, Refusal> {
 
 fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, Refusal> {
     let file = File::open(image).map_err(|e| format!("cannot open it: {e}"))?;
-    super::trust::check_owner(&stat_fd(file.as_raw_fd()).map_err(|e| format!("cannot stat it: {e}"))?)?;
+    let image_stat = stat_fd(file.as_raw_fd()).map_err(|e| format!("cannot stat it: {e}"))?;
+    super::trust::check_owner(&image_stat)?;
     // SAFETY: the mapping is read-only and private; images are only ever replaced by
     // rename, never modified in place, so the bytes do not change under us.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot map it: {e}"))?;
@@ -287,13 +291,61 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     let img = Image::open(&map, &hasher).map_err(|e| e.to_string())?;
     let regions: Vec<RegionRecord> = (0..img.count(Table::Regions)).map(|i| img.region(i)).collect();
     let eager = std::env::var("MIG_RESTORE_EAGER").is_ok_and(|v| v == "1") || !file.metadata().is_ok_and(|m| m.is_file());
-    let lazy = lazy_regions(&regions, eager);
-    // What is read in is checked now; what is mapped, by the verifier (see `verifier`).
+    let max_fd = (0..img.count(Table::Fds)).map(|i| img.fd(i).fd).max().unwrap_or(2);
+    let base = max_fd.max(2) + 1;
+    // Big private regions are loaded lazily, where a userfaultfd can be had (see
+    // `loader`); everything else is read in.
+    let mut lazy = lazy_regions(&regions, eager);
+    let channel = match lazy.contains(&true).then(|| loader::channel(base)) {
+        Some(Ok(ch)) => Some(ch),
+        Some(Err(why)) => {
+            if sys::msg::debug_enabled() {
+                msg().s("restoring ").bytes(image.as_os_str().as_bytes()).s(" eagerly: ").s(&why).emit();
+            }
+            lazy.fill(false);
+            None
+        }
+        None => None,
+    };
+    // What each thread touches first is read in even where the region is lazy (each
+    // first touch would wait for the loader).
+    let hot = hot_ranges(&img);
+    let hot_pages: Vec<Vec<(u64, u64)>> = regions.iter().zip(&lazy).map(|(r, &l)| if l { hot_pages(&img, r, &hot) } else { vec![] }).collect();
+    // The loader starts now (it waits for the blob's word before it hands anything
+    // over): its forks overlap the rest of the planning.
+    let spawned = match &channel {
+        Some(ch) => {
+            let plan = loader::Plan {
+                image: image.display().to_string(),
+                image_fd: file.as_raw_fd(),
+                regions: lazy_plan(&img, &regions, &lazy),
+                present: hot_pages.iter().flatten().map(|&(page, _)| page).collect(),
+                debug: sys::msg::debug_enabled(),
+            };
+            Some(loader::spawn(plan, ch).map_err(|why| format!("cannot start the loader of the lazily restored memory: {why}"))?)
+        }
+        None => None,
+    };
+    let hot_blocks: Vec<(u32, u64)> = {
+        let mut b: Vec<(u32, u64)> = regions.iter().zip(&hot_pages).flat_map(|(r, pages)| pages.iter().map(|&(_, off)| (r.blob, (off - r.data_off) / BLOCK))).collect();
+        b.dedup();
+        b
+    };
+    // What is read in is checked now, asked for all at once; what is loaded lazily, by
+    // the loader, a block at a time as it hands it over.
     let read_in = |i: &u32| !regions.iter().zip(&lazy).any(|(r, &l)| l && r.blob == *i);
+    for &(blob, k) in &hot_blocks {
+        if let Some((off, len)) = img.block_span(blob, k) {
+            will_need(&map[..], off, len);
+        }
+    }
     for i in (0..img.header.blobs as u32).filter(read_in) {
         if let Some((off, len)) = img.blob_span(i) {
             will_need(&map[..], off, len);
         }
+    }
+    for &(blob, k) in &hot_blocks {
+        img.check_block(blob, k, &hasher).map_err(|e| e.to_string())?;
     }
     for i in (0..img.header.blobs as u32).filter(read_in) {
         // Past its first megabytes (all `WILLNEED` starts), a blob is read ahead as
@@ -318,11 +370,8 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     if !Path::new(std::ffi::OsStr::from_bytes(cwd)).is_dir() {
         return Err(format!("the working directory {} is gone", String::from_utf8_lossy(cwd)));
     }
-    let max_fd = (0..img.count(Table::Fds)).map(|i| img.fd(i).fd).max().unwrap_or(2);
-    let base = max_fd.max(2) + 1;
     let region_fds = region_files(&img, base)?;
     let timers = super::timers::create(&img)?;
-    let image_stat = stat_fd(file.as_raw_fd()).map_err(|e| format!("cannot stat it: {e}"))?;
     let image_fd = raise_fd(file.into_raw_fd(), base)?;
 
     // The hole: blob code, a temporary home for [vvar]/[vdso], a stack, the data.
@@ -376,10 +425,14 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         prog.op(libc::SYS_mremap, &[tmp, len, len, f, old], CHECK_OK | CHECK_EQ_A4, "moving [vdso] to its old address");
         tmp += len;
     }
-    // 3. The saved regions.
-    let hot = hot_ranges(&img);
-    for (r, &lazy) in regions.iter().zip(&lazy) {
-        map_region(&mut prog, &img, r, &region_fds, &prepared, image_fd, lazy.then_some(&hot[..]))?;
+    // 3. The saved regions; then the loader may start handing over the lazy ones.
+    for ((r, &l), hot) in regions.iter().zip(&lazy).zip(&hot_pages) {
+        let lazy = channel.as_ref().filter(|_| l).map(|ch| (&hot[..], ch.uffd));
+        map_region(&mut prog, &img, r, &region_fds, &prepared, image_fd, lazy)?;
+    }
+    if let Some(ch) = &channel {
+        let byte = prog.arena.bytes(b"r");
+        prog.op(libc::SYS_write, &[ch.ready as u64, byte, 1], CHECK_OK | CHECK_EQ_A2, "starting the loader of the lazily restored memory");
     }
     // 4. brk and the other mm fields (also makes /proc/<pid>/cmdline the saved one).
     let auxv = img.str(p.auxv);
@@ -518,8 +571,8 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         hole_start: hole,
         hole_len,
         started_ns,
-        verifier: 0,
-        lazy_image: if lazy.contains(&true) { (image_stat.st_dev, image_stat.st_ino) } else { (0, 0) },
+        loader: 0,
+        loader_start: 0,
     };
     let ops_at = prog.arena.alloc(prog.ops.len() * std::mem::size_of::<Op>(), 8);
     prog.arena.check()?;
@@ -537,10 +590,12 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     unregister_rseq()?;
     // From here on no signal may run code of this process: block them all.
     let _ = sys::sigprocmask(libc::SIG_SETMASK, Some(u64::MAX), None);
-    if lazy.contains(&true) {
-        let pid = verifier(&img, image, &regions, &lazy);
+    if let Some(spawned) = spawned {
+        let (pid, start) = spawned.started().map_err(|why| format!("cannot start the loader of the lazily restored memory: {why}"))?;
         // SAFETY: the hand-off written above, in the hole; nothing else refers to it yet.
-        unsafe { (*(handoff_at as *mut Handoff)).verifier = pid };
+        unsafe { (*(handoff_at as *mut Handoff)).loader = pid };
+        // SAFETY: as above.
+        unsafe { (*(handoff_at as *mut Handoff)).loader_start = start };
     }
     std::mem::forget(map);
     Ok(Ready { entry: hole as usize, args: args_at, stack_top: stack_top as usize })
@@ -569,23 +624,21 @@ fn will_need(map: &[u8], off: u64, len: u64) {
 
 /// Regions with at most this much saved data are read in even in lazy mode, up to
 /// `SMALL_TOTAL` in all, smallest first: they are a program's data, its libraries' and
-/// small arenas, what it touches first, and each would cost a fault that reads ahead.
+/// small arenas, what it touches first, and each first touch would wait for the loader.
 const SMALL: u64 = 1 << 20;
 const SMALL_TOTAL: u64 = 4 << 20;
 
-/// Which regions to map from the image (private: the image is never written) instead
-/// of reading them in: all that have saved pages, unless `eager`; but not small ones
-/// (`SMALL`), not the stack (it must stay one growable mapping), not shared memory (a
-/// private copy would not be shared), and within the kernel's limit on mappings (each
-/// saved run is one).
+/// Which regions to load lazily (anonymous memory the loader fills in) instead of
+/// reading them in: private anonymous memory with saved pages, unless `eager`; but not
+/// small regions (`SMALL`), not the stack (it must stay one growable mapping), not
+/// shared memory (a userfaultfd of this process would not serve the others), not
+/// mappings of files (a userfaultfd serves anonymous memory only).
 fn lazy_regions(regions: &[RegionRecord], eager: bool) -> Vec<bool> {
-    let max_maps: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(65530);
-    let mut budget = (max_maps / 2).saturating_sub(regions.len());
-    let mappable = |r: &RegionRecord| {
-        let private = matches!(RegionKind::from_u32(r.kind), Some(RegionKind::Anon | RegionKind::Heap | RegionKind::FilePrivate | RegionKind::Orphan));
+    let loadable = |r: &RegionRecord| {
+        let private = matches!(RegionKind::from_u32(r.kind), Some(RegionKind::Anon | RegionKind::Heap | RegionKind::Orphan));
         !eager && private && r.data_len > 0
     };
-    let mut small: Vec<(u64, usize)> = regions.iter().enumerate().filter(|(_, r)| mappable(r) && r.data_len <= SMALL).map(|(i, r)| (r.data_len, i)).collect();
+    let mut small: Vec<(u64, usize)> = regions.iter().enumerate().filter(|(_, r)| loadable(r) && r.data_len <= SMALL).map(|(i, r)| (r.data_len, i)).collect();
     small.sort_unstable();
     let mut read_in = vec![false; regions.len()];
     let mut total = 0;
@@ -596,77 +649,48 @@ fn lazy_regions(regions: &[RegionRecord], eager: bool) -> Vec<bool> {
         }
         read_in[i] = true;
     }
+    regions.iter().zip(read_in).map(|(r, read_in)| loadable(r) && !read_in).collect()
+}
+
+/// The lazily loaded regions, as the loader needs them: where their pages go, and where
+/// the CRCs of their blocks are.
+fn lazy_plan(img: &Image, regions: &[RegionRecord], lazy: &[bool]) -> Vec<loader::Lazy> {
+    // Where each blob's block CRCs start, all at once (blob lengths in blob order).
+    let mut lens = vec![0u64; img.header.blobs as usize];
+    let records = regions.iter().map(|r| (r.blob, r.data_len)).chain((0..img.count(Table::Fds)).map(|i| img.fd(i)).map(|f| (f.blob, f.data_len)));
+    for (blob, len) in records {
+        if let Some(l) = lens.get_mut(blob as usize) {
+            *l = len;
+        }
+    }
+    let mut first = Vec::with_capacity(lens.len());
+    let mut at = 0;
+    for len in lens {
+        first.push(at);
+        at += blocks_of(len);
+    }
     regions
         .iter()
-        .zip(read_in)
-        .map(|(r, read_in)| {
-            let cost = 2 * r.extents as usize + 1;
-            let lazy = mappable(r) && !read_in && cost <= budget;
-            if lazy {
-                budget -= cost;
+        .zip(lazy)
+        .filter(|(_, l)| **l)
+        .map(|(r, _)| {
+            let from = first.get(r.blob as usize).copied().unwrap_or(0);
+            loader::Lazy {
+                start: r.start,
+                data_off: r.data_off,
+                data_len: r.data_len,
+                blob: r.blob,
+                extents: img.extents(r).collect(),
+                crcs_off: img.header.trailer_off + 4 * (img.header.blobs + from),
             }
-            lazy
         })
         .collect()
 }
 
-const IOPRIO_WHO_PROCESS: i32 = 1;
-const IOPRIO_CLASS_IDLE: i32 = 3;
-
-/// Forks a quiet child that checks the CRCs of the lazily mapped data while the
-/// restored process runs (and warms the page cache for its page faults). On damage it
-/// kills the restored process and says why: damaged memory is never run on for long.
-/// Returns its pid (0 if it could not start: the data is checked now instead).
-fn verifier(img: &Image, image: &Path, regions: &[RegionRecord], lazy: &[bool]) -> u32 {
-    let parent = sys::getpid();
-    let blobs: Vec<u32> = regions.iter().zip(lazy).filter(|(_, l)| **l).map(|(r, _)| r.blob).collect();
-    match sys::fork_quiet() {
-        Ok(0) => {
-            sys::close_from(3, &[2]);
-            // Killed with the restored process: there is nothing left to check for. Its
-            // reads are for checking and warming: the restored process's own page faults
-            // go first (idle I/O class), and it reads ahead as usual (the parent's
-            // mapping reads only what it touches).
-            // SAFETY: prctl, ioprio_set and madvise with plain integers and the image
-            // mapping, which stays mapped in this child.
-            unsafe {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::getppid() as u32 != parent {
-                    sys::exit_group(0);
-                }
-                libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << 13);
-                libc::madvise(img.bytes.as_ptr() as *mut libc::c_void, img.bytes.len(), libc::MADV_NORMAL);
-            }
-            let hasher = crc32fast::Hasher::new();
-            for b in blobs {
-                if let Err(e) = img.check_blob(b, &hasher) {
-                    // SAFETY: getppid/kill with plain integers.
-                    if unsafe { libc::getppid() } as u32 == parent {
-                        // SAFETY: as above; the parent is the restored process.
-                        unsafe { libc::kill(parent as i32, libc::SIGKILL) };
-                        eprintln!("mig: {} is damaged ({e}): the process restored from it ({parent}) was killed", image.display());
-                    }
-                    sys::exit_group(1);
-                }
-            }
-            sys::exit_group(0)
-        }
-        Ok(pid) => pid,
-        Err(_) => {
-            let hasher = crc32fast::Hasher::new();
-            if let Some(e) = blobs.iter().find_map(|&b| img.check_blob(b, &hasher).err()) {
-                eprintln!("mig: cannot restore from {}: {e}", image.display());
-                sys::exit_group(mig_image::EXIT_REFUSED);
-            }
-            0
-        }
-    }
-}
-
 /// What each thread touches first when it runs again: the pages around its thread
 /// pointer (its TLS, `struct pthread`) and above its stack pointer (the handler's frames
-/// and the signal frame). Read in even where the region is mapped from the image: a
-/// fault there would read ahead megabytes around it from the disk.
+/// and the signal frame). Read in even where the region is loaded lazily (their blocks
+/// checked first): each first touch there would wait for the loader.
 fn hot_ranges(img: &Image) -> Vec<(u64, u64)> {
     let page = |a: u64| a & !(PAGE - 1);
     (0..img.count(Table::Threads))
@@ -675,10 +699,19 @@ fn hot_ranges(img: &Image) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Maps one saved region back: same address, kind and protection, contents read in
-/// (or, `lazy`, mapped from the image but for the pages in `lazy`'s ranges).
+/// The saved pages of `r` within `hot` (see `hot_ranges`): (address, offset in the image).
+fn hot_pages(img: &Image, r: &RegionRecord, hot: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut pages: Vec<u64> = hot.iter().flat_map(|&(a, b)| (a.max(r.start)..b.min(r.end)).step_by(PAGE as usize)).collect();
+    pages.sort_unstable();
+    pages.dedup();
+    pages.into_iter().filter_map(|page| Some((page, file_offset(img, r, page)?))).collect()
+}
+
+/// Maps one saved region back: same address, kind and protection, contents read in;
+/// or, `lazy`, as anonymous memory registered with the loader's userfaultfd (`uffd`),
+/// but for the pages given, read in first.
 #[allow(clippy::too_many_arguments)]
-fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap<Vec<u8>, i32>, fds: &FdPlan, image_fd: i32, lazy: Option<&[(u64, u64)]>) -> Result<(), Refusal> {
+fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap<Vec<u8>, i32>, fds: &FdPlan, image_fd: i32, lazy: Option<(&[(u64, u64)], i32)>) -> Result<(), Refusal> {
     let Some(kind) = RegionKind::from_u32(r.kind) else { return Ok(()) };
     if kind.is_kernel() {
         return Ok(());
@@ -693,7 +726,8 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
     let code = r.prot & PROT_EXEC != 0 && r.prot & PROT_WRITE == 0;
     let from_file = kind == RegionKind::FilePrivate && r.flags & REGION_WHOLE != 0 && file.is_some() && code;
     let has_data = r.data_len > 0 && !from_file;
-    let prot = if has_data && lazy.is_none() { rw } else { r.prot as u64 };
+    let read_in = has_data && lazy.is_none_or(|(hot, _)| !hot.is_empty());
+    let prot = if read_in { rw } else { r.prot as u64 };
     let (flags, fd, off) = match (kind, file) {
         (RegionKind::FilePrivate, Some(fd)) => (fixed | libc::MAP_PRIVATE as u64, fd, r.file_off),
         (RegionKind::FileShared, _) => (fixed | libc::MAP_SHARED as u64, *files.get(img.str(r.file.path)).ok_or_else(|| format!("{what}: its file is not open"))? as u64, r.file_off),
@@ -706,49 +740,29 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
         _ => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
     };
     prog.op(libc::SYS_mmap, &[r.start, len, prot, flags, fd, off], CHECK_OK | CHECK_EQ_A0, &what);
-    let mut data_off = r.data_off;
-    if let (Some(hot), true) = (lazy, has_data) {
-        let flags = (libc::MAP_FIXED | libc::MAP_PRIVATE) as u64;
-        for e in img.extents(r) {
-            let (addr, len) = (r.start + e.first_page * PAGE, e.pages * PAGE);
-            prog.op(libc::SYS_mmap, &[addr, len, prot, flags, image_fd as u64, data_off], CHECK_OK | CHECK_EQ_A0, &format!("mapping the pages of {what}"));
-            data_off += len;
-        }
-        // glibc's realloc grows its mmapped chunks with mremap, not through the library:
-        // grown, a mapping of the image would go on into the file. The last page of
-        // each chunk is read into anonymous memory instead, so such an mremap fails
-        // (two mappings) and realloc copies, as it does whenever mremap fails.
-        let mut pages: Vec<u64> = glibc_chunk_ends(img, r).into_iter().map(|end| end - PAGE).collect();
-        for &(a, b) in hot {
-            pages.extend((a.max(r.start)..b.min(r.end)).step_by(PAGE as usize));
-        }
-        pages.sort_unstable();
-        pages.dedup();
-        for page in pages {
-            let Some(off) = file_offset(img, r, page) else { continue };
-            // Asked for now: the verifier, soon reading the whole image, goes after.
-            will_need(img.bytes, off, PAGE);
-            let anon = fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
-            prog.op(libc::SYS_mmap, &[page, PAGE, rw, anon, u64::MAX, 0], CHECK_OK | CHECK_EQ_A0, &what);
+    if let (Some((hot, uffd)), true) = (lazy, has_data) {
+        // Read in before the range is registered: afterwards a write to a missing page
+        // would wait for the loader.
+        for &(page, off) in hot {
             prog.op(libc::SYS_pread64, &[image_fd as u64, page, PAGE, off], CHECK_OK | CHECK_EQ_A2, &format!("reading the pages of {what}"));
-            if r.prot as u64 != rw {
-                prog.op(libc::SYS_mprotect, &[page, PAGE, r.prot as u64], CHECK_OK, &format!("protecting {what}"));
+        }
+        let reg = prog.arena.bytes(slice_bytes(&[r.start, len, loader::UFFDIO_REGISTER_MODE_MISSING, 0u64]));
+        prog.op(libc::SYS_ioctl, &[uffd as u64, loader::UFFDIO_REGISTER, reg], CHECK_OK, &format!("registering {what} with the loader"));
+    } else {
+        let mut data_off = r.data_off;
+        for e in img.extents(r).filter(|_| has_data) {
+            let mut addr = r.start + e.first_page * PAGE;
+            let mut left = e.pages * PAGE;
+            while left > 0 {
+                let n = left.min(1 << 30);
+                prog.op(libc::SYS_pread64, &[image_fd as u64, addr, n, data_off], CHECK_OK | CHECK_EQ_A2, &format!("reading the pages of {what}"));
+                addr += n;
+                data_off += n;
+                left -= n;
             }
         }
-        return Ok(());
     }
-    for e in img.extents(r).filter(|_| has_data) {
-        let mut addr = r.start + e.first_page * PAGE;
-        let mut left = e.pages * PAGE;
-        while left > 0 {
-            let n = left.min(1 << 30);
-            prog.op(libc::SYS_pread64, &[image_fd as u64, addr, n, data_off], CHECK_OK | CHECK_EQ_A2, &format!("reading the pages of {what}"));
-            addr += n;
-            data_off += n;
-            left -= n;
-        }
-    }
-    if has_data && r.prot as u64 != rw {
+    if read_in && r.prot as u64 != rw {
         prog.op(libc::SYS_mprotect, &[r.start, len, r.prot as u64], CHECK_OK, &format!("protecting {what}"));
     }
     Ok(())
@@ -765,27 +779,6 @@ fn file_offset(img: &Image, r: &RegionRecord, addr: u64) -> Option<u64> {
         off += e.pages * PAGE;
     }
     None
-}
-
-/// The ends of the chunks glibc's malloc mmapped that `r` holds, one after the other
-/// from its start (adjacent mappings merge): each begins with its header, `prev_size`
-/// 0 and `size` its length with `IS_MMAPPED` (2) set.
-fn glibc_chunk_ends(img: &Image, r: &RegionRecord) -> Vec<u64> {
-    let word = |addr: u64| {
-        let off = file_offset(img, r, addr)?;
-        img.data(off, 8).try_into().ok().map(u64::from_le_bytes)
-    };
-    let mut ends = vec![];
-    let mut at = r.start;
-    while let (Some(0), Some(size)) = (word(at), word(at + 8)) {
-        let len = size & !7;
-        if size & 2 == 0 || len == 0 || len % PAGE != 0 || at + len > r.end {
-            break;
-        }
-        at += len;
-        ends.push(at);
-    }
-    ends
 }
 
 /// Unregisters the fresh process's rseq area (glibc registers one per thread in TLS).

@@ -540,6 +540,16 @@ pub fn readable(fd: c_int) -> bool {
     let ts = [0i64, 0];
     matches!(sc!(libc::SYS_ppoll, &mut p as *mut libc::pollfd, 1, ts.as_ptr(), 0usize, 8), Ok(1))
 }
+/// Whether `fd` becomes readable within `ms` milliseconds (`ppoll`).
+pub fn wait_readable(fd: c_int, ms: u64) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let ts = timespec_ms(ms);
+    matches!(sc!(libc::SYS_ppoll, &mut p as *mut libc::pollfd, 1, ts.as_ptr(), 0usize, 8), Ok(1))
+}
+/// Sends `sig` to the process a pidfd refers to (never to a process that took its pid).
+pub fn pidfd_send_signal(pidfd: c_int, sig: c_int) -> SysResult<()> {
+    sc!(libc::SYS_pidfd_send_signal, pidfd, sig, 0, 0).map(drop)
+}
 pub fn futex_wake(word: &core::sync::atomic::AtomicU32) {
     let _ = sc!(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
 }

@@ -38,8 +38,9 @@ pub const LOG: &str = "mig-restart: output after a disconnect goes to";
 /// the library as /proc/self/fd/<n>. A zstd-compressed image (from `mig checkpoint
 /// --compress zstd`, a file or a stream) is recognised by its first bytes and
 /// decompressed into such a memfd first. Such images are restored eagerly; a file is
-/// restored lazily (its pages mapped, their CRCs checked right behind the restored
-/// process, which is killed if one is damaged) unless MIG_RESTORE_EAGER=1.
+/// restored lazily (its big regions loaded while the process runs, each block checked
+/// before the process sees it, the process killed if one is damaged) unless
+/// MIG_RESTORE_EAGER=1.
 #[derive(clap::Args)]
 #[command(after_long_help = "\
 EXAMPLES:
@@ -123,7 +124,7 @@ pub fn main(a: Args) -> Result<u8> {
     let mut cmd = std::process::Command::new(&exe);
     cmd.arg0(&exe).current_dir(&cwd).env("MIG_RESTORE", &restore_path).env("LD_PRELOAD", util::preload_value(&lib));
     if in_memory {
-        // Mapping pages from the memfd would keep the whole image in memory.
+        // Loading lazily from the memfd would keep the whole image in memory meanwhile.
         cmd.env("MIG_RESTORE_EAGER", "1");
     }
     if a.trust_image {
