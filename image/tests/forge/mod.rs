@@ -400,7 +400,7 @@ pub fn build(rng: &mut Rng) -> Built {
         layout = layout.with_data_area(area, cursor - area).expect("room for the tables");
         let mut k = 0;
         for r in regions.iter_mut().filter(|r| r.rec.data_len > 0) {
-            r.rec.blob = layout.add_placed_blob();
+            r.rec.blob = layout.add_placed_blob(r.rec.data_len);
             r.rec.data_off = offs[k];
             k += 1;
         }
@@ -476,10 +476,25 @@ pub fn reseal(bytes: &mut [u8]) {
             owners.entry(f.blob).or_insert((f.data_off, f.data_len));
         }
     }
+    // The trailer: each blob's CRC, then each blob's block CRCs, blob by blob, then its own.
     if let Some(t) = range(bytes, h.trailer_off, h.trailer_len).filter(|t| t.len() >= 4) {
-        let n = (t.len() - 4) / 4;
-        for i in 0..n {
-            let c = owners.get(&(i as u32)).and_then(|&(off, len)| range(bytes, off, len)).map_or(0, |r| crc32fast::hash(&bytes[r]));
+        let slots = (t.len() - 4) / 4;
+        let data = |i: u64| owners.get(&(i as u32)).and_then(|&(off, len)| range(bytes, off, len));
+        let mut crcs: Vec<u32> = (0..h.blobs.min(slots as u64)).map(|i| data(i).map_or(0, |r| crc32fast::hash(&bytes[r]))).collect();
+        for i in 0..h.blobs.min(slots as u64) {
+            // A forged length makes no more block CRCs than the trailer has room for.
+            let len = owners.get(&(i as u32)).map_or(0, |&(_, len)| len);
+            let room = (slots - crcs.len().min(slots)) as u64;
+            for k in 0..mig_image::blocks_of(len).min(room) {
+                let c = data(i).map_or(0, |r| {
+                    let d = &bytes[r];
+                    let start = (k * mig_image::BLOCK) as usize;
+                    crc32fast::hash(&d[start.min(d.len())..(start + mig_image::BLOCK as usize).min(d.len())])
+                });
+                crcs.push(c);
+            }
+        }
+        for (i, c) in crcs.iter().take(slots).enumerate() {
             bytes[t.start + 4 * i..t.start + 4 * i + 4].copy_from_slice(&c.to_le_bytes());
         }
         let own = crc32fast::hash(&bytes[t.start..t.end - 4]);
@@ -693,7 +708,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
     }
     require!(h.meta_off >= 4096 && h.meta_off + h.meta_len <= h.data_off && h.data_off % P == 0, "meta range");
     require!(
-        h.trailer_off == h.data_off + h.data_len && h.trailer_len == 4 * (h.blobs + 1) && h.trailer_off + h.trailer_len == img.bytes.len() as u64,
+        h.trailer_off == h.data_off + h.data_len && h.trailer_len == 4 * (h.blobs + h.blocks + 1) && h.trailer_off + h.trailer_len == img.bytes.len() as u64,
         "trailer"
     );
 
