@@ -95,14 +95,20 @@ impl Forge {
                 (0..self.count(Table::Fds)).map(|k| self.get::<FdRecord>(Table::Fds, k)).find(|f| f.blob == i).map(|f| (f.data_off, f.data_len))
             })
         };
-        let crcs: Vec<u32> = (0..h.blobs as u32)
-            .map(|i| span(i).and_then(|(off, len)| self.bytes.get(off as usize..(off + len) as usize)).map_or(0, crc32fast::hash))
-            .collect();
+        let data = |i: u32| span(i).and_then(|(off, len)| self.bytes.get(off as usize..(off + len) as usize));
+        // The trailer: each blob's CRC, then each blob's block CRCs, then its own.
+        let mut crcs: Vec<u32> = (0..h.blobs as u32).map(|i| data(i).map_or(0, crc32fast::hash)).collect();
+        for i in 0..h.blobs as u32 {
+            let d = data(i).unwrap_or(&[]);
+            crcs.extend(d.chunks(mig_image::BLOCK as usize).map(crc32fast::hash));
+        }
         let trailer = h.trailer_off as usize;
+        let room = (h.trailer_len as usize).saturating_sub(4) / 4;
+        crcs.truncate(room);
         for (i, c) in crcs.iter().enumerate() {
             self.bytes[trailer + 4 * i..trailer + 4 * i + 4].copy_from_slice(&c.to_le_bytes());
         }
-        let list_end = trailer + 4 * crcs.len();
+        let list_end = trailer + 4 * room;
         let own = crc32fast::hash(&self.bytes[trailer..list_end]);
         self.bytes[list_end..list_end + 4].copy_from_slice(&own.to_le_bytes());
         h.meta_crc = crc32fast::hash(&self.bytes[h.meta_off as usize..(h.meta_off + h.meta_len) as usize]);

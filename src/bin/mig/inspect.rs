@@ -177,7 +177,10 @@ fn show(path: &std::path::Path, json_out: bool) -> Result<u8> {
                 1 => String::new(),
                 n => format!(" (and {} more damaged part{})", n - 1, if n > 2 { "s" } else { "" }),
             };
-            Err(Fail::bad(format!("{} is damaged: {}: {}{more}", report.file, d.place, d.what)))
+            // Not an `Err`: the report is out already (with --json, a failure would
+            // print a second JSON object).
+            eprintln!("mig: {} is damaged: {}: {}{more}", report.file, d.place, d.what);
+            Ok(2)
         }
     }
 }
