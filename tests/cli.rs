@@ -859,6 +859,13 @@ fn a_checkpoint_s_warnings_reach_the_command() {
     assert!(out.contains("written to"), "{out}");
     assert!(err.contains("mig: warning: 4 guard pages") || err.contains("mig: warning: 1 guard pages"), "the warning is the command's too: {err}");
     p.kill();
+    // And the image's: `mig inspect` lists them, in text and JSON.
+    let image = dir.join("g.mig");
+    let (_, text, _) = mig_out(&["inspect", image.to_str().unwrap()]);
+    assert!(text.contains("WARNINGS") && text.contains("guard pages (MADV_GUARD_INSTALL)"), "{text}");
+    let (_, json, _) = mig_out(&["inspect", "--json", image.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v["process"]["warnings"].as_array().is_some_and(|w| w.iter().any(|w| w.as_str().is_some_and(|w| w.contains("guard pages")))), "{json}");
 }
 
 /// A checkpoint that takes a while shows bytes of the expected total, rate and time
@@ -929,6 +936,7 @@ fn ps_lists_the_processes_under_mig() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let me = v.as_array().unwrap().iter().find(|r| r["pid"] == pid).unwrap().clone();
     assert_eq!(me["last"]["bytes"], std::fs::metadata(&image).unwrap().len());
+    assert!(me["last"]["stopped_us"].as_u64().is_some_and(|us| us > 0), "the pause: {me}");
     let (_, text, _) = mig_out(&["ps"]);
     assert!(text.lines().any(|l| l.contains(&pid.to_string()) && l.contains("ps.mig") && l.contains("UTC")), "{text}");
     p.kill();

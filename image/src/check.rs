@@ -286,6 +286,7 @@ fn process(img: &Image) -> Check {
     ensure(p.cwd.len == 0 || absolute(img, p.cwd), "the working directory is not an absolute path")?;
     mm(&p.mm)?;
     str_in_bounds(img, p.auxv)?;
+    str_in_bounds(img, p.warnings)?;
     let auxv = img.str(p.auxv);
     // Pairs of (type, value), the last AT_NULL, as /proc/self/auxv has them.
     let ends = auxv.len() >= 16 && auxv[auxv.len() - 16..auxv.len() - 8] == [0; 8];

@@ -127,7 +127,10 @@ pub struct Header {
     pub tables: [TableDesc; TABLES],
     /// Block CRCs in the trailer: Σ `blocks_of(data_len)` over the blobs.
     pub blocks: u64,
-    pub pad: [u8; HEADER_LEN - 120 - 24 * TABLES],
+    /// How long the process was stopped for this image, in microseconds (0: not
+    /// known, for an image streamed while the process was stopped).
+    pub stopped_us: u64,
+    pub pad: [u8; HEADER_LEN - 128 - 24 * TABLES],
 }
 const _: () = assert!(size_of::<Header>() == HEADER_LEN);
 
@@ -212,6 +215,8 @@ pub struct ProcessRecord {
     /// CRC32 of the `[vdso]` code: another kernel's vdso is another ABI.
     pub vdso_crc: u32,
     pub pad2: u32,
+    /// What the checkpoint could not save as it was: its warnings, one a line.
+    pub warnings: StrRef,
 }
 
 /// The CPU features a program may have detected and used: a restore needs them all.
@@ -581,7 +586,7 @@ unsafe impl Pod for u64 {}
 unsafe impl Pod for i64 {}
 
 const _: () = assert!(size_of::<MmFields>() == 88);
-const _: () = assert!(size_of::<ProcessRecord>() == 72 + 88 + 16 + 8 + 16 + 256 + 96 + 2048 + 32 + 8);
+const _: () = assert!(size_of::<ProcessRecord>() == 72 + 88 + 16 + 8 + 16 + 256 + 96 + 2048 + 32 + 8 + 8);
 const _: () = assert!(size_of::<ThreadRecord>() == 8 + 64 + 8 * 5 + 8 + 16);
 const _: () = assert!(size_of::<RegionRecord>() == 16 + 24 + 8 + 72 + 16);
 const _: () = assert!(size_of::<FdRecord>() == 24 + 72 + 24 + 8 + 8 + 64);

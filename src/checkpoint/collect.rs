@@ -43,6 +43,8 @@ pub struct Snapshot {
     pub pid: u32,
     /// When the image was asked for (its header's creation time).
     pub created_ns: u64,
+    /// How long the process was stopped for it (its header's; 0 while not known).
+    pub stopped_us: u64,
     pub process: ProcessRecord,
     pub threads: List<ThreadRecord>,
     pub regions: List<RegionRecord>,
@@ -80,6 +82,7 @@ pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize, portable: b
     let mut s = Snapshot {
         pid: sys::getpid(),
         created_ns,
+        stopped_us: 0,
         process: zeroed(),
         threads: scratch.list(super::threads::MAX_THREADS).ok_or(Failure::Full)?,
         regions: scratch.list(1 << 18).ok_or(Failure::Full)?,
@@ -169,7 +172,10 @@ pub fn memory_regions(s: &mut Snapshot) -> Result<(), Failure> {
     let r = regions(s, &mut text, pagemap.spare(), range, cut);
     s.text = text;
     s.pagemap = pagemap;
-    r
+    r?;
+    // Every warning is said by now: the image keeps them (`mig inspect` lists them).
+    s.process.warnings = s.strings.add(sys::msg::warnings())?;
+    Ok(())
 }
 
 /// Blobs for the descriptors' data, after the regions'.

@@ -244,6 +244,7 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
         }
     };
     if stop == Stop::Final {
+        snap.stopped_us = since_us(job.t0);
         match precopy::finish(&mut snap) {
             Ok(len) => {
                 precopy::release(Some(len), since_us(job.t0));
@@ -291,6 +292,7 @@ fn ordinary(snap: &mut collect::Snapshot, scratch: &mut Scratch, job: &Job) {
                 let keep = [2, job.conn, job.stream, tmp.as_ref().map_or(-1, |t| t.fd)];
                 sys::close_from(3, &keep);
                 let stopped_us = since_us(job.t0);
+                snap.stopped_us = stopped_us;
                 let result = memory_and_image(snap, scratch, job, tmp);
                 complete(job, result, stopped_us);
                 sys::exit_group(0);
@@ -434,7 +436,13 @@ fn write_image(snap: &collect::Snapshot, scratch: &mut Scratch, job: &Job, tmp: 
     control::writing(job.conn, tmp.path.as_bytes(), snap.layout.total_len());
     // Off the pause where a writer runs beside the program: files of writers that died.
     imagefile::sweep(job.dest.as_bytes(), copy_buf.spare());
-    writer::write(tmp.fd, snap, &mut crcs, &mut copy_buf, hasher)
+    let written = writer::write(tmp.fd, snap, &mut crcs, &mut copy_buf, hasher);
+    // With the process stopped all along, the header (written first) learns the pause
+    // once the rest is written.
+    if snap.stopped_us == 0 && written.is_ok() {
+        writer::set_stopped(tmp.fd, since_us(job.t0), hasher)?;
+    }
+    written
 }
 
 /// glibc's signal return trampoline, for actions installed with raw `rt_sigaction`.

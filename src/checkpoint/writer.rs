@@ -150,12 +150,25 @@ fn header(s: &Snapshot, hasher: &crc32fast::Hasher) -> Result<Header, Failure> {
     let mut meta_crc = hasher.clone();
     tables(s, &mut meta_crc)?;
     let mut header = s.layout.header(s.pid, s.created_ns);
+    header.stopped_us = s.stopped_us;
     if s.portable {
         header.flags |= HEADER_PORTABLE;
     }
     header.meta_crc = meta_crc.finalize();
     seal_header(&mut header, hasher);
     Ok(header)
+}
+
+/// Records in the header of the image written to `fd` how long the process was
+/// stopped, and seals the header again.
+pub fn set_stopped(fd: i32, stopped_us: u64, hasher: &crc32fast::Hasher) -> Result<(), Failure> {
+    let mut bytes = [0u8; HEADER_LEN];
+    let n = sys::pread(fd, &mut bytes, 0).map_err(|e| Failure::Sys("reading the image header back", e))?;
+    let mut h: Header = read_record(bytes.get(..n).unwrap_or(&[]), 0).ok_or(Failure::Other("the image header is short"))?;
+    h.stopped_us = stopped_us.max(1);
+    seal_header(&mut h, hasher);
+    let b = bytes_of(&h);
+    sys::pwrite(fd, b.as_ptr(), b.len(), 0).map(drop).map_err(|e| Failure::Sys("writing the image header", e))
 }
 
 /// The CRCs an image's trailer holds, collected as its blobs are written.

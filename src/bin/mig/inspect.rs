@@ -92,6 +92,8 @@ struct Process {
     exe: String,
     comm: String,
     cwd: String,
+    /// What the checkpoint said it could not save as it was.
+    warnings: Vec<String>,
 }
 
 /// A compressed image file: its size on disk.
@@ -248,7 +250,8 @@ fn examine(file: String, bytes: &[u8]) -> Report {
     let p = img.process();
     let s = |v| String::from_utf8_lossy(img.str(v)).into_owned();
     let comm_len = p.comm.iter().position(|&c| c == 0).unwrap_or(p.comm.len());
-    r.process = Some(Process { exe: s(p.exe.path), comm: String::from_utf8_lossy(&p.comm[..comm_len]).into_owned(), cwd: s(p.cwd) });
+    let warnings = img.str(p.warnings).split(|&c| c == b'\n').filter(|w| !w.is_empty()).map(|w| String::from_utf8_lossy(w).into_owned()).collect();
+    r.process = Some(Process { exe: s(p.exe.path), comm: String::from_utf8_lossy(&p.comm[..comm_len]).into_owned(), cwd: s(p.cwd), warnings });
     let fold = mig_image::pagecrc::PageCrc::for_len(mig_image::BLOCK);
     let check = |r: &mut Report, blob: u32, off: u64, len: u64| -> Crc {
         if blob == u32::MAX {
@@ -376,10 +379,19 @@ fn text(r: &Report) -> String {
         }
         let _ = writeln!(o, "pid:         {}", h.pid);
         let _ = writeln!(o, "created:     {}", util::utc(h.created_unix_ns));
+        if h.stopped_us > 0 {
+            let _ = writeln!(o, "stopped for: {}", util::duration(std::time::Duration::from_micros(h.stopped_us)));
+        }
         let _ = writeln!(o, "threads:     {}", h.tables[Table::Threads as usize].count);
         let _ = writeln!(o, "regions:     {}", h.tables[Table::Regions as usize].count);
         let _ = writeln!(o, "descriptors: {}", h.tables[Table::Fds as usize].count);
         let _ = writeln!(o, "saved data:  {} in {} blobs", util::size(h.data_len), h.blobs);
+    }
+    if let Some(p) = r.process.as_ref().filter(|p| !p.warnings.is_empty()) {
+        let _ = writeln!(o, "\nWARNINGS (what did not come back as it was)");
+        for w in &p.warnings {
+            let _ = writeln!(o, "  {w}");
+        }
     }
     if r.process.is_some() {
         let _ = writeln!(o, "\nREGIONS");
@@ -441,13 +453,14 @@ fn json(r: &Report) -> String {
         Some(h) => {
             let _ = writeln!(
                 o,
-                "  \"header\": {{\"version\": {}, \"portable\": {}, \"arch\": \"x86_64\", \"page_size\": {}, \"pid\": {}, \"created_unix_ns\": {}, \"created\": {}, \"threads\": {}, \"regions\": {}, \"descriptors\": {}, \"blobs\": {}, \"data_len\": {}, \"total_len\": {}}},",
+                "  \"header\": {{\"version\": {}, \"portable\": {}, \"arch\": \"x86_64\", \"page_size\": {}, \"pid\": {}, \"created_unix_ns\": {}, \"created\": {}, \"stopped_us\": {}, \"threads\": {}, \"regions\": {}, \"descriptors\": {}, \"blobs\": {}, \"data_len\": {}, \"total_len\": {}}},",
                 h.version,
                 h.flags & mig_image::HEADER_PORTABLE != 0,
                 h.page_size,
                 h.pid,
                 h.created_unix_ns,
                 json_str(&util::utc(h.created_unix_ns)),
+                h.stopped_us,
                 h.tables[Table::Threads as usize].count,
                 h.tables[Table::Regions as usize].count,
                 h.tables[Table::Fds as usize].count,
@@ -462,10 +475,11 @@ fn json(r: &Report) -> String {
         Some(p) => {
             let _ = writeln!(
                 o,
-                "  \"process\": {{\"executable\": {}, \"command\": {}, \"directory\": {}}},",
+                "  \"process\": {{\"executable\": {}, \"command\": {}, \"directory\": {}, \"warnings\": [{}]}},",
                 json_str(&p.exe),
                 json_str(&p.comm),
-                json_str(&p.cwd)
+                json_str(&p.cwd),
+                p.warnings.iter().map(|w| json_str(w)).collect::<Vec<_>>().join(", ")
             );
         }
         None => o.push_str("  \"process\": null,\n"),

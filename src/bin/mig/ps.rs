@@ -120,7 +120,8 @@ fn last_image(path: &Path) -> Option<Last> {
     if h.magic != mig_image::MAGIC {
         return None;
     }
-    Some(Last { created_ns: h.created_unix_ns, bytes: f.metadata().ok()?.len(), stopped_us: None })
+    let stopped_us = (h.version >= 3 && h.stopped_us > 0).then_some(h.stopped_us);
+    Some(Last { created_ns: h.created_unix_ns, bytes: f.metadata().ok()?.len(), stopped_us })
 }
 
 /// The size of a temporary image file beside `image` that a writer holds locked: a
