@@ -549,7 +549,7 @@ fn fields(t: Option<Table>) -> &'static [(usize, usize)] {
 }
 
 const TABLE_LIST: [Table; TABLES] = [Table::Process, Table::Threads, Table::Regions, Table::Extents, Table::Fds, Table::Timers, Table::Strings];
-const REC: [u64; TABLES] = [size_of::<ProcessRecord>() as u64, 136, 136, 16, 200, 56, 1];
+const REC: [u64; TABLES] = [std::mem::size_of::<ProcessRecord>() as u64, 136, 136, 16, 200, 56, 1];
 
 fn read_n(b: &[u8], at: usize, n: usize) -> u64 {
     let mut v = [0u8; 8];
