@@ -15,10 +15,7 @@ fn fixed(p: &Path) -> FixedPath {
 
 /// The executable's file name, for the default image name.
 pub fn exe_name() -> String {
-    std::fs::read_link("/proc/self/exe")
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "process".into())
+    std::fs::read_link("/proc/self/exe").ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "process".into())
 }
 
 /// Settings for this process: `MIG_IMAGE` (default `<exe-name>.<pid>.mig` in the

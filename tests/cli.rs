@@ -4,12 +4,10 @@
 mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
-
-
 
 fn mig_out(args: &[&str]) -> (ExitStatus, String, String) {
     mig_out_env(args, &[])
@@ -96,8 +94,7 @@ fn checkpoint_stream_piped_into_restart_stdin() {
     let mut p = mig_run(&bin, &dir, &[], &["30"]);
     p.until("step 6 ");
     let mut ck = mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", "-"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let restart =
-        mig_cmd(&["restart", "-"]).current_dir("/").stdin(ck.stdout.take().unwrap()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let restart = mig_cmd(&["restart", "-"]).current_dir("/").stdin(ck.stdout.take().unwrap()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let ck_out = ck.wait_with_output().unwrap();
     let ck_err = String::from_utf8_lossy(&ck_out.stderr);
     assert!(ck_out.status.success(), "checkpoint --to - failed: {ck_err}");
@@ -829,7 +826,15 @@ fn install_puts_everything_where_mig_finds_it() {
     let prefix = dir.join("prefix");
     let o = Command::new(repo().join("scripts/install.sh")).arg(&prefix).output().unwrap();
     assert!(o.status.success(), "install.sh: {}", String::from_utf8_lossy(&o.stderr));
-    for f in ["bin/mig", "lib/mig/libmig.so", "share/man/man1/mig.1", "share/man/man1/mig-checkpoint.1", "share/bash-completion/completions/mig", "share/zsh/site-functions/_mig", "share/fish/vendor_completions.d/mig.fish"] {
+    for f in [
+        "bin/mig",
+        "lib/mig/libmig.so",
+        "share/man/man1/mig.1",
+        "share/man/man1/mig-checkpoint.1",
+        "share/bash-completion/completions/mig",
+        "share/zsh/site-functions/_mig",
+        "share/fish/vendor_completions.d/mig.fish",
+    ] {
         let p = prefix.join(f);
         assert!(p.metadata().is_ok_and(|m| m.len() > 0), "{} is missing or empty", p.display());
     }
@@ -844,7 +849,10 @@ fn install_puts_everything_where_mig_finds_it() {
     let o = Command::new(alone.join("mig")).args(["run", "--", "true"]).env_remove("MIG_LIB").output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err.contains("cannot find libmig.so") && err.contains(&alone.join("libmig.so").display().to_string()) && err.contains("lib/mig/libmig.so"), "{err}");
+    assert!(
+        err.contains("cannot find libmig.so") && err.contains(&alone.join("libmig.so").display().to_string()) && err.contains("lib/mig/libmig.so"),
+        "{err}"
+    );
 }
 
 /// The warnings of a checkpoint reach the person who asked, not only the program's
@@ -879,11 +887,7 @@ fn progress_shows_on_a_terminal_only() {
     let pid = p.pid().to_string();
     // On a terminal (stderr a pty): the bar.
     let (master, slave) = openpty();
-    let st = mig_cmd(&["checkpoint", &pid, "--to", dir.join("a.mig").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(slave))
-        .status()
-        .unwrap();
+    let st = mig_cmd(&["checkpoint", &pid, "--to", dir.join("a.mig").to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::from(slave)).status().unwrap();
     assert!(st.success());
     let mut shown = vec![0u8; 1 << 16];
     let n = nonblocking_read(&master, &mut shown);
@@ -1039,7 +1043,10 @@ fn debug_log_lines_carry_the_time() {
     let line = err.lines().find(|l| l.contains("checkpoint written to")).unwrap_or_else(|| panic!("{err}"));
     let time = line.strip_prefix("mig: ").and_then(|r| r.split(' ').next()).unwrap_or("");
     let b = time.as_bytes();
-    assert!(b.len() == 12 && b[2] == b':' && b[5] == b':' && b[8] == b'.' && time.replace([':', '.'], "").bytes().all(|c| c.is_ascii_digit()), "HH:MM:SS.mmm first: {line}");
+    assert!(
+        b.len() == 12 && b[2] == b':' && b[5] == b':' && b[8] == b'.' && time.replace([':', '.'], "").bytes().all(|c| c.is_ascii_digit()),
+        "HH:MM:SS.mmm first: {line}"
+    );
 }
 
 /// A library error is said in words ("No space left on device"), not as a number.

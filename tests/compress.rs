@@ -11,8 +11,6 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
-
-
 fn output(c: &mut Command) -> (ExitStatus, String, String) {
     let Output { status, stdout, stderr } = c.output().expect("run mig");
     (status, String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
@@ -107,8 +105,7 @@ fn compressed_file_from_mig_compress_inspect_and_restart() {
     let mut p = run_chain(&dir, "30");
     p.until("step 4 ");
     let image = dir.join("job.mig");
-    let (st, out, err) =
-        output(mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", image.to_str().unwrap()]).env("MIG_COMPRESS", "zstd:3"));
+    let (st, out, err) = output(mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", image.to_str().unwrap()]).env("MIG_COMPRESS", "zstd:3"));
     assert!(st.success(), "checkpoint with MIG_COMPRESS=zstd:3 failed: {err}");
     assert!(out.contains(&format!("written to {}", image.display())) && out.contains("zstd-compressed to"), "{out}");
     assert!(out.contains("the process has exited"), "{out}");
@@ -268,12 +265,11 @@ fn migrate_sends_a_compressed_image() {
     let mut p = run_chain(&dir, "40");
     p.until("step 8 ");
     let pid = p.pid().to_string();
-    let mut c =
-        mig_cmd(&["migrate", &pid, "elsewhere", "--ssh", fake_ssh.to_str().unwrap(), "--remote-mig", mig().to_str().unwrap(), "--compress", "zstd"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+    let mut c = mig_cmd(&["migrate", &pid, "elsewhere", "--ssh", fake_ssh.to_str().unwrap(), "--remote-mig", mig().to_str().unwrap(), "--compress", "zstd"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut e = c.stderr.take().unwrap();
     let errt = std::thread::spawn(move || {
         let mut s = String::new();

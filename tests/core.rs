@@ -422,7 +422,7 @@ fn with_image<R>(path: &Path, f: impl FnOnce(&mig_image::Image) -> R) -> R {
 
 #[test]
 fn image_records_intent_from_interposed_calls() {
-    use mig_image::{Table, REGION_BY_PROGRAM};
+    use mig_image::{REGION_BY_PROGRAM, Table};
     let dir = tempdir("intent");
     // files.c opens out.log with open(O_WRONLY|O_APPEND|O_CREAT): the flags are recorded.
     let image = dir.join("f.mig");

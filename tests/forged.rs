@@ -13,8 +13,7 @@
 mod common;
 use common::*;
 use mig_image::{
-    EpollEntry, FdRecord, Header, Pod, ProcessRecord, RegionRecord, StrRef, Table, ThreadRecord, TimerRecord, bytes_of, layout::seal_header,
-    read_record,
+    EpollEntry, FdRecord, Header, Pod, ProcessRecord, RegionRecord, StrRef, Table, ThreadRecord, TimerRecord, bytes_of, layout::seal_header, read_record,
 };
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -87,13 +86,9 @@ impl Forge {
     fn seal(&mut self) {
         let mut h = self.header();
         let span = |i: u32| {
-            let r = (0..self.count(Table::Regions))
-                .map(|k| self.get::<RegionRecord>(Table::Regions, k))
-                .find(|r| r.blob == i)
-                .map(|r| (r.data_off, r.data_len));
-            r.or_else(|| {
-                (0..self.count(Table::Fds)).map(|k| self.get::<FdRecord>(Table::Fds, k)).find(|f| f.blob == i).map(|f| (f.data_off, f.data_len))
-            })
+            let r =
+                (0..self.count(Table::Regions)).map(|k| self.get::<RegionRecord>(Table::Regions, k)).find(|r| r.blob == i).map(|r| (r.data_off, r.data_len));
+            r.or_else(|| (0..self.count(Table::Fds)).map(|k| self.get::<FdRecord>(Table::Fds, k)).find(|f| f.blob == i).map(|f| (f.data_off, f.data_len)))
         };
         let data = |i: u32| span(i).and_then(|(off, len)| self.bytes.get(off as usize..(off + len) as usize));
         // The trailer: each blob's CRC, then each blob's block CRCs, then its own.
@@ -491,12 +486,7 @@ fn continues(reference: &[String], before: &[String], restored: &[String]) -> bo
     first <= last_before + 1 && reference[at..] == *restored
 }
 
-fn classify(
-    image: &Path,
-    (status, out, err): (Option<std::process::ExitStatus>, Vec<String>, String),
-    reference: &[String],
-    before: &[String],
-) -> Outcome {
+fn classify(image: &Path, (status, out, err): (Option<std::process::ExitStatus>, Vec<String>, String), reference: &[String], before: &[String]) -> Outcome {
     use std::os::unix::process::ExitStatusExt;
     let err1 = err.trim_end().replace('\n', " | ");
     let Some(st) = status else { return Outcome::Bad(format!("hung (killed after {HANG:?}): {err1}")) };
@@ -565,8 +555,7 @@ fn forged_images_are_refused_or_restored_never_crash() {
                 verdict = format!("BAD: a malformed image was {} ({verdict})", if intact { "called intact by mig inspect" } else { "not refused" });
             }
             if *expect == Runs && !(intact && matches!(outcome, Outcome::Ran)) && !verdict.starts_with("BAD") {
-                verdict =
-                    format!("BAD: a well-formed image was {} ({verdict})", if intact { "not restored" } else { "called damaged by mig inspect" });
+                verdict = format!("BAD: a well-formed image was {} ({verdict})", if intact { "not restored" } else { "called damaged by mig inspect" });
             }
             bad += verdict.starts_with("BAD") as usize;
             report.push(format!("{:<16} {:<58} inspect: {:<7} {verdict}", s.name, name, if intact { "intact" } else { "damaged" }));

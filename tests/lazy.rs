@@ -188,7 +188,8 @@ fn damaged_small_buffer_next_to_a_big_one_is_never_seen() {
     checkpoint_at(&mut p, 3, &image);
     p.kill();
     let err = err.join().unwrap();
-    let small = err.lines().find_map(|l| l.strip_prefix("small ")).and_then(|a| u64::from_str_radix(a, 16).ok()).expect("the subject says where its small buffer is");
+    let small =
+        err.lines().find_map(|l| l.strip_prefix("small ")).and_then(|a| u64::from_str_radix(a, 16).ok()).expect("the subject says where its small buffer is");
     let mut bytes = std::fs::read(&image).unwrap();
     let (at, blob) = {
         let img = mig_image::Image::verify(&bytes, &crc32fast::Hasher::new()).unwrap();
@@ -419,6 +420,7 @@ fn a_killed_loader_takes_the_restored_process_with_it() {
     assert!(!st.success(), "the restored process went on: {out:?}\n{err}");
     let at = out.first().map_or(0, |first| reference.iter().position(|l| l == first).expect("lines of the reference"));
     assert_eq!(&reference[at..at + out.len()], &out[..], "what it printed is right");
-    let watchdog = format!("mig: the loader of the memory of the process restored from {} ({pid}) ended before it was done: the process was killed\n", image.display());
+    let watchdog =
+        format!("mig: the loader of the memory of the process restored from {} ({pid}) ended before it was done: the process was killed\n", image.display());
     assert!(err.contains(&watchdog) || err.contains("restore failed while starting the loader"), "{err}");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use mig_image::{Header, ProcessRecord, Table, HEADER_PORTABLE, REGION_WHOLE};
+use mig_image::{HEADER_PORTABLE, Header, ProcessRecord, REGION_WHOLE, Table};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -129,11 +129,7 @@ fn mig_checkpoint_portable_and_inspect_say_so() {
     p.until("step 2 ");
     let image = dir.join("cli.mig");
     let mig = env!("CARGO_BIN_EXE_mig");
-    let out = Command::new(mig)
-        .args(["checkpoint", &p.pid().to_string(), "--portable", "--to"])
-        .arg(&image)
-        .output()
-        .unwrap();
+    let out = Command::new(mig).args(["checkpoint", &p.pid().to_string(), "--portable", "--to"]).arg(&image).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = Command::new(mig).arg("inspect").arg(&image).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

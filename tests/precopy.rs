@@ -102,10 +102,7 @@ impl Stderr {
     /// image is in place); panics on a failed checkpoint or at the end of output.
     fn report(&mut self) -> String {
         loop {
-            let l = self
-                .lines
-                .recv_timeout(TIMEOUT)
-                .unwrap_or_else(|_| panic!("no `checkpoint written to` line on stderr; saw {:#?}", self.seen));
+            let l = self.lines.recv_timeout(TIMEOUT).unwrap_or_else(|_| panic!("no `checkpoint written to` line on stderr; saw {:#?}", self.seen));
             self.seen.push(l.clone());
             if l.contains("checkpoint written to") {
                 return l;
@@ -163,11 +160,7 @@ fn restore_prefix(l: &Launch, image: &Path, env: &[(&str, &str)]) -> Vec<String>
     }
     let lines = p.kill();
     let err = err.all();
-    assert!(
-        lines.len() >= FOLLOW && lines.iter().all(|l| step_of(l).is_some()),
-        "restore of {} {env:?} printed {lines:?}\nstderr: {err}",
-        image.display()
-    );
+    assert!(lines.len() >= FOLLOW && lines.iter().all(|l| step_of(l).is_some()), "restore of {} {env:?} printed {lines:?}\nstderr: {err}", image.display());
     lines
 }
 
@@ -264,12 +257,7 @@ fn mremap_during_a_precopied_checkpoint_restores_lazily_and_eagerly() {
     let dir = tempdir("precopy_mremap");
     let l = with_precopy(churn(&dir).arg("48").arg("mremap"), "1");
     let c = checkpoint_and_kill(&l, 4);
-    assert!(
-        c.report.contains(MARKER) || c.err.contains(ABANDONED),
-        "MIG_PRECOPY=1 pre-copies, unless an mremap ends the pre-copy: {:?}\n{}",
-        c.report,
-        c.err
-    );
+    assert!(c.report.contains(MARKER) || c.err.contains(ABANDONED), "MIG_PRECOPY=1 pre-copies, unless an mremap ends the pre-copy: {:?}\n{}", c.report, c.err);
     let lazy = restore_prefix(&l, &c.image, &[]);
     let eager = restore_prefix(&l, &c.image, &[("MIG_RESTORE_EAGER", "1")]);
     let reference = churn_reference_upto(last_step(&c.before).max(last_step(&lazy)).max(last_step(&eager)));

@@ -86,7 +86,13 @@ fn the_readme_walkthrough_runs_as_written() {
     assert_eq!(statuses.len(), steps.len(), "every step ran: {text}\n{}", String::from_utf8_lossy(&out.stderr));
     for ((s, got), status) in steps.iter().zip(&outputs).zip(&statuses) {
         assert_eq!(status, "0", "`{}` failed:\n{}", s.command, got.join("\n"));
-        assert!(lines_match(&s.expected, got), "`{}` printed what the README does not show:\n{}\n--- the README:\n{}", s.command, got.join("\n"), s.expected.join("\n"));
+        assert!(
+            lines_match(&s.expected, got),
+            "`{}` printed what the README does not show:\n{}\n--- the README:\n{}",
+            s.command,
+            got.join("\n"),
+            s.expected.join("\n")
+        );
     }
 }
 

@@ -87,8 +87,7 @@ fn owner_mode(p: &Path) -> (u32, u32) {
 
 /// The entries of `dir` owned by `uid`.
 fn owned_by(dir: &Path, uid: u32) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid)).map(|e| e.path()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid)).map(|e| e.path()).collect();
     v.sort();
     v
 }
@@ -103,7 +102,13 @@ fn write_private(p: &Path, text: &str, uid: u32, mode: u32) {
 /// `what` went wrong.
 fn assert_same_run(lines: &[String], reference: &[String], what: &str) {
     if let Some(i) = (0..lines.len().max(reference.len())).find(|&i| lines.get(i) != reference.get(i)) {
-        panic!("{what}: line {} is {:?}, an uninterrupted run's is {:?} (after {:?})", i + 1, lines.get(i), reference.get(i), i.checked_sub(1).map(|j| &reference[j]));
+        panic!(
+            "{what}: line {} is {:?}, an uninterrupted run's is {:?} (after {:?})",
+            i + 1,
+            lines.get(i),
+            reference.get(i),
+            i.checked_sub(1).map(|j| &reference[j])
+        );
     }
 }
 
@@ -229,7 +234,11 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
             let (st, out, err) = finish_child(ck);
             let want = to.clone().unwrap_or(image.clone());
             assert!(st.success(), "round {round}: the victim's mig checkpoint failed: {out}{err}");
-            assert!(out.contains(&format!("written to {}", want.display())), "round {round}: mig checkpoint must report the true image path {}: {out}", want.display());
+            assert!(
+                out.contains(&format!("written to {}", want.display())),
+                "round {round}: mig checkpoint must report the true image path {}: {out}",
+                want.display()
+            );
             assert!(!out.contains("forged") && !err.contains("forged"), "round {round}: mig took the attacker's answer: {out}{err}");
             own.push(want);
         }
@@ -238,7 +247,10 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
         assert!(st.success(), "round {round}: the attacker failed: {lines:?} {err}");
         assert!(lines.iter().all(|l| !l.starts_with("delivered")), "round {round}: the kernel let the attacker signal the victim: {lines:?}");
         assert!(lines.iter().all(|l| !l.starts_with("request")), "round {round}: the attacker's connection was sent a request: {lines:?}");
-        assert!(lines.iter().any(|l| l.starts_with("eperm ") && l != "eperm 0"), "round {round}: the attacker's signals were not refused with EPERM: {lines:?}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("eperm ") && l != "eperm 0"),
+            "round {round}: the attacker's signals were not refused with EPERM: {lines:?}"
+        );
         assert!(lines.contains(&"other 0".to_string()), "round {round}: signals failed for another reason than EPERM: {lines:?}");
         assert!(lines.contains(&"fifo 0".to_string()), "round {round}: the victim wrote into the attacker's FIFO: {lines:?}");
     }
@@ -324,10 +336,8 @@ fn planted_temporary_files_in_a_sticky_directory_are_never_written_through() {
     let perr = p.stderr_collector();
     p.until("step 2 ");
     let pid = p.pid();
-    let (st, out, err) = output(run_as(
-        Command::new(&evil).args(["plant", image.to_str().unwrap(), &pid.to_string(), "64", precious.to_str().unwrap()]),
-        attacker,
-    ));
+    let (st, out, err) =
+        output(run_as(Command::new(&evil).args(["plant", image.to_str().unwrap(), &pid.to_string(), "64", precious.to_str().unwrap()]), attacker));
     assert!(st.success(), "the attacker could not plant: {out}{err}");
     let planted = files_starting(&shared, "v.mig.tmp.");
     assert_eq!(planted.len(), 64, "{planted:?}");
@@ -623,10 +633,7 @@ fn a_killed_copier_is_noticed_and_the_next_checkpoint_works() {
     p.line().expect("the process goes on");
     let before = p.kill();
     let perr = perr.join().unwrap();
-    assert!(
-        perr.contains(&format!("copier (pid {copier}) ended before its checkpoint was written")),
-        "the program's stderr says the copier died: {perr}"
-    );
+    assert!(perr.contains(&format!("copier (pid {copier}) ended before its checkpoint was written")), "the program's stderr says the copier died: {perr}");
     assert!(files_starting(&dir, "c.mig.tmp.").is_empty(), "{:?}", files_starting(&dir, "c.mig.tmp."));
     // The image is the process at the second signal.
     let mut r = l.clone_with("MIG_RESTORE", &image).start();

@@ -9,7 +9,10 @@ use core::mem::size_of;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImageError {
     Empty,
-    Truncated { have: u64, need: u64 },
+    Truncated {
+        have: u64,
+        need: u64,
+    },
     NotAnImage,
     Version(u32),
     Arch(u32),
@@ -18,7 +21,9 @@ pub enum ImageError {
     TablesCrc,
     TrailerCrc,
     /// A blob's CRC does not match; `index` is the blob number.
-    BlobCrc { index: u32 },
+    BlobCrc {
+        index: u32,
+    },
 }
 
 impl ImageError {
@@ -123,8 +128,7 @@ impl<'a> Image<'a> {
         }
         for (t, size) in header.tables.iter().zip(REC_SIZES) {
             let len = t.count.checked_mul(t.rec_size).ok_or(ImageError::Layout("table too large"))?;
-            let inside = t.off >= header.meta_off
-                && t.off.checked_add(len).is_some_and(|e| e <= header.meta_off + header.meta_len);
+            let inside = t.off >= header.meta_off && t.off.checked_add(len).is_some_and(|e| e <= header.meta_off + header.meta_len);
             if t.rec_size != size as u64 || !inside {
                 return Err(ImageError::Layout("a table does not fit the format"));
             }

@@ -6,7 +6,7 @@ use super::files::{self, Strings};
 use super::maps::{self, MapLine};
 use super::scratch::{Full, List, Scratch};
 use crate::runtime;
-use crate::sys::{self, msg::msg, CPath, Errno};
+use crate::sys::{self, CPath, Errno, msg::msg};
 use mig_image::*;
 
 /// Why a checkpoint could not be taken.
@@ -128,9 +128,8 @@ fn state(s: &mut Snapshot, text: &mut List<u8>, info: &mut List<u8>, threads: us
 pub fn shares_memory(s: &mut Snapshot) -> Result<bool, Failure> {
     slurp(b"/proc/self/maps", &mut s.text)?;
     s.parent_maps = s.text.len();
-    Ok(maps::lines(s.text.as_slice()).any(|l| {
-        l.shared && (l.path.is_empty() || l.pseudo() || l.deleted() || l.path.starts_with(b"/memfd:") || l.path.starts_with(b"/dev/shm/"))
-    }))
+    Ok(maps::lines(s.text.as_slice())
+        .any(|l| l.shared && (l.path.is_empty() || l.pseudo() || l.deleted() || l.path.starts_with(b"/memfd:") || l.path.starts_with(b"/dev/shm/"))))
 }
 
 /// Memory: regions, the pages worth saving (page map), and the image's layout. May
@@ -301,7 +300,11 @@ fn classify(l: &MapLine, strings: &mut Strings) -> Result<Option<(RegionKind, Fi
         b"[heap]" => Heap,
         b"[stack]" => Stack,
         _ if l.path.is_empty() || l.pseudo() => {
-            if l.shared { SharedAnon } else { Anon }
+            if l.shared {
+                SharedAnon
+            } else {
+                Anon
+            }
         }
         // Memory shared through a file that a restore has to make again.
         _ if l.shared && (l.deleted() || l.path.starts_with(b"/memfd:") || l.path.starts_with(b"/dev/shm/")) => {
@@ -349,8 +352,8 @@ fn wanted(kind: RegionKind, all: bool, entry: u64) -> bool {
 
 fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64, u64), cut: u64) -> Result<(), Failure> {
     slurp(b"/proc/self/maps", text)?;
-    let pagemap = sys::open(&CPath::new(b"/proc/self/pagemap").ok_or(Failure::Full)?, libc::O_RDONLY, 0)
-        .map_err(|e| Failure::Sys("opening /proc/self/pagemap", e))?;
+    let pagemap =
+        sys::open(&CPath::new(b"/proc/self/pagemap").ok_or(Failure::Full)?, libc::O_RDONLY, 0).map_err(|e| Failure::Sys("opening /proc/self/pagemap", e))?;
     let r = (|| {
         for l in maps::lines(text.as_slice()) {
             // Our own working memory is not part of the process.
@@ -367,9 +370,10 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
             let first_extent = s.extents.len() as u32;
             let mut saved = 0u64;
             let in_fd = kind == RegionKind::SharedObject
-                && s.fds.as_slice().iter().any(|f| {
-                    f.dup_of < 0 && f.file.dev == file.dev && f.file.ino == file.ino && FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file)
-                });
+                && s.fds
+                    .as_slice()
+                    .iter()
+                    .any(|f| f.dup_of < 0 && f.file.dev == file.dev && f.file.ino == file.ino && FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file));
             let whole = s.portable && kind == RegionKind::FilePrivate;
             if kind == RegionKind::Vdso {
                 // SAFETY: [vdso] is mapped readable for as long as the process lives.
@@ -399,9 +403,7 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
                 end,
                 prot: l.prot,
                 kind: kind as u32,
-                flags: if by_program { REGION_BY_PROGRAM } else { 0 }
-                    | if in_fd { REGION_DATA_IN_FD } else { 0 }
-                    | if whole { REGION_WHOLE } else { 0 },
+                flags: if by_program { REGION_BY_PROGRAM } else { 0 } | if in_fd { REGION_DATA_IN_FD } else { 0 } | if whole { REGION_WHOLE } else { 0 },
                 first_extent,
                 extents: s.extents.len() as u32 - first_extent,
                 blob: u32::MAX,
@@ -421,24 +423,42 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
 /// `all`: every page, whatever the page map says, but guard pages, which are never
 /// read: they are counted in `guards`.
 #[allow(clippy::too_many_arguments)]
-fn extents(kind: RegionKind, all: bool, start: u64, from: u64, end: u64, pagemap: i32, pm: &mut [u64], out: &mut List<Extent>, guards: &mut u64) -> Result<u64, Failure> {
+fn extents(
+    kind: RegionKind,
+    all: bool,
+    start: u64,
+    from: u64,
+    end: u64,
+    pagemap: i32,
+    pm: &mut [u64],
+    out: &mut List<Extent>,
+    guards: &mut u64,
+) -> Result<u64, Failure> {
     if !all && kind != RegionKind::FilePrivate {
         // Resident or swapped, as runs: far cheaper than a page map entry per page.
         let first = out.len();
         let mut total = 0;
         // SAFETY: `Run` is three `u64`s; `pm` is a valid, writable slice of `u64`.
         let runs = unsafe { core::slice::from_raw_parts_mut(pm.as_mut_ptr().cast::<super::dirty::Run>(), pm.len() / 3) };
-        let scanned = super::dirty::scan_counting_guards(pagemap, from, end, super::dirty::Ask::Resident, runs, |a, b| {
-            let mine = out.len() > first;
-            match out.as_mut_slice().last_mut() {
-                Some(e) if mine && start + (e.first_page + e.pages) * PAGE == a => e.pages += (b - a) / PAGE,
-                _ => {
-                    out.push(Extent { first_page: (a - start) / PAGE, pages: (b - a) / PAGE })?;
+        let scanned = super::dirty::scan_counting_guards(
+            pagemap,
+            from,
+            end,
+            super::dirty::Ask::Resident,
+            runs,
+            |a, b| {
+                let mine = out.len() > first;
+                match out.as_mut_slice().last_mut() {
+                    Some(e) if mine && start + (e.first_page + e.pages) * PAGE == a => e.pages += (b - a) / PAGE,
+                    _ => {
+                        out.push(Extent { first_page: (a - start) / PAGE, pages: (b - a) / PAGE })?;
+                    }
                 }
-            }
-            total += b - a;
-            Ok(())
-        }, guards);
+                total += b - a;
+                Ok(())
+            },
+            guards,
+        );
         match scanned {
             Ok(()) => return Ok(total),
             // Before Linux 6.7 there is no PAGEMAP_SCAN: read the page map.
@@ -483,4 +503,3 @@ fn extents(kind: RegionKind, all: bool, start: u64, from: u64, end: u64, pagemap
     }
     Ok(total * PAGE)
 }
-

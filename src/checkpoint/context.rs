@@ -25,22 +25,22 @@ pub type Body = extern "C" fn(ctx: *mut Context, arg: *mut c_void) -> u64;
 #[unsafe(naked)]
 pub unsafe extern "C" fn save_context(ctx: *mut Context, body: Body, arg: *mut c_void) -> Resumed {
     naked_asm!(
-        "mov [rdi + 0], rbx",  // callee-saved registers, in `Context` order
+        "mov [rdi + 0], rbx", // callee-saved registers, in `Context` order
         "mov [rdi + 8], rbp",
         "mov [rdi + 16], r12",
         "mov [rdi + 24], r13",
         "mov [rdi + 32], r14",
         "mov [rdi + 40], r15",
-        "lea rax, [rsp + 8]",  // the stack pointer once this call has returned
+        "lea rax, [rsp + 8]", // the stack pointer once this call has returned
         "mov [rdi + 48], rax",
-        "mov rax, [rsp]",      // the return address: where a restore resumes
+        "mov rax, [rsp]", // the return address: where a restore resumes
         "mov [rdi + 56], rax",
-        "mov rax, rsi",        // body(ctx, arg)
+        "mov rax, rsi", // body(ctx, arg)
         "mov rsi, rdx",
-        "sub rsp, 8",          // keep the stack 16-byte aligned for the call
+        "sub rsp, 8", // keep the stack 16-byte aligned for the call
         "call rax",
         "add rsp, 8",
-        "xor edx, edx",        // hand-off: none
-        "ret",                 // rax = body's result (0)
+        "xor edx, edx", // hand-off: none
+        "ret",          // rax = body's result (0)
     )
 }

@@ -162,8 +162,8 @@ pub fn report(conn: i32, outcome: Result<u64, &Msg<960>>, path: &[u8], stopped_u
     }
     let mut m = Msg::<8192>::new();
     request::answer::outcome(outcome.map_err(|why| why.as_bytes()), path, stopped_us, |b| {
-            m.bytes(b);
-        });
+        m.bytes(b);
+    });
     let _ = sys::send_all(conn, m.as_bytes());
 }
 

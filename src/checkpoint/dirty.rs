@@ -110,7 +110,14 @@ pub enum Ask {
 
 /// Calls `each(start, end)` for every run of pages in `[start, end)` that `ask` selects.
 /// `pagemap`: an open `/proc/self/pagemap`; `vec`: room for the kernel's answer.
-pub fn scan(pagemap: i32, start: u64, end: u64, ask: Ask, vec: &mut [Run], each: impl FnMut(u64, u64) -> Result<(), super::collect::Failure>) -> Result<(), super::collect::Failure> {
+pub fn scan(
+    pagemap: i32,
+    start: u64,
+    end: u64,
+    ask: Ask,
+    vec: &mut [Run],
+    each: impl FnMut(u64, u64) -> Result<(), super::collect::Failure>,
+) -> Result<(), super::collect::Failure> {
     scan_counting_guards(pagemap, start, end, ask, vec, each, &mut 0)
 }
 

@@ -10,7 +10,7 @@ use super::files::Strings;
 use super::maps::{dec, hex};
 use super::scratch::List;
 use super::sockets::{self, Diag};
-use crate::sys::{self, msg::msg, msg::Msg, CPath};
+use crate::sys::{self, CPath, msg::Msg, msg::msg};
 use mig_image::*;
 
 /// Records every descriptor of the process in `s.fds` (and what some of them hold in
@@ -20,32 +20,34 @@ pub fn collect(s: &mut Snapshot, text: &mut List<u8>, info: &mut List<u8>) -> Re
     let dir = sys::open(&CPath::new(b"/proc/self/fd").ok_or(Failure::Full)?, libc::O_RDONLY | libc::O_DIRECTORY, 0)
         .map_err(|e| Failure::Sys("opening /proc/self/fd", e))?;
     let ours = |fd: i32| fd == dir || diag.as_ref().is_some_and(|d| d.0 == fd) || super::control::is_own(fd);
-    let r = (|| -> Result<(), Failure> { loop {
-        text.truncate(0);
-        let n = sys::getdents(dir, text.spare()).map_err(|e| Failure::Sys("listing /proc/self/fd", e))?;
-        if n == 0 {
-            return Ok(());
+    let r = (|| -> Result<(), Failure> {
+        loop {
+            text.truncate(0);
+            let n = sys::getdents(dir, text.spare()).map_err(|e| Failure::Sys("listing /proc/self/fd", e))?;
+            if n == 0 {
+                return Ok(());
+            }
+            text.grow(n);
+            let mut at = 0;
+            let buf = text.as_slice();
+            while let Some(rec) = buf.get(at..) {
+                if rec.len() < 19 {
+                    break;
+                }
+                let reclen = u16::from_le_bytes([rec[16], rec[17]]) as usize;
+                let name = rec.get(19..reclen.max(19)).unwrap_or(&[]);
+                let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+                at += reclen.max(1);
+                let Some(fd) = dec(name).and_then(|v| i32::try_from(v).ok()) else { continue };
+                if ours(fd) {
+                    continue;
+                }
+                if let Some(rec) = describe(fd, &mut s.strings, info, diag.as_ref())? {
+                    s.fds.push(rec)?;
+                }
+            }
         }
-        text.grow(n);
-        let mut at = 0;
-        let buf = text.as_slice();
-        while let Some(rec) = buf.get(at..) {
-            if rec.len() < 19 {
-                break;
-            }
-            let reclen = u16::from_le_bytes([rec[16], rec[17]]) as usize;
-            let name = rec.get(19..reclen.max(19)).unwrap_or(&[]);
-            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
-            at += reclen.max(1);
-            let Some(fd) = dec(name).and_then(|v| i32::try_from(v).ok()) else { continue };
-            if ours(fd) {
-                continue;
-            }
-            if let Some(rec) = describe(fd, &mut s.strings, info, diag.as_ref())? {
-                s.fds.push(rec)?;
-            }
-        }
-    }})();
+    })();
     sys::close(dir);
     drop(diag);
     r?;
@@ -118,8 +120,8 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
             FdKind::Memfd
         }
         libc::S_IFREG | libc::S_IFDIR if path.first() == Some(&b'/') => {
-            let same = deleted.is_none()
-                && CPath::new(target).and_then(|p| sys::stat(&p).ok()).is_some_and(|now| now.st_ino == st.st_ino && now.st_dev == st.st_dev);
+            let same =
+                deleted.is_none() && CPath::new(target).and_then(|p| sys::stat(&p).ok()).is_some_and(|now| now.st_ino == st.st_ino && now.st_dev == st.st_dev);
             let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
             if regular && (!same || path.starts_with(b"/dev/shm/")) {
                 rec.data_len = st.st_size as u64;
@@ -202,7 +204,13 @@ fn anon_inode(fd: i32, path: &[u8], rec: &mut FdRecord, strings: &mut Strings, i
                 // registration cannot be made again. Kept out, and said.
                 let ino = value(line, b"ino:").and_then(hex).unwrap_or(0);
                 if sys::fstat(e.fd).map(|st| st.st_ino) != Ok(ino) {
-                    msg().s("warning: epoll descriptor ").num(fd as u64).s(" watches a closed descriptor ").num(e.fd as u64).s("; that registration is dropped").emit();
+                    msg()
+                        .s("warning: epoll descriptor ")
+                        .num(fd as u64)
+                        .s(" watches a closed descriptor ")
+                        .num(e.fd as u64)
+                        .s("; that registration is dropped")
+                        .emit();
                     continue;
                 }
                 strings.bytes.extend(bytes_of(&e))?;
@@ -228,7 +236,9 @@ fn inotify(fd: i32, text: &[u8], strings: &mut Strings) -> Result<StrRef, Failur
     for (wd, _, path) in watches() {
         match path {
             Some(p) => drop(strings.bytes.extend(p)?),
-            None => msg().s("warning: inotify descriptor ").num(fd as u64).s(": the path of watch ").num(wd as u64).s(" is unknown; that watch is dropped").emit(),
+            None => {
+                msg().s("warning: inotify descriptor ").num(fd as u64).s(": the path of watch ").num(wd as u64).s(" is unknown; that watch is dropped").emit()
+            }
         }
     }
     let start = strings.bytes.len();
@@ -248,9 +258,8 @@ fn link(s: &mut Snapshot) -> Result<(), Failure> {
     let n = s.fds.len();
     for i in 0..n {
         let f = s.fds.as_slice()[i];
-        let original = s.fds.as_slice()[..i]
-            .iter()
-            .find(|o| o.dup_of < 0 && o.file.dev == f.file.dev && o.file.ino == f.file.ino && sys::same_file(o.fd, f.fd));
+        let original =
+            s.fds.as_slice()[..i].iter().find(|o| o.dup_of < 0 && o.file.dev == f.file.dev && o.file.ino == f.file.ino && sys::same_file(o.fd, f.fd));
         if let Some(o) = original {
             let fd = o.fd;
             let r = &mut s.fds.as_mut_slice()[i];

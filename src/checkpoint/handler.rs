@@ -3,7 +3,7 @@
 #![allow(unsafe_code)]
 
 use super::collect::{self, Failure};
-use super::context::{save_context, Resumed};
+use super::context::{Resumed, save_context};
 use super::control;
 use super::imagefile::{self, TempImage};
 use super::precopy::{self, Signal, Stopped};
@@ -365,8 +365,16 @@ fn add_writer(pid: u32) {
 fn writer_reap() {
     for w in &WRITERS {
         let pid = w.swap(0, Relaxed);
-        if pid != 0 && let Some(sig) = sys::reap_quiet(pid) {
-            msg().s("warning: the writer of the previous checkpoint (pid ").num(pid as u64).s(") was killed by signal ").num(sig as u64).s(" before it finished: that image was not made").emit();
+        if pid != 0
+            && let Some(sig) = sys::reap_quiet(pid)
+        {
+            msg()
+                .s("warning: the writer of the previous checkpoint (pid ")
+                .num(pid as u64)
+                .s(") was killed by signal ")
+                .num(sig as u64)
+                .s(" before it finished: that image was not made")
+                .emit();
         }
     }
 }
@@ -401,7 +409,11 @@ pub fn complete(job: &Job, result: Result<u64, Failure>, stopped_us: u64) {
         Ok(len) => {
             if sys::msg::debug_enabled() {
                 let mut m = msg();
-                m.s("checkpoint written to ").bytes(if job.streamed() { b"a stream" } else { job.dest.as_bytes() }).s(" (").num(len).s(" bytes, process stopped for ");
+                m.s("checkpoint written to ")
+                    .bytes(if job.streamed() { b"a stream" } else { job.dest.as_bytes() })
+                    .s(" (")
+                    .num(len)
+                    .s(" bytes, process stopped for ");
                 m.num(stopped_us / 1000).s(".").num(stopped_us / 100 % 10).s(" ms");
                 if job.rounds > 0 {
                     m.s(", pre-copied in ").num(job.rounds as u64).s(" rounds");

@@ -9,7 +9,7 @@
 #![allow(unsafe_code)]
 
 use super::collect::Failure;
-use crate::sys::{self, msg::Msg, CPath};
+use crate::sys::{self, CPath, msg::Msg};
 
 /// A temporary image file being written.
 pub struct TempImage {

@@ -14,13 +14,13 @@
 
 use super::collect::{self, Failure, Snapshot};
 use super::dirty::{self, Ask, Run, Tracker};
-use super::maps::{self, MapLine};
-use super::scratch::{List, Scratch};
 use super::handler::{self, Job};
 use super::imagefile::TempImage;
+use super::maps::{self, MapLine};
+use super::scratch::{List, Scratch};
 use super::writer;
 use crate::runtime::{self, Precopy};
-use crate::sys::{self, msg::msg, CPath, Errno};
+use crate::sys::{self, CPath, Errno, msg::msg};
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
@@ -78,7 +78,6 @@ struct Place {
 }
 // SAFETY: plain integers.
 unsafe impl Pod for Place {}
-
 
 struct Session {
     /// The job, with the copier's descriptors (its table is a copy of the program's).
@@ -428,7 +427,9 @@ fn finish_file(s: &mut Session) {
 /// Whether the copier tracks a mapping: private anonymous memory (the heap included),
 /// readable, not the session's own.
 fn tracked(l: &MapLine, scratch: (u64, u64)) -> bool {
-    let anon = l.path.is_empty() || l.path == b"[heap]" || (l.pseudo() && !matches!(l.path, b"[stack]" | b"[vdso]" | b"[vvar]" | b"[vvar_vclock]" | b"[vsyscall]" | b"[uprobes]"));
+    let anon = l.path.is_empty()
+        || l.path == b"[heap]"
+        || (l.pseudo() && !matches!(l.path, b"[stack]" | b"[vdso]" | b"[vvar]" | b"[vvar_vclock]" | b"[vsyscall]" | b"[uprobes]"));
     anon && !l.shared && l.prot & PROT_READ != 0 && (l.end <= scratch.0 || l.start >= scratch.1)
 }
 
@@ -705,7 +706,10 @@ fn write_final(s: &mut Session, snap: &mut Snapshot) -> Result<u64, Stopped> {
 }
 
 fn is_tracked(r: &RegionRecord) -> bool {
-    matches!(RegionKind::from_u32(r.kind), Some(RegionKind::Anon | RegionKind::Heap)) && r.prot & PROT_READ != 0 && r.flags & REGION_DATA_IN_FD == 0 && r.data_len > 0
+    matches!(RegionKind::from_u32(r.kind), Some(RegionKind::Anon | RegionKind::Heap))
+        && r.prot & PROT_READ != 0
+        && r.flags & REGION_DATA_IN_FD == 0
+        && r.data_len > 0
 }
 
 /// Pass 1: what changed since the last round, and whether writing it now beats a fork.
@@ -781,7 +785,6 @@ fn split_and_write(s: &mut Session, snap: &mut Snapshot, pagemap: i32, fd: i32) 
     let mut copy_buf = s.scratch.list(1 << 20).ok_or(Failure::Full)?;
     Ok(writer::write_rest(fd, snap, placed.as_slice(), placed_blocks.as_slice(), &mut crcs, &mut copy_buf, hasher, &s.block_fold)?)
 }
-
 
 /// One tracked region: its saved pages go where they were copied (new ones at the end,
 /// changed ones rewritten); a record per run of pages contiguous in the file.
@@ -868,7 +871,14 @@ fn split_region(
 
 /// Records a piece of a tracked region with the CRCs of its pages folded into its
 /// blob's and its blocks' (`BLOCK` is a whole number of pages).
-fn close_piece(s: &Session, rec: RegionRecord, first_slot: u64, regions: &mut List<RegionRecord>, placed: &mut List<u64>, placed_blocks: &mut List<u32>) -> Result<(), Failure> {
+fn close_piece(
+    s: &Session,
+    rec: RegionRecord,
+    first_slot: u64,
+    regions: &mut List<RegionRecord>,
+    placed: &mut List<u64>,
+    placed_blocks: &mut List<u32>,
+) -> Result<(), Failure> {
     let pages = (rec.data_len / PAGE) as usize;
     let crcs = s.page_crc.as_slice().get(first_slot as usize..first_slot as usize + pages).ok_or(Failure::Other("page CRCs out of bounds"))?;
     let crc = crcs.iter().fold(0, |acc, &c| s.fold.append(acc, c));

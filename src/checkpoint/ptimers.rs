@@ -35,11 +35,7 @@ pub fn collect(text: &[u8], out: &mut List<TimerRecord>) -> Result<(), Failure> 
                 if tid == pid {
                     rec.notify |= libc::SIGEV_THREAD_ID;
                 } else {
-                    msg()
-                        .s("warning: POSIX timer ")
-                        .num(rec.id as u64)
-                        .s(" notifies one thread; after a restore it notifies the process")
-                        .emit();
+                    msg().s("warning: POSIX timer ").num(rec.id as u64).s(" notifies one thread; after a restore it notifies the process").emit();
                 }
             }
         } else if let Some(v) = value(line, b"ClockID:") {

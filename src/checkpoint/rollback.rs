@@ -9,7 +9,7 @@
 
 use super::scratch::{List, Scratch};
 use crate::runtime::{self, FixedPath};
-use crate::sys::{self, msg::msg, CPath};
+use crate::sys::{self, CPath, msg::msg};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use mig_image::Image;
@@ -115,9 +115,7 @@ fn check_fd(fd: i32, known: &Known) -> Result<(), &'static str> {
         }
         let exe = img.process().exe;
         let now = CPath::new(rt.exe.as_bytes()).and_then(|p| sys::stat(&p).ok()).ok_or("the executable is gone")?;
-        let same = img.str(exe.path) == rt.exe.as_bytes()
-            && exe.size == now.st_size as u64
-            && exe.mtime_ns == now.st_mtime * 1_000_000_000 + now.st_mtime_nsec;
+        let same = img.str(exe.path) == rt.exe.as_bytes() && exe.size == now.st_size as u64 && exe.mtime_ns == now.st_mtime * 1_000_000_000 + now.st_mtime_nsec;
         if same { Ok(()) } else { Err("the image is of another executable") }
     });
     let _ = sys::munmap(map, len);

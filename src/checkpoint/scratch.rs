@@ -28,7 +28,6 @@ impl Scratch {
         Some(Scratch { base, len, used: 0 })
     }
 
-
     /// A list of at most `cap` records of `T`, carved from the reservation.
     pub fn list<T: Pod>(&mut self, cap: usize) -> Option<List<T>> {
         let align = core::mem::align_of::<T>().max(16);

@@ -9,8 +9,8 @@
 //! coordinator knows when no thread runs restore code any more.
 #![allow(unsafe_code)]
 
-use super::context::{save_context, Resumed};
-use crate::sys::{self, msg::msg, CPath};
+use super::context::{Resumed, save_context};
+use crate::sys::{self, CPath, msg::msg};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
@@ -45,7 +45,15 @@ fn futex_wait(word: &AtomicU32, expected: u32, timeout_ms: u64) {
     let ts = [(timeout_ms / 1000) as i64, ((timeout_ms % 1000) * 1_000_000) as i64];
     // SAFETY: FUTEX_WAIT_PRIVATE on a live atomic with a relative timeout.
     unsafe {
-        sys::syscall6(libc::SYS_futex as usize, word.as_ptr() as usize, (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize, expected as usize, ts.as_ptr() as usize, 0, 0);
+        sys::syscall6(
+            libc::SYS_futex as usize,
+            word.as_ptr() as usize,
+            (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize,
+            expected as usize,
+            ts.as_ptr() as usize,
+            0,
+            0,
+        );
     }
 }
 
@@ -111,7 +119,10 @@ fn other_tasks(out: &mut [u32]) -> usize {
 pub enum StopError {
     TooMany,
     /// A thread did not respond in time (blocks the signal, or is not a glibc thread).
-    Timeout { tid: u32, signal: u32 },
+    Timeout {
+        tid: u32,
+        signal: u32,
+    },
 }
 
 /// Stops every other thread; returns the number of slots in use (coordinator

@@ -203,7 +203,16 @@ pub fn write(fd: i32, s: &Snapshot, crcs: &mut Crcs, copy_buf: &mut List<u8>, ha
 /// header. Returns the image's length. `fold`: `PageCrc::for_len(BLOCK)`, made before the
 /// process stopped.
 #[allow(clippy::too_many_arguments)]
-pub fn write_rest(fd: i32, s: &Snapshot, placed: &[u64], placed_blocks: &[u32], crcs: &mut Crcs, copy_buf: &mut List<u8>, hasher: &crc32fast::Hasher, fold: &PageCrc) -> Result<u64, Failure> {
+pub fn write_rest(
+    fd: i32,
+    s: &Snapshot,
+    placed: &[u64],
+    placed_blocks: &[u32],
+    crcs: &mut Crcs,
+    copy_buf: &mut List<u8>,
+    hasher: &crc32fast::Hasher,
+    fold: &PageCrc,
+) -> Result<u64, Failure> {
     let mut out = FileSink::new(fd, u64::MAX);
     for (r, &p) in s.regions.as_slice().iter().zip(placed).filter(|(r, _)| r.data_len > 0) {
         if p & PLACED != 0 {
@@ -264,8 +273,7 @@ fn trailer(out: &mut FileSink, crcs: &Crcs, hasher: &crc32fast::Hasher) -> Resul
 fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut List<u8>, mut crc: BlobCrc, blocks: &mut List<u32>) -> Result<u32, Failure> {
     let unreadable = r.prot & PROT_READ == 0;
     if unreadable {
-        sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot | PROT_READ)
-            .map_err(|e| Failure::Sys("making a region readable", e))?;
+        sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot | PROT_READ).map_err(|e| Failure::Sys("making a region readable", e))?;
     }
     let extents = s.extents.as_slice();
     let first = r.first_extent as usize;

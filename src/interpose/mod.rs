@@ -105,7 +105,8 @@ fn mapped(addr: *mut libc::c_void, len: usize) -> *mut libc::c_void {
     if addr != libc::MAP_FAILED && len > 0 {
         let start = addr as u64;
         // A plain load first: a locked compare-exchange on every taken slot costs more.
-        let claim = |(s, _): &&(AtomicU64, AtomicU64)| s.load(Ordering::Relaxed) == 0 && s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        let claim =
+            |(s, _): &&(AtomicU64, AtomicU64)| s.load(Ordering::Relaxed) == 0 && s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed).is_ok();
         let slot = mapped_slots().iter().find(claim).or_else(|| {
             let i = MAPPED_HIGH.fetch_add(1, Ordering::AcqRel);
             MAPPED.get(i).filter(|s| claim(s))
@@ -207,9 +208,8 @@ fn watch_slots() -> &'static [Watch] {
     &WATCH[..WATCH_HIGH.load(Ordering::Acquire).min(WATCHES)]
 }
 
-static WATCH: [Watch; WATCHES] = [const {
-    Watch { fd: AtomicI32::new(FREE), wd: AtomicI32::new(0), len: AtomicU32::new(0), path: UnsafeCell::new([0; WATCH_PATH]) }
-}; WATCHES];
+static WATCH: [Watch; WATCHES] =
+    [const { Watch { fd: AtomicI32::new(FREE), wd: AtomicI32::new(0), len: AtomicU32::new(0), path: UnsafeCell::new([0; WATCH_PATH]) } }; WATCHES];
 
 fn watched(fd: c_int, wd: c_int, path: *const libc::c_char) -> c_int {
     if wd < 0 || path.is_null() {

@@ -625,7 +625,8 @@ fn clear_stale_unix_path(addr: &[u8], ty: i32) -> std::io::Result<()> {
     // a listener with a full backlog (EAGAIN) is alive too, and must not hold us up.
     let alive = unsafe {
         let probe = libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0);
-        let ok = probe >= 0 && (libc::connect(probe, addr.as_ptr().cast(), addr.len() as u32) == 0 || Error::last_os_error().raw_os_error() == Some(libc::EAGAIN));
+        let ok =
+            probe >= 0 && (libc::connect(probe, addr.as_ptr().cast(), addr.len() as u32) == 0 || Error::last_os_error().raw_os_error() == Some(libc::EAGAIN));
         libc::close(probe);
         ok
     };

@@ -31,7 +31,7 @@
 
 use super::fds::raise_fd;
 use crate::sys;
-use mig_image::{blocks_of, Extent, BLOCK, PAGE};
+use mig_image::{BLOCK, Extent, PAGE, blocks_of};
 
 const UFFD_API: u64 = 0xaa;
 const UFFDIO_API: u64 = 0xc018_aa3f;
@@ -293,7 +293,9 @@ fn watchdog(pidfd: i32, image: &str, restored: u32) -> i32 {
                 if fds[1].revents != 0 {
                     let mut byte = [0u8];
                     if sys::read(r, &mut byte) != Ok(1) {
-                        let line = format!("mig: the loader of the memory of the process restored from {image} ({restored}) ended before it was done: the process was killed\n");
+                        let line = format!(
+                            "mig: the loader of the memory of the process restored from {image} ({restored}) ended before it was done: the process was killed\n"
+                        );
                         let _ = sys::write_all(2, line.as_ptr(), line.len());
                         let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
                     }

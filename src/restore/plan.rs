@@ -4,8 +4,8 @@
 //! hole and hand over to it (see `blob.rs` for the algorithm).
 #![allow(unsafe_code)]
 
-use super::blob::{self, BlobArgs, Op, CHECK_EQ_A0, CHECK_EQ_A2, CHECK_EQ_A4, CHECK_OK, CLONE_RESUME, END, STORE_U32};
-use super::fds::{self, open_expecting, open_raw, raise_fd, Expect, FdPlan};
+use super::blob::{self, BlobArgs, CHECK_EQ_A0, CHECK_EQ_A2, CHECK_EQ_A4, CHECK_OK, CLONE_RESUME, END, Op, STORE_U32};
+use super::fds::{self, Expect, FdPlan, open_expecting, open_raw, raise_fd};
 use super::handoff::{self, Handoff};
 use super::loader;
 use crate::checkpoint::maps::{self, MapLine};
@@ -141,11 +141,7 @@ fn check_exe(img: &Image, p: &ProcessRecord) -> Result<(), Refusal> {
     let saved = img.str(p.exe.path);
     let here = std::fs::read_link("/proc/self/exe").map_err(|e| format!("cannot read /proc/self/exe: {e}"))?;
     if saved != here.as_os_str().as_bytes() {
-        return Err(format!(
-            "the image is of {}, but this process runs {}",
-            String::from_utf8_lossy(saved),
-            here.display()
-        ));
+        return Err(format!("the image is of {}, but this process runs {}", String::from_utf8_lossy(saved), here.display()));
     }
     let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&here).map_err(|e| format!("cannot look at the executable: {e}"))?);
     super::trust::check_exe_mode(&p.exe, mode)?;
@@ -182,15 +178,16 @@ fn region_files(img: &Image, base: i32) -> Result<HashMap<Vec<u8>, i32>, Refusal
             unsafe { libc::close(fd) };
         }
         let flags = if writable_shared { libc::O_RDWR } else { libc::O_RDONLY };
-        let opened = open_expecting(path, flags, Expect::Regular)
-            .map_err(|e| format!("{name} (mapped at {:#x}) cannot be opened: {e}", r.start))
-            .and_then(|fd| match kind {
-                RegionKind::FilePrivate => same_file(&r.file, fd, path).map(|()| fd).map_err(|why| {
-                    // SAFETY: closing the descriptor opened above.
-                    unsafe { libc::close(fd) };
-                    format!("{name}: {why}")
-                }),
-                _ => Ok(fd),
+        let opened =
+            open_expecting(path, flags, Expect::Regular).map_err(|e| format!("{name} (mapped at {:#x}) cannot be opened: {e}", r.start)).and_then(|fd| {
+                match kind {
+                    RegionKind::FilePrivate => same_file(&r.file, fd, path).map(|()| fd).map_err(|why| {
+                        // SAFETY: closing the descriptor opened above.
+                        unsafe { libc::close(fd) };
+                        format!("{name}: {why}")
+                    }),
+                    _ => Ok(fd),
+                }
             });
         match opened {
             Ok(fd) => drop(region_fds.insert(path.to_vec(), raise_fd(fd, base)?)),
@@ -210,10 +207,8 @@ fn kernel_moves(img: &Image, current: &[MapLine]) -> Result<Vec<(u64, u64, u64)>
         b"[vdso]" => Some(RegionKind::Vdso),
         _ => None,
     };
-    let saved: Vec<RegionRecord> = (0..img.count(Table::Regions))
-        .map(|i| img.region(i))
-        .filter(|r| RegionKind::from_u32(r.kind).is_some_and(RegionKind::is_kernel))
-        .collect();
+    let saved: Vec<RegionRecord> =
+        (0..img.count(Table::Regions)).map(|i| img.region(i)).filter(|r| RegionKind::from_u32(r.kind).is_some_and(RegionKind::is_kernel)).collect();
     let here: Vec<(RegionKind, &MapLine)> = current.iter().filter_map(|l| Some((kind_of(l.path)?, l))).collect();
     let differs = || "the kernel differs from the one the image was made on ([vdso]/[vvar] layout)".to_string();
     if saved.len() != here.len() {
@@ -327,7 +322,8 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         None => None,
     };
     let hot_blocks: Vec<(u32, u64)> = {
-        let mut b: Vec<(u32, u64)> = regions.iter().zip(&hot_pages).flat_map(|(r, pages)| pages.iter().map(|&(_, off)| (r.blob, (off - r.data_off) / BLOCK))).collect();
+        let mut b: Vec<(u32, u64)> =
+            regions.iter().zip(&hot_pages).flat_map(|(r, pages)| pages.iter().map(|&(_, off)| (r.blob, (off - r.data_off) / BLOCK))).collect();
         b.dedup();
         b
     };
@@ -476,9 +472,8 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
         prog.op(libc::SYS_dup3, &[fd as u64, target as u64, flags], CHECK_OK, "placing a descriptor");
     }
     let targets: Vec<i32> = prepared.place.iter().map(|f| f.1).collect();
-    let open_now: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
-        .unwrap_or_default();
+    let open_now: Vec<i32> =
+        std::fs::read_dir("/proc/self/fd").map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()).unwrap_or_default();
     for fd in open_now.into_iter().filter(|fd| *fd > 2 && !targets.contains(fd)) {
         prog.op(libc::SYS_close, &[fd as u64], 0, "closing a descriptor");
     }
@@ -695,7 +690,9 @@ fn hot_ranges(img: &Image) -> Vec<(u64, u64)> {
     let page = |a: u64| a & !(PAGE - 1);
     (0..img.count(Table::Threads))
         .map(|i| img.thread(i))
-        .flat_map(|t| [(page(t.fs_base).saturating_sub(2 * PAGE), page(t.fs_base) + 2 * PAGE), (page(t.ctx.rsp).saturating_sub(PAGE), page(t.ctx.rsp) + 8 * PAGE)])
+        .flat_map(|t| {
+            [(page(t.fs_base).saturating_sub(2 * PAGE), page(t.fs_base) + 2 * PAGE), (page(t.ctx.rsp).saturating_sub(PAGE), page(t.ctx.rsp) + 8 * PAGE)]
+        })
         .collect()
 }
 
@@ -711,7 +708,15 @@ fn hot_pages(img: &Image, r: &RegionRecord, hot: &[(u64, u64)]) -> Vec<(u64, u64
 /// or, `lazy`, as anonymous memory registered with the loader's userfaultfd (`uffd`),
 /// but for the pages given, read in first.
 #[allow(clippy::too_many_arguments)]
-fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap<Vec<u8>, i32>, fds: &FdPlan, image_fd: i32, lazy: Option<(&[(u64, u64)], i32)>) -> Result<(), Refusal> {
+fn map_region(
+    prog: &mut Program,
+    img: &Image,
+    r: &RegionRecord,
+    files: &HashMap<Vec<u8>, i32>,
+    fds: &FdPlan,
+    image_fd: i32,
+    lazy: Option<(&[(u64, u64)], i32)>,
+) -> Result<(), Refusal> {
     let Some(kind) = RegionKind::from_u32(r.kind) else { return Ok(()) };
     if kind.is_kernel() {
         return Ok(());
@@ -730,7 +735,9 @@ fn map_region(prog: &mut Program, img: &Image, r: &RegionRecord, files: &HashMap
     let prot = if read_in { rw } else { r.prot as u64 };
     let (flags, fd, off) = match (kind, file) {
         (RegionKind::FilePrivate, Some(fd)) => (fixed | libc::MAP_PRIVATE as u64, fd, r.file_off),
-        (RegionKind::FileShared, _) => (fixed | libc::MAP_SHARED as u64, *files.get(img.str(r.file.path)).ok_or_else(|| format!("{what}: its file is not open"))? as u64, r.file_off),
+        (RegionKind::FileShared, _) => {
+            (fixed | libc::MAP_SHARED as u64, *files.get(img.str(r.file.path)).ok_or_else(|| format!("{what}: its file is not open"))? as u64, r.file_off)
+        }
         (RegionKind::SharedAnon, _) => (fixed | (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
         (RegionKind::SharedObject, _) => {
             let object = fds.objects.get(&(r.file.dev, r.file.ino)).ok_or_else(|| format!("{what}: its shared object was not made again"))?;

@@ -16,10 +16,7 @@ pub fn create(img: &Image) -> Result<Vec<(i32, [i64; 4])>, String> {
     }
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0) } != 0 {
-        return Err(format!(
-            "the process has POSIX timers, and this kernel cannot create them under their saved ids ({})",
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("the process has POSIX timers, and this kernel cannot create them under their saved ids ({})", std::io::Error::last_os_error()));
     }
     let result = timers
         .iter()

@@ -2,11 +2,11 @@
 //! Everything on the checkpoint and restore paths goes through here.
 #![allow(unsafe_code)]
 
-mod x86_64;
 pub mod msg;
+mod x86_64;
 
-pub use x86_64::{spawn_vm, syscall6};
 use libc::c_int;
+pub use x86_64::{spawn_vm, syscall6};
 
 /// `arch_prctl` codes (asm/prctl.h).
 pub const ARCH_SET_FS: i32 = 0x1002;

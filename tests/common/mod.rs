@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -339,10 +339,7 @@ pub fn checkpoint_kill_restart_warnings(l: Launch, at: u32) -> (String, String) 
 /// not "descriptor 50").
 pub fn warns_about_fd(err: &str, fd: i32) -> bool {
     let key = format!("descriptor {fd}");
-    err.lines().any(|l| {
-        l.contains("warning")
-            && l.match_indices(&key).any(|(i, _)| !l[i + key.len()..].starts_with(|c: char| c.is_ascii_digit()))
-    })
+    err.lines().any(|l| l.contains("warning") && l.match_indices(&key).any(|(i, _)| !l[i + key.len()..].starts_with(|c: char| c.is_ascii_digit())))
 }
 
 /// Checkpoint at step `at`, roll back in place with SIGUSR2 once step `roll_at` is
@@ -563,10 +560,8 @@ pub fn unused_uids(n: usize) -> Vec<u32> {
     let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
     let used = uids_in_use();
     let start = 50_000 + (std::process::id() % 20_000) * 8;
-    let found: Vec<u32> = (start..start + 400_000)
-        .filter(|u| !used.contains(u) && !taken.contains(u) && !Path::new(&format!("/tmp/mig-{u}")).exists())
-        .take(n)
-        .collect();
+    let found: Vec<u32> =
+        (start..start + 400_000).filter(|u| !used.contains(u) && !taken.contains(u) && !Path::new(&format!("/tmp/mig-{u}")).exists()).take(n).collect();
     assert_eq!(found.len(), n, "no {n} unused uids");
     taken.extend(&found);
     found
@@ -600,12 +595,7 @@ pub fn children_of(pid: i32) -> Vec<i32> {
 /// with `prefix`.
 pub fn abstract_sockets(prefix: &str) -> Vec<String> {
     let text = std::fs::read_to_string("/proc/net/unix").unwrap();
-    text.lines()
-        .filter_map(|l| l.split_whitespace().nth(7))
-        .filter_map(|p| p.strip_prefix('@'))
-        .filter(|p| p.starts_with(prefix))
-        .map(String::from)
-        .collect()
+    text.lines().filter_map(|l| l.split_whitespace().nth(7)).filter_map(|p| p.strip_prefix('@')).filter(|p| p.starts_with(prefix)).map(String::from).collect()
 }
 
 /// Polls `f` every few milliseconds until it returns `Some`, or fails with `what`
@@ -623,12 +613,8 @@ pub fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<
 
 /// The files in `dir` whose names start with `prefix`, sorted.
 pub fn files_starting(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        .map(|e| e.path())
-        .collect();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with(prefix)).map(|e| e.path()).collect();
     v.sort();
     v
 }
@@ -638,8 +624,8 @@ pub fn files_starting(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 pub fn inspect_intact(image: &Path) -> serde_json::Value {
     let o = mig_cmd(&["inspect", "--json", image.to_str().unwrap()]).output().unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
-    let v: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("mig inspect {}: not JSON ({e}): {text} {}", image.display(), String::from_utf8_lossy(&o.stderr)));
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("mig inspect {}: not JSON ({e}): {text} {}", image.display(), String::from_utf8_lossy(&o.stderr)));
     assert!(o.status.success() && v["intact"] == true, "{} is not intact: {}", image.display(), String::from_utf8_lossy(&o.stderr));
     v
 }

@@ -61,15 +61,8 @@ impl Strings {
 }
 
 fn file_id(path: StrRef, rng: &mut Rng) -> FileId {
-    let mut f = FileId {
-        path,
-        size: rng.below(1 << 20),
-        mtime_ns: rng.next() as i64 >> 2,
-        dev: 0x803,
-        ino: rng.below(1 << 30),
-        mode: 0o100644,
-        ..FileId::default()
-    };
+    let mut f =
+        FileId { path, size: rng.below(1 << 20), mtime_ns: rng.next() as i64 >> 2, dev: 0x803, ino: rng.below(1 << 30), mode: 0o100644, ..FileId::default() };
     f.build_id_len = rng.below(21) as u32;
     for (i, b) in f.build_id.iter_mut().enumerate().take(f.build_id_len as usize) {
         *b = i as u8 ^ 0x5a;
@@ -221,8 +214,7 @@ pub fn build(rng: &mut Rng) -> Built {
     // Threads: resume in the code, stacks, TLS in memory saved with them.
     let mut ts = vec![];
     for t in 0..threads {
-        let (sp, tls_at) =
-            if t == 0 { (stack + 6 * P + 0x100, tls + 0x800) } else { (thread_stacks[t - 1] + 2 * P, thread_stacks[t - 1] + 3 * P + 0x100) };
+        let (sp, tls_at) = if t == 0 { (stack + 6 * P + 0x100, tls + 0x800) } else { (thread_stacks[t - 1] + 2 * P, thread_stacks[t - 1] + 3 * P + 0x100) };
         let mut th = ThreadRecord::ZERO;
         th.tid = 1000 + t as u32;
         th.ctx.rip = code + 0x123 + t as u64;
@@ -330,14 +322,7 @@ pub fn build(rng: &mut Rng) -> Built {
     for i in 0..rng.below(4) as i32 {
         let notify = *rng.pick(&[0, 1, 4]);
         let signo = if notify == 1 { 0 } else { 14 };
-        timers.push(TimerRecord {
-            id: 3 - i,
-            clock: *rng.pick(&[0, 1, 2, 7]),
-            notify,
-            signo,
-            sigval: rng.next(),
-            spec: [0, 20_000_000, 5, 999_999_999],
-        });
+        timers.push(TimerRecord { id: 3 - i, clock: *rng.pick(&[0, 1, 2, 7]), notify, signo, sigval: rng.next(), spec: [0, 20_000_000, 5, 999_999_999] });
     }
     if rng.chance(30) {
         timers.reverse();
@@ -784,10 +769,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
     require!(p.comm.contains(&0) && p.umask <= 0o777, "comm or umask");
     require!(p.rlimits.iter().all(|l| l.cur <= l.max), "rlimit");
     for t in p.itimers {
-        require!(
-            t.interval_sec >= 0 && t.value_sec >= 0 && (0..1_000_000).contains(&t.interval_usec) && (0..1_000_000).contains(&t.value_usec),
-            "itimer"
-        );
+        require!(t.interval_sec >= 0 && t.value_sec >= 0 && (0..1_000_000).contains(&t.interval_usec) && (0..1_000_000).contains(&t.value_usec), "itimer");
     }
 
     // Descriptors.
@@ -847,9 +829,9 @@ pub fn invariants(img: &Image) -> Result<(), String> {
         }
     }
     for r in regions.iter().filter(|r| r.flags & REGION_DATA_IN_FD != 0) {
-        let found = fds.iter().any(|f| {
-            f.dup_of == -1 && FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file) && (f.file.dev, f.file.ino) == (r.file.dev, r.file.ino)
-        });
+        let found = fds
+            .iter()
+            .any(|f| f.dup_of == -1 && FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file) && (f.file.dev, f.file.ino) == (r.file.dev, r.file.ino));
         require!(found, "shared object without its descriptor");
     }
 
@@ -881,10 +863,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             },
             "timer signal"
         );
-        require!(
-            t.spec[0] >= 0 && t.spec[2] >= 0 && (0..1_000_000_000).contains(&t.spec[1]) && (0..1_000_000_000).contains(&t.spec[3]),
-            "timer spec"
-        );
+        require!(t.spec[0] >= 0 && t.spec[2] >= 0 && (0..1_000_000_000).contains(&t.spec[1]) && (0..1_000_000_000).contains(&t.spec[3]), "timer spec");
     }
     Ok(())
 }
@@ -907,8 +886,7 @@ pub fn read_all(img: &Image) -> u64 {
     for i in 0..img.count(Table::Fds) {
         let f = img.fd(i);
         sum = sum.wrapping_add(
-            img.records::<EpollEntry>(f.extra).count() as u64
-                + img.records::<InotifyWatch>(f.extra).map(|w| img.str(w.path).len() as u64).sum::<u64>(),
+            img.records::<EpollEntry>(f.extra).count() as u64 + img.records::<InotifyWatch>(f.extra).map(|w| img.str(w.path).len() as u64).sum::<u64>(),
         );
         sum = sum.wrapping_add(img.data(f.data_off, f.data_len).len() as u64);
     }

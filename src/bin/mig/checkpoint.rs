@@ -5,10 +5,10 @@ use crate::compress::{self, Compressor, Method};
 use crate::control;
 use crate::request::{self, Channel, Done, Reply, Target};
 use crate::stream::{self, Progress, Step};
-use std::os::fd::AsRawFd;
 use crate::util;
 use crate::{Fail, Result};
 use std::io::{IsTerminal, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -329,7 +329,9 @@ impl Waiter<'_> {
                         continue;
                     }
                     return Err(Fail::new(if control::alive(pid) {
-                        format!("the writer of process {pid}'s checkpoint ended before it finished (was it killed?); no image was made, the process keeps running")
+                        format!(
+                            "the writer of process {pid}'s checkpoint ended before it finished (was it killed?); no image was made, the process keeps running"
+                        )
                     } else {
                         format!("process {pid} ended while writing its checkpoint; no image was made")
                     }));

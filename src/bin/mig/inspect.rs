@@ -291,13 +291,8 @@ fn examine(file: String, bytes: &[u8]) -> Report {
             } else {
                 format!("saved data (blob {}) is cut off", rec.blob)
             };
-            let desc = format!(
-                "{:#x}-{:#x} {}{}",
-                rec.start,
-                rec.end,
-                region.kind,
-                if region.path.is_empty() { String::new() } else { format!(" {}", region.path) }
-            );
+            let desc =
+                format!("{:#x}-{:#x} {}{}", rec.start, rec.end, region.kind, if region.path.is_empty() { String::new() } else { format!(" {}", region.path) });
             r.damage.push(Damage { place: format!("region {i} ({desc})"), what });
         }
         r.regions.push(region);
@@ -418,12 +413,7 @@ fn text(r: &Report) -> String {
     }
     let _ = writeln!(o);
     if r.damage.is_empty() {
-        let _ = writeln!(
-            o,
-            "integrity:   ok (header, tables, trailer and {} blobs, {} of saved data, checked)",
-            r.blobs_checked,
-            util::size(saved_total(r))
-        );
+        let _ = writeln!(o, "integrity:   ok (header, tables, trailer and {} blobs, {} of saved data, checked)", r.blobs_checked, util::size(saved_total(r)));
     } else {
         let _ = writeln!(o, "integrity:   DAMAGED");
         for d in &r.damage {
@@ -440,12 +430,7 @@ fn json(r: &Report) -> String {
     match &r.compressed {
         None => o.push_str("  \"compressed\": null,\n"),
         Some(p) => {
-            let _ = writeln!(
-                o,
-                "  \"compressed\": {{\"format\": \"zstd\", \"size\": {}, \"ratio\": {:.3}}},",
-                p.size,
-                r.size as f64 / p.size.max(1) as f64
-            );
+            let _ = writeln!(o, "  \"compressed\": {{\"format\": \"zstd\", \"size\": {}, \"ratio\": {:.3}}},", p.size, r.size as f64 / p.size.max(1) as f64);
         }
     }
     let _ = writeln!(o, "  \"intact\": {},", r.damage.is_empty());

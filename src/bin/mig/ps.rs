@@ -7,9 +7,9 @@
 //! stopped); a checkpoint is in progress while a temporary image file beside it is
 //! locked by its writer.
 
+use crate::Result;
 use crate::control;
 use crate::util::{self, json_str};
-use crate::Result;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 

@@ -218,7 +218,9 @@ impl Reply {
     /// The outcome, once all of it has arrived.
     pub fn done(&self) -> Option<Done> {
         Some(match self.answer().outcome()? {
-            mig_proto::request::Outcome::Ok { path, bytes, stopped_us } => Done::Ok { path: PathBuf::from(std::ffi::OsStr::from_bytes(path)), bytes, stopped_us },
+            mig_proto::request::Outcome::Ok { path, bytes, stopped_us } => {
+                Done::Ok { path: PathBuf::from(std::ffi::OsStr::from_bytes(path)), bytes, stopped_us }
+            }
             mig_proto::request::Outcome::Error { reason } => Done::Error { reason: String::from_utf8_lossy(reason).into_owned() },
         })
     }

@@ -122,9 +122,7 @@ pub fn check_preloadable(prog: &Path, depth: u32) -> Result<()> {
         return Err(Fail::new(format!("{} is {what}: the dynamic loader ignores LD_PRELOAD for it, so mig cannot work in it", prog.display())));
     }
     let mut head = Vec::with_capacity(4096);
-    std::fs::File::open(prog)
-        .and_then(|f| f.take(4096).read_to_end(&mut head))
-        .map_err(|e| Fail::new(format!("cannot read {}: {e}", prog.display())))?;
+    std::fs::File::open(prog).and_then(|f| f.take(4096).read_to_end(&mut head)).map_err(|e| Fail::new(format!("cannot read {}: {e}", prog.display())))?;
     if let Some(rest) = head.strip_prefix(b"#!") {
         if depth >= 4 {
             return Err(Fail::new(format!("{}: too many levels of script interpreters", prog.display())));
@@ -138,14 +136,12 @@ pub fn check_preloadable(prog: &Path, depth: u32) -> Result<()> {
     }
     match elf_kind(prog)? {
         Elf::Dynamic => Ok(()),
-        Elf::Static => Err(Fail::new(format!(
-            "{} is statically linked: it has no dynamic loader to preload libmig.so, so mig cannot work in it",
-            prog.display()
-        ))),
-        Elf::Not if looks_like_text(&head) => Err(Fail::new(format!(
-            "{} has no #! line naming its interpreter: add one, or run the interpreter (mig run -- sh {0})",
-            prog.display()
-        ))),
+        Elf::Static => {
+            Err(Fail::new(format!("{} is statically linked: it has no dynamic loader to preload libmig.so, so mig cannot work in it", prog.display())))
+        }
+        Elf::Not if looks_like_text(&head) => {
+            Err(Fail::new(format!("{} has no #! line naming its interpreter: add one, or run the interpreter (mig run -- sh {0})", prog.display())))
+        }
         Elf::Not => Err(Fail::new(format!("{} is neither an ELF executable nor a script (#!)", prog.display()))),
         Elf::Other(why) => Err(Fail::new(format!("{}: {why}", prog.display()))),
     }

@@ -105,10 +105,7 @@ pub fn library() -> Result<PathBuf> {
         }
     }
     let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
-    Err(Fail::new(format!(
-        "cannot find libmig.so: looked at {} (install with scripts/install.sh, or set MIG_LIB to its path)",
-        looked.join(" and ")
-    )))
+    Err(Fail::new(format!("cannot find libmig.so: looked at {} (install with scripts/install.sh, or set MIG_LIB to its path)", looked.join(" and "))))
 }
 
 /// `LD_PRELOAD` with the library first and whatever was preloaded already after it.
