@@ -160,7 +160,7 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
 
     let mut v = Launch::new(&sb.mig(), &vhome)
         .bare()
-        .as_user(victim)
+        .run_as(victim)
         .arg("run")
         .arg("--interval")
         .arg("1")
@@ -180,7 +180,7 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
     for round in [1, 2] {
         let mut a = Launch::new(&evil, &ahome)
             .bare()
-            .as_user(attacker)
+            .run_as(attacker)
             .arg("attack")
             .arg(&pid.to_string())
             .arg(&victim.to_string())
@@ -291,7 +291,7 @@ fn a_request_from_a_listener_of_another_user_is_no_checkpoint() {
     let nonce: u64 = 0x5eed_0123_4567_89ab;
     let mut a = Launch::new(&evil, &ahome)
         .bare()
-        .as_user(attacker)
+        .run_as(attacker)
         .arg("listen")
         .arg(&pid.to_string())
         .arg(&format!("{nonce:016x}"))
@@ -503,7 +503,7 @@ fn foreign_or_writable_images_are_refused_unless_trusted() {
     let (st, out, err) = restart_as(&sb, Some(user), &roots, &[]);
     assert_eq!(st.code(), Some(125), "user {user}'s mig restart of root's image: {out:?} {err}");
     assert_refusal("mig restart of root's image", &err, &roots, &["user 0"]);
-    let (out, st, err) = Launch::new(&chain, &rdir).bare().clone_with("LD_PRELOAD", &lib).clone_with("MIG_RESTORE", &roots).as_user(user).start().finish();
+    let (out, st, err) = Launch::new(&chain, &rdir).bare().clone_with("LD_PRELOAD", &lib).clone_with("MIG_RESTORE", &roots).run_as(user).start().finish();
     assert_eq!(st.code(), Some(125), "user {user}'s MIG_RESTORE of root's image: {out:?} {err}");
     assert_refusal("MIG_RESTORE of root's image", &err, &roots, &["user 0"]);
     let (st, out, err) = restart_as(&sb, Some(user), &roots, &["--trust-image"]);

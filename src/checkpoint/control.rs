@@ -37,6 +37,7 @@ pub struct Request {
 }
 
 /// What the checkpoint signal carried.
+#[allow(clippy::large_enum_variant, reason = "a signal handler cannot box")]
 pub enum Asked {
     /// A plain signal (`kill`, the interval timer): the default checkpoint.
     Plain,

@@ -177,7 +177,7 @@ impl Launch {
         self
     }
     /// Runs as user `uid` (group `uid`, no supplementary groups): see `Sandbox`.
-    pub fn as_user(mut self, uid: u32) -> Self {
+    pub fn run_as(mut self, uid: u32) -> Self {
         self.user = Some(uid);
         self
     }
@@ -667,7 +667,7 @@ impl Sandbox {
 
     /// `subject` in `dir` as user `uid`, preloaded with the sandbox's `libmig.so`.
     pub fn launch(&self, subject: &Path, dir: &Path, uid: u32) -> Launch {
-        Launch::new(subject, dir).bare().clone_with("LD_PRELOAD", &self.bin.join("libmig.so")).as_user(uid)
+        Launch::new(subject, dir).bare().clone_with("LD_PRELOAD", &self.bin.join("libmig.so")).run_as(uid)
     }
 
     /// `c-tests/<name>.c`, built, in `bin/` (mode 0755).

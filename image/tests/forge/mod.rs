@@ -224,7 +224,7 @@ pub fn build(rng: &mut Rng) -> Built {
         th.clear_tid = tls_at + 0x2d0;
         th.robust_head = tls_at + 0x2e0;
         th.robust_len = 24;
-        (th.rseq_len, th.rseq_addr, th.rseq_sig) = (32, tls_at + 0x920 & !31, 0x53053053);
+        (th.rseq_len, th.rseq_addr, th.rseq_sig) = (32, (tls_at + 0x920) & !31, 0x53053053);
         th.altstack_flags = 2;
         if rng.chance(30) {
             (th.altstack_flags, th.altstack_sp, th.altstack_size) = (0, tls, 2 * P);
@@ -383,11 +383,9 @@ pub fn build(rng: &mut Rng) -> Built {
             cursor += lens[i] + rng.below(2) * P;
         }
         layout = layout.with_data_area(area, cursor - area).expect("room for the tables");
-        let mut k = 0;
-        for r in regions.iter_mut().filter(|r| r.rec.data_len > 0) {
+        for (r, &off) in regions.iter_mut().filter(|r| r.rec.data_len > 0).zip(&offs) {
             r.rec.blob = layout.add_placed_blob(r.rec.data_len);
-            r.rec.data_off = offs[k];
-            k += 1;
+            r.rec.data_off = off;
         }
     } else {
         for r in regions.iter_mut().filter(|r| r.rec.data_len > 0) {
@@ -691,7 +689,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
     for (off, len) in &tables {
         require!(*off >= h.meta_off && off + len <= h.meta_off + h.meta_len, "a table outside the tables");
     }
-    require!(h.meta_off >= 4096 && h.meta_off + h.meta_len <= h.data_off && h.data_off % P == 0, "meta range");
+    require!(h.meta_off >= 4096 && h.meta_off + h.meta_len <= h.data_off && h.data_off.is_multiple_of(P), "meta range");
     require!(
         h.trailer_off == h.data_off + h.data_len && h.trailer_len == 4 * (h.blobs + h.blocks + 1) && h.trailer_off + h.trailer_len == img.bytes.len() as u64,
         "trailer"
@@ -757,14 +755,14 @@ pub fn invariants(img: &Image) -> Result<(), String> {
     require!(path_ok(p.cwd) && (p.cwd.len == 0 || img.str(p.cwd).starts_with(b"/")), "cwd");
     let m = p.mm;
     for a in [m.start_code, m.end_code, m.start_data, m.end_data, m.start_brk, m.brk, m.start_stack, m.arg_start, m.arg_end, m.env_start, m.env_end] {
-        require!(a >= MIN_ADDR && a < USER_TOP, "mm field {a:#x}");
+        require!((MIN_ADDR..USER_TOP).contains(&a), "mm field {a:#x}");
     }
     require!(
         m.start_code < m.end_code && m.start_data <= m.end_data && m.start_brk <= m.brk && m.arg_start <= m.arg_end && m.env_start <= m.env_end,
         "mm order"
     );
     let auxv = img.str(p.auxv);
-    require!(str_ok(p.auxv) && auxv.len() % 16 == 0 && auxv.len() <= AUXV_MAX, "auxv length {}", auxv.len());
+    require!(str_ok(p.auxv) && auxv.len().is_multiple_of(16) && auxv.len() <= AUXV_MAX, "auxv length {}", auxv.len());
     require!(auxv.is_empty() || auxv[auxv.len() - 16..auxv.len() - 8].iter().all(|&b| b == 0), "auxv end");
     require!(p.comm.contains(&0) && p.umask <= 0o777, "comm or umask");
     require!(p.rlimits.iter().all(|l| l.cur <= l.max), "rlimit");
