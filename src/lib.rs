@@ -14,12 +14,13 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod checkpoint;
 mod config;
 mod interpose;
 mod restore;
-mod runtime;
-mod sys;
+
+use mig_checkpoint as checkpoint;
+use mig_checkpoint::runtime;
+use mig_sys as sys;
 
 use runtime::{FixedPath, Runtime};
 use std::path::PathBuf;

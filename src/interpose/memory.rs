@@ -5,8 +5,8 @@
 //! real function is looked up; `errno` is set as glibc would.
 #![allow(unsafe_code)]
 
+use crate::checkpoint::lazy;
 use crate::checkpoint::precopy;
-use crate::restore::lazy;
 use crate::sys;
 use libc::{c_int, c_void};
 

@@ -1,17 +1,17 @@
 //! Interposed libc calls. `/proc` is the truth about the process; these hooks add
-//! intent it cannot tell: the flags a file was opened with (`O_CREAT`, `O_TRUNC` are
-//! gone from `fcntl(F_GETFL)`), which mappings the program made itself (not glibc or
-//! the loader, whose calls no hook sees), and that the program is taking over the
-//! checkpoint signal, which would silently turn checkpoints off. `memory` hides what
+//! intent it cannot tell, kept in `mig_checkpoint::intent`: the flags a file was opened
+//! with, which mappings the program made itself (not glibc or the loader, whose calls
+//! no hook sees), the paths of inotify watches; and they warn when the program takes
+//! over the checkpoint signal, which would silently turn checkpoints off. `memory` hides what
 //! mig does to the program's mappings from `madvise` and `mremap`.
 #![allow(unsafe_code)]
 
 mod memory;
 
+use crate::checkpoint::intent::{closed, forget_watches, mapped, opened, unmapped, watched};
 use crate::runtime;
 use crate::sys::msg::msg;
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use libc::{c_int, sighandler_t};
 
 /// Set once the library's own handlers are installed: only later calls are the program's.
@@ -63,72 +63,6 @@ redhook::hook! {
     }
 }
 
-// ---- Intent: what the program opened and mapped itself ----
-//
-// Lock-free fixed tables, written by the hooks in any thread and read by the checkpoint
-// handler while every thread is stopped.
-
-const FDS: usize = 4096;
-static OPEN_FLAGS: [AtomicU32; FDS] = [const { AtomicU32::new(0) }; FDS];
-
-const MAPS: usize = 1024;
-/// (start, end) of mappings made by the program's own `mmap` calls; 0 = free slot.
-static MAPPED: [(AtomicU64, AtomicU64); MAPS] = [const { (AtomicU64::new(0), AtomicU64::new(0)) }; MAPS];
-/// Slots ever used: the hooks look no further (most programs use a few).
-static MAPPED_HIGH: AtomicUsize = AtomicUsize::new(0);
-
-fn mapped_slots() -> &'static [(AtomicU64, AtomicU64)] {
-    &MAPPED[..MAPPED_HIGH.load(Ordering::Acquire).min(MAPS)]
-}
-
-fn opened(fd: c_int, flags: c_int) -> c_int {
-    if let Some(slot) = usize::try_from(fd).ok().and_then(|i| OPEN_FLAGS.get(i)) {
-        slot.store(flags as u32 | 0x8000_0000, Ordering::Relaxed);
-    }
-    fd
-}
-
-/// The flags descriptor `fd` was opened with by the program, if a hook saw it.
-pub fn open_flags(fd: c_int) -> u32 {
-    usize::try_from(fd).ok().and_then(|i| OPEN_FLAGS.get(i)).map_or(0, |s| s.load(Ordering::Relaxed) & 0x7fff_ffff)
-}
-
-/// Whether `[start, end)` overlaps a mapping the program made with `mmap` itself.
-pub fn mapped_by_program(start: u64, end: u64) -> bool {
-    mapped_slots().iter().any(|(s, e)| {
-        let (s, e) = (s.load(Ordering::Relaxed), e.load(Ordering::Relaxed));
-        s != 0 && s < end && start < e
-    })
-}
-
-fn mapped(addr: *mut libc::c_void, len: usize) -> *mut libc::c_void {
-    if addr != libc::MAP_FAILED && len > 0 {
-        let start = addr as u64;
-        // A plain load first: a locked compare-exchange on every taken slot costs more.
-        let claim =
-            |(s, _): &&(AtomicU64, AtomicU64)| s.load(Ordering::Relaxed) == 0 && s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed).is_ok();
-        let slot = mapped_slots().iter().find(claim).or_else(|| {
-            let i = MAPPED_HIGH.fetch_add(1, Ordering::AcqRel);
-            MAPPED.get(i).filter(|s| claim(s))
-        });
-        if let Some((_, e)) = slot {
-            e.store(start + len as u64, Ordering::Release);
-        }
-    }
-    addr
-}
-
-fn unmapped(addr: *mut libc::c_void, len: usize) {
-    let (start, end) = (addr as u64, addr as u64 + len as u64);
-    for (s, e) in mapped_slots() {
-        let at = s.load(Ordering::Acquire);
-        if at != 0 && at >= start && e.load(Ordering::Acquire) <= end {
-            e.store(0, Ordering::Relaxed);
-            s.store(0, Ordering::Release);
-        }
-    }
-}
-
 redhook::hook! {
     unsafe fn open(path: *const libc::c_char, flags: c_int, mode: libc::mode_t) -> c_int => mig_open {
         // SAFETY: forwarding the caller's arguments unchanged (mode declared explicitly).
@@ -161,10 +95,7 @@ redhook::hook! {
 }
 redhook::hook! {
     unsafe fn close(fd: c_int) -> c_int => mig_close {
-        if let Some(slot) = usize::try_from(fd).ok().and_then(|i| OPEN_FLAGS.get(i)) {
-            slot.store(0, Ordering::Relaxed);
-        }
-        forget_watches(fd, None);
+        closed(fd);
         // SAFETY: forwarding the caller's argument unchanged.
         unsafe { redhook::real!(close)(fd) }
     }
@@ -183,84 +114,15 @@ redhook::hook! {
     }
 }
 
-// ---- inotify: the kernel names a watch by inode; the program named it by path ----
-
-const WATCHES: usize = 256;
-const WATCH_PATH: usize = 1024;
-const FREE: i32 = -1;
-const BUSY: i32 = -2;
-
-struct Watch {
-    /// The inotify descriptor, or `FREE`/`BUSY`.
-    fd: AtomicI32,
-    wd: AtomicI32,
-    len: AtomicU32,
-    path: UnsafeCell<[u8; WATCH_PATH]>,
-}
-// SAFETY: `path` is written only by the thread that moved `fd` from FREE to BUSY, and
-// read only after `fd` was published with release ordering.
-unsafe impl Sync for Watch {}
-
-/// Slots ever used (see `MAPPED_HIGH`).
-static WATCH_HIGH: AtomicUsize = AtomicUsize::new(0);
-
-fn watch_slots() -> &'static [Watch] {
-    &WATCH[..WATCH_HIGH.load(Ordering::Acquire).min(WATCHES)]
-}
-
-static WATCH: [Watch; WATCHES] =
-    [const { Watch { fd: AtomicI32::new(FREE), wd: AtomicI32::new(0), len: AtomicU32::new(0), path: UnsafeCell::new([0; WATCH_PATH]) } }; WATCHES];
-
-fn watched(fd: c_int, wd: c_int, path: *const libc::c_char) -> c_int {
-    if wd < 0 || path.is_null() {
-        return wd;
-    }
-    forget_watches(fd, Some(wd));
-    // SAFETY: the caller passed a NUL-terminated path that the kernel just accepted.
-    let name = unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes();
-    let mut full = crate::sys::msg::Msg::<WATCH_PATH>::new();
-    if name.first() != Some(&b'/') {
-        let mut cwd = [0u8; WATCH_PATH];
-        let n = crate::sys::getcwd(&mut cwd).unwrap_or(0);
-        full.bytes(cwd.get(..n.saturating_sub(1)).unwrap_or(&[])).s("/");
-    }
-    full.bytes(name);
-    if full.overflowed() {
-        return wd;
-    }
-    let claim = |w: &&Watch| w.fd.compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed).is_ok();
-    let slot = watch_slots().iter().find(claim).or_else(|| WATCH.get(WATCH_HIGH.fetch_add(1, Ordering::AcqRel)).filter(|w| claim(w)));
-    if let Some(w) = slot {
-        let b = full.as_bytes();
-        // SAFETY: this thread owns the slot (BUSY) until it publishes it below.
-        unsafe { (&mut *w.path.get())[..b.len()].copy_from_slice(b) };
-        w.wd.store(wd, Ordering::Relaxed);
-        w.len.store(b.len() as u32, Ordering::Relaxed);
-        w.fd.store(fd, Ordering::Release);
-    }
-    wd
-}
-
-fn forget_watches(fd: c_int, wd: Option<c_int>) {
-    for w in watch_slots() {
-        if w.fd.load(Ordering::Acquire) == fd && wd.is_none_or(|wd| w.wd.load(Ordering::Relaxed) == wd) {
-            w.fd.store(FREE, Ordering::Release);
-        }
-    }
-}
-
-/// The path the program gave when it added watch `wd` to inotify instance `fd`.
-pub fn watch_path(fd: c_int, wd: c_int) -> Option<&'static [u8]> {
-    let w = watch_slots().iter().find(|w| w.fd.load(Ordering::Acquire) == fd && w.wd.load(Ordering::Relaxed) == wd)?;
-    let len = w.len.load(Ordering::Relaxed) as usize;
-    // SAFETY: a published slot's path is no longer written (see `Watch`).
-    unsafe { (&*w.path.get()).get(..len) }
-}
-
 redhook::hook! {
     unsafe fn inotify_add_watch(fd: c_int, path: *const libc::c_char, mask: u32) -> c_int => mig_inotify_add_watch {
         // SAFETY: forwarding the caller's arguments unchanged.
-        watched(fd, unsafe { redhook::real!(inotify_add_watch)(fd, path, mask) }, path)
+        let wd = unsafe { redhook::real!(inotify_add_watch)(fd, path, mask) };
+        if wd < 0 || path.is_null() {
+            return wd;
+        }
+        // SAFETY: a NUL-terminated path, which the kernel just accepted.
+        watched(fd, wd, unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes())
     }
 }
 redhook::hook! {

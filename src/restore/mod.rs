@@ -4,8 +4,6 @@
 
 pub mod blob;
 pub mod fds;
-pub mod handoff;
-pub mod lazy;
 pub mod loader;
 pub mod plan;
 pub mod timers;

@@ -6,8 +6,8 @@
 
 use super::blob::{self, BlobArgs, CHECK_EQ_A0, CHECK_EQ_A2, CHECK_EQ_A4, CHECK_OK, CLONE_RESUME, END, Op, STORE_U32};
 use super::fds::{self, Expect, FdPlan, open_expecting, open_raw, raise_fd};
-use super::handoff::{self, Handoff};
 use super::loader;
+use crate::checkpoint::handoff::{self, Handoff};
 use crate::checkpoint::maps::{self, MapLine};
 use crate::runtime::{self, FixedPath, Settings};
 use crate::sys::{self, msg::msg};

@@ -50,13 +50,13 @@ pub unsafe fn resume(h: *const Handoff) {
         let ms = (sys::clock_monotonic_ns().saturating_sub(h.started_ns)) / 1_000_000;
         msg().s("restored from ").bytes(h.restored_from.as_bytes()).s(" in ").num(ms).s(" ms").emit();
     }
-    crate::checkpoint::handler::set_writer(0);
+    crate::handler::set_writer(0);
     if !h.rollback_path.is_empty() {
-        crate::checkpoint::rollback::wrote(h.rollback_path, h.image_id, h.image_header);
+        crate::rollback::wrote(h.rollback_path, h.image_id, h.image_header);
     }
-    crate::restore::lazy::set_loader(h.loader, h.loader_start);
-    crate::checkpoint::handler::install(h.settings.checkpoint_signal);
-    crate::checkpoint::timer::arm(h.settings.interval_ms, h.settings.checkpoint_signal);
+    crate::lazy::set_loader(h.loader, h.loader_start);
+    crate::handler::install(h.settings.checkpoint_signal);
+    crate::timer::arm(h.settings.interval_ms, h.settings.checkpoint_signal);
     let (start, len) = (h.hole_start as usize, h.hole_len as usize);
     let _ = sys::munmap(start, len);
 }

@@ -1,6 +1,7 @@
 //! Raw system calls with types around them: async-signal-safe, no libc, no `errno`.
 //! Everything on the checkpoint and restore paths goes through here.
-#![allow(unsafe_code)]
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod msg;
 mod x86_64;

@@ -442,8 +442,8 @@ fn rounds(s: &mut Session, t: &Tracker, fd: i32, tracked_ranges: &mut List<Run>)
         // Room for the tables before the pages, in proportion (they are written last).
         s.data_off = align_up((1 << 20u64).max(s.resident / 256), PAGE);
         // About as large as the memory it copies (the tables and the rest are small).
-        crate::checkpoint::control::writing(s.job.conn, s.tmp.path.as_bytes(), s.resident);
-        crate::checkpoint::imagefile::sweep(s.job.dest.as_bytes(), s.readback.spare());
+        crate::control::writing(s.job.conn, s.tmp.path.as_bytes(), s.resident);
+        crate::imagefile::sweep(s.job.dest.as_bytes(), s.readback.spare());
         loop {
             read_maps(&mut s.text)?;
             let before = s.copied;

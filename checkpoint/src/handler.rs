@@ -11,7 +11,7 @@ use super::rollback;
 use super::scratch::Scratch;
 use super::threads;
 use super::writer;
-use crate::restore::handoff;
+use crate::handoff;
 use crate::runtime;
 use crate::sys::{self, msg::msg};
 use core::ffi::{c_int, c_void};
@@ -33,7 +33,7 @@ pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *m
 
 fn checkpoint(info: *mut libc::siginfo_t) {
     // A lazy restore's memory is complete once its loader is done: wait for it.
-    if !crate::restore::lazy::finish() {
+    if !crate::lazy::finish() {
         return msg().s("checkpoint refused: the lazily restored memory is still being loaded").emit();
     }
     STARTED.store(sys::clock_monotonic_ns(), Relaxed);

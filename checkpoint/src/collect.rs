@@ -397,7 +397,7 @@ fn regions(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64,
                         .emit();
                 }
             }
-            let by_program = !kind.is_kernel() && crate::interpose::mapped_by_program(start, end);
+            let by_program = !kind.is_kernel() && crate::intent::mapped_by_program(start, end);
             s.regions.push(RegionRecord {
                 start,
                 end,

@@ -84,6 +84,9 @@ impl<T: Pod> List<T> {
     pub fn len(&self) -> usize {
         self.len
     }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
     pub fn as_slice(&self) -> &[T] {
         // SAFETY: the first `len` slots were written by `push`.
         unsafe { core::slice::from_raw_parts(self.ptr, self.len) }

@@ -103,7 +103,7 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
         data_off: 0,
         data_len: 0,
         blob: u32::MAX,
-        open_flags: crate::interpose::open_flags(fd),
+        open_flags: crate::intent::open_flags(fd),
         dup_of: -1,
         pad: 0,
         extra: StrRef::default(),
@@ -229,7 +229,7 @@ fn inotify(fd: i32, text: &[u8], strings: &mut Strings) -> Result<StrRef, Failur
         lines(text).filter(|l| l.starts_with(b"inotify ")).map(|l| {
             let wd = value(l, b"wd:").and_then(hex).unwrap_or(0) as i32;
             let mask = value(l, b"mask:").and_then(hex).unwrap_or(0) as u32;
-            (wd, mask, crate::interpose::watch_path(fd, wd))
+            (wd, mask, crate::intent::watch_path(fd, wd))
         })
     };
     let mut at = strings.bytes.len();

@@ -1,0 +1,154 @@
+//! Intent: what the program opened, mapped and watched itself, as the interposed libc
+//! calls (`src/interpose`) saw it. `/proc` cannot tell the flags a file was opened with
+//! (`O_CREAT`, `O_TRUNC` are gone from `fcntl(F_GETFL)`), which mappings the program
+//! made (not glibc or the loader), or the path an inotify watch was added by.
+//!
+//! Lock-free fixed tables, written by the hooks in any thread and read by the checkpoint
+//! handler while every thread is stopped.
+#![allow(unsafe_code)]
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use libc::c_int;
+
+const FDS: usize = 4096;
+static OPEN_FLAGS: [AtomicU32; FDS] = [const { AtomicU32::new(0) }; FDS];
+
+const MAPS: usize = 1024;
+/// (start, end) of mappings made by the program's own `mmap` calls; 0 = free slot.
+static MAPPED: [(AtomicU64, AtomicU64); MAPS] = [const { (AtomicU64::new(0), AtomicU64::new(0)) }; MAPS];
+/// Slots ever used: the hooks look no further (most programs use a few).
+static MAPPED_HIGH: AtomicUsize = AtomicUsize::new(0);
+
+fn mapped_slots() -> &'static [(AtomicU64, AtomicU64)] {
+    &MAPPED[..MAPPED_HIGH.load(Ordering::Acquire).min(MAPS)]
+}
+
+pub fn opened(fd: c_int, flags: c_int) -> c_int {
+    if let Some(slot) = usize::try_from(fd).ok().and_then(|i| OPEN_FLAGS.get(i)) {
+        slot.store(flags as u32 | 0x8000_0000, Ordering::Relaxed);
+    }
+    fd
+}
+
+/// The program closed `fd`.
+pub fn closed(fd: c_int) {
+    if let Some(slot) = usize::try_from(fd).ok().and_then(|i| OPEN_FLAGS.get(i)) {
+        slot.store(0, Ordering::Relaxed);
+    }
+    forget_watches(fd, None);
+}
+
+/// The flags descriptor `fd` was opened with by the program, if a hook saw it.
+pub fn open_flags(fd: c_int) -> u32 {
+    usize::try_from(fd).ok().and_then(|i| OPEN_FLAGS.get(i)).map_or(0, |s| s.load(Ordering::Relaxed) & 0x7fff_ffff)
+}
+
+/// Whether `[start, end)` overlaps a mapping the program made with `mmap` itself.
+pub fn mapped_by_program(start: u64, end: u64) -> bool {
+    mapped_slots().iter().any(|(s, e)| {
+        let (s, e) = (s.load(Ordering::Relaxed), e.load(Ordering::Relaxed));
+        s != 0 && s < end && start < e
+    })
+}
+
+pub fn mapped(addr: *mut libc::c_void, len: usize) -> *mut libc::c_void {
+    if addr != libc::MAP_FAILED && len > 0 {
+        let start = addr as u64;
+        // A plain load first: a locked compare-exchange on every taken slot costs more.
+        let claim =
+            |(s, _): &&(AtomicU64, AtomicU64)| s.load(Ordering::Relaxed) == 0 && s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        let slot = mapped_slots().iter().find(claim).or_else(|| {
+            let i = MAPPED_HIGH.fetch_add(1, Ordering::AcqRel);
+            MAPPED.get(i).filter(|s| claim(s))
+        });
+        if let Some((_, e)) = slot {
+            e.store(start + len as u64, Ordering::Release);
+        }
+    }
+    addr
+}
+
+pub fn unmapped(addr: *mut libc::c_void, len: usize) {
+    let (start, end) = (addr as u64, addr as u64 + len as u64);
+    for (s, e) in mapped_slots() {
+        let at = s.load(Ordering::Acquire);
+        if at != 0 && at >= start && e.load(Ordering::Acquire) <= end {
+            e.store(0, Ordering::Relaxed);
+            s.store(0, Ordering::Release);
+        }
+    }
+}
+
+// ---- inotify: the kernel names a watch by inode; the program named it by path ----
+
+const WATCHES: usize = 256;
+const WATCH_PATH: usize = 1024;
+const FREE: i32 = -1;
+const BUSY: i32 = -2;
+
+struct Watch {
+    /// The inotify descriptor, or `FREE`/`BUSY`.
+    fd: AtomicI32,
+    wd: AtomicI32,
+    len: AtomicU32,
+    path: UnsafeCell<[u8; WATCH_PATH]>,
+}
+// SAFETY: `path` is written only by the thread that moved `fd` from FREE to BUSY, and
+// read only after `fd` was published with release ordering.
+unsafe impl Sync for Watch {}
+
+/// Slots ever used (see `MAPPED_HIGH`).
+static WATCH_HIGH: AtomicUsize = AtomicUsize::new(0);
+
+fn watch_slots() -> &'static [Watch] {
+    &WATCH[..WATCH_HIGH.load(Ordering::Acquire).min(WATCHES)]
+}
+
+static WATCH: [Watch; WATCHES] =
+    [const { Watch { fd: AtomicI32::new(FREE), wd: AtomicI32::new(0), len: AtomicU32::new(0), path: UnsafeCell::new([0; WATCH_PATH]) } }; WATCHES];
+
+/// The program added watch `wd` (if not negative) to inotify instance `fd` by `name`.
+pub fn watched(fd: c_int, wd: c_int, name: &[u8]) -> c_int {
+    if wd < 0 {
+        return wd;
+    }
+    forget_watches(fd, Some(wd));
+    let mut full = mig_sys::msg::Msg::<WATCH_PATH>::new();
+    if name.first() != Some(&b'/') {
+        let mut cwd = [0u8; WATCH_PATH];
+        let n = mig_sys::getcwd(&mut cwd).unwrap_or(0);
+        full.bytes(cwd.get(..n.saturating_sub(1)).unwrap_or(&[])).s("/");
+    }
+    full.bytes(name);
+    if full.overflowed() {
+        return wd;
+    }
+    let claim = |w: &&Watch| w.fd.compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed).is_ok();
+    let slot = watch_slots().iter().find(claim).or_else(|| WATCH.get(WATCH_HIGH.fetch_add(1, Ordering::AcqRel)).filter(|w| claim(w)));
+    if let Some(w) = slot {
+        let b = full.as_bytes();
+        // SAFETY: this thread owns the slot (BUSY) until it publishes it below.
+        unsafe { (&mut *w.path.get())[..b.len()].copy_from_slice(b) };
+        w.wd.store(wd, Ordering::Relaxed);
+        w.len.store(b.len() as u32, Ordering::Relaxed);
+        w.fd.store(fd, Ordering::Release);
+    }
+    wd
+}
+
+pub fn forget_watches(fd: c_int, wd: Option<c_int>) {
+    for w in watch_slots() {
+        if w.fd.load(Ordering::Acquire) == fd && wd.is_none_or(|wd| w.wd.load(Ordering::Relaxed) == wd) {
+            w.fd.store(FREE, Ordering::Release);
+        }
+    }
+}
+
+/// The path the program gave when it added watch `wd` to inotify instance `fd`.
+pub fn watch_path(fd: c_int, wd: c_int) -> Option<&'static [u8]> {
+    let w = watch_slots().iter().find(|w| w.fd.load(Ordering::Acquire) == fd && w.wd.load(Ordering::Relaxed) == wd)?;
+    let len = w.len.load(Ordering::Relaxed) as usize;
+    // SAFETY: a published slot's path is no longer written (see `Watch`).
+    unsafe { (&*w.path.get()).get(..len) }
+}

@@ -1,0 +1,43 @@
+//! mig's signal-safe core: everything that runs inside the checkpoint and rollback
+//! signal handlers (and the writer and copier they start), with raw system calls
+//! (`mig_sys`), fixed buffers and scratch mappings. `no_std` without `alloc`, so an
+//! allocation, a format string or a `std` call here does not compile; clippy denies
+//! indexing and `unwrap` (a panic would abort the program being checkpointed).
+//!
+//! - Entry: `stacks` (the handlers' own stacks), `handler` (the checkpoint),
+//!   `rollback`, `control` (the request of `mig checkpoint`), `timer` (`MIG_INTERVAL`).
+//! - Stop: `threads`, `context`.
+//! - Collect: `collect` (the snapshot), `maps`, `files`, `fds`, `fdinfo`, `sockets`,
+//!   `ptimers`, `dirty` (pages changed since a pre-copy).
+//! - Write: `imagefile` (the temporary file and its commit), `writer`, `precopy`.
+//! - State shared with normal code: `runtime` (what the handlers know), `intent` (what
+//!   the interposed calls saw), `handoff` (from a restore), `lazy` (its loader).
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use mig_sys as sys;
+
+pub mod collect;
+pub mod context;
+pub mod control;
+pub mod dirty;
+pub mod fdinfo;
+pub mod fds;
+pub mod files;
+pub mod handler;
+pub mod handoff;
+pub mod imagefile;
+pub mod intent;
+pub mod lazy;
+pub mod maps;
+pub mod precopy;
+pub mod ptimers;
+pub mod rollback;
+pub mod runtime;
+pub mod scratch;
+pub mod sockets;
+pub mod stacks;
+pub mod threads;
+pub mod timer;
+pub mod writer;
