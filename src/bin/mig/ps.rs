@@ -84,7 +84,7 @@ pub fn main(a: Args) -> Result<u8> {
 fn row(pid: i32) -> Row {
     let env = environ(pid);
     let get = |k: &str| env.iter().find_map(|(n, v)| (n == k).then(|| v.clone())).filter(|v| !v.is_empty());
-    let image = match get("MIG_IMAGE") {
+    let image = match get(mig_proto::env::IMAGE) {
         Some(p) => Some(PathBuf::from(p)),
         // The library's default: <exe-name>.<pid>.mig where the process started (its
         // working directory now is the best guess left).
@@ -96,7 +96,7 @@ fn row(pid: i32) -> Row {
     };
     let last = image.as_deref().and_then(last_image);
     let writing = image.as_deref().and_then(in_progress);
-    Row { pid, comm: control::comm(pid), image, interval: get("MIG_INTERVAL"), last, writing }
+    Row { pid, comm: control::comm(pid), image, interval: get(mig_proto::env::INTERVAL), last, writing }
 }
 
 /// The variables of `pid`'s environment.
