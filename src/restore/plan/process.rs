@@ -1,0 +1,81 @@
+//! The process-wide state the blob sets once the memory is back: the `mm` fields (step
+//! 4), the main thread's TLS and tid address (5), signal actions (6), and the working
+//! directory, umask, limits, timers and name (8).
+
+use super::super::blob::{CHECK_OK, STORE_U32};
+use super::program::Program;
+use crate::sys;
+use mig_image::{Image, ProcessRecord, Rlimit, ThreadRecord, slice_bytes};
+
+/// Step 4: brk and the other mm fields (also makes /proc/<pid>/cmdline the saved one).
+pub(super) fn mm_fields(prog: &mut Program, img: &Image, p: &ProcessRecord) {
+    let auxv = img.str(p.auxv);
+    let auxv_at = prog.arena.bytes(auxv);
+    let mm = p.mm;
+    let mm_map: [u64; 13] = [
+        mm.start_code,
+        mm.end_code,
+        mm.start_data,
+        mm.end_data,
+        mm.start_brk,
+        mm.brk,
+        mm.start_stack,
+        mm.arg_start,
+        mm.arg_end,
+        mm.env_start,
+        mm.env_end,
+        auxv_at,
+        (auxv.len() as u64) | (u32::MAX as u64) << 32,
+    ];
+    let mm_at = prog.arena.bytes(slice_bytes(&mm_map));
+    prog.op(libc::SYS_prctl, &[libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, mm_at, 104], CHECK_OK, "setting brk and the mm fields");
+}
+
+/// Step 5: the main thread's TLS and tid address (and glibc's cached tid). Robust list,
+/// rseq and alternate stack each thread registers itself once resumed.
+pub(super) fn main_thread(prog: &mut Program, t: &ThreadRecord) {
+    prog.op(libc::SYS_arch_prctl, &[sys::ARCH_SET_FS as u64, t.fs_base], CHECK_OK, "setting the TLS base");
+    if t.clear_tid != 0 {
+        prog.op(libc::SYS_set_tid_address, &[t.clear_tid], STORE_U32, "setting the tid address").store = t.clear_tid;
+    }
+}
+
+/// Step 6: signal actions (the mask comes back with the signal frame).
+pub(super) fn signal_actions(prog: &mut Program, p: &ProcessRecord) {
+    for (i, a) in p.sigactions.iter().enumerate() {
+        let sig = i as u64 + 1;
+        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
+            continue;
+        }
+        let at = prog.arena.put(a);
+        prog.op(libc::SYS_rt_sigaction, &[sig, at, 0, 8], CHECK_OK, "restoring a signal action");
+    }
+}
+
+/// Step 8: working directory, umask, limits (no higher than this process may set),
+/// timers (`timers`: the POSIX timers made again, with what they had left), name.
+pub(super) fn attributes(prog: &mut Program, img: &Image, p: &ProcessRecord, timers: &[(i32, [i64; 4])]) {
+    let cwd_at = prog.arena.bytes(img.str(p.cwd));
+    prog.op(libc::SYS_chdir, &[cwd_at], CHECK_OK, "changing to the saved working directory");
+    prog.op(libc::SYS_umask, &[p.umask as u64], 0, "setting the umask");
+    for (res, saved) in p.rlimits.iter().enumerate() {
+        let mut now = Rlimit::default();
+        if sys::prlimit(res as u32, None, &mut now).is_err() {
+            continue;
+        }
+        let max = saved.max.min(now.max);
+        let lim = Rlimit { cur: saved.cur.min(max), max };
+        let at = prog.arena.put(&lim);
+        prog.op(libc::SYS_prlimit64, &[0, res as u64, at, 0], 0, "setting a resource limit");
+    }
+    for (which, t) in p.itimers.iter().enumerate() {
+        let at = prog.arena.put(t);
+        prog.op(libc::SYS_setitimer, &[which as u64, at, 0], CHECK_OK, "arming an interval timer");
+    }
+    for (id, spec) in timers {
+        let at = prog.arena.bytes(slice_bytes(spec));
+        prog.op(libc::SYS_timer_settime, &[*id as u64, 0, at, 0], CHECK_OK, "arming a POSIX timer");
+    }
+    let comm_at = prog.arena.bytes(&p.comm);
+    prog.op(libc::SYS_prctl, &[libc::PR_SET_NAME as u64, comm_at], 0, "setting the process name");
+}

@@ -1,0 +1,108 @@
+//! Step 3: the saved regions mapped again at their addresses, their pages read in from
+//! the image, or, for regions loaded lazily, registered with the loader's userfaultfd.
+
+use super::super::blob::{CHECK_EQ_A0, CHECK_EQ_A2, CHECK_OK};
+use super::super::fds::FdPlan;
+use super::super::loader;
+use super::Refusal;
+use super::lazy::LazyLoad;
+use super::program::Program;
+use mig_image::{Image, PAGE, PROT_EXEC, PROT_WRITE, REGION_WHOLE, RegionKind, RegionRecord, slice_bytes};
+use std::collections::HashMap;
+
+/// Maps every saved region; then tells the loader (if any) it may start handing over.
+pub(super) fn map_all(
+    prog: &mut Program,
+    img: &Image,
+    regions: &[RegionRecord],
+    lazy: &LazyLoad,
+    files: &HashMap<Vec<u8>, i32>,
+    fds: &FdPlan,
+    image_fd: i32,
+) -> Result<(), Refusal> {
+    for ((r, &l), hot) in regions.iter().zip(&lazy.lazy).zip(&lazy.hot_pages) {
+        let lazy = lazy.channel.as_ref().filter(|_| l).map(|ch| (&hot[..], ch.uffd));
+        map_region(prog, img, r, files, fds, image_fd, lazy)?;
+    }
+    if let Some(ch) = &lazy.channel {
+        let byte = prog.arena.bytes(b"r");
+        prog.op(libc::SYS_write, &[ch.ready as u64, byte, 1], CHECK_OK | CHECK_EQ_A2, "starting the loader of the lazily restored memory");
+    }
+    Ok(())
+}
+
+fn describe(r: &RegionRecord, img: &Image) -> String {
+    let kind = RegionKind::from_u32(r.kind).map_or("?", RegionKind::name);
+    let path = String::from_utf8_lossy(img.str(r.file.path));
+    format!("mapping {:#x}-{:#x} ({kind} {path})", r.start, r.end)
+}
+
+/// Maps one saved region back: same address, kind and protection, contents read in;
+/// or, `lazy`, as anonymous memory registered with the loader's userfaultfd (`uffd`),
+/// but for the pages given, read in first.
+fn map_region(
+    prog: &mut Program,
+    img: &Image,
+    r: &RegionRecord,
+    files: &HashMap<Vec<u8>, i32>,
+    fds: &FdPlan,
+    image_fd: i32,
+    lazy: Option<(&[(u64, u64)], i32)>,
+) -> Result<(), Refusal> {
+    let Some(kind) = RegionKind::from_u32(r.kind) else { return Ok(()) };
+    if kind.is_kernel() {
+        return Ok(());
+    }
+    let what = describe(r, img);
+    let len = r.end - r.start;
+    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let fixed = libc::MAP_FIXED as u64;
+    let file = files.get(img.str(r.file.path)).map(|&fd| fd as u64);
+    // A portable image's code comes from the file when it is the same; everything
+    // else from the image (read-only data may have been relocated: RELRO).
+    let code = r.prot & PROT_EXEC != 0 && r.prot & PROT_WRITE == 0;
+    let from_file = kind == RegionKind::FilePrivate && r.flags & REGION_WHOLE != 0 && file.is_some() && code;
+    let has_data = r.data_len > 0 && !from_file;
+    let read_in = has_data && lazy.is_none_or(|(hot, _)| !hot.is_empty());
+    let prot = if read_in { rw } else { r.prot as u64 };
+    let (flags, fd, off) = match (kind, file) {
+        (RegionKind::FilePrivate, Some(fd)) => (fixed | libc::MAP_PRIVATE as u64, fd, r.file_off),
+        (RegionKind::FileShared, _) => {
+            (fixed | libc::MAP_SHARED as u64, *files.get(img.str(r.file.path)).ok_or_else(|| format!("{what}: its file is not open"))? as u64, r.file_off)
+        }
+        (RegionKind::SharedAnon, _) => (fixed | (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
+        (RegionKind::SharedObject, _) => {
+            let object = fds.objects.get(&(r.file.dev, r.file.ino)).ok_or_else(|| format!("{what}: its shared object was not made again"))?;
+            (fixed | libc::MAP_SHARED as u64, *object as u64, r.file_off)
+        }
+        (RegionKind::Stack, _) => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_GROWSDOWN) as u64, u64::MAX, 0),
+        _ => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
+    };
+    prog.op(libc::SYS_mmap, &[r.start, len, prot, flags, fd, off], CHECK_OK | CHECK_EQ_A0, &what);
+    if let (Some((hot, uffd)), true) = (lazy, has_data) {
+        // Read in before the range is registered: afterwards a write to a missing page
+        // would wait for the loader.
+        for &(page, off) in hot {
+            prog.op(libc::SYS_pread64, &[image_fd as u64, page, PAGE, off], CHECK_OK | CHECK_EQ_A2, &format!("reading the pages of {what}"));
+        }
+        let reg = prog.arena.bytes(slice_bytes(&[r.start, len, loader::UFFDIO_REGISTER_MODE_MISSING, 0u64]));
+        prog.op(libc::SYS_ioctl, &[uffd as u64, loader::UFFDIO_REGISTER, reg], CHECK_OK, &format!("registering {what} with the loader"));
+    } else {
+        let mut data_off = r.data_off;
+        for e in img.extents(r).filter(|_| has_data) {
+            let mut addr = r.start + e.first_page * PAGE;
+            let mut left = e.pages * PAGE;
+            while left > 0 {
+                let n = left.min(1 << 30);
+                prog.op(libc::SYS_pread64, &[image_fd as u64, addr, n, data_off], CHECK_OK | CHECK_EQ_A2, &format!("reading the pages of {what}"));
+                addr += n;
+                data_off += n;
+                left -= n;
+            }
+        }
+    }
+    if read_in && r.prot as u64 != rw {
+        prog.op(libc::SYS_mprotect, &[r.start, len, r.prot as u64], CHECK_OK, &format!("protecting {what}"));
+    }
+    Ok(())
+}
