@@ -9,10 +9,13 @@
 //!    nothing outside the hole is used: no libc, no heap, no Rust runtime.
 //! 3. The blob runs the operations in order, each one system call: unmap the fresh
 //!    process, move `[vvar]`/`[vdso]` to their old addresses, map every saved region and
-//!    read its pages from the image, set brk and the other `mm` fields, TLS, robust
-//!    list, rseq, signal actions, descriptors, cwd, limits and timers. A failing
-//!    operation (none should: `plan` checked everything it could) prints what it was
-//!    doing and exits with status 127: there is no process left to go back to.
+//!    read its pages from the image (or register it with the lazy loader's
+//!    userfaultfd), set brk and the other `mm` fields, the TLS and tid address, signal
+//!    actions, descriptors, cwd, umask, limits, timers and name; last, `clone` every
+//!    other thread, each resumed at its saved context (robust list, rseq and alternate
+//!    stack each thread registers itself). A failing operation (none should: `plan`
+//!    checked everything it could) prints what it was doing and exits with status 127:
+//!    there is no process left to go back to.
 //! 4. It loads the saved callee-saved registers and stack pointer and jumps to the saved
 //!    resume point with rax = 1 and rdx = the hand-off: `save_context` in the checkpoint
 //!    handler "returns" a second time, the handler picks up its new settings, unmaps the
@@ -24,6 +27,7 @@
 #![allow(unsafe_code)]
 
 use core::arch::{asm, global_asm};
+use core::mem::offset_of;
 use mig_image::Context;
 
 /// One operation: a system call and what to check of its result.
@@ -39,7 +43,6 @@ pub struct Op {
     pub what: u64,
     pub what_len: u64,
 }
-const _: () = assert!(core::mem::size_of::<Op>() == 88);
 
 /// Fail on an error return (-4095..-1).
 pub const CHECK_OK: u64 = 1;
@@ -65,7 +68,44 @@ pub struct BlobArgs {
     pub ctx: Context,
     pub handoff: u64,
 }
-const _: () = assert!(core::mem::size_of::<BlobArgs>() == 80);
+// No padding: `plan` copies it into the hole as bytes.
+const _: () = assert!(size_of::<BlobArgs>() == 8 + size_of::<Context>() + 8);
+
+// Where the blob finds what it reads, and what it compares against: every offset from
+// the structs themselves, every value from its Rust constant (`const` operands), so that
+// changing either cannot silently break the blob.
+const OP_NR: usize = offset_of!(Op, nr);
+const OP_A0: usize = offset_of!(Op, args);
+const OP_A1: usize = OP_A0 + 8;
+const OP_A2: usize = OP_A0 + 16;
+const OP_A3: usize = OP_A0 + 24;
+const OP_A4: usize = OP_A0 + 32;
+const OP_A5: usize = OP_A0 + 40;
+const OP_CHECK: usize = offset_of!(Op, check);
+const OP_STORE: usize = offset_of!(Op, store);
+const OP_WHAT: usize = offset_of!(Op, what);
+const OP_WHAT_LEN: usize = offset_of!(Op, what_len);
+const OP_SIZE: usize = size_of::<Op>();
+const CTX_RBX: usize = offset_of!(Context, rbx);
+const CTX_RBP: usize = offset_of!(Context, rbp);
+const CTX_R12: usize = offset_of!(Context, r12);
+const CTX_R13: usize = offset_of!(Context, r13);
+const CTX_R14: usize = offset_of!(Context, r14);
+const CTX_R15: usize = offset_of!(Context, r15);
+const CTX_RSP: usize = offset_of!(Context, rsp);
+const CTX_RIP: usize = offset_of!(Context, rip);
+const ARGS_OPS: usize = offset_of!(BlobArgs, ops);
+const ARGS_CTX: usize = offset_of!(BlobArgs, ctx);
+const ARGS_HANDOFF: usize = offset_of!(BlobArgs, handoff);
+/// `save_context`'s first return value in a restored process.
+const RESTORED: u32 = 1;
+/// The exit status of a restore that failed past the point of no return.
+const FAILED: u32 = 127;
+/// The kernel returns -4095..-1 for an error.
+const FIRST_ERRNO: i64 = -4095;
+/// What goes between the failing operation and its errno, as one little-endian word.
+const ERRNO_SEP: u64 = u64::from_le_bytes(*b": errno ");
+const STDERR: u32 = 2;
 
 global_asm!(
     r#"
@@ -76,85 +116,86 @@ global_asm!(
     .hidden mig_blob_end
 mig_blob_start:
     mov r12, rdi                    // r12 = &BlobArgs for the whole run (syscall keeps it)
-    mov r13, [r12]                  // r13 = the current Op
+    mov r13, [r12 + {args_ops}]     // r13 = the current Op
 2:
-    mov rax, [r13]                  // system call number
-    cmp rax, -1                     // END?
+    mov rax, [r13 + {op_nr}]        // system call number
+    cmp rax, {end}                  // END?
     je 8f
-    mov rdi, [r13 + 8]              // arguments 0..5 in the kernel's registers
-    mov rsi, [r13 + 16]
-    mov rdx, [r13 + 24]
-    mov r10, [r13 + 32]
-    mov r8,  [r13 + 40]
-    mov r9,  [r13 + 48]
+    mov rdi, [r13 + {op_a0}]        // arguments 0..5 in the kernel's registers
+    mov rsi, [r13 + {op_a1}]
+    mov rdx, [r13 + {op_a2}]
+    mov r10, [r13 + {op_a3}]
+    mov r8,  [r13 + {op_a4}]
+    mov r9,  [r13 + {op_a5}]
     syscall
-    mov rcx, [r13 + 56]             // rcx = check flags (syscall clobbered rcx already)
-    test rcx, 32                    // CLONE_RESUME, in the child (rax = 0)?
+    mov rcx, [r13 + {op_check}]     // rcx = check flags (syscall clobbered rcx already)
+    test rcx, {clone_resume}        // CLONE_RESUME, in the child (rax = 0)?
     jz 12f
     test rax, rax
     jnz 12f
-    mov rdx, [r13 + 48]             // the child: hand-off in rdx
-    mov rax, [r13 + 64]             // rax = this thread's Context
-    mov rbx, [rax + 0]              // its callee-saved registers
-    mov rbp, [rax + 8]
-    mov r12, [rax + 16]
-    mov r13, [rax + 24]
-    mov r14, [rax + 32]
-    mov r15, [rax + 40]
-    mov rcx, [rax + 56]             // its resume address; rsp is its own already (clone)
-    mov eax, 1                      // "restored"
+    mov rdx, [r13 + {op_a5}]        // the child: hand-off in rdx
+    mov rax, [r13 + {op_store}]     // rax = this thread's Context
+    mov rbx, [rax + {ctx_rbx}]      // its callee-saved registers
+    mov rbp, [rax + {ctx_rbp}]
+    mov r12, [rax + {ctx_r12}]
+    mov r13, [rax + {ctx_r13}]
+    mov r14, [rax + {ctx_r14}]
+    mov r15, [rax + {ctx_r15}]
+    mov rcx, [rax + {ctx_rip}]      // its resume address; rsp is its own already (clone)
+    mov eax, {restored}             // "restored"
     jmp rcx
 12:
-    test rcx, 1                     // CHECK_OK: an errno is fatal
+    test rcx, {check_ok}            // CHECK_OK: an errno is fatal
     jz 3f
-    cmp rax, -4095
+    cmp rax, {first_errno}
     jae 9f
 3:
-    test rcx, 2                     // CHECK_EQ_A0
+    test rcx, {check_eq_a0}         // CHECK_EQ_A0
     jz 4f
-    cmp rax, [r13 + 8]
+    cmp rax, [r13 + {op_a0}]
     jne 9f
 4:
-    test rcx, 4                     // CHECK_EQ_A2
+    test rcx, {check_eq_a2}         // CHECK_EQ_A2
     jz 5f
-    cmp rax, [r13 + 24]
+    cmp rax, [r13 + {op_a2}]
     jne 9f
 5:
-    test rcx, 16                    // CHECK_EQ_A4
+    test rcx, {check_eq_a4}         // CHECK_EQ_A4
     jz 6f
-    cmp rax, [r13 + 40]
+    cmp rax, [r13 + {op_a4}]
     jne 9f
 6:
-    test rcx, 8                     // STORE_U32
+    test rcx, {store_u32}           // STORE_U32
     jz 7f
-    mov rdx, [r13 + 64]
+    mov rdx, [r13 + {op_store}]
     mov [rdx], eax
 7:
-    add r13, 88                     // next Op
+    add r13, {op_size}              // next Op
     jmp 2b
 8:
-    mov rdx, [r12 + 72]             // rdx = hand-off, second return value
-    mov rbx, [r12 + 8]              // the saved callee-saved registers
-    mov rbp, [r12 + 16]
-    mov r13, [r12 + 32]
-    mov r14, [r12 + 40]
-    mov r15, [r12 + 48]
-    mov rsp, [r12 + 56]             // the stack as it was after the saving call returned
-    mov rcx, [r12 + 64]             // the resume address
-    mov r12, [r12 + 24]             // last: r12 held the args pointer
-    mov eax, 1                      // first return value: "restored"
+    mov rdx, [r12 + {args_handoff}] // rdx = hand-off, second return value
+    mov rbx, [r12 + {args_ctx} + {ctx_rbx}] // the saved callee-saved registers
+    mov rbp, [r12 + {args_ctx} + {ctx_rbp}]
+    mov r13, [r12 + {args_ctx} + {ctx_r13}]
+    mov r14, [r12 + {args_ctx} + {ctx_r14}]
+    mov r15, [r12 + {args_ctx} + {ctx_r15}]
+    mov rsp, [r12 + {args_ctx} + {ctx_rsp}] // the stack as it was after the saving call returned
+    mov rcx, [r12 + {args_ctx} + {ctx_rip}] // the resume address
+    mov r12, [r12 + {args_ctx} + {ctx_r12}] // last: r12 held the args pointer
+    mov eax, {restored}             // first return value: "restored"
     jmp rcx
 9:
     mov r14, rax                    // keep the failing result
-    mov eax, 1                      // write(2, prefix)
-    mov edi, 2
+    mov eax, {sys_write}            // write(2, prefix)
+    mov edi, {stderr}
     lea rsi, [rip + 11f]
-    mov edx, 26
+    lea rdx, [rip + 13f]
+    sub rdx, rsi                    // the prefix's length, from the labels around it
     syscall
-    mov eax, 1                      // write(2, what the op was doing)
-    mov edi, 2
-    mov rsi, [r13 + 72]
-    mov rdx, [r13 + 80]
+    mov eax, {sys_write}            // write(2, what the op was doing)
+    mov edi, {stderr}
+    mov rsi, [r13 + {op_what}]
+    mov rdx, [r13 + {op_what_len}]
     syscall
     mov rax, r14                    // format -result in decimal below the stack pointer
     neg rax
@@ -164,28 +205,66 @@ mig_blob_start:
 10:
     xor edx, edx
     div rcx
-    add dl, 48
+    add dl, 48                      // '0' + digit
     dec rsi
     mov [rsi], dl
     test rax, rax
     jnz 10b
     sub rsi, 8                      // prepend ": errno "
-    mov rax, 0x206f6e727265203a     // ": errno " as little-endian bytes
+    mov rax, {errno_sep}
     mov [rsi], rax
     lea rdx, [rsp - 7]
     sub rdx, rsi                    // length through the newline
-    mov eax, 1
-    mov edi, 2
+    mov eax, {sys_write}
+    mov edi, {stderr}
     syscall
-    mov eax, 231                    // exit_group(127)
-    mov edi, 127
+    mov eax, {sys_exit_group}       // exit_group(FAILED)
+    mov edi, {failed}
     syscall
     ud2
 11:
     .ascii "mig: restore failed while "
+13:
 mig_blob_end:
     .popsection
-"#
+"#,
+    args_ops = const ARGS_OPS,
+    args_ctx = const ARGS_CTX,
+    args_handoff = const ARGS_HANDOFF,
+    op_nr = const OP_NR,
+    op_a0 = const OP_A0,
+    op_a1 = const OP_A1,
+    op_a2 = const OP_A2,
+    op_a3 = const OP_A3,
+    op_a4 = const OP_A4,
+    op_a5 = const OP_A5,
+    op_check = const OP_CHECK,
+    op_store = const OP_STORE,
+    op_what = const OP_WHAT,
+    op_what_len = const OP_WHAT_LEN,
+    op_size = const OP_SIZE,
+    ctx_rbx = const CTX_RBX,
+    ctx_rbp = const CTX_RBP,
+    ctx_r12 = const CTX_R12,
+    ctx_r13 = const CTX_R13,
+    ctx_r14 = const CTX_R14,
+    ctx_r15 = const CTX_R15,
+    ctx_rsp = const CTX_RSP,
+    ctx_rip = const CTX_RIP,
+    end = const END as i64,
+    check_ok = const CHECK_OK,
+    check_eq_a0 = const CHECK_EQ_A0,
+    check_eq_a2 = const CHECK_EQ_A2,
+    check_eq_a4 = const CHECK_EQ_A4,
+    store_u32 = const STORE_U32,
+    clone_resume = const CLONE_RESUME,
+    restored = const RESTORED,
+    failed = const FAILED,
+    first_errno = const FIRST_ERRNO,
+    errno_sep = const ERRNO_SEP,
+    stderr = const STDERR,
+    sys_write = const libc::SYS_write,
+    sys_exit_group = const libc::SYS_exit_group,
 );
 
 unsafe extern "C" {
