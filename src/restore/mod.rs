@@ -1,6 +1,8 @@
 //! Restoring an image into a fresh process: `plan` checks and prepares in normal code,
-//! `blob` replaces the address space, `handoff` finishes in the restored process;
-//! `loader` hands over the memory restored lazily, `lazy` waits for it.
+//! `blob` replaces the address space; `fds`, `timers` and `trust` serve the plan, and
+//! `loader` hands over the memory restored lazily. What runs in the restored process
+//! afterwards (the hand-off, waiting for the loader) is the checkpoint crate's
+//! (`handoff`, `lazy`).
 
 pub mod blob;
 pub mod fds;
