@@ -2,7 +2,7 @@
 //! the rights of whoever restores it. So an image that is another user's file, or that
 //! others could have written to, is refused unless `MIG_TRUST_IMAGE=1` (`mig restart
 //! --trust-image`) says the user knows where it comes from; and an image whose
-//! executable became setuid or setgid since the checkpoint is refused (the loader
+//! executable became setuid or setgid since the checkpoint is refused (the dynamic loader
 //! would ignore the library, and the program would start from its first step).
 
 use mig_image::FileId;
