@@ -2,7 +2,7 @@
 //! space (fork, `mremap`, `MADV_DONTNEED`, `munmap`) to follow.
 
 use super::start::IOPRIO_CLASS_BE;
-use super::uffd::{EVENT_FORK, EVENT_PAGEFAULT, EVENT_REMAP, EVENT_REMOVE, EVENT_UNMAP, MSG, PAGEFAULT_FLAG_WRITE};
+use super::uffd::{EVENT_FORK, EVENT_PAGEFAULT, EVENT_REMAP, EVENT_REMOVE, EVENT_UNMAP, MSG, MSG_ARGS, MSG_EVENT, PAGEFAULT_FLAG_WRITE};
 use super::{Loader, Mm};
 use crate::sys;
 use mig_image::PAGE;
@@ -35,22 +35,24 @@ impl Loader {
                 }
             };
             for msg in buf[..n].chunks_exact(MSG) {
-                let u64_at = |o: usize| u64::from_ne_bytes(msg[o..o + 8].try_into().unwrap_or_default());
-                self.events += matches!(msg[0], EVENT_FORK | EVENT_REMAP | EVENT_REMOVE | EVENT_UNMAP) as u64;
-                match msg[0] {
+                let u64_at = |o: usize| msg.get(o..o + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_ne_bytes);
+                let (a0, a1, a2) = (u64_at(MSG_ARGS), u64_at(MSG_ARGS + 8), u64_at(MSG_ARGS + 16));
+                let event = msg[MSG_EVENT];
+                self.events += matches!(event, EVENT_FORK | EVENT_REMAP | EVENT_REMOVE | EVENT_UNMAP) as u64;
+                match event {
                     EVENT_PAGEFAULT => {
-                        let f = Fault { uffd: self.mms[m].uffd, addr: u64_at(16), write: u64_at(8) & PAGEFAULT_FLAG_WRITE != 0, tid: u64_at(24) as u32 };
+                        let f = Fault { uffd: self.mms[m].uffd, addr: a1, write: a0 & PAGEFAULT_FLAG_WRITE != 0, tid: a2 as u32 };
                         if !self.fault(m, f) {
                             self.pending.push(f);
                         }
                     }
                     EVENT_FORK => {
-                        let child = Mm { uffd: u64_at(8) as u32 as i32, main: false, tid: 0, ..self.mms[m].clone() };
+                        let child = Mm { uffd: a0 as u32 as i32, main: false, tid: 0, ..self.mms[m].clone() };
                         self.mms.push(child);
                     }
-                    EVENT_REMAP => self.mms[m].remap(u64_at(8), u64_at(16), u64_at(24)),
-                    EVENT_REMOVE => self.mms[m].remove(u64_at(8), u64_at(16)),
-                    EVENT_UNMAP => self.mms[m].unmap(u64_at(8), u64_at(16)),
+                    EVENT_REMAP => self.mms[m].remap(a0, a1, a2),
+                    EVENT_REMOVE => self.mms[m].remove(a0, a1),
+                    EVENT_UNMAP => self.mms[m].unmap(a0, a1),
                     _ => {}
                 }
             }

@@ -25,8 +25,12 @@ pub(super) const EVENT_REMAP: u8 = 0x14;
 pub(super) const EVENT_REMOVE: u8 = 0x15;
 pub(super) const EVENT_UNMAP: u8 = 0x16;
 pub(super) const PAGEFAULT_FLAG_WRITE: u64 = 1;
-/// `struct uffd_msg`.
+/// `struct uffd_msg`: the event (a `u8`) at `MSG_EVENT`, its arguments as `u64`s from
+/// `MSG_ARGS` on: a fault's flags, address and thread id; a fork's new userfaultfd; a
+/// remap's from, to and length; a remove's or unmap's start and end.
 pub(super) const MSG: usize = 32;
+pub(super) const MSG_EVENT: usize = 0;
+pub(super) const MSG_ARGS: usize = 8;
 
 /// A userfaultfd for this process's memory with the events the loader follows, or why
 /// there is none (no privilege: fork events and faults in system calls need
