@@ -5,6 +5,8 @@
 
 use super::Refusal;
 use super::layout::Mapping;
+// The checkpoint side's ELF note reader; it belongs with the raw system calls
+// (`mig-sys`), beside the `/proc/self/maps` parser (see `layout`).
 use crate::checkpoint::files::build_id;
 use crate::sys;
 use mig_image::{FileId, HEADER_PORTABLE, Image, ProcessRecord};
