@@ -231,7 +231,8 @@ fn process(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
         start_data: field(45),
         end_data: field(46),
         start_brk: field(47),
-        brk: sys::brk(0) as u64,
+        // SAFETY: brk(0) only asks where the break is.
+        brk: unsafe { sys::brk(0) } as u64,
         arg_start: field(48),
         arg_end: field(49),
         env_start: field(50),
@@ -245,7 +246,7 @@ fn process(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
     p.cwd = s.strings.add(cwd.get(..n.saturating_sub(1)).unwrap_or(&[]))?;
     p.umask = sys::umask(0o022);
     sys::umask(p.umask);
-    let _ = sys::prctl(libc::PR_GET_NAME, p.comm.as_mut_ptr() as usize, 0, 0, 0);
+    p.comm = sys::get_name();
     for (res, lim) in p.rlimits.iter_mut().enumerate() {
         let _ = sys::prlimit(res as u32, None, lim);
     }
@@ -265,8 +266,7 @@ fn process(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
 pub fn thread(ctx: &Context) -> ThreadRecord {
     let rt = runtime::get();
     let fs_base = sys::fs_base();
-    let mut clear_tid = 0u64;
-    let _ = sys::prctl(libc::PR_GET_TID_ADDRESS, &mut clear_tid as *mut u64 as usize, 0, 0, 0);
+    let clear_tid = sys::tid_address();
     let (robust_head, robust_len) = sys::robust_list();
     // SAFETY: `stack_t` is plain old data.
     let mut ss: libc::stack_t = unsafe { core::mem::zeroed() };

@@ -58,5 +58,7 @@ pub unsafe fn resume(h: *const Handoff) {
     crate::handler::install(h.settings.checkpoint_signal);
     crate::timer::arm(h.settings.interval_ms, h.settings.checkpoint_signal);
     let (start, len) = (h.hole_start as usize, h.hole_len as usize);
-    let _ = sys::munmap(start, len);
+    // SAFETY: the restore's hole (its blob, stack and arguments): every thread has
+    // left it (the handoff runs after they checked in) and `h` was copied out of it.
+    let _ = unsafe { sys::munmap(start, len) };
 }

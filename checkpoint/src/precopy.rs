@@ -183,7 +183,8 @@ fn copier_died() {
     m.s("; checkpoints go on the usual way").emit();
     s.tmp.discard();
     // Its stack and buffers; its userfaultfd (and what it tracked) went with it.
-    let _ = sys::munmap(s.scratch.base, s.scratch.len);
+    // SAFETY: the copier that ran on it is reaped, and this side holds no list of it.
+    let _ = unsafe { sys::munmap(s.scratch.base, s.scratch.len) };
     forget();
     sys::futex_wake(&TRACKING);
 }
@@ -602,7 +603,9 @@ fn write_pages(s: &mut Session, fd: i32, addr: u64, pages: u64, slot: u64, runni
 fn write_piece(s: &mut Session, fd: i32, addr: u64, len: u64, off: u64, running: bool) -> Result<(), Failure> {
     let mut done = 0;
     while done < len {
-        match sys::pwrite(fd, (addr + done) as *const u8, (len - done) as usize, off + done) {
+        // SAFETY: the program's memory, read by the kernel: a page unmapped meanwhile
+        // gives EFAULT; one written meanwhile is caught by the dirty-page tracking.
+        match unsafe { sys::pwrite_raw(fd, (addr + done) as *const u8, (len - done) as usize, off + done) } {
             Ok(0) => return Err(Failure::Sys("writing the image", Errno(libc::EIO))),
             Ok(k) => {
                 done += k as u64;

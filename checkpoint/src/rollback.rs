@@ -104,7 +104,8 @@ fn check_fd(fd: i32, known: &Known) -> Result<(), &'static str> {
         return Err("the file at that path is not the image this process wrote or was restored from");
     }
     let len = st.st_size as usize;
-    let map = if len > 0 { sys::mmap(0, len, libc::PROT_READ, libc::MAP_PRIVATE, fd, 0).ok() } else { None };
+    // SAFETY: a new mapping of the file where the kernel chooses (no MAP_FIXED).
+    let map = if len > 0 { unsafe { sys::mmap(0, len, libc::PROT_READ, libc::MAP_PRIVATE, fd, 0) }.ok() } else { None };
     let map = map.ok_or("cannot map the image")?;
     // SAFETY: `map` is a fresh read-only mapping of `len` bytes, unmapped below.
     let bytes = unsafe { core::slice::from_raw_parts(map as *const u8, len) };
@@ -118,7 +119,8 @@ fn check_fd(fd: i32, known: &Known) -> Result<(), &'static str> {
         let same = img.str(exe.path) == rt.exe.as_bytes() && exe.size == now.st_size as u64 && exe.mtime_ns == now.st_mtime * 1_000_000_000 + now.st_mtime_nsec;
         if same { Ok(()) } else { Err("the image is of another executable") }
     });
-    let _ = sys::munmap(map, len);
+    // SAFETY: `bytes`, the only view of the mapping, is not used after this.
+    let _ = unsafe { sys::munmap(map, len) };
     result
 }
 

@@ -42,13 +42,16 @@ pub fn init() {
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let page = mig_image::PAGE as usize;
-    if let Ok(base) = sys::mmap(0, COORDINATOR + page, libc::PROT_NONE, flags, -1, 0) {
+    // SAFETY: a new anonymous mapping where the kernel chooses (no MAP_FIXED).
+    if let Ok(base) = unsafe { sys::mmap(0, COORDINATOR + page, libc::PROT_NONE, flags, -1, 0) } {
         // The lowest page stays a guard: an overflow faults instead of writing on.
-        if sys::mprotect(base + page, COORDINATOR, rw as u32).is_ok() {
+        // SAFETY: adds access to the mapping just made, which nothing uses yet.
+        if unsafe { sys::mprotect(base + page, COORDINATOR, rw as u32) }.is_ok() {
             COORDINATOR_TOP.store(base + page + COORDINATOR, SeqCst);
         }
     }
-    if let Ok(base) = sys::mmap(0, SLOT * SLOTS, rw, flags, -1, 0) {
+    // SAFETY: a new anonymous mapping where the kernel chooses (no MAP_FIXED).
+    if let Ok(base) = unsafe { sys::mmap(0, SLOT * SLOTS, rw, flags, -1, 0) } {
         SLOTS_BASE.store(base, SeqCst);
     }
 }

@@ -11,6 +11,7 @@
 
 use super::context::{Resumed, save_context};
 use crate::sys::{self, CPath, msg::msg};
+use crate::sys::{futex_wait_private as futex_wait, futex_wake_private as futex_wake};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
@@ -40,29 +41,6 @@ static ACTIVE: AtomicU32 = AtomicU32::new(0);
 static RESUMED: AtomicU32 = AtomicU32::new(0);
 /// The signal that stops threads (a real-time signal nobody else uses).
 pub static STOP_SIGNAL: AtomicU32 = AtomicU32::new(0);
-
-fn futex_wait(word: &AtomicU32, expected: u32, timeout_ms: u64) {
-    let ts = [(timeout_ms / 1000) as i64, ((timeout_ms % 1000) * 1_000_000) as i64];
-    // SAFETY: FUTEX_WAIT_PRIVATE on a live atomic with a relative timeout.
-    unsafe {
-        sys::syscall6(
-            libc::SYS_futex as usize,
-            word.as_ptr() as usize,
-            (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize,
-            expected as usize,
-            ts.as_ptr() as usize,
-            0,
-            0,
-        );
-    }
-}
-
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE_PRIVATE on a live atomic.
-    unsafe {
-        sys::syscall6(libc::SYS_futex as usize, word.as_ptr() as usize, (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as usize, i32::MAX as usize, 0, 0, 0);
-    }
-}
 
 fn slot(i: usize) -> Option<&'static mut ThreadRecord> {
     // SAFETY: see `Slots`: each index has one writer at a time.
@@ -149,9 +127,8 @@ pub fn stop_all() -> Result<usize, StopError> {
                 release();
                 return Err(StopError::TooMany);
             }
-            // SAFETY: tgkill with our own pid; a thread that just exited gives ESRCH.
-            let r = unsafe { sys::syscall6(libc::SYS_tgkill as usize, pid as usize, tid as usize, sig as usize, 0, 0, 0) };
-            if r == 0 {
+            // A thread that just exited gives ESRCH.
+            if sys::tgkill(pid, tid, sig as i32).is_ok() {
                 signalled[count] = tid;
                 count += 1;
                 fresh += 1;
@@ -228,19 +205,20 @@ pub fn resumed(i: usize) {
     if let Some(r) = slot(i).map(|r| *r) {
         if r.robust_head != 0 {
             // SAFETY: the robust list head is in this thread's restored TLS.
-            unsafe { sys::syscall6(libc::SYS_set_robust_list as usize, r.robust_head as usize, r.robust_len as usize, 0, 0, 0, 0) };
+            let _ = unsafe { sys::set_robust_list(r.robust_head, r.robust_len) };
         }
         if r.rseq_len != 0 {
             // SAFETY: the rseq area is in this thread's restored TLS.
-            unsafe { sys::syscall6(libc::SYS_rseq as usize, r.rseq_addr as usize, r.rseq_len as usize, 0, r.rseq_sig as usize, 0, 0) };
+            let _ = unsafe { sys::rseq(r.rseq_addr, r.rseq_len, 0, r.rseq_sig) };
         }
         let ss: [u64; 3] = if r.altstack_flags & libc::SS_DISABLE as u32 != 0 {
             [0, libc::SS_DISABLE as u64, 0]
         } else {
             [r.altstack_sp, r.altstack_flags as u64, r.altstack_size]
         };
-        // SAFETY: `ss` is a valid `stack_t` (sp, flags, size).
-        unsafe { sys::syscall6(libc::SYS_sigaltstack as usize, ss.as_ptr() as usize, 0, 0, 0, 0, 0) };
+        // SAFETY: the stack the thread had when it was saved, restored with its memory
+        // (or SS_DISABLE).
+        let _ = unsafe { sys::set_sigaltstack(&ss) };
     }
     RESUMED.fetch_add(1, SeqCst);
     futex_wake(&RESUMED);

@@ -42,7 +42,7 @@ struct FileSink {
 impl Sink for FileSink {
     fn put(&mut self, b: &[u8]) -> Result<(), Failure> {
         for c in b.chunks(CHUNK) {
-            sys::write_all(self.fd, c.as_ptr(), c.len()).map_err(|e| Failure::Sys("writing the image", e))?;
+            sys::write_all(self.fd, c).map_err(|e| Failure::Sys("writing the image", e))?;
             self.at += c.len() as u64;
             if self.at - self.flushed >= FLUSH {
                 sys::start_writeback(self.fd, self.flushed, self.at - self.flushed);
@@ -168,7 +168,7 @@ pub fn set_stopped(fd: i32, stopped_us: u64, hasher: &crc32fast::Hasher) -> Resu
     h.stopped_us = stopped_us.max(1);
     seal_header(&mut h, hasher);
     let b = bytes_of(&h);
-    sys::pwrite(fd, b.as_ptr(), b.len(), 0).map(drop).map_err(|e| Failure::Sys("writing the image header", e))
+    sys::pwrite(fd, b, 0).map(drop).map_err(|e| Failure::Sys("writing the image header", e))
 }
 
 /// The CRCs an image's trailer holds, collected as its blobs are written.
@@ -273,7 +273,8 @@ fn trailer(out: &mut FileSink, crcs: &Crcs, hasher: &crc32fast::Hasher) -> Resul
 fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut List<u8>, mut crc: BlobCrc, blocks: &mut List<u32>) -> Result<u32, Failure> {
     let unreadable = r.prot & PROT_READ == 0;
     if unreadable {
-        sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot | PROT_READ).map_err(|e| Failure::Sys("making a region readable", e))?;
+        // SAFETY: adds read access only; the process is stopped in this handler.
+        unsafe { sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot | PROT_READ) }.map_err(|e| Failure::Sys("making a region readable", e))?;
     }
     let extents = s.extents.as_slice();
     let first = r.first_extent as usize;
@@ -306,7 +307,8 @@ fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut L
         Ok(())
     })();
     if unreadable {
-        let _ = sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot);
+        // SAFETY: gives the region back the protection it had; `mem` is gone.
+        let _ = unsafe { sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot) };
     }
     result.and_then(|()| crc.finish(blocks))
 }

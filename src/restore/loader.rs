@@ -185,7 +185,7 @@ pub fn spawn(plan: Plan, ch: &Channel) -> Result<Spawned, String> {
         match sys::fork_quiet() {
             Ok(0) => run(plan, Fds { uffd: ch.uffd, pidfd, ready: ch.ready_r }, me),
             Ok(pid) => {
-                let _ = sys::write_all(pid_w, pid.to_ne_bytes().as_ptr(), 4);
+                let _ = sys::write_all(pid_w, &pid.to_ne_bytes());
                 sys::exit_group(0)
             }
             Err(_) => sys::exit_group(1),
@@ -296,7 +296,7 @@ fn watchdog(pidfd: i32, image: &str, restored: u32) -> i32 {
                         let line = format!(
                             "mig: the loader of the memory of the process restored from {image} ({restored}) ended before it was done: the process was killed\n"
                         );
-                        let _ = sys::write_all(2, line.as_ptr(), line.len());
+                        let _ = sys::write_all(2, line.as_bytes());
                         let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
                     }
                     sys::exit_group(0);
@@ -797,7 +797,7 @@ impl Loader {
 
     /// Writes a whole line with one `write`.
     fn say(&self, line: &str) {
-        let _ = sys::write_all(2, line.as_ptr(), line.len());
+        let _ = sys::write_all(2, line.as_bytes());
     }
 
     /// Reads and handles what every address space reports.
@@ -981,7 +981,7 @@ impl Loader {
             close(m.uffd);
         }
         if done >= 0 {
-            let _ = sys::write_all(done, b"d".as_ptr(), 1);
+            let _ = sys::write_all(done, b"d");
         }
         sys::exit_group(0)
     }

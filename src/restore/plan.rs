@@ -34,7 +34,7 @@ pub fn restore(image: &Path, settings: Settings) -> ! {
         Err(why) => {
             // One write: a line cut short by a kill would say nothing.
             let line = format!("mig: cannot restore from {}: {}\n", image.display(), why);
-            let _ = sys::write_all(2, line.as_ptr(), line.len());
+            let _ = sys::write_all(2, line.as_bytes());
             std::process::exit(mig_image::EXIT_REFUSED)
         }
     }
@@ -381,14 +381,16 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     let mut taken: Vec<(u64, u64)> = current.iter().map(|l| (l.start, l.end)).chain(regions.iter().map(|r| (r.start, r.end))).collect();
     let hole = find_hole(&mut taken, hole_len)?;
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
-    let got = sys::mmap(hole as usize, hole_len as usize, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)
+    // SAFETY: MAP_FIXED_NOREPLACE: a mapping already there makes this fail, not go.
+    let got = unsafe { sys::mmap(hole as usize, hole_len as usize, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) }
         .map_err(|e| format!("cannot map the restore area (errno {})", e.0))?;
     if got as u64 != hole {
         return Err("the restore area landed elsewhere".into());
     }
     // SAFETY: the hole is a fresh writable mapping of at least `code_len` bytes.
     unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), hole as *mut u8, code.len()) };
-    sys::mprotect(hole as usize, code_len as usize, (libc::PROT_READ | libc::PROT_EXEC) as u32)
+    // SAFETY: the code pages of the hole just made, which only the blob will use.
+    unsafe { sys::mprotect(hole as usize, code_len as usize, (libc::PROT_READ | libc::PROT_EXEC) as u32) }
         .map_err(|e| format!("cannot make the restore code executable (errno {})", e.0))?;
     let kernel_tmp = hole + code_len;
     let stack_top = kernel_tmp + kernel_len + stack_len;

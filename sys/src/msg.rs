@@ -122,7 +122,7 @@ impl<const N: usize> Msg<N> {
                 kept.bytes(w).s("\n");
             }
         }
-        let _ = super::write_all(2, line.as_bytes().as_ptr(), line.len);
+        let _ = super::write_all(2, line.as_bytes());
     }
 }
 
