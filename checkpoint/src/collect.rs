@@ -480,7 +480,7 @@ fn extents(
         if got == 0 {
             break;
         }
-        for (i, &entry) in pm[..got].iter().enumerate() {
+        for (i, &entry) in pm.get(..got).unwrap_or(&[]).iter().enumerate() {
             *guards += (entry & PM_GUARD != 0) as u64;
             let keep = wanted(kind, all, entry);
             let p = page + i as u64;

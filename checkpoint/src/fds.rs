@@ -3,6 +3,8 @@
 //! sockets are connected to each other); hooks add the paths inotify watches were
 //! given. Async-signal-safe: runs inside the checkpoint signal handler.
 #![allow(unsafe_code)]
+// TODO(kinds): removed by the kinds rewrite
+#![allow(clippy::indexing_slicing)]
 
 use super::collect::{Failure, Snapshot};
 use super::fdinfo::{dec_field, hex_field, lines, pair_field, value};

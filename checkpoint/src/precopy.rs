@@ -638,8 +638,8 @@ fn write_piece(s: &mut Session, fd: i32, addr: u64, len: u64, off: u64, running:
 fn crc_piece(s: &mut Session, fd: i32, len: u64, off: u64, slot: u64) -> Result<(), Failure> {
     let buf = s.readback.spare().get_mut(..len as usize).ok_or(Failure::Full)?;
     let mut done = 0;
-    while done < buf.len() {
-        match sys::pread(fd, &mut buf[done..], off + done as u64) {
+    while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+        match sys::pread(fd, rest, off + done as u64) {
             Ok(0) => return Err(Failure::Sys("reading the image back", Errno(libc::EIO))),
             Ok(k) => done += k,
             Err(Errno(libc::EINTR)) => {}
@@ -757,7 +757,7 @@ fn split_and_write(s: &mut Session, snap: &mut Snapshot, pagemap: i32, fd: i32) 
     for (i, r) in snap.regions.as_slice().iter().enumerate() {
         let first = r.first_extent as usize;
         let own = old_extents.get(first..first + r.extents as usize).unwrap_or(&[]);
-        let c = changes.as_slice()[i];
+        let c = *changes.as_slice().get(i).ok_or(Failure::Other("a region without its pre-copy changes"))?;
         if c.categories == 0 {
             let mut copy = *r;
             copy.first_extent = extents.len() as u32;
@@ -766,7 +766,7 @@ fn split_and_write(s: &mut Session, snap: &mut Snapshot, pagemap: i32, fd: i32) 
             placed.push(0)?;
             continue;
         }
-        let runs = &changed.as_slice()[c.start as usize..c.end as usize];
+        let runs = changed.as_slice().get(c.start as usize..c.end as usize).ok_or(Failure::Other("a region's pre-copy changes out of range"))?;
         split_region(s, fd, r, own, runs, &mut regions, &mut extents, &mut placed, &mut placed_blocks)?;
     }
     snap.regions = regions;

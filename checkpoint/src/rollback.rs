@@ -130,7 +130,7 @@ fn pointers(text: &List<u8>, out: &mut List<u64>, skip: &[u8]) -> Option<()> {
     let mut start = 0;
     for (i, &c) in bytes.iter().enumerate() {
         if c == 0 {
-            if !bytes[start..i].starts_with(skip) || skip.is_empty() {
+            if !bytes.get(start..i).unwrap_or(&[]).starts_with(skip) || skip.is_empty() {
                 out.push(bytes.as_ptr() as u64 + start as u64).ok()?;
             }
             start = i + 1;

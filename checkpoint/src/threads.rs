@@ -58,7 +58,7 @@ pub fn record(i: usize, rec: ThreadRecord) {
 pub fn records(n: usize) -> impl Iterator<Item = ThreadRecord> {
     let pid = sys::getpid();
     // SAFETY: every slot below `n` was written by a thread that has since arrived.
-    let all = unsafe { &(&*SLOTS.0.get())[..n.min(MAX_THREADS)] };
+    let all = unsafe { (&*SLOTS.0.get()).get(..n.min(MAX_THREADS)).unwrap_or(&[]) };
     let main = all.iter().position(|r| r.tid == pid).unwrap_or(0);
     all.get(main).copied().into_iter().chain(all.iter().enumerate().filter(move |(i, _)| *i != main).map(|(_, r)| *r))
 }
@@ -76,13 +76,15 @@ fn other_tasks(out: &mut [u32]) -> usize {
         }
         let mut at = 0;
         while at + 19 < len {
-            let reclen = u16::from_le_bytes([buf[at + 16], buf[at + 17]]) as usize;
+            let reclen = buf.get(at + 16..at + 18).and_then(|b| b.try_into().ok()).map_or(0, u16::from_le_bytes) as usize;
             let name = buf.get(at + 19..(at + reclen).min(len)).unwrap_or(&[]);
-            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            let name = name.get(..name.iter().position(|&c| c == 0).unwrap_or(name.len())).unwrap_or(&[]);
             if !name.is_empty() && name.iter().all(u8::is_ascii_digit) {
                 let tid = name.iter().fold(0u32, |a, &c| a * 10 + (c - b'0') as u32);
-                if tid != me && n < out.len() {
-                    out[n] = tid;
+                if tid != me
+                    && let Some(slot) = out.get_mut(n)
+                {
+                    *slot = tid;
                     n += 1;
                 }
             }
@@ -119,8 +121,8 @@ pub fn stop_all() -> Result<usize, StopError> {
         let mut tasks = [0u32; 512];
         let n = other_tasks(&mut tasks);
         let mut fresh = 0;
-        for &tid in &tasks[..n] {
-            if signalled[..count].contains(&tid) {
+        for &tid in tasks.get(..n).unwrap_or(&[]) {
+            if signalled.get(..count).unwrap_or(&[]).contains(&tid) {
                 continue;
             }
             if count == MAX_THREADS - 1 {
@@ -128,8 +130,11 @@ pub fn stop_all() -> Result<usize, StopError> {
                 return Err(StopError::TooMany);
             }
             // A thread that just exited gives ESRCH.
-            if sys::tgkill(pid, tid, sig as i32).is_ok() {
-                signalled[count] = tid;
+            // `count` is below MAX_THREADS - 1 here: there is room.
+            if sys::tgkill(pid, tid, sig as i32).is_ok()
+                && let Some(slot) = signalled.get_mut(count)
+            {
+                *slot = tid;
                 count += 1;
                 fresh += 1;
             }
@@ -142,7 +147,7 @@ pub fn stop_all() -> Result<usize, StopError> {
             }
             let now = sys::clock_monotonic_ns();
             if now >= deadline {
-                let late = signalled[..count].iter().copied().find(|&t| !arrived_tid(t, arrived)).unwrap_or(0);
+                let late = signalled.get(..count).unwrap_or(&[]).iter().copied().find(|&t| !arrived_tid(t, arrived)).unwrap_or(0);
                 release();
                 return Err(StopError::Timeout { tid: late, signal: sig });
             }

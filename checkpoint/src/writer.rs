@@ -17,7 +17,7 @@ trait Sink {
     fn zeros(&mut self, mut n: u64) -> Result<(), Failure> {
         while n > 0 {
             let k = n.min(PAGE) as usize;
-            self.put(&ZEROS[..k])?;
+            self.put(ZEROS.get(..k).unwrap_or(&[]))?;
             n -= k as u64;
         }
         Ok(())
@@ -331,14 +331,16 @@ fn copy_file(fd: i32, f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, crc:
     let chunk = buf.spare();
     while off < f.data_len {
         let want = ((f.data_len - off) as usize).min(chunk.len());
-        let n = match sys::pread(fd, &mut chunk[..want], off) {
+        let room = chunk.get_mut(..want).ok_or(Failure::Full)?;
+        let n = match sys::pread(fd, room, off) {
             Ok(0) => return Err(Failure::Other("a saved file shrank while it was saved")),
             Ok(n) => n,
             Err(sys::Errno(libc::EINTR)) => continue,
             Err(e) => return Err(Failure::Sys("reading a saved file", e)),
         };
-        crc.update(&chunk[..n], blocks)?;
-        out.put(&chunk[..n])?;
+        let got = chunk.get(..n).unwrap_or(&[]);
+        crc.update(got, blocks)?;
+        out.put(got)?;
         off += n as u64;
     }
     out.zeros(layout::align_up(f.data_len, PAGE) - f.data_len)
