@@ -4,6 +4,7 @@
 //! without privileges (`UFFD_USER_MODE_ONLY`) and without soft-dirty bits.
 //! Async-signal-safe.
 
+use super::failure::Failure;
 use crate::sys::{self, Errno, ScanQuery, SysResult};
 
 const UFFD_USER_MODE_ONLY: i32 = 1;
@@ -69,14 +70,7 @@ pub enum Ask {
 
 /// Calls `each(start, end)` for every run of pages in `[start, end)` that `ask` selects.
 /// `pagemap`: an open `/proc/self/pagemap`; `vec`: room for the kernel's answer.
-pub fn scan(
-    pagemap: i32,
-    start: u64,
-    end: u64,
-    ask: Ask,
-    vec: &mut [Run],
-    each: impl FnMut(u64, u64) -> Result<(), super::collect::Failure>,
-) -> Result<(), super::collect::Failure> {
+pub fn scan(pagemap: i32, start: u64, end: u64, ask: Ask, vec: &mut [Run], each: impl FnMut(u64, u64) -> Result<(), Failure>) -> Result<(), Failure> {
     scan_counting_guards(pagemap, start, end, ask, vec, each, &mut 0)
 }
 
@@ -87,9 +81,9 @@ pub fn scan_counting_guards(
     end: u64,
     ask: Ask,
     vec: &mut [Run],
-    mut each: impl FnMut(u64, u64) -> Result<(), super::collect::Failure>,
+    mut each: impl FnMut(u64, u64) -> Result<(), Failure>,
     guards: &mut u64,
-) -> Result<(), super::collect::Failure> {
+) -> Result<(), Failure> {
     let (flags, mask, anyof) = match ask {
         Ask::Written { rearm } => (PM_SCAN_CHECK_WPASYNC | if rearm { PM_SCAN_WP_MATCHING } else { 0 }, PAGE_IS_WRITTEN, 0),
         Ask::Resident => (0, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED),
@@ -110,7 +104,7 @@ pub fn scan_counting_guards(
                 guard_bit = 0;
                 continue;
             }
-            r => r.map_err(|e| super::collect::Failure::Sys("scanning the page map", e))?,
+            r => r.map_err(|e| Failure::Sys("scanning the page map", e))?,
         };
         for r in vec.get(..n).unwrap_or(&[]) {
             let a = r.start.max(reported);

@@ -8,7 +8,7 @@
 //! removes it (`sweep`).
 #![allow(unsafe_code)]
 
-use super::collect::Failure;
+use super::failure::Failure;
 use crate::sys::{self, CPath, msg::Msg};
 
 /// A temporary image file being written.

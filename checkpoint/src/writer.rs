@@ -2,8 +2,9 @@
 //! the process's memory), trailer. Async-signal-safe.
 #![allow(unsafe_code)]
 
-use super::collect::{Failure, Snapshot};
+use super::failure::Failure;
 use super::scratch::List;
+use super::snapshot::Snapshot;
 use crate::sys;
 use mig_image::layout::{self, seal_header};
 use mig_image::pagecrc::PageCrc;
