@@ -33,7 +33,7 @@ static STARTED: AtomicU64 = AtomicU64::new(0);
 pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *mut c_void) {
     checkpoint(info);
     // A rollback asked for meanwhile runs once this handler has returned.
-    if super::stacks::ROLLBACK_DEFERRED.swap(0, Relaxed) == 1 {
+    if rollback::DEFERRED.swap(0, Relaxed) == 1 {
         let _ = sys::kill(sys::getpid(), libc::SIGUSR2);
     }
 }
@@ -217,7 +217,7 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
 /// Installs the checkpoint handler on `sig` (raw `rt_sigaction`: usable after a restore).
 pub fn install(sig: u32) {
     let act = mig_image::KSigaction {
-        handler: super::stacks::checkpoint_entry as *const () as u64,
+        handler: runtime::get().checkpoint_entry,
         flags: (libc::SA_SIGINFO | libc::SA_RESTART | 0x0400_0000) as u64,
         restorer: runtime::get().restorer,
         mask: u64::MAX,

@@ -12,7 +12,12 @@ use crate::runtime::{self, FixedPath};
 use crate::sys::{self, CPath, msg::msg};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
+use core::sync::atomic::AtomicU32;
 use mig_image::Image;
+
+/// A rollback signal came while the coordinator's stack was taken (set by `stacks`'s
+/// trampoline): the checkpoint that had it sends it again as it ends.
+pub static DEFERRED: AtomicU32 = AtomicU32::new(0);
 
 /// An image by path, file identity and content identity.
 #[derive(Clone, Copy)]

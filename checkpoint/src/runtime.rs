@@ -76,6 +76,11 @@ pub struct Runtime {
     pub hasher: crc32fast::Hasher,
     /// glibc's `sa_restorer`, for handlers installed with raw system calls.
     pub restorer: u64,
+    /// The checkpoint and stop handlers as installed (`stacks`'s trampolines, which
+    /// call `handler` and `threads`): what those two install without depending on the
+    /// module that calls them.
+    pub checkpoint_entry: u64,
+    pub stop_entry: u64,
 }
 
 struct Cell(UnsafeCell<Option<Runtime>>);

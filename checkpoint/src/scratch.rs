@@ -49,8 +49,9 @@ impl Drop for Scratch {
     }
 }
 
-/// A fixed-capacity vector in scratch memory. Lives no longer than its `Scratch`
-/// (the checkpoint keeps both in one stack frame).
+/// A fixed-capacity vector in scratch memory. Must not outlive its `Scratch`, which
+/// unmaps the memory when dropped; nothing checks that: a checkpoint keeps both in one
+/// stack frame, a pre-copy both in its session.
 pub struct List<T> {
     ptr: *mut T,
     cap: usize,

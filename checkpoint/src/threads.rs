@@ -41,6 +41,26 @@ static ACTIVE: AtomicU32 = AtomicU32::new(0);
 static RESUMED: AtomicU32 = AtomicU32::new(0);
 /// The signal that stops threads (a real-time signal nobody else uses).
 pub static STOP_SIGNAL: AtomicU32 = AtomicU32::new(0);
+/// Stop slots (`stacks`) handed out, and left, since the last reset: counted by the
+/// stop handler's trampoline.
+pub static SLOTS_TAKEN: AtomicU32 = AtomicU32::new(0);
+pub static SLOTS_LEFT: AtomicU32 = AtomicU32::new(0);
+
+/// Before a checkpoint stops the threads: waits (at most `ms`) until every thread has
+/// left its stop slot of the last checkpoint, then hands them out from the first again.
+fn reset_slots(ms: u64) {
+    let deadline = sys::clock_monotonic_ns() + ms * 1_000_000;
+    while SLOTS_LEFT.load(SeqCst) < SLOTS_TAKEN.load(SeqCst) && sys::clock_monotonic_ns() < deadline {
+        sys::sleep_ms(1);
+    }
+    // A thread still on its slot now (it was stopped by the program for good) keeps it:
+    // the new ones go above.
+    let lingering = SLOTS_TAKEN.load(SeqCst).saturating_sub(SLOTS_LEFT.load(SeqCst));
+    if lingering == 0 {
+        SLOTS_TAKEN.store(0, SeqCst);
+        SLOTS_LEFT.store(0, SeqCst);
+    }
+}
 
 fn slot(i: usize) -> Option<&'static mut ThreadRecord> {
     // SAFETY: see `Slots`: each index has one writer at a time.
@@ -109,7 +129,7 @@ pub enum StopError {
 /// included). On failure every thread that did stop is released again.
 pub fn stop_all() -> Result<usize, StopError> {
     let sig = STOP_SIGNAL.load(SeqCst);
-    super::stacks::reset_slots(STOP_TIMEOUT_MS);
+    reset_slots(STOP_TIMEOUT_MS);
     NEXT.store(1, SeqCst);
     ARRIVED.store(0, SeqCst);
     ACTIVE.store(1, SeqCst);
@@ -163,12 +183,13 @@ fn arrived_tid(tid: u32, arrived: usize) -> bool {
     (1..=arrived).filter_map(slot).any(|r| r.tid == tid)
 }
 
-/// Lets every parked thread go on. Also resets the restore check-in count, which is
-/// saved in the image: call before writing it.
+/// Resets the restore check-in count, which is saved in the image: call before
+/// writing it.
 pub fn prepare_image() {
     RESUMED.store(0, SeqCst);
 }
 
+/// Lets every parked thread go on.
 pub fn release() {
     ACTIVE.store(0, SeqCst);
     RELEASE.fetch_add(1, SeqCst);
@@ -252,7 +273,7 @@ pub fn choose_signal(wanted: Option<u32>) -> bool {
         if sys::sigaction(sig as i32, None, Some(&mut old)).is_err() {
             continue;
         }
-        let ours = old.handler == super::stacks::stop_entry as *const () as u64;
+        let ours = old.handler == crate::runtime::get().stop_entry;
         if ours || old.handler == 0 {
             if !ours {
                 install(sig);
@@ -268,11 +289,11 @@ pub fn choose_signal(wanted: Option<u32>) -> bool {
 }
 
 fn install(sig: u32) {
-    let restorer = crate::runtime::get().restorer;
+    let rt = crate::runtime::get();
     let act = mig_image::KSigaction {
-        handler: super::stacks::stop_entry as *const () as u64,
+        handler: rt.stop_entry,
         flags: (libc::SA_SIGINFO | libc::SA_RESTART | SA_RESTORER) as u64,
-        restorer,
+        restorer: rt.restorer,
         mask: u64::MAX,
     };
     let _ = sys::sigaction(sig as i32, Some(&act), None);

@@ -45,7 +45,7 @@ const IDLE: u32 = 0;
 const COPYING: u32 = 1;
 /// The copier asked for the final stop and waits for it.
 const FINAL: u32 = 2;
-/// The final stop wrote its part (`Session::outcome`): the copier syncs and renames.
+/// The final stop wrote its part (`Session::written`): the copier syncs and renames.
 const WRITTEN: u32 = 3;
 /// The copier gave up, or the final stop wrote the image the usual way: the copier
 /// removes its file and ends.
