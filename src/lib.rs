@@ -89,6 +89,8 @@ fn init() {
         rseq_len,
         hasher: crc32fast::Hasher::new(),
         restorer: libc_restorer(),
+        checkpoint_entry: checkpoint::stacks::checkpoint_entry as *const () as u64,
+        stop_entry: checkpoint::stacks::stop_entry as *const () as u64,
     });
     if let Some(image) = restore_from {
         restore::plan::restore(&image, settings);

@@ -4,73 +4,14 @@
 
 use super::files::{self, Strings};
 use super::maps::{self, MapLine};
-use super::scratch::{Full, List, Scratch};
+use super::scratch::{List, Scratch};
 use crate::runtime;
 use crate::sys::{self, CPath, Errno, msg::msg};
 use mig_image::*;
 
-/// Why a checkpoint could not be taken.
-#[derive(Clone, Copy, Debug)]
-pub enum Failure {
-    /// A fixed-size scratch list overflowed.
-    Full,
-    Sys(&'static str, Errno),
-    Other(&'static str),
-}
-
-impl Failure {
-    /// What went wrong, in words.
-    pub fn describe(self, m: &mut sys::msg::Msg<960>) {
-        match self {
-            Failure::Full => m.s("the process is too large for the checkpoint's tables"),
-            Failure::Other(what) => m.s(what),
-            Failure::Sys(what, e) => match e.text() {
-                Some(text) => m.s(what).s(": ").s(text),
-                None => m.s(what).s(" (errno ").num(e.0 as u64).s(")"),
-            },
-        };
-    }
-}
-
-impl From<Full> for Failure {
-    fn from(_: Full) -> Self {
-        Failure::Full
-    }
-}
-
-pub struct Snapshot {
-    /// The process it was taken of (a forked writer writes its parent's pid).
-    pub pid: u32,
-    /// When the image was asked for (its header's creation time).
-    pub created_ns: u64,
-    /// How long the process was stopped for it (its header's; 0 while not known).
-    pub stopped_us: u64,
-    pub process: ProcessRecord,
-    pub threads: List<ThreadRecord>,
-    pub regions: List<RegionRecord>,
-    pub extents: List<Extent>,
-    pub fds: List<FdRecord>,
-    pub timers: List<TimerRecord>,
-    /// Bytes queued in pipes and sockets, which descriptors' blobs are written from.
-    pub queued: List<u8>,
-    /// Where each blob-carrying descriptor's data is in `queued`, in table order
-    /// (unused for files, which are read again while the image is written).
-    pub fd_src: List<u64>,
-    pub strings: Strings,
-    pub layout: Layout,
-    pub portable: bool,
-    /// Working buffers of `memory`, which may run in the forked writer.
-    text: List<u8>,
-    /// Length of the parent's `/proc/self/maps` at the start of `text` (0: none).
-    parent_maps: usize,
-    pagemap: List<u64>,
-    /// The checkpoint's own scratch mapping, left out of the image.
-    scratch_range: (u64, u64),
-    /// The page holding the resume point's stack pointer: pages below it belong to the
-    /// checkpoint's own frames (dead after a restore, so not saved), and this one is
-    /// still changing while the image is written, so the writer copies it first.
-    pub stack_cut: u64,
-}
+// Re-exported: the kinds name them from here.
+pub use super::failure::Failure;
+pub use super::snapshot::Snapshot;
 
 const PAGEMAP_CHUNK: usize = 1 << 16;
 
@@ -188,20 +129,6 @@ pub fn place_fd_blobs(s: &mut Snapshot) -> Result<(), Failure> {
     Ok(())
 }
 
-impl Snapshot {
-    /// Where the tables go, for the records collected so far.
-    pub fn table_layout(&self) -> Layout {
-        Layout::new(
-            self.threads.len() as u64,
-            self.regions.len() as u64,
-            self.extents.len() as u64,
-            self.fds.len() as u64,
-            self.timers.len() as u64,
-            self.strings.bytes.len() as u64,
-        )
-    }
-}
-
 /// Reads a `/proc` file into `text` (replacing its contents).
 fn slurp(path: &[u8], text: &mut List<u8>) -> Result<(), Failure> {
     text.truncate(0);
@@ -231,7 +158,8 @@ fn process(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
         start_data: field(45),
         end_data: field(46),
         start_brk: field(47),
-        brk: sys::brk(0) as u64,
+        // SAFETY: brk(0) only asks where the break is.
+        brk: unsafe { sys::brk(0) } as u64,
         arg_start: field(48),
         arg_end: field(49),
         env_start: field(50),
@@ -245,7 +173,7 @@ fn process(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
     p.cwd = s.strings.add(cwd.get(..n.saturating_sub(1)).unwrap_or(&[]))?;
     p.umask = sys::umask(0o022);
     sys::umask(p.umask);
-    let _ = sys::prctl(libc::PR_GET_NAME, p.comm.as_mut_ptr() as usize, 0, 0, 0);
+    p.comm = sys::get_name();
     for (res, lim) in p.rlimits.iter_mut().enumerate() {
         let _ = sys::prlimit(res as u32, None, lim);
     }
@@ -259,34 +187,6 @@ fn process(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
     p.cpu = sys::cpu_features();
     p.exe = files::identify(exe.as_bytes(), &mut s.strings)?.ok_or(Failure::Other("the executable is gone"))?;
     Ok(())
-}
-
-/// The calling thread's record.
-pub fn thread(ctx: &Context) -> ThreadRecord {
-    let rt = runtime::get();
-    let fs_base = sys::fs_base();
-    let mut clear_tid = 0u64;
-    let _ = sys::prctl(libc::PR_GET_TID_ADDRESS, &mut clear_tid as *mut u64 as usize, 0, 0, 0);
-    let (robust_head, robust_len) = sys::robust_list();
-    // SAFETY: `stack_t` is plain old data.
-    let mut ss: libc::stack_t = unsafe { core::mem::zeroed() };
-    let _ = sys::sigaltstack(&mut ss);
-    let rseq = rt.rseq_len != 0;
-    ThreadRecord {
-        tid: sys::gettid(),
-        rseq_len: if rseq { rt.rseq_len } else { 0 },
-        ctx: *ctx,
-        fs_base,
-        clear_tid,
-        robust_head,
-        robust_len,
-        rseq_addr: if rseq { fs_base.wrapping_add(rt.rseq_offset as u64) } else { 0 },
-        rseq_sig: runtime::RSEQ_SIG,
-        // Running on the alternate stack is a property of this moment, not a setting.
-        altstack_flags: (ss.ss_flags & !libc::SS_ONSTACK) as u32,
-        altstack_sp: ss.ss_sp as u64,
-        altstack_size: ss.ss_size as u64,
-    }
 }
 
 fn classify(l: &MapLine, strings: &mut Strings) -> Result<Option<(RegionKind, FileId)>, Failure> {
@@ -480,7 +380,7 @@ fn extents(
         if got == 0 {
             break;
         }
-        for (i, &entry) in pm[..got].iter().enumerate() {
+        for (i, &entry) in pm.get(..got).unwrap_or(&[]).iter().enumerate() {
             *guards += (entry & PM_GUARD != 0) as u64;
             let keep = wanted(kind, all, entry);
             let p = page + i as u64;

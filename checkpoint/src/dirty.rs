@@ -3,19 +3,13 @@
 //! page's mark) read and re-armed with the page map's `PAGEMAP_SCAN` (Linux 6.7). Works
 //! without privileges (`UFFD_USER_MODE_ONLY`) and without soft-dirty bits.
 //! Async-signal-safe.
-#![allow(unsafe_code)]
 
-use crate::sys::{self, Errno, SysResult};
+use super::failure::Failure;
+use crate::sys::{self, Errno, ScanQuery, SysResult};
 
-const UFFD_USER_MODE_ONLY: usize = 1;
-const UFFD_API: u64 = 0xaa;
+const UFFD_USER_MODE_ONLY: i32 = 1;
 const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
-const UFFDIO_API: u64 = 0xc018_aa3f;
-const UFFDIO_REGISTER: u64 = 0xc020_aa00;
-const UFFDIO_UNREGISTER: u64 = 0x8010_aa01;
-const UFFDIO_REGISTER_MODE_WP: u64 = 2;
 
-const PAGEMAP_SCAN: u64 = 0xc060_6610;
 const PM_SCAN_WP_MATCHING: u64 = 1;
 const PM_SCAN_CHECK_WPASYNC: u64 = 2;
 pub const PAGE_IS_WRITTEN: u64 = 1 << 1;
@@ -26,31 +20,7 @@ pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
 pub const PAGE_IS_GUARD: u64 = 1 << 8;
 
 /// One run of pages the scan reported (`struct page_region`).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct Run {
-    pub start: u64,
-    pub end: u64,
-    pub categories: u64,
-}
-// SAFETY: plain integers.
-unsafe impl mig_image::Pod for Run {}
-
-#[repr(C)]
-struct ScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
-}
+pub use sys::PageRegion as Run;
 
 /// A userfaultfd that tracks writes (in the process that opened it: it is not in the
 /// program's descriptor table).
@@ -60,23 +30,14 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn open() -> SysResult<Self> {
-        let flags = libc::O_CLOEXEC as usize | UFFD_USER_MODE_ONLY;
-        // SAFETY: userfaultfd takes flags only.
-        let fd = unsafe { sys::syscall6(libc::SYS_userfaultfd as usize, flags, 0, 0, 0, 0, 0) };
-        if fd < 0 {
-            return Err(Errno(-fd as i32));
-        }
-        let t = Tracker { fd: fd as i32 };
-        let mut api = [UFFD_API, UFFD_FEATURE_WP_ASYNC, 0];
-        sys::ioctl(t.fd, UFFDIO_API, api.as_mut_ptr() as usize)?;
-        Ok(t)
+        let fd = sys::userfaultfd(libc::O_CLOEXEC | UFFD_USER_MODE_ONLY, UFFD_FEATURE_WP_ASYNC)?;
+        Ok(Tracker { fd })
     }
 
     /// Starts tracking writes to `[start, end)` (whole mappings). Registering again is
     /// harmless; memory another userfaultfd watches gives `EBUSY`.
     pub fn register(&self, start: u64, end: u64) -> SysResult<()> {
-        let mut reg = [start, end - start, UFFDIO_REGISTER_MODE_WP, 0];
-        sys::ioctl(self.fd, UFFDIO_REGISTER, reg.as_mut_ptr() as usize).map(|_| ())
+        sys::uffd_register_wp(self.fd, start, end - start)
     }
 
     /// Stops tracking `[start, end)`, a piece at a time: the kernel clears every page's
@@ -85,8 +46,7 @@ impl Tracker {
         let mut at = start;
         while at < end {
             let next = end.min(at + (16 << 20));
-            let range = [at, next - at];
-            let _ = sys::ioctl(self.fd, UFFDIO_UNREGISTER, range.as_ptr() as usize);
+            let _ = sys::uffd_unregister(self.fd, at, next - at);
             at = next;
         }
     }
@@ -110,14 +70,7 @@ pub enum Ask {
 
 /// Calls `each(start, end)` for every run of pages in `[start, end)` that `ask` selects.
 /// `pagemap`: an open `/proc/self/pagemap`; `vec`: room for the kernel's answer.
-pub fn scan(
-    pagemap: i32,
-    start: u64,
-    end: u64,
-    ask: Ask,
-    vec: &mut [Run],
-    each: impl FnMut(u64, u64) -> Result<(), super::collect::Failure>,
-) -> Result<(), super::collect::Failure> {
+pub fn scan(pagemap: i32, start: u64, end: u64, ask: Ask, vec: &mut [Run], each: impl FnMut(u64, u64) -> Result<(), Failure>) -> Result<(), Failure> {
     scan_counting_guards(pagemap, start, end, ask, vec, each, &mut 0)
 }
 
@@ -128,9 +81,9 @@ pub fn scan_counting_guards(
     end: u64,
     ask: Ask,
     vec: &mut [Run],
-    mut each: impl FnMut(u64, u64) -> Result<(), super::collect::Failure>,
+    mut each: impl FnMut(u64, u64) -> Result<(), Failure>,
     guards: &mut u64,
-) -> Result<(), super::collect::Failure> {
+) -> Result<(), Failure> {
     let (flags, mask, anyof) = match ask {
         Ask::Written { rearm } => (PM_SCAN_CHECK_WPASYNC | if rearm { PM_SCAN_WP_MATCHING } else { 0 }, PAGE_IS_WRITTEN, 0),
         Ask::Resident => (0, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED),
@@ -144,27 +97,14 @@ pub fn scan_counting_guards(
     // those runs again.
     let mut reported = start;
     while at < end {
-        let mut arg = ScanArg {
-            size: size_of::<ScanArg>() as u64,
-            flags,
-            start: at,
-            end,
-            walk_end: 0,
-            vec: vec.as_mut_ptr() as u64,
-            vec_len: vec.len() as u64,
-            max_pages: 0,
-            category_inverted: 0,
-            category_mask: mask,
-            category_anyof_mask: anyof,
-            return_mask: mask | anyof | guard_bit,
-        };
-        let n = match sys::ioctl(pagemap, PAGEMAP_SCAN, &mut arg as *mut ScanArg as usize) {
+        let q = ScanQuery { flags, category_mask: mask, category_anyof_mask: anyof, return_mask: mask | anyof | guard_bit };
+        let (n, walk_end) = match sys::pagemap_scan(pagemap, at, end, &q, vec) {
             // Before Linux 6.15 there is no guard bit (nor a way to see guard pages).
             Err(Errno(libc::EINVAL)) if guard_bit != 0 => {
                 guard_bit = 0;
                 continue;
             }
-            r => r.map_err(|e| super::collect::Failure::Sys("scanning the page map", e))?,
+            r => r.map_err(|e| Failure::Sys("scanning the page map", e))?,
         };
         for r in vec.get(..n).unwrap_or(&[]) {
             let a = r.start.max(reported);
@@ -177,15 +117,16 @@ pub fn scan_counting_guards(
             }
         }
         // With room left, the kernel walked the whole range, whatever `walk_end` says.
-        if n < vec.len() || arg.walk_end <= at {
+        if n < vec.len() || walk_end <= at {
             break;
         }
-        at = arg.walk_end;
+        at = walk_end;
     }
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod tests {
     use super::*;
     use mig_image::PAGE;

@@ -3,6 +3,8 @@
 //! sockets are connected to each other); hooks add the paths inotify watches were
 //! given. Async-signal-safe: runs inside the checkpoint signal handler.
 #![allow(unsafe_code)]
+// TODO(kinds): removed by the kinds rewrite
+#![allow(clippy::indexing_slicing)]
 
 use super::collect::{Failure, Snapshot};
 use super::fdinfo::{dec_field, hex_field, lines, pair_field, value};
@@ -74,7 +76,6 @@ fn slurp_info(fd: i32, info: &mut List<u8>) -> Result<(), Failure> {
     Ok(())
 }
 
-const TCGETS: u64 = 0x5401;
 /// The kernel's `struct termios` on x86_64.
 const TERMIOS_LEN: usize = 36;
 
@@ -86,7 +87,7 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
     let target = &target[..n.min(target.len())];
     let st = sys::fstat(fd).map_err(|e| Failure::Sys("fstat", e))?;
     let mut termios = [0u8; 64];
-    let tty = st.st_mode & libc::S_IFMT == libc::S_IFCHR && sys::ioctl(fd, TCGETS, termios.as_mut_ptr() as usize).is_ok();
+    let tty = st.st_mode & libc::S_IFMT == libc::S_IFCHR && sys::tcgets(fd, &mut termios).is_ok();
     if fd <= 2 && !tty {
         return Ok(None);
     }

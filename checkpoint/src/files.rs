@@ -57,15 +57,18 @@ pub fn build_id(path: &CPath) -> ([u8; 20], u32) {
     let Ok(fd) = sys::open(path, libc::O_RDONLY, 0) else { return ([0; 20], 0) };
     let mut buf = [0u8; 4096];
     if let Ok(n) = sys::pread(fd, &mut buf, 0)
-        && let Some((off, len)) = note_segment(&buf[..n])
+        && let Some((off, len)) = note_segment(buf.get(..n).unwrap_or(&[]))
     {
         let mut note = [0u8; 1024];
         let want = (len as usize).min(note.len());
-        if let Ok(m) = sys::pread(fd, &mut note[..want], off)
-            && let Some(bid) = find_build_id(&note[..m])
+        if let Some(room) = note.get_mut(..want)
+            && let Ok(m) = sys::pread(fd, room, off)
+            && let Some(bid) = find_build_id(note.get(..m).unwrap_or(&[]))
         {
             let n = bid.len().min(id.build_id.len());
-            id.build_id[..n].copy_from_slice(&bid[..n]);
+            for (d, s) in id.build_id.iter_mut().zip(bid) {
+                *d = *s;
+            }
             id.build_id_len = n as u32;
         }
     }

@@ -29,7 +29,8 @@ pub struct Handoff {
 }
 
 /// Runs in the restored process, inside the checkpoint handler that the saved process
-/// was in, before it returns to the program.
+/// was in, before it returns to the program (which then installs itself again, for
+/// the restored process's checkpoint signal).
 ///
 /// # Safety
 /// `h` must be the hand-off the restore blob passed, in the still-mapped hole; every
@@ -50,13 +51,14 @@ pub unsafe fn resume(h: *const Handoff) {
         let ms = (sys::clock_monotonic_ns().saturating_sub(h.started_ns)) / 1_000_000;
         msg().s("restored from ").bytes(h.restored_from.as_bytes()).s(" in ").num(ms).s(" ms").emit();
     }
-    crate::handler::set_writer(0);
+    crate::writers::set_writer(0);
     if !h.rollback_path.is_empty() {
         crate::rollback::wrote(h.rollback_path, h.image_id, h.image_header);
     }
     crate::lazy::set_loader(h.loader, h.loader_start);
-    crate::handler::install(h.settings.checkpoint_signal);
     crate::timer::arm(h.settings.interval_ms, h.settings.checkpoint_signal);
     let (start, len) = (h.hole_start as usize, h.hole_len as usize);
-    let _ = sys::munmap(start, len);
+    // SAFETY: the restore's hole (its blob, stack and arguments): every thread has
+    // left it (the handoff runs after they checked in) and `h` was copied out of it.
+    let _ = unsafe { sys::munmap(start, len) };
 }

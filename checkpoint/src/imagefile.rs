@@ -8,7 +8,7 @@
 //! removes it (`sweep`).
 #![allow(unsafe_code)]
 
-use super::collect::Failure;
+use super::failure::Failure;
 use crate::sys::{self, CPath, msg::Msg};
 
 /// A temporary image file being written.
@@ -52,8 +52,9 @@ impl TempImage {
             }
             let mut suffix = Msg::<32>::new();
             suffix.s(".tmp.");
+            let hex = |n: u8| if n < 10 { b'0' + n } else { b'a' + n - 10 };
             for b in rnd {
-                suffix.bytes(&[b"0123456789abcdef"[(b >> 4) as usize], b"0123456789abcdef"[(b & 15) as usize]]);
+                suffix.bytes(&[hex(b >> 4), hex(b & 15)]);
             }
             let path = CPath::join(&[image, suffix.as_bytes()]).ok_or(Failure::Other("image path too long"))?;
             let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
@@ -146,7 +147,7 @@ pub fn sweep(image: &[u8], buf: &mut [u8]) {
         }
         let mut at = 0;
         while let Some(rec) = buf.get(at..len).filter(|r| r.len() >= 19) {
-            let reclen = u16::from_le_bytes([rec[16], rec[17]]) as usize;
+            let reclen = rec.get(16..18).and_then(|b| b.try_into().ok()).map_or(0, u16::from_le_bytes) as usize;
             at += reclen.max(1);
             let name = rec.get(19..reclen.min(rec.len())).unwrap_or(&[]);
             let name = name.get(..name.iter().position(|&c| c == 0).unwrap_or(name.len())).unwrap_or(&[]);

@@ -21,7 +21,7 @@ static MAPPED: [(AtomicU64, AtomicU64); MAPS] = [const { (AtomicU64::new(0), Ato
 static MAPPED_HIGH: AtomicUsize = AtomicUsize::new(0);
 
 fn mapped_slots() -> &'static [(AtomicU64, AtomicU64)] {
-    &MAPPED[..MAPPED_HIGH.load(Ordering::Acquire).min(MAPS)]
+    MAPPED.get(..MAPPED_HIGH.load(Ordering::Acquire).min(MAPS)).unwrap_or(&[])
 }
 
 pub fn opened(fd: c_int, flags: c_int) -> c_int {
@@ -102,7 +102,7 @@ unsafe impl Sync for Watch {}
 static WATCH_HIGH: AtomicUsize = AtomicUsize::new(0);
 
 fn watch_slots() -> &'static [Watch] {
-    &WATCH[..WATCH_HIGH.load(Ordering::Acquire).min(WATCHES)]
+    WATCH.get(..WATCH_HIGH.load(Ordering::Acquire).min(WATCHES)).unwrap_or(&[])
 }
 
 static WATCH: [Watch; WATCHES] =
@@ -129,7 +129,11 @@ pub fn watched(fd: c_int, wd: c_int, name: &[u8]) -> c_int {
     if let Some(w) = slot {
         let b = full.as_bytes();
         // SAFETY: this thread owns the slot (BUSY) until it publishes it below.
-        unsafe { (&mut *w.path.get())[..b.len()].copy_from_slice(b) };
+        let path = unsafe { &mut *w.path.get() };
+        // `full` holds at most WATCH_PATH bytes, the size of `path`.
+        for (d, s) in path.iter_mut().zip(b) {
+            *d = *s;
+        }
         w.wd.store(wd, Ordering::Relaxed);
         w.len.store(b.len() as u32, Ordering::Relaxed);
         w.fd.store(fd, Ordering::Release);

@@ -2,16 +2,24 @@
 //! signal handlers (and the writer and copier they start), with raw system calls
 //! (`mig_sys`), fixed buffers and scratch mappings. `no_std` without `alloc`, so an
 //! allocation, a format string or a `std` call here does not compile; clippy denies
-//! indexing and `unwrap` (a panic would abort the program being checkpointed).
+//! indexing, `unwrap`, `expect` and `panic!` (a panic would abort the program being
+//! checkpointed).
 //!
-//! - Entry: `stacks` (the handlers' own stacks), `handler` (the checkpoint),
-//!   `rollback`, `control` (the request of `mig checkpoint`), `timer` (`MIG_INTERVAL`).
-//! - Stop: `threads`, `context`.
-//! - Collect: `collect` (the snapshot), `maps`, `files`, `fds`, `fdinfo`, `sockets`,
-//!   `ptimers`, `dirty` (pages changed since a pre-copy).
-//! - Write: `imagefile` (the temporary file and its commit), `writer`, `precopy`.
+//! Dependencies point down this list:
+//! - Entry: `stacks` (the handlers' own stacks), `handler` (the checkpoint signal),
+//!   `rollback`, `handoff` (what a restore hands the resumed handler).
+//! - Write: `ordinary` (a forked or stopped checkpoint's image), `precopy` (a copier
+//!   writes it while the program runs), `writer`, `imagefile` (the temporary file and
+//!   its commit), `job` (what a checkpoint is asked), `report` (its outcome),
+//!   `writers` (to reap), `control` (the request of `mig checkpoint`), `timer`
+//!   (`MIG_INTERVAL`).
+//! - Stop and collect: `threads`, `context`, `collect` (the snapshot), and the kinds of
+//!   state: `maps`, `files`, `fds`, `fdinfo`, `sockets`, `ptimers`, `dirty` (pages
+//!   changed since a pre-copy's round).
+//! - Below them: `snapshot` (what a checkpoint collected), `failure` (why it could
+//!   not), `scratch` (fixed-capacity lists in a mapping).
 //! - State shared with normal code: `runtime` (what the handlers know), `intent` (what
-//!   the interposed calls saw), `handoff` (from a restore), `lazy` (its loader).
+//!   the interposed calls saw), `lazy` (a lazy restore's loader).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -22,6 +30,7 @@ pub mod collect;
 pub mod context;
 pub mod control;
 pub mod dirty;
+pub mod failure;
 pub mod fdinfo;
 pub mod fds;
 pub mod files;
@@ -29,15 +38,20 @@ pub mod handler;
 pub mod handoff;
 pub mod imagefile;
 pub mod intent;
+pub mod job;
 pub mod lazy;
 pub mod maps;
+pub mod ordinary;
 pub mod precopy;
 pub mod ptimers;
+pub mod report;
 pub mod rollback;
 pub mod runtime;
 pub mod scratch;
+pub mod snapshot;
 pub mod sockets;
 pub mod stacks;
 pub mod threads;
 pub mod timer;
 pub mod writer;
+pub mod writers;

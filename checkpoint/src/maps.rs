@@ -48,8 +48,8 @@ pub fn dec(s: &[u8]) -> Option<u64> {
 }
 
 fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
-    let i = s.iter().position(|&c| c == sep)?;
-    Some((&s[..i], &s[i + 1..]))
+    let mut parts = s.splitn(2, |&c| c == sep);
+    Some((parts.next()?, parts.next()?))
 }
 
 /// Parses one line (without its newline).
@@ -62,27 +62,25 @@ pub fn parse_line(line: &[u8]) -> Option<MapLine<'_>> {
     let (major, minor) = split_once(dev, b':')?;
     let (ino, rest) = split_once(rest, b' ').unwrap_or((rest, b""));
     let path = match rest.iter().position(|&c| c != b' ') {
-        Some(i) => &rest[i..],
+        Some(i) => rest.get(i..).unwrap_or(b""),
         None => b"",
     };
-    if perms.len() != 4 {
-        return None;
-    }
+    let &[r, w, x, s] = perms else { return None };
     let mut prot = 0;
-    if perms[0] == b'r' {
+    if r == b'r' {
         prot |= libc::PROT_READ as u32;
     }
-    if perms[1] == b'w' {
+    if w == b'w' {
         prot |= libc::PROT_WRITE as u32;
     }
-    if perms[2] == b'x' {
+    if x == b'x' {
         prot |= libc::PROT_EXEC as u32;
     }
     Some(MapLine {
         start: hex(start)?,
         end: hex(end)?,
         prot,
-        shared: perms[3] == b's',
+        shared: s == b's',
         offset: hex(offset)?,
         dev_major: hex(major)? as u32,
         dev_minor: hex(minor)? as u32,

@@ -12,7 +12,12 @@ use crate::runtime::{self, FixedPath};
 use crate::sys::{self, CPath, msg::msg};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
+use core::sync::atomic::AtomicU32;
 use mig_image::Image;
+
+/// A rollback signal came while the coordinator's stack was taken (set by `stacks`'s
+/// trampoline): the checkpoint that had it sends it again as it ends.
+pub static DEFERRED: AtomicU32 = AtomicU32::new(0);
 
 /// An image by path, file identity and content identity.
 #[derive(Clone, Copy)]
@@ -104,7 +109,8 @@ fn check_fd(fd: i32, known: &Known) -> Result<(), &'static str> {
         return Err("the file at that path is not the image this process wrote or was restored from");
     }
     let len = st.st_size as usize;
-    let map = if len > 0 { sys::mmap(0, len, libc::PROT_READ, libc::MAP_PRIVATE, fd, 0).ok() } else { None };
+    // SAFETY: a new mapping of the file where the kernel chooses (no MAP_FIXED).
+    let map = if len > 0 { unsafe { sys::mmap(0, len, libc::PROT_READ, libc::MAP_PRIVATE, fd, 0) }.ok() } else { None };
     let map = map.ok_or("cannot map the image")?;
     // SAFETY: `map` is a fresh read-only mapping of `len` bytes, unmapped below.
     let bytes = unsafe { core::slice::from_raw_parts(map as *const u8, len) };
@@ -118,7 +124,8 @@ fn check_fd(fd: i32, known: &Known) -> Result<(), &'static str> {
         let same = img.str(exe.path) == rt.exe.as_bytes() && exe.size == now.st_size as u64 && exe.mtime_ns == now.st_mtime * 1_000_000_000 + now.st_mtime_nsec;
         if same { Ok(()) } else { Err("the image is of another executable") }
     });
-    let _ = sys::munmap(map, len);
+    // SAFETY: `bytes`, the only view of the mapping, is not used after this.
+    let _ = unsafe { sys::munmap(map, len) };
     result
 }
 
@@ -128,7 +135,7 @@ fn pointers(text: &List<u8>, out: &mut List<u64>, skip: &[u8]) -> Option<()> {
     let mut start = 0;
     for (i, &c) in bytes.iter().enumerate() {
         if c == 0 {
-            if !bytes[start..i].starts_with(skip) || skip.is_empty() {
+            if !bytes.get(start..i).unwrap_or(&[]).starts_with(skip) || skip.is_empty() {
                 out.push(bytes.as_ptr() as u64 + start as u64).ok()?;
             }
             start = i + 1;

@@ -76,6 +76,11 @@ pub struct Runtime {
     pub hasher: crc32fast::Hasher,
     /// glibc's `sa_restorer`, for handlers installed with raw system calls.
     pub restorer: u64,
+    /// The checkpoint and stop handlers as installed (`stacks`'s trampolines, which
+    /// call `handler` and `threads`): what those two install without depending on the
+    /// module that calls them.
+    pub checkpoint_entry: u64,
+    pub stop_entry: u64,
 }
 
 struct Cell(UnsafeCell<Option<Runtime>>);
@@ -126,6 +131,5 @@ pub fn rseq_set(on: bool) -> Result<(), crate::sys::Errno> {
     let flags = if on { 0 } else { 1 }; // RSEQ_FLAG_UNREGISTER
     // SAFETY: rseq(2) on this thread's own registered area, which lives as long as the
     // thread; the kernel writes nothing beyond it.
-    let r = unsafe { crate::sys::syscall6(libc::SYS_rseq as usize, area as usize, rt.rseq_len as usize, flags, RSEQ_SIG as usize, 0, 0) };
-    if r < 0 { Err(crate::sys::Errno(-r as i32)) } else { Ok(()) }
+    unsafe { crate::sys::rseq(area, rt.rseq_len, flags, RSEQ_SIG) }
 }

@@ -24,7 +24,8 @@ impl Scratch {
     /// A reservation of `len` bytes (virtual only, like `new`'s).
     pub fn sized(len: usize) -> Option<Self> {
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-        let base = sys::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0).ok()?;
+        // SAFETY: a new anonymous mapping where the kernel chooses (no MAP_FIXED).
+        let base = unsafe { sys::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) }.ok()?;
         Some(Scratch { base, len, used: 0 })
     }
 
@@ -43,12 +44,14 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = sys::munmap(self.base, self.len);
+        // SAFETY: the lists carved from it borrow the `Scratch` and so are gone.
+        let _ = unsafe { sys::munmap(self.base, self.len) };
     }
 }
 
-/// A fixed-capacity vector in scratch memory. Lives no longer than its `Scratch`
-/// (the checkpoint keeps both in one stack frame).
+/// A fixed-capacity vector in scratch memory. Must not outlive its `Scratch`, which
+/// unmaps the memory when dropped; nothing checks that: a checkpoint keeps both in one
+/// stack frame, a pre-copy both in its session.
 pub struct List<T> {
     ptr: *mut T,
     cap: usize,

@@ -30,11 +30,6 @@ static COORDINATOR_TOP: AtomicUsize = AtomicUsize::new(0);
 static BUSY: AtomicU32 = AtomicU32::new(0);
 /// Base of the stop slots (0: none).
 static SLOTS_BASE: AtomicUsize = AtomicUsize::new(0);
-/// Stop slots handed out, and left, since the last reset.
-static SLOTS_TAKEN: AtomicU32 = AtomicU32::new(0);
-static SLOTS_LEFT: AtomicU32 = AtomicU32::new(0);
-/// A rollback signal came while the coordinator's stack was taken.
-pub static ROLLBACK_DEFERRED: AtomicU32 = AtomicU32::new(0);
 
 /// Maps the stacks (in the constructor, before any handler is installed). Without
 /// them (no memory), the handlers run on the interrupted stack, as they always did.
@@ -42,30 +37,17 @@ pub fn init() {
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let page = mig_image::PAGE as usize;
-    if let Ok(base) = sys::mmap(0, COORDINATOR + page, libc::PROT_NONE, flags, -1, 0) {
+    // SAFETY: a new anonymous mapping where the kernel chooses (no MAP_FIXED).
+    if let Ok(base) = unsafe { sys::mmap(0, COORDINATOR + page, libc::PROT_NONE, flags, -1, 0) } {
         // The lowest page stays a guard: an overflow faults instead of writing on.
-        if sys::mprotect(base + page, COORDINATOR, rw as u32).is_ok() {
+        // SAFETY: adds access to the mapping just made, which nothing uses yet.
+        if unsafe { sys::mprotect(base + page, COORDINATOR, rw as u32) }.is_ok() {
             COORDINATOR_TOP.store(base + page + COORDINATOR, SeqCst);
         }
     }
-    if let Ok(base) = sys::mmap(0, SLOT * SLOTS, rw, flags, -1, 0) {
+    // SAFETY: a new anonymous mapping where the kernel chooses (no MAP_FIXED).
+    if let Ok(base) = unsafe { sys::mmap(0, SLOT * SLOTS, rw, flags, -1, 0) } {
         SLOTS_BASE.store(base, SeqCst);
-    }
-}
-
-/// Before a checkpoint stops the threads: waits (at most `ms`) until every thread has
-/// left its stop slot of the last checkpoint, then hands them out from the first again.
-pub fn reset_slots(ms: u64) {
-    let deadline = sys::clock_monotonic_ns() + ms * 1_000_000;
-    while SLOTS_LEFT.load(SeqCst) < SLOTS_TAKEN.load(SeqCst) && sys::clock_monotonic_ns() < deadline {
-        sys::sleep_ms(1);
-    }
-    // A thread still on its slot now (it was stopped by the program for good) keeps it:
-    // the new ones go above.
-    let lingering = SLOTS_TAKEN.load(SeqCst).saturating_sub(SLOTS_LEFT.load(SeqCst));
-    if lingering == 0 {
-        SLOTS_TAKEN.store(0, SeqCst);
-        SLOTS_LEFT.store(0, SeqCst);
     }
 }
 
@@ -120,7 +102,7 @@ coordinator_entry! {
 coordinator_entry! {
     /// The rollback signal's handler, as installed: `rollback::on_rollback` on the
     /// coordinator's stack, or once the checkpoint that has it ends.
-    rollback_entry => super::rollback::on_rollback, taken: ["mov dword ptr [rip + {deferred}], 1"], deferred = sym ROLLBACK_DEFERRED
+    rollback_entry => super::rollback::on_rollback, taken: ["mov dword ptr [rip + {deferred}], 1"], deferred = sym super::rollback::DEFERRED
 }
 
 /// The stop signal's handler, as installed: `threads::on_stop` on a stop slot of its own.
@@ -158,8 +140,8 @@ pub unsafe extern "C" fn stop_entry(sig: c_int, info: *mut libc::siginfo_t, uc: 
         "3:",
         "jmp {handler}",
         base = sym SLOTS_BASE,
-        taken = sym SLOTS_TAKEN,
-        left = sym SLOTS_LEFT,
+        taken = sym super::threads::SLOTS_TAKEN,
+        left = sym super::threads::SLOTS_LEFT,
         slots = const SLOTS,
         slot = const SLOT,
         handler = sym super::threads::on_stop,

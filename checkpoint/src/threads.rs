@@ -11,6 +11,7 @@
 
 use super::context::{Resumed, save_context};
 use crate::sys::{self, CPath, msg::msg};
+use crate::sys::{futex_wait_private as futex_wait, futex_wake_private as futex_wake};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
@@ -40,27 +41,24 @@ static ACTIVE: AtomicU32 = AtomicU32::new(0);
 static RESUMED: AtomicU32 = AtomicU32::new(0);
 /// The signal that stops threads (a real-time signal nobody else uses).
 pub static STOP_SIGNAL: AtomicU32 = AtomicU32::new(0);
+/// Stop slots (`stacks`) handed out, and left, since the last reset: counted by the
+/// stop handler's trampoline.
+pub static SLOTS_TAKEN: AtomicU32 = AtomicU32::new(0);
+pub static SLOTS_LEFT: AtomicU32 = AtomicU32::new(0);
 
-fn futex_wait(word: &AtomicU32, expected: u32, timeout_ms: u64) {
-    let ts = [(timeout_ms / 1000) as i64, ((timeout_ms % 1000) * 1_000_000) as i64];
-    // SAFETY: FUTEX_WAIT_PRIVATE on a live atomic with a relative timeout.
-    unsafe {
-        sys::syscall6(
-            libc::SYS_futex as usize,
-            word.as_ptr() as usize,
-            (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize,
-            expected as usize,
-            ts.as_ptr() as usize,
-            0,
-            0,
-        );
+/// Before a checkpoint stops the threads: waits (at most `ms`) until every thread has
+/// left its stop slot of the last checkpoint, then hands them out from the first again.
+fn reset_slots(ms: u64) {
+    let deadline = sys::clock_monotonic_ns() + ms * 1_000_000;
+    while SLOTS_LEFT.load(SeqCst) < SLOTS_TAKEN.load(SeqCst) && sys::clock_monotonic_ns() < deadline {
+        sys::sleep_ms(1);
     }
-}
-
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE_PRIVATE on a live atomic.
-    unsafe {
-        sys::syscall6(libc::SYS_futex as usize, word.as_ptr() as usize, (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as usize, i32::MAX as usize, 0, 0, 0);
+    // A thread still on its slot now (it was stopped by the program for good) keeps it:
+    // the new ones go above.
+    let lingering = SLOTS_TAKEN.load(SeqCst).saturating_sub(SLOTS_LEFT.load(SeqCst));
+    if lingering == 0 {
+        SLOTS_TAKEN.store(0, SeqCst);
+        SLOTS_LEFT.store(0, SeqCst);
     }
 }
 
@@ -80,7 +78,7 @@ pub fn record(i: usize, rec: ThreadRecord) {
 pub fn records(n: usize) -> impl Iterator<Item = ThreadRecord> {
     let pid = sys::getpid();
     // SAFETY: every slot below `n` was written by a thread that has since arrived.
-    let all = unsafe { &(&*SLOTS.0.get())[..n.min(MAX_THREADS)] };
+    let all = unsafe { (&*SLOTS.0.get()).get(..n.min(MAX_THREADS)).unwrap_or(&[]) };
     let main = all.iter().position(|r| r.tid == pid).unwrap_or(0);
     all.get(main).copied().into_iter().chain(all.iter().enumerate().filter(move |(i, _)| *i != main).map(|(_, r)| *r))
 }
@@ -98,13 +96,15 @@ fn other_tasks(out: &mut [u32]) -> usize {
         }
         let mut at = 0;
         while at + 19 < len {
-            let reclen = u16::from_le_bytes([buf[at + 16], buf[at + 17]]) as usize;
+            let reclen = buf.get(at + 16..at + 18).and_then(|b| b.try_into().ok()).map_or(0, u16::from_le_bytes) as usize;
             let name = buf.get(at + 19..(at + reclen).min(len)).unwrap_or(&[]);
-            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            let name = name.get(..name.iter().position(|&c| c == 0).unwrap_or(name.len())).unwrap_or(&[]);
             if !name.is_empty() && name.iter().all(u8::is_ascii_digit) {
                 let tid = name.iter().fold(0u32, |a, &c| a * 10 + (c - b'0') as u32);
-                if tid != me && n < out.len() {
-                    out[n] = tid;
+                if tid != me
+                    && let Some(slot) = out.get_mut(n)
+                {
+                    *slot = tid;
                     n += 1;
                 }
             }
@@ -129,7 +129,7 @@ pub enum StopError {
 /// included). On failure every thread that did stop is released again.
 pub fn stop_all() -> Result<usize, StopError> {
     let sig = STOP_SIGNAL.load(SeqCst);
-    super::stacks::reset_slots(STOP_TIMEOUT_MS);
+    reset_slots(STOP_TIMEOUT_MS);
     NEXT.store(1, SeqCst);
     ARRIVED.store(0, SeqCst);
     ACTIVE.store(1, SeqCst);
@@ -141,18 +141,20 @@ pub fn stop_all() -> Result<usize, StopError> {
         let mut tasks = [0u32; 512];
         let n = other_tasks(&mut tasks);
         let mut fresh = 0;
-        for &tid in &tasks[..n] {
-            if signalled[..count].contains(&tid) {
+        for &tid in tasks.get(..n).unwrap_or(&[]) {
+            if signalled.get(..count).unwrap_or(&[]).contains(&tid) {
                 continue;
             }
             if count == MAX_THREADS - 1 {
                 release();
                 return Err(StopError::TooMany);
             }
-            // SAFETY: tgkill with our own pid; a thread that just exited gives ESRCH.
-            let r = unsafe { sys::syscall6(libc::SYS_tgkill as usize, pid as usize, tid as usize, sig as usize, 0, 0, 0) };
-            if r == 0 {
-                signalled[count] = tid;
+            // A thread that just exited gives ESRCH.
+            // `count` is below MAX_THREADS - 1 here: there is room.
+            if sys::tgkill(pid, tid, sig as i32).is_ok()
+                && let Some(slot) = signalled.get_mut(count)
+            {
+                *slot = tid;
                 count += 1;
                 fresh += 1;
             }
@@ -165,7 +167,7 @@ pub fn stop_all() -> Result<usize, StopError> {
             }
             let now = sys::clock_monotonic_ns();
             if now >= deadline {
-                let late = signalled[..count].iter().copied().find(|&t| !arrived_tid(t, arrived)).unwrap_or(0);
+                let late = signalled.get(..count).unwrap_or(&[]).iter().copied().find(|&t| !arrived_tid(t, arrived)).unwrap_or(0);
                 release();
                 return Err(StopError::Timeout { tid: late, signal: sig });
             }
@@ -181,12 +183,13 @@ fn arrived_tid(tid: u32, arrived: usize) -> bool {
     (1..=arrived).filter_map(slot).any(|r| r.tid == tid)
 }
 
-/// Lets every parked thread go on. Also resets the restore check-in count, which is
-/// saved in the image: call before writing it.
+/// Resets the restore check-in count, which is saved in the image: call before
+/// writing it.
 pub fn prepare_image() {
     RESUMED.store(0, SeqCst);
 }
 
+/// Lets every parked thread go on.
 pub fn release() {
     ACTIVE.store(0, SeqCst);
     RELEASE.fetch_add(1, SeqCst);
@@ -213,7 +216,7 @@ extern "C" fn park(ctx: *mut Context, arg: *mut c_void) -> u64 {
     // SAFETY: `arg` is `on_stop`'s `my_slot`, alive while this runs.
     unsafe { *arg.cast::<usize>() = i };
     // SAFETY: `ctx` is `on_stop`'s local, filled by `save_context`.
-    record(i, super::collect::thread(unsafe { &*ctx }));
+    record(i, current(unsafe { &*ctx }));
     ARRIVED.fetch_add(1, SeqCst);
     futex_wake(&ARRIVED);
     while RELEASE.load(SeqCst) == release {
@@ -228,19 +231,20 @@ pub fn resumed(i: usize) {
     if let Some(r) = slot(i).map(|r| *r) {
         if r.robust_head != 0 {
             // SAFETY: the robust list head is in this thread's restored TLS.
-            unsafe { sys::syscall6(libc::SYS_set_robust_list as usize, r.robust_head as usize, r.robust_len as usize, 0, 0, 0, 0) };
+            let _ = unsafe { sys::set_robust_list(r.robust_head, r.robust_len) };
         }
         if r.rseq_len != 0 {
             // SAFETY: the rseq area is in this thread's restored TLS.
-            unsafe { sys::syscall6(libc::SYS_rseq as usize, r.rseq_addr as usize, r.rseq_len as usize, 0, r.rseq_sig as usize, 0, 0) };
+            let _ = unsafe { sys::rseq(r.rseq_addr, r.rseq_len, 0, r.rseq_sig) };
         }
         let ss: [u64; 3] = if r.altstack_flags & libc::SS_DISABLE as u32 != 0 {
             [0, libc::SS_DISABLE as u64, 0]
         } else {
             [r.altstack_sp, r.altstack_flags as u64, r.altstack_size]
         };
-        // SAFETY: `ss` is a valid `stack_t` (sp, flags, size).
-        unsafe { sys::syscall6(libc::SYS_sigaltstack as usize, ss.as_ptr() as usize, 0, 0, 0, 0, 0) };
+        // SAFETY: the stack the thread had when it was saved, restored with its memory
+        // (or SS_DISABLE).
+        let _ = unsafe { sys::set_sigaltstack(&ss) };
     }
     RESUMED.fetch_add(1, SeqCst);
     futex_wake(&RESUMED);
@@ -269,7 +273,7 @@ pub fn choose_signal(wanted: Option<u32>) -> bool {
         if sys::sigaction(sig as i32, None, Some(&mut old)).is_err() {
             continue;
         }
-        let ours = old.handler == super::stacks::stop_entry as *const () as u64;
+        let ours = old.handler == crate::runtime::get().stop_entry;
         if ours || old.handler == 0 {
             if !ours {
                 install(sig);
@@ -285,12 +289,39 @@ pub fn choose_signal(wanted: Option<u32>) -> bool {
 }
 
 fn install(sig: u32) {
-    let restorer = super::handler::restorer();
+    let rt = crate::runtime::get();
     let act = mig_image::KSigaction {
-        handler: super::stacks::stop_entry as *const () as u64,
+        handler: rt.stop_entry,
         flags: (libc::SA_SIGINFO | libc::SA_RESTART | SA_RESTORER) as u64,
-        restorer,
+        restorer: rt.restorer,
         mask: u64::MAX,
     };
     let _ = sys::sigaction(sig as i32, Some(&act), None);
+}
+
+/// The calling thread's record.
+pub fn current(ctx: &Context) -> ThreadRecord {
+    let rt = crate::runtime::get();
+    let fs_base = sys::fs_base();
+    let clear_tid = sys::tid_address();
+    let (robust_head, robust_len) = sys::robust_list();
+    // SAFETY: `stack_t` is plain old data.
+    let mut ss: libc::stack_t = unsafe { core::mem::zeroed() };
+    let _ = sys::sigaltstack(&mut ss);
+    let rseq = rt.rseq_len != 0;
+    ThreadRecord {
+        tid: sys::gettid(),
+        rseq_len: if rseq { rt.rseq_len } else { 0 },
+        ctx: *ctx,
+        fs_base,
+        clear_tid,
+        robust_head,
+        robust_len,
+        rseq_addr: if rseq { fs_base.wrapping_add(rt.rseq_offset as u64) } else { 0 },
+        rseq_sig: crate::runtime::RSEQ_SIG,
+        // Running on the alternate stack is a property of this moment, not a setting.
+        altstack_flags: (ss.ss_flags & !libc::SS_ONSTACK) as u32,
+        altstack_sp: ss.ss_sp as u64,
+        altstack_size: ss.ss_size as u64,
+    }
 }

@@ -2,8 +2,9 @@
 //! the process's memory), trailer. Async-signal-safe.
 #![allow(unsafe_code)]
 
-use super::collect::{Failure, Snapshot};
+use super::failure::Failure;
 use super::scratch::List;
+use super::snapshot::Snapshot;
 use crate::sys;
 use mig_image::layout::{self, seal_header};
 use mig_image::pagecrc::PageCrc;
@@ -17,7 +18,7 @@ trait Sink {
     fn zeros(&mut self, mut n: u64) -> Result<(), Failure> {
         while n > 0 {
             let k = n.min(PAGE) as usize;
-            self.put(&ZEROS[..k])?;
+            self.put(ZEROS.get(..k).unwrap_or(&[]))?;
             n -= k as u64;
         }
         Ok(())
@@ -42,7 +43,7 @@ struct FileSink {
 impl Sink for FileSink {
     fn put(&mut self, b: &[u8]) -> Result<(), Failure> {
         for c in b.chunks(CHUNK) {
-            sys::write_all(self.fd, c.as_ptr(), c.len()).map_err(|e| Failure::Sys("writing the image", e))?;
+            sys::write_all(self.fd, c).map_err(|e| Failure::Sys("writing the image", e))?;
             self.at += c.len() as u64;
             if self.at - self.flushed >= FLUSH {
                 sys::start_writeback(self.fd, self.flushed, self.at - self.flushed);
@@ -168,7 +169,7 @@ pub fn set_stopped(fd: i32, stopped_us: u64, hasher: &crc32fast::Hasher) -> Resu
     h.stopped_us = stopped_us.max(1);
     seal_header(&mut h, hasher);
     let b = bytes_of(&h);
-    sys::pwrite(fd, b.as_ptr(), b.len(), 0).map(drop).map_err(|e| Failure::Sys("writing the image header", e))
+    sys::pwrite(fd, b, 0).map(drop).map_err(|e| Failure::Sys("writing the image header", e))
 }
 
 /// The CRCs an image's trailer holds, collected as its blobs are written.
@@ -273,7 +274,8 @@ fn trailer(out: &mut FileSink, crcs: &Crcs, hasher: &crc32fast::Hasher) -> Resul
 fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut List<u8>, mut crc: BlobCrc, blocks: &mut List<u32>) -> Result<u32, Failure> {
     let unreadable = r.prot & PROT_READ == 0;
     if unreadable {
-        sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot | PROT_READ).map_err(|e| Failure::Sys("making a region readable", e))?;
+        // SAFETY: adds read access only; the process is stopped in this handler.
+        unsafe { sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot | PROT_READ) }.map_err(|e| Failure::Sys("making a region readable", e))?;
     }
     let extents = s.extents.as_slice();
     let first = r.first_extent as usize;
@@ -306,7 +308,8 @@ fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut L
         Ok(())
     })();
     if unreadable {
-        let _ = sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot);
+        // SAFETY: gives the region back the protection it had; `mem` is gone.
+        let _ = unsafe { sys::mprotect(r.start as usize, (r.end - r.start) as usize, r.prot) };
     }
     result.and_then(|()| crc.finish(blocks))
 }
@@ -329,14 +332,16 @@ fn copy_file(fd: i32, f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, crc:
     let chunk = buf.spare();
     while off < f.data_len {
         let want = ((f.data_len - off) as usize).min(chunk.len());
-        let n = match sys::pread(fd, &mut chunk[..want], off) {
+        let room = chunk.get_mut(..want).ok_or(Failure::Full)?;
+        let n = match sys::pread(fd, room, off) {
             Ok(0) => return Err(Failure::Other("a saved file shrank while it was saved")),
             Ok(n) => n,
             Err(sys::Errno(libc::EINTR)) => continue,
             Err(e) => return Err(Failure::Sys("reading a saved file", e)),
         };
-        crc.update(&chunk[..n], blocks)?;
-        out.put(&chunk[..n])?;
+        let got = chunk.get(..n).unwrap_or(&[]);
+        crc.update(got, blocks)?;
+        out.put(got)?;
         off += n as u64;
     }
     out.zeros(layout::align_up(f.data_len, PAGE) - f.data_len)

@@ -11,13 +11,12 @@ use crate::sys;
 use libc::{c_int, c_void};
 
 /// The value, or -1 with `errno` set, as libc returns.
-fn result(r: isize) -> Option<usize> {
-    sys::check(r)
-        .map_err(|e| {
-            // SAFETY: this thread's errno, as any libc call sets it.
-            unsafe { *libc::__errno_location() = e.0 };
-        })
-        .ok()
+fn result<T>(r: sys::SysResult<T>) -> Option<T> {
+    r.map_err(|e| {
+        // SAFETY: this thread's errno, as any libc call sets it.
+        unsafe { *libc::__errno_location() = e.0 };
+    })
+    .ok()
 }
 
 /// # Safety
@@ -28,8 +27,8 @@ pub unsafe extern "C" fn madvise(addr: *mut c_void, len: usize, advice: c_int) -
     if advice == libc::MADV_WIPEONFORK {
         lazy::finish();
     }
-    // SAFETY: the caller's arguments, unchanged.
-    let r = unsafe { sys::syscall6(libc::SYS_madvise as usize, addr as usize, len, advice as usize, 0, 0, 0) };
+    // SAFETY: the caller's arguments, unchanged, under the caller's contract.
+    let r = unsafe { sys::madvise(addr as usize, len, advice) };
     result(r).map_or(-1, |_| 0)
 }
 
@@ -41,12 +40,12 @@ pub unsafe extern "C" fn madvise(addr: *mut c_void, len: usize, advice: c_int) -
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mremap(old: *mut c_void, old_len: usize, new_len: usize, flags: c_int, new_addr: *mut c_void) -> *mut c_void {
     let call = || {
-        // SAFETY: the caller's arguments, unchanged.
-        unsafe { sys::syscall6(libc::SYS_mremap as usize, old as usize, old_len, new_len, flags as usize, new_addr as usize, 0) }
+        // SAFETY: the caller's arguments, unchanged, under the caller's contract.
+        unsafe { sys::mremap(old as usize, old_len, new_len, flags, new_addr as usize) }
     };
     let mut r = call();
     // EFAULT: the range is not one mapping, which it may be only because of mig.
-    let efault = |r| r == -(libc::EFAULT as isize);
+    let efault = |r: sys::SysResult| r == Err(sys::Errno(libc::EFAULT));
     if efault(r) && precopy::untrack() {
         r = call();
     }

@@ -61,32 +61,35 @@ impl<const N: usize> Msg<N> {
         self.bytes(s.as_bytes())
     }
     pub fn num(&mut self, mut v: u64) -> &mut Self {
+        // Filled from the right; 20 digits hold any u64.
         let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
+        let mut n = 0;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            n += 1;
             v /= 10;
-            if v == 0 || i == 0 {
+            if v == 0 {
                 break;
             }
         }
-        self.bytes(&digits[i..])
+        self.bytes(digits.get(digits.len() - n..).unwrap_or(&[]))
     }
     /// `v` in hexadecimal, without a prefix.
     pub fn hex(&mut self, v: u64) -> &mut Self {
+        // Filled from the right; 16 digits hold any u64.
         let mut digits = [0u8; 16];
         let mut n = 0;
         let mut x = v;
-        loop {
-            digits[15 - n] = b"0123456789abcdef"[(x & 15) as usize];
+        for d in digits.iter_mut().rev() {
+            let nibble = (x & 15) as u8;
+            *d = if nibble < 10 { b'0' + nibble } else { b'a' + nibble - 10 };
             n += 1;
             x >>= 4;
-            if x == 0 || n == 16 {
+            if x == 0 {
                 break;
             }
         }
-        self.bytes(&digits[16 - n..])
+        self.bytes(digits.get(digits.len() - n..).unwrap_or(&[]))
     }
     pub fn as_bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or(&[])
@@ -122,7 +125,7 @@ impl<const N: usize> Msg<N> {
                 kept.bytes(w).s("\n");
             }
         }
-        let _ = super::write_all(2, line.as_bytes().as_ptr(), line.len);
+        let _ = super::write_all(2, line.as_bytes());
     }
 }
 

@@ -41,6 +41,6 @@ impl Loader {
 
     /// Writes a whole line with one `write`.
     pub(super) fn say(&self, line: &str) {
-        let _ = sys::write_all(2, line.as_ptr(), line.len());
+        let _ = sys::write_all(2, line.as_bytes());
     }
 }

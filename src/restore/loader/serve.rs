@@ -100,7 +100,7 @@ impl Loader {
             close(m.uffd);
         }
         if done >= 0 {
-            let _ = sys::write_all(done, b"d".as_ptr(), 1);
+            let _ = sys::write_all(done, b"d");
         }
         sys::exit_group(0)
     }

@@ -63,7 +63,7 @@ pub fn spawn(plan: Plan, ch: &Channel) -> Result<Spawned, String> {
         match sys::fork_quiet() {
             Ok(0) => run(plan, Fds { uffd: ch.uffd, pidfd, ready: ch.ready_r }, me),
             Ok(pid) => {
-                let _ = sys::write_all(pid_w, pid.to_ne_bytes().as_ptr(), 4);
+                let _ = sys::write_all(pid_w, &pid.to_ne_bytes());
                 sys::exit_group(0)
             }
             Err(_) => sys::exit_group(1),

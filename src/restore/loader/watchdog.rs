@@ -28,7 +28,7 @@ pub(super) fn watchdog(pidfd: i32, image: &str, restored: u32) -> i32 {
                         let line = format!(
                             "mig: the loader of the memory of the process restored from {image} ({restored}) ended before it was done: the process was killed\n"
                         );
-                        let _ = sys::write_all(2, line.as_ptr(), line.len());
+                        let _ = sys::write_all(2, line.as_bytes());
                         let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
                     }
                     sys::exit_group(0);

@@ -37,14 +37,16 @@ pub(super) fn make(current: &[Mapping], regions: &[RegionRecord], kernel_len: u6
     let mut taken: Vec<(u64, u64)> = current.iter().map(|l| (l.start, l.end)).chain(regions.iter().map(|r| (r.start, r.end))).collect();
     let start = find_hole(&mut taken, len)?;
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
-    let got = sys::mmap(start as usize, len as usize, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)
+    // SAFETY: MAP_FIXED_NOREPLACE: a mapping already there makes this fail, not go.
+    let got = unsafe { sys::mmap(start as usize, len as usize, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) }
         .map_err(|e| format!("cannot map the restore area (errno {})", e.0))?;
     if got as u64 != start {
         return Err("the restore area landed elsewhere".into());
     }
     // SAFETY: the hole is a fresh writable mapping of at least `code_len` bytes.
     unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), start as *mut u8, code.len()) };
-    sys::mprotect(start as usize, code_len as usize, (libc::PROT_READ | libc::PROT_EXEC) as u32)
+    // SAFETY: the code pages of the hole just made, which only the blob will use.
+    unsafe { sys::mprotect(start as usize, code_len as usize, (libc::PROT_READ | libc::PROT_EXEC) as u32) }
         .map_err(|e| format!("cannot make the restore code executable (errno {})", e.0))?;
     let kernel_tmp = start + code_len;
     Ok(Hole { start, len, kernel_tmp, stack_top: kernel_tmp + kernel_len + STACK_LEN })

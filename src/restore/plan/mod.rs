@@ -50,7 +50,7 @@ pub fn restore(image: &Path, settings: Settings) -> ! {
         Err(why) => {
             // One write: a line cut short by a kill would say nothing.
             let line = format!("mig: cannot restore from {}: {}\n", image.display(), why);
-            let _ = sys::write_all(2, line.as_ptr(), line.len());
+            let _ = sys::write_all(2, line.as_bytes());
             std::process::exit(mig_image::EXIT_REFUSED)
         }
     }

@@ -1,0 +1,83 @@
+//! Files by path: open, stat, rename, unlink, read a whole file, read a link or a
+//! directory.
+
+use crate::{CPath, Errno, SysResult, close, read};
+use libc::c_int;
+
+/// `openat(AT_FDCWD, path, flags | O_CLOEXEC, mode)`.
+pub fn open(path: &CPath, flags: c_int, mode: u32) -> SysResult<c_int> {
+    openat(libc::AT_FDCWD, path, flags, mode)
+}
+/// `openat(dir, path, flags | O_CLOEXEC, mode)`.
+pub fn openat(dir: c_int, path: &CPath, flags: c_int, mode: u32) -> SysResult<c_int> {
+    sc!(libc::SYS_openat, dir, path.ptr(), flags | libc::O_CLOEXEC, mode).map(|fd| fd as c_int)
+}
+/// `fstatat(dir, path, AT_SYMLINK_NOFOLLOW)`: what is at `path` itself, a link not followed.
+pub fn lstatat(dir: c_int, path: &CPath) -> SysResult<libc::stat> {
+    // SAFETY: `stat` is plain old data.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    sc!(libc::SYS_newfstatat, dir, path.ptr(), &mut st as *mut libc::stat, libc::AT_SYMLINK_NOFOLLOW).map(|_| st)
+}
+/// `fstatat(AT_FDCWD, path, 0)`: links followed.
+pub fn stat(path: &CPath) -> SysResult<libc::stat> {
+    // SAFETY: `stat` is plain old data.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    sc!(libc::SYS_newfstatat, libc::AT_FDCWD, path.ptr(), &mut st as *mut libc::stat, 0).map(|_| st)
+}
+pub fn fstat(fd: c_int) -> SysResult<libc::stat> {
+    // SAFETY: `stat` is plain old data.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    sc!(libc::SYS_fstat, fd, &mut st as *mut libc::stat).map(|_| st)
+}
+pub fn unlinkat(dir: c_int, path: &CPath) -> SysResult<()> {
+    sc!(libc::SYS_unlinkat, dir, path.ptr(), 0).map(drop)
+}
+pub fn unlink(path: &CPath) -> SysResult<()> {
+    sc!(libc::SYS_unlinkat, libc::AT_FDCWD, path.ptr(), 0).map(drop)
+}
+pub fn rename(from: &CPath, to: &CPath) -> SysResult<()> {
+    sc!(libc::SYS_renameat, libc::AT_FDCWD, from.ptr(), libc::AT_FDCWD, to.ptr()).map(drop)
+}
+pub fn readlink(path: &CPath, buf: &mut [u8]) -> SysResult {
+    sc!(libc::SYS_readlinkat, libc::AT_FDCWD, path.ptr(), buf.as_mut_ptr(), buf.len())
+}
+pub fn getdents(fd: c_int, buf: &mut [u8]) -> SysResult {
+    sc!(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len())
+}
+/// Reads a whole (small, `/proc`) file into `buf`; returns the length read.
+pub fn read_file(path: &CPath, buf: &mut [u8]) -> SysResult {
+    let fd = open(path, libc::O_RDONLY, 0)?;
+    let mut len = 0;
+    let r = loop {
+        match buf.get_mut(len..).map(|b| read(fd, b)) {
+            Some(Ok(0)) | None => break Ok(len),
+            Some(Ok(n)) => len += n,
+            Some(Err(Errno(libc::EINTR))) => {}
+            Some(Err(e)) => break Err(e),
+        }
+    };
+    close(fd);
+    r
+}
+/// `flock(fd, op)`: `LOCK_EX | LOCK_NB` fails with `EWOULDBLOCK` while another open
+/// file description holds the lock.
+pub fn flock(fd: c_int, op: c_int) -> SysResult<()> {
+    sc!(libc::SYS_flock, fd, op).map(drop)
+}
+pub fn fsync(fd: c_int) -> SysResult<()> {
+    sc!(libc::SYS_fsync, fd).map(drop)
+}
+pub fn ftruncate(fd: c_int, len: u64) -> SysResult<()> {
+    sc!(libc::SYS_ftruncate, fd, len).map(|_| ())
+}
+/// Asks the disk to start writing `[off, off+len)` of `fd` out (`sync_file_range`
+/// with `SYNC_FILE_RANGE_WRITE`); does not wait for it. Best effort.
+pub fn start_writeback(fd: c_int, off: u64, len: u64) {
+    let _ = sc!(libc::SYS_sync_file_range, fd, off, len, libc::SYNC_FILE_RANGE_WRITE);
+}
+pub fn getcwd(buf: &mut [u8]) -> SysResult {
+    sc!(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len())
+}
+pub fn umask(mask: u32) -> u32 {
+    sc!(libc::SYS_umask, mask).unwrap_or(0) as u32
+}
