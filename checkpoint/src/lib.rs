@@ -7,14 +7,21 @@
 //! - Entry: `stacks` (the handlers' own stacks), `handler` (the checkpoint),
 //!   `rollback`, `control` (the request of `mig checkpoint`), `timer` (`MIG_INTERVAL`).
 //! - Stop: `threads`, `context`.
-//! - Collect: `collect` (the snapshot), `maps`, `files`, `fds`, `fdinfo`, `sockets`,
-//!   `ptimers`, `dirty` (pages changed since a pre-copy).
+//! - Collect: `collect` (the snapshot), `maps`, `files`, `fds` (the walk over the
+//!   descriptors), `fdinfo`, `sockets`, `dirty` (pages changed since a pre-copy).
+//! - Kinds of state: `kinds`, one module per kind of descriptor and POSIX timers, each
+//!   with its save side and, with the `restore` feature (std, normal code, for the
+//!   library's restore planner), its restore side.
 //! - Write: `imagefile` (the temporary file and its commit), `writer`, `precopy`.
 //! - State shared with normal code: `runtime` (what the handlers know), `intent` (what
 //!   the interposed calls saw), `handoff` (from a restore), `lazy` (its loader).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
+
+// The restore sides of `kinds` are normal code; the save sides never see std.
+#[cfg(all(feature = "restore", not(test)))]
+extern crate std;
 
 use mig_sys as sys;
 
@@ -29,10 +36,10 @@ pub mod handler;
 pub mod handoff;
 pub mod imagefile;
 pub mod intent;
+pub mod kinds;
 pub mod lazy;
 pub mod maps;
 pub mod precopy;
-pub mod ptimers;
 pub mod rollback;
 pub mod runtime;
 pub mod scratch;

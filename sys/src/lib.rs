@@ -4,9 +4,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod msg;
+mod sigevent;
 mod x86_64;
 
 use libc::c_int;
+pub use sigevent::Sigevent;
 pub use x86_64::{spawn_vm, syscall6};
 
 /// `arch_prctl` codes (asm/prctl.h).
