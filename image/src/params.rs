@@ -221,6 +221,90 @@ impl Queue {
     }
 }
 
+/// A socket address as the kernel gives it (`getsockname`) and takes it (`bind`):
+/// a `u16` family, then what the family needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockAddr<'a> {
+    /// `AF_UNIX`: the bytes after the family: a path up to its NUL, an abstract name
+    /// after a NUL, or nothing (unnamed).
+    Unix(&'a [u8]),
+    Inet {
+        ip: [u8; 4],
+        port: u16,
+    },
+    Inet6 {
+        ip: [u8; 16],
+        port: u16,
+    },
+    /// Another family, or too short for its own.
+    Other,
+}
+
+const AF_UNIX: u16 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+impl<'a> SockAddr<'a> {
+    pub fn decode(addr: &'a [u8]) -> SockAddr<'a> {
+        let Some((family, rest)) = addr.split_first_chunk::<2>() else { return SockAddr::Other };
+        let port = |b: Option<&[u8; 2]>| b.map_or(0, |b| u16::from_be_bytes(*b));
+        match u16::from_ne_bytes(*family) {
+            AF_UNIX => SockAddr::Unix(rest),
+            // sockaddr_in: port, then the address.
+            AF_INET => match rest.get(2..6).and_then(|b| b.try_into().ok()) {
+                Some(ip) => SockAddr::Inet { ip, port: port(rest.first_chunk()) },
+                None => SockAddr::Other,
+            },
+            // sockaddr_in6: port, flow info, then the address.
+            AF_INET6 => match rest.get(6..22).and_then(|b| b.try_into().ok()) {
+                Some(ip) => SockAddr::Inet6 { ip, port: port(rest.first_chunk()) },
+                None => SockAddr::Other,
+            },
+            _ => SockAddr::Other,
+        }
+    }
+
+    /// Whether it names something to bind to again (not the unnamed UNIX address,
+    /// not the wildcard address with port 0).
+    pub fn is_bound(&self) -> bool {
+        match self {
+            SockAddr::Unix(rest) => !rest.is_empty(),
+            SockAddr::Inet { ip, port } => *port != 0 || *ip != [0; 4],
+            SockAddr::Inet6 { ip, port } => *port != 0 || *ip != [0; 16],
+            SockAddr::Other => false,
+        }
+    }
+
+    /// A UNIX address's path; empty for an abstract or unnamed one.
+    pub fn path(&self) -> &'a [u8] {
+        match self {
+            SockAddr::Unix(rest) => rest.split(|&c| c == 0).next().unwrap_or_default(),
+            _ => &[],
+        }
+    }
+}
+
+/// In words: a path, `1.2.3.4:80`, `[::1]:80`.
+impl core::fmt::Display for SockAddr<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            SockAddr::Unix(_) if self.path().is_empty() => f.write_str("an abstract UNIX address"),
+            SockAddr::Unix(_) => {
+                for chunk in self.path().utf8_chunks() {
+                    f.write_str(chunk.valid())?;
+                    if !chunk.invalid().is_empty() {
+                        f.write_str("\u{FFFD}")?;
+                    }
+                }
+                Ok(())
+            }
+            SockAddr::Inet { ip: [a, b, c, d], port } => write!(f, "{a}.{b}.{c}.{d}:{port}"),
+            SockAddr::Inet6 { ip, port } => write!(f, "[{}]:{port}", core::net::Ipv6Addr::from(ip)),
+            SockAddr::Other => f.write_str("a socket address"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +332,23 @@ mod tests {
         assert_eq!(Queue::datagram(&q), Some((&b"abc"[..], 7)));
         assert_eq!(Queue::datagram(&q[..6]), None);
         assert_eq!(Queue::datagram(&[]), None);
+    }
+
+    #[test]
+    fn decodes_addresses() {
+        let mut v4 = [0u8; 16];
+        v4[..2].copy_from_slice(&2u16.to_ne_bytes());
+        assert!(!SockAddr::decode(&v4).is_bound());
+        v4[2..4].copy_from_slice(&8080u16.to_be_bytes());
+        v4[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        let a = SockAddr::decode(&v4);
+        assert!(a.is_bound());
+        assert_eq!(a, SockAddr::Inet { ip: [127, 0, 0, 1], port: 8080 });
+        let mut unix = [0u8; 12];
+        unix[..2].copy_from_slice(&1u16.to_ne_bytes());
+        unix[2..9].copy_from_slice(b"/tmp/s\0");
+        assert_eq!(SockAddr::decode(&unix).path(), b"/tmp/s");
+        assert!(!SockAddr::decode(&unix[..2]).is_bound());
+        assert_eq!(SockAddr::decode(&[1, 2]), SockAddr::Other);
     }
 }

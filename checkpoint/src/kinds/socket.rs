@@ -49,7 +49,7 @@ pub use restore::restore;
 #[allow(unsafe_code)]
 mod restore {
     use super::super::{Shared, os::*};
-    use mig_image::{FdKind, FdRecord, Params, SOCKOPT_KEEPALIVE, SOCKOPT_NODELAY, SOCKOPT_REUSEPORT, SOCKOPT_V6ONLY, SocketParams};
+    use mig_image::{FdKind, FdRecord, Params, SOCKOPT_KEEPALIVE, SOCKOPT_NODELAY, SOCKOPT_REUSEPORT, SOCKOPT_V6ONLY, SockAddr, SocketParams};
     use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
 
@@ -81,7 +81,7 @@ mod restore {
             // Connections of the previous life may linger in TIME_WAIT on the port.
             on(libc::SOL_SOCKET, libc::SO_REUSEADDR);
         }
-        if is_bound(s.domain, bound) {
+        if SockAddr::decode(bound).is_bound() {
             if s.domain == libc::AF_UNIX {
                 clear_stale_unix_path(bound, s.ty)?;
             }
@@ -90,7 +90,7 @@ mod restore {
             if r < 0 {
                 let e = Error::last_os_error();
                 close(fd);
-                return Err(Error::other(format!("cannot bind {} again: {e} (is the original process still running?)", show_addr(bound))));
+                return Err(Error::other(format!("cannot bind {} again: {e} (is the original process still running?)", SockAddr::decode(bound))));
             }
         }
         if s.backlog > 0 {
@@ -100,33 +100,21 @@ mod restore {
         if !peer.is_empty() {
             // SAFETY: `peer` holds a socket address of `peer.len()` bytes as saved.
             if unsafe { libc::connect(fd, peer.as_ptr().cast(), peer.len() as u32) } < 0 {
-                eprintln!("mig: warning: descriptor {}: cannot connect to {} again ({}); it is unconnected", f.fd, show_addr(peer), Error::last_os_error());
+                eprintln!(
+                    "mig: warning: descriptor {}: cannot connect to {} again ({}); it is unconnected",
+                    f.fd,
+                    SockAddr::decode(peer),
+                    Error::last_os_error()
+                );
             }
         }
         set_status(fd, f.flags)
     }
 
-    /// Whether a saved socket address names something to bind to again (not the
-    /// unnamed UNIX address, not the wildcard address with port 0).
-    fn is_bound(domain: i32, addr: &[u8]) -> bool {
-        match domain {
-            libc::AF_UNIX => addr.len() > 2,
-            libc::AF_INET => addr.get(2..8).is_some_and(|b| b.iter().any(|&c| c != 0)),
-            libc::AF_INET6 => addr.get(2..4).is_some_and(|b| b != [0, 0]) || addr.get(8..24).is_some_and(|b| b.iter().any(|&c| c != 0)),
-            _ => false,
-        }
-    }
-
-    /// The path of a UNIX socket address (empty for an abstract or unnamed one).
-    fn unix_path(addr: &[u8]) -> &[u8] {
-        let path = addr.get(2..).unwrap_or_default();
-        path.split(|&c| c == 0).next().unwrap_or_default()
-    }
-
     /// A UNIX socket path left behind by the previous life blocks `bind`: removed when
     /// nobody listens there any more; refused when someone does.
     fn clear_stale_unix_path(addr: &[u8], ty: i32) -> std::io::Result<()> {
-        let path = unix_path(addr);
+        let path = SockAddr::decode(addr).path();
         if path.is_empty() {
             return Ok(()); // abstract name
         }
@@ -148,24 +136,5 @@ mod restore {
             return Err(Error::other(format!("{} is in use by another process", p.display())));
         }
         std::fs::remove_file(p)
-    }
-
-    /// A saved socket address in words.
-    fn show_addr(addr: &[u8]) -> String {
-        let byte = |i: usize| addr.get(i).copied().unwrap_or(0);
-        let family = u16::from_ne_bytes([byte(0), byte(1)]) as i32;
-        let port = u16::from_be_bytes([byte(2), byte(3)]);
-        match family {
-            libc::AF_UNIX => {
-                let p = unix_path(addr);
-                if p.is_empty() { "an abstract UNIX address".into() } else { String::from_utf8_lossy(p).into_owned() }
-            }
-            libc::AF_INET if addr.len() >= 8 => format!("{}.{}.{}.{}:{port}", byte(4), byte(5), byte(6), byte(7)),
-            libc::AF_INET6 if addr.len() >= 24 => {
-                let ip: [u8; 16] = addr.get(8..24).and_then(|b| b.try_into().ok()).unwrap_or([0; 16]);
-                format!("[{}]:{port}", std::net::Ipv6Addr::from(ip))
-            }
-            _ => "a socket address".into(),
-        }
     }
 }
