@@ -406,6 +406,12 @@ fn own_sigusr1_handler_warns_and_mig_signal_moves_checkpoints() {
     p.signal(libc::SIGRTMIN() + 4);
     wait_for_file(&image);
     p.line().unwrap();
+    // `mig checkpoint` finds the signal in the process's environment.
+    std::fs::remove_file(&image).unwrap();
+    let mig = mig_cmd(&["checkpoint", &p.pid().to_string()]).env_remove("MIG_SIGNAL").output().unwrap();
+    assert!(mig.status.success(), "{}", String::from_utf8_lossy(&mig.stderr));
+    assert!(image.exists());
+    p.line().unwrap();
     let before = p.kill();
     let (restored, st, err) = moved.clone_with("MIG_RESTORE", &image).start().finish();
     assert!(st.success(), "{err}");

@@ -29,4 +29,10 @@ pub mod env {
     pub const RESTORE_EAGER: &str = "MIG_RESTORE_EAGER";
     /// `1`: restore images of other users too.
     pub const TRUST_IMAGE: &str = "MIG_TRUST_IMAGE";
+    /// The preload variable the command sets for the library.
+    pub const PRELOAD: &str = "LD_PRELOAD";
+    /// The command's own settings: the library to preload, ssh, and compression.
+    pub const LIB: &str = "MIG_LIB";
+    pub const SSH: &str = "MIG_SSH";
+    pub const COMPRESS: &str = "MIG_COMPRESS";
 }

@@ -184,7 +184,7 @@ pub use crate::request::Options;
 /// Runs one checkpoint of `pid` to `dest` and waits for its result.
 pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Result<Outcome> {
     control::check_target(pid)?;
-    let sig = control::checkpoint_signal()?;
+    let sig = control::checkpoint_signal(pid)?;
     let chan = Channel::open(pid)?;
     let (path, stream, write_end, sink) = match dest {
         Dest::Stream(w) => {

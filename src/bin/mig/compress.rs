@@ -48,7 +48,7 @@ pub fn choose(given: Option<Method>) -> Result<Method> {
     if let Some(m) = given {
         return Ok(m);
     }
-    match std::env::var_os("MIG_COMPRESS") {
+    match std::env::var_os(mig_proto::env::COMPRESS) {
         Some(v) if !v.is_empty() => parse(&v.to_string_lossy()).map_err(|e| Fail::bad(format!("MIG_COMPRESS: {e}"))),
         _ => Ok(Method::None),
     }

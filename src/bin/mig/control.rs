@@ -34,13 +34,32 @@ pub fn control_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// The checkpoint signal: `$MIG_SIGNAL` (a number or a name, as the library reads it),
-/// else SIGUSR1.
-pub fn checkpoint_signal() -> Result<i32> {
-    match std::env::var(mig_proto::env::SIGNAL) {
-        Ok(v) if !v.is_empty() => mig_proto::signal::parse(&v).map(|n| n as i32).ok_or_else(|| Fail::bad(format!("MIG_SIGNAL={v} is not a signal"))),
-        _ => Ok(libc::SIGUSR1),
+/// The signal that asks `pid` for a checkpoint: mig's own `MIG_SIGNAL` when set, else
+/// the `MIG_SIGNAL` of the process's environment (where the library read it when the
+/// process started), else SIGUSR1.
+pub fn checkpoint_signal(pid: i32) -> Result<i32> {
+    let own = std::env::var(mig_proto::env::SIGNAL).ok().filter(|v| !v.is_empty()).map(|v| (v, "mig's"));
+    let theirs = || {
+        let env = environ(pid)?;
+        env.into_iter().find_map(|(k, v)| (k == mig_proto::env::SIGNAL && !v.is_empty()).then_some((v, "the process's")))
+    };
+    match own.or_else(theirs) {
+        Some((v, whose)) => {
+            mig_proto::signal::parse(&v).map(|n| n as i32).ok_or_else(|| Fail::bad(format!("MIG_SIGNAL={v} in {whose} environment is not a signal")))
+        }
+        None => Ok(libc::SIGUSR1),
     }
+}
+
+/// The variables of `pid`'s environment as it started (or was restored); `None` if it
+/// cannot be read.
+pub fn environ(pid: i32) -> Option<Vec<(String, String)>> {
+    let raw = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let vars = raw.split(|&c| c == 0).filter_map(|kv| {
+        let s = String::from_utf8_lossy(kv);
+        s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+    });
+    Some(vars.collect())
 }
 
 /// What `/proc/<pid>/stat` says of the process's state (`R`, `S`, `T`, `Z`...).

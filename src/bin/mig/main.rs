@@ -77,8 +77,10 @@ EXAMPLES:
   mig inspect job.mig
   mig migrate 4242 user@otherhost
 
-Restoring needs the same executable, libraries and files at the same paths, and the
-same kernel interfaces: images are not portable between different systems.";
+Restoring needs the same files at the same paths and the same kernel interfaces. A
+portable image (--portable, MIG_PORTABLE=1, the default of mig migrate) also carries the
+program's and libraries' code, so it restores where those changed or are missing, on a
+machine with the same CPU features.";
 
 #[derive(Parser)]
 #[command(

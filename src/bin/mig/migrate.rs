@@ -113,7 +113,7 @@ pub fn main(a: Args) -> Result<u8> {
     let method = compress::choose(a.compress)?;
     let cwd = control::cwd(pid)?;
     let cwd = cwd.to_str().ok_or_else(|| Fail::new("the working directory is not valid UTF-8"))?.to_string();
-    let ssh = a.ssh.clone().or_else(|| std::env::var("MIG_SSH").ok().filter(|s| !s.trim().is_empty())).unwrap_or_else(|| "ssh".into());
+    let ssh = a.ssh.clone().or_else(|| std::env::var(mig_proto::env::SSH).ok().filter(|s| !s.trim().is_empty())).unwrap_or_else(|| "ssh".into());
     let mut words = ssh.split_whitespace();
     let ssh_prog = words.next().ok_or_else(|| Fail::bad("--ssh is empty"))?;
     let remote_cmd = format!("cd {} && exec {} restart --confirm --detach -", sh_quote(&cwd), sh_quote(&a.remote_mig));

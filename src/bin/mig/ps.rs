@@ -82,9 +82,9 @@ pub fn main(a: Args) -> Result<u8> {
 }
 
 fn row(pid: i32) -> Row {
-    let env = environ(pid);
+    let env = control::environ(pid).unwrap_or_default();
     let get = |k: &str| env.iter().find_map(|(n, v)| (n == k).then(|| v.clone())).filter(|v| !v.is_empty());
-    let image = match get("MIG_IMAGE") {
+    let image = match get(mig_proto::env::IMAGE) {
         Some(p) => Some(PathBuf::from(p)),
         // The library's default: <exe-name>.<pid>.mig where the process started (its
         // working directory now is the best guess left).
@@ -96,18 +96,7 @@ fn row(pid: i32) -> Row {
     };
     let last = image.as_deref().and_then(last_image);
     let writing = image.as_deref().and_then(in_progress);
-    Row { pid, comm: control::comm(pid), image, interval: get("MIG_INTERVAL"), last, writing }
-}
-
-/// The variables of `pid`'s environment.
-fn environ(pid: i32) -> Vec<(String, String)> {
-    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    raw.split(|&c| c == 0)
-        .filter_map(|kv| {
-            let s = String::from_utf8_lossy(kv);
-            s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect()
+    Row { pid, comm: control::comm(pid), image, interval: get(mig_proto::env::INTERVAL), last, writing }
 }
 
 /// The image at `path`: when it was written, its size, how long its process stopped.

@@ -94,7 +94,7 @@ pub fn main(a: Args) -> Result<u8> {
         let abs = util::absolute(&a.image)?;
         let mut f = File::open(&abs).map_err(|e| Fail::refused(format!("cannot restart from {}: cannot open it: {e}", abs.display())))?;
         let shown = abs.display().to_string();
-        let trusted = a.trust_image || std::env::var("MIG_TRUST_IMAGE").is_ok_and(|v| v == "1");
+        let trusted = a.trust_image || std::env::var(mig_proto::env::TRUST_IMAGE).is_ok_and(|v| v == "1");
         if !trusted {
             check_owner(&f).map_err(|why| Fail::refused(format!("cannot restart from {shown}: {why}")))?;
         }
@@ -122,16 +122,16 @@ pub fn main(a: Args) -> Result<u8> {
     }
     let lib = util::library().map_err(|f| Fail::refused(f.msg))?;
     let mut cmd = std::process::Command::new(&exe);
-    cmd.arg0(&exe).current_dir(&cwd).env("MIG_RESTORE", &restore_path).env("LD_PRELOAD", util::preload_value(&lib));
+    cmd.arg0(&exe).current_dir(&cwd).env(mig_proto::env::RESTORE, &restore_path).env(mig_proto::env::PRELOAD, util::preload_value(&lib));
     if in_memory {
         // Loading lazily from the memfd would keep the whole image in memory meanwhile.
-        cmd.env("MIG_RESTORE_EAGER", "1");
+        cmd.env(mig_proto::env::RESTORE_EAGER, "1");
     }
     if a.trust_image {
-        cmd.env("MIG_TRUST_IMAGE", "1");
+        cmd.env(mig_proto::env::TRUST_IMAGE, "1");
     }
     if let Some(out) = &a.image_out {
-        cmd.env("MIG_IMAGE", util::absolute(out)?);
+        cmd.env(mig_proto::env::IMAGE, util::absolute(out)?);
     }
     if a.detach {
         relay_output()?;

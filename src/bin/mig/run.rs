@@ -48,20 +48,20 @@ pub fn main(a: Args) -> Result<u8> {
     let lib = util::library()?;
     let mut cmd = std::process::Command::new(&prog);
     cmd.arg0(name).args(&a.command[1..]);
-    cmd.env("LD_PRELOAD", util::preload_value(&lib)).env_remove("MIG_RESTORE");
+    cmd.env(mig_proto::env::PRELOAD, util::preload_value(&lib)).env_remove(mig_proto::env::RESTORE);
     if let Some(image) = &a.image {
         let abs = util::absolute(image)?;
         check_image_path(&abs)?;
-        cmd.env("MIG_IMAGE", abs);
+        cmd.env(mig_proto::env::IMAGE, abs);
     } else if is_script(&prog) {
         // The library names images after the executable, here the interpreter: name
         // them after the script. The program keeps mig's pid (exec).
         let file = prog.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "script".into());
         let here = std::env::current_dir().map_err(|e| Fail::new(format!("cannot read the working directory: {e}")))?;
-        cmd.env("MIG_IMAGE", here.join(format!("{file}.{}.mig", std::process::id())));
+        cmd.env(mig_proto::env::IMAGE, here.join(format!("{file}.{}.mig", std::process::id())));
     }
     if let Some(every) = a.interval {
-        cmd.env("MIG_INTERVAL", every.as_secs_f64().to_string());
+        cmd.env(mig_proto::env::INTERVAL, every.as_secs_f64().to_string());
     }
     let e = cmd.exec();
     Err(Fail::new(format!("cannot run {}: {e}", prog.display())))

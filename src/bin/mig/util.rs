@@ -89,7 +89,7 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
 /// The preload library: `$MIG_LIB`, else `libmig.so` beside this executable (or in
 /// `../lib/mig/` for an installed layout).
 pub fn library() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("MIG_LIB").filter(|v| !v.is_empty()) {
+    if let Some(p) = std::env::var_os(mig_proto::env::LIB).filter(|v| !v.is_empty()) {
         let p = absolute(Path::new(&p))?;
         if !p.is_file() {
             return Err(Fail::new(format!("MIG_LIB names {}, which is not a file", p.display())));
@@ -111,7 +111,7 @@ pub fn library() -> Result<PathBuf> {
 /// `LD_PRELOAD` with the library first and whatever was preloaded already after it.
 pub fn preload_value(lib: &Path) -> std::ffi::OsString {
     let mut v = lib.as_os_str().to_os_string();
-    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
+    if let Some(old) = std::env::var_os(mig_proto::env::PRELOAD).filter(|o| !o.is_empty()) {
         let dup = old.to_string_lossy().split([':', ' ']).any(|e| Path::new(e) == lib);
         if !dup {
             v.push(":");
