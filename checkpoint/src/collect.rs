@@ -59,7 +59,7 @@ fn state(s: &mut Snapshot, text: &mut List<u8>, info: &mut List<u8>, threads: us
     super::fds::collect(s, text, info)?;
     // Only there with CONFIG_CHECKPOINT_RESTORE: without it, timers are not seen.
     if slurp(b"/proc/self/timers", text).is_ok() {
-        super::ptimers::collect(text.as_slice(), &mut s.timers)?;
+        super::kinds::ptimer::save(text.as_slice(), &mut s.timers)?;
     }
     Ok(())
 }

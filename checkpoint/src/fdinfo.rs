@@ -1,7 +1,6 @@
 //! `/proc/self/fdinfo/<fd>`: what the kernel tells about an event fd, a timerfd, an
 //! epoll set or an inotify instance. Parsed in place, without allocation.
-// TODO(kinds): removed by the kinds rewrite
-#![allow(clippy::indexing_slicing)]
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::maps::{dec, hex};
 
@@ -16,10 +15,11 @@ pub fn value<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     let mut at = 0;
     while let Some(i) = line.get(at..)?.windows(key.len()).position(|w| w == key) {
         let start = at + i;
-        if start == 0 || matches!(line[start - 1], b' ' | b'\t') {
+        if start == 0 || matches!(line.get(start - 1), Some(b' ' | b'\t')) {
             let rest = line.get(start + key.len()..)?;
-            let rest = &rest[rest.iter().position(|c| !matches!(c, b' ' | b'\t')).unwrap_or(rest.len())..];
-            return Some(&rest[..rest.iter().position(|c| matches!(c, b' ' | b'\t')).unwrap_or(rest.len())]);
+            let blank = |c: &u8| matches!(c, b' ' | b'\t');
+            let rest = rest.get(rest.iter().position(|c| !blank(c)).unwrap_or(rest.len())..)?;
+            return rest.split(blank).next();
         }
         at = start + 1;
     }
@@ -48,6 +48,7 @@ pub fn pair_field(text: &[u8], key: &[u8]) -> Option<(u64, u64)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -14,8 +14,11 @@
 //!   `writers` (to reap), `control` (the request of `mig checkpoint`), `timer`
 //!   (`MIG_INTERVAL`).
 //! - Stop and collect: `threads`, `context`, `collect` (the snapshot), and the kinds of
-//!   state: `maps`, `files`, `fds`, `fdinfo`, `sockets`, `ptimers`, `dirty` (pages
-//!   changed since a pre-copy's round).
+//!   state: `maps`, `files`, `fds` (the walk over
+//!   the descriptors), `fdinfo`, `sockets`, `dirty` (pages changed since a pre-copy's
+//!   round), and `kinds`: one module per kind of descriptor and POSIX timers, each with
+//!   its save side and, with the `restore` feature (std, for the library's restore
+//!   planner), its restore side.
 //! - Below them: `snapshot` (what a checkpoint collected), `failure` (why it could
 //!   not), `scratch` (fixed-capacity lists in a mapping).
 //! - State shared with normal code: `runtime` (what the handlers know), `intent` (what
@@ -23,6 +26,10 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
+
+// The restore sides of `kinds` are normal code; the save sides never see std.
+#[cfg(all(feature = "restore", not(test)))]
+extern crate std;
 
 use mig_sys as sys;
 
@@ -39,11 +46,11 @@ pub mod handoff;
 pub mod imagefile;
 pub mod intent;
 pub mod job;
+pub mod kinds;
 pub mod lazy;
 pub mod maps;
 pub mod ordinary;
 pub mod precopy;
-pub mod ptimers;
 pub mod report;
 pub mod rollback;
 pub mod runtime;

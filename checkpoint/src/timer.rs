@@ -1,6 +1,7 @@
 //! `MIG_INTERVAL`: periodic checkpoints, driven by a POSIX timer that sends the
 //! checkpoint signal. The restored process arms a new one from its new settings, so
 //! this one is left out of the image.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::sys;
 use core::sync::atomic::{AtomicI32, Ordering};
@@ -17,10 +18,7 @@ pub fn arm(ms: u64, sig: u32) {
     if ms == 0 {
         return;
     }
-    // The kernel's `struct sigevent`: value (8 bytes), signo, notify (SIGEV_SIGNAL = 0).
-    let mut ev = [0u8; 64];
-    ev[8..12].copy_from_slice(&sig.to_le_bytes());
-    ev[12..16].copy_from_slice(&libc::SIGEV_SIGNAL.to_le_bytes());
+    let ev = sys::Sigevent::signal(sig as i32).to_bytes();
     let ts = [(ms / 1000) as i64, ((ms % 1000) * 1_000_000) as i64];
     if let Ok(id) = sys::timer_create(libc::CLOCK_MONOTONIC, &ev) {
         OWN.store(id, Ordering::Relaxed);

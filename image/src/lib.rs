@@ -21,10 +21,12 @@ mod check;
 pub mod format;
 pub mod layout;
 pub mod pagecrc;
+pub mod params;
 pub mod verify;
 
 pub use format::*;
 pub use layout::Layout;
+pub use params::*;
 pub use verify::{Image, ImageError};
 
 /// Exit status of a restore that was refused before anything was replaced (the

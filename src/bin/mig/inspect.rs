@@ -4,11 +4,14 @@
 //! holds, the records if the tables' CRC holds, and each saved blob is checked on its
 //! own, so the report names the region or descriptor whose data is damaged.
 
+mod details;
+mod json;
+mod text;
+
 use crate::compress::{self, Stop};
-use crate::util::{self, json_str};
+use crate::util;
 use crate::{Fail, Result};
 use mig_image::{FdKind, HEADER_LEN, Header, Image, ImageError, PROT_EXEC, PROT_READ, PROT_WRITE, RegionKind, Table};
-use std::fmt::Write as _;
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -84,6 +87,8 @@ struct Fd {
     flags: String,
     offset: i64,
     path: String,
+    /// What the descriptor holds, decoded from its kind's record.
+    details: String,
     saved: u64,
     crc: Crc,
 }
@@ -170,7 +175,7 @@ fn show(path: &std::path::Path, json_out: bool) -> Result<u8> {
             report.damage.insert(0, Damage { place: "compressed data".into(), what });
         }
     }
-    let text = if json_out { json(&report) } else { text(&report) };
+    let text = if json_out { json::json(&report) } else { text::text(&report) };
     print!("{text}");
     match report.damage.first() {
         None => Ok(0),
@@ -306,6 +311,7 @@ fn examine(file: String, bytes: &[u8]) -> Report {
             flags: fd_flags(rec.flags, rec.fd_flags),
             offset: rec.offset,
             path: s(rec.file.path),
+            details: details::describe(&img, &rec),
             saved: rec.data_len,
             crc,
         };
@@ -345,171 +351,4 @@ fn fd_flags(fl: u32, fdfl: u32) -> String {
 
 fn saved_total(r: &Report) -> u64 {
     r.regions.iter().map(|x| x.saved).sum::<u64>() + r.fds.iter().map(|x| x.saved).sum::<u64>()
-}
-
-fn text(r: &Report) -> String {
-    let mut o = String::new();
-    match &r.compressed {
-        None => {
-            let _ = writeln!(o, "image:       {} ({})", r.file, util::size(r.size));
-        }
-        Some(p) => {
-            let _ = writeln!(
-                o,
-                "image:       {} ({}, zstd-compressed: {} on disk, ratio {})",
-                r.file,
-                util::size(r.size),
-                util::size(p.size),
-                compress::ratio(r.size, p.size)
-            );
-        }
-    }
-    if let Some(h) = &r.header {
-        let portable = if h.flags & mig_image::HEADER_PORTABLE != 0 { ", portable (carries program and library code)" } else { "" };
-        let _ = writeln!(o, "format:      version {}, x86_64, {}-byte pages{portable}", h.version, h.page_size);
-        if let Some(p) = &r.process {
-            let _ = writeln!(o, "executable:  {}", p.exe);
-            let _ = writeln!(o, "command:     {}", p.comm);
-            let _ = writeln!(o, "directory:   {}", p.cwd);
-        }
-        let _ = writeln!(o, "pid:         {}", h.pid);
-        let _ = writeln!(o, "created:     {}", util::utc(h.created_unix_ns));
-        if h.stopped_us > 0 {
-            let _ = writeln!(o, "stopped for: {}", util::duration(std::time::Duration::from_micros(h.stopped_us)));
-        }
-        let _ = writeln!(o, "threads:     {}", h.tables[Table::Threads as usize].count);
-        let _ = writeln!(o, "regions:     {}", h.tables[Table::Regions as usize].count);
-        let _ = writeln!(o, "descriptors: {}", h.tables[Table::Fds as usize].count);
-        let _ = writeln!(o, "saved data:  {} in {} blobs", util::size(h.data_len), h.blobs);
-    }
-    if let Some(p) = r.process.as_ref().filter(|p| !p.warnings.is_empty()) {
-        let _ = writeln!(o, "\nWARNINGS (what did not come back as it was)");
-        for w in &p.warnings {
-            let _ = writeln!(o, "  {w}");
-        }
-    }
-    if r.process.is_some() {
-        let _ = writeln!(o, "\nREGIONS");
-        let _ = writeln!(o, "  {:<3} {:<33} {:<4} {:<11} {:>10} {:>10} {:<7} PATH", "#", "ADDRESSES", "PERM", "KIND", "SIZE", "SAVED", "CRC");
-        for (i, x) in r.regions.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "  {i:<3} {:016x}-{:016x} {:<4} {:<11} {:>10} {:>10} {:<7} {}",
-                x.start,
-                x.end,
-                x.perms,
-                x.kind,
-                util::size(x.end.saturating_sub(x.start)),
-                util::size(x.saved),
-                x.crc.name(),
-                x.path
-            );
-        }
-        let _ = writeln!(o, "\nDESCRIPTORS");
-        let _ = writeln!(o, "  {:<4} {:<12} {:<24} {:>10} {:<7} PATH", "FD", "KIND", "FLAGS", "OFFSET", "CRC");
-        for x in &r.fds {
-            let _ = writeln!(o, "  {:<4} {:<12} {:<24} {:>10} {:<7} {}", x.fd, x.kind, x.flags, x.offset, x.crc.name(), x.path);
-        }
-    }
-    let _ = writeln!(o);
-    if r.damage.is_empty() {
-        let _ = writeln!(o, "integrity:   ok (header, tables, trailer and {} blobs, {} of saved data, checked)", r.blobs_checked, util::size(saved_total(r)));
-    } else {
-        let _ = writeln!(o, "integrity:   DAMAGED");
-        for d in &r.damage {
-            let _ = writeln!(o, "  {}: {}", d.place, d.what);
-        }
-    }
-    o
-}
-
-fn json(r: &Report) -> String {
-    let mut o = String::from("{\n");
-    let _ = writeln!(o, "  \"image\": {},", json_str(&r.file));
-    let _ = writeln!(o, "  \"size\": {},", r.size);
-    match &r.compressed {
-        None => o.push_str("  \"compressed\": null,\n"),
-        Some(p) => {
-            let _ = writeln!(o, "  \"compressed\": {{\"format\": \"zstd\", \"size\": {}, \"ratio\": {:.3}}},", p.size, r.size as f64 / p.size.max(1) as f64);
-        }
-    }
-    let _ = writeln!(o, "  \"intact\": {},", r.damage.is_empty());
-    match &r.header {
-        Some(h) => {
-            let _ = writeln!(
-                o,
-                "  \"header\": {{\"version\": {}, \"portable\": {}, \"arch\": \"x86_64\", \"page_size\": {}, \"pid\": {}, \"created_unix_ns\": {}, \"created\": {}, \"stopped_us\": {}, \"threads\": {}, \"regions\": {}, \"descriptors\": {}, \"blobs\": {}, \"data_len\": {}, \"total_len\": {}}},",
-                h.version,
-                h.flags & mig_image::HEADER_PORTABLE != 0,
-                h.page_size,
-                h.pid,
-                h.created_unix_ns,
-                json_str(&util::utc(h.created_unix_ns)),
-                h.stopped_us,
-                h.tables[Table::Threads as usize].count,
-                h.tables[Table::Regions as usize].count,
-                h.tables[Table::Fds as usize].count,
-                h.blobs,
-                h.data_len,
-                h.total_len
-            );
-        }
-        None => o.push_str("  \"header\": null,\n"),
-    }
-    match &r.process {
-        Some(p) => {
-            let _ = writeln!(
-                o,
-                "  \"process\": {{\"executable\": {}, \"command\": {}, \"directory\": {}, \"warnings\": [{}]}},",
-                json_str(&p.exe),
-                json_str(&p.comm),
-                json_str(&p.cwd),
-                p.warnings.iter().map(|w| json_str(w)).collect::<Vec<_>>().join(", ")
-            );
-        }
-        None => o.push_str("  \"process\": null,\n"),
-    }
-    o.push_str("  \"regions\": [");
-    for (i, x) in r.regions.iter().enumerate() {
-        let _ = write!(
-            o,
-            "{}\n    {{\"start\": {}, \"end\": {}, \"start_hex\": \"{:#x}\", \"end_hex\": \"{:#x}\", \"perms\": {}, \"kind\": {}, \"path\": {}, \"size\": {}, \"saved\": {}, \"blob\": {}, \"crc\": {}}}",
-            if i > 0 { "," } else { "" },
-            x.start,
-            x.end,
-            x.start,
-            x.end,
-            json_str(&x.perms),
-            json_str(&x.kind),
-            json_str(&x.path),
-            x.end.saturating_sub(x.start),
-            x.saved,
-            x.blob.map_or("null".to_string(), |b| b.to_string()),
-            json_str(x.crc.name())
-        );
-    }
-    o.push_str(if r.regions.is_empty() { "],\n" } else { "\n  ],\n" });
-    o.push_str("  \"descriptors\": [");
-    for (i, x) in r.fds.iter().enumerate() {
-        let _ = write!(
-            o,
-            "{}\n    {{\"fd\": {}, \"kind\": {}, \"flags\": {}, \"offset\": {}, \"path\": {}, \"saved\": {}, \"crc\": {}}}",
-            if i > 0 { "," } else { "" },
-            x.fd,
-            json_str(&x.kind),
-            json_str(&x.flags),
-            x.offset,
-            json_str(&x.path),
-            x.saved,
-            json_str(x.crc.name())
-        );
-    }
-    o.push_str(if r.fds.is_empty() { "],\n" } else { "\n  ],\n" });
-    o.push_str("  \"damage\": [");
-    for (i, d) in r.damage.iter().enumerate() {
-        let _ = write!(o, "{}\n    {{\"where\": {}, \"what\": {}}}", if i > 0 { "," } else { "" }, json_str(&d.place), json_str(&d.what));
-    }
-    o.push_str(if r.damage.is_empty() { "]\n" } else { "\n  ]\n" });
-    o.push_str("}\n");
-    o
 }

@@ -1,0 +1,106 @@
+//! Files whose contents the image carries: memfds (`file.path` is `/memfd:name`),
+//! files in `/dev/shm` and regular files deleted (or replaced) while open. Each file
+//! is made again once, written back, and every descriptor and `SharedObject` mapping
+//! of it shares it.
+
+use crate::sys;
+use mig_image::{FdRecord, MemfdParams, Params};
+
+/// A memfd: its seals, and its size to save.
+pub fn save(fd: i32, st: &libc::stat, rec: &mut FdRecord) {
+    rec.params = MemfdParams { seals: sys::fcntl(fd, libc::F_GET_SEALS, 0).unwrap_or(0) as u64 }.encode();
+    rec.data_len = st.st_size as u64;
+}
+
+#[cfg(feature = "restore")]
+pub use restore::{memfd, restore, shared_objects};
+
+#[cfg(feature = "restore")]
+#[allow(unsafe_code)]
+mod restore {
+    use super::super::{Shared, file::seek, os::*};
+    use mig_image::{FdKind, FdRecord, MemfdParams, Params, REGION_DATA_IN_FD, RegionKind, Table};
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    pub fn restore(f: &FdRecord, cx: &mut Shared) -> std::io::Result<i32> {
+        let object = file_object(f, cx)?;
+        open_raw(format!("/proc/self/fd/{object}").as_bytes(), f.flags as i32 & REOPEN_FLAGS, 0).map(|fd| seek(fd, f.offset))
+    }
+
+    /// The recreated file behind a saved descriptor, read-write (made once per file).
+    fn file_object(f: &FdRecord, cx: &mut Shared) -> std::io::Result<i32> {
+        let key = (f.file.dev, f.file.ino);
+        if let Some(&fd) = cx.objects.get(&key) {
+            return Ok(fd);
+        }
+        let path = cx.img.str(f.file.path);
+        let mode = f.file.mode & 0o7777;
+        let seals = MemfdParams::decode(&f.params).seals;
+        let fd = match FdKind::from_u32(f.kind) {
+            Some(FdKind::Memfd) => memfd(path, seals != 0)?,
+            Some(FdKind::Shm) => {
+                let fd = open_raw(path, libc::O_RDWR | libc::O_CREAT, mode)?;
+                // SAFETY: truncating a file we opened read-write.
+                last_error::<i32>(unsafe { libc::ftruncate(fd, 0) })?;
+                fd
+            }
+            _ => {
+                let dir = Path::new(std::ffi::OsStr::from_bytes(path)).parent().filter(|d| d.is_dir()).unwrap_or(Path::new("/tmp"));
+                open_raw(dir.as_os_str().as_bytes(), libc::O_TMPFILE | libc::O_RDWR, mode)
+                    .or_else(|_| open_raw(b"/tmp", libc::O_TMPFILE | libc::O_RDWR, mode))?
+            }
+        };
+        write_all(fd, cx.img.data(f.data_off, f.data_len))?;
+        if f.kind == FdKind::Memfd as u32 && seals != 0 {
+            // SAFETY: fcntl on the memfd we just made.
+            last_error::<i32>(unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals as i32) })?;
+        }
+        let fd = raise_fd(fd, cx.base).map_err(Error::other)?;
+        cx.objects.insert(key, fd);
+        Ok(fd)
+    }
+
+    /// Memory files that only mappings refer to (their descriptor was closed): made
+    /// again, empty, as large as the mappings need; the regions' saved pages fill them.
+    pub fn shared_objects(cx: &mut Shared) -> Result<(), String> {
+        for i in 0..cx.img.count(Table::Regions) {
+            let r = cx.img.region(i);
+            if r.kind != RegionKind::SharedObject as u32 {
+                continue;
+            }
+            let key = (r.file.dev, r.file.ino);
+            let path = cx.img.str(r.file.path);
+            let fd = match cx.objects.get(&key) {
+                Some(&fd) => fd,
+                None if r.flags & REGION_DATA_IN_FD != 0 => return Err(format!("mapping {:#x}: its file's descriptor is not in the image", r.start)),
+                None => {
+                    let made = if path.starts_with(b"/dev/shm/") { open_raw(path, libc::O_RDWR | libc::O_CREAT, 0o600) } else { memfd(path, false) };
+                    let fd = made.map_err(|e| format!("mapping {:#x}: cannot make {} again: {e}", r.start, String::from_utf8_lossy(path)))?;
+                    let fd = raise_fd(fd, cx.base)?;
+                    cx.objects.insert(key, fd);
+                    fd
+                }
+            };
+            let need = r.file_off + (r.end - r.start);
+            // SAFETY: fstat/ftruncate on a descriptor we own; `st` is plain old data.
+            let grown = unsafe {
+                let mut st: libc::stat = std::mem::zeroed();
+                libc::fstat(fd, &mut st) == 0 && (st.st_size as u64 >= need || libc::ftruncate(fd, need as i64) == 0)
+            };
+            if !grown {
+                return Err(format!("mapping {:#x}: cannot size {}: {}", r.start, String::from_utf8_lossy(path), Error::last_os_error()));
+            }
+        }
+        Ok(())
+    }
+
+    /// A new memfd named as the saved one was.
+    pub fn memfd(path: &[u8], sealable: bool) -> std::io::Result<i32> {
+        let name = path.strip_prefix(b"/memfd:").unwrap_or(path.rsplit(|&c| c == b'/').next().unwrap_or(b"mig"));
+        let name = CString::new(name).unwrap_or_default();
+        let flags = libc::MFD_CLOEXEC | if sealable { libc::MFD_ALLOW_SEALING } else { 0 };
+        // SAFETY: a valid name and flags.
+        last_error(unsafe { libc::memfd_create(name.as_ptr(), flags) })
+    }
+}

@@ -1,0 +1,111 @@
+//! One module per kind of state a descriptor (or a POSIX timer) can hold. Each has
+//! its save side (`save`: async-signal-safe, no allocation, called while collecting),
+//! its restore side (`restore`: normal code, behind the `restore` feature, called by
+//! the library's restore planner) and its typed record in the image crate
+//! (`mig_image::params`). Adding a kind is adding a module here, its record there, and
+//! one line in `describe` (`fds.rs`) and in `restore` below.
+//!
+//! - `file`: regular files, directories and devices reopened by path.
+//! - `memfd`: memfds, `/dev/shm` files and deleted files: contents in the image.
+//! - `pipe`: pipes wholly in the process, with the bytes they hold.
+//! - `socketpair`: UNIX socket pairs, with their queues.
+//! - `socket`: sockets recreated from their settings (UNIX and inet: listening,
+//!   datagram, bound), and connected ones that come back reset.
+//! - `epoll`, `eventfd`, `signalfd`, `timerfd`, `inotify`, `tty`.
+//! - `ptimer`: POSIX timers (`timer_create`), a table of their own.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod epoll;
+pub mod eventfd;
+pub mod file;
+pub mod inotify;
+pub mod memfd;
+pub mod pipe;
+pub mod ptimer;
+pub mod signalfd;
+pub mod socket;
+pub mod socketpair;
+pub mod timerfd;
+pub mod tty;
+
+#[cfg(feature = "restore")]
+pub mod os;
+
+#[cfg(feature = "restore")]
+pub use restore::{Shared, restore};
+
+#[cfg(feature = "restore")]
+mod restore {
+    use super::os::*;
+    use super::*;
+    use mig_image::{EpollEntry, FdKind, FdRecord, Image};
+
+    /// What the kinds' restore sides share while the descriptors are made again: the
+    /// image, every record, and the objects one record makes for others.
+    pub struct Shared<'a> {
+        pub img: &'a Image<'a>,
+        /// Every descriptor record, in table order.
+        pub all: &'a [FdRecord],
+        /// Descriptors are made at or above this number.
+        pub base: i32,
+        /// Memory files by (dev, ino) as saved, read-write: what descriptors reopen
+        /// and `SharedObject` regions map.
+        pub objects: HashMap<(u64, u64), i32>,
+        /// (epoll descriptor's saved number, registration), made by the blob.
+        pub epoll: Vec<(i32, EpollEntry)>,
+        /// Pipes by saved inode: [read end, write end (-1 once closed)].
+        pub pipes: HashMap<u64, [i32; 2]>,
+        /// Socket pair ends by saved inode.
+        pub ends: HashMap<u64, i32>,
+        /// The restoring process's terminal, once looked for.
+        pub terminal: Option<i32>,
+        /// `inotify_add_watch` calls left for bringing watch numbers back, in all.
+        pub inotify_tries: u32,
+    }
+
+    impl<'a> Shared<'a> {
+        pub fn new(img: &'a Image<'a>, all: &'a [FdRecord], base: i32) -> Self {
+            Shared {
+                img,
+                all,
+                base,
+                objects: HashMap::new(),
+                epoll: Vec::new(),
+                pipes: HashMap::new(),
+                ends: HashMap::new(),
+                terminal: None,
+                inotify_tries: inotify::TRIES,
+            }
+        }
+
+        /// Closes what only served to make descriptors (pipes and socket pair ends).
+        pub fn close_scaffolding(&mut self) {
+            for (_, [r, w]) in self.pipes.drain() {
+                close(r);
+                if w >= 0 {
+                    close(w);
+                }
+            }
+            for (_, fd) in self.ends.drain() {
+                close(fd);
+            }
+        }
+    }
+
+    /// Makes the descriptor of record `f` again, at any number.
+    pub fn restore(f: &FdRecord, cx: &mut Shared) -> std::io::Result<i32> {
+        match FdKind::from_u32(f.kind).unwrap_or(FdKind::Unsupported) {
+            FdKind::File | FdKind::Device => file::restore(f, cx),
+            FdKind::Deleted | FdKind::Memfd | FdKind::Shm => memfd::restore(f, cx),
+            FdKind::Pipe => pipe::restore(f, cx),
+            FdKind::SocketPair => socketpair::restore(f, cx),
+            FdKind::Socket | FdKind::Reset | FdKind::Unsupported => socket::restore(f, cx),
+            FdKind::Epoll => epoll::restore(f, cx),
+            FdKind::EventFd => eventfd::restore(f),
+            FdKind::SignalFd => signalfd::restore(f),
+            FdKind::TimerFd => timerfd::restore(f),
+            FdKind::Inotify => inotify::restore(f, cx),
+            FdKind::Tty => tty::restore(f, cx),
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Typed views of what each kind of descriptor keeps in `FdRecord::params` (and in its
+//! `extra` bytes and its blob): the checkpoint encodes them, the restore and
+//! `mig inspect` decode them, so the positions are written down once, here.
+//!
+//! The layout is the one `docs/image-format.md` lists under each `FdKind`.
+
+use crate::format::FdKind;
+
+/// A kind's parameters, stored in the record's eight `u64`s.
+pub trait Params: Sized {
+    /// The kind whose records hold these parameters.
+    const KIND: FdKind;
+    fn encode(&self) -> [u64; 8];
+    fn decode(p: &[u64; 8]) -> Self;
+}
+
+/// `FdKind::Pipe`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PipeParams {
+    /// `F_GETPIPE_SZ`.
+    pub capacity: u64,
+}
+
+impl Params for PipeParams {
+    const KIND: FdKind = FdKind::Pipe;
+    fn encode(&self) -> [u64; 8] {
+        [self.capacity, 0, 0, 0, 0, 0, 0, 0]
+    }
+    fn decode(p: &[u64; 8]) -> Self {
+        let [capacity, ..] = *p;
+        PipeParams { capacity }
+    }
+}
+
+/// `FdKind::SocketPair`: the blob is this end's receive queue (`Queue`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketPairParams {
+    pub domain: i32,
+    pub ty: i32,
+    /// The inode of the other end (`file.ino` is this end's).
+    pub peer_ino: u64,
+    /// `SO_SNDBUF`.
+    pub sndbuf: i32,
+}
+
+impl SocketPairParams {
+    /// Datagram types queue messages, framed as `Queue` says.
+    pub fn datagrams(&self) -> bool {
+        self.ty != SOCK_STREAM
+    }
+}
+
+impl Params for SocketPairParams {
+    const KIND: FdKind = FdKind::SocketPair;
+    fn encode(&self) -> [u64; 8] {
+        [self.domain as u64, self.ty as u64, self.peer_ino, self.sndbuf as u64, 0, 0, 0, 0]
+    }
+    fn decode(p: &[u64; 8]) -> Self {
+        let [domain, ty, peer_ino, sndbuf, ..] = *p;
+        SocketPairParams { domain: domain as i32, ty: ty as i32, peer_ino, sndbuf: sndbuf as i32 }
+    }
+}
+
+/// `FdKind::Reset`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResetParams {
+    pub domain: i32,
+}
+
+impl Params for ResetParams {
+    const KIND: FdKind = FdKind::Reset;
+    fn encode(&self) -> [u64; 8] {
+        [self.domain as u64, 0, 0, 0, 0, 0, 0, 0]
+    }
+    fn decode(p: &[u64; 8]) -> Self {
+        let [domain, ..] = *p;
+        ResetParams { domain: domain as i32 }
+    }
+}
+
+/// `FdKind::Socket`: recreated from its settings; `extra` is the bound address then
+/// the peer address (`addrs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketParams {
+    pub domain: i32,
+    pub ty: i32,
+    pub protocol: i32,
+    /// `listen` backlog; 0 when not listening.
+    pub backlog: i32,
+    pub bound_len: u32,
+    pub peer_len: u32,
+    /// `SOCKOPT_*` bits.
+    pub opts: u64,
+}
+
+impl SocketParams {
+    /// (bound address, peer address) from the record's `extra` bytes.
+    pub fn addrs<'a>(&self, extra: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+        extra.split_at((self.bound_len as usize).min(extra.len()))
+    }
+}
+
+impl Params for SocketParams {
+    const KIND: FdKind = FdKind::Socket;
+    fn encode(&self) -> [u64; 8] {
+        let s = self;
+        [s.domain as u64, s.ty as u64, s.protocol as u64, s.backlog as u64, s.bound_len as u64, s.peer_len as u64, s.opts, 0]
+    }
+    fn decode(p: &[u64; 8]) -> Self {
+        let [domain, ty, protocol, backlog, bound_len, peer_len, opts, _] = *p;
+        SocketParams {
+            domain: domain as i32,
+            ty: ty as i32,
+            protocol: protocol as i32,
+            backlog: backlog as i32,
+            bound_len: bound_len as u32,
+            peer_len: peer_len as u32,
+            opts,
+        }
+    }
+}
+
+/// `FdKind::EventFd`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventfdParams {
+    pub count: u64,
+    /// `EFD_SEMAPHORE`.
+    pub semaphore: bool,
+}
+
+impl Params for EventfdParams {
+    const KIND: FdKind = FdKind::EventFd;
+    fn encode(&self) -> [u64; 8] {
+        [self.count, self.semaphore as u64, 0, 0, 0, 0, 0, 0]
+    }
+    fn decode(p: &[u64; 8]) -> Self {
+        let [count, semaphore, ..] = *p;
+        EventfdParams { count, semaphore: semaphore != 0 }
+    }
+}
+
+/// `FdKind::SignalFd`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalfdParams {
+    /// Bit `n - 1` for signal `n`.
+    pub mask: u64,
+}
+
+impl Params for SignalfdParams {
+    const KIND: FdKind = FdKind::SignalFd;
+    fn encode(&self) -> [u64; 8] {
+        [self.mask, 0, 0, 0, 0, 0, 0, 0]
+    }
+    fn decode(p: &[u64; 8]) -> Self {
+        let [mask, ..] = *p;
+        SignalfdParams { mask }
+    }
+}
+
+/// `FdKind::TimerFd`: times as (seconds, nanoseconds); `value` is the time left.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimerfdParams {
+    pub clock: i32,
+    /// Expirations not read yet.
+    pub ticks: u64,
+    pub value: (u64, u64),
+    pub interval: (u64, u64),
+}
+
+impl Params for TimerfdParams {
+    const KIND: FdKind = FdKind::TimerFd;
+    fn encode(&self) -> [u64; 8] {
+        let t = self;
+        [t.clock as u64, t.ticks, t.value.0, t.value.1, t.interval.0, t.interval.1, 0, 0]
+    }
+    fn decode(p: &[u64; 8]) -> Self {
+        let [clock, ticks, vs, vns, is, ins, ..] = *p;
+        TimerfdParams { clock: clock as i32, ticks, value: (vs, vns), interval: (is, ins) }
+    }
+}
+
+/// `FdKind::Memfd`: the contents are the blob.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemfdParams {
+    /// `F_GET_SEALS`; 0: not sealed (nor sealable again).
+    pub seals: u64,
+}
+
+impl Params for MemfdParams {
+    const KIND: FdKind = FdKind::Memfd;
+    fn encode(&self) -> [u64; 8] {
+        [self.seals, 0, 0, 0, 0, 0, 0, 0]
+    }
+    fn decode(p: &[u64; 8]) -> Self {
+        let [seals, ..] = *p;
+        MemfdParams { seals }
+    }
+}
+
+const SOCK_STREAM: i32 = 1;
+
+/// A socket's receive queue as saved in its blob: a stream's bytes as they are;
+/// each datagram as a `u32` length (little-endian) then its bytes.
+pub struct Queue;
+
+impl Queue {
+    /// Bytes before each datagram.
+    pub const HEAD: usize = 4;
+
+    /// The head of a datagram of `len` bytes.
+    pub fn head(len: usize) -> [u8; Queue::HEAD] {
+        (len as u32).to_le_bytes()
+    }
+
+    /// The first datagram of `rest` and the bytes it takes with its head; `None` if
+    /// `rest` does not start with a whole one.
+    pub fn datagram(rest: &[u8]) -> Option<(&[u8], usize)> {
+        let head: [u8; Queue::HEAD] = rest.get(..Queue::HEAD)?.try_into().ok()?;
+        let len = u32::from_le_bytes(head) as usize;
+        Some((rest.get(Queue::HEAD..Queue::HEAD.checked_add(len)?)?, Queue::HEAD + len))
+    }
+}
+
+/// A socket address as the kernel gives it (`getsockname`) and takes it (`bind`):
+/// a `u16` family, then what the family needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockAddr<'a> {
+    /// `AF_UNIX`: the bytes after the family: a path up to its NUL, an abstract name
+    /// after a NUL, or nothing (unnamed).
+    Unix(&'a [u8]),
+    Inet {
+        ip: [u8; 4],
+        port: u16,
+    },
+    Inet6 {
+        ip: [u8; 16],
+        port: u16,
+    },
+    /// Another family, or too short for its own.
+    Other,
+}
+
+const AF_UNIX: u16 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+impl<'a> SockAddr<'a> {
+    pub fn decode(addr: &'a [u8]) -> SockAddr<'a> {
+        let Some((family, rest)) = addr.split_first_chunk::<2>() else { return SockAddr::Other };
+        let port = |b: Option<&[u8; 2]>| b.map_or(0, |b| u16::from_be_bytes(*b));
+        match u16::from_ne_bytes(*family) {
+            AF_UNIX => SockAddr::Unix(rest),
+            // sockaddr_in: port, then the address.
+            AF_INET => match rest.get(2..6).and_then(|b| b.try_into().ok()) {
+                Some(ip) => SockAddr::Inet { ip, port: port(rest.first_chunk()) },
+                None => SockAddr::Other,
+            },
+            // sockaddr_in6: port, flow info, then the address.
+            AF_INET6 => match rest.get(6..22).and_then(|b| b.try_into().ok()) {
+                Some(ip) => SockAddr::Inet6 { ip, port: port(rest.first_chunk()) },
+                None => SockAddr::Other,
+            },
+            _ => SockAddr::Other,
+        }
+    }
+
+    /// Whether it names something to bind to again (not the unnamed UNIX address,
+    /// not the wildcard address with port 0).
+    pub fn is_bound(&self) -> bool {
+        match self {
+            SockAddr::Unix(rest) => !rest.is_empty(),
+            SockAddr::Inet { ip, port } => *port != 0 || *ip != [0; 4],
+            SockAddr::Inet6 { ip, port } => *port != 0 || *ip != [0; 16],
+            SockAddr::Other => false,
+        }
+    }
+
+    /// A UNIX address's path; empty for an abstract or unnamed one.
+    pub fn path(&self) -> &'a [u8] {
+        match self {
+            SockAddr::Unix(rest) => rest.split(|&c| c == 0).next().unwrap_or_default(),
+            _ => &[],
+        }
+    }
+}
+
+/// In words: a path, `1.2.3.4:80`, `[::1]:80`.
+impl core::fmt::Display for SockAddr<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            SockAddr::Unix(_) if self.path().is_empty() => f.write_str("an abstract UNIX address"),
+            SockAddr::Unix(_) => {
+                for chunk in self.path().utf8_chunks() {
+                    f.write_str(chunk.valid())?;
+                    if !chunk.invalid().is_empty() {
+                        f.write_str("\u{FFFD}")?;
+                    }
+                }
+                Ok(())
+            }
+            SockAddr::Inet { ip: [a, b, c, d], port } => write!(f, "{a}.{b}.{c}.{d}:{port}"),
+            SockAddr::Inet6 { ip, port } => write!(f, "[{}]:{port}", core::net::Ipv6Addr::from(ip)),
+            SockAddr::Other => f.write_str("a socket address"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let t = TimerfdParams { clock: 1, ticks: 3, value: (9, 999), interval: (0, 500) };
+        assert_eq!(t.encode(), [1, 3, 9, 999, 0, 500, 0, 0]);
+        assert_eq!(TimerfdParams::decode(&t.encode()), t);
+        let s = SocketParams { domain: 2, ty: 1, protocol: 6, backlog: 128, bound_len: 16, peer_len: 0, opts: 1 };
+        assert_eq!(s.encode(), [2, 1, 6, 128, 16, 0, 1, 0]);
+        assert_eq!(SocketParams::decode(&s.encode()), s);
+        let e = EventfdParams { count: 7, semaphore: true };
+        assert_eq!(EventfdParams::decode(&e.encode()), e);
+        let p = SocketPairParams { domain: 1, ty: 2, peer_ino: 201, sndbuf: 212992 };
+        assert_eq!(p.encode(), [1, 2, 201, 212992, 0, 0, 0, 0]);
+        assert!(SocketPairParams::decode(&p.encode()).datagrams());
+    }
+
+    #[test]
+    fn frames_datagrams() {
+        let mut q = [0u8; 7];
+        q[..4].copy_from_slice(&Queue::head(3));
+        q[4..].copy_from_slice(b"abc");
+        assert_eq!(Queue::datagram(&q), Some((&b"abc"[..], 7)));
+        assert_eq!(Queue::datagram(&q[..6]), None);
+        assert_eq!(Queue::datagram(&[]), None);
+    }
+
+    #[test]
+    fn decodes_addresses() {
+        let mut v4 = [0u8; 16];
+        v4[..2].copy_from_slice(&2u16.to_ne_bytes());
+        assert!(!SockAddr::decode(&v4).is_bound());
+        v4[2..4].copy_from_slice(&8080u16.to_be_bytes());
+        v4[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        let a = SockAddr::decode(&v4);
+        assert!(a.is_bound());
+        assert_eq!(a, SockAddr::Inet { ip: [127, 0, 0, 1], port: 8080 });
+        let mut unix = [0u8; 12];
+        unix[..2].copy_from_slice(&1u16.to_ne_bytes());
+        unix[2..9].copy_from_slice(b"/tmp/s\0");
+        assert_eq!(SockAddr::decode(&unix).path(), b"/tmp/s");
+        assert!(!SockAddr::decode(&unix[..2]).is_bound());
+        assert_eq!(SockAddr::decode(&[1, 2]), SockAddr::Other);
+    }
+}
