@@ -7,11 +7,11 @@
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::failure::Failure;
-use super::snapshot::Snapshot;
 use super::files::Strings;
 use super::kinds;
 use super::maps::dec;
 use super::scratch::List;
+use super::snapshot::Snapshot;
 use super::sockets::Diag;
 use crate::sys::{self, CPath, msg::Msg, msg::msg};
 use mig_image::{FdKind, FdRecord, Params, SocketPairParams, StrRef};

@@ -2,7 +2,7 @@
 //! in the record's `extra`) are made by the restore blob once every descriptor is at
 //! its saved number, and tried beforehand on scratch sets (`dry_run`).
 
-use crate::collect::Failure;
+use crate::failure::Failure;
 use crate::fdinfo::{lines, value};
 use crate::files::Strings;
 use crate::maps::{dec, hex};

@@ -1,7 +1,7 @@
 //! inotify instances: made again with their watches under the same watch numbers
 //! (the paths come from the `inotify_add_watch` hook: the kernel does not tell them).
 
-use crate::collect::Failure;
+use crate::failure::Failure;
 use crate::fdinfo::{lines, value};
 use crate::files::Strings;
 use crate::maps::hex;

@@ -2,7 +2,7 @@
 //! created again under their saved ids (so the ids the program holds keep working),
 //! armed by the restore blob at the end with the time they had left.
 
-use crate::collect::Failure;
+use crate::failure::Failure;
 use crate::fdinfo::{lines, value};
 use crate::maps::{dec, hex};
 use crate::scratch::List;

@@ -3,7 +3,7 @@
 //! stream socket whose peer is outside the process comes back reset (reads see end
 //! of file, writes `EPIPE`), and so does, as a broken pipe end, what is not supported.
 
-use crate::collect::Failure;
+use crate::failure::Failure;
 use crate::files::Strings;
 use crate::sockets::{self, Diag};
 use mig_image::{FdKind, FdRecord, Params, ResetParams, SocketParams, StrRef};

@@ -1,7 +1,7 @@
 //! Terminals: reattached to the restoring process's terminal, with the saved modes
 //! (the kernel `struct termios`, in `extra`) applied by the blob at the end.
 
-use crate::collect::Failure;
+use crate::failure::Failure;
 use crate::files::Strings;
 use crate::sys;
 use mig_image::{FdRecord, TERMIOS_LEN};
