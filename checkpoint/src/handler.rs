@@ -160,7 +160,7 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
     // SAFETY: `save_context` passes the pointers it was given: a live `Context`, and
     // `on_checkpoint`'s `Args`.
     let (ctx, args) = unsafe { (*ctx, &mut *args.cast::<Args>()) };
-    threads::record(0, threads::current(&ctx));
+    threads::record(0, crate::kinds::thread::save(&ctx));
     threads::prepare_image();
     let (n, stop) = (args.n, args.stop);
     let job = &mut args.job;

@@ -216,7 +216,7 @@ extern "C" fn park(ctx: *mut Context, arg: *mut c_void) -> u64 {
     // SAFETY: `arg` is `on_stop`'s `my_slot`, alive while this runs.
     unsafe { *arg.cast::<usize>() = i };
     // SAFETY: `ctx` is `on_stop`'s local, filled by `save_context`.
-    record(i, current(unsafe { &*ctx }));
+    record(i, crate::kinds::thread::save(unsafe { &*ctx }));
     ARRIVED.fetch_add(1, SeqCst);
     futex_wake(&ARRIVED);
     while RELEASE.load(SeqCst) == release {
@@ -297,31 +297,4 @@ fn install(sig: u32) {
         mask: u64::MAX,
     };
     let _ = sys::sigaction(sig as i32, Some(&act), None);
-}
-
-/// The calling thread's record.
-pub fn current(ctx: &Context) -> ThreadRecord {
-    let rt = crate::runtime::get();
-    let fs_base = sys::fs_base();
-    let clear_tid = sys::tid_address();
-    let (robust_head, robust_len) = sys::robust_list();
-    // SAFETY: `stack_t` is plain old data.
-    let mut ss: libc::stack_t = unsafe { core::mem::zeroed() };
-    let _ = sys::sigaltstack(&mut ss);
-    let rseq = rt.rseq_len != 0;
-    ThreadRecord {
-        tid: sys::gettid(),
-        rseq_len: if rseq { rt.rseq_len } else { 0 },
-        ctx: *ctx,
-        fs_base,
-        clear_tid,
-        robust_head,
-        robust_len,
-        rseq_addr: if rseq { fs_base.wrapping_add(rt.rseq_offset as u64) } else { 0 },
-        rseq_sig: crate::runtime::RSEQ_SIG,
-        // Running on the alternate stack is a property of this moment, not a setting.
-        altstack_flags: (ss.ss_flags & !libc::SS_ONSTACK) as u32,
-        altstack_sp: ss.ss_sp as u64,
-        altstack_size: ss.ss_size as u64,
-    }
 }

@@ -1,9 +1,13 @@
-//! One module per kind of state a descriptor (or a POSIX timer) can hold. Each has
-//! its save side (`save`: async-signal-safe, no allocation, called while collecting),
-//! its restore side (`restore`: normal code, behind the `restore` feature, called by
-//! the library's restore planner) and its typed record in the image crate
-//! (`mig_image::params`). Adding a kind is adding a module here, its record there, and
-//! one line in `describe` (`fds.rs`) and in `restore` below.
+//! One module per kind of state the image holds. Each has its save side (`save`:
+//! async-signal-safe, no allocation, called while collecting) and its typed record in
+//! the image crate (`mig_image::params` for descriptors, `mig_image::format` for the
+//! rest).
+//!
+//! Descriptors and POSIX timers are made again in normal code before anything is
+//! replaced: their restore side (`restore`, behind the `restore` feature, called by the
+//! library's restore planner) is in the same module. Adding a descriptor kind is adding
+//! a module here, its record there, and one line in `describe` (`fds.rs`) and in
+//! `restore` below.
 //!
 //! - `file`: regular files, directories and devices reopened by path.
 //! - `memfd`: memfds, `/dev/shm` files and deleted files: contents in the image.
@@ -13,6 +17,17 @@
 //!   datagram, bound), and connected ones that come back reset.
 //! - `epoll`, `eventfd`, `signalfd`, `timerfd`, `inotify`, `tty`.
 //! - `ptimer`: POSIX timers (`timer_create`), a table of their own.
+//!
+//! Memory regions, threads and the process's attributes are put back by the blob, the
+//! code that replaces the address space: their restore sides are the planner's steps
+//! of the same names (`src/restore/plan/{regions,threads,process}.rs`), which turn the
+//! records into the blob's program.
+//!
+//! - `region`: memory regions and the runs of pages saved.
+//! - `thread`: each thread's registers, TLS, tid address, robust list, rseq and
+//!   alternate stack.
+//! - `process`: the `mm` fields, working directory, umask, limits, timers, signal
+//!   actions, name, CPU features and executable.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod epoll;
@@ -21,10 +36,13 @@ pub mod file;
 pub mod inotify;
 pub mod memfd;
 pub mod pipe;
+pub mod process;
 pub mod ptimer;
+pub mod region;
 pub mod signalfd;
 pub mod socket;
 pub mod socketpair;
+pub mod thread;
 pub mod timerfd;
 pub mod tty;
 

@@ -97,7 +97,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     vdso::move_back(&mut prog, &moves, hole.kernel_tmp); // 2
     regions::map_all(&mut prog, &img, &regions, &lazy, &region_fds, &prepared, image_fd)?; // 3
     process::mm_fields(&mut prog, &img, &p); // 4
-    process::main_thread(&mut prog, &t); // 5
+    threads::main_thread(&mut prog, &t); // 5
     process::signal_actions(&mut prog, &p); // 6
     descriptors::place(&mut prog, &prepared); // 7
     process::attributes(&mut prog, &img, &p, &timers); // 8

@@ -1,11 +1,11 @@
-//! The process-wide state the blob sets once the memory is back: the `mm` fields (step
-//! 4), the main thread's TLS and tid address (5), signal actions (6), and the working
-//! directory, umask, limits, timers and name (8).
+//! Process attributes, the restore side (the save side is `mig_checkpoint::kinds::process`):
+//! what the blob sets once the memory is back: the `mm` fields (step 4), signal actions
+//! (6), and the working directory, umask, limits, timers and name (8).
 
-use super::super::blob::{CHECK_OK, STORE_U32};
+use super::super::blob::CHECK_OK;
 use super::program::Program;
 use crate::sys;
-use mig_image::{Image, ProcessRecord, Rlimit, ThreadRecord, slice_bytes};
+use mig_image::{Image, ProcessRecord, Rlimit, slice_bytes};
 
 /// Step 4: brk and the other mm fields (also makes /proc/<pid>/cmdline the saved one).
 pub(super) fn mm_fields(prog: &mut Program, img: &Image, p: &ProcessRecord) {
@@ -29,15 +29,6 @@ pub(super) fn mm_fields(prog: &mut Program, img: &Image, p: &ProcessRecord) {
     ];
     let mm_at = prog.arena.bytes(slice_bytes(&mm_map));
     prog.op(libc::SYS_prctl, &[libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, mm_at, 104], CHECK_OK, "setting brk and the mm fields");
-}
-
-/// Step 5: the main thread's TLS and tid address (and glibc's cached tid). Robust list,
-/// rseq and alternate stack each thread registers itself once resumed.
-pub(super) fn main_thread(prog: &mut Program, t: &ThreadRecord) {
-    prog.op(libc::SYS_arch_prctl, &[sys::ARCH_SET_FS as u64, t.fs_base], CHECK_OK, "setting the TLS base");
-    if t.clear_tid != 0 {
-        prog.op(libc::SYS_set_tid_address, &[t.clear_tid], STORE_U32, "setting the tid address").store = t.clear_tid;
-    }
 }
 
 /// Step 6: signal actions (the mask comes back with the signal frame).

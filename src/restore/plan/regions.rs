@@ -1,4 +1,5 @@
-//! Step 3: the saved regions mapped again at their addresses, their pages read in from
+//! Memory regions, the restore side (the save side is `mig_checkpoint::kinds::region`),
+//! step 3: the saved regions mapped again at their addresses, their pages read in from
 //! the image, or, for regions loaded lazily, registered with the loader's userfaultfd.
 
 use super::super::blob::{CHECK_EQ_A0, CHECK_EQ_A2, CHECK_OK};

@@ -1,9 +1,21 @@
-//! Step 9, last: every thread but the main one made again with `clone`; each starts
-//! running restored code at once, with the hand-off in rdx.
+//! Threads, the restore side (the save side is `mig_checkpoint::kinds::thread`): the
+//! main thread's TLS and tid address (step 5), and, last (step 9), every other thread
+//! made again with `clone`; each starts running restored code at once, with the
+//! hand-off in rdx.
 
-use super::super::blob::{CHECK_OK, CLONE_RESUME};
+use super::super::blob::{CHECK_OK, CLONE_RESUME, STORE_U32};
 use super::program::Program;
-use mig_image::{Image, Table};
+use crate::sys;
+use mig_image::{Image, Table, ThreadRecord};
+
+/// Step 5: the main thread's TLS and tid address (and glibc's cached tid). Robust list,
+/// rseq and alternate stack each thread registers itself once resumed.
+pub(super) fn main_thread(prog: &mut Program, t: &ThreadRecord) {
+    prog.op(libc::SYS_arch_prctl, &[sys::ARCH_SET_FS as u64, t.fs_base], CHECK_OK, "setting the TLS base");
+    if t.clear_tid != 0 {
+        prog.op(libc::SYS_set_tid_address, &[t.clear_tid], STORE_U32, "setting the tid address").store = t.clear_tid;
+    }
+}
 
 /// One `clone` per saved thread after the first (the first is the main thread: it
 /// becomes this process's main thread).

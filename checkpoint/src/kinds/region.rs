@@ -1,0 +1,233 @@
+//! Memory regions: the save side, from the maps and page map, into the image's
+//! `RegionRecord`s and their `Extent`s (the runs of pages saved). Mapped again by the
+//! blob: the restore side is the planner's `plan/regions.rs` (with `plan/lazy.rs` for
+//! the pages a lazy restore brings in later).
+#![allow(unsafe_code)]
+
+use crate::collect::slurp;
+use crate::dirty;
+use crate::failure::Failure;
+use crate::files::{self, Strings};
+use crate::maps::{self, MapLine};
+use crate::runtime;
+use crate::scratch::List;
+use crate::snapshot::Snapshot;
+use crate::sys::{self, CPath, Errno, msg::msg};
+use mig_image::*;
+
+fn classify(l: &MapLine, strings: &mut Strings) -> Result<Option<(RegionKind, FileId)>, Failure> {
+    use RegionKind::*;
+    let none = FileId::default();
+    let kind = match l.path {
+        b"[vsyscall]" | b"[uprobes]" => return Ok(None),
+        b"[vvar]" => Vvar,
+        b"[vvar_vclock]" => VvarVclock,
+        b"[vdso]" => Vdso,
+        b"[heap]" => Heap,
+        b"[stack]" => Stack,
+        _ if l.path.is_empty() || l.pseudo() => {
+            if l.shared {
+                SharedAnon
+            } else {
+                Anon
+            }
+        }
+        // Memory shared through a file that a restore has to make again.
+        _ if l.shared && (l.deleted() || l.path.starts_with(b"/memfd:") || l.path.starts_with(b"/dev/shm/")) => {
+            let dev = libc::makedev(l.dev_major, l.dev_minor);
+            return Ok(Some((SharedObject, FileId { path: strings.add(l.file_path())?, dev, ino: l.ino, ..none })));
+        }
+        _ if l.deleted() => Orphan,
+        _ => {
+            let Some(id) = files::identify(l.file_path(), strings)? else {
+                return Ok(Some((if l.shared { SharedAnon } else { Orphan }, none)));
+            };
+            let same_file = id.ino == l.ino && libc::major(id.dev) == l.dev_major && libc::minor(id.dev) == l.dev_minor;
+            let regular = id.mode & libc::S_IFMT == libc::S_IFREG;
+            return Ok(Some(match (same_file && regular, l.shared) {
+                (true, false) => (FilePrivate, id),
+                (true, true) => (FileShared, id),
+                // A private mapping of /dev/zero is anonymous memory.
+                (false, false) if !regular => (Anon, none),
+                (false, _) => (if l.shared { SharedAnon } else { Orphan }, none),
+            }));
+        }
+    };
+    Ok(Some((kind, none)))
+}
+
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAPPED: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+/// A guard page (`MADV_GUARD_INSTALL`; reported from Linux 6.15): never read.
+const PM_GUARD: u64 = 1 << 58;
+
+/// Which pages of a region have contents the file or zero-fill would not give back.
+fn wanted(kind: RegionKind, all: bool, entry: u64) -> bool {
+    if entry & PM_GUARD != 0 {
+        return false;
+    }
+    if all {
+        return true;
+    }
+    match kind {
+        RegionKind::FilePrivate => entry & PM_SWAPPED != 0 || (entry & PM_PRESENT != 0 && entry & PM_FILE == 0),
+        _ => entry & (PM_PRESENT | PM_SWAPPED) != 0,
+    }
+}
+
+/// The regions of the maps (less mig's own scratch memory) and the pages of each
+/// worth saving; `cut`: the stack pointer below which nothing is live.
+pub fn save(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64, u64), cut: u64) -> Result<(), Failure> {
+    slurp(b"/proc/self/maps", text)?;
+    let pagemap =
+        sys::open(&CPath::new(b"/proc/self/pagemap").ok_or(Failure::Full)?, libc::O_RDONLY, 0).map_err(|e| Failure::Sys("opening /proc/self/pagemap", e))?;
+    let r = (|| {
+        for l in maps::lines(text.as_slice()) {
+            // Our own working memory is not part of the process.
+            let (start, end) = if l.end <= scratch.0 || l.start >= scratch.1 {
+                (l.start, l.end)
+            } else if l.start < scratch.0 {
+                (l.start, scratch.0)
+            } else if l.end > scratch.1 {
+                (scratch.1, l.end)
+            } else {
+                continue;
+            };
+            let Some((kind, file)) = classify(&l, &mut s.strings)? else { continue };
+            let first_extent = s.extents.len() as u32;
+            let mut saved = 0u64;
+            let in_fd = kind == RegionKind::SharedObject
+                && s.fds
+                    .as_slice()
+                    .iter()
+                    .any(|f| f.dup_of < 0 && f.file.dev == file.dev && f.file.ino == file.ino && FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file));
+            let whole = s.portable && kind == RegionKind::FilePrivate;
+            if kind == RegionKind::Vdso {
+                // SAFETY: [vdso] is mapped readable for as long as the process lives.
+                let code = unsafe { core::slice::from_raw_parts(start as *const u8, (end - start) as usize) };
+                let mut crc = runtime::get().hasher.clone();
+                crc.update(code);
+                s.process.vdso_crc = crc.finalize();
+            }
+            if !kind.is_kernel() && kind != RegionKind::FileShared && !in_fd {
+                let from = if (start..end).contains(&cut) { cut } else { start };
+                let all = whole || matches!(kind, RegionKind::SharedAnon | RegionKind::SharedObject | RegionKind::Orphan);
+                let mut guards = 0;
+                saved = extents(kind, all, start, from, end, pagemap, pm, &mut s.extents, &mut guards)?;
+                if guards > 0 {
+                    msg()
+                        .s("warning: ")
+                        .num(guards)
+                        .s(" guard pages (MADV_GUARD_INSTALL) in the mapping at 0x")
+                        .hex(start)
+                        .s(" are not saved: after a restore they are ordinary zero-filled pages")
+                        .emit();
+                }
+            }
+            let by_program = !kind.is_kernel() && crate::intent::mapped_by_program(start, end);
+            s.regions.push(RegionRecord {
+                start,
+                end,
+                prot: l.prot,
+                kind: kind as u32,
+                flags: if by_program { REGION_BY_PROGRAM } else { 0 } | if in_fd { REGION_DATA_IN_FD } else { 0 } | if whole { REGION_WHOLE } else { 0 },
+                first_extent,
+                extents: s.extents.len() as u32 - first_extent,
+                blob: u32::MAX,
+                file_off: l.offset + (start - l.start),
+                file,
+                data_off: 0,
+                data_len: saved,
+            })?;
+        }
+        Ok(())
+    })();
+    sys::close(pagemap);
+    r
+}
+
+/// Appends the runs of pages worth saving from `from` on; returns their size in bytes.
+/// `all`: every page, whatever the page map says, but guard pages, which are never
+/// read: they are counted in `guards`.
+#[allow(clippy::too_many_arguments)]
+fn extents(
+    kind: RegionKind,
+    all: bool,
+    start: u64,
+    from: u64,
+    end: u64,
+    pagemap: i32,
+    pm: &mut [u64],
+    out: &mut List<Extent>,
+    guards: &mut u64,
+) -> Result<u64, Failure> {
+    if !all && kind != RegionKind::FilePrivate {
+        // Resident or swapped, as runs: far cheaper than a page map entry per page.
+        let first = out.len();
+        let mut total = 0;
+        // SAFETY: `Run` is three `u64`s; `pm` is a valid, writable slice of `u64`.
+        let runs = unsafe { core::slice::from_raw_parts_mut(pm.as_mut_ptr().cast::<dirty::Run>(), pm.len() / 3) };
+        let scanned = dirty::scan_counting_guards(
+            pagemap,
+            from,
+            end,
+            dirty::Ask::Resident,
+            runs,
+            |a, b| {
+                let mine = out.len() > first;
+                match out.as_mut_slice().last_mut() {
+                    Some(e) if mine && start + (e.first_page + e.pages) * PAGE == a => e.pages += (b - a) / PAGE,
+                    _ => {
+                        out.push(Extent { first_page: (a - start) / PAGE, pages: (b - a) / PAGE })?;
+                    }
+                }
+                total += b - a;
+                Ok(())
+            },
+            guards,
+        );
+        match scanned {
+            Ok(()) => return Ok(total),
+            // Before Linux 6.7 there is no PAGEMAP_SCAN: read the page map.
+            Err(Failure::Sys(_, Errno(libc::ENOTTY | libc::EINVAL))) => out.truncate(first),
+            Err(f) => return Err(f),
+        }
+    }
+    let pages = (end - start) / PAGE;
+    let mut run: Option<Extent> = None;
+    let mut total = 0;
+    let mut page = (from - start) / PAGE;
+    while page < pages {
+        let n = ((pages - page) as usize).min(pm.len());
+        // Read for every region, also those saved whole: a guard page is never read.
+        // SAFETY: `pm[..n]` is a valid, writable slice of `u64`, viewed as bytes.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(pm.as_mut_ptr().cast::<u8>(), n * 8) };
+        let off = (start / PAGE + page) * 8;
+        let got = sys::pread(pagemap, bytes, off).map_err(|e| Failure::Sys("reading /proc/self/pagemap", e))? / 8;
+        if got == 0 {
+            break;
+        }
+        for (i, &entry) in pm.get(..got).unwrap_or(&[]).iter().enumerate() {
+            *guards += (entry & PM_GUARD != 0) as u64;
+            let keep = wanted(kind, all, entry);
+            let p = page + i as u64;
+            match (&mut run, keep) {
+                (Some(e), true) => e.pages += 1,
+                (None, true) => run = Some(Extent { first_page: p, pages: 1 }),
+                (Some(e), false) => {
+                    total += e.pages;
+                    out.push(*e)?;
+                    run = None;
+                }
+                (None, false) => {}
+            }
+        }
+        page += got as u64;
+    }
+    if let Some(e) = run {
+        total += e.pages;
+        out.push(e)?;
+    }
+    Ok(total * PAGE)
+}
