@@ -131,3 +131,61 @@ fn thread_blocking_all_signals_abandons_the_checkpoint() {
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leftovers.is_empty(), "nothing left behind (no partial image): {leftovers:?}");
 }
+
+/// The thread ids of process `pid` other than its main thread's, sorted.
+fn other_tids(pid: i32) -> Vec<i32> {
+    let mut t: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    t.retain(|&x| x != pid);
+    t.sort();
+    t
+}
+
+/// With the right to choose them (root here), restored threads get back the tids they
+/// had: glibc keeps a mutex's owner as its tid, so a recursive and an error-checking
+/// mutex a worker holds across the checkpoint are still its own after the restore (with
+/// new tids, the worker's trylock got EBUSY and its unlock EPERM).
+#[test]
+fn restored_threads_keep_their_tids_and_the_mutexes_they_own() {
+    require_root("only a process with CAP_CHECKPOINT_RESTORE may choose the tids of the threads it makes");
+    let dir = tempdir("mutex_owner");
+    let l = Launch::new(&compile("mutex_owner"), &dir).arg("30");
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("subject.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 6, &image);
+    let saved = other_tids(p.pid());
+    assert_eq!(saved.len(), 1, "the subject runs one worker");
+    p.line().expect("the subject keeps running after a checkpoint");
+    let before = p.kill();
+    let mut r = l.clone_with("MIG_RESTORE", &image).start();
+    r.line().expect("the restored subject prints");
+    assert_eq!(other_tids(r.pid()), saved, "the restored worker has a new tid");
+    let (restored, st, err) = r.finish();
+    assert!(st.success(), "restored run failed: {st:?}\nstderr: {err}\nstdout: {restored:?}");
+    assert_continues(&reference, &before, &restored);
+}
+
+/// Without that right, a restore still brings every thread back, with new tids, and
+/// glibc's record of each (pthread_kill, TLS) is the new one.
+#[test]
+fn threads_restored_by_an_unprivileged_user_get_new_tids() {
+    let sb = Sandbox::new("threads_unprivileged", 1);
+    let uid = sb.uids[0];
+    let home = sb.home(uid, 0o700);
+    let l = sb.launch(&sb.subject("threads_tls"), &home, uid);
+    let reference = reference(&l.clone_bare());
+    let image = home.join("subject.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 5, &image);
+    let saved = other_tids(p.pid());
+    p.line().expect("the subject keeps running after a checkpoint");
+    let before = p.kill();
+    let mut r = l.clone_with("MIG_RESTORE", &image).start();
+    r.line().expect("the restored subject prints");
+    let now = other_tids(r.pid());
+    assert_eq!(now.len(), saved.len(), "every thread is back");
+    assert!(now.iter().all(|t| !saved.contains(t)), "an unprivileged restore chose tids: {now:?} (saved {saved:?})");
+    let (restored, st, err) = r.finish();
+    assert!(st.success(), "restored run failed: {st:?}\nstderr: {err}\nstdout: {restored:?}");
+    assert_continues(&reference, &before, &restored);
+}

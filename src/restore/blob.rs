@@ -13,7 +13,8 @@
 //!    userfaultfd), set brk and the other `mm` fields, the TLS and tid address, signal
 //!    actions, descriptors, cwd, umask, limits, timers and name; last, `clone` every
 //!    other thread, each resumed at its saved context (robust list, rseq and alternate
-//!    stack each thread registers itself). A failing operation (none should: `plan`
+//!    stack each thread registers itself), with its saved tid where the kernel lets
+//!    (`clone3` with `set_tid`), else a new one. A failing operation (none should: `plan`
 //!    checked everything it could) prints what it was doing and exits with status 127:
 //!    there is no process left to go back to.
 //! 4. It loads the saved callee-saved registers and stack pointer and jumps to the saved
@@ -57,6 +58,9 @@ pub const STORE_U32: u64 = 8;
 /// A `clone` whose child resumes a thread: `store` points to the thread's `Context`,
 /// argument 5 (unused by `clone`) is the hand-off it gets in rdx.
 pub const CLONE_RESUME: u64 = 32;
+/// On success (no errno), skip the next operation: the next one is the fallback of
+/// this one (`clone` after a `clone3` that asked for the saved tid).
+pub const SKIP_NEXT_IF_OK: u64 = 64;
 /// `nr` of the last operation.
 pub const END: u64 = u64::MAX;
 
@@ -170,6 +174,12 @@ mig_blob_start:
     mov rdx, [r13 + {op_store}]
     mov [rdx], eax
 7:
+    test rcx, {skip_next_if_ok}     // SKIP_NEXT_IF_OK: succeeded, so no fallback
+    jz 14f
+    cmp rax, {first_errno}
+    jae 14f
+    add r13, {op_size}
+14:
     add r13, {op_size}              // next Op
     jmp 2b
 8:
@@ -258,6 +268,7 @@ mig_blob_end:
     check_eq_a4 = const CHECK_EQ_A4,
     store_u32 = const STORE_U32,
     clone_resume = const CLONE_RESUME,
+    skip_next_if_ok = const SKIP_NEXT_IF_OK,
     restored = const RESTORED,
     failed = const FAILED,
     first_errno = const FIRST_ERRNO,

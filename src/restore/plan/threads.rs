@@ -3,10 +3,10 @@
 //! made again with `clone`; each starts running restored code at once, with the
 //! hand-off in rdx.
 
-use super::super::blob::{CHECK_OK, CLONE_RESUME, STORE_U32};
+use super::super::blob::{CHECK_OK, CLONE_RESUME, SKIP_NEXT_IF_OK, STORE_U32};
 use super::program::Program;
 use crate::sys;
-use mig_image::{Image, Table, ThreadRecord};
+use mig_image::{Image, Table, ThreadRecord, slice_bytes};
 
 /// Step 5: the main thread's TLS and tid address (and glibc's cached tid). Robust list,
 /// rseq and alternate stack each thread registers itself once resumed.
@@ -18,7 +18,10 @@ pub(super) fn main_thread(prog: &mut Program, t: &ThreadRecord) {
 }
 
 /// One `clone` per saved thread after the first (the first is the main thread: it
-/// becomes this process's main thread).
+/// becomes this process's main thread). Each asks first for the thread's saved tid
+/// (`clone3` with `set_tid`: glibc keeps the tid in the mutexes a thread owns, and
+/// programs keep it for `tgkill`), which needs `CAP_CHECKPOINT_RESTORE` (or root) and a
+/// free tid; failing that, a plain `clone` gives it a new one.
 pub(super) fn recreate(prog: &mut Program, img: &Image, handoff_at: u64) {
     for i in 1..img.count(Table::Threads) {
         let th = img.thread(i);
@@ -32,6 +35,13 @@ pub(super) fn recreate(prog: &mut Program, img: &Image, handoff_at: u64) {
             | libc::CLONE_SETTLS
             | libc::CLONE_PARENT_SETTID
             | libc::CLONE_CHILD_CLEARTID) as u64;
+        let tid_at = prog.arena.bytes(slice_bytes(&[th.tid as u64]));
+        // struct clone_args up to set_tid_size (CLONE_ARGS_SIZE_VER1); the child's stack
+        // pointer is stack + stack_size: the saved one.
+        let clone_args: [u64; 10] = [flags, 0, th.clear_tid, th.clear_tid, 0, th.ctx.rsp - 8, 8, th.fs_base, tid_at, 1];
+        let args_at = prog.arena.bytes(slice_bytes(&clone_args));
+        let same = [args_at, size_of_val(&clone_args) as u64, 0, 0, 0, handoff_at];
+        prog.op(libc::SYS_clone3, &same, CLONE_RESUME | SKIP_NEXT_IF_OK, "recreating a thread with its tid").store = ctx_at;
         let args = [flags, th.ctx.rsp, th.clear_tid, th.clear_tid, th.fs_base, handoff_at];
         prog.op(libc::SYS_clone, &args, CHECK_OK | CLONE_RESUME, "recreating a thread").store = ctx_at;
     }
