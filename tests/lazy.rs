@@ -300,9 +300,9 @@ fn lazy_restore_leaves_no_child_and_no_descriptor() {
 
 /// `lazy_events` checkpointed at step 3 and killed: (launch, reference, before, image).
 /// Restored, its step 4 comes before the loader has loaded the blocks it works on.
-fn lazy_events_image(name: &str) -> (Launch, Vec<String>, Vec<String>, PathBuf) {
+fn lazy_events_image(name: &str, steps: u32) -> (Launch, Vec<String>, Vec<String>, PathBuf) {
     let dir = tempdir(name);
-    let l = Launch::new(&compile("lazy_events"), &dir);
+    let l = Launch::new(&compile("lazy_events"), &dir).arg(&steps.to_string());
     let reference = reference(&l.clone_bare());
     let image = dir.join("a.mig");
     // Forked, not pre-copied: the image is the moment of step 3, before the calls.
@@ -319,7 +319,7 @@ fn lazy_events_image(name: &str) -> (Launch, Vec<String>, Vec<String>, PathBuf) 
 /// an uninterrupted run.
 #[test]
 fn memory_calls_and_a_fork_right_after_a_lazy_restore() {
-    let (l, reference, before, image) = lazy_events_image("lazy_events");
+    let (l, reference, before, image) = lazy_events_image("lazy_events", 8);
     let (restored, st, err) = l.clone_with("MIG_RESTORE", &image).clone_with("MIG_LOG", Path::new("debug")).start().finish();
     assert!(st.success(), "{st:?}\nstderr: {err}\nstdout: {restored:?}");
     assert!(restored.iter().any(|l| l.starts_with("child ")), "restored before the calls: {restored:?}");
@@ -336,7 +336,9 @@ fn memory_calls_and_a_fork_right_after_a_lazy_restore() {
 /// pre-copy's can track the memory).
 #[test]
 fn checkpoint_right_after_a_lazy_restore_waits_for_the_loader() {
-    let (l, reference, _, first) = lazy_events_image("lazy_events_again");
+    // Long enough for the pre-copy to end before the program does, on a busy machine
+    // too (a program that ends first takes the checkpoint with it).
+    let (l, reference, _, first) = lazy_events_image("lazy_events_again", 40);
     let second = first.with_file_name("b.mig");
     let mut p = l.clone_with("MIG_RESTORE", &first).clone_with("MIG_IMAGE", &second).clone_with("MIG_LOG", Path::new("debug")).start();
     let err = p.stderr_collector();
@@ -368,7 +370,7 @@ fn checkpoint_right_after_a_lazy_restore_waits_for_the_loader() {
 /// in, checked first, and says so under `MIG_LOG=debug`.
 #[test]
 fn without_a_userfaultfd_the_restore_is_eager() {
-    let (l, reference, before, image) = lazy_events_image("lazy_no_uffd");
+    let (l, reference, before, image) = lazy_events_image("lazy_no_uffd", 8);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 || std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd").is_ok_and(|v| v.trim() != "0") {
         panic!("this test drops CAP_SYS_PTRACE as root, with vm.unprivileged_userfaultfd=0");
