@@ -128,6 +128,10 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
         _ => anon_inode(fd, path, &mut rec, strings, info)?,
     };
     rec.kind = kind as u32;
+    if kind.holds_locks() {
+        slurp_info(fd, info)?;
+        rec.extra = kinds::lock::save(fd, info.as_slice(), strings)?;
+    }
     Ok(Some(rec))
 }
 
@@ -166,6 +170,10 @@ fn link(s: &mut Snapshot) -> Result<(), Failure> {
         if let Some(o) = original {
             f.dup_of = o.fd;
             f.data_len = 0;
+            // The original lists the locks of their open file description.
+            if FdKind::from_u32(f.kind).is_some_and(FdKind::holds_locks) {
+                f.extra = StrRef::default();
+            }
         }
     }
     for i in 0..n {

@@ -357,9 +357,11 @@ fn fd_kind(img: &Image, f: &FdRecord, kind: FdKind) -> Check {
     let p = f.params;
     let int = |v: u64| v <= i32::MAX as u64;
     match kind {
-        FdKind::File | FdKind::Deleted | FdKind::Device => ensure(absolute(img, f.file.path), "a descriptor's path is not absolute"),
-        FdKind::Shm => ensure(in_dev_shm(img.str(f.file.path)), "a /dev/shm path leaves /dev/shm"),
-        FdKind::Memfd => ensure(int(p[0]), "a memfd's seals are out of range"),
+        FdKind::File | FdKind::Deleted | FdKind::Device => {
+            ensure(absolute(img, f.file.path), "a descriptor's path is not absolute").and_then(|()| locks(img, f))
+        }
+        FdKind::Shm => ensure(in_dev_shm(img.str(f.file.path)), "a /dev/shm path leaves /dev/shm").and_then(|()| locks(img, f)),
+        FdKind::Memfd => ensure(int(p[0]), "a memfd's seals are out of range").and_then(|()| locks(img, f)),
         FdKind::Pipe => ensure(int(p[0]) && (p[0] == 0 || f.data_len <= p[0]), "a pipe's capacity is out of range"),
         FdKind::SocketPair => {
             let ok = p[0] == AF_UNIX && matches!(p[1], SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET) && int(p[3]);
@@ -377,6 +379,19 @@ fn fd_kind(img: &Image, f: &FdRecord, kind: FdKind) -> Check {
         FdKind::Tty => ensure(f.extra.len as usize == TERMIOS_LEN, "a terminal's saved modes are malformed"),
         FdKind::Unsupported | FdKind::Reset | FdKind::SignalFd => Ok(()),
     }
+}
+
+/// The locks of a file kind's descriptor: whole entries of a known kind, ranges a
+/// `struct flock` can hold, none on a copy.
+fn locks(img: &Image, f: &FdRecord) -> Check {
+    ensure((f.extra.len as usize).is_multiple_of(size_of::<LockEntry>()), "a descriptor's locks are malformed")?;
+    ensure(f.dup_of == -1 || f.extra.len == 0, "a copy of a descriptor records locks")?;
+    for l in img.records::<LockEntry>(f.extra) {
+        let kind = matches!(l.kind, LOCK_POSIX | LOCK_OFD) || (l.kind == LOCK_FLOCK && l.start == 0 && l.len == 0);
+        let range = l.start <= i64::MAX as u64 && l.len <= i64::MAX as u64 && l.start.checked_add(l.len).is_some_and(|e| e <= i64::MAX as u64);
+        ensure(kind && l.write <= 1 && range, "a descriptor's lock is of an unknown kind or out of range")?;
+    }
+    Ok(())
 }
 
 const NSEC: u64 = 1_000_000_000;

@@ -5,7 +5,7 @@ use core::mem::size_of;
 
 pub const MAGIC: [u8; 8] = *b"MIGIMAGE";
 /// Bumped on any change of layout or meaning.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// ELF machine number of x86_64.
 pub const ARCH_X86_64: u32 = 62;
 pub const PAGE: u64 = 4096;
@@ -401,7 +401,9 @@ pub struct Extent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum FdKind {
-    /// A file or directory reopened by path.
+    /// A file or directory reopened by path. For this kind, `Deleted`, `Device`,
+    /// `Memfd` and `Shm`, `extra` is an array of `LockEntry`: the locks held through
+    /// this open file description (none for a copy, `dup_of` ≥ 0).
     File = 1,
     /// A regular file unlinked while open: contents in the blob.
     Deleted = 2,
@@ -492,6 +494,10 @@ impl FdKind {
     pub fn saves_file(self) -> bool {
         matches!(self, FdKind::Deleted | FdKind::Memfd | FdKind::Shm)
     }
+    /// Kinds whose `extra` lists the locks held through them (`LockEntry`).
+    pub fn holds_locks(self) -> bool {
+        matches!(self, FdKind::File | FdKind::Deleted | FdKind::Device | FdKind::Memfd | FdKind::Shm)
+    }
 }
 
 /// `FdKind::Socket` option bits.
@@ -545,6 +551,28 @@ pub struct InotifyWatch {
     pub path: StrRef,
 }
 
+/// One lock held through a descriptor (`extra` of the file kinds), as the
+/// descriptor's `fdinfo` lists it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockEntry {
+    /// `LOCK_POSIX`, `LOCK_OFD` or `LOCK_FLOCK`.
+    pub kind: u32,
+    /// 1: a write (exclusive) lock, 0: a read (shared) one.
+    pub write: u32,
+    /// The first byte locked (0 for `flock`).
+    pub start: u64,
+    /// How many bytes; 0: to the end of the file, however it grows.
+    pub len: u64,
+}
+/// A POSIX record lock (`fcntl` `F_SETLK`): the process's, released when it closes
+/// any descriptor of the file.
+pub const LOCK_POSIX: u32 = 1;
+/// An open file description lock (`F_OFD_SETLK`).
+pub const LOCK_OFD: u32 = 2;
+/// A `flock` lock.
+pub const LOCK_FLOCK: u32 = 3;
+
 /// A POSIX timer (`timer_create`), restored under the same id.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -579,6 +607,7 @@ unsafe impl Pod for Extent {}
 unsafe impl Pod for FdRecord {}
 unsafe impl Pod for EpollEntry {}
 unsafe impl Pod for InotifyWatch {}
+unsafe impl Pod for LockEntry {}
 unsafe impl Pod for TimerRecord {}
 unsafe impl Pod for u8 {}
 unsafe impl Pod for u32 {}
@@ -593,6 +622,7 @@ const _: () = assert!(size_of::<FdRecord>() == 24 + 72 + 24 + 8 + 8 + 64);
 const _: () = assert!(size_of::<EpollEntry>() == 16);
 const _: () = assert!(size_of::<CpuFeatures>() == 32);
 const _: () = assert!(size_of::<InotifyWatch>() == 16);
+const _: () = assert!(size_of::<LockEntry>() == 24);
 const _: () = assert!(size_of::<TimerRecord>() == 24 + 32);
 
 /// An all-zero record.

@@ -5,7 +5,7 @@
 //! them onto their saved numbers (`dup3`) and does what needs those numbers (epoll
 //! registrations) or must wait for the point of no return (terminal modes).
 
-use mig_checkpoint::kinds::{self, Shared, epoll, memfd, os::isatty, socketpair};
+use mig_checkpoint::kinds::{self, Shared, epoll, lock, memfd, os::isatty, socketpair};
 use mig_image::*;
 use std::collections::HashMap;
 
@@ -23,6 +23,8 @@ pub struct FdPlan {
     pub epoll: Vec<(i32, EpollEntry)>,
     /// (saved number, kernel `struct termios`) to apply to a terminal.
     pub termios: Vec<(i32, Vec<u8>)>,
+    /// (saved number, lock) to take again once every descriptor is placed.
+    pub locks: Vec<(i32, LockEntry)>,
 }
 
 /// Makes every saved descriptor again, above `base`. Fails with the reason a restore
@@ -51,6 +53,12 @@ pub fn prepare(img: &Image, base: i32) -> Result<FdPlan, String> {
                 if f.kind == FdKind::Tty as u32 && isatty(fd) {
                     plan.termios.push((f.fd, img.str(f.extra).to_vec()));
                 }
+                if FdKind::from_u32(f.kind).is_some_and(FdKind::holds_locks) {
+                    for l in img.records::<LockEntry>(f.extra) {
+                        lock::check(fd, &l).map_err(|held| what(refusal(&l, held)))?;
+                        plan.locks.push((f.fd, l));
+                    }
+                }
                 fd
             }
         };
@@ -64,4 +72,24 @@ pub fn prepare(img: &Image, base: i32) -> Result<FdPlan, String> {
     plan.objects = std::mem::take(&mut cx.objects);
     plan.epoll = std::mem::take(&mut cx.epoll);
     Ok(plan)
+}
+
+/// Why lock `l` cannot be taken again.
+fn refusal(l: &LockEntry, held: lock::Held) -> String {
+    let kind = match l.kind {
+        LOCK_FLOCK => "flock",
+        LOCK_OFD => "open file description",
+        _ => "POSIX",
+    };
+    let mode = if l.write == 1 { "write" } else { "read" };
+    let who = match held {
+        lock::Held::By(pid) => format!("process {pid}"),
+        lock::Held::Unnamed => "another open file description".into(),
+    };
+    let range = match (l.kind, l.len) {
+        (LOCK_FLOCK, _) => String::new(),
+        (_, 0) => format!(" on bytes {} to the end", l.start),
+        (_, n) => format!(" on bytes {}..{}", l.start, l.start + n),
+    };
+    format!("it held a {kind} {mode} lock{range}, and {who} holds one in its way now")
 }

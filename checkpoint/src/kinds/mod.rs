@@ -17,6 +17,7 @@
 //!   datagram, bound), and connected ones that come back reset.
 //! - `epoll`, `eventfd`, `signalfd`, `timerfd`, `inotify`, `tty`.
 //! - `ptimer`: POSIX timers (`timer_create`), a table of their own.
+//! - `lock`: the file locks held through a descriptor of the file kinds.
 //!
 //! Memory regions, threads and the process's attributes are put back by the blob, the
 //! code that replaces the address space: their restore sides are the planner's steps
@@ -34,6 +35,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod file;
 pub mod inotify;
+pub mod lock;
 pub mod memfd;
 pub mod pipe;
 pub mod process;

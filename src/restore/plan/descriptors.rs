@@ -1,12 +1,12 @@
 //! Step 7: descriptors on their saved numbers, everything else of ours closed; then
-//! what needs the saved numbers: epoll registrations, and terminal modes, which must not
-//! change before the point of no return.
+//! what needs the saved numbers: epoll registrations, terminal modes, which must not
+//! change before the point of no return, and file locks.
 #![allow(unsafe_code)]
 
 use super::super::blob::CHECK_OK;
 use super::super::fds::FdPlan;
 use super::program::Program;
-use mig_image::{Image, Table};
+use mig_image::{Image, LOCK_FLOCK, LOCK_OFD, Table, slice_bytes};
 
 /// The lowest descriptor number the restore may use for its own: above every saved one
 /// (and the standard three), so that none is in the way when they are placed.
@@ -30,6 +30,26 @@ pub(super) fn place(prog: &mut Program, prepared: &FdPlan) {
     for (fd, termios) in &prepared.termios {
         let at = prog.arena.bytes(termios);
         prog.op(libc::SYS_ioctl, &[*fd as u64, libc::TCSETS, at], CHECK_OK, "setting the terminal modes");
+    }
+    take_locks(prog, prepared);
+}
+
+/// The file locks, on the saved numbers, now that nothing else of this process is open
+/// (closing a descriptor drops the process's POSIX locks on its file). `prepare`
+/// checked that no other process holds one in the way.
+fn take_locks(prog: &mut Program, prepared: &FdPlan) {
+    for (fd, l) in &prepared.locks {
+        let fd = *fd as u64;
+        if l.kind == LOCK_FLOCK {
+            let op = if l.write == 1 { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
+            prog.op(libc::SYS_flock, &[fd, op as u64], CHECK_OK, "taking back a flock lock");
+            continue;
+        }
+        // struct flock: l_type and l_whence (SEEK_SET, 0) as shorts, l_start, l_len, l_pid.
+        let ty = if l.write == 1 { libc::F_WRLCK } else { libc::F_RDLCK } as u64;
+        let at = prog.arena.bytes(slice_bytes(&[ty, l.start, l.len, 0u64]));
+        let cmd = if l.kind == LOCK_OFD { libc::F_OFD_SETLK } else { libc::F_SETLK };
+        prog.op(libc::SYS_fcntl, &[fd, cmd as u64, at], CHECK_OK, "taking back a file lock");
     }
 }
 

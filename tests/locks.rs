@@ -1,0 +1,42 @@
+//! File locks (issue 15): POSIX record locks, open file description locks and `flock`
+//! locks held across a checkpoint come back held by the restored process; one that
+//! another process holds by then refuses the restore, naming it.
+
+mod common;
+use common::*;
+
+#[test]
+fn posix_ofd_and_flock_locks_come_back_held() {
+    let dir = tempdir("file_locks");
+    let (ckpt_err, _) = checkpoint_kill_restart_warnings(Launch::new(&compile("file_locks"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning"), "the checkpoint warned: {ckpt_err}");
+}
+
+/// A rollback re-executes the process, which still holds its locks and the
+/// descriptors they were taken through: they must come back as they were, not be
+/// refused as someone else's nor dropped with the old descriptors.
+#[test]
+fn locks_survive_a_rollback() {
+    let dir = tempdir("file_locks_rollback");
+    checkpoint_rollback(&Launch::new(&compile("file_locks"), &dir).arg("30"), 5, 11);
+}
+
+#[test]
+fn a_lock_held_elsewhere_refuses_the_restore() {
+    let dir = tempdir("file_locks_held");
+    let l = Launch::new(&compile("file_locks"), &dir).arg("40");
+    let image = dir.join("subject.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 3, &image);
+    p.kill();
+    // Another process takes the same locks on the same files meanwhile.
+    let mut holder = l.clone_bare().arg("hold").start();
+    assert_eq!(holder.line().as_deref(), Some("locked"));
+    let (out, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
+    assert_eq!(st.code(), Some(125), "the restore must be refused before anything is replaced: {st:?}\nstderr: {err}\nstdout: {out:?}");
+    assert!(out.is_empty(), "the refused restore ran: {out:?}");
+    let why = format!("it held a POSIX write lock on bytes 10..30, and process {} holds one in its way now", holder.pid());
+    assert!(err.contains(&format!("cannot restore from {}", image.display())) && err.contains(&why), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    drop(holder.kill());
+}
