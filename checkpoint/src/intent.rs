@@ -8,19 +8,20 @@
 #![allow(unsafe_code)]
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use libc::c_int;
 
 const FDS: usize = 4096;
 static OPEN_FLAGS: [AtomicU32; FDS] = [const { AtomicU32::new(0) }; FDS];
 
 const MAPS: usize = 1024;
-/// (start, end) of mappings made by the program's own `mmap` calls; 0 = free slot.
-static MAPPED: [(AtomicU64, AtomicU64); MAPS] = [const { (AtomicU64::new(0), AtomicU64::new(0)) }; MAPS];
+/// (start, end, `MAP_NORESERVE`) of mappings made by the program's own `mmap` calls;
+/// start 0 = free slot.
+static MAPPED: [(AtomicU64, AtomicU64, AtomicBool); MAPS] = [const { (AtomicU64::new(0), AtomicU64::new(0), AtomicBool::new(false)) }; MAPS];
 /// Slots ever used: the hooks look no further (most programs use a few).
 static MAPPED_HIGH: AtomicUsize = AtomicUsize::new(0);
 
-fn mapped_slots() -> &'static [(AtomicU64, AtomicU64)] {
+fn mapped_slots() -> &'static [(AtomicU64, AtomicU64, AtomicBool)] {
     MAPPED.get(..MAPPED_HIGH.load(Ordering::Acquire).min(MAPS)).unwrap_or(&[])
 }
 
@@ -44,25 +45,33 @@ pub fn open_flags(fd: c_int) -> u32 {
     usize::try_from(fd).ok().and_then(|i| OPEN_FLAGS.get(i)).map_or(0, |s| s.load(Ordering::Relaxed) & 0x7fff_ffff)
 }
 
-/// Whether `[start, end)` overlaps a mapping the program made with `mmap` itself.
-pub fn mapped_by_program(start: u64, end: u64) -> bool {
-    mapped_slots().iter().any(|(s, e)| {
-        let (s, e) = (s.load(Ordering::Relaxed), e.load(Ordering::Relaxed));
-        s != 0 && s < end && start < e
-    })
+/// Whether `[start, end)` overlaps a mapping the program made with `mmap` itself, and
+/// whether one such made with `MAP_NORESERVE` (no swap reserved: the kernel's
+/// overcommit check would refuse a mapping that large without it).
+pub fn mapped_by_program(start: u64, end: u64) -> (bool, bool) {
+    let mut found = (false, false);
+    for (s, e, nr) in mapped_slots() {
+        let (s, e) = (s.load(Ordering::Relaxed), e.load(Ordering::Acquire));
+        if s != 0 && s < end && start < e {
+            found = (true, found.1 || nr.load(Ordering::Relaxed));
+        }
+    }
+    found
 }
 
-pub fn mapped(addr: *mut libc::c_void, len: usize) -> *mut libc::c_void {
+pub fn mapped(addr: *mut libc::c_void, len: usize, flags: c_int) -> *mut libc::c_void {
     if addr != libc::MAP_FAILED && len > 0 {
         let start = addr as u64;
         // A plain load first: a locked compare-exchange on every taken slot costs more.
-        let claim =
-            |(s, _): &&(AtomicU64, AtomicU64)| s.load(Ordering::Relaxed) == 0 && s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        let claim = |(s, _, _): &&(AtomicU64, AtomicU64, AtomicBool)| {
+            s.load(Ordering::Relaxed) == 0 && s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        };
         let slot = mapped_slots().iter().find(claim).or_else(|| {
             let i = MAPPED_HIGH.fetch_add(1, Ordering::AcqRel);
             MAPPED.get(i).filter(|s| claim(s))
         });
-        if let Some((_, e)) = slot {
+        if let Some((_, e, nr)) = slot {
+            nr.store(flags & libc::MAP_NORESERVE != 0, Ordering::Relaxed);
             e.store(start + len as u64, Ordering::Release);
         }
     }
@@ -71,7 +80,7 @@ pub fn mapped(addr: *mut libc::c_void, len: usize) -> *mut libc::c_void {
 
 pub fn unmapped(addr: *mut libc::c_void, len: usize) {
     let (start, end) = (addr as u64, addr as u64 + len as u64);
-    for (s, e) in mapped_slots() {
+    for (s, e, _) in mapped_slots() {
         let at = s.load(Ordering::Acquire);
         if at != 0 && at >= start && e.load(Ordering::Acquire) <= end {
             e.store(0, Ordering::Relaxed);

@@ -105,7 +105,7 @@ fn regions(img: &Image) -> Check {
 }
 
 fn region_flags(r: &RegionRecord, kind: RegionKind) -> Check {
-    let known = REGION_BY_PROGRAM | REGION_DATA_IN_FD | REGION_WHOLE;
+    let known = REGION_BY_PROGRAM | REGION_DATA_IN_FD | REGION_WHOLE | REGION_NORESERVE;
     let fits = r.flags & !known == 0
         && (r.flags & REGION_DATA_IN_FD == 0 || kind == RegionKind::SharedObject)
         && (r.flags & REGION_WHOLE == 0 || kind == RegionKind::FilePrivate);

@@ -367,6 +367,9 @@ pub const REGION_BY_PROGRAM: u32 = 1;
 pub const REGION_DATA_IN_FD: u32 = 2;
 /// Region flag: every page saved (portable image); the file is used only if unchanged.
 pub const REGION_WHOLE: u32 = 4;
+/// Region flag: mapped with `MAP_NORESERVE` (seen by the `mmap` hook): no swap space
+/// reserved, so no overcommit check either; mapped again so.
+pub const REGION_NORESERVE: u32 = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -103,7 +103,7 @@ redhook::hook! {
 redhook::hook! {
     unsafe fn mmap(addr: *mut libc::c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: libc::off_t) -> *mut libc::c_void => mig_mmap {
         // SAFETY: forwarding the caller's arguments unchanged.
-        mapped(unsafe { redhook::real!(mmap)(addr, len, prot, flags, fd, off) }, len)
+        mapped(unsafe { redhook::real!(mmap)(addr, len, prot, flags, fd, off) }, len, flags)
     }
 }
 redhook::hook! {

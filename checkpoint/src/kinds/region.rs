@@ -125,13 +125,16 @@ pub fn save(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64
                         .emit();
                 }
             }
-            let by_program = !kind.is_kernel() && crate::intent::mapped_by_program(start, end);
+            let (by_program, noreserve) = if kind.is_kernel() { (false, false) } else { crate::intent::mapped_by_program(start, end) };
             s.regions.push(RegionRecord {
                 start,
                 end,
                 prot: l.prot,
                 kind: kind as u32,
-                flags: if by_program { REGION_BY_PROGRAM } else { 0 } | if in_fd { REGION_DATA_IN_FD } else { 0 } | if whole { REGION_WHOLE } else { 0 },
+                flags: if by_program { REGION_BY_PROGRAM } else { 0 }
+                    | if in_fd { REGION_DATA_IN_FD } else { 0 }
+                    | if whole { REGION_WHOLE } else { 0 }
+                    | if noreserve { REGION_NORESERVE } else { 0 },
                 first_extent,
                 extents: s.extents.len() as u32 - first_extent,
                 blob: u32::MAX,

@@ -8,7 +8,7 @@ use super::super::loader;
 use super::Refusal;
 use super::lazy::LazyLoad;
 use super::program::Program;
-use mig_image::{Image, PAGE, PROT_EXEC, PROT_WRITE, REGION_WHOLE, RegionKind, RegionRecord, slice_bytes};
+use mig_image::{Image, PAGE, PROT_EXEC, PROT_WRITE, REGION_NORESERVE, REGION_WHOLE, RegionKind, RegionRecord, slice_bytes};
 use std::collections::HashMap;
 
 /// Maps every saved region; then tells the loader (if any) it may start handing over.
@@ -79,6 +79,7 @@ fn map_region(
         (RegionKind::Stack, _) => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_GROWSDOWN) as u64, u64::MAX, 0),
         _ => (fixed | (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0),
     };
+    let flags = if r.flags & REGION_NORESERVE != 0 { flags | libc::MAP_NORESERVE as u64 } else { flags };
     prog.op(libc::SYS_mmap, &[r.start, len, prot, flags, fd, off], CHECK_OK | CHECK_EQ_A0, &what);
     if let (Some((hot, uffd)), true) = (lazy, has_data) {
         // Read in before the range is registered: afterwards a write to a missing page

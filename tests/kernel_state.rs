@@ -1,9 +1,12 @@
-//! File locks (issue 15): POSIX record locks, open file description locks and `flock`
-//! locks held across a checkpoint come back held by the restored process; one that
-//! another process holds by then refuses the restore, naming it.
+//! Kernel state a process keeps beyond its memory and descriptors (issue 15), each
+//! checked from inside the program after a checkpoint, a SIGKILL and a restore.
 
 mod common;
 use common::*;
+
+// ---- File locks: POSIX record locks, open file description locks and `flock` locks
+// held across a checkpoint come back held by the restored process; one that another
+// process holds by then refuses the restore, naming it. ----
 
 #[test]
 fn posix_ofd_and_flock_locks_come_back_held() {
@@ -39,4 +42,14 @@ fn a_lock_held_elsewhere_refuses_the_restore() {
     assert!(err.contains(&format!("cannot restore from {}", image.display())) && err.contains(&why), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     drop(holder.kill());
+}
+
+// ---- Memory ----
+
+/// A `MAP_NORESERVE` mapping twice as large as memory and swap: mapped again with
+/// `MAP_NORESERVE` (before, the restore failed past the point of no return, ENOMEM),
+/// and still without reserved swap as `/proc/self/smaps` tells the program.
+#[test]
+fn a_noreserve_mapping_larger_than_memory_comes_back() {
+    subject("noreserve", 5);
 }
