@@ -53,3 +53,24 @@ fn a_lock_held_elsewhere_refuses_the_restore() {
 fn a_noreserve_mapping_larger_than_memory_comes_back() {
     subject("noreserve", 5);
 }
+
+// ---- Process attributes and each thread's scheduling ----
+
+/// oom_score_adj, personality, PR_SET_CHILD_SUBREAPER, THP_DISABLE, NO_NEW_PRIVS and
+/// PDEATHSIG; each thread's policy, nice value, timer slack and CPU affinity.
+#[test]
+fn process_attributes_and_thread_scheduling_come_back() {
+    let dir = tempdir("attributes");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("attributes"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning") && !err.contains("warning"), "checkpoint: {ckpt_err}\nrestore: {err}");
+}
+
+/// The same for a user without privileges: none of these needs any.
+#[test]
+fn process_attributes_come_back_for_an_unprivileged_user() {
+    let sb = Sandbox::new("attributes_unprivileged", 1);
+    let uid = sb.uids[0];
+    let home = sb.home(uid, 0o700);
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(sb.launch(&sb.subject("attributes"), &home, uid).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning") && !err.contains("warning"), "checkpoint: {ckpt_err}\nrestore: {err}");
+}

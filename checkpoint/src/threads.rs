@@ -245,9 +245,45 @@ pub fn resumed(i: usize) {
         // SAFETY: the stack the thread had when it was saved, restored with its memory
         // (or SS_DISABLE).
         let _ = unsafe { sys::set_sigaltstack(&ss) };
+        set_sched(&r.sched);
     }
     RESUMED.fetch_add(1, SeqCst);
     futex_wake(&RESUMED);
+}
+
+/// The calling thread's saved scheduling, set back; what the kernel refuses is said.
+fn set_sched(s: &mig_image::ThreadSched) {
+    let attr = sys::SchedAttr { policy: s.policy, flags: s.flags as u64, nice: s.nice, priority: s.priority, ..Default::default() };
+    if let Err(e) = sys::sched_setattr(&attr) {
+        msg()
+            .s("warning: thread ")
+            .num(sys::gettid() as u64)
+            .s(": its scheduling policy ")
+            .num(s.policy as u64)
+            .s(" with nice ")
+            .inum(s.nice as i64)
+            .s(" and priority ")
+            .num(s.priority as u64)
+            .s(" cannot be set back (errno ")
+            .num(e.0 as u64)
+            .s(")")
+            .emit();
+    }
+    if s.timerslack_ns != 0 {
+        // SAFETY: PR_SET_TIMERSLACK takes a value, no address.
+        let _ = unsafe { sys::prctl(libc::PR_SET_TIMERSLACK, s.timerslack_ns as usize, 0, 0, 0) };
+    }
+    if s.affinity.iter().any(|&w| w != 0)
+        && let Err(e) = sys::sched_setaffinity(&s.affinity)
+    {
+        msg()
+            .s("warning: thread ")
+            .num(sys::gettid() as u64)
+            .s(": its CPU affinity cannot be set back (errno ")
+            .num(e.0 as u64)
+            .s("); it may run on any CPU")
+            .emit();
+    }
 }
 
 /// The coordinator, after a restore: waits until the other `n - 1` threads have left

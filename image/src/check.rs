@@ -269,8 +269,26 @@ fn threads(img: &Image) -> Check {
         ensure(t.rseq_len == 0 || covered(img, t.rseq_addr, t.rseq_len as u64, 0), "a thread's rseq area is outside the saved memory")?;
         let altstack = t.altstack_flags & SS_DISABLE != 0 || covered(img, t.altstack_sp, t.altstack_size, 0);
         ensure(altstack, "a thread's alternate signal stack is outside the saved memory")?;
+        sched(&t.sched)?;
     }
     Ok(())
+}
+
+/// A policy `sched_setattr` knows, with a priority it takes (real-time ones 1..=99, the
+/// others 0), a nice value and only the reset-on-fork flag.
+fn sched(s: &ThreadSched) -> Check {
+    const OTHER: u32 = 0;
+    const FIFO: u32 = 1;
+    const RR: u32 = 2;
+    const BATCH: u32 = 3;
+    const IDLE: u32 = 5;
+    const RESET_ON_FORK: u32 = 1;
+    let priority = match s.policy {
+        FIFO | RR => (1..=99).contains(&s.priority),
+        OTHER | BATCH | IDLE => s.priority == 0,
+        _ => false,
+    };
+    ensure(priority && (-20..=19).contains(&s.nice) && s.flags & !RESET_ON_FORK == 0, "a thread's scheduling policy is out of range")
 }
 
 /// `sigaltstack`'s flag for no alternate stack.
@@ -296,7 +314,10 @@ fn process(img: &Image) -> Check {
     ensure(p.rlimits.iter().all(|l| l.cur <= l.max), "a resource limit's soft value exceeds its hard value")?;
     let timeval = |s: i64, us: i64| s >= 0 && (0..1_000_000).contains(&us);
     let itimers = p.itimers.iter().all(|t| timeval(t.interval_sec, t.interval_usec) && timeval(t.value_sec, t.value_usec));
-    ensure(itimers, "an interval timer's time is out of range")
+    ensure(itimers, "an interval timer's time is out of range")?;
+    let a = p.attrs;
+    let flags = a.child_subreaper <= 1 && a.thp_disable <= 1 && a.no_new_privs <= 1 && a.dumpable <= 2 && a.pdeathsig < 65;
+    ensure((-1000..=1000).contains(&a.oom_score_adj) && flags, "a process attribute is out of range")
 }
 
 /// What `PR_SET_MM_MAP` accepts: every address in the user address space, each range

@@ -217,6 +217,58 @@ pub struct ProcessRecord {
     pub pad2: u32,
     /// What the checkpoint could not save as it was: its warnings, one a line.
     pub warnings: StrRef,
+    pub attrs: Attributes,
+}
+
+/// Process-wide settings a program makes with `prctl`, `personality` and
+/// `/proc/self/oom_score_adj`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attributes {
+    /// -1000..=1000.
+    pub oom_score_adj: i32,
+    pub personality: u32,
+    /// `PR_GET_CHILD_SUBREAPER`, 0 or 1.
+    pub child_subreaper: u32,
+    /// `PR_GET_THP_DISABLE`, 0 or 1.
+    pub thp_disable: u32,
+    /// `PR_GET_NO_NEW_PRIVS`, 0 or 1.
+    pub no_new_privs: u32,
+    /// `PR_GET_DUMPABLE`, 0..=2.
+    pub dumpable: u32,
+    /// `PR_GET_PDEATHSIG` of the main thread: 0 or a signal.
+    pub pdeathsig: u32,
+    pub pad: u32,
+}
+
+/// A thread's scheduling, each thread's own: what `sched_getattr`,
+/// `sched_getaffinity` and `PR_GET_TIMERSLACK` say.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadSched {
+    /// `SCHED_OTHER`, `SCHED_FIFO`, `SCHED_RR`, `SCHED_BATCH` or `SCHED_IDLE`
+    /// (`SCHED_DEADLINE` is saved as `SCHED_OTHER`, with a warning).
+    pub policy: u32,
+    /// `sched_flags` (`SCHED_FLAG_RESET_ON_FORK`).
+    pub flags: u32,
+    /// Real-time priority, 0..=99.
+    pub priority: u32,
+    /// -20..=19.
+    pub nice: i32,
+    /// Nanoseconds; 0: nothing read.
+    pub timerslack_ns: u64,
+    /// CPUs the thread may run on (bit n: CPU n); all zero: nothing read.
+    pub affinity: [u64; 16],
+}
+
+impl ThreadSched {
+    pub const ZERO: ThreadSched = ThreadSched { policy: 0, flags: 0, priority: 0, nice: 0, timerslack_ns: 0, affinity: [0; 16] };
+}
+
+impl Default for ThreadSched {
+    fn default() -> Self {
+        Self::ZERO
+    }
 }
 
 /// The CPU features a program may have detected and used: a restore needs them all.
@@ -269,6 +321,7 @@ pub struct ThreadRecord {
     pub altstack_flags: u32,
     pub altstack_sp: u64,
     pub altstack_size: u64,
+    pub sched: ThreadSched,
 }
 
 impl ThreadRecord {
@@ -285,6 +338,7 @@ impl ThreadRecord {
         altstack_flags: 0,
         altstack_sp: 0,
         altstack_size: 0,
+        sched: ThreadSched::ZERO,
     };
 }
 
@@ -602,6 +656,8 @@ unsafe impl Pod for KSigaction {}
 unsafe impl Pod for Rlimit {}
 unsafe impl Pod for Itimer {}
 unsafe impl Pod for ProcessRecord {}
+unsafe impl Pod for Attributes {}
+unsafe impl Pod for ThreadSched {}
 unsafe impl Pod for CpuFeatures {}
 unsafe impl Pod for Context {}
 unsafe impl Pod for ThreadRecord {}
@@ -618,8 +674,10 @@ unsafe impl Pod for u64 {}
 unsafe impl Pod for i64 {}
 
 const _: () = assert!(size_of::<MmFields>() == 88);
-const _: () = assert!(size_of::<ProcessRecord>() == 72 + 88 + 16 + 8 + 16 + 256 + 96 + 2048 + 32 + 8 + 8);
-const _: () = assert!(size_of::<ThreadRecord>() == 8 + 64 + 8 * 5 + 8 + 16);
+const _: () = assert!(size_of::<ProcessRecord>() == 72 + 88 + 16 + 8 + 16 + 256 + 96 + 2048 + 32 + 8 + 8 + 32);
+const _: () = assert!(size_of::<Attributes>() == 32);
+const _: () = assert!(size_of::<ThreadSched>() == 24 + 128);
+const _: () = assert!(size_of::<ThreadRecord>() == 8 + 64 + 8 * 5 + 8 + 16 + 152);
 const _: () = assert!(size_of::<RegionRecord>() == 16 + 24 + 8 + 72 + 16);
 const _: () = assert!(size_of::<FdRecord>() == 24 + 72 + 24 + 8 + 8 + 64);
 const _: () = assert!(size_of::<EpollEntry>() == 16);

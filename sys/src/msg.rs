@@ -74,6 +74,13 @@ impl<const N: usize> Msg<N> {
         }
         self.bytes(digits.get(digits.len() - n..).unwrap_or(&[]))
     }
+    /// `v` in decimal, with a `-` when negative.
+    pub fn inum(&mut self, v: i64) -> &mut Self {
+        if v < 0 {
+            self.s("-");
+        }
+        self.num(v.unsigned_abs())
+    }
     /// `v` in hexadecimal, without a prefix.
     pub fn hex(&mut self, v: u64) -> &mut Self {
         // Filled from the right; 16 digits hold any u64.

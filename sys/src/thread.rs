@@ -87,3 +87,49 @@ pub fn futex_wait_private(word: &AtomicU32, expected: u32, timeout_ms: u64) {
 pub fn futex_wake_private(word: &AtomicU32) {
     let _ = sc!(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX);
 }
+/// `struct sched_attr` up to `sched_period` (`SCHED_ATTR_SIZE_VER0`, 48 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+/// The calling thread's scheduling policy, flags, nice value and priority.
+pub fn sched_getattr() -> SysResult<SchedAttr> {
+    let mut a = SchedAttr::default();
+    let size = core::mem::size_of::<SchedAttr>();
+    sc!(libc::SYS_sched_getattr, 0, &mut a as *mut SchedAttr, size, 0).map(|_| a)
+}
+/// Sets the calling thread's scheduling policy, flags, nice value and priority.
+pub fn sched_setattr(a: &SchedAttr) -> SysResult<()> {
+    let a = SchedAttr { size: core::mem::size_of::<SchedAttr>() as u32, ..*a };
+    sc!(libc::SYS_sched_setattr, 0, &a as *const SchedAttr, 0).map(drop)
+}
+/// The CPUs the calling thread may run on, as a bit mask.
+pub fn sched_getaffinity(mask: &mut [u64]) -> SysResult<()> {
+    sc!(libc::SYS_sched_getaffinity, 0, core::mem::size_of_val(mask), mask.as_mut_ptr()).map(drop)
+}
+/// Sets the CPUs the calling thread may run on.
+pub fn sched_setaffinity(mask: &[u64]) -> SysResult<()> {
+    sc!(libc::SYS_sched_setaffinity, 0, core::mem::size_of_val(mask), mask.as_ptr()).map(drop)
+}
+/// The process's execution domain (`personality(0xffffffff)` asks without changing it).
+pub fn personality() -> u32 {
+    sc!(libc::SYS_personality, 0xffff_ffffu32).unwrap_or(0) as u32
+}
+/// `prctl` for a value the kernel returns (`PR_GET_DUMPABLE`, `PR_GET_TIMERSLACK`, …).
+pub fn prctl_get(op: c_int) -> SysResult<usize> {
+    sc!(libc::SYS_prctl, op, 0, 0, 0, 0)
+}
+/// `prctl` for a value the kernel stores at an address (`PR_GET_CHILD_SUBREAPER`,
+/// `PR_GET_PDEATHSIG`).
+pub fn prctl_get_int(op: c_int) -> SysResult<i32> {
+    let mut v: i32 = 0;
+    sc!(libc::SYS_prctl, op, &mut v as *mut i32, 0, 0, 0).map(|_| v)
+}

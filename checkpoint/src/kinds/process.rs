@@ -1,16 +1,18 @@
 //! Process attributes (the `mm` fields, auxiliary vector, working directory, umask,
-//! limits, interval timers, signal actions, name, CPU features and executable): the
-//! save side, into the image's `ProcessRecord`. Put back by the blob: the restore side
-//! is the planner's `plan/process.rs`.
+//! limits, interval timers, signal actions, name, CPU features, executable, and the
+//! `prctl` settings, personality and `oom_score_adj`): the save side, into the image's
+//! `ProcessRecord`. Put back by the blob, or by the planner where a failure can still
+//! be said: the restore side is the planner's `plan/process.rs`.
 #![allow(unsafe_code)]
 
 use crate::collect::slurp;
 use crate::failure::Failure;
+use crate::maps::dec;
 use crate::runtime;
 use crate::scratch::List;
 use crate::snapshot::Snapshot;
 use crate::{files, sys};
-use mig_image::MmFields;
+use mig_image::{Attributes, MmFields};
 
 pub fn save(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
     let p = &mut s.process;
@@ -54,8 +56,31 @@ pub fn save(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
     for (i, a) in p.sigactions.iter_mut().enumerate() {
         let _ = sys::sigaction(i as i32 + 1, None, Some(a));
     }
+    p.attrs = attributes(text)?;
     let exe = &runtime::get().exe;
     p.cpu = sys::cpu_features();
     p.exe = files::identify(exe.as_bytes(), &mut s.strings)?.ok_or(Failure::Other("the executable is gone"))?;
     Ok(())
+}
+
+/// The process-wide `prctl` settings, personality and `oom_score_adj`.
+fn attributes(text: &mut List<u8>) -> Result<Attributes, Failure> {
+    slurp(b"/proc/self/oom_score_adj", text)?;
+    let adj = text.as_slice().split(|c| c.is_ascii_whitespace()).next().unwrap_or(b"0");
+    let (neg, digits) = match adj.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, adj),
+    };
+    let n = dec(digits).unwrap_or(0).min(1000) as i32;
+    let flag = |op| sys::prctl_get(op).map_or(0, |v| v.min(2) as u32);
+    Ok(Attributes {
+        oom_score_adj: if neg { -n } else { n },
+        personality: sys::personality(),
+        child_subreaper: sys::prctl_get_int(libc::PR_GET_CHILD_SUBREAPER).map_or(0, |v| (v != 0) as u32),
+        thp_disable: flag(libc::PR_GET_THP_DISABLE).min(1),
+        no_new_privs: flag(libc::PR_GET_NO_NEW_PRIVS).min(1),
+        dumpable: sys::prctl_get(libc::PR_GET_DUMPABLE).map_or(1, |v| v.min(2) as u32),
+        pdeathsig: sys::prctl_get_int(libc::PR_GET_PDEATHSIG).map_or(0, |v| v.clamp(0, 64) as u32),
+        pad: 0,
+    })
 }

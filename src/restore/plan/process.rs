@@ -5,7 +5,7 @@
 use super::super::blob::CHECK_OK;
 use super::program::Program;
 use crate::sys;
-use mig_image::{Image, ProcessRecord, Rlimit, slice_bytes};
+use mig_image::{Attributes, Image, ProcessRecord, Rlimit, slice_bytes};
 
 /// Step 4: brk and the other mm fields (also makes /proc/<pid>/cmdline the saved one).
 pub(super) fn mm_fields(prog: &mut Program, img: &Image, p: &ProcessRecord) {
@@ -69,4 +69,39 @@ pub(super) fn attributes(prog: &mut Program, img: &Image, p: &ProcessRecord, tim
     }
     let comm_at = prog.arena.bytes(&p.comm);
     prog.op(libc::SYS_prctl, &[libc::PR_SET_NAME as u64, comm_at], 0, "setting the process name");
+}
+
+/// The process-wide `prctl` settings, personality and `oom_score_adj`, set now, before
+/// the point of no return: they outlive the blob (the process and its memory map stay
+/// this one), and what the kernel refuses can still be said.
+pub(super) fn settings(a: &Attributes) {
+    let warn = |what: &str| eprintln!("mig: warning: {what} cannot be set back: {}", std::io::Error::last_os_error());
+    let now = std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|s| s.trim().parse::<i32>().ok());
+    if now != Some(a.oom_score_adj) && std::fs::write("/proc/self/oom_score_adj", a.oom_score_adj.to_string()).is_err() {
+        eprintln!(
+            "mig: warning: oom_score_adj stays {} (the image has {}): lowering it needs CAP_SYS_RESOURCE",
+            now.map_or("unknown".into(), |n| n.to_string()),
+            a.oom_score_adj
+        );
+    }
+    // SAFETY: each prctl and personality call below takes values, no addresses.
+    unsafe {
+        if libc::personality(0xffff_ffff) as u32 != a.personality && libc::personality(a.personality as libc::c_ulong) < 0 {
+            warn("the personality");
+        }
+        let set = |op: libc::c_int, v: u32, what: &str| {
+            if libc::prctl(op, v as libc::c_ulong, 0, 0, 0) < 0 {
+                warn(what);
+            }
+        };
+        set(libc::PR_SET_CHILD_SUBREAPER, a.child_subreaper, "PR_SET_CHILD_SUBREAPER");
+        if a.thp_disable != 0 {
+            set(libc::PR_SET_THP_DISABLE, 1, "PR_SET_THP_DISABLE");
+        }
+        if a.no_new_privs != 0 {
+            set(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS");
+        }
+        set(libc::PR_SET_PDEATHSIG, a.pdeathsig, "PR_SET_PDEATHSIG");
+        set(libc::PR_SET_DUMPABLE, a.dumpable.min(1), "PR_SET_DUMPABLE");
+    }
 }
