@@ -74,3 +74,17 @@ fn process_attributes_come_back_for_an_unprivileged_user() {
     let (ckpt_err, err) = checkpoint_kill_restart_warnings(sb.launch(&sb.subject("attributes"), &home, uid).arg("20"), 5);
     assert!(!ckpt_err.contains("warning") && !err.contains("warning"), "checkpoint: {ckpt_err}\nrestore: {err}");
 }
+
+// ---- Files and file systems ----
+
+/// A working directory removed under the process: the checkpoint does not fail, and the
+/// restored process works in a removed directory too (getcwd ENOENT, nothing can be
+/// made there).
+#[test]
+fn a_removed_working_directory_stays_removed() {
+    let dir = tempdir("deleted_cwd");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("deleted_cwd"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning") && !err.contains("warning"), "checkpoint: {ckpt_err}\nrestore: {err}");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with(".mig-cwd")).collect();
+    assert!(left.is_empty(), "the restore left its stand-in directory: {left:?}");
+}

@@ -316,7 +316,7 @@ fn process(img: &Image) -> Check {
     let itimers = p.itimers.iter().all(|t| timeval(t.interval_sec, t.interval_usec) && timeval(t.value_sec, t.value_usec));
     ensure(itimers, "an interval timer's time is out of range")?;
     let a = p.attrs;
-    let flags = a.child_subreaper <= 1 && a.thp_disable <= 1 && a.no_new_privs <= 1 && a.dumpable <= 2 && a.pdeathsig < 65;
+    let flags = a.child_subreaper <= 1 && a.thp_disable <= 1 && a.no_new_privs <= 1 && a.dumpable <= 2 && a.pdeathsig < 65 && a.flags & !ATTR_CWD_DELETED == 0;
     ensure((-1000..=1000).contains(&a.oom_score_adj) && flags, "a process attribute is out of range")
 }
 

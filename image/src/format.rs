@@ -238,8 +238,14 @@ pub struct Attributes {
     pub dumpable: u32,
     /// `PR_GET_PDEATHSIG` of the main thread: 0 or a signal.
     pub pdeathsig: u32,
-    pub pad: u32,
+    /// `ATTR_*` bits.
+    pub flags: u32,
 }
+
+/// `Attributes` flag: the working directory was removed while the process worked in
+/// it (`cwd` is the path it had): the restored process works in a removed directory
+/// too.
+pub const ATTR_CWD_DELETED: u32 = 1;
 
 /// A thread's scheduling, each thread's own: what `sched_getattr`,
 /// `sched_getaffinity` and `PR_GET_TIMERSLACK` say.

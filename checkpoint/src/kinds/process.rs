@@ -11,8 +11,9 @@ use crate::maps::dec;
 use crate::runtime;
 use crate::scratch::List;
 use crate::snapshot::Snapshot;
+use crate::sys::{CPath, Errno};
 use crate::{files, sys};
-use mig_image::{Attributes, MmFields};
+use mig_image::{ATTR_CWD_DELETED, Attributes, MmFields};
 
 pub fn save(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
     let p = &mut s.process;
@@ -42,8 +43,19 @@ pub fn save(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
     p.auxv = s.strings.add(text.as_slice())?;
 
     let mut cwd = [0u8; 4096];
-    let n = sys::getcwd(&mut cwd).map_err(|e| Failure::Sys("getcwd", e))?;
-    p.cwd = s.strings.add(cwd.get(..n.saturating_sub(1)).unwrap_or(&[]))?;
+    let mut cwd_deleted = false;
+    p.cwd = match sys::getcwd(&mut cwd) {
+        Ok(n) => s.strings.add(cwd.get(..n.saturating_sub(1)).unwrap_or(&[]))?,
+        // Removed while the program works in it: the kernel still names it.
+        Err(Errno(libc::ENOENT)) => {
+            let link = CPath::new(b"/proc/self/cwd").ok_or(Failure::Full)?;
+            let n = sys::readlink(&link, &mut cwd).map_err(|e| Failure::Sys("readlink /proc/self/cwd", e))?;
+            let path = cwd.get(..n).unwrap_or(&[]);
+            cwd_deleted = true;
+            s.strings.add(path.strip_suffix(b" (deleted)").unwrap_or(path))?
+        }
+        Err(e) => return Err(Failure::Sys("getcwd", e)),
+    };
     p.umask = sys::umask(0o022);
     sys::umask(p.umask);
     p.comm = sys::get_name();
@@ -57,6 +69,9 @@ pub fn save(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
         let _ = sys::sigaction(i as i32 + 1, None, Some(a));
     }
     p.attrs = attributes(text)?;
+    if cwd_deleted {
+        p.attrs.flags |= ATTR_CWD_DELETED;
+    }
     let exe = &runtime::get().exe;
     p.cpu = sys::cpu_features();
     p.exe = files::identify(exe.as_bytes(), &mut s.strings)?.ok_or(Failure::Other("the executable is gone"))?;
@@ -81,6 +96,6 @@ fn attributes(text: &mut List<u8>) -> Result<Attributes, Failure> {
         no_new_privs: flag(libc::PR_GET_NO_NEW_PRIVS).min(1),
         dumpable: sys::prctl_get(libc::PR_GET_DUMPABLE).map_or(1, |v| v.min(2) as u32),
         pdeathsig: sys::prctl_get_int(libc::PR_GET_PDEATHSIG).map_or(0, |v| v.clamp(0, 64) as u32),
-        pad: 0,
+        flags: 0,
     })
 }

@@ -9,7 +9,7 @@ use super::layout::Mapping;
 // (`mig-sys`), beside the `/proc/self/maps` parser (see `layout`).
 use crate::checkpoint::files::build_id;
 use crate::sys;
-use mig_image::{FileId, HEADER_PORTABLE, Image, ProcessRecord};
+use mig_image::{ATTR_CWD_DELETED, FileId, HEADER_PORTABLE, Image, ProcessRecord};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -83,10 +83,10 @@ pub(super) fn check_machine(p: &ProcessRecord, current: &[Mapping]) -> Result<()
     Ok(())
 }
 
-/// The saved working directory must still be there.
+/// The saved working directory must still be there (unless it was removed already).
 pub(super) fn check_cwd(img: &Image, p: &ProcessRecord) -> Result<(), Refusal> {
     let cwd = img.str(p.cwd);
-    if !Path::new(std::ffi::OsStr::from_bytes(cwd)).is_dir() {
+    if p.attrs.flags & ATTR_CWD_DELETED == 0 && !Path::new(std::ffi::OsStr::from_bytes(cwd)).is_dir() {
         return Err(format!("the working directory {} is gone", String::from_utf8_lossy(cwd)));
     }
     Ok(())

@@ -107,7 +107,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
 
     let origin = handoff::Origin { image, image_stat: &source.stat, settings, started_ns };
     let args_at = handoff::write(&mut prog, handoff_at, origin, &img, &hole, t.ctx)?;
-    process::settings(&p.attrs);
+    process::settings(&img, &p.attrs);
     no_return::cross(lazy.spawned, handoff_at)?;
     std::mem::forget(source.map);
     Ok(Ready { entry: hole.start as usize, args: args_at, stack_top: hole.stack_top as usize })

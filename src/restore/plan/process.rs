@@ -5,7 +5,8 @@
 use super::super::blob::CHECK_OK;
 use super::program::Program;
 use crate::sys;
-use mig_image::{Attributes, Image, ProcessRecord, Rlimit, slice_bytes};
+use mig_image::{ATTR_CWD_DELETED, Attributes, Image, ProcessRecord, Rlimit, slice_bytes};
+use std::os::unix::ffi::OsStrExt;
 
 /// Step 4: brk and the other mm fields (also makes /proc/<pid>/cmdline the saved one).
 pub(super) fn mm_fields(prog: &mut Program, img: &Image, p: &ProcessRecord) {
@@ -47,7 +48,9 @@ pub(super) fn signal_actions(prog: &mut Program, p: &ProcessRecord) {
 /// timers (`timers`: the POSIX timers made again, with what they had left), name.
 pub(super) fn attributes(prog: &mut Program, img: &Image, p: &ProcessRecord, timers: &[(i32, [i64; 4])]) {
     let cwd_at = prog.arena.bytes(img.str(p.cwd));
-    prog.op(libc::SYS_chdir, &[cwd_at], CHECK_OK, "changing to the saved working directory");
+    if p.attrs.flags & ATTR_CWD_DELETED == 0 {
+        prog.op(libc::SYS_chdir, &[cwd_at], CHECK_OK, "changing to the saved working directory");
+    }
     prog.op(libc::SYS_umask, &[p.umask as u64], 0, "setting the umask");
     for (res, saved) in p.rlimits.iter().enumerate() {
         let mut now = Rlimit::default();
@@ -74,7 +77,10 @@ pub(super) fn attributes(prog: &mut Program, img: &Image, p: &ProcessRecord, tim
 /// The process-wide `prctl` settings, personality and `oom_score_adj`, set now, before
 /// the point of no return: they outlive the blob (the process and its memory map stay
 /// this one), and what the kernel refuses can still be said.
-pub(super) fn settings(a: &Attributes) {
+pub(super) fn settings(img: &Image, a: &Attributes) {
+    if a.flags & ATTR_CWD_DELETED != 0 {
+        removed_cwd(std::path::Path::new(std::ffi::OsStr::from_bytes(img.str(img.process().cwd))));
+    }
     let warn = |what: &str| eprintln!("mig: warning: {what} cannot be set back: {}", std::io::Error::last_os_error());
     let now = std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|s| s.trim().parse::<i32>().ok());
     if now != Some(a.oom_score_adj) && std::fs::write("/proc/self/oom_score_adj", a.oom_score_adj.to_string()).is_err() {
@@ -104,4 +110,25 @@ pub(super) fn settings(a: &Attributes) {
         set(libc::PR_SET_PDEATHSIG, a.pdeathsig, "PR_SET_PDEATHSIG");
         set(libc::PR_SET_DUMPABLE, a.dumpable.min(1), "PR_SET_DUMPABLE");
     }
+}
+
+/// Works in a removed directory, as the process did: a new one is made (beside where
+/// the old one was, else in the temporary directory), entered and removed.
+fn removed_cwd(old: &std::path::Path) {
+    let name = format!(".mig-cwd.{}", std::process::id());
+    let places = [old.parent().map(|d| d.join(&name)), Some(std::env::temp_dir().join(&name))];
+    for dir in places.into_iter().flatten() {
+        if std::fs::create_dir(&dir).is_ok() {
+            let entered = std::env::set_current_dir(&dir).is_ok();
+            let _ = std::fs::remove_dir(&dir);
+            if entered {
+                return;
+            }
+        }
+    }
+    eprintln!(
+        "mig: warning: the working directory {} was removed before the checkpoint, and no removed one could be made: the process works in {}",
+        old.display(),
+        std::env::current_dir().map_or("?".into(), |d| d.display().to_string())
+    );
 }
