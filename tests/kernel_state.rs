@@ -88,3 +88,14 @@ fn a_removed_working_directory_stays_removed() {
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with(".mig-cwd")).collect();
     assert!(left.is_empty(), "the restore left its stand-in directory: {left:?}");
 }
+
+// ---- Sockets ----
+
+/// Buffer sizes (not doubled again), linger, TCP keepalive timing, SO_REUSEADDR as it
+/// was (off), SO_BROADCAST and IP_FREEBIND.
+#[test]
+fn socket_options_come_back() {
+    let dir = tempdir("sockopts");
+    let (_, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("sockopts"), &dir).arg("20"), 5);
+    assert!(!err.contains("warning"), "restore: {err}");
+}

@@ -24,6 +24,7 @@ pub struct Sock {
     /// UNIX sockets: the inode of the peer socket, 0 when none.
     pub peer_ino: u64,
     pub opts: u64,
+    pub valued: mig_image::SockOpts,
 }
 
 /// A netlink socket for sock_diag queries, opened once per checkpoint.
@@ -98,6 +99,7 @@ pub fn inspect(fd: i32, ino: u64, diag: Option<&Diag>) -> Result<Sock, Errno> {
         peer_len: 0,
         peer_ino: 0,
         opts: 0,
+        valued: mig_image::SockOpts::default(),
     };
     s.bound_len = sys::sockname(fd, false, &mut s.bound).unwrap_or(0);
     s.peer_len = sys::sockname(fd, true, &mut s.peer).unwrap_or(0);
@@ -107,10 +109,20 @@ pub fn inspect(fd: i32, ino: u64, diag: Option<&Diag>) -> Result<Sock, Errno> {
         (mig_image::SOCKOPT_REUSEADDR, libc::SOL_SOCKET, libc::SO_REUSEADDR),
         (mig_image::SOCKOPT_REUSEPORT, libc::SOL_SOCKET, libc::SO_REUSEPORT),
         (mig_image::SOCKOPT_KEEPALIVE, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+        (mig_image::SOCKOPT_BROADCAST, libc::SOL_SOCKET, libc::SO_BROADCAST),
     ] {
         if on(level, name) {
             s.opts |= bit;
         }
+    }
+    let v = &mut s.valued;
+    v.rcvbuf = int(libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0) as u32;
+    v.sndbuf = int(libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0) as u32;
+    let mut linger = [0u8; 8];
+    if sys::getsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, &mut linger) == Ok(8) {
+        let [a, b, c, d, e, f, g, h] = linger;
+        v.linger_on = (u32::from_ne_bytes([a, b, c, d]) != 0) as u32;
+        v.linger_secs = u32::from_ne_bytes([e, f, g, h]);
     }
     match s.domain {
         libc::AF_UNIX => {
@@ -124,6 +136,16 @@ pub fn inspect(fd: i32, ino: u64, diag: Option<&Diag>) -> Result<Sock, Errno> {
         libc::AF_INET | libc::AF_INET6 => {
             if s.ty == libc::SOCK_STREAM && on(libc::IPPROTO_TCP, libc::TCP_NODELAY) {
                 s.opts |= mig_image::SOCKOPT_NODELAY;
+            }
+            if s.ty == libc::SOCK_STREAM {
+                let v = &mut s.valued;
+                v.keepidle = int(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE).unwrap_or(0) as u32;
+                v.keepintvl = int(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL).unwrap_or(0) as u32;
+                v.keepcnt = int(libc::IPPROTO_TCP, libc::TCP_KEEPCNT).unwrap_or(0) as u32;
+            }
+            let freebind = if s.domain == libc::AF_INET { (libc::IPPROTO_IP, libc::IP_FREEBIND) } else { (libc::IPPROTO_IPV6, libc::IPV6_FREEBIND) };
+            if on(freebind.0, freebind.1) {
+                s.opts |= mig_image::SOCKOPT_FREEBIND;
             }
             if s.domain == libc::AF_INET6 && on(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) {
                 s.opts |= mig_image::SOCKOPT_V6ONLY;

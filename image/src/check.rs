@@ -429,9 +429,9 @@ const SOCKADDR_MAX: u64 = 128;
 fn socket(f: &FdRecord) -> Check {
     let p = f.params;
     let kind = matches!(p[0], AF_UNIX | AF_INET | AF_INET6) && matches!(p[1], SOCK_STREAM | SOCK_DGRAM | SOCK_RAW | SOCK_SEQPACKET);
-    let numbers = p[2] <= i32::MAX as u64 && p[3] <= i32::MAX as u64 && p[6] & !0x1f == 0;
+    let numbers = p[2] <= i32::MAX as u64 && p[3] <= i32::MAX as u64 && p[6] & !SOCKOPTS == 0;
     ensure(kind && numbers, "a socket's domain, type or settings are out of range")?;
-    let lens = p[4] <= SOCKADDR_MAX && p[5] <= SOCKADDR_MAX && p[4] + p[5] == f.extra.len as u64;
+    let lens = p[4] <= SOCKADDR_MAX && p[5] <= SOCKADDR_MAX && p[4] + p[5] + size_of::<SockOpts>() as u64 == f.extra.len as u64;
     ensure(lens, "a socket's addresses do not fit its record")?;
     // Connected stream sockets come back reset (kind 7): `connect` here never waits.
     ensure(p[5] == 0 || p[1] == SOCK_DGRAM, "a connected socket that is not a datagram socket")

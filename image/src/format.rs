@@ -486,7 +486,8 @@ pub enum FdKind {
     Reset = 7,
     /// A socket recreated from its settings: `params` = [domain, type, protocol,
     /// backlog when listening else 0, bound address length, peer address length,
-    /// option bits (`SOCKOPT_*`)]; `extra`: bound address then peer address.
+    /// option bits (`SOCKOPT_*`)]; `extra`: bound address then peer address, then
+    /// the valued options (`SockOpts`).
     Socket = 8,
     /// epoll: `extra` is an array of `EpollEntry`.
     Epoll = 9,
@@ -569,6 +570,29 @@ pub const SOCKOPT_REUSEPORT: u64 = 2;
 pub const SOCKOPT_KEEPALIVE: u64 = 4;
 pub const SOCKOPT_NODELAY: u64 = 8;
 pub const SOCKOPT_V6ONLY: u64 = 16;
+pub const SOCKOPT_BROADCAST: u64 = 32;
+/// `IP_FREEBIND` (or `IPV6_FREEBIND`): set before `bind`, so an address this machine
+/// lacks binds again too.
+pub const SOCKOPT_FREEBIND: u64 = 64;
+/// Every `SOCKOPT_*` bit.
+pub const SOCKOPTS: u64 = 0x7f;
+
+/// The valued options of a socket (`FdKind::Socket`), after its addresses in `extra`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOpts {
+    /// `SO_RCVBUF` and `SO_SNDBUF` as `getsockopt` reads them (twice what was set).
+    pub rcvbuf: u32,
+    pub sndbuf: u32,
+    /// `SO_LINGER`: on (0/1) and seconds.
+    pub linger_on: u32,
+    pub linger_secs: u32,
+    /// TCP only: `TCP_KEEPIDLE`, `TCP_KEEPINTVL` (seconds), `TCP_KEEPCNT`; 0: not read.
+    pub keepidle: u32,
+    pub keepintvl: u32,
+    pub keepcnt: u32,
+    pub pad: u32,
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -673,6 +697,7 @@ unsafe impl Pod for FdRecord {}
 unsafe impl Pod for EpollEntry {}
 unsafe impl Pod for InotifyWatch {}
 unsafe impl Pod for LockEntry {}
+unsafe impl Pod for SockOpts {}
 unsafe impl Pod for TimerRecord {}
 unsafe impl Pod for u8 {}
 unsafe impl Pod for u32 {}
@@ -690,6 +715,7 @@ const _: () = assert!(size_of::<EpollEntry>() == 16);
 const _: () = assert!(size_of::<CpuFeatures>() == 32);
 const _: () = assert!(size_of::<InotifyWatch>() == 16);
 const _: () = assert!(size_of::<LockEntry>() == 24);
+const _: () = assert!(size_of::<SockOpts>() == 32);
 const _: () = assert!(size_of::<TimerRecord>() == 24 + 32);
 
 /// An all-zero record.

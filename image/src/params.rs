@@ -4,7 +4,7 @@
 //!
 //! The layout is the one `docs/image-format.md` lists under each `FdKind`.
 
-use crate::format::FdKind;
+use crate::format::{FdKind, SockOpts};
 
 /// A kind's parameters, stored in the record's eight `u64`s.
 pub trait Params: Sized {
@@ -96,7 +96,13 @@ pub struct SocketParams {
 impl SocketParams {
     /// (bound address, peer address) from the record's `extra` bytes.
     pub fn addrs<'a>(&self, extra: &'a [u8]) -> (&'a [u8], &'a [u8]) {
-        extra.split_at((self.bound_len as usize).min(extra.len()))
+        let (bound, rest) = extra.split_at((self.bound_len as usize).min(extra.len()));
+        (bound, rest.get(..(self.peer_len as usize).min(rest.len())).unwrap_or_default())
+    }
+    /// The valued options, after the addresses in the record's `extra` bytes.
+    pub fn opts(&self, extra: &[u8]) -> SockOpts {
+        let at = self.bound_len as usize + self.peer_len as usize;
+        extra.get(at..).and_then(|b| crate::read_record(b, 0)).unwrap_or_default()
     }
 }
 

@@ -1,12 +1,13 @@
 //! Sockets made again from their settings: UNIX and inet, stream and datagram, bound
-//! where they were, listening again, a datagram socket connected again. A connected
-//! stream socket whose peer is outside the process comes back reset (reads see end
-//! of file, writes `EPIPE`), and so does, as a broken pipe end, what is not supported.
+//! where they were, listening again, a datagram socket connected again, with their
+//! options. A connected stream socket whose peer is outside the process comes back
+//! reset (a TCP socket whose peer reset it; for UNIX sockets, a socket pair end whose
+//! peer is closed), and what is not supported as a broken pipe end.
 
 use crate::failure::Failure;
 use crate::files::Strings;
 use crate::sockets::{self, Diag};
-use mig_image::{FdKind, FdRecord, Params, ResetParams, SocketParams, StrRef};
+use mig_image::{FdKind, FdRecord, Params, ResetParams, SocketParams, StrRef, bytes_of};
 
 /// A socket: its kind and settings. The addresses go to `strings`, bound then peer.
 pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Diag>) -> Result<FdKind, Failure> {
@@ -28,7 +29,8 @@ pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Di
     let start = strings.bytes.len();
     strings.bytes.extend(bound)?;
     strings.bytes.extend(peer)?;
-    rec.extra = StrRef { off: start as u32, len: (bound.len() + peer.len()) as u32 };
+    strings.bytes.extend(bytes_of(&s.valued))?;
+    rec.extra = StrRef { off: start as u32, len: (strings.bytes.len() - start) as u32 };
     rec.params = SocketParams {
         domain: s.domain,
         ty: s.ty,
@@ -49,37 +51,48 @@ pub use restore::restore;
 #[allow(unsafe_code)]
 mod restore {
     use super::super::{Shared, os::*};
-    use mig_image::{FdKind, FdRecord, Params, SOCKOPT_KEEPALIVE, SOCKOPT_NODELAY, SOCKOPT_REUSEPORT, SOCKOPT_V6ONLY, SockAddr, SocketParams};
+    use mig_image::{
+        FdKind, FdRecord, Params, ResetParams, SOCKOPT_BROADCAST, SOCKOPT_FREEBIND, SOCKOPT_KEEPALIVE, SOCKOPT_NODELAY, SOCKOPT_REUSEADDR, SOCKOPT_REUSEPORT,
+        SOCKOPT_V6ONLY, SockAddr, SockOpts, SocketParams,
+    };
+    use std::os::fd::{AsRawFd, IntoRawFd};
     use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
 
     /// `Socket`: made again from its settings; `Reset` and `Unsupported`: a broken end.
     pub fn restore(f: &FdRecord, cx: &mut Shared) -> std::io::Result<i32> {
+        if f.kind == FdKind::Reset as u32 {
+            let domain = ResetParams::decode(&f.params).domain;
+            let fd = reset_inet(domain).or_else(|_| broken_end(true, libc::O_RDWR))?;
+            return set_status(fd, f.flags);
+        }
         if f.kind != FdKind::Socket as u32 {
-            return set_status(broken_end(f.kind == FdKind::Reset as u32, f.flags as i32 & libc::O_ACCMODE)?, f.flags);
+            return set_status(broken_end(false, f.flags as i32 & libc::O_ACCMODE)?, f.flags);
         }
         let s = SocketParams::decode(&f.params);
         let (bound, peer) = s.addrs(cx.img.str(f.extra));
+        let valued = s.opts(cx.img.str(f.extra));
         // SAFETY: creating a socket.
         let fd = last_error(unsafe { libc::socket(s.domain, s.ty | libc::SOCK_CLOEXEC, s.protocol) })?;
-        let on = |level, name| {
-            let one: i32 = 1;
-            // SAFETY: setsockopt with a valid int on our socket.
-            unsafe { libc::setsockopt(fd, level, name, (&one as *const i32).cast(), 4) };
-        };
+        let freebind = if s.domain == libc::AF_INET6 { (libc::IPPROTO_IPV6, libc::IPV6_FREEBIND) } else { (libc::IPPROTO_IP, libc::IP_FREEBIND) };
         for (bit, level, name) in [
             (SOCKOPT_REUSEPORT, libc::SOL_SOCKET, libc::SO_REUSEPORT),
             (SOCKOPT_KEEPALIVE, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
             (SOCKOPT_NODELAY, libc::IPPROTO_TCP, libc::TCP_NODELAY),
             (SOCKOPT_V6ONLY, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+            (SOCKOPT_BROADCAST, libc::SOL_SOCKET, libc::SO_BROADCAST),
+            (SOCKOPT_FREEBIND, freebind.0, freebind.1),
         ] {
             if s.opts & bit != 0 {
-                on(level, name);
+                set_int(fd, level, name, 1);
             }
         }
-        if s.domain != libc::AF_UNIX {
-            // Connections of the previous life may linger in TIME_WAIT on the port.
-            on(libc::SOL_SOCKET, libc::SO_REUSEADDR);
+        set_valued(fd, f.fd, s.domain, &valued);
+        let inet = s.domain != libc::AF_UNIX;
+        if inet {
+            // Connections of the previous life may linger in TIME_WAIT on the port;
+            // set as it was once bound.
+            set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
         }
         if SockAddr::decode(bound).is_bound() {
             if s.domain == libc::AF_UNIX {
@@ -92,6 +105,9 @@ mod restore {
                 close(fd);
                 return Err(Error::other(format!("cannot bind {} again: {e} (is the original process still running?)", SockAddr::decode(bound))));
             }
+        }
+        if inet && s.opts & SOCKOPT_REUSEADDR == 0 {
+            set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 0);
         }
         if s.backlog > 0 {
             // SAFETY: listen on our socket.
@@ -109,6 +125,73 @@ mod restore {
             }
         }
         set_status(fd, f.flags)
+    }
+
+    /// A TCP socket of `domain` whose connection the peer reset, as a connection to a
+    /// peer outside the process looks after a restore: reads see `ECONNRESET`, then end
+    /// of file, writes `EPIPE`. Made over the loopback interface (an error where there
+    /// is none: the caller falls back to a UNIX socket end).
+    fn reset_inet(domain: i32) -> std::io::Result<i32> {
+        if !matches!(domain, libc::AF_INET | libc::AF_INET6) {
+            return Err(Error::from(std::io::ErrorKind::Unsupported));
+        }
+        let loopback = if domain == libc::AF_INET { std::net::IpAddr::from([127, 0, 0, 1]) } else { std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST) };
+        let listener = std::net::TcpListener::bind((loopback, 0))?;
+        let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let (served, _) = listener.accept()?;
+        // Linger 0: the close sends a reset, not an orderly end.
+        let l = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: setsockopt with a valid `struct linger` on a socket we own.
+        unsafe {
+            libc::setsockopt(served.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, (&l as *const libc::linger).cast(), size_of::<libc::linger>() as u32)
+        };
+        drop(served);
+        drop(listener);
+        // The reset crosses the loopback at once; wait for it, briefly.
+        let mut pfd = libc::pollfd { fd: client.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll on one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 100) };
+        Ok(client.into_raw_fd())
+    }
+
+    fn set_int(fd: i32, level: i32, name: i32, v: i32) -> bool {
+        // SAFETY: setsockopt with a valid int on our socket.
+        unsafe { libc::setsockopt(fd, level, name, (&v as *const i32).cast(), 4) == 0 }
+    }
+
+    /// Buffer sizes, linger and TCP keepalive timing, as saved; what cannot be set is
+    /// said.
+    fn set_valued(fd: i32, saved_fd: i32, domain: i32, v: &SockOpts) {
+        // The kernel doubles what is set (room for its bookkeeping) and reports that.
+        for (value, name, force) in [(v.rcvbuf, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE), (v.sndbuf, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE)] {
+            let (mut now, mut len) = (0i32, 4u32);
+            // SAFETY: getsockopt into a valid int on our socket.
+            unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, name, (&mut now as *mut i32).cast(), &mut len) };
+            if value == 0 || now == value as i32 {
+                continue;
+            }
+            let half = (value / 2) as i32;
+            // Beyond net.core.[rw]mem_max only with CAP_NET_ADMIN (the FORCE options).
+            let set = set_int(fd, libc::SOL_SOCKET, force, half) || set_int(fd, libc::SOL_SOCKET, name, half);
+            // SAFETY: as above.
+            unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, name, (&mut now as *mut i32).cast(), &mut len) };
+            if !set || now != value as i32 {
+                let what = if name == libc::SO_RCVBUF { "SO_RCVBUF" } else { "SO_SNDBUF" };
+                eprintln!("mig: warning: descriptor {saved_fd}: {what} is {now}, not {value} as saved (net.core limits; raising them needs CAP_NET_ADMIN)");
+            }
+        }
+        if v.linger_on != 0 {
+            let l = libc::linger { l_onoff: 1, l_linger: v.linger_secs as i32 };
+            // SAFETY: setsockopt with a valid `struct linger` on our socket.
+            unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, (&l as *const libc::linger).cast(), size_of::<libc::linger>() as u32) };
+        }
+        if domain != libc::AF_UNIX {
+            for (value, name) in [(v.keepidle, libc::TCP_KEEPIDLE), (v.keepintvl, libc::TCP_KEEPINTVL), (v.keepcnt, libc::TCP_KEEPCNT)] {
+                if value != 0 {
+                    set_int(fd, libc::IPPROTO_TCP, name, value as i32);
+                }
+            }
+        }
     }
 
     /// A UNIX socket path left behind by the previous life blocks `bind`: removed when
