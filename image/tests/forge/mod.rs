@@ -258,6 +258,8 @@ pub fn build(rng: &mut Rng) -> Built {
     let mut f = fd(7, FdKind::Socket, s.add(b"socket:[202]"), rng);
     let mut addr = vec![2u8, 0, 0x1f, 0x90, 127, 0, 0, 1];
     addr.resize(16, 0);
+    let opts = SockOpts { rcvbuf: 131072, sndbuf: 16384, linger_on: 1, linger_secs: 7, keepidle: 7200, keepintvl: 75, keepcnt: 9, pad: 0 };
+    addr.extend_from_slice(bytes_of(&opts));
     f.extra = s.add(&addr);
     f.params = [2, 1, 6, 128, 16, 0, SOCKOPT_REUSEADDR, 0];
     fds.push(f);
@@ -282,7 +284,15 @@ pub fn build(rng: &mut Rng) -> Built {
     (f.file.dev, f.file.ino, f.data_len, f.params[0]) = (1, memfd_ino, 1 + rng.below(20000), 0);
     fds.push(f);
     let file = s.add(b"/home/u/f.txt");
-    fds.push(fd(14, FdKind::File, file, rng));
+    let mut f = fd(14, FdKind::File, file, rng);
+    let locks = [
+        LockEntry { kind: LOCK_POSIX, write: 1, start: 10, len: 20 },
+        LockEntry { kind: LOCK_OFD, write: 0, start: 100, len: 0 },
+        LockEntry { kind: LOCK_FLOCK, write: 1, start: 0, len: 0 },
+    ];
+    let n = rng.below(4) as usize;
+    f.extra = s.add(&locks[..n].iter().flat_map(|l| bytes_of(l).to_vec()).collect::<Vec<u8>>());
+    fds.push(f);
     let mut f = fd(15, FdKind::File, file, rng);
     f.dup_of = 14;
     fds.push(f);
@@ -504,10 +514,11 @@ fn fields(t: Option<Table>) -> &'static [(usize, usize)] {
     const PROCESS: &[(usize, usize)] = &[
         FILE[0], FILE[1], FILE[6], FILE[7], (72, 8), (80, 8), (88, 8), (96, 8), (104, 8), (112, 8), (120, 8), (128, 8), (136, 8), (144, 8), (152, 8),
         (160, 4), (164, 4), (168, 4), (172, 4), (176, 4), (184, 8), (184, 16), (200, 8), (208, 8), (312, 8), (320, 8), (456, 8), (464, 8), (472, 8),
-        (480, 8), (488, 8), (520, 8), (552, 8), (560, 8), (2600, 4), (2624, 8), (2632, 4),
+        (480, 8), (488, 8), (520, 8), (552, 8), (560, 8), (2600, 4), (2624, 8), (2632, 4), (2648, 4), (2652, 4), (2656, 4), (2660, 4), (2664, 4),
+        (2668, 4), (2672, 4), (2676, 4),
     ];
     const THREAD: &[(usize, usize)] =
-        &[(0, 4), (4, 4), (8, 8), (56, 8), (64, 8), (72, 8), (80, 8), (88, 8), (96, 8), (104, 8), (112, 4), (116, 4), (120, 8), (128, 8)];
+        &[(0, 4), (4, 4), (8, 8), (56, 8), (64, 8), (72, 8), (80, 8), (88, 8), (96, 8), (104, 8), (112, 4), (116, 4), (120, 8), (128, 8), (136, 4), (140, 4), (144, 4), (148, 4), (152, 8), (160, 8)];
     const REGION: &[(usize, usize)] = &[
         (0, 8), (8, 8), (16, 4), (20, 4), (24, 4), (28, 4), (32, 4), (36, 4), (40, 8), (48, 4), (52, 4), (56, 8), (64, 8), (72, 8), (80, 8), (88, 4),
         (92, 4), (120, 8), (128, 8),
@@ -532,7 +543,7 @@ fn fields(t: Option<Table>) -> &'static [(usize, usize)] {
 }
 
 const TABLE_LIST: [Table; TABLES] = [Table::Process, Table::Threads, Table::Regions, Table::Extents, Table::Fds, Table::Timers, Table::Strings];
-const REC: [u64; TABLES] = [std::mem::size_of::<ProcessRecord>() as u64, 136, 136, 16, 200, 56, 1];
+const REC: [u64; TABLES] = [std::mem::size_of::<ProcessRecord>() as u64, std::mem::size_of::<ThreadRecord>() as u64, 136, 16, 200, 56, 1];
 
 fn read_n(b: &[u8], at: usize, n: usize) -> u64 {
     let mut v = [0u8; 8];
@@ -705,7 +716,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
         prev = r.end;
         let kind = RegionKind::from_u32(r.kind).ok_or("region kind")?;
         require!(r.prot & !7 == 0, "region prot {:#x}", r.prot);
-        require!(r.flags & !7 == 0, "region flags");
+        require!(r.flags & !15 == 0, "region flags");
         require!(r.flags & REGION_WHOLE == 0 || kind == RegionKind::FilePrivate, "WHOLE on kind {:?}", kind);
         require!(r.flags & REGION_DATA_IN_FD == 0 || (kind == RegionKind::SharedObject && r.extents == 0), "DATA_IN_FD on kind {:?}", kind);
         require!(!(kind.is_kernel() || kind == RegionKind::FileShared) || r.extents == 0, "data on kind {:?}", kind);
@@ -747,6 +758,13 @@ pub fn invariants(img: &Image) -> Result<(), String> {
         require!(t.robust_head == 0 || inside(img, t.robust_head, t.robust_len, 0), "thread {i} robust list");
         require!(t.rseq_len == 0 || inside(img, t.rseq_addr, t.rseq_len as u64, 0), "thread {i} rseq");
         require!(t.altstack_flags & 2 != 0 || inside(img, t.altstack_sp, t.altstack_size, 0), "thread {i} altstack");
+        let c = t.sched;
+        let priority = match c.policy {
+            1 | 2 => (1..=99).contains(&c.priority),
+            0 | 3 | 5 => c.priority == 0,
+            _ => false,
+        };
+        require!(priority && (-20..=19).contains(&c.nice) && c.flags <= 1, "thread {i} scheduling");
     }
 
     // The process.
@@ -766,6 +784,17 @@ pub fn invariants(img: &Image) -> Result<(), String> {
     require!(auxv.is_empty() || auxv[auxv.len() - 16..auxv.len() - 8].iter().all(|&b| b == 0), "auxv end");
     require!(p.comm.contains(&0) && p.umask <= 0o777, "comm or umask");
     require!(p.rlimits.iter().all(|l| l.cur <= l.max), "rlimit");
+    let a = p.attrs;
+    require!(
+        (-1000..=1000).contains(&a.oom_score_adj)
+            && a.child_subreaper <= 1
+            && a.thp_disable <= 1
+            && a.no_new_privs <= 1
+            && a.dumpable <= 2
+            && a.pdeathsig <= 64
+            && a.flags <= 1,
+        "process attributes"
+    );
     for t in p.itimers {
         require!(t.interval_sec >= 0 && t.value_sec >= 0 && (0..1_000_000).contains(&t.interval_usec) && (0..1_000_000).contains(&t.value_usec), "itimer");
     }
@@ -790,6 +819,14 @@ pub fn invariants(img: &Image) -> Result<(), String> {
         }
         let q = f.params;
         let path = img.str(f.file.path);
+        if kind.holds_locks() {
+            require!(f.extra.len % 24 == 0 && (f.dup_of == -1 || f.extra.len == 0), "locks length");
+            for l in img.records::<LockEntry>(f.extra) {
+                let range = l.start <= i64::MAX as u64 && l.len <= i64::MAX as u64 && l.start + l.len <= i64::MAX as u64;
+                let kind = matches!(l.kind, 1 | 2) || (l.kind == 3 && l.start == 0 && l.len == 0);
+                require!(kind && l.write <= 1 && range, "lock {l:?}");
+            }
+        }
         match kind {
             FdKind::File | FdKind::Deleted | FdKind::Device => require!(path.starts_with(b"/"), "relative path"),
             FdKind::Shm => require!(path.starts_with(b"/dev/shm/") && !path.windows(2).any(|w| w == b".."), "shm path"),
@@ -797,8 +834,8 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             FdKind::SocketPair => require!(q[0] == 1 && [1, 2, 5].contains(&q[1]) && q[3] <= i32::MAX as u64, "socketpair"),
             FdKind::Socket => {
                 require!([1, 2, 10].contains(&q[0]) && [1, 2, 3, 5].contains(&q[1]), "socket kind");
-                require!(q[4] <= 128 && q[5] <= 128 && q[4] + q[5] == f.extra.len as u64 && (q[5] == 0 || q[1] == 2), "socket addresses");
-                require!(q[2] <= i32::MAX as u64 && q[3] <= i32::MAX as u64 && q[6] < 32, "socket numbers");
+                require!(q[4] <= 128 && q[5] <= 128 && q[4] + q[5] + 32 == f.extra.len as u64 && (q[5] == 0 || q[1] == 2), "socket addresses");
+                require!(q[2] <= i32::MAX as u64 && q[3] <= i32::MAX as u64 && q[6] < 128, "socket numbers");
             }
             FdKind::Epoll => {
                 require!(f.extra.len % 16 == 0, "epoll length");
