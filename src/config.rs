@@ -42,5 +42,46 @@ pub fn settings() -> Settings {
             Ok("1") => Precopy::On,
             _ => Precopy::Auto,
         },
+        save_files: std::env::var(env::SAVE_FILES).ok().and_then(|v| save_files(&v)).unwrap_or(SAVE_FILES_DEFAULT),
+    }
+}
+
+/// Files open for writing up to 1 MiB have their contents saved unless told otherwise.
+pub const SAVE_FILES_DEFAULT: u64 = 1 << 20;
+
+/// `MIG_SAVE_FILES`: `none`, `all`, or a size (`1M`, `512K`, `2G`, bytes).
+pub fn save_files(v: &str) -> Option<u64> {
+    let v = v.trim();
+    match v.to_ascii_lowercase().as_str() {
+        "none" | "0" => return Some(0),
+        "all" => return Some(u64::MAX),
+        _ => {}
+    }
+    let (digits, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => v.split_at(i),
+        None => (v, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn save_files_takes_words_and_sizes() {
+        use super::save_files;
+        assert_eq!(save_files("none"), Some(0));
+        assert_eq!(save_files("ALL"), Some(u64::MAX));
+        assert_eq!(save_files("1M"), Some(1 << 20));
+        assert_eq!(save_files("512k"), Some(512 << 10));
+        assert_eq!(save_files("4096"), Some(4096));
+        assert_eq!(save_files("lots"), None);
+        assert_eq!(save_files("1T"), None);
     }
 }

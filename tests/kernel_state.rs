@@ -99,3 +99,49 @@ fn socket_options_come_back() {
     let (_, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("sockopts"), &dir).arg("20"), 5);
     assert!(!err.contains("warning"), "restore: {err}");
 }
+
+/// A file the program writes (small: `MIG_SAVE_FILES` defaults to 1 MiB) has its
+/// contents saved: the killed process wrote on after the checkpoint, and the restore
+/// puts the file back as it was, and says so.
+#[test]
+fn a_written_file_that_changed_is_put_back() {
+    let dir = tempdir("saved_file_changed");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("saved_file"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
+    assert!(err.contains("data.log: it changed since the checkpoint") && err.contains("put back as they were"), "restore: {err}");
+}
+
+/// The same file removed before the restore is made again from the image.
+#[test]
+fn a_written_file_that_is_gone_is_made_again() {
+    let dir = tempdir("saved_file_gone");
+    let l = Launch::new(&compile("saved_file"), &dir).arg("20");
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("subject.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 5, &image);
+    p.line().expect("the subject keeps running after a checkpoint");
+    let before = p.kill();
+    std::fs::remove_file(dir.join("data.log")).unwrap();
+    let (restored, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
+    assert!(st.success(), "restored run failed: {st:?}\nstderr: {err}\nstdout: {restored:?}");
+    assert_continues(&reference, &before, &restored);
+    assert!(err.contains("data.log: it was gone; made again from the image"), "restore: {err}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join("data.log")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o640, "made again with its mode");
+}
+
+/// With `MIG_SAVE_FILES=none` the contents are not saved: a file that changed is
+/// reopened as it is, and the restore says so.
+#[test]
+fn with_save_files_none_a_changed_file_is_said() {
+    let dir = tempdir("saved_file_none");
+    let l = Launch::new(&compile("saved_file"), &dir).arg("20").clone_with("MIG_SAVE_FILES", std::path::Path::new("none"));
+    let image = dir.join("subject.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 5, &image);
+    p.line().expect("the subject keeps running after a checkpoint");
+    p.kill();
+    let (_, _, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
+    assert!(err.contains("data.log): the file changed since the checkpoint") && err.contains("not saved (MIG_SAVE_FILES)"), "restore: {err}");
+}

@@ -14,7 +14,7 @@ use super::scratch::List;
 use super::snapshot::Snapshot;
 use super::sockets::Diag;
 use crate::sys::{self, CPath, msg::Msg, msg::msg};
-use mig_image::{FdKind, FdRecord, Params, SocketPairParams, StrRef};
+use mig_image::{FdKind, FdRecord, FileParams, Params, SocketPairParams, StrRef};
 
 /// Records every descriptor of the process in `s.fds` (and what some of them hold in
 /// `s.queued`). `text` and `info` are working buffers.
@@ -223,6 +223,19 @@ fn link(s: &mut Snapshot) -> Result<(), Failure> {
             Some(FdKind::Unsupported) => {
                 warn(&f, s, "it is not supported; it comes back as a broken pipe end");
                 FdKind::Unsupported
+            }
+            Some(FdKind::File) if FileParams::decode(&f.params).saved => {
+                let at = s.queued.len() as u64;
+                match kinds::file::queued(f.fd, crate::runtime::get().settings.save_files, &mut s.queued) {
+                    Ok(len) => set_data(s, i, at, len),
+                    Err(why) => {
+                        warn(&f, s, why);
+                        if let Some(r) = s.fds.as_mut_slice().get_mut(i) {
+                            r.params = FileParams { saved: false }.encode();
+                        }
+                    }
+                }
+                FdKind::File
             }
             _ => continue,
         };

@@ -53,6 +53,9 @@ pub struct Settings {
     /// `MIG_PRECOPY`: write the image while the process runs, stopping it only at the
     /// end for what changed meanwhile.
     pub precopy: Precopy,
+    /// `MIG_SAVE_FILES`: a regular file open for writing at most this large has its
+    /// contents saved, and put back at restore (0: none; `u64::MAX`: all).
+    pub save_files: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

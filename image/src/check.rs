@@ -367,7 +367,8 @@ fn fds(img: &Image) -> Check {
             ensure(original.is_some(), "a descriptor is a copy of one that is not before it in the table")?;
             ensure(f.data_len == 0, "a copy of a descriptor carries saved data")?;
         }
-        let carries = matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm);
+        let carries = matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm)
+            || (kind == FdKind::File && f.params[0] == 1 && f.file.mode & 0o170000 == 0o100000);
         ensure(carries || f.data_len == 0, "a descriptor of this kind carries saved data")?;
         fd_kind(img, &f, kind)?;
     }
@@ -379,7 +380,9 @@ fn fd_kind(img: &Image, f: &FdRecord, kind: FdKind) -> Check {
     let int = |v: u64| v <= i32::MAX as u64;
     match kind {
         FdKind::File | FdKind::Deleted | FdKind::Device => {
-            ensure(absolute(img, f.file.path), "a descriptor's path is not absolute").and_then(|()| locks(img, f))
+            ensure(absolute(img, f.file.path), "a descriptor's path is not absolute")?;
+            ensure(kind != FdKind::File || p[0] <= 1, "a file's saved contents are marked wrong")?;
+            locks(img, f)
         }
         FdKind::Shm => ensure(in_dev_shm(img.str(f.file.path)), "a /dev/shm path leaves /dev/shm").and_then(|()| locks(img, f)),
         FdKind::Memfd => ensure(int(p[0]), "a memfd's seals are out of range").and_then(|()| locks(img, f)),

@@ -554,7 +554,9 @@ impl FdKind {
             Shm => "shm",
         }
     }
-    /// Kinds whose blob holds a file's contents.
+    /// Kinds whose blob holds a file's contents, copied from the file as the image is
+    /// written (a `File`'s saved contents are read during the stop instead, as a pipe's
+    /// bytes are: they are small, and a forked writer then needs no stop).
     pub fn saves_file(self) -> bool {
         matches!(self, FdKind::Deleted | FdKind::Memfd | FdKind::Shm)
     }

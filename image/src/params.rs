@@ -185,6 +185,25 @@ impl Params for TimerfdParams {
     }
 }
 
+/// `FdKind::File`: a regular file open for writing may have its contents saved (the
+/// blob, `data_len` bytes: `MIG_SAVE_FILES`), put back at restore where the file
+/// changed or is gone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileParams {
+    pub saved: bool,
+}
+
+impl Params for FileParams {
+    const KIND: FdKind = FdKind::File;
+    fn encode(&self) -> [u64; 8] {
+        [self.saved as u64, 0, 0, 0, 0, 0, 0, 0]
+    }
+    fn decode(p: &[u64; 8]) -> Self {
+        let [saved, ..] = *p;
+        FileParams { saved: saved != 0 }
+    }
+}
+
 /// `FdKind::Memfd`: the contents are the blob.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemfdParams {

@@ -26,6 +26,9 @@ pub mod env {
     pub const PORTABLE: &str = "MIG_PORTABLE";
     pub const FORK: &str = "MIG_FORK";
     pub const PRECOPY: &str = "MIG_PRECOPY";
+    /// Which files open for writing have their contents saved: `none`, `all`, or a
+    /// size limit per file (`1M`, the default; `512K`, bytes).
+    pub const SAVE_FILES: &str = "MIG_SAVE_FILES";
     pub const RESTORE_EAGER: &str = "MIG_RESTORE_EAGER";
     /// `1`: restore images of other users too.
     pub const TRUST_IMAGE: &str = "MIG_TRUST_IMAGE";

@@ -81,6 +81,8 @@ mod restore {
         pub terminal: Option<i32>,
         /// `inotify_add_watch` calls left for bringing watch numbers back, in all.
         pub inotify_tries: u32,
+        /// Files whose saved contents were dealt with, by (dev, ino) as saved.
+        pub put_back: std::collections::HashSet<(u64, u64)>,
     }
 
     impl<'a> Shared<'a> {
@@ -95,6 +97,7 @@ mod restore {
                 ends: HashMap::new(),
                 terminal: None,
                 inotify_tries: inotify::TRIES,
+                put_back: Default::default(),
             }
         }
 
