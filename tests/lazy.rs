@@ -430,7 +430,8 @@ fn a_killed_loader_takes_the_restored_process_with_it() {
 #[test]
 fn restored_processes_have_no_child() {
     let dir = tempdir("restore_no_child");
-    let l = Launch::new(&compile("lazy_small"), &dir).arg("100000").arg("64");
+    // 32 MiB: lazily restored, and checkpointed by a forked writer (not pre-copied).
+    let l = Launch::new(&compile("lazy_small"), &dir).arg("100000").arg("32");
     let image = dir.join("a.mig");
     let mut p = l.clone_with("MIG_IMAGE", &image).start();
     checkpoint_at(&mut p, 3, &image);
