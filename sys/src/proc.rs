@@ -140,21 +140,6 @@ pub fn reap_quiet(pid: u32) -> Option<i32> {
         }
     }
 }
-/// Whether quiet child `pid` has ended (or is no child of this process); it is left
-/// for `reap_quiet`.
-pub fn exited(pid: u32) -> bool {
-    if pid == 0 {
-        return false;
-    }
-    // SAFETY: all-zero is a valid siginfo_t.
-    let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
-    let options = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WCLONE;
-    match sc!(libc::SYS_waitid, libc::P_PID, pid, &mut info as *mut libc::siginfo_t, options, 0) {
-        // SAFETY: the kernel filled `info` (or left it zeroed: si_pid 0, nothing ended).
-        Ok(_) => (unsafe { info.si_pid() }) != 0,
-        Err(e) => e != Errno(libc::EINTR),
-    }
-}
 /// A descriptor that becomes readable when process `pid` ends (a zombie has ended,
 /// although `kill(pid, 0)` still succeeds on it).
 pub fn pidfd_open(pid: u32) -> SysResult<c_int> {
