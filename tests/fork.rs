@@ -36,6 +36,29 @@ fn forked_writers_are_invisible_and_write_snapshots() {
     }
 }
 
+/// Issue 14: after a checkpoint the program has no child: its writer is none, while it
+/// writes or once it has ended; the next checkpoint waits for it all the same.
+#[test]
+fn a_checkpoint_leaves_the_program_no_child() {
+    let dir = tempdir("fork_no_child");
+    let image = dir.join("c.mig");
+    let l = Launch::new(&compile("no_children"), &dir).arg("40");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    for at in [3, 8] {
+        checkpoint_at(&mut p, at, &image);
+        assert!(children_of(p.pid()).is_empty(), "children after a checkpoint: {:?}", children_of(p.pid()));
+    }
+    let second = dir.join("second.mig");
+    p.until("step 12 ");
+    mig_checkpoint(p.pid(), &second);
+    assert!(children_of(p.pid()).is_empty(), "children after mig checkpoint: {:?}", children_of(p.pid()));
+    // The program itself checks every step that wait() finds no child and no SIGCHLD came.
+    let (lines, st, err) = p.finish();
+    assert!(st.success(), "{err}\n{lines:?}");
+    inspect_intact(&image);
+    inspect_intact(&second);
+}
+
 fn debug_log(name: &str, extra: &[(&str, &str)]) -> String {
     let dir = tempdir(&format!("fork_{name}"));
     let launch = || {

@@ -428,3 +428,35 @@ fn a_killed_loader_takes_the_restored_process_with_it() {
         format!("mig: the loader of the memory of the process restored from {} ({pid}) ended before it was done: the process was killed\n", image.display());
     assert!(err.contains(&watchdog) || err.contains("restore failed while starting the loader"), "{err}");
 }
+
+/// Issue 14: a restored process has no child, restored eagerly, lazily or by `mig
+/// restart`, nor once it has checkpointed again (its writer is no child of it either).
+#[test]
+fn restored_processes_have_no_child() {
+    let dir = tempdir("restore_no_child");
+    // 32 MiB: lazily restored, and checkpointed by a forked writer (not pre-copied).
+    let l = Launch::new(&compile("lazy_small"), &dir).arg("100000").arg("32");
+    let image = dir.join("a.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 3, &image);
+    assert!(children_of(p.pid()).is_empty(), "the first run has a child after its checkpoint: {:?}", children_of(p.pid()));
+    p.kill();
+    let again = dir.join("again.mig");
+    let restarted = Launch::new(&mig(), &dir).bare().arg("restart").arg(image.to_str().unwrap()).clone_with("MIG_IMAGE", &again);
+    let ways = [
+        ("eagerly", l.clone_with("MIG_RESTORE", &image).clone_with("MIG_RESTORE_EAGER", Path::new("1")).clone_with("MIG_IMAGE", &again)),
+        ("lazily", l.clone_with("MIG_RESTORE", &image).clone_with("MIG_IMAGE", &again)),
+        ("by mig restart", restarted),
+    ];
+    for (how, launch) in ways {
+        let mut r = launch.start();
+        let first = r.line().expect("the restored process runs");
+        assert!(step_of(&first).is_some_and(|s| s > 3), "restored {how}: {first}");
+        assert!(children_of(r.pid()).is_empty(), "restored {how}, the process has children: {:?}", children_of(r.pid()));
+        let at = step_of(&r.line().unwrap()).unwrap();
+        checkpoint_at(&mut r, at + 1, &again);
+        assert!(children_of(r.pid()).is_empty(), "restored {how}, the process has children after a checkpoint: {:?}", children_of(r.pid()));
+        r.line().expect("the restored process goes on");
+        r.kill();
+    }
+}

@@ -458,3 +458,45 @@ fn a_copier_whose_program_died_unreaped_ends() {
     assert!(!image.exists(), "no image of a program that died before its final stop");
     p.kill();
 }
+
+/// Issue 14: the copier is no child of the program, while it copies or once it has
+/// ended; the next checkpoint (which waits for it) works, and leaves no child either.
+#[test]
+fn a_precopied_checkpoint_leaves_the_program_no_child() {
+    let dir = tempdir("precopy_no_child");
+    let image = dir.join("subject.mig");
+    let mut p = with_precopy(churn(&dir), "1").clone_with("MIG_IMAGE", &image).start();
+    let mut err = Stderr::of(&mut p);
+    p.until("step 2 ");
+    p.signal(libc::SIGUSR1);
+    let mut copier = None;
+    while !image.exists() {
+        if copier.is_none() {
+            copier = files_starting(&dir, "subject.mig.tmp.").pop().and_then(|f| holder_of("mig-copier", &f));
+        }
+        // Within a stop, the helper that starts the copier (or a writer) is a child for a
+        // moment, and reaped before the program runs again: never the copier itself.
+        for c in children_of(p.pid()) {
+            assert_ne!(Some(c), copier, "the copier is a child of the program");
+            wait_until("a child that stays", std::time::Duration::from_secs(5), || (!children_of(p.pid()).contains(&c)).then_some(()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let report = err.report();
+    assert!(report.contains(MARKER), "not pre-copied: {report}");
+    assert!(children_of(p.pid()).is_empty(), "a child after a pre-copied checkpoint: {:?}", children_of(p.pid()));
+    if let Some(c) = copier {
+        let ppid = std::fs::read_to_string(format!("/proc/{c}/status"))
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PPid:")).map(|v| v.trim().to_string()));
+        assert_ne!(ppid, Some(p.pid().to_string()), "the copier is no child of the program");
+    }
+    let again = dir.join("again.mig");
+    let out = mig_cmd(&["checkpoint", &p.pid().to_string(), "--to", again.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "the next checkpoint: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(children_of(p.pid()).is_empty(), "a child after the next checkpoint: {:?}", children_of(p.pid()));
+    p.line().expect("the program goes on");
+    p.kill();
+    inspect_intact(&image);
+    inspect_intact(&again);
+}

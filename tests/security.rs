@@ -621,8 +621,9 @@ fn a_killed_copier_is_noticed_and_the_next_checkpoint_works() {
     let perr = p.stderr_collector();
     p.until("step 2 ");
     p.signal(libc::SIGUSR1);
-    let copier = wait_until("no copier started", TIMEOUT, || children_of(p.pid()).first().copied());
     let tmp = wait_until("the copier has no temporary file", TIMEOUT, || files_starting(&dir, "c.mig.tmp.").pop());
+    let copier = wait_until("no copier started", TIMEOUT, || holder_of("mig-copier", &tmp));
+    assert!(children_of(p.pid()).is_empty(), "the copier is no child of the program");
     assert!(!image.exists(), "the pre-copy ended before its copier could be killed");
     signal(copier, libc::SIGKILL);
     let at = step_of(&p.line().unwrap()).unwrap();
@@ -660,7 +661,8 @@ fn big_chain(dir: &Path, image: &Path, env: &[(&str, &str)]) -> Launch {
 }
 
 /// A forked writer killed half way: `mig checkpoint` says the writer ended before it
-/// finished; the next checkpoint works and removes the writer's temporary file.
+/// finished; the next checkpoint says so too (the writer is no child of the program:
+/// its temporary file, still there, tells), works, and removes that file.
 #[test]
 fn a_killed_writer_is_reported_and_the_next_checkpoint_removes_its_file() {
     let dir = scratch("killed_writer");
@@ -670,8 +672,9 @@ fn a_killed_writer_is_reported_and_the_next_checkpoint_removes_its_file() {
     p.until("step 2 ");
     let pid = p.pid().to_string();
     let ck = spawn_piped(&mut mig_cmd(&["checkpoint", &pid, "--timeout", "5"]));
-    let writer = wait_until("no writer forked", TIMEOUT, || children_of(p.pid()).first().copied());
-    wait_until("the writer has no temporary file", TIMEOUT, || files_starting(&dir, "w.mig.tmp.").pop());
+    let file = wait_until("the writer has no temporary file", TIMEOUT, || files_starting(&dir, "w.mig.tmp.").pop());
+    let writer = wait_until("no writer forked", TIMEOUT, || holder_of("mig-writer", &file));
+    assert!(children_of(p.pid()).is_empty(), "the writer is no child of the program");
     stop(writer);
     let tmp = files_starting(&dir, "w.mig.tmp.");
     assert_eq!(tmp.len(), 1, "one temporary file: {tmp:?}");
@@ -690,7 +693,7 @@ fn a_killed_writer_is_reported_and_the_next_checkpoint_removes_its_file() {
     p.line().expect("the process goes on");
     p.kill();
     let perr = perr.join().unwrap();
-    assert!(perr.contains(&format!("writer of the previous checkpoint (pid {writer}) was killed by signal 9")), "the program says so: {perr}");
+    assert!(perr.contains(&format!("writer of the previous checkpoint (pid {writer}) ended before it finished")), "the program says so: {perr}");
 }
 
 /// A process killed while it writes its own image (`MIG_FORK=0`) leaves its temporary

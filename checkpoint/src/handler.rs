@@ -18,7 +18,7 @@ use super::report::complete;
 use super::rollback;
 use super::scratch::Scratch;
 use super::threads;
-use super::writers::{add_writer, writer_reap};
+use super::writers::writer_reap;
 use crate::handoff;
 use crate::runtime;
 use crate::sys::{self, msg::msg};
@@ -61,11 +61,11 @@ fn checkpoint(info: *mut libc::siginfo_t) {
             };
             // Images are written one at a time, in order.
             writer_reap();
+            precopy::wait_ended();
             if !job.exit && !job.streamed() {
                 match TempImage::create(job.dest.as_bytes()) {
                     Ok(tmp) => match precopy::start(job, &tmp) {
-                        Some(pid) => {
-                            add_writer(pid);
+                        Some(_) => {
                             rollback::writing(job.dest, tmp.id, (job.pid, job.created_ns));
                             // The copier has its own copies of the file and the connection.
                             sys::close(tmp.fd);

@@ -51,7 +51,7 @@ pub unsafe fn resume(h: *const Handoff) {
         let ms = (sys::clock_monotonic_ns().saturating_sub(h.started_ns)) / 1_000_000;
         msg().s("restored from ").bytes(h.restored_from.as_bytes()).s(" in ").num(ms).s(" ms").emit();
     }
-    crate::writers::set_writer(0);
+    crate::writers::forget_writer();
     if !h.rollback_path.is_empty() {
         crate::rollback::wrote(h.rollback_path, h.image_id, h.image_header);
     }

@@ -1,5 +1,6 @@
 //! An ordinary checkpoint's image, from the stop: written by a forked writer while the
 //! program runs on, or with the program stopped when a fork would not be a snapshot.
+#![allow(unsafe_code)]
 
 use super::collect::{self, Snapshot};
 use super::control;
@@ -27,8 +28,8 @@ pub fn ordinary(snap: &mut Snapshot, scratch: &mut Scratch, job: &Job) {
         }
     };
     match fork_refusal(snap, job) {
-        None => match sys::fork_quiet() {
-            Ok(0) => {
+        None => match fork_writer() {
+            Ok((0, _)) => {
                 // The writer: a copy-on-write snapshot of the process, which runs on.
                 // Its rseq area (inherited, in the memory it saves) must stay still.
                 let _ = runtime::rseq_set(false);
@@ -41,8 +42,8 @@ pub fn ordinary(snap: &mut Snapshot, scratch: &mut Scratch, job: &Job) {
                 complete(job, result, stopped_us);
                 sys::exit_group(0);
             }
-            Ok(pid) => {
-                add_writer(pid);
+            Ok((pid, child)) => {
+                add_writer(pid, child, tmp.as_ref());
                 if let Some(t) = tmp {
                     rollback::writing(job.dest, t.id, (job.pid, job.created_ns));
                     sys::close(t.fd);
@@ -70,6 +71,17 @@ pub fn ordinary(snap: &mut Snapshot, scratch: &mut Scratch, job: &Job) {
         rollback::wrote(job.dest, id, (job.pid, job.created_ns));
     }
     complete(job, result, stopped_us);
+}
+
+/// Forks the writer: no child of the program, so that it never sees one (see
+/// `writers`), unless the program would adopt it anyway; then a quiet child. Returns
+/// (0, _) in the writer, else its pid and whether it is a child.
+fn fork_writer() -> sys::SysResult<(u32, bool)> {
+    if sys::adopts_orphans() {
+        return sys::fork_quiet().map(|pid| (pid, true));
+    }
+    // SAFETY: in the checkpoint handler, every catchable signal is blocked.
+    unsafe { sys::spawn_orphan() }.map(|pid| (pid, false))
 }
 
 /// The memory part of the snapshot, then the image (in the writer, or stopped): into

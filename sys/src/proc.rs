@@ -42,6 +42,91 @@ pub unsafe fn execve(path: &CPath, argv: *const *const u8, envp: *const *const u
 pub fn fork_quiet() -> SysResult<u32> {
     sc!(libc::SYS_clone, 0, 0, 0, 0, 0).map(|pid| pid as u32)
 }
+/// Whether this process adopts the orphans of its descendants (it is a subreaper, or
+/// the init of its pid namespace): a process started by [`spawn_orphan`] would come
+/// back to it as a child.
+pub fn adopts_orphans() -> bool {
+    let mut on: c_int = 0;
+    getpid() == 1 || sc!(libc::SYS_prctl, libc::PR_GET_CHILD_SUBREAPER, &mut on as *mut c_int) != Ok(0) || on != 0
+}
+/// Reaps the intermediate of [`clone_twice`](crate::x86_64::clone_twice): its status
+/// is the inner clone's errno.
+fn reap_between(r: isize, tid: &u32) -> SysResult<u32> {
+    let between = crate::check(r)? as u32;
+    let mut status: i32 = 0;
+    loop {
+        match sc!(libc::SYS_wait4, between, &mut status as *mut i32, libc::__WCLONE, 0) {
+            Err(Errno(libc::EINTR)) => {}
+            Err(e) => return Err(e),
+            Ok(_) => break,
+        }
+    }
+    match (status >> 8) & 0xff {
+        0 if status & 0x7f == 0 && *tid != 0 => Ok(*tid),
+        0 => Err(Errno(libc::ECHILD)),
+        e => Err(Errno(e)),
+    }
+}
+/// Forks a process that is no child of this one, so that the program never sees it
+/// (no child, no `SIGCHLD`, nothing for `wait`): an intermediate sharing the memory
+/// forks it and exits at once (the caller waits for it as for `vfork`: about the time a
+/// fork takes), and is reaped here; the new process is adopted by init (or the nearest
+/// subreaper, see [`adopts_orphans`]), which reaps it. Returns 0 in the new process,
+/// its pid in the caller.
+///
+/// # Safety
+/// Every catchable signal must be blocked (the intermediate runs on this stack).
+pub unsafe fn spawn_orphan() -> SysResult<u32> {
+    let mut tid: u32 = 0;
+    // SAFETY: `tid` is a live local for CLONE_PARENT_SETTID; no stack: a fork; the
+    // caller blocks the signals.
+    let r = unsafe { crate::x86_64::clone_twice(libc::CLONE_PARENT_SETTID as u64, 0, &mut tid, core::ptr::null_mut(), 0, 0, 0, 0) };
+    if r == 0 {
+        return Ok(0);
+    }
+    reap_between(r, &tid)
+}
+/// [`spawn_vm`](crate::spawn_vm), but the new process is no child of this one (as in
+/// [`spawn_orphan`]): `live` is not 0 from now until the kernel sets it to 0 (and wakes
+/// its futex waiters) once the new process has unmapped its stack and ended. Returns
+/// its pid.
+///
+/// # Safety
+/// As for `spawn_vm`, and every catchable signal must be blocked.
+pub unsafe fn spawn_vm_orphan(
+    stack_top: usize,
+    f: extern "C" fn(usize),
+    arg: usize,
+    unmap: usize,
+    unmap_len: usize,
+    live: &core::sync::atomic::AtomicU32,
+) -> SysResult<u32> {
+    let flags = libc::CLONE_VM | libc::CLONE_PARENT_SETTID | libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID;
+    let mut tid: u32 = 0;
+    // Until the new process runs (and the kernel stores its pid there).
+    live.store(u32::MAX, core::sync::atomic::Ordering::SeqCst);
+    // SAFETY: `tid` is a live local; `live` a word in the shared memory the kernel writes
+    // (the new process's pid as it starts, 0 as it ends); the stack and `f` as the
+    // caller vouches.
+    let r = unsafe { crate::x86_64::clone_twice(flags as u64, stack_top, &mut tid, live.as_ptr(), f as usize, arg, unmap, unmap_len) };
+    let r = reap_between(r, &tid);
+    if r.is_err() {
+        live.store(0, core::sync::atomic::Ordering::SeqCst);
+    }
+    r
+}
+/// Field 22 of `/proc/<pid>/stat`: when process `pid` started, in clock ticks since
+/// boot (with the pid, who it is).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let mut path = crate::msg::Msg::<32>::new();
+    path.s("/proc/").num(pid as u64).s("/stat");
+    let mut buf = [0u8; 1024];
+    let n = crate::read_file(&CPath::new(path.as_bytes())?, &mut buf).ok()?;
+    let stat = buf.get(..n)?;
+    let after = stat.iter().rposition(|&c| c == b')')?;
+    let field = stat.get(after + 2..)?.split(|&c| c == b' ').nth(22 - 3)?;
+    field.iter().try_fold(0u64, |v, &c| if c.is_ascii_digit() { Some(v * 10 + (c - b'0') as u64) } else { None })
+}
 /// Waits for quiet child `pid` (made by `fork_quiet`) to end, and reaps it; returns
 /// the signal that killed it, if one did.
 pub fn reap_quiet(pid: u32) -> Option<i32> {
@@ -53,21 +138,6 @@ pub fn reap_quiet(pid: u32) -> Option<i32> {
             Ok(_) if status & 0x7f != 0 && status & 0x7f != 0x7f => return Some(status & 0x7f),
             _ => return None,
         }
-    }
-}
-/// Whether quiet child `pid` has ended (or is no child of this process); it is left
-/// for `reap_quiet`.
-pub fn exited(pid: u32) -> bool {
-    if pid == 0 {
-        return false;
-    }
-    // SAFETY: all-zero is a valid siginfo_t.
-    let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
-    let options = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WCLONE;
-    match sc!(libc::SYS_waitid, libc::P_PID, pid, &mut info as *mut libc::siginfo_t, options, 0) {
-        // SAFETY: the kernel filled `info` (or left it zeroed: si_pid 0, nothing ended).
-        Ok(_) => (unsafe { info.si_pid() }) != 0,
-        Err(e) => e != Errno(libc::EINTR),
     }
 }
 /// A descriptor that becomes readable when process `pid` ends (a zombie has ended,

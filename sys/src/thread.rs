@@ -27,6 +27,11 @@ pub fn set_name(name: &[u8]) {
         let _ = sc!(libc::SYS_prctl, libc::PR_SET_NAME, name.as_ptr());
     }
 }
+/// Lets process `pid` trace this one, and so take its descriptors (`PR_SET_PTRACER`:
+/// under Yama's `ptrace_scope` 1 only ancestors may otherwise); nothing without Yama.
+pub fn set_ptracer(pid: u32) {
+    let _ = sc!(libc::SYS_prctl, libc::PR_SET_PTRACER, pid as usize);
+}
 /// The calling task's name (`PR_GET_NAME`), NUL-padded.
 pub fn get_name() -> [u8; 16] {
     let mut name = [0u8; 16];

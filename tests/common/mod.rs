@@ -580,8 +580,23 @@ pub fn alive(pid: i32) -> bool {
     proc_state(pid).is_some_and(|(s, _)| s != 'Z' && s != 'X')
 }
 
-/// The children of every thread of `pid` (`/proc/<pid>/task/*/children`): its forked
-/// writers and pre-copy copiers.
+/// The process named `name` (`mig-writer`, `mig-copier`) that has `file` open: how a
+/// test finds a checkpoint's writer or copier, which is no child of the program.
+pub fn holder_of(name: &str, file: &Path) -> Option<i32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() != name).unwrap_or(true) {
+            continue;
+        }
+        if std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten().any(|f| std::fs::read_link(f.path()).is_ok_and(|l| l == file)) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// The children of every thread of `pid` (`/proc/<pid>/task/*/children`): none of mig's
+/// (its writers, copiers and loaders are no children of the program).
 pub fn children_of(pid: i32) -> Vec<i32> {
     let mut out = vec![];
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {

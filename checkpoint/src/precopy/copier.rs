@@ -39,6 +39,8 @@ pub(super) extern "C" fn copier(_: usize) {
     COPIER.store(sys::getpid(), SeqCst);
     // Named so (its own task's name; the image records the program's, in `collect`).
     sys::set_name(b"mig-copier\0");
+    // The program takes the connection from it (`take_conn`), and is not its parent.
+    sys::set_ptracer(session().job.pid);
     // Its copy of the program's descriptors would keep pipes and sockets open.
     let s = session();
     sys::close_from(3, &[2, s.tmp.fd, s.job.conn]);

@@ -6,7 +6,8 @@
 //! it was last copied. Async-signal-safe.
 //!
 //! Where things live: the copier runs on a stack inside the session's scratch mapping,
-//! which the image leaves out and the copier unmaps as it exits (`sys::spawn_vm`); its
+//! which the image leaves out and the copier unmaps as it exits (`sys::spawn_vm_orphan`:
+//! it is no child of the program, which never sees it; `LIVE` says when it is gone); its
 //! descriptors (the image file, the userfaultfd) are in its own descriptor table. The
 //! image's blobs of tracked memory sit where pages were first copied (`Place`), so one
 //! region may be saved as several records, one per contiguous piece of the file.
@@ -61,6 +62,12 @@ static HURRY: AtomicU32 = AtomicU32::new(0);
 static ORDINARY: AtomicU32 = AtomicU32::new(0);
 /// The last copier: a signal from it that finds no final stop to make is stale.
 static COPIER: AtomicU32 = AtomicU32::new(0);
+/// Not 0 while the copier lives: the kernel clears it (and wakes its futex) once the
+/// copier has unmapped its stack and ended (`CLONE_CHILD_CLEARTID`).
+static LIVE: AtomicU32 = AtomicU32::new(0);
+/// The program whose memory the copier shares (in a fork of it, `LIVE` is a copy
+/// nobody clears).
+static OWNER: AtomicU32 = AtomicU32::new(0);
 /// The program's pid while the copier tracks its memory (0: nothing is tracked); a
 /// futex, woken when it clears.
 static TRACKING: AtomicU32 = AtomicU32::new(0);
@@ -141,17 +148,11 @@ pub fn on_signal(sender: u32) -> Signal {
         // scratch (and stack) must be gone before this checkpoint looks at the memory,
         // at most a few seconds.
         take_conn(&mut job);
-        let copier = COPIER.load(SeqCst);
-        for _ in 0..5000 {
-            if copier == 0 || sys::exited(copier) {
-                break;
-            }
-            sys::sleep_ms(1);
-        }
+        wait_gone(50);
         // The job is never written while a copier lives.
         return Signal::Ordinary(job);
     }
-    if STATE.load(SeqCst) != IDLE && sys::exited(COPIER.load(SeqCst)) {
+    if STATE.load(SeqCst) != IDLE && gone() {
         copier_died();
     }
     match STATE.load(SeqCst) {
@@ -173,16 +174,14 @@ pub fn on_signal(sender: u32) -> Signal {
 fn copier_died() {
     let s = session();
     let copier = COPIER.load(SeqCst);
-    let status = sys::reap_quiet(copier);
-    let mut m = msg();
-    m.s("warning: the pre-copy's copier (pid ").num(copier as u64).s(") ended before its checkpoint was written");
-    if let Some(sig) = status {
-        m.s(" (killed by signal ").num(sig as u64).s(")");
-    }
-    m.s("; checkpoints go on the usual way").emit();
+    msg()
+        .s("warning: the pre-copy's copier (pid ")
+        .num(copier as u64)
+        .s(") ended before its checkpoint was written (killed?); checkpoints go on the usual way")
+        .emit();
     s.tmp.discard();
     // Its stack and buffers; its userfaultfd (and what it tracked) went with it.
-    // SAFETY: the copier that ran on it is reaped, and this side holds no list of it.
+    // SAFETY: the copier that ran on it has ended, and this side holds no list of it.
     let _ = unsafe { sys::munmap(s.scratch.base, s.scratch.len) };
     forget();
     sys::futex_wake(&TRACKING);
@@ -198,7 +197,10 @@ pub fn take_conn(job: &mut Job) {
     if theirs >= 0
         && let Ok(pidfd) = sys::pidfd_open(COPIER.load(SeqCst))
     {
-        job.conn = sys::pidfd_getfd(pidfd, theirs).unwrap_or(-1);
+        // Opened while the copier lived: the pidfd is the copier's.
+        if !gone() {
+            job.conn = sys::pidfd_getfd(pidfd, theirs).unwrap_or(-1);
+        }
         sys::close(pidfd);
     }
     HANDED.store(1, SeqCst);
@@ -211,12 +213,40 @@ pub fn forget() {
     TRACKING.store(0, SeqCst);
     ORDINARY.store(0, SeqCst);
     COPIER.store(0, SeqCst);
+    LIVE.store(0, SeqCst);
+    OWNER.store(0, SeqCst);
+}
+
+/// Whether the copier has ended (or never ran beside this process: a fork of the
+/// program made during a session, or none started).
+fn gone() -> bool {
+    LIVE.load(SeqCst) == 0 || OWNER.load(SeqCst) != sys::getpid()
+}
+
+/// Waits up to `tenths` tenths of a second for the copier to be gone; whether it is.
+fn wait_gone(tenths: u32) -> bool {
+    for _ in 0..tenths {
+        let live = LIVE.load(SeqCst);
+        if live == 0 || OWNER.load(SeqCst) != sys::getpid() {
+            return true;
+        }
+        sys::futex_wait(&LIVE, live, 100);
+    }
+    gone()
+}
+
+/// Before a new checkpoint: the last copier has ended (it ends soon after its image is
+/// written, or it is given up). With a session going on, see `on_signal`.
+pub fn wait_ended() {
+    if STATE.load(SeqCst) == IDLE {
+        while !wait_gone(10) {}
+    }
 }
 
 /// A copier still at work (a rollback ends it: its process image is going away).
 pub fn cancel() {
     let copier = COPIER.load(SeqCst);
-    if copier != 0 && STATE.load(SeqCst) != IDLE {
+    if copier != 0 && STATE.load(SeqCst) != IDLE && !gone() {
         let _ = sys::kill(copier, libc::SIGKILL);
     }
 }
@@ -236,10 +266,9 @@ pub fn untrack() -> bool {
         msg().s("checkpoint: pre-copy abandoned: the program remaps memory the copier tracks").emit();
     }
     // Past its rounds, the copier untracks right after the final stop.
-    let copier = COPIER.load(SeqCst);
     while TRACKING.load(SeqCst) == pid {
         sys::futex_wait(&TRACKING, pid, 100);
-        if sys::exited(copier) {
+        if gone() {
             TRACKING.store(0, SeqCst);
         }
     }
@@ -292,10 +321,19 @@ pub fn start(job: Job, tmp: &TempImage) -> Option<u32> {
     HANDED.store(0, SeqCst);
     STATE.store(COPYING, SeqCst);
     TRACKING.store(job.pid, SeqCst);
-    // SAFETY: the stack is the top of a list in the session's scratch, which nothing else
-    // uses and the copier unmaps as it ends; `copier` works only on the session and the
-    // program's memory through system calls (see `write_pages`).
-    let r = unsafe { sys::spawn_vm(top, copier::copier, 0, base, len) };
+    OWNER.store(sys::getpid(), SeqCst);
+    // No child of the program, unless the program would adopt it anyway: then a quiet
+    // child, reaped by the next checkpoint.
+    let child = sys::adopts_orphans();
+    let r = if child {
+        // SAFETY: the stack is the top of a list in the session's scratch, which nothing
+        // else uses and the copier unmaps as it ends; `copier` works only on the session
+        // and the program's memory through system calls (see `write_pages`).
+        unsafe { sys::spawn_vm(top, copier::copier, 0, base, len, &LIVE) }
+    } else {
+        // SAFETY: as above; in the checkpoint handler, every catchable signal is blocked.
+        unsafe { sys::spawn_vm_orphan(top, copier::copier, 0, base, len, &LIVE) }.map_or_else(|e| -(e.0 as isize), |pid| pid as isize)
+    };
     if r < 0 {
         STATE.store(IDLE, SeqCst);
         TRACKING.store(0, SeqCst);
@@ -304,6 +342,9 @@ pub fn start(job: Job, tmp: &TempImage) -> Option<u32> {
         return None;
     }
     COPIER.store(r as u32, SeqCst);
+    if child {
+        crate::writers::add_writer(r as u32, true, None);
+    }
     Some(r as u32)
 }
 
