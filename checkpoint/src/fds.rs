@@ -226,7 +226,7 @@ fn link(s: &mut Snapshot) -> Result<(), Failure> {
             }
             Some(FdKind::File) if FileParams::decode(&f.params).saved => {
                 let at = s.queued.len() as u64;
-                match kinds::file::queued(f.fd, crate::runtime::get().settings.save_files, &mut s.queued) {
+                match kinds::file::queued(f.fd, f.flags, crate::runtime::get().settings.save_files, &mut s.queued) {
                     Ok(len) => set_data(s, i, at, len),
                     Err(why) => {
                         warn(&f, s, why);

@@ -316,6 +316,12 @@ fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut L
 
 /// The contents of a saved file (deleted, memfd, /dev/shm), read through its descriptor.
 fn file_data(f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, crc: &mut BlobCrc, blocks: &mut List<u32>) -> Result<(), Failure> {
+    // Through the descriptor itself where it can be read: closing another descriptor of
+    // the file would drop the POSIX locks the process holds on it (when the process
+    // itself writes its image).
+    if f.flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32 {
+        return copy_file(f.fd, f, buf, out, crc, blocks);
+    }
     // A write-only descriptor cannot be read: read the file through a fresh descriptor.
     let mut num = sys::msg::Msg::<16>::new();
     num.num(f.fd as u64);

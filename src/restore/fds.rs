@@ -25,6 +25,8 @@ pub struct FdPlan {
     pub termios: Vec<(i32, Vec<u8>)>,
     /// (saved number, lock) to take again once every descriptor is placed.
     pub locks: Vec<(i32, LockEntry)>,
+    /// Files to write back as they were, at the point of no return.
+    pub put_back: Vec<kinds::file::PutBack>,
 }
 
 /// Makes every saved descriptor again, above `base`. Fails with the reason a restore
@@ -71,6 +73,7 @@ pub fn prepare(img: &Image, base: i32) -> Result<FdPlan, String> {
     memfd::shared_objects(&mut cx)?;
     plan.objects = std::mem::take(&mut cx.objects);
     plan.epoll = std::mem::take(&mut cx.epoll);
+    plan.put_back = std::mem::take(&mut cx.pending);
     Ok(plan)
 }
 

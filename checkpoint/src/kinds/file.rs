@@ -30,12 +30,23 @@ pub fn save(st: &libc::stat, target: &[u8], path: &[u8], deleted: bool, rec: &mu
 
 /// The contents of regular file `fd` (read through a descriptor of its own: `fd` may
 /// be write-only), appended to `queue`: their length, or why they are not saved.
-pub fn queued(fd: i32, limit: u64, queue: &mut List<u8>) -> Result<u64, &'static str> {
-    let mut num = Msg::<16>::new();
-    num.num(fd as u64);
-    let path =
-        CPath::join(&[b"/proc/self/fd/", num.as_bytes()]).ok_or("its path is too long, so its contents are not saved: it is reopened as it is at restore")?;
-    let own = sys::open(&path, libc::O_RDONLY, 0).map_err(|_| "it cannot be read, so its contents are not saved: it is reopened as it is at restore")?;
+pub fn queued(fd: i32, flags: u32, limit: u64, queue: &mut List<u8>) -> Result<u64, &'static str> {
+    const NOT_SAVED: &str = "it cannot be read, so its contents are not saved: it is reopened as it is at restore";
+    // Closing a second descriptor of the file would drop the process's POSIX locks on
+    // it: read through `fd` itself, unless it is write-only.
+    let own = if flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32 {
+        fd
+    } else {
+        if holds_posix_locks(fd) {
+            return Err(
+                "it is open write-only and locked (a second descriptor would drop the locks), so its contents are not saved: it is reopened as it is at restore",
+            );
+        }
+        let mut num = Msg::<16>::new();
+        num.num(fd as u64);
+        let path = CPath::join(&[b"/proc/self/fd/", num.as_bytes()]).ok_or(NOT_SAVED)?;
+        sys::open(&path, libc::O_RDONLY, 0).map_err(|_| NOT_SAVED)?
+    };
     let start = queue.len();
     let mut off = 0u64;
     let r = loop {
@@ -56,11 +67,42 @@ pub fn queued(fd: i32, limit: u64, queue: &mut List<u8>) -> Result<u64, &'static
             Err(_) => break Err("it cannot be read, so its contents are not saved: it is reopened as it is at restore"),
         }
     };
-    sys::close(own);
+    if own != fd {
+        sys::close(own);
+    }
     if r.is_err() {
         queue.truncate(start);
     }
     r
+}
+
+/// Whether this process holds a POSIX lock on `fd`'s file (`/proc/locks`, by pid).
+fn holds_posix_locks(fd: i32) -> bool {
+    let Ok(st) = sys::fstat(fd) else { return true };
+    let mut id = Msg::<64>::new();
+    let hex2 = |m: &mut Msg<64>, v: u32| {
+        if v < 16 {
+            m.s("0");
+        }
+        m.hex(v as u64);
+    };
+    hex2(&mut id, libc::major(st.st_dev));
+    id.s(":");
+    hex2(&mut id, libc::minor(st.st_dev));
+    id.s(":").num(st.st_ino);
+    let mut pid = Msg::<16>::new();
+    pid.num(sys::getpid() as u64);
+    let mut buf = [0u8; 16384];
+    let Some(locks) = CPath::new(b"/proc/locks") else { return true };
+    let Ok(n) = sys::read_file(&locks, &mut buf) else { return true };
+    // A full buffer may have cut the list short: assume the worst.
+    if n == buf.len() {
+        return true;
+    }
+    buf.get(..n).unwrap_or_default().split(|&c| c == b'\n').any(|l| {
+        let mut w = l.split(|&c| c == b' ').filter(|w| !w.is_empty());
+        w.nth(1) == Some(b"POSIX") && w.nth(2) == Some(pid.as_bytes()) && w.next() == Some(id.as_bytes())
+    })
 }
 
 #[cfg(feature = "restore")]
@@ -75,8 +117,19 @@ pub fn restore(f: &FdRecord, cx: &mut super::Shared) -> std::io::Result<i32> {
         });
     }
     if FileParams::decode(&f.params).saved {
-        if cx.put_back.insert((f.file.dev, f.file.ino)) {
-            saved::put_back(f, cx.img)?;
+        let key = (f.file.dev, f.file.ino);
+        let made = match cx.put_back.get(&key) {
+            Some(&made) => made,
+            None => {
+                let made = saved::prepare(f, cx)?;
+                cx.put_back.insert(key, made);
+                made
+            }
+        };
+        // A file made again is not at its path until the point of no return: reopened
+        // through the new one.
+        if let Some(new) = made {
+            return open_raw(format!("/proc/self/fd/{new}").as_bytes(), flags, 0).map(|fd| seek(fd, f.offset));
         }
     } else {
         saved::say_if_changed(f, path);
@@ -84,13 +137,17 @@ pub fn restore(f: &FdRecord, cx: &mut super::Shared) -> std::io::Result<i32> {
     open_expecting(path, flags, Expect::FileOrDir).map(|fd| seek(fd, f.offset))
 }
 
+#[cfg(feature = "restore")]
+pub use saved::{PutBack, commit};
+
 /// Files whose contents the image carries, and those it does not, as they are found at
 /// restore.
 #[cfg(feature = "restore")]
 #[allow(unsafe_code)]
 mod saved {
     use super::super::os::*;
-    use mig_image::{FdRecord, Image};
+    use mig_image::FdRecord;
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
     use std::path::Path;
 
@@ -98,17 +155,30 @@ mod saved {
         String::from_utf8_lossy(path).into_owned()
     }
 
-    /// The file of `f` as it was at the checkpoint: left alone if its size and time of
-    /// change are those saved, written back if not, made again if it is gone; said
-    /// either way but the first.
-    pub fn put_back(f: &FdRecord, img: &Image) -> std::io::Result<()> {
-        let path = img.str(f.file.path);
-        let p = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path));
-        let data = if f.data_len > 0 { img.data(f.data_off, f.data_len) } else { &[][..] };
-        let (fd, said) = match std::fs::symlink_metadata(p) {
+    /// A file to write back as it was at the checkpoint, once the restore can no longer
+    /// be refused (nothing outside the process changes before).
+    pub struct PutBack {
+        /// Open for writing: the file, or a new one not yet at its path.
+        pub fd: i32,
+        /// Where a new file goes (it was gone).
+        pub link_to: Option<Vec<u8>>,
+        pub data: Vec<u8>,
+        pub mtime_ns: i64,
+        /// What is said once it is done.
+        pub said: String,
+    }
+
+    /// What the file of `f` needs: nothing if its size and time of change are those
+    /// saved; else its contents written back at `commit`, into a new file if it is
+    /// gone. Returns the new file's descriptor (`None`: the file at its path is used).
+    pub fn prepare(f: &FdRecord, cx: &mut super::super::Shared) -> std::io::Result<Option<i32>> {
+        let path = cx.img.str(f.file.path);
+        let p = Path::new(std::ffi::OsStr::from_bytes(path));
+        let data = if f.data_len > 0 { cx.img.data(f.data_off, f.data_len).to_vec() } else { Vec::new() };
+        let (fd, link_to, said) = match std::fs::symlink_metadata(p) {
             Ok(m) if m.is_file() => {
                 if m.len() == f.file.size && m.mtime() * 1_000_000_000 + m.mtime_nsec() == f.file.mtime_ns {
-                    return Ok(());
+                    return Ok(None);
                 }
                 let said = format!(
                     "mig: {}: it changed since the checkpoint ({} bytes then, {} now); its contents are put back as they were",
@@ -116,36 +186,55 @@ mod saved {
                     f.file.size,
                     m.len()
                 );
-                (open_raw(path, libc::O_WRONLY | libc::O_NOFOLLOW, 0)?, said)
+                (open_raw(path, libc::O_WRONLY | libc::O_NOFOLLOW, 0)?, None, said)
             }
             Ok(_) => return Err(Error::other("it is no longer a regular file")),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let fd = open_raw(path, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, f.file.mode & 0o7777)?;
-                (fd, format!("mig: {}: it was gone; made again from the image ({} bytes)", show(path), f.file.size))
+                let dir = p.parent().unwrap_or(Path::new("/"));
+                let fd = open_raw(dir.as_os_str().as_bytes(), libc::O_TMPFILE | libc::O_RDWR, f.file.mode & 0o7777)
+                    .map_err(|e| Error::other(format!("it is gone, and cannot be made again in {}: {e}", dir.display())))?;
+                (fd, Some(path.to_vec()), format!("mig: {}: it was gone; made again from the image ({} bytes)", show(path), f.file.size))
             }
             Err(e) => return Err(e),
         };
-        let written = pwrite_all(fd, data).and_then(|()| {
-            // SAFETY: ftruncate and futimens on the descriptor just opened; `times` is a
-            // valid array of two timespecs.
-            unsafe {
-                last_error::<i32>(libc::ftruncate(fd, data.len() as i64))?;
-                let mtime = libc::timespec { tv_sec: f.file.mtime_ns.div_euclid(1_000_000_000), tv_nsec: f.file.mtime_ns.rem_euclid(1_000_000_000) };
-                let times = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }, mtime];
-                libc::futimens(fd, times.as_ptr());
+        let fd = raise_fd(fd, cx.base).map_err(Error::other)?;
+        let new = link_to.is_some().then_some(fd);
+        cx.pending.push(PutBack { fd, link_to, data, mtime_ns: f.file.mtime_ns, said });
+        Ok(new)
+    }
+
+    /// Writes back every file `prepare` set aside, and says so. Their descriptors are
+    /// left to the blob, which closes every descriptor the restore made for itself.
+    pub fn commit(pending: &[PutBack]) {
+        for b in pending {
+            let done = pwrite_all(b.fd, &b.data).and_then(|()| {
+                // SAFETY: ftruncate and futimens on a descriptor we own; `times` is a valid
+                // array of two timespecs.
+                unsafe {
+                    last_error::<i32>(libc::ftruncate(b.fd, b.data.len() as i64))?;
+                    let mtime = libc::timespec { tv_sec: b.mtime_ns.div_euclid(1_000_000_000), tv_nsec: b.mtime_ns.rem_euclid(1_000_000_000) };
+                    let times = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }, mtime];
+                    libc::futimens(b.fd, times.as_ptr());
+                }
+                if let Some(to) = &b.link_to {
+                    let from = CString::new(format!("/proc/self/fd/{}", b.fd)).unwrap_or_default();
+                    let to = CString::new(to.clone()).map_err(|_| Error::from(std::io::ErrorKind::InvalidInput))?;
+                    // SAFETY: two valid NUL-terminated paths.
+                    last_error::<i32>(unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) })?;
+                }
+                Ok(())
+            });
+            match done {
+                Ok(()) => eprintln!("{}", b.said),
+                Err(e) => eprintln!("mig: warning: {} (but it failed: {e}; the program has the file as it was, its path does not)", b.said),
             }
-            Ok(())
-        });
-        close(fd);
-        written?;
-        eprintln!("{said}");
-        Ok(())
+        }
     }
 
     /// A file whose contents were not saved (open read-only, or too large for
     /// `MIG_SAVE_FILES`) that changed since: the program sees it as it is now, said.
     pub fn say_if_changed(f: &FdRecord, path: &[u8]) {
-        let p = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path));
+        let p = Path::new(std::ffi::OsStr::from_bytes(path));
         let Ok(m) = std::fs::metadata(p) else { return };
         let changed = m.is_file() && (m.len() != f.file.size || m.mtime() * 1_000_000_000 + m.mtime_nsec() != f.file.mtime_ns);
         if changed {

@@ -81,8 +81,11 @@ mod restore {
         pub terminal: Option<i32>,
         /// `inotify_add_watch` calls left for bringing watch numbers back, in all.
         pub inotify_tries: u32,
-        /// Files whose saved contents were dealt with, by (dev, ino) as saved.
-        pub put_back: std::collections::HashSet<(u64, u64)>,
+        /// Files whose saved contents were dealt with, by (dev, ino) as saved, and the
+        /// new file's descriptor where one was made again.
+        pub put_back: HashMap<(u64, u64), Option<i32>>,
+        /// What to write back once the restore can no longer be refused.
+        pub pending: Vec<file::PutBack>,
     }
 
     impl<'a> Shared<'a> {
@@ -97,7 +100,8 @@ mod restore {
                 ends: HashMap::new(),
                 terminal: None,
                 inotify_tries: inotify::TRIES,
-                put_back: Default::default(),
+                put_back: HashMap::new(),
+                pending: Vec::new(),
             }
         }
 

@@ -108,7 +108,8 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     let origin = handoff::Origin { image, image_stat: &source.stat, settings, started_ns };
     let args_at = handoff::write(&mut prog, handoff_at, origin, &img, &hole, t.ctx)?;
     process::settings(&img, &p.attrs);
-    no_return::cross(lazy.spawned, handoff_at)?;
+    // Files of the user's change only once nothing can refuse the restore any more.
+    no_return::cross(lazy.spawned, handoff_at, || mig_checkpoint::kinds::file::commit(&prepared.put_back))?;
     std::mem::forget(source.map);
     Ok(Ready { entry: hole.start as usize, args: args_at, stack_top: hole.stack_top as usize })
 }

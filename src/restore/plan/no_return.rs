@@ -8,8 +8,9 @@ use crate::checkpoint::handoff::Handoff;
 use crate::runtime;
 use crate::sys;
 
-/// Crosses it: after this the blob runs, or the process is gone.
-pub(super) fn cross(spawned: Option<Spawned>, handoff_at: u64) -> Result<(), Refusal> {
+/// Crosses it: after this the blob runs, or the process is gone. `last` runs once
+/// nothing can refuse any more (it changes things outside the process).
+pub(super) fn cross(spawned: Option<Spawned>, handoff_at: u64, last: impl FnOnce()) -> Result<(), Refusal> {
     // glibc's rseq area is in the TLS about to go away: unregistered last.
     unregister_rseq()?;
     // From here on no signal may run code of this process: block them all.
@@ -22,6 +23,7 @@ pub(super) fn cross(spawned: Option<Spawned>, handoff_at: u64) -> Result<(), Ref
         // SAFETY: as above.
         unsafe { (*(handoff_at as *mut Handoff)).loader_start = start };
     }
+    last();
     Ok(())
 }
 
