@@ -145,3 +145,13 @@ fn with_save_files_none_a_changed_file_is_said() {
     let (_, _, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
     assert!(err.contains("data.log): the file changed since the checkpoint") && err.contains("not saved (MIG_SAVE_FILES)"), "restore: {err}");
 }
+
+/// madvise advice the kernel keeps (DONTFORK, DONTDUMP, HUGEPAGE, NOHUGEPAGE,
+/// WIPEONFORK) and mlock come back; the checkpoint is not written by a forked copy
+/// (which would miss the DONTFORK mapping and find the WIPEONFORK one zeroed).
+#[test]
+fn madvise_advice_and_mlock_come_back() {
+    let dir = tempdir("advice");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("advice"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning") && !err.contains("warning"), "checkpoint: {ckpt_err}\nrestore: {err}");
+}

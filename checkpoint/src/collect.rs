@@ -29,6 +29,7 @@ pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize, portable: b
         extents: scratch.list(1 << 22).ok_or(Failure::Full)?,
         fds: scratch.list(1 << 16).ok_or(Failure::Full)?,
         timers: scratch.list(1 << 14).ok_or(Failure::Full)?,
+        advice: scratch.list(1 << 16).ok_or(Failure::Full)?,
         queued: scratch.list(256 << 20).ok_or(Failure::Full)?,
         fd_src: scratch.list(1 << 16).ok_or(Failure::Full)?,
         strings: Strings::new(scratch.list(64 << 20).ok_or(Failure::Full)?),
@@ -56,6 +57,11 @@ fn state(s: &mut Snapshot, text: &mut List<u8>, info: &mut List<u8>, threads: us
     // Descriptors before memory: a shared mapping of a file a descriptor saves is not
     // saved twice.
     super::fds::collect(s, text, info)?;
+    // smaps is slow to read (it counts every page): only where the program gave advice.
+    if crate::intent::ever_advised() {
+        slurp(b"/proc/self/smaps", text)?;
+        super::kinds::region::advice(text.as_slice(), &mut s.advice)?;
+    }
     // Only there with CONFIG_CHECKPOINT_RESTORE: without it, timers are not seen.
     if slurp(b"/proc/self/timers", text).is_ok() {
         super::kinds::ptimer::save(text.as_slice(), &mut s.timers)?;

@@ -89,6 +89,33 @@ pub fn unmapped(addr: *mut libc::c_void, len: usize) {
     }
 }
 
+// ---- advice and locks: the kernel keeps them per mapping (smaps' VmFlags), read only
+// where the program gave any, as smaps is slow to read ----
+
+static ADVISED: AtomicBool = AtomicBool::new(false);
+/// `mlockall` flags in force (`MCL_FUTURE`, `MCL_ONFAULT`), 0 after `munlockall`.
+static MLOCKALL: AtomicU32 = AtomicU32::new(0);
+
+/// The program gave `madvise` advice the kernel keeps, or locked memory.
+pub fn advised() {
+    ADVISED.store(true, Ordering::Relaxed);
+}
+
+pub fn mlockall(flags: c_int) {
+    advised();
+    MLOCKALL.store(flags as u32, Ordering::Relaxed);
+}
+
+/// Whether the program ever gave advice the kernel keeps, or locked memory.
+pub fn ever_advised() -> bool {
+    ADVISED.load(Ordering::Relaxed)
+}
+
+/// `mlockall`'s flags in force, as the program set them.
+pub fn mlockall_flags() -> u32 {
+    MLOCKALL.load(Ordering::Relaxed)
+}
+
 // ---- inotify: the kernel names a watch by inode; the program named it by path ----
 
 const WATCHES: usize = 256;

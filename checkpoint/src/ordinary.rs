@@ -14,7 +14,7 @@ use super::writer;
 use super::writers::add_writer;
 use crate::runtime;
 use crate::sys::{self, msg::msg};
-use mig_image::FdKind;
+use mig_image::{FdKind, REGION_DONTFORK, REGION_WIPEONFORK};
 
 /// The whole image from this stop: by a forked writer, or with the process stopped.
 pub fn ordinary(snap: &mut Snapshot, scratch: &mut Scratch, job: &Job) {
@@ -101,6 +101,10 @@ fn fork_refusal(snap: &mut Snapshot, job: &Job) -> Option<&'static str> {
     }
     if !runtime::get().settings.fork {
         return Some("MIG_FORK=0");
+    }
+    // A fork does not copy this memory, or gives it zeroed.
+    if snap.advice.as_slice().iter().any(|a| a.bits as u32 & (REGION_DONTFORK | REGION_WIPEONFORK) != 0) {
+        return Some("it has memory a fork does not copy (MADV_DONTFORK or MADV_WIPEONFORK)");
     }
     // Memory the process shares is not copied on write: a copy would not be a snapshot.
     if collect::shares_memory(snap).unwrap_or(true) {

@@ -18,6 +18,8 @@ pub struct Snapshot {
     pub extents: List<Extent>,
     pub fds: List<FdRecord>,
     pub timers: List<TimerRecord>,
+    /// The advice bits of mappings, from smaps, where the program gave any.
+    pub advice: List<Advice>,
     /// Bytes queued in pipes and sockets, which descriptors' blobs are written from.
     pub queued: List<u8>,
     /// Where each blob-carrying descriptor's data is in `queued`, in table order
@@ -52,3 +54,14 @@ impl Snapshot {
         )
     }
 }
+
+/// A mapping's `REGION_*` advice bits (`kinds::region::advice`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Advice {
+    pub start: u64,
+    pub bits: u64,
+}
+// SAFETY: two integers, no padding: any bit pattern is a valid value.
+#[allow(unsafe_code)]
+unsafe impl Pod for Advice {}

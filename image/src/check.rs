@@ -105,7 +105,7 @@ fn regions(img: &Image) -> Check {
 }
 
 fn region_flags(r: &RegionRecord, kind: RegionKind) -> Check {
-    let known = REGION_BY_PROGRAM | REGION_DATA_IN_FD | REGION_WHOLE | REGION_NORESERVE;
+    let known = REGION_BY_PROGRAM | REGION_DATA_IN_FD | REGION_WHOLE | REGION_NORESERVE | REGION_ADVICE.iter().fold(0, |a, (bit, _)| a | bit);
     let fits = r.flags & !known == 0
         && (r.flags & REGION_DATA_IN_FD == 0 || kind == RegionKind::SharedObject)
         && (r.flags & REGION_WHOLE == 0 || kind == RegionKind::FilePrivate);
@@ -316,7 +316,12 @@ fn process(img: &Image) -> Check {
     let itimers = p.itimers.iter().all(|t| timeval(t.interval_sec, t.interval_usec) && timeval(t.value_sec, t.value_usec));
     ensure(itimers, "an interval timer's time is out of range")?;
     let a = p.attrs;
-    let flags = a.child_subreaper <= 1 && a.thp_disable <= 1 && a.no_new_privs <= 1 && a.dumpable <= 2 && a.pdeathsig < 65 && a.flags & !ATTR_CWD_DELETED == 0;
+    let flags = a.child_subreaper <= 1
+        && a.thp_disable <= 1
+        && a.no_new_privs <= 1
+        && a.dumpable <= 2
+        && a.pdeathsig < 65
+        && a.flags & !(ATTR_CWD_DELETED | ATTR_MLOCK_FUTURE | ATTR_MLOCK_ONFAULT) == 0;
     ensure((-1000..=1000).contains(&a.oom_score_adj) && flags, "a process attribute is out of range")
 }
 

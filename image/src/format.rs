@@ -246,6 +246,10 @@ pub struct Attributes {
 /// it (`cwd` is the path it had): the restored process works in a removed directory
 /// too.
 pub const ATTR_CWD_DELETED: u32 = 1;
+/// `Attributes` flags: `mlockall(MCL_FUTURE)` (with `ATTR_MLOCK_ONFAULT`:
+/// `| MCL_ONFAULT`), seen by the hook.
+pub const ATTR_MLOCK_FUTURE: u32 = 2;
+pub const ATTR_MLOCK_ONFAULT: u32 = 4;
 
 /// A thread's scheduling, each thread's own: what `sched_getattr`,
 /// `sched_getaffinity` and `PR_GET_TIMERSLACK` say.
@@ -430,6 +434,28 @@ pub const REGION_WHOLE: u32 = 4;
 /// Region flag: mapped with `MAP_NORESERVE` (seen by the `mmap` hook): no swap space
 /// reserved, so no overcommit check either; mapped again so.
 pub const REGION_NORESERVE: u32 = 8;
+/// Region flags: the advice and locking the kernel keeps for a mapping (`VmFlags` of
+/// `/proc/self/smaps`: dc, dd, hg, nh, wf, mg, lo, lf), given again by the restore.
+pub const REGION_DONTFORK: u32 = 16;
+pub const REGION_DONTDUMP: u32 = 32;
+pub const REGION_HUGEPAGE: u32 = 64;
+pub const REGION_NOHUGEPAGE: u32 = 128;
+pub const REGION_WIPEONFORK: u32 = 256;
+pub const REGION_MERGEABLE: u32 = 512;
+/// `mlock`ed (with `REGION_LOCKONFAULT`: `mlock2(MLOCK_ONFAULT)`).
+pub const REGION_LOCKED: u32 = 1024;
+pub const REGION_LOCKONFAULT: u32 = 2048;
+/// Every advice bit, as `VmFlags` names them.
+pub const REGION_ADVICE: [(u32, &[u8; 2]); 8] = [
+    (REGION_DONTFORK, b"dc"),
+    (REGION_DONTDUMP, b"dd"),
+    (REGION_HUGEPAGE, b"hg"),
+    (REGION_NOHUGEPAGE, b"nh"),
+    (REGION_WIPEONFORK, b"wf"),
+    (REGION_MERGEABLE, b"mg"),
+    (REGION_LOCKED, b"lo"),
+    (REGION_LOCKONFAULT, b"lf"),
+];
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -5,6 +5,7 @@
 //! real function is looked up; `errno` is set as glibc would.
 #![allow(unsafe_code)]
 
+use crate::checkpoint::intent;
 use crate::checkpoint::lazy;
 use crate::checkpoint::precopy;
 use crate::sys;
@@ -26,6 +27,21 @@ pub unsafe extern "C" fn madvise(addr: *mut c_void, len: usize, advice: c_int) -
     // A child would get the lazy restore's loader's data where it should see zeros.
     if advice == libc::MADV_WIPEONFORK {
         lazy::finish();
+    }
+    let kept = [
+        libc::MADV_DONTFORK,
+        libc::MADV_DOFORK,
+        libc::MADV_DONTDUMP,
+        libc::MADV_DODUMP,
+        libc::MADV_HUGEPAGE,
+        libc::MADV_NOHUGEPAGE,
+        libc::MADV_WIPEONFORK,
+        libc::MADV_KEEPONFORK,
+        libc::MADV_MERGEABLE,
+        libc::MADV_UNMERGEABLE,
+    ];
+    if kept.contains(&advice) {
+        intent::advised();
     }
     // SAFETY: the caller's arguments, unchanged, under the caller's contract.
     let r = unsafe { sys::madvise(addr as usize, len, advice) };
@@ -50,4 +66,42 @@ pub unsafe extern "C" fn mremap(old: *mut c_void, old_len: usize, new_len: usize
         r = call();
     }
     result(r).map_or(libc::MAP_FAILED, |p| p as *mut c_void)
+}
+
+/// # Safety
+/// As `mlock(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mlock(addr: *const c_void, len: usize) -> c_int {
+    intent::advised();
+    // SAFETY: the caller's arguments, unchanged, under the caller's contract.
+    result(unsafe { sys::mlock2(addr as usize, len, 0) }).map_or(-1, |_| 0)
+}
+
+/// # Safety
+/// As `mlock2(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mlock2(addr: *const c_void, len: usize, flags: libc::c_uint) -> c_int {
+    intent::advised();
+    // SAFETY: the caller's arguments, unchanged, under the caller's contract.
+    result(unsafe { sys::mlock2(addr as usize, len, flags) }).map_or(-1, |_| 0)
+}
+
+/// As `mlockall(2)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn mlockall(flags: c_int) -> c_int {
+    let r = result(sys::mlockall(flags)).map_or(-1, |_| 0);
+    if r == 0 {
+        intent::mlockall(flags & (libc::MCL_FUTURE | libc::MCL_ONFAULT));
+    }
+    r
+}
+
+/// As `munlockall(2)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn munlockall() -> c_int {
+    let r = result(sys::munlockall()).map_or(-1, |_| 0);
+    if r == 0 {
+        intent::mlockall(0);
+    }
+    r
 }

@@ -140,3 +140,18 @@ pub fn pagemap_scan(pagemap: c_int, start: u64, end: u64, q: &ScanQuery, out: &m
     let n = sc!(libc::SYS_ioctl, pagemap, PAGEMAP_SCAN, &mut arg as *mut ScanArg)?;
     Ok((n, arg.walk_end))
 }
+/// `mlock2(addr, len, flags)`.
+///
+/// # Safety
+/// `[addr, addr + len)` must be memory the caller may lock (the kernel faults it in).
+pub unsafe fn mlock2(addr: usize, len: usize, flags: u32) -> SysResult<()> {
+    sc!(libc::SYS_mlock2, addr, len, flags).map(drop)
+}
+/// `mlockall(flags)`.
+pub fn mlockall(flags: c_int) -> SysResult<()> {
+    sc!(libc::SYS_mlockall, flags).map(drop)
+}
+/// `munlockall()`.
+pub fn munlockall() -> SysResult<()> {
+    sc!(libc::SYS_munlockall).map(drop)
+}

@@ -13,7 +13,7 @@ use crate::scratch::List;
 use crate::snapshot::Snapshot;
 use crate::sys::{CPath, Errno};
 use crate::{files, sys};
-use mig_image::{ATTR_CWD_DELETED, Attributes, MmFields};
+use mig_image::{ATTR_CWD_DELETED, ATTR_MLOCK_FUTURE, ATTR_MLOCK_ONFAULT, Attributes, MmFields};
 
 pub fn save(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
     let p = &mut s.process;
@@ -71,6 +71,10 @@ pub fn save(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
     p.attrs = attributes(text)?;
     if cwd_deleted {
         p.attrs.flags |= ATTR_CWD_DELETED;
+    }
+    let mlockall = crate::intent::mlockall_flags();
+    if mlockall & libc::MCL_FUTURE as u32 != 0 {
+        p.attrs.flags |= ATTR_MLOCK_FUTURE | if mlockall & libc::MCL_ONFAULT as u32 != 0 { ATTR_MLOCK_ONFAULT } else { 0 };
     }
     let exe = &runtime::get().exe;
     p.cpu = sys::cpu_features();

@@ -11,7 +11,7 @@ use crate::files::{self, Strings};
 use crate::maps::{self, MapLine};
 use crate::runtime;
 use crate::scratch::List;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Advice, Snapshot};
 use crate::sys::{self, CPath, Errno, msg::msg};
 use mig_image::*;
 
@@ -76,6 +76,27 @@ fn wanted(kind: RegionKind, all: bool, entry: u64) -> bool {
     }
 }
 
+/// The advice and locks the kernel keeps for each mapping, from `/proc/self/smaps`:
+/// (start, `REGION_*` bits) of the mappings that have any.
+pub fn advice(smaps: &[u8], out: &mut List<Advice>) -> Result<(), Failure> {
+    let mut start = 0;
+    for line in smaps.split(|&c| c == b'\n') {
+        if let Some(flags) = line.strip_prefix(b"VmFlags:") {
+            let bits = flags
+                .split(|&c| c == b' ')
+                .filter(|w| w.len() == 2)
+                .filter_map(|w| REGION_ADVICE.iter().find(|(_, name)| w == *name).map(|(bit, _)| *bit))
+                .fold(0, |a, b| a | b);
+            if bits != 0 {
+                out.push(Advice { start, bits: bits as u64 })?;
+            }
+        } else if let Some(range) = line.split(|&c| c == b' ').next().filter(|r| r.contains(&b'-') && r.first().is_some_and(u8::is_ascii_hexdigit)) {
+            start = range.split(|&c| c == b'-').next().and_then(maps::hex).unwrap_or(0);
+        }
+    }
+    Ok(())
+}
+
 /// The regions of the maps (less mig's own scratch memory) and the pages of each
 /// worth saving; `cut`: the stack pointer below which nothing is live.
 pub fn save(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64, u64), cut: u64) -> Result<(), Failure> {
@@ -131,7 +152,8 @@ pub fn save(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64
                 end,
                 prot: l.prot,
                 kind: kind as u32,
-                flags: if by_program { REGION_BY_PROGRAM } else { 0 }
+                flags: s.advice.as_slice().iter().find(|a| a.start == l.start).map_or(0, |a| a.bits as u32)
+                    | if by_program { REGION_BY_PROGRAM } else { 0 }
                     | if in_fd { REGION_DATA_IN_FD } else { 0 }
                     | if whole { REGION_WHOLE } else { 0 }
                     | if noreserve { REGION_NORESERVE } else { 0 },

@@ -716,7 +716,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
         prev = r.end;
         let kind = RegionKind::from_u32(r.kind).ok_or("region kind")?;
         require!(r.prot & !7 == 0, "region prot {:#x}", r.prot);
-        require!(r.flags & !15 == 0, "region flags");
+        require!(r.flags & !0xfff == 0, "region flags");
         require!(r.flags & REGION_WHOLE == 0 || kind == RegionKind::FilePrivate, "WHOLE on kind {:?}", kind);
         require!(r.flags & REGION_DATA_IN_FD == 0 || (kind == RegionKind::SharedObject && r.extents == 0), "DATA_IN_FD on kind {:?}", kind);
         require!(!(kind.is_kernel() || kind == RegionKind::FileShared) || r.extents == 0, "data on kind {:?}", kind);
@@ -792,7 +792,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             && a.no_new_privs <= 1
             && a.dumpable <= 2
             && a.pdeathsig <= 64
-            && a.flags <= 1,
+            && a.flags <= 7,
         "process attributes"
     );
     for t in p.itimers {

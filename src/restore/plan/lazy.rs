@@ -5,7 +5,7 @@
 use super::super::loader::{self, Channel, Spawned};
 use super::Refusal;
 use crate::sys::{self, msg::msg};
-use mig_image::{Image, PAGE, RegionKind, RegionRecord, Table, blocks_of};
+use mig_image::{Image, PAGE, REGION_LOCKED, REGION_WIPEONFORK, RegionKind, RegionRecord, Table, blocks_of};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -73,7 +73,10 @@ pub(super) fn start(image: &Path, image_fd: i32, img: &Image, regions: &[RegionR
 fn lazy_regions(regions: &[RegionRecord], eager: bool) -> Vec<bool> {
     let loadable = |r: &RegionRecord| {
         let private = matches!(RegionKind::from_u32(r.kind), Some(RegionKind::Anon | RegionKind::Heap | RegionKind::Orphan));
-        !eager && private && r.data_len > 0
+        // Locked memory is resident by definition; a child must see wiped memory as
+        // zeros, not as what the loader hands it.
+        let eager_kind = r.flags & (REGION_LOCKED | REGION_WIPEONFORK) != 0;
+        !eager && private && !eager_kind && r.data_len > 0
     };
     let mut small: Vec<(u64, usize)> = regions.iter().enumerate().filter(|(_, r)| loadable(r) && r.data_len <= SMALL).map(|(i, r)| (r.data_len, i)).collect();
     small.sort_unstable();

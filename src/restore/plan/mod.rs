@@ -101,6 +101,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     process::signal_actions(&mut prog, &p); // 6
     descriptors::place(&mut prog, &prepared); // 7
     process::attributes(&mut prog, &img, &p, &timers); // 8
+    regions::lock_all(&mut prog, &img, &regions);
     let handoff_at = handoff::reserve(&mut prog);
     threads::recreate(&mut prog, &img, handoff_at); // 9
     prog.end();

@@ -8,7 +8,10 @@ use super::super::loader;
 use super::Refusal;
 use super::lazy::LazyLoad;
 use super::program::Program;
-use mig_image::{Image, PAGE, PROT_EXEC, PROT_WRITE, REGION_NORESERVE, REGION_WHOLE, RegionKind, RegionRecord, slice_bytes};
+use mig_image::{
+    ATTR_MLOCK_FUTURE, ATTR_MLOCK_ONFAULT, Image, PAGE, PROT_EXEC, PROT_WRITE, REGION_DONTDUMP, REGION_DONTFORK, REGION_HUGEPAGE, REGION_LOCKED,
+    REGION_LOCKONFAULT, REGION_MERGEABLE, REGION_NOHUGEPAGE, REGION_NORESERVE, REGION_WHOLE, REGION_WIPEONFORK, RegionKind, RegionRecord, slice_bytes,
+};
 use std::collections::HashMap;
 
 /// Maps every saved region; then tells the loader (if any) it may start handing over.
@@ -106,5 +109,45 @@ fn map_region(
     if read_in && r.prot as u64 != rw {
         prog.op(libc::SYS_mprotect, &[r.start, len, r.prot as u64], CHECK_OK, &format!("protecting {what}"));
     }
+    // The advice the kernel kept for it. Not checked: a kernel without THP or KSM refuses
+    // some, and the blob must not fail past the point of no return for that.
+    for (bit, advice) in [
+        (REGION_DONTFORK, libc::MADV_DONTFORK),
+        (REGION_DONTDUMP, libc::MADV_DONTDUMP),
+        (REGION_HUGEPAGE, libc::MADV_HUGEPAGE),
+        (REGION_NOHUGEPAGE, libc::MADV_NOHUGEPAGE),
+        (REGION_WIPEONFORK, libc::MADV_WIPEONFORK),
+        (REGION_MERGEABLE, libc::MADV_MERGEABLE),
+    ] {
+        if r.flags & bit != 0 {
+            prog.op(libc::SYS_madvise, &[r.start, len, advice as u64], 0, &format!("advising {what}"));
+        }
+    }
     Ok(())
+}
+
+/// The locked regions locked again (once the limits are back: `RLIMIT_MEMLOCK`), and
+/// `mlockall(MCL_FUTURE)`. Not checked in the blob: what the limit would refuse is
+/// said now.
+pub(super) fn lock_all(prog: &mut Program, img: &Image, regions: &[RegionRecord]) {
+    let locked: Vec<&RegionRecord> = regions.iter().filter(|r| r.flags & REGION_LOCKED != 0).collect();
+    let total: u64 = locked.iter().map(|r| r.end - r.start).sum();
+    let limit = img.process().rlimits.get(libc::RLIMIT_MEMLOCK as usize).map_or(u64::MAX, |l| l.cur);
+    // SAFETY: geteuid has no preconditions.
+    if total > limit && unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "mig: warning: {} KiB were locked in memory (mlock), more than RLIMIT_MEMLOCK allows ({} KiB): some may come back unlocked",
+            total >> 10,
+            limit >> 10
+        );
+    }
+    for r in locked {
+        let flags = if r.flags & REGION_LOCKONFAULT != 0 { libc::MLOCK_ONFAULT as u64 } else { 0 };
+        prog.op(libc::SYS_mlock2, &[r.start, r.end - r.start, flags], 0, "locking a mapping in memory");
+    }
+    let a = img.process().attrs;
+    if a.flags & ATTR_MLOCK_FUTURE != 0 {
+        let onfault = if a.flags & ATTR_MLOCK_ONFAULT != 0 { libc::MCL_ONFAULT } else { 0 };
+        prog.op(libc::SYS_mlockall, &[(libc::MCL_FUTURE | onfault) as u64], 0, "mlockall(MCL_FUTURE)");
+    }
 }
