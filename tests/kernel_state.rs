@@ -155,3 +155,12 @@ fn madvise_advice_and_mlock_come_back() {
     let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("advice"), &dir).arg("20"), 5);
     assert!(!ckpt_err.contains("warning") && !err.contains("warning"), "checkpoint: {ckpt_err}\nrestore: {err}");
 }
+
+/// Socket pair ends shut down for writing (with a message still queued, and without)
+/// or for reading (a datagram pair) stay shut down.
+#[test]
+fn socket_pair_shutdowns_come_back() {
+    let dir = tempdir("sock_shutdown");
+    let (_, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("sock_shutdown"), &dir).arg("20"), 5);
+    assert!(!err.contains("warning"), "restore: {err}");
+}

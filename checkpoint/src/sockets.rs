@@ -23,6 +23,9 @@ pub struct Sock {
     pub peer_len: usize,
     /// UNIX sockets: the inode of the peer socket, 0 when none.
     pub peer_ino: u64,
+    /// UNIX sockets: the kernel's shutdown bits (1: no more receiving, 2: no more
+    /// sending).
+    pub shutdown: u32,
     pub opts: u64,
     pub valued: mig_image::SockOpts,
 }
@@ -35,13 +38,14 @@ impl Diag {
         sys::socket(libc::AF_NETLINK, libc::SOCK_DGRAM, libc::NETLINK_SOCK_DIAG).ok().map(Diag)
     }
 
-    /// (peer inode, listen backlog) of the UNIX socket `ino`.
-    fn unix(&self, ino: u64) -> Option<(u64, u64)> {
+    /// (peer inode, listen backlog, shutdown bits) of the UNIX socket `ino`.
+    fn unix(&self, ino: u64) -> Option<(u64, u64, u32)> {
         const SOCK_DIAG_BY_FAMILY: u16 = 20;
         const UDIAG_SHOW_PEER: u32 = 4;
         const UDIAG_SHOW_RQLEN: u32 = 16;
         const UNIX_DIAG_PEER: u16 = 2;
         const UNIX_DIAG_RQLEN: u16 = 4;
+        const UNIX_DIAG_SHUTDOWN: u16 = 6;
         // nlmsghdr (16 bytes) then unix_diag_req (24 bytes).
         let mut req = [0u8; 40];
         let mut put = |at: usize, bytes: &[u8]| req.iter_mut().skip(at).zip(bytes).for_each(|(b, v)| *b = *v);
@@ -63,7 +67,7 @@ impl Diag {
             return None; // NLMSG_ERROR: no such socket
         }
         let len = (u32_at(0)? as usize).min(n);
-        let (mut peer, mut backlog) = (0, 0);
+        let (mut peer, mut backlog, mut shutdown) = (0, 0, 0);
         // unix_diag_msg is 16 bytes after the 16-byte header; attributes follow.
         let mut at = 32;
         while at + 4 <= len {
@@ -71,11 +75,12 @@ impl Diag {
             match u16_at(at + 2)? {
                 UNIX_DIAG_PEER => peer = u32_at(at + 4)? as u64,
                 UNIX_DIAG_RQLEN => backlog = u32_at(at + 8)? as u64,
+                UNIX_DIAG_SHUTDOWN => shutdown = *resp.get(at + 4)? as u32 & 3,
                 _ => {}
             }
             at += alen.max(4).next_multiple_of(4);
         }
-        Some((peer, backlog))
+        Some((peer, backlog, shutdown))
     }
 }
 
@@ -98,6 +103,7 @@ pub fn inspect(fd: i32, ino: u64, diag: Option<&Diag>) -> Result<Sock, Errno> {
         peer: [0; ADDR_MAX],
         peer_len: 0,
         peer_ino: 0,
+        shutdown: 0,
         opts: 0,
         valued: mig_image::SockOpts::default(),
     };
@@ -126,8 +132,9 @@ pub fn inspect(fd: i32, ino: u64, diag: Option<&Diag>) -> Result<Sock, Errno> {
     }
     match s.domain {
         libc::AF_UNIX => {
-            if let Some((peer, backlog)) = diag.and_then(|d| d.unix(ino)) {
+            if let Some((peer, backlog, shutdown)) = diag.and_then(|d| d.unix(ino)) {
                 s.peer_ino = peer;
+                s.shutdown = shutdown;
                 if listening {
                     s.backlog = backlog.max(1);
                 }

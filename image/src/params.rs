@@ -41,6 +41,9 @@ pub struct SocketPairParams {
     pub peer_ino: u64,
     /// `SO_SNDBUF`.
     pub sndbuf: i32,
+    /// The kernel's shutdown bits of this end: 1, no more receiving (`SHUT_RD`); 2, no
+    /// more sending (`SHUT_WR`).
+    pub shutdown: u32,
 }
 
 impl SocketPairParams {
@@ -53,11 +56,11 @@ impl SocketPairParams {
 impl Params for SocketPairParams {
     const KIND: FdKind = FdKind::SocketPair;
     fn encode(&self) -> [u64; 8] {
-        [self.domain as u64, self.ty as u64, self.peer_ino, self.sndbuf as u64, 0, 0, 0, 0]
+        [self.domain as u64, self.ty as u64, self.peer_ino, self.sndbuf as u64, self.shutdown as u64, 0, 0, 0]
     }
     fn decode(p: &[u64; 8]) -> Self {
-        let [domain, ty, peer_ino, sndbuf, ..] = *p;
-        SocketPairParams { domain: domain as i32, ty: ty as i32, peer_ino, sndbuf: sndbuf as i32 }
+        let [domain, ty, peer_ino, sndbuf, shutdown, ..] = *p;
+        SocketPairParams { domain: domain as i32, ty: ty as i32, peer_ino, sndbuf: sndbuf as i32, shutdown: shutdown as u32 }
     }
 }
 

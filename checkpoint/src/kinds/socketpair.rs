@@ -11,7 +11,7 @@ use mig_image::{FdRecord, Params, Queue, SocketPairParams};
 /// A UNIX socket connected to `s.peer_ino`.
 pub fn save(fd: i32, s: &Sock, rec: &mut FdRecord) {
     let sndbuf = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0);
-    rec.params = SocketPairParams { domain: s.domain, ty: s.ty, peer_ino: s.peer_ino, sndbuf }.encode();
+    rec.params = SocketPairParams { domain: s.domain, ty: s.ty, peer_ino: s.peer_ino, sndbuf, shutdown: s.shutdown }.encode();
 }
 
 /// Appends the bytes queued for reading on UNIX socket `fd` to `out`, without taking
@@ -88,7 +88,7 @@ mod restore {
     }
 
     /// Puts back the bytes each socket pair end had queued, sent from its peer (once
-    /// every end is made).
+    /// every end is made), then shuts the ends down as they were.
     pub fn fill(cx: &Shared) -> Result<(), String> {
         for f in cx.all.iter().filter(|f| f.kind == FdKind::SocketPair as u32 && f.data_len > 0) {
             let p = SocketPairParams::decode(&f.params);
@@ -108,6 +108,19 @@ mod restore {
                 }
                 let n = if p.datagrams() { next } else { n as usize };
                 rest = rest.get(n..).unwrap_or_default();
+            }
+        }
+        // Shut down as they were, once the queues are back (a shut end takes no more).
+        for f in cx.all.iter().filter(|f| f.kind == FdKind::SocketPair as u32 && f.dup_of < 0) {
+            let how = match SocketPairParams::decode(&f.params).shutdown {
+                1 => libc::SHUT_RD,
+                2 => libc::SHUT_WR,
+                3 => libc::SHUT_RDWR,
+                _ => continue,
+            };
+            if let Some(&end) = cx.ends.get(&f.file.ino) {
+                // SAFETY: shutdown of our own socket.
+                unsafe { libc::shutdown(end, how) };
             }
         }
         Ok(())
