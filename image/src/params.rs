@@ -347,7 +347,7 @@ mod tests {
         assert_eq!(SocketParams::decode(&s.encode()), s);
         let e = EventfdParams { count: 7, semaphore: true };
         assert_eq!(EventfdParams::decode(&e.encode()), e);
-        let p = SocketPairParams { domain: 1, ty: 2, peer_ino: 201, sndbuf: 212992 };
+        let p = SocketPairParams { domain: 1, ty: 2, peer_ino: 201, sndbuf: 212992, shutdown: 2 };
         assert_eq!(p.encode(), [1, 2, 201, 212992, 0, 0, 0, 0]);
         assert!(SocketPairParams::decode(&p.encode()).datagrams());
     }
