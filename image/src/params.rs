@@ -348,7 +348,8 @@ mod tests {
         let e = EventfdParams { count: 7, semaphore: true };
         assert_eq!(EventfdParams::decode(&e.encode()), e);
         let p = SocketPairParams { domain: 1, ty: 2, peer_ino: 201, sndbuf: 212992, shutdown: 2 };
-        assert_eq!(p.encode(), [1, 2, 201, 212992, 0, 0, 0, 0]);
+        assert_eq!(p.encode(), [1, 2, 201, 212992, 2, 0, 0, 0]);
+        assert_eq!(SocketPairParams::decode(&p.encode()), p);
         assert!(SocketPairParams::decode(&p.encode()).datagrams());
     }
 
