@@ -2,9 +2,10 @@
  * fd_unsupported.c - descriptors mig cannot restore, next to one it can.
  *
  * Descriptor 3 is an AF_NETLINK (NETLINK_ROUTE) socket, 4 a pidfd of the
- * process itself (pidfd_open), 5 and 6 a pipe that carries a few bytes from
- * each step to the next. A checkpoint must name 3 and 4 in a warning (and
- * not the pipe), and must neither crash nor stop the program.
+ * process itself (pidfd_open: made again for the restored process), 5 and 6 a
+ * pipe that carries a few bytes from each step to the next. A checkpoint must
+ * name 3 in a warning (not the pidfd nor the pipe), and must neither crash nor
+ * stop the program.
  *
  * After the last step the program tries both: an RTM_GETLINK dump request
  * written to the netlink socket must be answered (poll, at most 2 s), and

@@ -164,3 +164,13 @@ fn socket_pair_shutdowns_come_back() {
     let (_, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("sock_shutdown"), &dir).arg("20"), 5);
     assert!(!err.contains("warning"), "restore: {err}");
 }
+
+/// `/proc/self/status` opened by that name describes the restored process; O_PATH
+/// descriptors of a file, a directory and a symbolic link (O_NOFOLLOW) come back as
+/// such; a pidfd of the process itself is one of the restored process.
+#[test]
+fn proc_self_files_o_path_descriptors_and_an_own_pidfd_come_back() {
+    let dir = tempdir("special_fds");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("special_fds"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning") && !err.contains("warning"), "checkpoint: {ckpt_err}\nrestore: {err}");
+}

@@ -91,6 +91,9 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
     let flags = sys::fcntl(fd, libc::F_GETFL, 0).unwrap_or(0) as u32;
     let deleted = target.strip_suffix(b" (deleted)");
     let path = deleted.unwrap_or(target);
+    // The process's own /proc directory: the restored process's, whatever its pid.
+    let mut own = [0u8; 4096];
+    let path = kinds::file::own_proc(path, &mut own).unwrap_or(path);
     let mut rec = FdRecord {
         fd,
         kind: FdKind::Unsupported as u32,
@@ -108,6 +111,8 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
         params: [0; 8],
     };
     let kind = match st.st_mode & libc::S_IFMT {
+        // No open file, a name: whatever it names (a symbolic link too, O_NOFOLLOW).
+        _ if flags & libc::O_PATH as u32 != 0 => kinds::file::save_path(&st, target, path, deleted.is_some()),
         _ if termios.is_some() => {
             if let Some(t) = &termios {
                 kinds::tty::save(t, &mut rec, strings)?;
@@ -143,6 +148,10 @@ fn anon_inode(fd: i32, path: &[u8], rec: &mut FdRecord, strings: &mut Strings, i
         b"anon_inode:[timerfd]" => FdKind::TimerFd,
         b"anon_inode:[eventpoll]" => FdKind::Epoll,
         b"anon_inode:inotify" => FdKind::Inotify,
+        b"anon_inode:[pidfd]" => {
+            slurp_info(fd, info)?;
+            return Ok(kinds::pidfd::save(info.as_slice(), rec));
+        }
         _ => return Ok(FdKind::Unsupported),
     };
     slurp_info(fd, info)?;
@@ -221,7 +230,9 @@ fn link(s: &mut Snapshot) -> Result<(), Failure> {
                 FdKind::Reset
             }
             Some(FdKind::Unsupported) => {
-                warn(&f, s, "it is not supported; it comes back as a broken pipe end");
+                let pidfd =
+                    s.strings.bytes.as_slice().get(f.file.path.off as usize..(f.file.path.off + f.file.path.len) as usize) == Some(b"anon_inode:[pidfd]");
+                warn(&f, s, if pidfd { kinds::pidfd::OTHER } else { "it is not supported; it comes back as a broken pipe end" });
                 FdKind::Unsupported
             }
             Some(FdKind::File) if FileParams::decode(&f.params).saved => {

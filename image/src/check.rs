@@ -406,6 +406,7 @@ fn fd_kind(img: &Image, f: &FdRecord, kind: FdKind) -> Check {
         }
         FdKind::Inotify => inotify(img, f),
         FdKind::Tty => ensure(f.extra.len as usize == TERMIOS_LEN, "a terminal's saved modes are malformed"),
+        FdKind::Pidfd => ensure(p[0] == 1, "a pidfd is not of the process itself"),
         FdKind::Unsupported | FdKind::Reset | FdKind::SignalFd => Ok(()),
     }
 }

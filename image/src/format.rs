@@ -534,6 +534,9 @@ pub enum FdKind {
     Memfd = 15,
     /// A file in `/dev/shm`: contents in the blob, written back at restore.
     Shm = 16,
+    /// A pidfd of the process itself (`pidfd_open(getpid())`): made again for the
+    /// restored process. `params[0]`: 1 (`PidfdParams`).
+    Pidfd = 17,
 }
 
 impl FdKind {
@@ -556,6 +559,7 @@ impl FdKind {
             14 => Tty,
             15 => Memfd,
             16 => Shm,
+            17 => Pidfd,
             _ => return None,
         })
     }
@@ -563,6 +567,7 @@ impl FdKind {
         use FdKind::*;
         match self {
             File => "file",
+            Pidfd => "pidfd",
             Deleted => "deleted-file",
             Device => "device",
             Unsupported => "unsupported",

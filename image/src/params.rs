@@ -207,6 +207,24 @@ impl Params for FileParams {
     }
 }
 
+/// `FdKind::Pidfd`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PidfdParams {
+    /// The process itself (the only one a pidfd is made again for).
+    pub own: bool,
+}
+
+impl Params for PidfdParams {
+    const KIND: FdKind = FdKind::Pidfd;
+    fn encode(&self) -> [u64; 8] {
+        [self.own as u64, 0, 0, 0, 0, 0, 0, 0]
+    }
+    fn decode(p: &[u64; 8]) -> Self {
+        let [own, ..] = *p;
+        PidfdParams { own: own != 0 }
+    }
+}
+
 /// `FdKind::Memfd`: the contents are the blob.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemfdParams {

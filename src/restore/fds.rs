@@ -27,6 +27,20 @@ pub struct FdPlan {
     pub locks: Vec<(i32, LockEntry)>,
     /// Files to write back as they were, at the point of no return.
     pub put_back: Vec<kinds::file::PutBack>,
+    /// The inotify instances made, whose queues the write-backs must not fill.
+    pub inotify: Vec<i32>,
+}
+
+impl FdPlan {
+    /// Writes back the files set aside (`kinds::file::commit`), and reads away the
+    /// inotify events that caused.
+    pub fn commit(&self) {
+        if self.put_back.is_empty() {
+            return;
+        }
+        kinds::file::commit(&self.put_back);
+        self.inotify.iter().for_each(|&fd| kinds::inotify::drain(fd));
+    }
 }
 
 /// Makes every saved descriptor again, above `base`. Fails with the reason a restore
@@ -52,6 +66,9 @@ pub fn prepare(img: &Image, base: i32) -> Result<FdPlan, String> {
             None => {
                 let fd = kinds::restore(f, &mut cx).map_err(|e| what(e.to_string()))?;
                 let fd = raise_fd(fd, base)?;
+                if f.kind == FdKind::Inotify as u32 {
+                    plan.inotify.push(fd);
+                }
                 if f.kind == FdKind::Tty as u32 && isatty(fd) {
                     plan.termios.push((f.fd, img.str(f.extra).to_vec()));
                 }

@@ -19,13 +19,47 @@ pub fn save(st: &libc::stat, target: &[u8], path: &[u8], deleted: bool, rec: &mu
         // Open for writing and small enough: the contents too (`MIG_SAVE_FILES`), so
         // that a restore finds the file as it was, even if it changed or went since.
         let writable = rec.flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32;
-        if regular && writable && st.st_size as u64 <= crate::runtime::get().settings.save_files {
+        if regular && writable && !pseudo(path) && st.st_size as u64 <= crate::runtime::get().settings.save_files {
             rec.params = FileParams { saved: true }.encode();
         }
         FdKind::File
     } else {
         FdKind::Unsupported
     }
+}
+
+/// A file system whose files the kernel makes up (`/proc`, `/sys`, `/dev`): no contents
+/// to save, and no time of change to compare.
+pub fn pseudo(path: &[u8]) -> bool {
+    [&b"/proc/"[..], b"/sys/", b"/dev/"].iter().any(|p| path.starts_with(p))
+}
+
+/// `path` under the process's own `/proc/<pid>` as `/proc/self/...` (in `buf`), so
+/// that the restored process opens its own.
+pub fn own_proc<'a>(path: &[u8], buf: &'a mut [u8; 4096]) -> Option<&'a [u8]> {
+    let rest = path.strip_prefix(b"/proc/")?;
+    let mut pid = Msg::<16>::new();
+    pid.num(sys::getpid() as u64);
+    let rest = rest.strip_prefix(pid.as_bytes())?;
+    if !(rest.is_empty() || rest.starts_with(b"/")) {
+        return None;
+    }
+    let new = [&b"/proc/self"[..], rest];
+    let len = new.iter().map(|p| p.len()).sum::<usize>();
+    let mut at = 0;
+    for p in new {
+        buf.get_mut(at..at + p.len())?.copy_from_slice(p);
+        at += p.len();
+    }
+    buf.get(..len)
+}
+
+/// An `O_PATH` descriptor: reopened by its path, whatever it names, while the path
+/// still names the same inode (a symbolic link too: `O_PATH | O_NOFOLLOW` names it).
+pub fn save_path(st: &libc::stat, target: &[u8], path: &[u8], deleted: bool) -> FdKind {
+    let now = CPath::new(target).and_then(|p| sys::lstatat(libc::AT_FDCWD, &p).ok());
+    let same = !deleted && now.is_some_and(|now| now.st_ino == st.st_ino && now.st_dev == st.st_dev);
+    if same && path.first() == Some(&b'/') { FdKind::File } else { FdKind::Unsupported }
 }
 
 /// The contents of regular file `fd` (read through a descriptor of its own: `fd` may
@@ -116,6 +150,9 @@ pub fn restore(f: &FdRecord, cx: &mut super::Shared) -> std::io::Result<i32> {
             open_raw(b"/dev/null", f.flags as i32 & libc::O_ACCMODE, 0)
         });
     }
+    if f.flags & libc::O_PATH as u32 != 0 {
+        return saved::open_path(f, path);
+    }
     if FileParams::decode(&f.params).saved {
         let key = (f.file.dev, f.file.ino);
         let made = match cx.put_back.get(&key) {
@@ -131,7 +168,7 @@ pub fn restore(f: &FdRecord, cx: &mut super::Shared) -> std::io::Result<i32> {
         if let Some(new) = made {
             return open_raw(format!("/proc/self/fd/{new}").as_bytes(), flags, 0).map(|fd| seek(fd, f.offset));
         }
-    } else {
+    } else if !pseudo(path) {
         saved::say_if_changed(f, path);
     }
     open_expecting(path, flags, Expect::FileOrDir).map(|fd| seek(fd, f.offset))
@@ -229,6 +266,24 @@ mod saved {
                 Err(e) => eprintln!("mig: warning: {} (but it failed: {e}; the program has the file as it was, its path does not)", b.said),
             }
         }
+    }
+
+    /// An `O_PATH` descriptor of what `path` names, if it is still the kind of file it
+    /// was (a symbolic link is not followed).
+    pub fn open_path(f: &FdRecord, path: &[u8]) -> std::io::Result<i32> {
+        let ty = f.file.mode & libc::S_IFMT;
+        let nofollow = if ty == libc::S_IFLNK { libc::O_NOFOLLOW } else { 0 };
+        let fd = open_raw(path, libc::O_PATH | nofollow, 0)?;
+        // SAFETY: fstat of the descriptor just opened into a zeroed stat.
+        let now = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) == 0 { st.st_mode & libc::S_IFMT } else { 0 }
+        };
+        if now != ty {
+            close(fd);
+            return Err(Error::other("it names another kind of file now"));
+        }
+        Ok(fd)
     }
 
     /// A file whose contents were not saved (open read-only, or too large for

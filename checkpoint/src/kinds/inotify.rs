@@ -76,8 +76,22 @@ pub fn restore(f: &mig_image::FdRecord, cx: &mut super::Shared) -> std::io::Resu
         }
     }
     // The dance above queued IN_IGNORED events: the program never asked for them.
-    let mut buf = [0u8; 4096];
-    // SAFETY: reading into our buffer from our non-blocking descriptor.
-    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    drain(fd);
     set_status(fd, (f.flags & !(libc::O_NONBLOCK as u32)) | nonblock(f.flags) as u32)
+}
+
+/// Reads away the events queued on inotify instance `fd` (without waiting, whatever
+/// its flags): what the restore itself caused, the program never saw.
+#[cfg(feature = "restore")]
+#[allow(unsafe_code)]
+pub fn drain(fd: i32) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD into a valid int, then a read of at most our buffer.
+        let more = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) == 0 && queued > 0 && libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) > 0 };
+        if !more {
+            return;
+        }
+    }
 }

@@ -15,7 +15,7 @@
 //! - `socketpair`: UNIX socket pairs, with their queues.
 //! - `socket`: sockets recreated from their settings (UNIX and inet: listening,
 //!   datagram, bound), and connected ones that come back reset.
-//! - `epoll`, `eventfd`, `signalfd`, `timerfd`, `inotify`, `tty`.
+//! - `epoll`, `eventfd`, `signalfd`, `timerfd`, `inotify`, `tty`, `pidfd`.
 //! - `ptimer`: POSIX timers (`timer_create`), a table of their own.
 //! - `lock`: the file locks held through a descriptor of the file kinds.
 //!
@@ -37,6 +37,7 @@ pub mod file;
 pub mod inotify;
 pub mod lock;
 pub mod memfd;
+pub mod pidfd;
 pub mod pipe;
 pub mod process;
 pub mod ptimer;
@@ -133,6 +134,7 @@ mod restore {
             FdKind::TimerFd => timerfd::restore(f),
             FdKind::Inotify => inotify::restore(f, cx),
             FdKind::Tty => tty::restore(f, cx),
+            FdKind::Pidfd => pidfd::restore(f),
         }
     }
 }

@@ -861,6 +861,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             }
             FdKind::Tty => require!(f.extra.len as usize == TERMIOS_LEN, "termios"),
             FdKind::Memfd => require!(q[0] <= i32::MAX as u64, "seals"),
+            FdKind::Pidfd => require!(q[0] == 1, "pidfd"),
             _ => {}
         }
     }

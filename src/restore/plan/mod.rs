@@ -110,7 +110,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     let args_at = handoff::write(&mut prog, handoff_at, origin, &img, &hole, t.ctx)?;
     process::settings(&img, &p.attrs);
     // Files of the user's change only once nothing can refuse the restore any more.
-    no_return::cross(lazy.spawned, handoff_at, || mig_checkpoint::kinds::file::commit(&prepared.put_back))?;
+    no_return::cross(lazy.spawned, handoff_at, || prepared.commit())?;
     std::mem::forget(source.map);
     Ok(Ready { entry: hole.start as usize, args: args_at, stack_top: hole.stack_top as usize })
 }

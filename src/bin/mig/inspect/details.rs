@@ -55,7 +55,7 @@ pub fn describe(img: &Image, rec: &FdRecord) -> String {
             let n = img.records::<InotifyWatch>(rec.extra).count();
             format!("{n} watch{}", if n == 1 { "" } else { "es" })
         }
-        FdKind::File | FdKind::Deleted | FdKind::Device | FdKind::Unsupported | FdKind::Tty | FdKind::Shm => String::new(),
+        FdKind::File | FdKind::Deleted | FdKind::Device | FdKind::Unsupported | FdKind::Tty | FdKind::Shm | FdKind::Pidfd => String::new(),
     }
 }
 
