@@ -174,3 +174,14 @@ fn proc_self_files_o_path_descriptors_and_an_own_pidfd_come_back() {
     let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("special_fds"), &dir).arg("20"), 5);
     assert!(!ckpt_err.contains("warning") && !err.contains("warning"), "checkpoint: {ckpt_err}\nrestore: {err}");
 }
+
+/// A deleted file of 1 GiB and a memfd of 256 MiB, both sparse: saved as their runs of
+/// data (the image stays small) and restored sparse, with their sizes.
+#[test]
+fn sparse_saved_files_stay_sparse() {
+    let dir = tempdir("sparse_files");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("sparse_files"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning") && !err.contains("warning"), "checkpoint: {ckpt_err}\nrestore: {err}");
+    let image = std::fs::metadata(dir.join("subject.mig")).unwrap().len();
+    assert!(image < 32 << 20, "the image holds the holes: {image} bytes");
+}

@@ -64,7 +64,9 @@ pub enum Ask {
     /// Pages written since the last `Written { rearm: true }` (or ever), in tracked
     /// mappings only: a mapping that is not tracked fails with `EPERM`. Never guard pages.
     Written { rearm: bool },
-    /// Pages in memory or swap, in any mapping; never guard pages.
+    /// Pages in memory or swap, in any mapping; never guard pages. Without swap space,
+    /// pages in memory only: the write-protect marks a pre-copy sets on pages never
+    /// touched look swapped out to the kernel's page map.
     Resident,
 }
 
@@ -86,6 +88,7 @@ pub fn scan_counting_guards(
 ) -> Result<(), Failure> {
     let (flags, mask, anyof) = match ask {
         Ask::Written { rearm } => (PM_SCAN_CHECK_WPASYNC | if rearm { PM_SCAN_WP_MATCHING } else { 0 }, PAGE_IS_WRITTEN, 0),
+        Ask::Resident if sys::swap_total() == 0 => (0, 0, PAGE_IS_PRESENT),
         Ask::Resident => (0, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED),
     };
     // Guard pages look swapped out (and written): they come back marked, and are left

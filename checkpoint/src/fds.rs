@@ -137,6 +137,10 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
         slurp_info(fd, info)?;
         rec.extra = kinds::lock::save(fd, info.as_slice(), strings)?;
     }
+    // After the locks, in the same `extra`: a sparse file's runs of data.
+    if kind.saves_file() {
+        kinds::memfd::segments(fd, &st, &mut rec, strings)?;
+    }
     Ok(Some(rec))
 }
 
@@ -179,9 +183,13 @@ fn link(s: &mut Snapshot) -> Result<(), Failure> {
         if let Some(o) = original {
             f.dup_of = o.fd;
             f.data_len = 0;
-            // The original lists the locks of their open file description.
+            // The original lists the locks of their open file description (and a
+            // sparse file's runs).
             if FdKind::from_u32(f.kind).is_some_and(FdKind::holds_locks) {
                 f.extra = StrRef::default();
+                if let Some(p) = f.params.get_mut(mig_image::SEGMENTS_PARAM).filter(|_| FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file)) {
+                    *p = 0;
+                }
             }
         }
     }

@@ -51,6 +51,18 @@ pub fn init() {
     }
 }
 
+/// Whether `[start, end)` lies in mig's own stacks (the coordinator's, the stop slots).
+/// Mostly untouched: a pre-copy does not track them (their few used pages, where the
+/// stopped threads' frames are, are saved at the final stop).
+pub fn own(start: u64, end: u64) -> bool {
+    let page = mig_image::PAGE;
+    let top = COORDINATOR_TOP.load(SeqCst) as u64;
+    let coordinator = top != 0 && start >= top - COORDINATOR as u64 - page && end <= top;
+    let base = SLOTS_BASE.load(SeqCst) as u64;
+    let slots = base != 0 && start >= base && end <= base + (SLOT * SLOTS) as u64;
+    coordinator || slots
+}
+
 /// A signal handler that runs `$handler` on the coordinator's stack; if another
 /// thread's handler has it, runs the `$taken` instructions instead (then returns).
 macro_rules! coordinator_entry {

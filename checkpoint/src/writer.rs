@@ -245,8 +245,10 @@ fn fd_blobs(s: &Snapshot, out: &mut FileSink, crcs: &mut Crcs, copy_buf: &mut Li
     for (f, &src) in with_data.zip(s.fd_src.as_slice()) {
         out.seek(f.data_off)?;
         let mut crc = BlobCrc::new(hasher, fold);
-        if FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file) {
-            file_data(f, copy_buf, out, &mut crc, &mut crcs.blocks)?;
+        if let Some(kind) = FdKind::from_u32(f.kind).filter(|k| k.saves_file()) {
+            let runs = kind.split_extra(f).1;
+            let runs = s.strings.bytes.as_slice().get(runs.off as usize..(runs.off + runs.len) as usize).unwrap_or_default();
+            file_data(f, runs, copy_buf, out, &mut crc, &mut crcs.blocks)?;
         } else {
             let bytes = s.queued.as_slice().get(src as usize..(src + f.data_len) as usize).ok_or(Failure::Other("queued data out of bounds"))?;
             out.put(bytes)?;
@@ -315,40 +317,49 @@ fn region_data(r: &RegionRecord, s: &Snapshot, out: &mut FileSink, stage: &mut L
 }
 
 /// The contents of a saved file (deleted, memfd, /dev/shm), read through its descriptor.
-fn file_data(f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, crc: &mut BlobCrc, blocks: &mut List<u32>) -> Result<(), Failure> {
+/// A saved file's contents: the whole file, or its runs of data (`runs`: `Segment`s as
+/// bytes) one after the other.
+fn file_data(f: &FdRecord, runs: &[u8], buf: &mut List<u8>, out: &mut FileSink, crc: &mut BlobCrc, blocks: &mut List<u32>) -> Result<(), Failure> {
     // Through the descriptor itself where it can be read: closing another descriptor of
     // the file would drop the POSIX locks the process holds on it (when the process
     // itself writes its image).
     if f.flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32 {
-        return copy_file(f.fd, f, buf, out, crc, blocks);
+        return copy_file(f.fd, f, runs, buf, out, crc, blocks);
     }
     // A write-only descriptor cannot be read: read the file through a fresh descriptor.
     let mut num = sys::msg::Msg::<16>::new();
     num.num(f.fd as u64);
     let path = sys::CPath::join(&[b"/proc/self/fd/", num.as_bytes()]).ok_or(Failure::Full)?;
     let fd = sys::open(&path, libc::O_RDONLY, 0).map_err(|e| Failure::Sys("opening a saved file", e))?;
-    let r = copy_file(fd, f, buf, out, crc, blocks);
+    let r = copy_file(fd, f, runs, buf, out, crc, blocks);
     sys::close(fd);
     r
 }
 
-fn copy_file(fd: i32, f: &FdRecord, buf: &mut List<u8>, out: &mut FileSink, crc: &mut BlobCrc, blocks: &mut List<u32>) -> Result<(), Failure> {
-    let mut off = 0u64;
+fn copy_file(fd: i32, f: &FdRecord, runs: &[u8], buf: &mut List<u8>, out: &mut FileSink, crc: &mut BlobCrc, blocks: &mut List<u32>) -> Result<(), Failure> {
     buf.truncate(0);
     let chunk = buf.spare();
-    while off < f.data_len {
-        let want = ((f.data_len - off) as usize).min(chunk.len());
-        let room = chunk.get_mut(..want).ok_or(Failure::Full)?;
-        let n = match sys::pread(fd, room, off) {
-            Ok(0) => return Err(Failure::Other("a saved file shrank while it was saved")),
-            Ok(n) => n,
-            Err(sys::Errno(libc::EINTR)) => continue,
-            Err(e) => return Err(Failure::Sys("reading a saved file", e)),
-        };
-        let got = chunk.get(..n).unwrap_or(&[]);
-        crc.update(got, blocks)?;
-        out.put(got)?;
-        off += n as u64;
+    let whole = [Segment { off: 0, len: f.data_len }];
+    let n = runs.len() / size_of::<Segment>();
+    let mut each = (0..n).filter_map(|i| read_record::<Segment>(runs, i));
+    let mut whole_it = whole.iter().copied();
+    let runs: &mut dyn Iterator<Item = Segment> = if n > 0 { &mut each } else { &mut whole_it };
+    for run in runs {
+        let mut off = 0u64;
+        while off < run.len {
+            let want = ((run.len - off) as usize).min(chunk.len());
+            let room = chunk.get_mut(..want).ok_or(Failure::Full)?;
+            let n = match sys::pread(fd, room, run.off + off) {
+                Ok(0) => return Err(Failure::Other("a saved file shrank while it was saved")),
+                Ok(n) => n,
+                Err(sys::Errno(libc::EINTR)) => continue,
+                Err(e) => return Err(Failure::Sys("reading a saved file", e)),
+            };
+            let got = chunk.get(..n).unwrap_or(&[]);
+            crc.update(got, blocks)?;
+            out.put(got)?;
+            off += n as u64;
+        }
     }
     out.zeros(layout::align_up(f.data_len, PAGE) - f.data_len)
 }

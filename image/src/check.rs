@@ -414,14 +414,37 @@ fn fd_kind(img: &Image, f: &FdRecord, kind: FdKind) -> Check {
 /// The locks of a file kind's descriptor: whole entries of a known kind, ranges a
 /// `struct flock` can hold, none on a copy.
 fn locks(img: &Image, f: &FdRecord) -> Check {
-    ensure((f.extra.len as usize).is_multiple_of(size_of::<LockEntry>()), "a descriptor's locks are malformed")?;
+    let kind = FdKind::from_u32(f.kind).ok_or(ImageError::Layout("unknown descriptor kind"))?;
+    let (locks, segments) = kind.split_extra(f);
+    if kind.saves_file() {
+        data_segments(img, f, segments)?;
+    }
+    ensure((locks.len as usize).is_multiple_of(size_of::<LockEntry>()), "a descriptor's locks are malformed")?;
     ensure(f.dup_of == -1 || f.extra.len == 0, "a copy of a descriptor records locks")?;
-    for l in img.records::<LockEntry>(f.extra) {
+    for l in img.records::<LockEntry>(locks) {
         let kind = matches!(l.kind, LOCK_POSIX | LOCK_OFD) || (l.kind == LOCK_FLOCK && l.start == 0 && l.len == 0);
         let range = l.start <= i64::MAX as u64 && l.len <= i64::MAX as u64 && l.start.checked_add(l.len).is_some_and(|e| e <= i64::MAX as u64);
         ensure(kind && l.write <= 1 && range, "a descriptor's lock is of an unknown kind or out of range")?;
     }
     Ok(())
+}
+
+/// A sparse file's data runs: as many as `params` says, in order, apart, inside the
+/// file, their lengths adding up to the blob's; without runs, the blob is the file.
+fn data_segments(img: &Image, f: &FdRecord, segments: StrRef) -> Check {
+    let n = f.params[SEGMENTS_PARAM];
+    if n == 0 {
+        return ensure(f.dup_of != -1 || f.data_len == f.file.size, "a saved file's contents do not match its size");
+    }
+    ensure(segments.len as u64 == n * size_of::<Segment>() as u64, "a saved file's data runs do not fit its record")?;
+    let (mut end, mut total) = (0u64, 0u64);
+    for s in img.records::<Segment>(segments) {
+        let last = s.off.checked_add(s.len).filter(|&e| s.len > 0 && s.off >= end && e <= f.file.size);
+        ensure(last.is_some(), "a saved file's data runs overlap or leave the file")?;
+        end = last.unwrap_or(end);
+        total += s.len;
+    }
+    ensure(total == f.data_len, "a saved file's data runs do not add up to its saved data")
 }
 
 const NSEC: u64 = 1_000_000_000;

@@ -591,6 +591,14 @@ impl FdKind {
     pub fn saves_file(self) -> bool {
         matches!(self, FdKind::Deleted | FdKind::Memfd | FdKind::Shm)
     }
+    /// (locks, data segments) of a record's `extra`: the `LockEntry`s, then, for the
+    /// kinds whose contents are saved, `params[SEGMENTS_PARAM]` `Segment`s.
+    pub fn split_extra(self, f: &FdRecord) -> (StrRef, StrRef) {
+        let segs = if self.saves_file() { f.params[SEGMENTS_PARAM].min(u32::MAX as u64 / 16) as u32 * 16 } else { 0 };
+        let segs = segs.min(f.extra.len);
+        let locks = f.extra.len - segs;
+        (StrRef { off: f.extra.off, len: locks }, StrRef { off: f.extra.off.saturating_add(locks), len: segs })
+    }
     /// Kinds whose `extra` lists the locks held through them (`LockEntry`).
     pub fn holds_locks(self) -> bool {
         matches!(self, FdKind::File | FdKind::Deleted | FdKind::Device | FdKind::Memfd | FdKind::Shm)
@@ -685,6 +693,20 @@ pub struct LockEntry {
     /// How many bytes; 0: to the end of the file, however it grows.
     pub len: u64,
 }
+/// A run of data in a sparse file whose contents are saved (`FdKind::saves_file`): the
+/// blob holds only the runs, one after the other; the rest of the file (up to
+/// `file.size`) is holes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    pub off: u64,
+    pub len: u64,
+}
+
+/// `params` slot of the kinds whose contents are saved: how many `Segment`s follow the
+/// locks in `extra` (0: the blob is the whole file, `file.size` bytes).
+pub const SEGMENTS_PARAM: usize = 7;
+
 /// A POSIX record lock (`fcntl` `F_SETLK`): the process's, released when it closes
 /// any descriptor of the file.
 pub const LOCK_POSIX: u32 = 1;
@@ -730,6 +752,7 @@ unsafe impl Pod for FdRecord {}
 unsafe impl Pod for EpollEntry {}
 unsafe impl Pod for InotifyWatch {}
 unsafe impl Pod for LockEntry {}
+unsafe impl Pod for Segment {}
 unsafe impl Pod for SockOpts {}
 unsafe impl Pod for TimerRecord {}
 unsafe impl Pod for u8 {}
@@ -748,6 +771,7 @@ const _: () = assert!(size_of::<EpollEntry>() == 16);
 const _: () = assert!(size_of::<CpuFeatures>() == 32);
 const _: () = assert!(size_of::<InotifyWatch>() == 16);
 const _: () = assert!(size_of::<LockEntry>() == 24);
+const _: () = assert!(size_of::<Segment>() == 16);
 const _: () = assert!(size_of::<SockOpts>() == 32);
 const _: () = assert!(size_of::<TimerRecord>() == 24 + 32);
 

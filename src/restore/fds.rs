@@ -72,8 +72,8 @@ pub fn prepare(img: &Image, base: i32) -> Result<FdPlan, String> {
                 if f.kind == FdKind::Tty as u32 && isatty(fd) {
                     plan.termios.push((f.fd, img.str(f.extra).to_vec()));
                 }
-                if FdKind::from_u32(f.kind).is_some_and(FdKind::holds_locks) {
-                    for l in img.records::<LockEntry>(f.extra) {
+                if let Some(kind) = FdKind::from_u32(f.kind).filter(|k| k.holds_locks()) {
+                    for l in img.records::<LockEntry>(kind.split_extra(f).0) {
                         lock::check(fd, &l).map_err(|held| what(refusal(&l, held)))?;
                         plan.locks.push((f.fd, l));
                     }

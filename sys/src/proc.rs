@@ -165,3 +165,12 @@ pub fn cpu_features() -> mig_image::CpuFeatures {
     }
     mig_image::CpuFeatures { cpuid: [l1.ecx & !(1 << 27), l1.edx, l7[0], l7[1], l7[2]], pad: 0, xcr0 }
 }
+/// The swap space configured, in bytes (`sysinfo`); 0 also if it cannot be read.
+pub fn swap_total() -> u64 {
+    // SAFETY: all-zero is a valid `struct sysinfo`.
+    let mut info: libc::sysinfo = unsafe { core::mem::zeroed() };
+    match sc!(libc::SYS_sysinfo, &mut info as *mut libc::sysinfo) {
+        Ok(_) => info.totalswap as u64 * info.mem_unit as u64,
+        Err(_) => 0,
+    }
+}

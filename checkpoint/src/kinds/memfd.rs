@@ -3,8 +3,61 @@
 //! is made again once, written back, and every descriptor and `SharedObject` mapping
 //! of it shares it.
 
+use crate::failure::Failure;
+use crate::files::Strings;
 use crate::sys;
-use mig_image::{FdRecord, MemfdParams, Params};
+use mig_image::{FdRecord, MemfdParams, Params, SEGMENTS_PARAM, Segment, StrRef, bytes_of};
+
+/// At most this many runs of data are saved for a sparse file; more, and it is saved
+/// whole.
+const MAX_SEGMENTS: usize = 4096;
+
+/// The runs of data of the file of `fd` (whose contents are saved), appended to `rec`'s
+/// `extra` (after its locks) when the file has holes: the blob then holds only them.
+/// The descriptor's offset, which `SEEK_DATA` moves, is put back (the process is
+/// stopped: nothing sees it move).
+pub fn segments(fd: i32, st: &libc::stat, rec: &mut FdRecord, strings: &mut Strings) -> Result<(), Failure> {
+    let size = st.st_size as u64;
+    // Blocks allocated cover the size: no hole worth the bookkeeping.
+    if size == 0 || (st.st_blocks as u64) * 512 >= size {
+        return Ok(());
+    }
+    let offset = sys::lseek(fd, 0, libc::SEEK_CUR);
+    let start = strings.bytes.len();
+    let (mut at, mut n, mut total) = (0u64, 0usize, 0u64);
+    let whole = loop {
+        let data = match sys::lseek(fd, at as i64, libc::SEEK_DATA) {
+            Ok(d) => d as u64,
+            Err(sys::Errno(libc::ENXIO)) => break false, // no data past `at`
+            Err(_) => break true,                        // no SEEK_DATA here
+        };
+        let hole = match sys::lseek(fd, data as i64, libc::SEEK_HOLE) {
+            Ok(h) => (h as u64).min(size),
+            Err(_) => break true,
+        };
+        if data >= size || hole <= data {
+            break false;
+        }
+        n += 1;
+        if n > MAX_SEGMENTS {
+            break true;
+        }
+        strings.bytes.extend(bytes_of(&Segment { off: data, len: hole - data }))?;
+        total += hole - data;
+        at = hole;
+    };
+    if let Ok(o) = offset {
+        let _ = sys::lseek(fd, o, libc::SEEK_SET);
+    }
+    if whole {
+        strings.bytes.truncate(start);
+        return Ok(());
+    }
+    rec.extra = StrRef { off: if rec.extra.len > 0 { rec.extra.off } else { start as u32 }, len: rec.extra.len + (strings.bytes.len() - start) as u32 };
+    rec.params[SEGMENTS_PARAM] = n as u64;
+    rec.data_len = total;
+    Ok(())
+}
 
 /// A memfd: its seals, and its size to save.
 pub fn save(fd: i32, st: &libc::stat, rec: &mut FdRecord) {
@@ -19,7 +72,7 @@ pub use restore::{memfd, restore, shared_objects};
 #[allow(unsafe_code)]
 mod restore {
     use super::super::{Shared, file::seek, os::*};
-    use mig_image::{FdKind, FdRecord, MemfdParams, Params, REGION_DATA_IN_FD, RegionKind, Table};
+    use mig_image::{FdKind, FdRecord, MemfdParams, Params, REGION_DATA_IN_FD, RegionKind, Segment, Table};
     use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
 
@@ -51,7 +104,7 @@ mod restore {
                     .or_else(|_| open_raw(b"/tmp", libc::O_TMPFILE | libc::O_RDWR, mode))?
             }
         };
-        write_all(fd, cx.img.data(f.data_off, f.data_len))?;
+        write_contents(fd, f, cx.img)?;
         if f.kind == FdKind::Memfd as u32 && seals != 0 {
             // SAFETY: fcntl on the memfd we just made.
             last_error::<i32>(unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals as i32) })?;
@@ -59,6 +112,38 @@ mod restore {
         let fd = raise_fd(fd, cx.base).map_err(Error::other)?;
         cx.objects.insert(key, fd);
         Ok(fd)
+    }
+
+    /// The saved contents into the new file `fd`: the whole file, or its runs of data
+    /// at their offsets and the size around them (holes stay holes).
+    fn write_contents(fd: i32, f: &FdRecord, img: &mig_image::Image) -> std::io::Result<()> {
+        let data = img.data(f.data_off, f.data_len);
+        let kind = FdKind::from_u32(f.kind).unwrap_or(FdKind::Deleted);
+        let runs = kind.split_extra(f).1;
+        if runs.len == 0 {
+            return write_all(fd, data);
+        }
+        let mut at = 0usize;
+        for run in img.records::<Segment>(runs) {
+            let piece = data.get(at..at + run.len as usize).ok_or_else(|| Error::other("its saved data runs do not fit its data"))?;
+            let mut done = 0usize;
+            while done < piece.len() {
+                let rest = piece.get(done..).unwrap_or_default();
+                // SAFETY: writing from a valid slice to our file.
+                let n = unsafe { libc::pwrite(fd, rest.as_ptr().cast(), rest.len(), (run.off as usize + done) as i64) };
+                if n < 0 {
+                    let e = Error::last_os_error();
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                    continue;
+                }
+                done += n as usize;
+            }
+            at += piece.len();
+        }
+        // SAFETY: sizing our file.
+        last_error::<i32>(unsafe { libc::ftruncate(fd, f.file.size as i64) }).map(drop)
     }
 
     /// Memory files that only mappings refer to (their descriptor was closed): made

@@ -129,12 +129,12 @@ fn finish_file(s: &mut Session) {
 }
 
 /// Whether the copier tracks a mapping: private anonymous memory (the heap included),
-/// readable, not the session's own.
+/// readable, not the session's own nor mig's stacks.
 fn tracked(l: &MapLine, scratch: (u64, u64)) -> bool {
     let anon = l.path.is_empty()
         || l.path == b"[heap]"
         || (l.pseudo() && !matches!(l.path, b"[stack]" | b"[vdso]" | b"[vvar]" | b"[vvar_vclock]" | b"[vsyscall]" | b"[uprobes]"));
-    anon && !l.shared && l.prot & PROT_READ != 0 && (l.end <= scratch.0 || l.start >= scratch.1)
+    anon && !l.shared && l.prot & PROT_READ != 0 && (l.end <= scratch.0 || l.start >= scratch.1) && !crate::stacks::own(l.start, l.end)
 }
 
 /// The rounds: track, copy what was written since the last look, until little is.

@@ -821,8 +821,22 @@ pub fn invariants(img: &Image) -> Result<(), String> {
         let q = f.params;
         let path = img.str(f.file.path);
         if kind.holds_locks() {
-            require!(f.extra.len % 24 == 0 && (f.dup_of == -1 || f.extra.len == 0), "locks length");
-            for l in img.records::<LockEntry>(f.extra) {
+            let (locks, segments) = kind.split_extra(f);
+            require!(locks.len % 24 == 0 && (f.dup_of == -1 || f.extra.len == 0), "locks length");
+            if kind.saves_file() && f.params[SEGMENTS_PARAM] > 0 {
+                require!(segments.len as u64 == 16 * f.params[SEGMENTS_PARAM], "segments length");
+                let mut end = 0;
+                let mut total = 0;
+                for g in img.records::<Segment>(segments) {
+                    require!(g.len > 0 && g.off >= end && g.off + g.len <= f.file.size, "segment {g:?}");
+                    end = g.off + g.len;
+                    total += g.len;
+                }
+                require!(total == f.data_len, "segments total");
+            } else if kind.saves_file() && f.dup_of == -1 {
+                require!(f.data_len == f.file.size, "dense data length");
+            }
+            for l in img.records::<LockEntry>(locks) {
                 let range = l.start <= i64::MAX as u64 && l.len <= i64::MAX as u64 && l.start + l.len <= i64::MAX as u64;
                 let kind = matches!(l.kind, 1 | 2) || (l.kind == 3 && l.start == 0 && l.len == 0);
                 require!(kind && l.write <= 1 && range, "lock {l:?}");
