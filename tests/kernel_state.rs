@@ -185,3 +185,26 @@ fn sparse_saved_files_stay_sparse() {
     let image = std::fs::metadata(dir.join("subject.mig")).unwrap().len();
     assert!(image < 32 << 20, "the image holds the holes: {image} bytes");
 }
+
+/// A membarrier registration (private expedited) comes back.
+#[test]
+fn membarrier_registrations_come_back() {
+    let dir = tempdir("membarrier");
+    let (_, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("membarrier"), &dir).arg("20"), 5);
+    assert!(!err.contains("warning"), "restore: {err}");
+}
+
+/// Seccomp filters cannot be read back: a restore by a process without them is refused
+/// before anything is replaced, saying why.
+#[test]
+fn a_process_under_seccomp_filters_is_not_restored_without_them() {
+    let dir = tempdir("seccomp_filter");
+    let l = Launch::new(&compile("seccomp_filter"), &dir).arg("40");
+    let image = dir.join("subject.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 3, &image);
+    p.kill();
+    let (out, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
+    assert_eq!(st.code(), Some(125), "refused before anything is replaced: {st:?}\nstderr: {err}\nstdout: {out:?}");
+    assert!(err.contains("ran under 1 seccomp filter(s)") && err.contains("this process runs under 0"), "{err}");
+}

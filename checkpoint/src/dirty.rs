@@ -86,20 +86,22 @@ pub fn scan_counting_guards(
     mut each: impl FnMut(u64, u64) -> Result<(), Failure>,
     guards: &mut u64,
 ) -> Result<(), Failure> {
-    let (flags, mask, anyof) = match ask {
-        Ask::Written { rearm } => (PM_SCAN_CHECK_WPASYNC | if rearm { PM_SCAN_WP_MATCHING } else { 0 }, PAGE_IS_WRITTEN, 0),
-        Ask::Resident if sys::swap_total() == 0 => (0, 0, PAGE_IS_PRESENT),
-        Ask::Resident => (0, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED),
-    };
     // Guard pages look swapped out (and written): they come back marked, and are left
-    // out, where the kernel knows them.
+    // out, where the kernel knows them. Without swap, only pages in memory and guard
+    // pages are asked for (see `Ask::Resident`).
     let mut guard_bit = PAGE_IS_GUARD;
+    let no_swap = matches!(ask, Ask::Resident) && sys::swap_total() == 0;
     let mut at = start;
     // The end of what was reported: Linux 6.18 was seen to say it stopped (`walk_end`)
     // before the last run it returned, with room left, and a scan from there returned
     // those runs again.
     let mut reported = start;
     while at < end {
+        let (flags, mask, anyof) = match ask {
+            Ask::Written { rearm } => (PM_SCAN_CHECK_WPASYNC | if rearm { PM_SCAN_WP_MATCHING } else { 0 }, PAGE_IS_WRITTEN, 0),
+            Ask::Resident if no_swap => (0, 0, PAGE_IS_PRESENT | guard_bit),
+            Ask::Resident => (0, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED),
+        };
         let q = ScanQuery { flags, category_mask: mask, category_anyof_mask: anyof, return_mask: mask | anyof | guard_bit };
         let (n, walk_end) = match sys::pagemap_scan(pagemap, at, end, &q, vec) {
             // Before Linux 6.15 there is no guard bit (nor a way to see guard pages).

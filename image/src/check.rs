@@ -322,7 +322,8 @@ fn process(img: &Image) -> Check {
         && a.dumpable <= 2
         && a.pdeathsig < 65
         && a.flags & !(ATTR_CWD_DELETED | ATTR_MLOCK_FUTURE | ATTR_MLOCK_ONFAULT) == 0;
-    ensure((-1000..=1000).contains(&a.oom_score_adj) && flags, "a process attribute is out of range")
+    let membarrier = a.membarrier & !MEMBARRIER_REGISTRATIONS == 0;
+    ensure((-1000..=1000).contains(&a.oom_score_adj) && flags && a.seccomp <= 2 && membarrier && a.pad == 0, "a process attribute is out of range")
 }
 
 /// What `PR_SET_MM_MAP` accepts: every address in the user address space, each range

@@ -240,6 +240,16 @@ pub struct Attributes {
     pub pdeathsig: u32,
     /// `ATTR_*` bits.
     pub flags: u32,
+    /// `Seccomp:` of `/proc/self/status` (0 none, 1 strict, 2 filters) and
+    /// `Seccomp_filters:` (how many). Filters cannot be read back: a restore requires
+    /// the restoring process to run under at least as many (a container's are
+    /// inherited), and refuses otherwise.
+    pub seccomp: u32,
+    pub seccomp_filters: u32,
+    /// The `membarrier` commands registered (`MEMBARRIER_CMD_GET_REGISTRATIONS`),
+    /// registered again.
+    pub membarrier: u32,
+    pub pad: u32,
 }
 
 /// `Attributes` flag: the working directory was removed while the process worked in
@@ -250,6 +260,9 @@ pub const ATTR_CWD_DELETED: u32 = 1;
 /// `| MCL_ONFAULT`), seen by the hook.
 pub const ATTR_MLOCK_FUTURE: u32 = 2;
 pub const ATTR_MLOCK_ONFAULT: u32 = 4;
+/// The `membarrier` registration commands (`Attributes::membarrier`): global, private
+/// and private sync-core expedited, private expedited rseq.
+pub const MEMBARRIER_REGISTRATIONS: u32 = 4 | 16 | 64 | 256;
 
 /// A thread's scheduling, each thread's own: what `sched_getattr`,
 /// `sched_getaffinity` and `PR_GET_TIMERSLACK` say.
@@ -761,8 +774,8 @@ unsafe impl Pod for u64 {}
 unsafe impl Pod for i64 {}
 
 const _: () = assert!(size_of::<MmFields>() == 88);
-const _: () = assert!(size_of::<ProcessRecord>() == 72 + 88 + 16 + 8 + 16 + 256 + 96 + 2048 + 32 + 8 + 8 + 32);
-const _: () = assert!(size_of::<Attributes>() == 32);
+const _: () = assert!(size_of::<ProcessRecord>() == 72 + 88 + 16 + 8 + 16 + 256 + 96 + 2048 + 32 + 8 + 8 + 48);
+const _: () = assert!(size_of::<Attributes>() == 48);
 const _: () = assert!(size_of::<ThreadSched>() == 24 + 128);
 const _: () = assert!(size_of::<ThreadRecord>() == 8 + 64 + 8 * 5 + 8 + 16 + 152);
 const _: () = assert!(size_of::<RegionRecord>() == 16 + 24 + 8 + 72 + 16);

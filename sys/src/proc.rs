@@ -174,3 +174,9 @@ pub fn swap_total() -> u64 {
         Err(_) => 0,
     }
 }
+/// The `membarrier` commands this process registered (`MEMBARRIER_CMD_GET_REGISTRATIONS`,
+/// Linux 6.3); 0 where the kernel cannot say.
+pub fn membarrier_registrations() -> u32 {
+    const MEMBARRIER_CMD_GET_REGISTRATIONS: usize = 1 << 9;
+    sc!(libc::SYS_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0).map_or(0, |v| v as u32)
+}

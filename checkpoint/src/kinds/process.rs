@@ -92,6 +92,9 @@ fn attributes(text: &mut List<u8>) -> Result<Attributes, Failure> {
     };
     let n = dec(digits).unwrap_or(0).min(1000) as i32;
     let flag = |op| sys::prctl_get(op).map_or(0, |v| v.min(2) as u32);
+    slurp(b"/proc/self/status", text)?;
+    let status_field = |key: &[u8]| crate::fdinfo::field(text.as_slice(), key).and_then(dec).unwrap_or(0) as u32;
+    let (seccomp, seccomp_filters) = (status_field(b"Seccomp:").min(2), status_field(b"Seccomp_filters:"));
     Ok(Attributes {
         oom_score_adj: if neg { -n } else { n },
         personality: sys::personality(),
@@ -101,5 +104,9 @@ fn attributes(text: &mut List<u8>) -> Result<Attributes, Failure> {
         dumpable: sys::prctl_get(libc::PR_GET_DUMPABLE).map_or(1, |v| v.min(2) as u32),
         pdeathsig: sys::prctl_get_int(libc::PR_GET_PDEATHSIG).map_or(0, |v| v.clamp(0, 64) as u32),
         flags: 0,
+        seccomp,
+        seccomp_filters,
+        membarrier: sys::membarrier_registrations() & mig_image::MEMBARRIER_REGISTRATIONS,
+        pad: 0,
     })
 }

@@ -282,6 +282,7 @@ pub fn build(rng: &mut Rng) -> Built {
     fds.push(f);
     let mut f = fd(13, FdKind::Memfd, memfd, rng);
     (f.file.dev, f.file.ino, f.data_len, f.params[0]) = (1, memfd_ino, 1 + rng.below(20000), 0);
+    f.file.size = f.data_len;
     fds.push(f);
     let file = s.add(b"/home/u/f.txt");
     let mut f = fd(14, FdKind::File, file, rng);
@@ -298,10 +299,20 @@ pub fn build(rng: &mut Rng) -> Built {
     fds.push(f);
     let mut f = fd(16, FdKind::Shm, s.add(b"/dev/shm/other"), rng);
     f.data_len = rng.below(9000);
+    f.file.size = f.data_len;
     fds.push(f);
     fds.push(fd(17, FdKind::Device, s.add(b"/dev/null"), rng));
     let mut f = fd(18, FdKind::Deleted, s.add(b"/tmp/gone"), rng);
     f.data_len = rng.below(6000);
+    f.file.size = f.data_len;
+    if rng.chance(30) && f.data_len > 100 {
+        // Sparse: two runs of data in a file twice as large.
+        let (a, b) = (f.data_len / 3, f.data_len - f.data_len / 3);
+        let runs = [Segment { off: 0, len: a }, Segment { off: f.data_len + a, len: b }];
+        f.file.size = 2 * f.data_len;
+        f.params[SEGMENTS_PARAM] = 2;
+        f.extra = s.add(&runs.iter().flat_map(|r| bytes_of(r).to_vec()).collect::<Vec<u8>>());
+    }
     fds.push(f);
     fds.push(fd(19, FdKind::Reset, s.add(b"socket:[300]"), rng));
     fds.push(fd(20, FdKind::Unsupported, s.add(b"anon_inode:[pidfd]"), rng));
@@ -515,7 +526,7 @@ fn fields(t: Option<Table>) -> &'static [(usize, usize)] {
         FILE[0], FILE[1], FILE[6], FILE[7], (72, 8), (80, 8), (88, 8), (96, 8), (104, 8), (112, 8), (120, 8), (128, 8), (136, 8), (144, 8), (152, 8),
         (160, 4), (164, 4), (168, 4), (172, 4), (176, 4), (184, 8), (184, 16), (200, 8), (208, 8), (312, 8), (320, 8), (456, 8), (464, 8), (472, 8),
         (480, 8), (488, 8), (520, 8), (552, 8), (560, 8), (2600, 4), (2624, 8), (2632, 4), (2648, 4), (2652, 4), (2656, 4), (2660, 4), (2664, 4),
-        (2668, 4), (2672, 4), (2676, 4),
+        (2668, 4), (2672, 4), (2676, 4), (2680, 4), (2684, 4), (2688, 4), (2692, 4),
     ];
     const THREAD: &[(usize, usize)] =
         &[(0, 4), (4, 4), (8, 8), (56, 8), (64, 8), (72, 8), (80, 8), (88, 8), (96, 8), (104, 8), (112, 4), (116, 4), (120, 8), (128, 8), (136, 4), (140, 4), (144, 4), (148, 4), (152, 8), (160, 8)];
@@ -792,7 +803,10 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             && a.no_new_privs <= 1
             && a.dumpable <= 2
             && a.pdeathsig <= 64
-            && a.flags <= 7,
+            && a.flags <= 7
+            && a.seccomp <= 2
+            && a.membarrier & !(4 | 16 | 64 | 256) == 0
+            && a.pad == 0,
         "process attributes"
     );
     for t in p.itimers {

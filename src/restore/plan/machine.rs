@@ -91,3 +91,25 @@ pub(super) fn check_cwd(img: &Image, p: &ProcessRecord) -> Result<(), Refusal> {
     }
     Ok(())
 }
+
+/// Seccomp filters cannot be read back nor made again: the restoring process must run
+/// under at least as many as the saved one did (as every process of a container does).
+pub(super) fn check_seccomp(p: &ProcessRecord) -> Result<(), Refusal> {
+    let a = p.attrs;
+    if a.seccomp == 0 {
+        return Ok(());
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse::<u32>().ok()).unwrap_or(0);
+    let (mode, filters) = (field("Seccomp:"), field("Seccomp_filters:"));
+    if a.seccomp == 1 {
+        return Err("the process ran in seccomp strict mode, which mig cannot restore".into());
+    }
+    if mode != 2 || filters < a.seccomp_filters {
+        return Err(format!(
+            "the process ran under {} seccomp filter(s), which mig cannot read back; this process runs under {filters} (restore it where the same filters apply, as in the same container)",
+            a.seccomp_filters
+        ));
+    }
+    Ok(())
+}

@@ -109,6 +109,11 @@ pub(super) fn settings(img: &Image, a: &Attributes) {
         }
         set(libc::PR_SET_PDEATHSIG, a.pdeathsig, "PR_SET_PDEATHSIG");
         set(libc::PR_SET_DUMPABLE, a.dumpable.min(1), "PR_SET_DUMPABLE");
+        for bit in (0..32).map(|b| 1u32 << b).filter(|b| a.membarrier & b != 0) {
+            if libc::syscall(libc::SYS_membarrier, bit, 0, 0) < 0 {
+                warn("a membarrier registration");
+            }
+        }
     }
 }
 
