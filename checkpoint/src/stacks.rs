@@ -64,9 +64,11 @@ pub fn own(start: u64, end: u64) -> bool {
 }
 
 /// A signal handler that runs `$handler` on the coordinator's stack; if another
-/// thread's handler has it, runs the `$taken` instructions instead (then returns).
+/// thread's handler has it, runs the `$taken` instructions instead (then returns; `1b`
+/// starts over). Once the handler is done and the stack released, the `$after`
+/// instructions run, with the signal's number in edi.
 macro_rules! coordinator_entry {
-    ($(#[$doc:meta])* $name:ident => $handler:path, taken: [$($taken:literal),*] $(, $op:ident = sym $sym:path)*) => {
+    ($(#[$doc:meta])* $name:ident => $handler:path, taken: [$($taken:literal),*], after: [$($after:literal),*] $(, $op:ident = $kind:ident $sym:path)*) => {
         $(#[$doc])*
         ///
         /// # Safety
@@ -74,6 +76,7 @@ macro_rules! coordinator_entry {
         #[unsafe(naked)]
         pub unsafe extern "C" fn $name(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
             naked_asm!(
+                "1:",
                 "mov rax, [rip + {top}]",       // our stack's top (0: none)
                 "test rax, rax",
                 "jz 3f",
@@ -84,11 +87,12 @@ macro_rules! coordinator_entry {
                 "mov r11, rsp",                 // the interrupted stack
                 "mov rsp, rax",
                 "push r11",                     // kept on ours, for the way back
-                "sub rsp, 8",                   // 16-byte alignment at the call
+                "push rdi",                     // the signal (and 16-byte alignment at the call)
                 "call {handler}",               // rdi, rsi, rdx: the handler's arguments
-                "add rsp, 8",
+                "pop rdi",
                 "pop rsp",                      // back on the interrupted stack
                 "mov dword ptr [rip + {busy}], 0",
+                $($after,)*
                 "ret",                          // to the signal frame's restorer
                 "2:",
                 $($taken,)*
@@ -98,23 +102,55 @@ macro_rules! coordinator_entry {
                 top = sym COORDINATOR_TOP,
                 busy = sym BUSY,
                 handler = sym $handler,
-                $($op = sym $sym,)*
+                $($op = $kind $sym,)*
             )
         }
     };
 }
 
+/// A checkpoint asked while another thread's handler had the coordinator's stack (the
+/// pre-copy's call for its final stop, say): its holder asks again once done.
+static CHECKPOINT_DEFERRED: AtomicU32 = AtomicU32::new(0);
+
 coordinator_entry! {
     /// The checkpoint signal's handler, as installed: `handler::on_checkpoint` on the
-    /// coordinator's stack. Taken by another thread's checkpoint: as if the signal had
-    /// come during that checkpoint.
-    checkpoint_entry => super::handler::on_checkpoint, taken: []
+    /// coordinator's stack. Taken by another thread's checkpoint: noted, and asked again
+    /// (the signal sent to the process) by that thread once its handler is done; if it
+    /// was done meanwhile, and nobody took the note, here at once.
+    checkpoint_entry => super::handler::on_checkpoint,
+    taken: [
+        "mov dword ptr [rip + {deferred}], 1",
+        "cmp dword ptr [rip + {busy}], 0",
+        "jne 6f",
+        "xor r10d, r10d",
+        "xchg r10d, [rip + {deferred}]",
+        "test r10d, r10d",
+        "jnz 1b",
+        "6:"
+    ],
+    after: [
+        "xor r10d, r10d",
+        "xchg r10d, [rip + {deferred}]",
+        "test r10d, r10d",
+        "jz 7f",
+        "mov r10d, edi",
+        "mov eax, {getpid}",
+        "syscall",
+        "mov edi, eax",
+        "mov esi, r10d",
+        "mov eax, {kill}",
+        "syscall",
+        "7:"
+    ],
+    deferred = sym CHECKPOINT_DEFERRED,
+    getpid = const libc::SYS_getpid,
+    kill = const libc::SYS_kill
 }
 
 coordinator_entry! {
     /// The rollback signal's handler, as installed: `rollback::on_rollback` on the
     /// coordinator's stack, or once the checkpoint that has it ends.
-    rollback_entry => super::rollback::on_rollback, taken: ["mov dword ptr [rip + {deferred}], 1"], deferred = sym super::rollback::DEFERRED
+    rollback_entry => super::rollback::on_rollback, taken: ["mov dword ptr [rip + {deferred}], 1"], after: [], deferred = sym super::rollback::DEFERRED
 }
 
 /// The stop signal's handler, as installed: `threads::on_stop` on a stop slot of its own.
