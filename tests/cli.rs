@@ -881,8 +881,8 @@ fn a_checkpoint_s_warnings_reach_the_command() {
 #[test]
 fn progress_shows_on_a_terminal_only() {
     let dir = tempdir("cli_progress");
-    // 768 MiB: long enough to show progress.
-    let mut p = mig_run(&compile("chain"), &dir, &["--image", dir.join("big.mig").to_str().unwrap()], &["1000", "786432"]);
+    // 1.5 GiB: long enough to show progress (after 400 ms) on a fast, idle machine too.
+    let mut p = mig_run(&compile("chain"), &dir, &["--image", dir.join("big.mig").to_str().unwrap()], &["1000", "1572864"]);
     p.until("step 2 ");
     let pid = p.pid().to_string();
     // On a terminal (stderr a pty): the bar.
@@ -898,6 +898,9 @@ fn progress_shows_on_a_terminal_only() {
     assert!(st.success());
     assert!(!err.contains("left"), "no progress on a pipe: {err:?}");
     p.kill();
+    for f in ["a.mig", "b.mig"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
 }
 
 fn nonblocking_read(fd: &std::os::fd::OwnedFd, buf: &mut [u8]) -> usize {
