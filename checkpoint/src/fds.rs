@@ -185,11 +185,12 @@ fn link(s: &mut Snapshot) -> Result<(), Failure> {
             f.data_len = 0;
             // The original lists the locks of their open file description (and a
             // sparse file's runs).
-            if FdKind::from_u32(f.kind).is_some_and(FdKind::holds_locks) {
+            let kind = FdKind::from_u32(f.kind);
+            if kind.is_some_and(FdKind::holds_locks) {
                 f.extra = StrRef::default();
-                if let Some(p) = f.params.get_mut(mig_image::SEGMENTS_PARAM).filter(|_| FdKind::from_u32(f.kind).is_some_and(FdKind::saves_file)) {
-                    *p = 0;
-                }
+            }
+            if let Some(runs) = f.params.get_mut(mig_image::SEGMENTS_PARAM).filter(|_| kind.is_some_and(FdKind::saves_file)) {
+                *runs = 0;
             }
         }
     }

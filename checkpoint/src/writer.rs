@@ -339,12 +339,10 @@ fn file_data(f: &FdRecord, runs: &[u8], buf: &mut List<u8>, out: &mut FileSink, 
 fn copy_file(fd: i32, f: &FdRecord, runs: &[u8], buf: &mut List<u8>, out: &mut FileSink, crc: &mut BlobCrc, blocks: &mut List<u32>) -> Result<(), Failure> {
     buf.truncate(0);
     let chunk = buf.spare();
-    let whole = [Segment { off: 0, len: f.data_len }];
     let n = runs.len() / size_of::<Segment>();
-    let mut each = (0..n).filter_map(|i| read_record::<Segment>(runs, i));
-    let mut whole_it = whole.iter().copied();
-    let runs: &mut dyn Iterator<Item = Segment> = if n > 0 { &mut each } else { &mut whole_it };
-    for run in runs {
+    // Without runs, the whole file is one.
+    let whole = (n == 0).then_some(Segment { off: 0, len: f.data_len });
+    for run in (0..n).filter_map(|i| read_record::<Segment>(runs, i)).chain(whole) {
         let mut off = 0u64;
         while off < run.len {
             let want = ((run.len - off) as usize).min(chunk.len());

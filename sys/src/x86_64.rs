@@ -28,6 +28,15 @@ pub unsafe fn syscall6(nr: usize, a0: usize, a1: usize, a2: usize, a3: usize, a4
     ret
 }
 
+/// The new process's part of [`spawn_vm`] and [`clone_twice`]: `f(arg)` (r13, r12) on
+/// its stack, then munmap of `[r14, r14 + r15)` (the mapping that holds that stack) and
+/// exit, touching no memory once `f` returned.
+macro_rules! run_unmap_exit {
+    () => {
+        "xor ebp, ebp\n mov rdi, r12\n call r13\n mov rdi, r14\n mov rsi, r15\n mov eax, {munmap}\n syscall\n xor edi, edi\n mov eax, {exit}\n syscall\n ud2"
+    };
+}
+
 /// Starts `f(arg)` in a new process that shares this address space (`CLONE_VM`; not a
 /// thread of this process, with its own copy of the descriptor table, exit signal 0 so
 /// no `SIGCHLD`), running on `stack_top`. When `f` returns, the new process unmaps
@@ -52,17 +61,7 @@ pub unsafe fn spawn_vm(stack_top: usize, f: extern "C" fn(usize), arg: usize, un
             "syscall",
             "test rax, rax",
             "jnz 2f",
-            "xor ebp, ebp",
-            "mov rdi, r12",
-            "call r13",
-            "mov rdi, r14",
-            "mov rsi, r15",
-            "mov eax, {munmap}",
-            "syscall",
-            "xor edi, edi",
-            "mov eax, {exit}",
-            "syscall",
-            "ud2",
+            run_unmap_exit!(),
             "2:",
             munmap = const libc::SYS_munmap,
             exit = const libc::SYS_exit,
@@ -107,7 +106,6 @@ pub(crate) unsafe fn clone_twice(flags: u64, stack_top: usize, ptid: *mut u32, c
             "syscall",
             "test rax, rax",
             "jnz 3f",
-            // The intermediate: clone(flags, stack_top, tid, tid, 0).
             // The intermediate: clone(flags, stack_top, ptid, ctid, 0).
             "mov rdi, r8",
             "mov rsi, r9",
@@ -129,17 +127,7 @@ pub(crate) unsafe fn clone_twice(flags: u64, stack_top: usize, ptid: *mut u32, c
             "2:",
             "test r13, r13",
             "jz 3f",
-            "xor ebp, ebp",
-            "mov rdi, r12",
-            "call r13",
-            "mov rdi, r14",
-            "mov rsi, r15",
-            "mov eax, {munmap}",
-            "syscall",
-            "xor edi, edi",
-            "mov eax, {exit}",
-            "syscall",
-            "ud2",
+            run_unmap_exit!(),
             "3:",
             clone = const libc::SYS_clone,
             munmap = const libc::SYS_munmap,

@@ -244,7 +244,7 @@ mod saved {
     /// left to the blob, which closes every descriptor the restore made for itself.
     pub fn commit(pending: &[PutBack]) {
         for b in pending {
-            let done = pwrite_all(b.fd, &b.data).and_then(|()| {
+            let done = write_all_at(b.fd, &b.data, 0).and_then(|()| {
                 // SAFETY: ftruncate and futimens on a descriptor we own; `times` is a valid
                 // array of two timespecs.
                 unsafe {
@@ -301,24 +301,6 @@ mod saved {
                 m.len()
             );
         }
-    }
-
-    fn pwrite_all(fd: i32, mut data: &[u8]) -> std::io::Result<()> {
-        let mut off = 0i64;
-        while !data.is_empty() {
-            // SAFETY: writing from a valid slice to a descriptor we own.
-            let n = unsafe { libc::pwrite(fd, data.as_ptr().cast(), data.len(), off) };
-            if n < 0 {
-                let e = Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            data = data.get(n as usize..).unwrap_or_default();
-            off += n as i64;
-        }
-        Ok(())
     }
 }
 

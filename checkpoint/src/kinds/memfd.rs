@@ -126,20 +126,7 @@ mod restore {
         let mut at = 0usize;
         for run in img.records::<Segment>(runs) {
             let piece = data.get(at..at + run.len as usize).ok_or_else(|| Error::other("its saved data runs do not fit its data"))?;
-            let mut done = 0usize;
-            while done < piece.len() {
-                let rest = piece.get(done..).unwrap_or_default();
-                // SAFETY: writing from a valid slice to our file.
-                let n = unsafe { libc::pwrite(fd, rest.as_ptr().cast(), rest.len(), (run.off as usize + done) as i64) };
-                if n < 0 {
-                    let e = Error::last_os_error();
-                    if e.kind() != std::io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                    continue;
-                }
-                done += n as usize;
-            }
+            write_all_at(fd, piece, run.off)?;
             at += piece.len();
         }
         // SAFETY: sizing our file.

@@ -102,6 +102,13 @@ pub fn write_all(fd: i32, data: &[u8]) -> std::io::Result<()> {
     std::io::Write::write_all(&mut &*f, data)
 }
 
+/// All of `data` at offset `off` of file `fd` (which keeps its own offset).
+pub fn write_all_at(fd: i32, data: &[u8], off: u64) -> std::io::Result<()> {
+    // SAFETY: `fd` is ours; `ManuallyDrop` keeps the `File` from closing it.
+    let f = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+    std::os::unix::fs::FileExt::write_all_at(&*f, data, off)
+}
+
 pub fn isatty(fd: i32) -> bool {
     // SAFETY: isatty only inspects the descriptor.
     unsafe { libc::isatty(fd) == 1 }
