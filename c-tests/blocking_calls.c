@@ -27,8 +27,9 @@
  * prints one line per call:
  *   NAME ret=<result, normalised> errno=<E-name or 0> ok
  *   NAME ret=... errno=... BAD <why>       (EINTR, early return, hung...)
- * then `done`; exit status 0 if every line says ok, else 1. An uninterrupted run
- * prints the same lines as a checkpointed or restored one when mig is transparent.
+ * then a line for main's own sleeps while it waited for `go` (`main ... ok`, or
+ * BAD with the number of EINTRs), then `done`; exit status 0 if every line says
+ * ok, else 1. An uninterrupted run prints the same lines as a checkpointed or restored one when mig is transparent.
  * Nothing printed depends on pids, descriptors or timing (but the figures of a BAD
  * line). SysV objects, the aio context, the socket file and the child are removed
  * at exit. Signals used: SIGRTMIN+1..+4 (mig's are SIGUSR1/SIGUSR2 and the
@@ -910,10 +911,19 @@ int main(int argc, char **argv)
     }
     emit("blocked\n");
 
+    /* Main sleeps too (the checkpoint signal usually lands on it): its sleep must not
+     * be cut short either. */
+    int main_eintr = 0;
     for (int waited_ms = 0; access("go", F_OK) != 0; waited_ms += 20) {
         if (waited_ms >= 600 * 1000)
             fail("no file named go after 600 s");
-        pace_ms(20);
+        struct timespec req = { 0, 20 * 1000000L }, rem;
+        while (nanosleep(&req, &rem) != 0) {
+            if (errno != EINTR)
+                fail_errno("nanosleep");
+            main_eintr++;
+            req = rem;
+        }
     }
 
     __atomic_store_n(&waking, 1, __ATOMIC_SEQ_CST);
@@ -943,6 +953,12 @@ int main(int argc, char **argv)
     for (int i = 0; i < NCALLS; i++)
         if (calls[i].selected && calls[i].fd[1] > 0 && calls[i].setup == setup_accept)
             close(calls[i].fd[1]);
+    if (main_eintr) {
+        emit("main ret=-1 errno=EINTR BAD %d EINTR while waiting for go\n", main_eintr);
+        bad = 1;
+    } else {
+        emit("main ret=0 errno=0 ok\n");
+    }
     emit("done\n");
     if (bad)
         exit(1); /* threads may still be blocked: exit ends them */

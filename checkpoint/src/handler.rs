@@ -30,8 +30,12 @@ use mig_image::Context;
 static STARTED: AtomicU64 = AtomicU64::new(0);
 
 /// The checkpoint signal's handler (entered on the library's own stack, see `stacks`).
-pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, _uc: *mut c_void) {
+pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+    let call = super::interrupted::restart(uc, false);
     checkpoint(info);
+    if let Some(call) = call {
+        call.settle();
+    }
     // A rollback asked for meanwhile runs once this handler has returned.
     if rollback::DEFERRED.swap(0, Relaxed) == 1 {
         let _ = sys::kill(sys::getpid(), libc::SIGUSR2);

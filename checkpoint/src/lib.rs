@@ -13,7 +13,8 @@
 //!   its commit), `job` (what a checkpoint is asked), `report` (its outcome),
 //!   `writers` (to reap), `control` (the request of `mig checkpoint`), `timer`
 //!   (`MIG_INTERVAL`).
-//! - Stop and collect: `threads`, `context`, `collect` (the snapshot), and the kinds of
+//! - Stop and collect: `threads`, `interrupted` (the call a stop cut short, made
+//!   again), `context`, `collect` (the snapshot), and the kinds of
 //!   state: `maps`, `files`, `fds` (the walk over
 //!   the descriptors), `fdinfo`, `sockets`, `dirty` (pages changed since a pre-copy's
 //!   round), and `kinds`: one module per kind of descriptor and POSIX timers, each with
@@ -45,6 +46,7 @@ pub mod handler;
 pub mod handoff;
 pub mod imagefile;
 pub mod intent;
+pub mod interrupted;
 pub mod job;
 pub mod kinds;
 pub mod lazy;

@@ -62,7 +62,16 @@ pub fn writing(path: FixedPath, id: (u64, u64), header: (u32, u64)) {
     images().pending = Some(Known { path, id, header });
 }
 
-pub extern "C" fn on_rollback(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *mut c_void) {
+pub extern "C" fn on_rollback(_sig: c_int, _info: *mut libc::siginfo_t, uc: *mut c_void) {
+    // The process goes on if the rollback does not happen: so does its call.
+    let call = super::interrupted::restart(uc, false);
+    rollback();
+    if let Some(call) = call {
+        call.settle();
+    }
+}
+
+fn rollback() {
     let imgs = images();
     if imgs.done.is_none() && imgs.pending.is_none() {
         msg().s("rollback ignored: no image yet (checkpoint first, or start with MIG_RESTORE)").emit();

@@ -124,6 +124,8 @@ pub fn inspect(fd: i32, ino: u64, diag: Option<&Diag>) -> Result<Sock, Errno> {
     let v = &mut s.valued;
     v.rcvbuf = int(libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0) as u32;
     v.sndbuf = int(libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0) as u32;
+    v.rcvtimeo_us = timeout_us(fd, libc::SO_RCVTIMEO);
+    v.sndtimeo_us = timeout_us(fd, libc::SO_SNDTIMEO);
     let mut linger = [0u8; 8];
     if sys::getsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, &mut linger) == Ok(8) {
         let [a, b, c, d, e, f, g, h] = linger;
@@ -172,4 +174,15 @@ pub fn inspect(fd: i32, ino: u64, diag: Option<&Diag>) -> Result<Sock, Errno> {
         s.backlog = 128;
     }
     Ok(s)
+}
+
+/// `SO_RCVTIMEO` or `SO_SNDTIMEO` of `fd`, in microseconds (0: none).
+fn timeout_us(fd: i32, name: i32) -> u64 {
+    let mut tv = [0u8; 16];
+    if sys::getsockopt(fd, libc::SOL_SOCKET, name, &mut tv) != Ok(16) {
+        return 0;
+    }
+    let [s0, s1, s2, s3, s4, s5, s6, s7, u0, u1, u2, u3, u4, u5, u6, u7] = tv;
+    let (secs, usecs) = (u64::from_ne_bytes([s0, s1, s2, s3, s4, s5, s6, s7]), u64::from_ne_bytes([u0, u1, u2, u3, u4, u5, u6, u7]));
+    secs.saturating_mul(1_000_000).saturating_add(usecs)
 }

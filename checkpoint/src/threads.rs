@@ -130,6 +130,7 @@ pub enum StopError {
 pub fn stop_all() -> Result<usize, StopError> {
     let sig = STOP_SIGNAL.load(SeqCst);
     reset_slots(STOP_TIMEOUT_MS);
+    super::interrupted::forget_samples();
     NEXT.store(1, SeqCst);
     ARRIVED.store(0, SeqCst);
     ACTIVE.store(1, SeqCst);
@@ -151,6 +152,7 @@ pub fn stop_all() -> Result<usize, StopError> {
             }
             // A thread that just exited gives ESRCH.
             // `count` is below MAX_THREADS - 1 here: there is room.
+            super::interrupted::sample(tid);
             if sys::tgkill(pid, tid, sig as i32).is_ok()
                 && let Some(slot) = signalled.get_mut(count)
             {
@@ -197,10 +199,17 @@ pub fn release() {
 }
 
 /// The stop signal's handler, in every thread but the coordinator.
-pub extern "C" fn on_stop(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *mut c_void) {
-    if ACTIVE.load(SeqCst) == 0 {
-        return;
+pub extern "C" fn on_stop(_sig: c_int, _info: *mut libc::siginfo_t, uc: *mut c_void) {
+    let call = super::interrupted::restart(uc, true);
+    if ACTIVE.load(SeqCst) != 0 {
+        stop();
     }
+    if let Some(call) = call {
+        call.settle();
+    }
+}
+
+fn stop() {
     let mut ctx = Context::default();
     let mut my_slot = usize::MAX;
     // SAFETY: `ctx` and `my_slot` are live locals; `park` does not unwind.
@@ -213,9 +222,9 @@ pub extern "C" fn on_stop(_sig: c_int, _info: *mut libc::siginfo_t, _uc: *mut c_
 extern "C" fn park(ctx: *mut Context, arg: *mut c_void) -> u64 {
     let release = RELEASE.load(SeqCst);
     let i = NEXT.fetch_add(1, SeqCst) as usize;
-    // SAFETY: `arg` is `on_stop`'s `my_slot`, alive while this runs.
+    // SAFETY: `arg` is `stop`'s `my_slot`, alive while this runs.
     unsafe { *arg.cast::<usize>() = i };
-    // SAFETY: `ctx` is `on_stop`'s local, filled by `save_context`.
+    // SAFETY: `ctx` is `stop`'s local, filled by `save_context`.
     record(i, crate::kinds::thread::save(unsafe { &*ctx }));
     ARRIVED.fetch_add(1, SeqCst);
     futex_wake(&ARRIVED);

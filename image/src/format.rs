@@ -646,6 +646,9 @@ pub struct SockOpts {
     pub keepintvl: u32,
     pub keepcnt: u32,
     pub pad: u32,
+    /// `SO_RCVTIMEO` and `SO_SNDTIMEO` in microseconds (0: none).
+    pub rcvtimeo_us: u64,
+    pub sndtimeo_us: u64,
 }
 
 #[repr(C)]
@@ -785,7 +788,7 @@ const _: () = assert!(size_of::<CpuFeatures>() == 32);
 const _: () = assert!(size_of::<InotifyWatch>() == 16);
 const _: () = assert!(size_of::<LockEntry>() == 24);
 const _: () = assert!(size_of::<Segment>() == 16);
-const _: () = assert!(size_of::<SockOpts>() == 32);
+const _: () = assert!(size_of::<SockOpts>() == 48);
 const _: () = assert!(size_of::<TimerRecord>() == 24 + 32);
 
 /// An all-zero record.

@@ -44,6 +44,8 @@ pub struct SocketPairParams {
     /// The kernel's shutdown bits of this end: 1, no more receiving (`SHUT_RD`); 2, no
     /// more sending (`SHUT_WR`).
     pub shutdown: u32,
+    /// `SO_RCVTIMEO` and `SO_SNDTIMEO` in microseconds (0: none).
+    pub timeouts_us: [u64; 2],
 }
 
 impl SocketPairParams {
@@ -56,11 +58,12 @@ impl SocketPairParams {
 impl Params for SocketPairParams {
     const KIND: FdKind = FdKind::SocketPair;
     fn encode(&self) -> [u64; 8] {
-        [self.domain as u64, self.ty as u64, self.peer_ino, self.sndbuf as u64, self.shutdown as u64, 0, 0, 0]
+        let [rcv, snd] = self.timeouts_us;
+        [self.domain as u64, self.ty as u64, self.peer_ino, self.sndbuf as u64, self.shutdown as u64, rcv, snd, 0]
     }
     fn decode(p: &[u64; 8]) -> Self {
-        let [domain, ty, peer_ino, sndbuf, shutdown, ..] = *p;
-        SocketPairParams { domain: domain as i32, ty: ty as i32, peer_ino, sndbuf: sndbuf as i32, shutdown: shutdown as u32 }
+        let [domain, ty, peer_ino, sndbuf, shutdown, rcv, snd, _] = *p;
+        SocketPairParams { domain: domain as i32, ty: ty as i32, peer_ino, sndbuf: sndbuf as i32, shutdown: shutdown as u32, timeouts_us: [rcv, snd] }
     }
 }
 
@@ -365,8 +368,8 @@ mod tests {
         assert_eq!(SocketParams::decode(&s.encode()), s);
         let e = EventfdParams { count: 7, semaphore: true };
         assert_eq!(EventfdParams::decode(&e.encode()), e);
-        let p = SocketPairParams { domain: 1, ty: 2, peer_ino: 201, sndbuf: 212992, shutdown: 2 };
-        assert_eq!(p.encode(), [1, 2, 201, 212992, 2, 0, 0, 0]);
+        let p = SocketPairParams { domain: 1, ty: 2, peer_ino: 201, sndbuf: 212992, shutdown: 2, timeouts_us: [1_500_000, 0] };
+        assert_eq!(p.encode(), [1, 2, 201, 212992, 2, 1_500_000, 0, 0]);
         assert_eq!(SocketPairParams::decode(&p.encode()), p);
         assert!(SocketPairParams::decode(&p.encode()).datagrams());
     }

@@ -147,3 +147,16 @@ pub fn broken_end(socket: bool, accmode: i32) -> std::io::Result<i32> {
     close(gone);
     Ok(keep)
 }
+
+/// Sets `SO_RCVTIMEO` and `SO_SNDTIMEO` of socket `fd` (microseconds; 0 leaves one as
+/// it is, none).
+pub fn set_timeouts(fd: i32, [rcv, snd]: [u64; 2]) {
+    for (us, name) in [(rcv, libc::SO_RCVTIMEO), (snd, libc::SO_SNDTIMEO)] {
+        if us == 0 {
+            continue;
+        }
+        let tv = libc::timeval { tv_sec: (us / 1_000_000) as libc::time_t, tv_usec: (us % 1_000_000) as libc::suseconds_t };
+        // SAFETY: setsockopt with a valid `struct timeval` on a socket of ours.
+        unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, name, (&tv as *const libc::timeval).cast(), size_of::<libc::timeval>() as u32) };
+    }
+}

@@ -180,6 +180,7 @@ mod restore {
                 eprintln!("mig: warning: descriptor {saved_fd}: {what} is {now}, not {value} as saved (net.core limits; raising them needs CAP_NET_ADMIN)");
             }
         }
+        set_timeouts(fd, [v.rcvtimeo_us, v.sndtimeo_us]);
         if v.linger_on != 0 {
             let l = libc::linger { l_onoff: 1, l_linger: v.linger_secs as i32 };
             // SAFETY: setsockopt with a valid `struct linger` on our socket.

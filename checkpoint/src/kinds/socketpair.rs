@@ -11,7 +11,15 @@ use mig_image::{FdRecord, Params, Queue, SocketPairParams};
 /// A UNIX socket connected to `s.peer_ino`.
 pub fn save(fd: i32, s: &Sock, rec: &mut FdRecord) {
     let sndbuf = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0);
-    rec.params = SocketPairParams { domain: s.domain, ty: s.ty, peer_ino: s.peer_ino, sndbuf, shutdown: s.shutdown }.encode();
+    rec.params = SocketPairParams {
+        domain: s.domain,
+        ty: s.ty,
+        peer_ino: s.peer_ino,
+        sndbuf,
+        shutdown: s.shutdown,
+        timeouts_us: [s.valued.rcvtimeo_us, s.valued.sndtimeo_us],
+    }
+    .encode();
 }
 
 /// Appends the bytes queued for reading on UNIX socket `fd` to `out`, without taking
@@ -84,6 +92,7 @@ mod restore {
                 this
             }
         };
+        set_timeouts(end, p.timeouts_us);
         set_status(dup(end)?, f.flags)
     }
 

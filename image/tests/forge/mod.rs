@@ -258,7 +258,18 @@ pub fn build(rng: &mut Rng) -> Built {
     let mut f = fd(7, FdKind::Socket, s.add(b"socket:[202]"), rng);
     let mut addr = vec![2u8, 0, 0x1f, 0x90, 127, 0, 0, 1];
     addr.resize(16, 0);
-    let opts = SockOpts { rcvbuf: 131072, sndbuf: 16384, linger_on: 1, linger_secs: 7, keepidle: 7200, keepintvl: 75, keepcnt: 9, pad: 0 };
+    let opts = SockOpts {
+        rcvbuf: 131072,
+        sndbuf: 16384,
+        linger_on: 1,
+        linger_secs: 7,
+        keepidle: 7200,
+        keepintvl: 75,
+        keepcnt: 9,
+        pad: 0,
+        rcvtimeo_us: 2_500_000,
+        sndtimeo_us: 0,
+    };
     addr.extend_from_slice(bytes_of(&opts));
     f.extra = s.add(&addr);
     f.params = [2, 1, 6, 128, 16, 0, SOCKOPT_REUSEADDR, 0];
@@ -863,7 +874,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             FdKind::SocketPair => require!(q[0] == 1 && [1, 2, 5].contains(&q[1]) && q[3] <= i32::MAX as u64 && q[4] <= 3, "socketpair"),
             FdKind::Socket => {
                 require!([1, 2, 10].contains(&q[0]) && [1, 2, 3, 5].contains(&q[1]), "socket kind");
-                require!(q[4] <= 128 && q[5] <= 128 && q[4] + q[5] + 32 == f.extra.len as u64 && (q[5] == 0 || q[1] == 2), "socket addresses");
+                require!(q[4] <= 128 && q[5] <= 128 && q[4] + q[5] + 48 == f.extra.len as u64 && (q[5] == 0 || q[1] == 2), "socket addresses");
                 require!(q[2] <= i32::MAX as u64 && q[3] <= i32::MAX as u64 && q[6] < 128, "socket numbers");
             }
             FdKind::Epoll => {
