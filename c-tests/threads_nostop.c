@@ -2,10 +2,13 @@
 /*
  * threads_nostop.c - a thread that blocks every signal.
  *
+ * usage: threads_nostop [STEPS [undumpable]]
+ *
  * The worker blocks all signals (pthread_sigmask(SIG_BLOCK) with a full set)
- * before it does anything, so it can never take the library's stop signal:
- * a checkpoint must be abandoned after its bounded wait, and the process
- * must go on unharmed. Each step main hands the worker the step number
+ * before it does anything, so it can never take the library's stop signal: mig
+ * stops it from outside (ptrace). With `undumpable` (PR_SET_DUMPABLE 0) no
+ * process of its user may trace it: a checkpoint must then be abandoned after
+ * its bounded wait, and the process must go on unharmed. Each step main hands the worker the step number
  * through a mutex + condvar; the worker computes a value from it and its
  * stack state, sleeps 10 ms (nanosleep, which no signal can interrupt here)
  * and answers; main prints the digest and paces 40 ms. The worker also checks at
@@ -14,6 +17,7 @@
 #include "common.h"
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond; /* CLOCK_MONOTONIC */
@@ -89,6 +93,9 @@ static void wait_answer(int want)
 int main(int argc, char **argv)
 {
     int steps = steps_arg(argc, argv, DEFAULT_STEPS);
+    /* Not dumpable: no process of its user may trace it (only root may). */
+    if (argc > 2 && strcmp(argv[2], "undumpable") == 0 && prctl(PR_SET_DUMPABLE, 0) != 0)
+        fail_errno("prctl(PR_SET_DUMPABLE)");
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -113,20 +113,54 @@ fn sigusr2_rolls_back_a_process_whose_threads_come_and_go() {
     assert_eq!(&reference[at..], &all[rolled_from..], "the rolled-back run must go on as the original did");
 }
 
+/// A thread that blocks every signal cannot run the stop handler: it is stopped from
+/// outside (ptrace), saved, and goes on; so does the restored one.
 #[test]
-fn thread_blocking_all_signals_abandons_the_checkpoint() {
+fn a_thread_blocking_every_signal_is_stopped_from_outside() {
     let dir = tempdir("threads_nostop");
-    let l = Launch::new(&compile("threads_nostop"), &dir);
+    let err = checkpoint_kill_restart(Launch::new(&compile("threads_nostop"), &dir), 3);
+    assert!(!err.contains("did not stop"), "{err}");
+}
+
+/// Threads that block every signal (with pthread_sigmask or a raw rt_sigprocmask)
+/// while they spin in user space holding AVX state, read a pipe, sleep, or wait in
+/// epoll_wait: the checkpointed run goes on as an uninterrupted one does, and so does
+/// the restored one (each thread checks its mask, its alternate stack, its vector
+/// register and that no call returned early).
+#[test]
+fn threads_blocking_every_signal_keep_their_state_and_calls() {
+    let dir = tempdir("masked_threads");
+    let l = Launch::new(&compile("masked_threads"), &dir);
     let reference = reference(&l.clone_bare());
+    let image = dir.join("m.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 5, &image);
+    let (lines, st, err) = p.finish();
+    assert!(st.success(), "the checkpointed run failed: {lines:?}\nstderr: {err}");
+    assert_eq!(lines, reference, "the checkpointed run differs from an uninterrupted one: {err}");
+    let (restored, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
+    assert!(st.success(), "the restored run failed: {restored:?}\nstderr: {err}");
+    assert_continues(&reference, &reference[..5], &restored);
+}
+
+/// A thread that blocks every signal in a process its user may not trace (not
+/// dumpable): the checkpoint is abandoned after its bounded wait, saying why, and the
+/// process goes on unharmed.
+#[test]
+fn an_untraceable_thread_blocking_every_signal_abandons_the_checkpoint() {
+    let sb = Sandbox::new("nostop_untraceable", 1);
+    let uid = sb.uids[0];
+    let dir = sb.home(uid, 0o700);
+    let l = sb.launch(&sb.subject("threads_nostop"), &dir, uid).arg("40").arg("undumpable");
+    let reference = reference(&Launch::new(&sb.subject("threads_nostop"), &dir).bare().run_as(uid).arg("40").arg("undumpable"));
     let image = dir.join("n.mig");
     let mut p = l.clone_with("MIG_IMAGE", &image).start();
     p.until("step 2 ");
     p.signal(libc::SIGUSR1);
-    // The checkpoint gives up after its bounded wait; the process finishes normally.
     let (lines, st, err) = p.finish();
     assert!(st.success(), "the process must go on unharmed: {st:?}\nstderr: {err}\nstdout: {lines:?}");
     assert_eq!(lines, reference, "output differs from the uninterrupted run");
-    assert!(err.contains("did not stop"), "stderr says why the checkpoint was abandoned: {err:?}");
+    assert!(err.contains("did not stop") && err.contains("cannot be traced"), "stderr says why the checkpoint was abandoned: {err:?}");
     assert!(!image.exists(), "no image after an abandoned checkpoint");
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leftovers.is_empty(), "nothing left behind (no partial image): {leftovers:?}");

@@ -31,6 +31,7 @@ static STARTED: AtomicU64 = AtomicU64::new(0);
 
 /// The checkpoint signal's handler (entered on the library's own stack, see `stacks`).
 pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+    super::tracer::note_frame(uc);
     let call = super::interrupted::restart(uc, false);
     checkpoint(info);
     if let Some(call) = call {
@@ -116,7 +117,7 @@ fn checkpoint(info: *mut libc::siginfo_t) {
                 .num(tid as u64)
                 .s(" did not stop within 5 s (it blocks signal ")
                 .num(signal as u64)
-                .s(", or was not created by pthread_create); the process goes on unharmed")
+                .s(" and cannot be traced, or was not created by pthread_create); the process goes on unharmed")
                 .emit();
             return refused(None);
         }

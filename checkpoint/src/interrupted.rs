@@ -165,6 +165,20 @@ fn decode(rip: u64, args: [u64; 6]) -> Option<Call> {
     Some(Call { tid: 0, nr, args, sp: 0, pc: rip })
 }
 
+/// For a thread stopped from outside (`tracer`) in call `nr` (its `orig_rax`) with
+/// `args`, which returned `ret`: whether to run the call again, and an argument to
+/// change first (as `again`). The kernel's own restarts (`-ERESTART*`) run again even
+/// for a call `again` does not know.
+pub fn after_stop(nr: u32, args: [u64; 6], ret: i64) -> Option<Option<(usize, u64)>> {
+    // -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK.
+    let call = Call { nr, args, ..Call::default() };
+    match ret {
+        -512 | -513 | -514 | -516 => Some(again(&call).unwrap_or(None)),
+        EINTR => again(&call),
+        _ => None,
+    }
+}
+
 /// Whether `call` may run again, and an argument register to change first (index in
 /// `gregs`, new value). `None`: leave its EINTR.
 fn again(call: &Call) -> Option<Option<(usize, u64)>> {

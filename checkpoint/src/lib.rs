@@ -62,5 +62,6 @@ pub mod sockets;
 pub mod stacks;
 pub mod threads;
 pub mod timer;
+pub mod tracer;
 pub mod writer;
 pub mod writers;

@@ -21,6 +21,8 @@ pub const MAX_THREADS: usize = mig_image::MAX_THREADS;
 const SA_RESTORER: i32 = 0x0400_0000;
 /// How long the coordinator waits for every thread to stop.
 const STOP_TIMEOUT_MS: u64 = 5000;
+/// How long it waits before it looks for threads that block the stop signal.
+const GRACE_MS: u64 = 2;
 
 struct Slots(UnsafeCell<[ThreadRecord; MAX_THREADS]>);
 // SAFETY: slot `i` is written only by the thread that claimed index `i` (claimed with
@@ -136,6 +138,8 @@ pub fn stop_all() -> Result<usize, StopError> {
     ACTIVE.store(1, SeqCst);
     let mut signalled = [0u32; MAX_THREADS];
     let mut count = 0usize;
+    // Signalled threads that ended before they could be stopped.
+    let mut gone = 0usize;
     let pid = sys::getpid();
     // New threads may appear while we stop the others: repeat until none is new.
     loop {
@@ -161,24 +165,58 @@ pub fn stop_all() -> Result<usize, StopError> {
                 fresh += 1;
             }
         }
-        let deadline = sys::clock_monotonic_ns() + STOP_TIMEOUT_MS * 1_000_000;
+        let start = sys::clock_monotonic_ns();
+        let deadline = start + STOP_TIMEOUT_MS * 1_000_000;
+        // Threads that block the signal are stopped from outside once the others had
+        // time to come.
+        let mut grace = Some(start + GRACE_MS * 1_000_000);
         loop {
             let arrived = ARRIVED.load(SeqCst) as usize;
-            if arrived >= count {
+            if arrived + gone >= count {
                 break;
             }
             let now = sys::clock_monotonic_ns();
+            if let Some(g) = grace
+                && now >= g
+            {
+                grace = None;
+                gone += stop_blocking(signalled.get(..count).unwrap_or(&[]), sig);
+                continue;
+            }
             if now >= deadline {
                 let late = signalled.get(..count).unwrap_or(&[]).iter().copied().find(|&t| !arrived_tid(t, arrived)).unwrap_or(0);
                 release();
                 return Err(StopError::Timeout { tid: late, signal: sig });
             }
-            futex_wait(&ARRIVED, arrived as u32, ((deadline - now) / 1_000_000).max(1));
+            let until = grace.unwrap_or(deadline).min(deadline);
+            futex_wait(&ARRIVED, arrived as u32, (until.saturating_sub(now) / 1_000_000).max(1));
         }
         if fresh == 0 {
             return Ok(NEXT.load(SeqCst) as usize);
         }
     }
+}
+
+/// Stops from outside (`tracer`) those of `tids` for which `sig` waits, blocked;
+/// returns how many of them ended meanwhile.
+fn stop_blocking(tids: &[u32], sig: u32) -> usize {
+    let mut blocking = [0u32; super::tracer::MAX];
+    let mut n = 0;
+    for &tid in tids {
+        if n < blocking.len()
+            && super::tracer::waiting(sys::getpid(), tid, sig)
+            && let Some(slot) = blocking.get_mut(n)
+        {
+            *slot = tid;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return 0;
+    }
+    let mut out = [super::tracer::Outcome::Refused; super::tracer::MAX];
+    super::tracer::stop(blocking.get(..n).unwrap_or(&[]), sig, &mut out);
+    out.iter().take(n).filter(|&&o| o == super::tracer::Outcome::Gone).count()
 }
 
 fn arrived_tid(tid: u32, arrived: usize) -> bool {
@@ -199,7 +237,14 @@ pub fn release() {
 }
 
 /// The stop signal's handler, in every thread but the coordinator.
-pub extern "C" fn on_stop(_sig: c_int, _info: *mut libc::siginfo_t, uc: *mut c_void) {
+pub extern "C" fn on_stop(_sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+    stop_signal(info, uc);
+}
+
+fn stop_signal(info: *mut libc::siginfo_t, uc: *mut c_void) {
+    // SAFETY: the kernel (or `tracer`) passes an `SA_SIGINFO` handler its frame's
+    // siginfo.
+    super::tracer::fix_frame(unsafe { info.as_ref() }, uc);
     let call = super::interrupted::restart(uc, true);
     if ACTIVE.load(SeqCst) != 0 {
         stop();

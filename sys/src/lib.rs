@@ -7,7 +7,8 @@
 //! `path` (NUL-terminated paths), `fs` (files by path), `io` (descriptors: read, write,
 //! control, poll), `mem` (mappings, userfaultfd, the page map), `signal`, `thread`
 //! (per-thread kernel state, futexes), `proc` (process identity, children, limits),
-//! `time` (clocks, POSIX timers), `net` (sockets), `msg` (messages to stderr).
+//! `time` (clocks, POSIX timers), `net` (sockets), `trace` (`ptrace` of other threads),
+//! `msg` (messages to stderr).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -41,6 +42,7 @@ mod sigevent;
 mod signal;
 mod thread;
 mod time;
+mod trace;
 mod x86_64;
 
 pub use fs::*;
@@ -53,6 +55,7 @@ pub use sigevent::Sigevent;
 pub use signal::*;
 pub use thread::*;
 pub use time::*;
+pub use trace::*;
 pub use x86_64::spawn_vm;
 
 /// An error number returned by the kernel.
