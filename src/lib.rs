@@ -99,6 +99,7 @@ fn init() {
     checkpoint::handler::install(settings.checkpoint_signal);
     install_rollback();
     checkpoint::threads::choose_signal(settings.thread_signal);
+    checkpoint::handler::choose_request_signal();
     checkpoint::timer::arm(settings.interval_ms, settings.checkpoint_signal);
     interpose::ready();
 }

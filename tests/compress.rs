@@ -7,14 +7,9 @@ use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{ExitStatus, Stdio};
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
-
-fn output(c: &mut Command) -> (ExitStatus, String, String) {
-    let Output { status, stdout, stderr } = c.output().expect("run mig");
-    (status, String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
-}
 
 fn mig_out(args: &[&str]) -> (ExitStatus, String, String) {
     output(&mut mig_cmd(args))

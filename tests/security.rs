@@ -10,7 +10,7 @@ use common::*;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// `tempdir(name)`, removed at the end of the test, failed or not (some hold images of
@@ -38,11 +38,6 @@ impl std::ops::Deref for Dir {
 
 fn scratch(name: &str) -> Dir {
     Dir(tempdir(name))
-}
-
-fn output(c: &mut Command) -> (ExitStatus, String, String) {
-    let Output { status, stdout, stderr } = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
-    (status, String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
 }
 
 fn spawn_piped(c: &mut Command) -> Child {

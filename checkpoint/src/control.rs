@@ -14,10 +14,44 @@
 //! checked), each command has its own connection and answer, and a request whose
 //! command went away is gone with its socket.
 
+#![allow(unsafe_code)]
+
 use crate::runtime::FixedPath;
 use crate::sys::{self, msg::Msg};
-use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
-use mig_proto::request;
+use core::sync::atomic::{AtomicI32, AtomicU32, Ordering::Relaxed};
+use mig_proto::{published, request};
+
+/// What `mig checkpoint` reads from this process's memory (`mig_proto::published`).
+#[repr(C)]
+pub struct Published {
+    magic: [u8; 8],
+    /// The request signal (0: none free).
+    pub request_signal: AtomicU32,
+    version: u32,
+}
+
+#[unsafe(no_mangle)]
+pub static MIG_CONTROL: Published = Published { magic: published::MAGIC, request_signal: AtomicU32::new(0), version: 1 };
+const _: () = assert!(size_of::<Published>() == published::LEN);
+
+/// A request that came on the request signal, unblocked by the command for it
+/// (`published::REBLOCK`): the signal is blocked again in the frame `uc`, which the
+/// handler returns through.
+pub fn reblock(sig: i32, info: Option<&libc::siginfo_t>, uc: *mut core::ffi::c_void) {
+    let Some(info) = info else { return };
+    // SAFETY: for a queued signal the value is the request's nonce.
+    let value = unsafe { info.si_value().sival_ptr } as u64;
+    if sig as u32 != MIG_CONTROL.request_signal.load(Relaxed) || info.si_code != SI_QUEUE || value & published::REBLOCK == 0 {
+        return;
+    }
+    // SAFETY: the kernel passes an `SA_SIGINFO` handler its frame's ucontext, on this
+    // thread's stack until the handler returns.
+    if let Some(uc) = unsafe { uc.cast::<libc::ucontext_t>().as_mut() } {
+        // SAFETY: `sigset_t` is at least 64 bits; the first word holds signals 1..=64.
+        let mask = unsafe { &mut *(&mut uc.uc_sigmask as *mut libc::sigset_t).cast::<u64>() };
+        *mask |= 1u64 << (sig - 1);
+    }
+}
 
 /// `si_code` of a signal sent with `sigqueue`.
 const SI_QUEUE: i32 = -1;

@@ -30,7 +30,13 @@ use mig_image::Context;
 static STARTED: AtomicU64 = AtomicU64::new(0);
 
 /// The checkpoint signal's handler (entered on the library's own stack, see `stacks`).
-pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+pub extern "C" fn on_checkpoint(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+    entered(sig, info, uc);
+}
+
+fn entered(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+    // SAFETY: the kernel passes an `SA_SIGINFO` handler its frame's siginfo.
+    control::reblock(sig, unsafe { info.as_ref() }, uc);
     super::tracer::note_frame(uc);
     let call = super::interrupted::restart(uc, false);
     checkpoint(info);
@@ -136,8 +142,13 @@ fn checkpoint(info: *mut libc::siginfo_t) {
         // SAFETY: a restore blob jumped here with its hand-off; signals are blocked,
         // and every other thread has left the restore code.
         unsafe { handoff::resume(r.handoff as *const handoff::Handoff) };
-        // With the restored process's settings (the hand-off's).
-        install(runtime::get().settings.checkpoint_signal);
+        // With the restored process's settings (the hand-off's), unless the program
+        // had taken that signal for itself (its action came back with the image).
+        let sig = runtime::get().settings.checkpoint_signal;
+        let mut old = mig_image::KSigaction::default();
+        if sys::sigaction(sig as i32, None, Some(&mut old)).is_ok() && (old.handler == 0 || old.handler == runtime::get().checkpoint_entry) {
+            install(sig);
+        }
     } else {
         control::done_here(Some(&args.job.request()));
         threads::release();
@@ -228,4 +239,29 @@ pub fn install(sig: u32) {
         mask: u64::MAX,
     };
     let _ = sys::sigaction(sig as i32, Some(&act), None);
+}
+
+/// Picks the request signal (`control::MIG_CONTROL`): a real-time signal that is ours
+/// already, or still at its default action, and neither the stop nor the checkpoint
+/// signal; installs the checkpoint handler on it.
+pub fn choose_request_signal() {
+    let rt = runtime::get();
+    let published = &control::MIG_CONTROL.request_signal;
+    let current = published.load(Relaxed);
+    let stop = threads::STOP_SIGNAL.load(Relaxed);
+    let candidates = Some(current).filter(|&s| s != 0).into_iter().chain((libc::SIGRTMIN() as u32 + 2..=libc::SIGRTMAX() as u32).rev());
+    for sig in candidates.filter(|&s| s != stop && s != rt.settings.checkpoint_signal) {
+        let mut old = mig_image::KSigaction::default();
+        if sys::sigaction(sig as i32, None, Some(&mut old)).is_err() {
+            continue;
+        }
+        if old.handler == rt.checkpoint_entry || old.handler == 0 {
+            if old.handler == 0 {
+                install(sig);
+            }
+            published.store(sig, Relaxed);
+            return;
+        }
+    }
+    published.store(0, Relaxed);
 }

@@ -39,8 +39,16 @@ fn check(sig: c_int, handler: sighandler_t) {
         msg()
             .s("warning: the program installs its own handler for signal ")
             .num(sig as u64)
-            .s(", which mig uses for checkpoints; start it with MIG_SIGNAL=<another signal> to keep checkpoints working")
+            .s(", which mig uses for checkpoints: that signal no longer asks for one (`mig checkpoint` still does; or start the program with MIG_SIGNAL=<another signal>)")
             .emit();
+    }
+}
+
+/// After the program set an action on `sig`: if that was mig's request signal, mig
+/// takes another (`mig checkpoint` reads which).
+fn moved(sig: c_int) {
+    if READY.load(Ordering::SeqCst) && sig as u32 == crate::checkpoint::control::MIG_CONTROL.request_signal.load(Ordering::SeqCst) {
+        crate::checkpoint::handler::choose_request_signal();
     }
 }
 
@@ -51,7 +59,11 @@ redhook::hook! {
             check(sig, unsafe { (*act).sa_sigaction });
         }
         // SAFETY: forwarding the caller's arguments unchanged.
-        unsafe { redhook::real!(sigaction)(sig, act, old) }
+        let r = unsafe { redhook::real!(sigaction)(sig, act, old) };
+        if !act.is_null() {
+            moved(sig);
+        }
+        r
     }
 }
 
@@ -59,7 +71,9 @@ redhook::hook! {
     unsafe fn signal(sig: c_int, handler: sighandler_t) -> sighandler_t => mig_signal {
         check(sig, handler);
         // SAFETY: forwarding the caller's arguments unchanged.
-        unsafe { redhook::real!(signal)(sig, handler) }
+        let r = unsafe { redhook::real!(signal)(sig, handler) };
+        moved(sig);
+        r
     }
 }
 

@@ -754,3 +754,9 @@ impl Drop for Sandbox {
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
+
+/// Runs `c` to its end: its status, stdout and stderr.
+pub fn output(c: &mut Command) -> (ExitStatus, String, String) {
+    let std::process::Output { status, stdout, stderr } = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    (status, String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+}

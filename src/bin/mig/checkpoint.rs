@@ -185,7 +185,9 @@ pub use crate::request::Options;
 pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Result<Outcome> {
     control::check_target(pid)?;
     let sig = control::checkpoint_signal(pid)?;
-    let chan = Channel::open(pid)?;
+    // Every thread blocks it: one is made to take it (which needs the right to trace).
+    let traced = crate::reach::blocked_everywhere(pid, sig);
+    let chan = Channel::open(pid, traced)?;
     let (path, stream, write_end, sink) = match dest {
         Dest::Stream(w) => {
             let (r, wr) = request::pipe()?;
@@ -200,7 +202,12 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
         (None, None) => Target::Own,
     };
     let signalled = Instant::now();
-    chan.signal(sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?;
+    if traced {
+        chan.deliver_traced(sig)
+            .map_err(|e| Fail::new(format!("every thread of process {pid} blocks signal {sig}, and it cannot be traced to take it: {e}")))?;
+    } else {
+        chan.signal(sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?;
+    }
     // The process connects when its handler runs; a standard signal does not queue, so
     // one that came while it was busy with another checkpoint is sent again.
     let mut last_signal = Instant::now();
@@ -222,7 +229,7 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
                 util::duration(timeout)
             )));
         }
-        if last_signal.elapsed() >= Duration::from_secs(1) {
+        if !traced && last_signal.elapsed() >= Duration::from_secs(1) {
             let _ = chan.signal(sig);
             last_signal = Instant::now();
         }

@@ -35,10 +35,16 @@ pub fn control_dir() -> Result<PathBuf> {
 }
 
 /// The signal that asks `pid` for a checkpoint: mig's own `MIG_SIGNAL` when set, else
-/// the `MIG_SIGNAL` of the process's environment (where the library read it when the
-/// process started), else SIGUSR1.
+/// the request signal the process's library publishes (always its own, whatever the
+/// program does with signals), else the `MIG_SIGNAL` of the process's environment
+/// (where the library read it when the process started), else SIGUSR1.
 pub fn checkpoint_signal(pid: i32) -> Result<i32> {
     let own = std::env::var(mig_proto::env::SIGNAL).ok().filter(|v| !v.is_empty()).map(|v| (v, "mig's"));
+    if own.is_none()
+        && let Some(sig) = crate::reach::published_signal(pid)
+    {
+        return Ok(sig);
+    }
     let theirs = || {
         let env = environ(pid)?;
         env.into_iter().find_map(|(k, v)| (k == mig_proto::env::SIGNAL && !v.is_empty()).then_some((v, "the process's")))

@@ -11,6 +11,7 @@ mod inspect;
 mod interrupt;
 mod migrate;
 mod ps;
+mod reach;
 mod request;
 mod restart;
 mod run;

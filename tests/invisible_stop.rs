@@ -1,8 +1,14 @@
-//! Blocking system calls that a checkpoint or a restore interrupts go on as if nothing
-//! happened (issue 14): no EINTR, no early return, no lost wakeup, in every thread,
-//! in the checkpointed process and in the restored one. The subject, `blocking_calls`,
-//! runs one thread per call and prints one line per call (see `c-tests/README.md`);
-//! each run's lines are compared with an uninterrupted run's.
+//! A checkpoint the program cannot notice (issue 14).
+//!
+//! - Blocking system calls that a checkpoint or a restore interrupts go on as if
+//!   nothing happened: no EINTR, no early return, no lost wakeup, in every thread, in
+//!   the checkpointed process and in the restored one. The subject, `blocking_calls`,
+//!   runs one thread per call and prints one line per call (see `c-tests/README.md`);
+//!   each run's lines are compared with an uninterrupted run's.
+//! - `mig checkpoint` reaches a program that owns the checkpoint signal, or blocks
+//!   every signal in every thread, without `MIG_SIGNAL`.
+//!
+//! Threads that block every signal are in `tests/threads.rs`.
 
 mod common;
 use common::*;
@@ -121,4 +127,52 @@ fn blocked_calls_go_on_after_a_restore() {
     let (lines, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
     assert_all_ok(&lines, &reference, "after a restore", &err);
     assert!(st.success(), "{st:?} {err}");
+}
+
+// ---- The request path ----
+
+/// A program that owns SIGUSR1 and SIGUSR2 and blocks every signal in every thread
+/// (DMTCP's dmtcp4): `mig checkpoint PID`, with no `MIG_SIGNAL` anywhere, takes an
+/// image; the program goes on as an uninterrupted run does (its mask and handlers as it
+/// set them, none of its handlers run), and so does the restored one.
+#[test]
+fn mig_checkpoint_reaches_a_program_that_blocks_every_signal() {
+    let dir = tempdir("blocks_everything");
+    let l = Launch::new(&compile("blocks_everything"), &dir);
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("b.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    p.until("step 3 ");
+    let (st, out, err) = output(mig_cmd(&["checkpoint", &p.pid().to_string()]).env_remove("MIG_SIGNAL"));
+    assert!(st.success(), "mig checkpoint: {out}{err}");
+    assert!(image.exists(), "{out}");
+    let (lines, st, err) = p.finish();
+    assert!(st.success(), "the checkpointed run failed: {lines:?}\nstderr: {err}");
+    assert_eq!(lines, reference, "the checkpointed run differs from an uninterrupted one");
+    let (restored, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
+    assert!(st.success(), "the restored run failed: {restored:?}\nstderr: {err}");
+    let first = restored.first().and_then(|r| step_of(r)).expect("the restored run prints steps");
+    assert!(first > 3, "restored at step {first}");
+    assert_continues(&reference, &reference[..first as usize - 1], &restored);
+}
+
+/// A program that takes SIGUSR1 for itself keeps getting it (a plain `kill -USR1` is
+/// its own), and `mig checkpoint PID` still checkpoints it, with no `MIG_SIGNAL`.
+#[test]
+fn mig_checkpoint_reaches_a_program_that_owns_the_checkpoint_signal() {
+    let dir = tempdir("own_usr1_request");
+    let l = Launch::new(&compile("own_usr1"), &dir).arg("30");
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("u.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    p.until("step 3 ");
+    let (st, out, err) = output(mig_cmd(&["checkpoint", &p.pid().to_string()]).env_remove("MIG_SIGNAL"));
+    assert!(st.success(), "mig checkpoint: {out}{err}");
+    let (lines, st, err) = p.finish();
+    assert!(st.success(), "{lines:?} {err}");
+    assert_eq!(lines, reference, "the checkpointed run differs from an uninterrupted one");
+    let (restored, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
+    assert!(st.success(), "the restored run failed: {restored:?}\nstderr: {err}");
+    let first = restored.first().and_then(|r| step_of(r)).expect("the restored run prints steps");
+    assert_continues(&reference, &reference[..first as usize - 1], &restored);
 }

@@ -1,0 +1,17 @@
+//! Where `mig checkpoint` finds how to ask a process for a checkpoint, whatever the
+//! program does with signals: `libmig.so` exports a record under [`SYMBOL`], which the
+//! command reads from the process's memory (with the right to trace it).
+//!
+//! Layout ([`LEN`] bytes): [`MAGIC`] @0, the request signal (u32) @8, a version (u32)
+//! @12. The request signal is a real-time signal whose handler is always mig's
+//! checkpoint handler: chosen among the free ones at start, chosen again if the program
+//! takes it. A request sent on it works like one on the checkpoint signal.
+
+/// The exported symbol.
+pub const SYMBOL: &[u8] = b"MIG_CONTROL";
+pub const MAGIC: [u8; 8] = *b"migctl01";
+pub const LEN: usize = 16;
+/// Set in a request's nonce when the command unblocked the request signal in the
+/// thread it sent it to (every thread blocked it): the handler blocks it again in the
+/// signal frame it returns through, so the thread's mask is as the program set it.
+pub const REBLOCK: u64 = 1;

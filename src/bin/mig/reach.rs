@@ -1,0 +1,186 @@
+//! How `mig checkpoint` reaches a process whatever the program does with signals: the
+//! request signal the library publishes (`mig_proto::published`), read from the
+//! process's memory; and, when every thread of the process blocks it, delivered
+//! through `ptrace` to one thread, which has it unblocked just for that delivery.
+
+use std::fs;
+use std::io;
+
+/// The request signal that `pid`'s `libmig.so` publishes; `None` if it cannot be read
+/// (no right to trace the process, a library without it, none free).
+pub fn published_signal(pid: i32) -> Option<i32> {
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    // The library's first mapping (file offset 0) is where its addresses start.
+    let (base, path) = maps.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let range = f.next()?;
+        let offset = f.nth(1)?;
+        let path = f.nth(2)?;
+        (path.ends_with("/libmig.so") && u64::from_str_radix(offset, 16).ok()? == 0)
+            .then(|| Some((u64::from_str_radix(range.split('-').next()?, 16).ok()?, path.to_string())))
+            .flatten()
+    })?;
+    let at = base + symbol(&fs::read(&path).ok()?, mig_proto::published::SYMBOL)?;
+    let mut rec = [0u8; mig_proto::published::LEN];
+    let local = libc::iovec { iov_base: rec.as_mut_ptr().cast(), iov_len: rec.len() };
+    let remote = libc::iovec { iov_base: at as *mut libc::c_void, iov_len: rec.len() };
+    // SAFETY: process_vm_readv into `rec`, of the length given.
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    if n != rec.len() as isize || rec[..8] != mig_proto::published::MAGIC {
+        return None;
+    }
+    let sig = u32::from_ne_bytes(rec[8..12].try_into().ok()?);
+    (sig != 0).then_some(sig as i32)
+}
+
+/// The value of dynamic symbol `name` in ELF64 file `elf` (its offset from the load
+/// address, for a shared library).
+fn symbol(elf: &[u8], name: &[u8]) -> Option<u64> {
+    let u16_at = |at: usize| elf.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u32_at = |at: usize| elf.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+    let u64_at = |at: usize| elf.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    if elf.get(..5)? != b"\x7fELF\x02" {
+        return None;
+    }
+    let (shoff, shentsize, shnum) = (u64_at(0x28)? as usize, u16_at(0x3a)?, u16_at(0x3c)?);
+    let section = |i: usize| {
+        let h = shoff + i * shentsize;
+        Some((u32_at(h + 4)?, u64_at(h + 0x18)? as usize, u64_at(h + 0x20)? as usize, u32_at(h + 0x28)? as usize))
+    };
+    const SHT_DYNSYM: u32 = 11;
+    let (_, symoff, symsize, strndx) = (0..shnum).filter_map(section).find(|s| s.0 == SHT_DYNSYM)?;
+    let (_, stroff, strsize, _) = section(strndx)?;
+    let strtab = elf.get(stroff..stroff + strsize)?;
+    (0..symsize / 24).find_map(|i| {
+        let s = symoff + i * 24;
+        let at = u32_at(s)? as usize;
+        let sym = strtab.get(at..)?;
+        let sym = &sym[..sym.iter().position(|&c| c == 0)?];
+        (sym == name).then(|| u64_at(s + 8)).flatten()
+    })
+}
+
+/// Whether every thread of `pid` blocks `sig` (so a signal sent to the process waits).
+pub fn blocked_everywhere(pid: i32, sig: i32) -> bool {
+    let bit = 1u64 << (sig - 1);
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    let mut any = false;
+    for t in tasks.flatten() {
+        let Ok(status) = fs::read_to_string(t.path().join("status")) else { continue };
+        let blocked = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).unwrap_or(0);
+        if blocked & bit == 0 {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
+fn ptrace(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
+    // SAFETY: requests that pass values, or addresses of live locals as their callers do.
+    let r = unsafe { libc::ptrace(req, tid, addr, data) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
+}
+
+fn wait(tid: i32) -> io::Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid into a local.
+        if unsafe { libc::waitpid(tid, &mut status, libc::__WALL) } >= 0 {
+            return Ok(status);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Sends `sig` with `nonce` to a thread of `pid` (which blocks it, as every thread
+/// does): the thread is seized and interrupted, a call it was in set to run again,
+/// `sig` queued to it and unblocked; at its delivery the thread is let go with it,
+/// and the handler blocks it again in its frame (`nonce` has `REBLOCK`).
+pub fn deliver_traced(pid: i32, sig: i32, nonce: u64) -> io::Result<()> {
+    let tid = fs::read_dir(format!("/proc/{pid}/task"))?
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse::<i32>().ok())
+        .find(|t| {
+            fs::read_to_string(format!("/proc/{pid}/task/{t}/stat")).is_ok_and(|s| !s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+        })
+        .ok_or_else(|| io::Error::other("no live thread"))?;
+    ptrace(libc::PTRACE_SEIZE, tid, 0, 0)?;
+    let r = deliver_seized(pid, tid, sig, nonce);
+    if r.is_err() {
+        let _ = ptrace(libc::PTRACE_DETACH, tid, 0, 0);
+    }
+    r
+}
+
+fn deliver_seized(pid: i32, tid: i32, sig: i32, nonce: u64) -> io::Result<()> {
+    const PTRACE_EVENT_STOP: i32 = 128;
+    const PTRACE_GETSIGMASK: libc::c_uint = 0x420a;
+    const PTRACE_SETSIGMASK: libc::c_uint = 0x420b;
+    ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0)?;
+    loop {
+        let st = wait(tid)?;
+        if !libc::WIFSTOPPED(st) {
+            return Err(io::Error::other("the thread ended"));
+        }
+        if st >> 16 == PTRACE_EVENT_STOP {
+            break;
+        }
+        // A signal of the program's on its way: it goes on its way.
+        ptrace(libc::PTRACE_CONT, tid, 0, libc::WSTOPSIG(st) as usize)?;
+    }
+    // A call the interruption cut short runs again after the handler.
+    // SAFETY: user_regs_struct is plain data; PTRACE_GETREGS fills it.
+    let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+    ptrace(libc::PTRACE_GETREGS, tid, 0, &mut regs as *mut _ as usize)?;
+    let nr = regs.orig_rax as i64;
+    if nr >= 0 {
+        let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
+        if let Some(edit) = mig_checkpoint::interrupted::after_stop(nr as u32, args, regs.rax as i64) {
+            regs.rax = nr as u64;
+            regs.rip -= 2;
+            match edit {
+                Some((r, v)) if r == libc::REG_RDI as usize => regs.rdi = v,
+                Some((r, v)) if r == libc::REG_RDX as usize => regs.rdx = v,
+                _ => {}
+            }
+        }
+        regs.orig_rax = u64::MAX;
+        ptrace(libc::PTRACE_SETREGS, tid, 0, &regs as *const _ as usize)?;
+    }
+    let mut mask = 0u64;
+    ptrace(PTRACE_GETSIGMASK, tid, 8, &mut mask as *mut u64 as usize)?;
+    // SAFETY: siginfo_t is plain data, filled below as sigqueue fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    info.si_signo = sig;
+    info.si_code = libc::SI_QUEUE;
+    // SAFETY: the fields after the first three are the `_rt` member's: pid, uid, value.
+    unsafe {
+        let rt = (&mut info as *mut libc::siginfo_t).cast::<u8>().add(16);
+        rt.cast::<i32>().write(libc::getpid());
+        rt.add(4).cast::<u32>().write(libc::getuid());
+        rt.add(8).cast::<u64>().write(nonce | mig_proto::published::REBLOCK);
+    }
+    // SAFETY: rt_tgsigqueueinfo with a filled siginfo.
+    if unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, sig, &info as *const libc::siginfo_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let unblocked = mask & !(1u64 << (sig - 1));
+    ptrace(PTRACE_SETSIGMASK, tid, 8, &unblocked as *const u64 as usize)?;
+    ptrace(libc::PTRACE_CONT, tid, 0, 0)?;
+    loop {
+        let st = wait(tid)?;
+        if !libc::WIFSTOPPED(st) {
+            return Err(io::Error::other("the thread ended"));
+        }
+        if st >> 16 == 0 && libc::WSTOPSIG(st) == sig {
+            // Delivered as the thread goes on: into the handler.
+            return ptrace(libc::PTRACE_DETACH, tid, 0, sig as usize).map(drop);
+        }
+        let pass = if st >> 16 == 0 { libc::WSTOPSIG(st) as usize } else { 0 };
+        ptrace(libc::PTRACE_CONT, tid, 0, pass)?;
+    }
+}
