@@ -100,6 +100,8 @@ fn init() {
     install_rollback();
     checkpoint::threads::choose_signal(settings.thread_signal);
     checkpoint::handler::choose_request_signal();
+    checkpoint::control::publish();
+    checkpoint::threads::note_frame_layout();
     checkpoint::timer::arm(settings.interval_ms, settings.checkpoint_signal);
     interpose::ready();
 }

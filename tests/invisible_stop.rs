@@ -5,8 +5,8 @@
 //!   the checkpointed process and in the restored one. The subject, `blocking_calls`,
 //!   runs one thread per call and prints one line per call (see `c-tests/README.md`);
 //!   each run's lines are compared with an uninterrupted run's.
-//! - `mig checkpoint` reaches a program that owns the checkpoint signal, or blocks
-//!   every signal in every thread, without `MIG_SIGNAL`.
+//! - `mig checkpoint` reaches a program that owns the checkpoint signal, blocks every
+//!   signal in every thread, or takes every signal, without `MIG_SIGNAL`.
 //!
 //! Threads that block every signal are in `tests/threads.rs`.
 
@@ -170,6 +170,31 @@ fn mig_checkpoint_reaches_a_program_that_owns_the_checkpoint_signal() {
     assert!(st.success(), "mig checkpoint: {out}{err}");
     let (lines, st, err) = p.finish();
     assert!(st.success(), "{lines:?} {err}");
+    assert_eq!(lines, reference, "the checkpointed run differs from an uninterrupted one");
+    let (restored, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
+    assert!(st.success(), "the restored run failed: {restored:?}\nstderr: {err}");
+    let first = restored.first().and_then(|r| step_of(r)).expect("the restored run prints steps");
+    assert_continues(&reference, &reference[..first as usize - 1], &restored);
+}
+
+/// A program that takes every signal it can catch, real-time ones included, and drops
+/// those it did not ask for (as the Go runtime does): no signal is left to stop threads
+/// or carry a request. `mig checkpoint PID` writes the request into a thread itself,
+/// every thread is stopped from outside, and the program goes on as an uninterrupted
+/// run does (its handlers its own, no stray signal, no sleep cut short); so does the
+/// restored one.
+#[test]
+fn mig_checkpoint_reaches_a_program_that_takes_every_signal() {
+    let dir = tempdir("takes_all_signals");
+    let l = Launch::new(&compile("takes_all_signals"), &dir);
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("t.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    p.until("step 3 ");
+    let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &p.pid().to_string()]));
+    assert!(st.success(), "mig checkpoint: {out}{err}");
+    let (lines, st, err) = p.finish();
+    assert!(st.success(), "the checkpointed run failed: {lines:?}\nstderr: {err}");
     assert_eq!(lines, reference, "the checkpointed run differs from an uninterrupted one");
     let (restored, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
     assert!(st.success(), "the restored run failed: {restored:?}\nstderr: {err}");

@@ -18,7 +18,7 @@
 
 use crate::runtime::FixedPath;
 use crate::sys::{self, msg::Msg};
-use core::sync::atomic::{AtomicI32, AtomicU32, Ordering::Relaxed};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::Relaxed};
 use mig_proto::{published, request};
 
 /// What `mig checkpoint` reads from this process's memory (`mig_proto::published`).
@@ -28,10 +28,33 @@ pub struct Published {
     /// The request signal (0: none free).
     pub request_signal: AtomicU32,
     version: u32,
+    pub entry: AtomicU64,
+    pub restorer: AtomicU64,
+    /// The extended state of this process's signal frames (`tracer::note_frame`).
+    pub sw_features: AtomicU64,
+    pub sw_size: AtomicU32,
+    pub checkpoint_signal: AtomicU32,
 }
 
 #[unsafe(no_mangle)]
-pub static MIG_CONTROL: Published = Published { magic: published::MAGIC, request_signal: AtomicU32::new(0), version: 1 };
+pub static MIG_CONTROL: Published = Published {
+    magic: published::MAGIC,
+    request_signal: AtomicU32::new(0),
+    version: 2,
+    entry: AtomicU64::new(0),
+    restorer: AtomicU64::new(0),
+    sw_features: AtomicU64::new(0),
+    sw_size: AtomicU32::new(0),
+    checkpoint_signal: AtomicU32::new(0),
+};
+
+/// Publishes how to reach the checkpoint handler (at start, once the runtime is set).
+pub fn publish() {
+    let rt = crate::runtime::get();
+    MIG_CONTROL.entry.store(rt.checkpoint_entry, Relaxed);
+    MIG_CONTROL.restorer.store(rt.restorer, Relaxed);
+    MIG_CONTROL.checkpoint_signal.store(rt.settings.checkpoint_signal, Relaxed);
+}
 const _: () = assert!(size_of::<Published>() == published::LEN);
 
 /// A request that came on the request signal, unblocked by the command for it

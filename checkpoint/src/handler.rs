@@ -35,8 +35,11 @@ pub extern "C" fn on_checkpoint(sig: c_int, info: *mut libc::siginfo_t, uc: *mut
 }
 
 fn entered(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
-    // SAFETY: the kernel passes an `SA_SIGINFO` handler its frame's siginfo.
-    control::reblock(sig, unsafe { info.as_ref() }, uc);
+    // SAFETY: the kernel (or a frame written from outside, `tracer`) passes an
+    // `SA_SIGINFO` handler its frame's siginfo.
+    let info_ref = unsafe { info.as_ref() };
+    super::tracer::fix_frame(info_ref, uc);
+    control::reblock(sig, info_ref, uc);
     super::tracer::note_frame(uc);
     let call = super::interrupted::restart(uc, false);
     checkpoint(info);
@@ -111,9 +114,8 @@ fn checkpoint(info: *mut libc::siginfo_t) {
         }
         control::done_here(Some(&job.request()));
     };
-    if !threads::choose_signal(rt.settings.thread_signal) {
-        return refused(Some("checkpoint refused: no free real-time signal to stop threads with"));
-    }
+    // Without a free real-time signal, threads are stopped from outside.
+    threads::choose_signal(rt.settings.thread_signal);
     let n = match threads::stop_all() {
         Ok(n) => n,
         Err(threads::StopError::TooMany) => return refused(Some("checkpoint refused: more threads than a checkpoint can hold")),

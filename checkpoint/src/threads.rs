@@ -131,6 +131,9 @@ pub enum StopError {
 /// included). On failure every thread that did stop is released again.
 pub fn stop_all() -> Result<usize, StopError> {
     let sig = STOP_SIGNAL.load(SeqCst);
+    // No signal of ours to stop threads with (the program took them all): every thread
+    // is stopped from outside.
+    let outside = sig == 0;
     reset_slots(STOP_TIMEOUT_MS);
     super::interrupted::forget_samples();
     NEXT.store(1, SeqCst);
@@ -156,8 +159,10 @@ pub fn stop_all() -> Result<usize, StopError> {
             }
             // A thread that just exited gives ESRCH.
             // `count` is below MAX_THREADS - 1 here: there is room.
-            super::interrupted::sample(tid);
-            if sys::tgkill(pid, tid, sig as i32).is_ok()
+            if !outside {
+                super::interrupted::sample(tid);
+            }
+            if (outside || sys::tgkill(pid, tid, sig as i32).is_ok())
                 && let Some(slot) = signalled.get_mut(count)
             {
                 *slot = tid;
@@ -169,7 +174,7 @@ pub fn stop_all() -> Result<usize, StopError> {
         let deadline = start + STOP_TIMEOUT_MS * 1_000_000;
         // Threads that block the signal are stopped from outside once the others had
         // time to come.
-        let mut grace = Some(start + GRACE_MS * 1_000_000);
+        let mut grace = Some(if outside { start } else { start + GRACE_MS * 1_000_000 });
         loop {
             let arrived = ARRIVED.load(SeqCst) as usize;
             if arrived + gone >= count {
@@ -180,7 +185,7 @@ pub fn stop_all() -> Result<usize, StopError> {
                 && now >= g
             {
                 grace = None;
-                gone += stop_blocking(signalled.get(..count).unwrap_or(&[]), sig);
+                gone += stop_blocking(signalled.get(..count).unwrap_or(&[]), sig, outside);
                 continue;
             }
             if now >= deadline {
@@ -197,14 +202,14 @@ pub fn stop_all() -> Result<usize, StopError> {
     }
 }
 
-/// Stops from outside (`tracer`) those of `tids` for which `sig` waits, blocked;
-/// returns how many of them ended meanwhile.
-fn stop_blocking(tids: &[u32], sig: u32) -> usize {
+/// Stops from outside (`tracer`) those of `tids` for which `sig` waits, blocked (with
+/// `all`, every one); returns how many of them ended meanwhile.
+fn stop_blocking(tids: &[u32], sig: u32, all: bool) -> usize {
     let mut blocking = [0u32; super::tracer::MAX];
     let mut n = 0;
     for &tid in tids {
         if n < blocking.len()
-            && super::tracer::waiting(sys::getpid(), tid, sig)
+            && (all || super::tracer::waiting(sys::getpid(), tid, sig))
             && let Some(slot) = blocking.get_mut(n)
         {
             *slot = tid;
@@ -215,7 +220,7 @@ fn stop_blocking(tids: &[u32], sig: u32) -> usize {
         return 0;
     }
     let mut out = [super::tracer::Outcome::Refused; super::tracer::MAX];
-    super::tracer::stop(blocking.get(..n).unwrap_or(&[]), sig, &mut out);
+    super::tracer::stop(blocking.get(..n).unwrap_or(&[]), sig, all, &mut out);
     out.iter().take(n).filter(|&&o| o == super::tracer::Outcome::Gone).count()
 }
 
@@ -241,7 +246,19 @@ pub extern "C" fn on_stop(_sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_vo
     stop_signal(info, uc);
 }
 
+/// At start: has the stop handler note the layout of the kernel's signal frames
+/// (`tracer::note_frame`), which frames written from outside copy.
+pub fn note_frame_layout() {
+    let sig = STOP_SIGNAL.load(SeqCst);
+    if sig != 0 {
+        let _ = sys::tgkill(sys::getpid(), sys::gettid(), sig as i32);
+    }
+}
+
 fn stop_signal(info: *mut libc::siginfo_t, uc: *mut c_void) {
+    if super::control::MIG_CONTROL.sw_size.load(SeqCst) == 0 {
+        super::tracer::note_frame(uc);
+    }
     // SAFETY: the kernel (or `tracer`) passes an `SA_SIGINFO` handler its frame's
     // siginfo.
     super::tracer::fix_frame(unsafe { info.as_ref() }, uc);
@@ -354,7 +371,8 @@ pub fn wait_resumed(n: usize) {
 }
 
 /// Picks the stop signal: a real-time signal whose action is still the default, or
-/// ours already; installs the handler. Returns false if none is free.
+/// ours already; installs the handler. Returns false if none is free (threads are then
+/// stopped from outside).
 pub fn choose_signal(wanted: Option<u32>) -> bool {
     let current = STOP_SIGNAL.load(SeqCst);
     let candidates = wanted.into_iter().chain(Some(current).filter(|&s| s != 0)).chain((libc::SIGRTMIN() as u32 + 2..=libc::SIGRTMAX() as u32).rev());
@@ -375,6 +393,7 @@ pub fn choose_signal(wanted: Option<u32>) -> bool {
             msg().s("warning: MIG_THREAD_SIGNAL ").num(sig as u64).s(" is used by the program; picking another").emit();
         }
     }
+    STOP_SIGNAL.store(0, SeqCst);
     false
 }
 

@@ -23,7 +23,7 @@ use crate::sys::{self, CPath};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
 /// At most this many threads stopped from outside per checkpoint.
-pub const MAX: usize = 64;
+pub const MAX: usize = 256;
 /// `si_errno` of a frame written here (the kernel leaves it 0 for `tgkill`).
 const MARKER: i32 = 0x006d_6967;
 const STACK: usize = 256 << 10;
@@ -59,11 +59,8 @@ static COUNT: AtomicU32 = AtomicU32::new(0);
 static SIGNAL: AtomicU32 = AtomicU32::new(0);
 static PID: AtomicU32 = AtomicU32::new(0);
 static ENTRY: AtomicU64 = AtomicU64::new(0);
-static RESTORER: AtomicU64 = AtomicU64::new(0);
-/// From a signal frame the kernel made: the extended state components and size of
-/// this process's frames (0: none seen).
-static SW_FEATURES: AtomicU64 = AtomicU64::new(0);
-static SW_SIZE: AtomicU32 = AtomicU32::new(0);
+/// Every listed thread gets a frame (the stop signal is not ours to send).
+static ALL: AtomicU32 = AtomicU32::new(0);
 /// Set once the helper may trace (`PR_SET_PTRACER` done).
 static GO: AtomicU32 = AtomicU32::new(0);
 /// Not 0 while the helper exists (the kernel clears it as the helper ends).
@@ -89,9 +86,10 @@ pub fn waiting(pid: u32, tid: u32, sig: u32) -> bool {
     set(b"SigPnd:\t").unwrap_or(0) & set(b"SigBlk:\t").unwrap_or(0) & bit != 0
 }
 
-/// The coordinator: makes each thread of `tids` (for which `sig` waits) run the stop
-/// handler; `out[i]` says what became of `tids[i]`. Waits at most 2 s for the helper.
-pub fn stop(tids: &[u32], sig: u32, out: &mut [Outcome]) {
+/// The coordinator: makes each thread of `tids` (for which `sig` waits; with `all`,
+/// whatever it waits for) run the stop handler; `out[i]` says what became of
+/// `tids[i]`. Waits at most 2 s for the helper.
+pub fn stop(tids: &[u32], sig: u32, all: bool, out: &mut [Outcome]) {
     let n = tids.len().min(MAX).min(out.len());
     for (i, (slot, outcome)) in TIDS.iter().zip(OUTCOMES.iter()).enumerate().take(n) {
         slot.store(tids.get(i).copied().unwrap_or(0), SeqCst);
@@ -101,9 +99,8 @@ pub fn stop(tids: &[u32], sig: u32, out: &mut [Outcome]) {
     COUNT.store(n as u32, SeqCst);
     SIGNAL.store(sig, SeqCst);
     PID.store(sys::getpid(), SeqCst);
-    let rt = crate::runtime::get();
-    ENTRY.store(rt.stop_entry, SeqCst);
-    RESTORER.store(rt.restorer, SeqCst);
+    ENTRY.store(crate::runtime::get().stop_entry, SeqCst);
+    ALL.store(all as u32, SeqCst);
     GO.store(0, SeqCst);
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
     // SAFETY: a new anonymous mapping where the kernel chooses; the helper unmaps it.
@@ -201,7 +198,25 @@ fn redirect(tid: u32) -> Outcome {
     };
     // Stopped, it cannot change: one that took the signal meanwhile comes by itself
     // (its call, cut short by this stop, made to run again).
-    let r = if waiting(PID.load(SeqCst), tid, SIGNAL.load(SeqCst)) { write_frame(tid) } else { resume_call(tid) };
+    let (pid, sig) = (PID.load(SeqCst), SIGNAL.load(SeqCst));
+    let r = if ALL.load(SeqCst) != 0 || waiting(pid, tid, sig) {
+        let c = &crate::control::MIG_CONTROL;
+        let entry = Entry {
+            pid,
+            entry: ENTRY.load(SeqCst),
+            restorer: c.restorer.load(SeqCst),
+            sig,
+            code: libc::SI_TKILL,
+            sender: pid,
+            uid: sys::getuid(),
+            value: 0,
+            sw_features: c.sw_features.load(SeqCst),
+            sw_size: c.sw_size.load(SeqCst),
+        };
+        write_frame(tid, &entry)
+    } else {
+        resume_call(tid)
+    };
     let _ = sys::ptrace(libc::PTRACE_DETACH, tid, 0, redeliver as usize);
     r
 }
@@ -268,9 +283,29 @@ fn resume_call(tid: u32) -> Outcome {
     Outcome::Stopped
 }
 
-/// The frame, written below the stopped thread's stack pointer; its registers then
-/// point at the stop handler.
-fn write_frame(tid: u32) -> Outcome {
+/// Where a frame written into a thread sends it, and what its siginfo says.
+pub struct Entry {
+    /// The thread's process (whose memory gets the frame).
+    pub pid: u32,
+    /// The handler's entry, and the `sa_restorer` it returns through.
+    pub entry: u64,
+    pub restorer: u64,
+    /// The siginfo: signal, code, sender, its user, value (`SI_QUEUE`'s).
+    pub sig: u32,
+    pub code: i32,
+    pub sender: u32,
+    pub uid: u32,
+    pub value: u64,
+    /// The extended state of the process's own signal frames (`Published`).
+    pub sw_features: u64,
+    pub sw_size: u32,
+}
+
+/// Makes thread `tid`, in a ptrace stop of the caller's, run `e.entry` as a signal
+/// handler when it goes on: a signal frame written below its stack pointer (as the
+/// kernel would write it: registers, extended state, mask; a call it was in set to run
+/// again), its registers pointed at the entry, every signal blocked.
+pub fn write_frame(tid: u32, e: &Entry) -> Outcome {
     let mut regs = [0u64; 27];
     // SAFETY: PTRACE_GETREGS writes one `user_regs_struct` (27 words).
     if unsafe { sys::ptrace_out(libc::PTRACE_GETREGS, tid, 0, regs.as_mut_ptr().cast()) }.is_err() {
@@ -287,7 +322,7 @@ fn write_frame(tid: u32) -> Outcome {
         // The kernel's own frames for this process give the size and components
         // (ptrace gives every component the CPU has: AMX's too, where a process
         // without the permission gets no room for them in its frames).
-        let (features, size) = (SW_FEATURES.load(SeqCst), SW_SIZE.load(SeqCst) as usize);
+        let (features, size) = (e.sw_features, e.sw_size as usize);
         if size == 0 {
             return Outcome::Refused;
         }
@@ -375,7 +410,7 @@ fn write_frame(tid: u32) -> Outcome {
             dst.copy_from_slice(bytes);
         }
     };
-    put(0, &RESTORER.load(SeqCst).to_ne_bytes());
+    put(0, &e.restorer.to_ne_bytes());
     put(UC_AT, &(if xstate { UC_FLAGS } else { UC_FLAGS & !1 }).to_ne_bytes());
     // uc_stack: disabled until the thread says what its alternate stack is.
     put(UC_AT + 16 + 8, &(libc::SS_DISABLE as u32).to_ne_bytes());
@@ -384,17 +419,18 @@ fn write_frame(tid: u32) -> Outcome {
     }
     put(UC_AT + 40 + 184, &fp.to_ne_bytes());
     put(UC_AT + 296, &mask.to_ne_bytes());
-    let sig = SIGNAL.load(SeqCst);
+    let sig = e.sig;
     put(INFO_AT, &(sig as i32).to_ne_bytes());
     put(INFO_AT + 4, &MARKER.to_ne_bytes());
-    put(INFO_AT + 8, &libc::SI_TKILL.to_ne_bytes());
-    put(INFO_AT + 16, &PID.load(SeqCst).to_ne_bytes());
-    put(INFO_AT + 20, &sys::getuid().to_ne_bytes());
+    put(INFO_AT + 8, &e.code.to_ne_bytes());
+    put(INFO_AT + 16, &e.sender.to_ne_bytes());
+    put(INFO_AT + 20, &e.uid.to_ne_bytes());
+    put(INFO_AT + 24, &e.value.to_ne_bytes());
     put(fp - frame, xsave.0.get(..fp_len).unwrap_or(&[]));
     if xstate {
         put(fp - frame + fp_len as u64, &FP_XSTATE_MAGIC2.to_ne_bytes());
     }
-    if !sys::write_other(PID.load(SeqCst), frame, b) {
+    if !sys::write_other(e.pid, frame, b) {
         return Outcome::Refused;
     }
 
@@ -403,7 +439,7 @@ fn write_frame(tid: u32) -> Outcome {
     let mut entry = regs;
     for (i, v) in [
         (ur::RSP, frame),
-        (ur::RIP, ENTRY.load(SeqCst)),
+        (ur::RIP, e.entry),
         (ur::RDI, sig as u64),
         (ur::RSI, frame + INFO_AT),
         (ur::RDX, frame + UC_AT),
@@ -437,11 +473,13 @@ pub fn fix_frame(info: Option<&libc::siginfo_t>, uc: *mut core::ffi::c_void) {
         ss.ss_flags &= !libc::SS_ONSTACK;
         uc.uc_stack = ss;
     }
-    sys::take_pending(SIGNAL.load(SeqCst) as i32);
+    if info.si_code == libc::SI_TKILL && info.si_signo > 0 {
+        sys::take_pending(info.si_signo);
+    }
 }
 
-/// In the checkpoint handler: notes the extended-state layout of the kernel's frame
-/// `uc`, which the frames written here copy.
+/// In a handler the kernel entered (at start, and at each checkpoint): notes the
+/// extended-state layout of its frame `uc`, which the frames written here copy.
 pub fn note_frame(uc: *const core::ffi::c_void) {
     // SAFETY: the kernel passes an `SA_SIGINFO` handler its frame's ucontext.
     let Some(uc) = (unsafe { uc.cast::<libc::ucontext_t>().as_ref() }) else { return };
@@ -452,7 +490,8 @@ pub fn note_frame(uc: *const core::ffi::c_void) {
     }
     let word = |at: usize| sw.get(at..at + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_ne_bytes);
     if word(0) == FP_XSTATE_MAGIC1 && uc.uc_flags & 1 != 0 {
-        SW_FEATURES.store(sw.get(8..16).and_then(|b| b.try_into().ok()).map_or(0, u64::from_ne_bytes), SeqCst);
-        SW_SIZE.store(word(16), SeqCst);
+        let c = &crate::control::MIG_CONTROL;
+        c.sw_features.store(sw.get(8..16).and_then(|b| b.try_into().ok()).map_or(0, u64::from_ne_bytes), SeqCst);
+        c.sw_size.store(word(16), SeqCst);
     }
 }

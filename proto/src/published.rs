@@ -2,15 +2,22 @@
 //! program does with signals: `libmig.so` exports a record under [`SYMBOL`], which the
 //! command reads from the process's memory (with the right to trace it).
 //!
-//! Layout ([`LEN`] bytes): [`MAGIC`] @0, the request signal (u32) @8, a version (u32)
-//! @12. The request signal is a real-time signal whose handler is always mig's
-//! checkpoint handler: chosen among the free ones at start, chosen again if the program
-//! takes it. A request sent on it works like one on the checkpoint signal.
+//! Layout ([`LEN`] bytes, native endian): [`MAGIC`] @0, the request signal (u32) @8, a
+//! version (u32) @12, the checkpoint handler's entry (u64) @16, the `sa_restorer` the
+//! library's handlers return through (u64) @24, the extended-state components (u64)
+//! @32 and size (u32) @40 of this process's signal frames (0: not known), the
+//! checkpoint signal (u32) @44.
+//!
+//! The request signal is a real-time signal whose handler is always mig's checkpoint
+//! handler: chosen among the free ones at start, chosen again if the program takes it
+//! (0: none free). A request sent on it works like one on the checkpoint signal. When
+//! no signal can carry a request (none free, or every thread blocks it), the command
+//! writes a signal frame into one thread itself and points it at the entry.
 
 /// The exported symbol.
 pub const SYMBOL: &[u8] = b"MIG_CONTROL";
 pub const MAGIC: [u8; 8] = *b"migctl01";
-pub const LEN: usize = 16;
+pub const LEN: usize = 48;
 /// Set in a request's nonce when the command unblocked the request signal in the
 /// thread it sent it to (every thread blocked it): the handler blocks it again in the
 /// signal frame it returns through, so the thread's mask is as the program set it.

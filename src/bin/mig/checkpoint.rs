@@ -3,6 +3,7 @@
 
 use crate::compress::{self, Compressor, Method};
 use crate::control;
+use crate::reach;
 use crate::request::{self, Channel, Done, Reply, Target};
 use crate::stream::{self, Progress, Step};
 use crate::util;
@@ -181,13 +182,30 @@ fn destination(p: &Path) -> Result<PathBuf> {
 
 pub use crate::request::Options;
 
+/// How a request gets into the process.
+enum Route<'a> {
+    /// Its signal, queued to the process.
+    Signal,
+    /// The request signal, which every thread blocks, delivered to one through ptrace.
+    Traced,
+    /// A frame written into one thread (no signal is mig's).
+    Frame(&'a reach::Published),
+}
+
 /// Runs one checkpoint of `pid` to `dest` and waits for its result.
 pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Result<Outcome> {
     control::check_target(pid)?;
-    let sig = control::checkpoint_signal(pid)?;
-    // Every thread blocks it: one is made to take it (which needs the right to trace).
-    let traced = crate::reach::blocked_everywhere(pid, sig);
-    let chan = Channel::open(pid, traced)?;
+    let published = reach::published(pid);
+    let sig = control::checkpoint_signal(pid, published.as_ref())?;
+    let request_signal = published.as_ref().is_some_and(|p| p.request_signal == sig);
+    // How the request gets in (any but a plain signal needs the right to trace): no
+    // signal can carry it (the program took them all), or every thread blocks it.
+    let route = match &published {
+        Some(p) if p.request_signal == 0 && std::env::var_os(mig_proto::env::SIGNAL).is_none() => Route::Frame(p),
+        _ if request_signal && reach::blocked_everywhere(pid, sig) => Route::Traced,
+        _ => Route::Signal,
+    };
+    let chan = Channel::open(pid, matches!(route, Route::Traced))?;
     let (path, stream, write_end, sink) = match dest {
         Dest::Stream(w) => {
             let (r, wr) = request::pipe()?;
@@ -202,11 +220,14 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
         (None, None) => Target::Own,
     };
     let signalled = Instant::now();
-    if traced {
-        chan.deliver_traced(sig)
-            .map_err(|e| Fail::new(format!("every thread of process {pid} blocks signal {sig}, and it cannot be traced to take it: {e}")))?;
-    } else {
-        chan.signal(sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?;
+    match route {
+        Route::Signal => chan.signal(sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?,
+        Route::Traced => chan
+            .deliver_traced(sig)
+            .map_err(|e| Fail::new(format!("every thread of process {pid} blocks signal {sig}, and it cannot be traced to take it: {e}")))?,
+        Route::Frame(p) => {
+            chan.inject(p).map_err(|e| Fail::new(format!("process {pid} took every signal mig could use, and it cannot be traced to take the request: {e}")))?
+        }
     }
     // The process connects when its handler runs; a standard signal does not queue, so
     // one that came while it was busy with another checkpoint is sent again.
@@ -229,7 +250,7 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
                 util::duration(timeout)
             )));
         }
-        if !traced && last_signal.elapsed() >= Duration::from_secs(1) {
+        if matches!(route, Route::Signal) && last_signal.elapsed() >= Duration::from_secs(1) {
             let _ = chan.signal(sig);
             last_signal = Instant::now();
         }

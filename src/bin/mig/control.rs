@@ -38,12 +38,12 @@ pub fn control_dir() -> Result<PathBuf> {
 /// the request signal the process's library publishes (always its own, whatever the
 /// program does with signals), else the `MIG_SIGNAL` of the process's environment
 /// (where the library read it when the process started), else SIGUSR1.
-pub fn checkpoint_signal(pid: i32) -> Result<i32> {
+pub fn checkpoint_signal(pid: i32, published: Option<&crate::reach::Published>) -> Result<i32> {
     let own = std::env::var(mig_proto::env::SIGNAL).ok().filter(|v| !v.is_empty()).map(|v| (v, "mig's"));
     if own.is_none()
-        && let Some(sig) = crate::reach::published_signal(pid)
+        && let Some(p) = published.filter(|p| p.request_signal != 0)
     {
-        return Ok(sig);
+        return Ok(p.request_signal);
     }
     let theirs = || {
         let env = environ(pid)?;

@@ -6,9 +6,20 @@
 use std::fs;
 use std::io;
 
-/// The request signal that `pid`'s `libmig.so` publishes; `None` if it cannot be read
-/// (no right to trace the process, a library without it, none free).
-pub fn published_signal(pid: i32) -> Option<i32> {
+/// What `pid`'s `libmig.so` publishes (`mig_proto::published`).
+pub struct Published {
+    /// 0: none free.
+    pub request_signal: i32,
+    pub entry: u64,
+    pub restorer: u64,
+    pub sw_features: u64,
+    pub sw_size: u32,
+    pub checkpoint_signal: i32,
+}
+
+/// What `pid`'s library publishes; `None` if it cannot be read (no right to trace the
+/// process, a library without it).
+pub fn published(pid: i32) -> Option<Published> {
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
     // The library's first mapping (file offset 0) is where its addresses start.
     let (base, path) = maps.lines().find_map(|l| {
@@ -29,8 +40,16 @@ pub fn published_signal(pid: i32) -> Option<i32> {
     if n != rec.len() as isize || rec[..8] != mig_proto::published::MAGIC {
         return None;
     }
-    let sig = u32::from_ne_bytes(rec[8..12].try_into().ok()?);
-    (sig != 0).then_some(sig as i32)
+    let u32_at = |at: usize| u32::from_ne_bytes(rec[at..at + 4].try_into().unwrap_or_default());
+    let u64_at = |at: usize| u64::from_ne_bytes(rec[at..at + 8].try_into().unwrap_or_default());
+    Some(Published {
+        request_signal: u32_at(8) as i32,
+        entry: u64_at(16),
+        restorer: u64_at(24),
+        sw_features: u64_at(32),
+        sw_size: u32_at(40),
+        checkpoint_signal: u32_at(44) as i32,
+    })
 }
 
 /// The value of dynamic symbol `name` in ELF64 file `elf` (its offset from the load
@@ -96,11 +115,11 @@ fn wait(tid: i32) -> io::Result<i32> {
     }
 }
 
-/// Sends `sig` with `nonce` to a thread of `pid` (which blocks it, as every thread
-/// does): the thread is seized and interrupted, a call it was in set to run again,
-/// `sig` queued to it and unblocked; at its delivery the thread is let go with it,
-/// and the handler blocks it again in its frame (`nonce` has `REBLOCK`).
-pub fn deliver_traced(pid: i32, sig: i32, nonce: u64) -> io::Result<()> {
+const PTRACE_EVENT_STOP: i32 = 128;
+
+/// A live thread of `pid`, seized and stopped (`PTRACE_INTERRUPT`), for `f`; let go
+/// after it (unless `f` let it go itself).
+fn with_stopped_thread(pid: i32, f: impl FnOnce(i32) -> io::Result<()>) -> io::Result<()> {
     let tid = fs::read_dir(format!("/proc/{pid}/task"))?
         .flatten()
         .filter_map(|t| t.file_name().to_str()?.parse::<i32>().ok())
@@ -109,29 +128,59 @@ pub fn deliver_traced(pid: i32, sig: i32, nonce: u64) -> io::Result<()> {
         })
         .ok_or_else(|| io::Error::other("no live thread"))?;
     ptrace(libc::PTRACE_SEIZE, tid, 0, 0)?;
-    let r = deliver_seized(pid, tid, sig, nonce);
-    if r.is_err() {
-        let _ = ptrace(libc::PTRACE_DETACH, tid, 0, 0);
-    }
+    let r = ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0).and_then(|_| {
+        loop {
+            let st = wait(tid)?;
+            if !libc::WIFSTOPPED(st) {
+                return Err(io::Error::other("the thread ended"));
+            }
+            if st >> 16 == PTRACE_EVENT_STOP {
+                break f(tid);
+            }
+            // A signal of the program's on its way: it goes on its way.
+            ptrace(libc::PTRACE_CONT, tid, 0, libc::WSTOPSIG(st) as usize)?;
+        }
+    });
+    let _ = ptrace(libc::PTRACE_DETACH, tid, 0, 0);
     r
 }
 
+/// Makes a thread of `pid` run the checkpoint handler (`p.entry`) with a request
+/// (`SI_QUEUE`, `nonce`) as if the checkpoint signal had brought it: for a process
+/// where no signal can carry one (the program took every real-time signal).
+pub fn inject_request(pid: i32, p: &Published, nonce: u64) -> io::Result<()> {
+    with_stopped_thread(pid, |tid| {
+        let entry = mig_checkpoint::tracer::Entry {
+            pid: pid as u32,
+            entry: p.entry,
+            restorer: p.restorer,
+            sig: p.checkpoint_signal as u32,
+            code: libc::SI_QUEUE,
+            sender: std::process::id(),
+            // SAFETY: getuid cannot fail.
+            uid: unsafe { libc::getuid() },
+            value: nonce,
+            sw_features: p.sw_features,
+            sw_size: p.sw_size,
+        };
+        match mig_checkpoint::tracer::write_frame(tid as u32, &entry) {
+            mig_checkpoint::tracer::Outcome::Stopped => Ok(()),
+            _ => Err(io::Error::other("its thread's state cannot be read or written")),
+        }
+    })
+}
+
+/// Sends `sig` with `nonce` to a thread of `pid` (which blocks it, as every thread
+/// does): the thread is seized and interrupted, a call it was in set to run again,
+/// `sig` queued to it and unblocked; at its delivery the thread is let go with it,
+/// and the handler blocks it again in its frame (`nonce` has `REBLOCK`).
+pub fn deliver_traced(pid: i32, sig: i32, nonce: u64) -> io::Result<()> {
+    with_stopped_thread(pid, |tid| deliver_seized(pid, tid, sig, nonce))
+}
+
 fn deliver_seized(pid: i32, tid: i32, sig: i32, nonce: u64) -> io::Result<()> {
-    const PTRACE_EVENT_STOP: i32 = 128;
     const PTRACE_GETSIGMASK: libc::c_uint = 0x420a;
     const PTRACE_SETSIGMASK: libc::c_uint = 0x420b;
-    ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0)?;
-    loop {
-        let st = wait(tid)?;
-        if !libc::WIFSTOPPED(st) {
-            return Err(io::Error::other("the thread ended"));
-        }
-        if st >> 16 == PTRACE_EVENT_STOP {
-            break;
-        }
-        // A signal of the program's on its way: it goes on its way.
-        ptrace(libc::PTRACE_CONT, tid, 0, libc::WSTOPSIG(st) as usize)?;
-    }
     // A call the interruption cut short runs again after the handler.
     // SAFETY: user_regs_struct is plain data; PTRACE_GETREGS fills it.
     let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };

@@ -77,6 +77,11 @@ impl Channel {
         crate::reach::deliver_traced(self.pid, sig, self.nonce)
     }
 
+    /// Has a thread of the process run the checkpoint handler with the request.
+    pub fn inject(&self, p: &crate::reach::Published) -> io::Result<()> {
+        crate::reach::inject_request(self.pid, p, self.nonce)
+    }
+
     /// Sends `sig` with the request's nonce.
     pub fn signal(&self, sig: i32) -> io::Result<()> {
         let value = libc::sigval { sival_ptr: self.nonce as usize as *mut libc::c_void };
