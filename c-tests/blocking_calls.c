@@ -31,7 +31,8 @@
  * BAD with the number of EINTRs), then `done`; exit status 0 if every line says
  * ok, else 1. An uninterrupted run prints the same lines as a checkpointed or restored one when mig is transparent.
  * Nothing printed depends on pids, descriptors or timing (but the figures of a BAD
- * line). SysV objects, the aio context, the socket file and the child are removed
+ * line). With BLOCKING_CALLS_LATE_MS=N, a timed call that returns more than N ms after
+ * its timeout is BAD too (late), but recv_timeout. SysV objects, the aio context, the socket file and the child are removed
  * at exit. Signals used: SIGRTMIN+1..+4 (mig's are SIGUSR1/SIGUSR2 and the
  * highest real-time signal).
  */
@@ -165,12 +166,21 @@ static void woken_result(struct call *c, const char *ret, int err, int expect_ok
         result(c, ret, err, NULL);
 }
 
-/* A timed call returned: it must have slept its whole timeout (from entry). */
+/* BLOCKING_CALLS_LATE_MS: a timed call that returns later than this after its
+ * timeout is late (0: never). Only meaningful without a restore in between (the time
+ * the process was gone counts). */
+static int late_ms;
+
+/* A timed call returned: it must have slept its whole timeout (from entry), and, with
+ * `late_ms`, no more. recv_timeout is never late: SO_RCVTIMEO's time left is the
+ * kernel's, a call made again waits its whole timeout (mig's known limit). */
 static void timed_result(struct call *c, const char *ret, int err, int expect_ok)
 {
     double e = elapsed_s(c);
     if (e < (TIMEOUT_MS - TOLERANCE_MS) / 1000.0)
         result(c, ret, err, "%searly: slept %.2f of %.1f s", err == EINTR ? "EINTR, " : "", e, TIMEOUT_MS / 1000.0);
+    else if (late_ms > 0 && e > (TIMEOUT_MS + late_ms) / 1000.0 && strcmp(c->name, "recv_timeout") != 0)
+        result(c, ret, err, "late: slept %.2f of %.1f s", e, TIMEOUT_MS / 1000.0);
     else if (err == EINTR)
         result(c, ret, err, "EINTR after %.2f s", e);
     else if (!expect_ok)
@@ -861,6 +871,8 @@ int main(int argc, char **argv)
             calls[i].selected = 1;
     }
 
+    if (getenv("BLOCKING_CALLS_LATE_MS"))
+        late_ms = atoi(getenv("BLOCKING_CALLS_LATE_MS"));
     signal(SIGPIPE, SIG_IGN); /* a wake-up write to a pipe that came back broken fails, not kills */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

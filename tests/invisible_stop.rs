@@ -69,16 +69,20 @@ fn assert_all_ok(lines: &[String], reference: &[String], what: &str, err: &str) 
     assert_eq!(lines, tail, "{what}: the lines differ from an uninterrupted run's\nstderr: {err}");
 }
 
-/// Checkpointed while every thread is blocked (and main sleeps), and going on: each
-/// call returns what it returns without mig, when it would have.
+/// Checkpointed while every thread is blocked (and main sleeps), a second into their
+/// waits, and going on: each call returns what it returns without mig, when it would
+/// have (a timed call neither early nor 0.5 s late: it waits the time it had left).
 #[test]
 fn blocked_calls_go_on_after_a_checkpoint() {
     let dir = tempdir("interrupted_in_place");
     let reference = uninterrupted(&dir, &[]);
     let _ = std::fs::remove_file(dir.join("go"));
     let image = dir.join("calls.mig");
-    let mut p = launch(&dir, &[]).clone_with("MIG_IMAGE", &image).start();
+    let mut p = launch(&dir, &[]).clone_with("MIG_IMAGE", &image).clone_with("BLOCKING_CALLS_LATE_MS", Path::new("500")).start();
     p.until("blocked");
+    // Not a synchronisation: the checkpoint lands a second into the 3 s waits, so a
+    // wait made again in full would end a second late.
+    std::thread::sleep(std::time::Duration::from_secs(1));
     p.signal(libc::SIGUSR1);
     wait_for_file(&image);
     std::fs::write(dir.join("go"), "").unwrap();

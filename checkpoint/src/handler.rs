@@ -29,6 +29,12 @@ use mig_image::Context;
 /// When the checkpoint signal arrived: the start of the pause.
 static STARTED: AtomicU64 = AtomicU64::new(0);
 
+/// When the last checkpoint's signal came (`CLOCK_MONOTONIC`): in a restored process,
+/// the image's.
+pub fn started_ns() -> u64 {
+    STARTED.load(Relaxed)
+}
+
 /// The checkpoint signal's handler (entered on the library's own stack, see `stacks`).
 pub extern "C" fn on_checkpoint(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
     entered(sig, info, uc);

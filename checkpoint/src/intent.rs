@@ -192,3 +192,48 @@ pub fn watch_path(fd: c_int, wd: c_int) -> Option<&'static [u8]> {
     // SAFETY: a published slot's path is no longer written (see `Watch`).
     unsafe { (&*w.path.get()).get(..len) }
 }
+
+/// A wait with a relative timeout the program started through libc (`poll`,
+/// `epoll_wait`, the sleeps, `sigtimedwait`, `semtimedop`), as its hook saw it: the
+/// kernel keeps the time left to itself, so a call the checkpoint makes run again
+/// (`interrupted`) would wait its whole timeout again. One per thread.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Waiting {
+    /// The system call (0: none).
+    pub nr: u32,
+    /// When it must end, `CLOCK_MONOTONIC`.
+    pub deadline_ns: u64,
+    /// The time left, where a call made again reads a `timespec`.
+    pub left: [i64; 2],
+}
+
+/// Where the calling thread's `Waiting` is (set by the library: it lives in the hooks'
+/// thread-local storage).
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how to find the calling thread's `Waiting`.
+pub fn set_waiting(f: fn() -> *mut Waiting) {
+    WAITING.store(f as usize, Ordering::Relaxed);
+}
+
+/// The calling thread's `Waiting`, if the library keeps one.
+pub fn waiting() -> Option<&'static mut Waiting> {
+    let f = WAITING.load(Ordering::Relaxed);
+    if f == 0 {
+        return None;
+    }
+    // SAFETY: `f` was stored from a `fn() -> *mut Waiting` by `set_waiting`.
+    let f: fn() -> *mut Waiting = unsafe { core::mem::transmute(f) };
+    // SAFETY: the thread-local record of the calling thread, alive as long as it; only
+    // this thread (its hooks, then its signal handlers) touches it.
+    unsafe { f().as_mut() }
+}
+
+/// After a restore, in each thread: its wait's deadline moved by `delta_ns` (the
+/// monotonic clock of this boot against the checkpoint's).
+pub fn shift_waiting(delta_ns: i64) {
+    if let Some(w) = waiting().filter(|w| w.nr != 0) {
+        w.deadline_ns = w.deadline_ns.wrapping_add(delta_ns as u64);
+    }
+}

@@ -23,10 +23,12 @@
 //! the rewrite when the handler leaves (`Restart::settle`): the call returns EINTR
 //! and the program's handler runs, as it would have without mig.
 //!
-//! Limits: a call with a relative timeout that the kernel does not update (`poll`,
-//! `epoll_wait`, `sigtimedwait`, `semtimedop`, `io_getevents`, a relative futex wait,
-//! `SO_RCVTIMEO`) waits its whole timeout again, never less; an unknown call keeps its
-//! EINTR.
+//! A call with a relative timeout the kernel keeps to itself (`poll`, `epoll_wait`,
+//! `sigtimedwait`, `semtimedop`, a sleep without a remainder) runs again for the time it
+//! has left when the program made it through libc (its hook noted the deadline,
+//! `intent::Waiting`); made with a raw system call (`io_getevents`, a relative futex
+//! wait) or with `SO_RCVTIMEO`, it waits its whole timeout again, never less. An unknown
+//! call keeps its EINTR.
 #![allow(unsafe_code)]
 
 use crate::sys::{self, CPath};
@@ -125,6 +127,8 @@ pub fn restart(uc: *mut c_void, stopped: bool) -> Option<Restart> {
     let reg = |r: libc::c_int| saved.get(r as usize).copied().unwrap_or(0);
     let (rax, rip, rsp) = (reg(REG_RAX), reg(REG_RIP), reg(REG_RSP));
     if rax != EINTR {
+        // Made to run again already (by the kernel, or from outside by `tracer`).
+        let _ = time_left(g);
         return None;
     }
     let call = if stopped {
@@ -146,7 +150,35 @@ pub fn restart(uc: *mut c_void, stopped: bool) -> Option<Restart> {
     if let Some(p) = g.get_mut(REG_RIP as usize) {
         *p = rip - 2;
     }
+    let before = before.or(time_left(g));
     Some(Restart { uc, rax, rip, arg: before })
+}
+
+/// A frame about to make a call again that the thread's hook noted with a relative
+/// timeout (`intent::Waiting`): the timeout becomes the time it has left. Returns the
+/// register changed and its value before.
+fn time_left(g: &mut [i64; 23]) -> Option<(usize, i64)> {
+    let w = crate::intent::waiting().filter(|w| w.nr != 0)?;
+    let rip = g.get(REG_RIP as usize).copied()? as u64;
+    let mut insn = [0u8; 2];
+    if g.get(REG_RAX as usize).copied()? != w.nr as i64 || !sys::read_own(rip, &mut insn) || insn != SYSCALL_INSN {
+        return None;
+    }
+    let left = w.deadline_ns.saturating_sub(sys::clock_monotonic_ns());
+    w.left = [(left / 1_000_000_000) as i64, (left % 1_000_000_000) as i64];
+    let ms = left.div_ceil(1_000_000) as i64;
+    let at_left = core::ptr::addr_of!(w.left) as i64;
+    let (r, v) = match w.nr as i64 {
+        libc::SYS_poll => (REG_RDX, ms),
+        libc::SYS_epoll_wait | libc::SYS_epoll_pwait => (REG_R10, ms),
+        libc::SYS_clock_nanosleep | libc::SYS_rt_sigtimedwait => (REG_RDX, at_left),
+        libc::SYS_semtimedop => (REG_R10, at_left),
+        _ => return None,
+    };
+    let slot = g.get_mut(r as usize)?;
+    let old = *slot;
+    *slot = v;
+    Some((r as usize, old))
 }
 
 /// The call made at `rip` (just past its `syscall`), read from the instruction before

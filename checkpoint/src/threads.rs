@@ -299,6 +299,8 @@ extern "C" fn park(ctx: *mut Context, arg: *mut c_void) -> u64 {
 /// In a restored process, each thread as it leaves the restore: re-registers its
 /// per-thread kernel state from its saved record, and checks in.
 pub fn resumed(i: usize) {
+    // A wait's deadline, on this boot's clock.
+    super::intent::shift_waiting(sys::clock_monotonic_ns().wrapping_sub(super::handler::started_ns()) as i64);
     if let Some(r) = slot(i).map(|r| *r) {
         if r.robust_head != 0 {
             // SAFETY: the robust list head is in this thread's restored TLS.

@@ -7,6 +7,7 @@
 #![allow(unsafe_code)]
 
 mod memory;
+mod waits;
 
 use crate::checkpoint::intent::{closed, forget_watches, mapped, opened, unmapped, watched};
 use crate::runtime;
@@ -25,6 +26,7 @@ pub fn ready() {
     let _ = (redhook::real!(openat), redhook::real!(openat64), redhook::real!(creat), redhook::real!(close));
     let _ = (redhook::real!(mmap), redhook::real!(munmap));
     let _ = (redhook::real!(inotify_add_watch), redhook::real!(inotify_rm_watch));
+    waits::init();
     READY.store(true, Ordering::SeqCst);
 }
 
