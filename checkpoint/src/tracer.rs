@@ -66,24 +66,37 @@ static GO: AtomicU32 = AtomicU32::new(0);
 /// Not 0 while the helper exists (the kernel clears it as the helper ends).
 static LIVE: AtomicU32 = AtomicU32::new(0);
 
-/// Whether `sig` waits, blocked, for thread `tid` of process `pid` (its `SigPnd` and
-/// `SigBlk` in `/proc`): sent, and not taken. A thread in the stop handler has taken
-/// it (and blocks it there).
-pub fn waiting(pid: u32, tid: u32, sig: u32) -> bool {
+/// Thread `tid`'s `/proc/<pid>/task/<tid>/status` into `buf`.
+fn status(pid: u32, tid: u32, buf: &mut [u8]) -> &[u8] {
     let mut path = sys::msg::Msg::<64>::new();
     path.s("/proc/").num(pid as u64).s("/task/").num(tid as u64).s("/status");
+    let n = CPath::new(path.as_bytes()).and_then(|p| sys::read_file(&p, buf).ok()).unwrap_or(0);
+    buf.get(..n).unwrap_or(&[])
+}
+
+/// The value of line `name` (with its colon and tab) of a status file.
+fn field<'a>(text: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let at = text.windows(name.len()).position(|w| w == name)?;
+    let rest = text.get(at + name.len()..)?;
+    rest.get(..rest.iter().position(|&c| c == b'\n')?)
+}
+
+/// Whether `sig` waits, blocked, for thread `tid` of process `pid` (its `SigPnd` and
+/// `SigBlk`): sent, and not taken. A thread in the stop handler has taken it (and
+/// blocks it there).
+pub fn waiting(pid: u32, tid: u32, sig: u32) -> bool {
     let mut buf = [0u8; 2048];
-    let Some(p) = CPath::new(path.as_bytes()) else { return false };
-    let Ok(n) = sys::read_file(&p, &mut buf) else { return false };
-    let text = buf.get(..n).unwrap_or(&[]);
-    let set = |name: &[u8]| {
-        let at = text.windows(name.len()).position(|w| w == name)?;
-        let hex = text.get(at + name.len()..)?;
-        let hex = hex.get(..hex.iter().position(|&c| c == b'\n')?)?;
-        hex.iter().try_fold(0u64, |v, &c| Some(v << 4 | (c as char).to_digit(16)? as u64))
-    };
+    let text = status(pid, tid, &mut buf);
+    let set = |name: &[u8]| field(text, name)?.iter().try_fold(0u64, |v, &c| Some(v << 4 | (c as char).to_digit(16)? as u64));
     let bit = if (1..=64).contains(&sig) { 1u64 << (sig - 1) } else { 0 };
     set(b"SigPnd:\t").unwrap_or(0) & set(b"SigBlk:\t").unwrap_or(0) & bit != 0
+}
+
+/// Whether thread `tid` of `pid` runs with a shadow stack (CET): `rt_sigreturn` would
+/// look there for a token only the kernel's own signal delivery leaves.
+fn shadow_stack(pid: u32, tid: u32) -> bool {
+    let mut buf = [0u8; 2048];
+    field(status(pid, tid, &mut buf), b"x86_Thread_features:\t").is_some_and(|f| f.windows(5).any(|w| w == b"shstk"))
 }
 
 /// The coordinator: makes each thread of `tids` (for which `sig` waits; with `all`,
@@ -306,6 +319,9 @@ pub struct Entry {
 /// kernel would write it: registers, extended state, mask; a call it was in set to run
 /// again), its registers pointed at the entry, every signal blocked.
 pub fn write_frame(tid: u32, e: &Entry) -> Outcome {
+    if shadow_stack(e.pid, tid) {
+        return Outcome::Refused;
+    }
     let mut regs = [0u64; 27];
     // SAFETY: PTRACE_GETREGS writes one `user_regs_struct` (27 words).
     if unsafe { sys::ptrace_out(libc::PTRACE_GETREGS, tid, 0, regs.as_mut_ptr().cast()) }.is_err() {
