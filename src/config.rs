@@ -43,7 +43,28 @@ pub fn settings() -> Settings {
             _ => Precopy::Auto,
         },
         save_files: std::env::var(env::SAVE_FILES).ok().and_then(|v| save_files(&v)).unwrap_or(SAVE_FILES_DEFAULT),
+        owner_pid: std::process::id(),
+        job_root: job_root(),
     }
+}
+
+/// The parent, if it runs the library with the same `MIG_IMAGE` as this process (which
+/// inherited both): this process is a member of the parent's job.
+fn job_root() -> u32 {
+    let Some(image) = std::env::var_os(env::IMAGE).filter(|v| !v.is_empty()) else { return 0 };
+    let parent = std::os::unix::process::parent_id();
+    let Ok(environ) = std::fs::read(format!("/proc/{parent}/environ")) else { return 0 };
+    let mut same_image = false;
+    let mut preloaded = false;
+    for var in environ.split(|&c| c == 0) {
+        if let Some(v) = var.strip_prefix(format!("{}=", env::IMAGE).as_bytes()) {
+            same_image = v == image.as_encoded_bytes();
+        }
+        if let Some(v) = var.strip_prefix(b"LD_PRELOAD=") {
+            preloaded = v.windows(9).any(|w| w == b"libmig.so");
+        }
+    }
+    if same_image && preloaded { parent } else { 0 }
 }
 
 /// Files open for writing up to 1 MiB have their contents saved unless told otherwise.

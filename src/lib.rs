@@ -102,6 +102,9 @@ fn init() {
     checkpoint::handler::choose_request_signal();
     checkpoint::control::publish();
     checkpoint::threads::note_frame_layout();
-    checkpoint::timer::arm(settings.interval_ms, settings.checkpoint_signal);
+    // A member of another process's job does not write the job's image by itself.
+    if settings.job_root().is_none() {
+        checkpoint::timer::arm(settings.interval_ms, settings.checkpoint_signal);
+    }
     interpose::ready();
 }

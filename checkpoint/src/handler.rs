@@ -74,11 +74,14 @@ fn checkpoint(info: *mut libc::siginfo_t) {
         Signal::Final(job) => (job, Stop::Final),
         Signal::Ordinary(job) => (job, Stop::Ordinary),
         Signal::Idle => {
-            let job = match control::take(code, uid, value) {
+            let (job, own_image) = match control::take(code, uid, value) {
                 control::Asked::Withdrawn => return control::done_here(None),
-                control::Asked::Plain => Job::plain(),
-                control::Asked::Request(r) => Job::requested(&r),
+                control::Asked::Plain => (Job::plain(), true),
+                control::Asked::Request(r) => (Job::requested(&r), r.to.is_none() && r.stream < 0),
             };
+            if own_image && let Some(root) = runtime::get().settings.job_root() {
+                return member_refuses(&job, root);
+            }
             // Images are written one at a time, in order.
             writer_reap();
             precopy::wait_ended();
@@ -161,6 +164,27 @@ fn checkpoint(info: *mut libc::siginfo_t) {
         control::done_here(Some(&args.job.request()));
         threads::release();
     }
+}
+
+/// A member of another process's job asked to write the job's image: refused, so a
+/// child's image never replaces its parent's (a process tree is not saved whole yet).
+fn member_refuses(job: &Job, root: u32) {
+    let mut m = msg();
+    m.s("checkpoint refused: process ")
+        .num(sys::getpid() as u64)
+        .s(" belongs to the job of process ")
+        .num(root as u64)
+        .s(", whose image is ")
+        .bytes(job.dest.as_bytes())
+        .s("; mig saves one process, not its children, so only process ")
+        .num(root as u64)
+        .s(" writes that image (`mig checkpoint --to <another image>` saves this one alone)");
+    if job.conn >= 0 {
+        control::report(job.conn, Err(&m), job.dest.as_bytes(), 0);
+    } else {
+        m.emit();
+    }
+    control::done_here(Some(&job.request()));
 }
 
 /// Which stop this is.

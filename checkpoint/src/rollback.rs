@@ -72,6 +72,17 @@ pub extern "C" fn on_rollback(_sig: c_int, _info: *mut libc::siginfo_t, uc: *mut
 }
 
 fn rollback() {
+    if let Some(root) = crate::runtime::get().settings.job_root() {
+        return msg()
+            .s("rollback refused: process ")
+            .num(sys::getpid() as u64)
+            .s(" belongs to the job of process ")
+            .num(root as u64)
+            .s(", whose image it would become; roll back process ")
+            .num(root as u64)
+            .s(" instead")
+            .emit();
+    }
     let imgs = images();
     if imgs.done.is_none() && imgs.pending.is_none() {
         msg().s("rollback ignored: no image yet (checkpoint first, or start with MIG_RESTORE)").emit();

@@ -56,6 +56,24 @@ pub struct Settings {
     /// `MIG_SAVE_FILES`: a regular file open for writing at most this large has its
     /// contents saved, and put back at restore (0: none; `u64::MAX`: all).
     pub save_files: u64,
+    /// The process these settings were made for; a forked child is another.
+    pub owner_pid: u32,
+    /// The process whose job this one is a member of, writing the same image (a
+    /// program it started, with the library and `MIG_IMAGE` inherited); 0: none.
+    pub job_root: u32,
+}
+
+impl Settings {
+    /// The root of the job this process belongs to, if it is not the root itself: its
+    /// image is the root's (forked, or started with the root's `MIG_IMAGE`). Until
+    /// process trees are saved whole, such a member never checkpoints or rolls back by
+    /// itself, so its image never replaces the root's.
+    pub fn job_root(&self) -> Option<u32> {
+        if self.job_root != 0 {
+            return Some(self.job_root);
+        }
+        (crate::sys::getpid() != self.owner_pid).then_some(self.owner_pid)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
