@@ -211,7 +211,9 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
             // mig's socket and answered on it.
             std::fs::write(&hold, "").unwrap();
             wait_until(&format!("round {round}: the victim never blocked its checkpoint signal"), TIMEOUT, || blocks(pid, libc::SIGUSR1).then_some(()));
-            let mut ck = spawn_piped(sb.mig_as(Some(victim), &args).current_dir(&vhome));
+            // The checkpoint signal carries the request (not the library's request
+            // signal, which the victim does not block): held as the test needs.
+            let mut ck = spawn_piped(sb.mig_as(Some(victim), &args).current_dir(&vhome).env("MIG_SIGNAL", "USR1"));
             let t0 = Instant::now();
             loop {
                 if let Some(l) = a.line_within(Duration::from_millis(20))
@@ -780,7 +782,9 @@ fn an_interrupted_mig_checkpoint_leaves_nothing_and_is_never_acted_on() {
         v
     };
     for (sig, name) in [(libc::SIGKILL, "SIGKILL"), (libc::SIGINT, "SIGINT")] {
-        let ck = spawn_piped(&mut mig_cmd(&["checkpoint", &pid.to_string(), "--exit", "--timeout", "30"]));
+        // Carried by SIGUSR1, which the process blocks meanwhile (not by the library's
+        // request signal).
+        let ck = spawn_piped(mig_cmd(&["checkpoint", &pid.to_string(), "--exit", "--timeout", "30"]).env("MIG_SIGNAL", "USR1"));
         let mig_pid = ck.id() as i32;
         // Interrupted while it waits: the signal sent, mig asleep.
         wait_until(&format!("{name}: mig checkpoint never signalled the process"), TIMEOUT, || pending().then_some(()));

@@ -34,6 +34,9 @@ pub struct Published {
     pub sw_features: AtomicU64,
     pub sw_size: AtomicU32,
     pub checkpoint_signal: AtomicU32,
+    /// A checkpoint handler runs (its threads block every signal meanwhile).
+    pub busy: AtomicU32,
+    pad: u32,
 }
 
 #[unsafe(no_mangle)]
@@ -46,6 +49,8 @@ pub static MIG_CONTROL: Published = Published {
     sw_features: AtomicU64::new(0),
     sw_size: AtomicU32::new(0),
     checkpoint_signal: AtomicU32::new(0),
+    busy: AtomicU32::new(0),
+    pad: 0,
 };
 
 /// Publishes how to reach the checkpoint handler (at start, once the runtime is set).
@@ -56,25 +61,6 @@ pub fn publish() {
     MIG_CONTROL.checkpoint_signal.store(rt.settings.checkpoint_signal, Relaxed);
 }
 const _: () = assert!(size_of::<Published>() == published::LEN);
-
-/// A request that came on the request signal, unblocked by the command for it
-/// (`published::REBLOCK`): the signal is blocked again in the frame `uc`, which the
-/// handler returns through.
-pub fn reblock(sig: i32, info: Option<&libc::siginfo_t>, uc: *mut core::ffi::c_void) {
-    let Some(info) = info else { return };
-    // SAFETY: for a queued signal the value is the request's nonce.
-    let value = unsafe { info.si_value().sival_ptr } as u64;
-    if sig as u32 != MIG_CONTROL.request_signal.load(Relaxed) || info.si_code != SI_QUEUE || value & published::REBLOCK == 0 {
-        return;
-    }
-    // SAFETY: the kernel passes an `SA_SIGINFO` handler its frame's ucontext, on this
-    // thread's stack until the handler returns.
-    if let Some(uc) = unsafe { uc.cast::<libc::ucontext_t>().as_mut() } {
-        // SAFETY: `sigset_t` is at least 64 bits; the first word holds signals 1..=64.
-        let mask = unsafe { &mut *(&mut uc.uc_sigmask as *mut libc::sigset_t).cast::<u64>() };
-        *mask |= 1u64 << (sig - 1);
-    }
-}
 
 /// `si_code` of a signal sent with `sigqueue`.
 const SI_QUEUE: i32 = -1;

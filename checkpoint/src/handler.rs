@@ -36,19 +36,19 @@ pub fn started_ns() -> u64 {
 }
 
 /// The checkpoint signal's handler (entered on the library's own stack, see `stacks`).
-pub extern "C" fn on_checkpoint(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
-    entered(sig, info, uc);
+pub extern "C" fn on_checkpoint(_sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+    entered(info, uc);
 }
 
-fn entered(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+fn entered(info: *mut libc::siginfo_t, uc: *mut c_void) {
     // SAFETY: the kernel (or a frame written from outside, `tracer`) passes an
     // `SA_SIGINFO` handler its frame's siginfo.
-    let info_ref = unsafe { info.as_ref() };
-    super::tracer::fix_frame(info_ref, uc);
-    control::reblock(sig, info_ref, uc);
+    super::tracer::fix_frame(unsafe { info.as_ref() }, uc);
     super::tracer::note_frame(uc);
     let call = super::interrupted::restart(uc, false);
+    control::MIG_CONTROL.busy.store(1, Relaxed);
     checkpoint(info);
+    control::MIG_CONTROL.busy.store(0, Relaxed);
     if let Some(call) = call {
         call.settle();
     }

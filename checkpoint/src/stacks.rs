@@ -116,9 +116,16 @@ coordinator_entry! {
     /// The checkpoint signal's handler, as installed: `handler::on_checkpoint` on the
     /// coordinator's stack. Taken by another thread's checkpoint: noted, and asked again
     /// (the signal sent to the process) by that thread once its handler is done; if it
-    /// was done meanwhile, and nobody took the note, here at once.
+    /// was done meanwhile, and nobody took the note, here at once. A request of `mig
+    /// checkpoint` (`SI_QUEUE`) is not noted: asked again, it would lose what it carries;
+    /// the command sends it again.
     checkpoint_entry => super::handler::on_checkpoint,
     taken: [
+        "test rsi, rsi",
+        "jz 5f",
+        "cmp dword ptr [rsi + 8], -1",
+        "je 6f",
+        "5:",
         "mov dword ptr [rip + {deferred}], 1",
         "cmp dword ptr [rip + {busy}], 0",
         "jne 6f",

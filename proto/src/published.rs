@@ -6,19 +6,16 @@
 //! version (u32) @12, the checkpoint handler's entry (u64) @16, the `sa_restorer` the
 //! library's handlers return through (u64) @24, the extended-state components (u64)
 //! @32 and size (u32) @40 of this process's signal frames (0: not known), the
-//! checkpoint signal (u32) @44.
+//! checkpoint signal (u32) @44, whether a checkpoint handler runs (u32) @48.
 //!
 //! The request signal is a real-time signal whose handler is always mig's checkpoint
 //! handler: chosen among the free ones at start, chosen again if the program takes it
 //! (0: none free). A request sent on it works like one on the checkpoint signal. When
-//! no signal can carry a request (none free, or every thread blocks it), the command
-//! writes a signal frame into one thread itself and points it at the entry.
+//! no signal can carry a request (none free, or every thread blocks it while no
+//! checkpoint runs), the command writes a signal frame into one thread itself and
+//! points it at the entry.
 
 /// The exported symbol.
 pub const SYMBOL: &[u8] = b"MIG_CONTROL";
 pub const MAGIC: [u8; 8] = *b"migctl01";
-pub const LEN: usize = 48;
-/// Set in a request's nonce when the command unblocked the request signal in the
-/// thread it sent it to (every thread blocked it): the handler blocks it again in the
-/// signal frame it returns through, so the thread's mask is as the program set it.
-pub const REBLOCK: u64 = 1;
+pub const LEN: usize = 56;

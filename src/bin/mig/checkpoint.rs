@@ -182,14 +182,19 @@ fn destination(p: &Path) -> Result<PathBuf> {
 
 pub use crate::request::Options;
 
-/// How a request gets into the process.
-enum Route<'a> {
-    /// Its signal, queued to the process.
-    Signal,
-    /// The request signal, which every thread blocks, delivered to one through ptrace.
-    Traced,
-    /// A frame written into one thread (no signal is mig's).
-    Frame(&'a reach::Published),
+/// Writes the request into a thread of `pid` (`reach::inject_request`) where no signal
+/// can carry it: the library has no request signal (the program took every one), or
+/// the request signal sent a second ago still waits, blocked in every thread. Not while
+/// a checkpoint runs (its threads block every signal then; the request is tried again
+/// a second later, and a copy that comes late finds no one to answer it), nor when
+/// mig's own `MIG_SIGNAL` chose the signal.
+fn write_in(pid: i32, sig: i32, own_signal: bool, chan: &Channel) -> Result<()> {
+    let Some(p) = reach::published(pid).filter(|p| !own_signal && !p.busy) else { return Ok(()) };
+    if p.request_signal != 0 && !(p.request_signal == sig && reach::waits_blocked(pid, sig)) {
+        return Ok(());
+    }
+    chan.inject(&p)
+        .map_err(|e| Fail::new(format!("no signal reaches process {pid} (it took or blocks them), and it cannot be traced to take the request: {e}")))
 }
 
 /// Runs one checkpoint of `pid` to `dest` and waits for its result.
@@ -197,15 +202,10 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
     control::check_target(pid)?;
     let published = reach::published(pid);
     let sig = control::checkpoint_signal(pid, published.as_ref())?;
-    let request_signal = published.as_ref().is_some_and(|p| p.request_signal == sig);
-    // How the request gets in (any but a plain signal needs the right to trace): no
-    // signal can carry it (the program took them all), or every thread blocks it.
-    let route = match &published {
-        Some(p) if p.request_signal == 0 && std::env::var_os(mig_proto::env::SIGNAL).is_none() => Route::Frame(p),
-        _ if request_signal && reach::blocked_everywhere(pid, sig) => Route::Traced,
-        _ => Route::Signal,
-    };
-    let chan = Channel::open(pid, matches!(route, Route::Traced))?;
+    let own_signal = std::env::var_os(mig_proto::env::SIGNAL).is_some_and(|v| !v.is_empty());
+    // With no request signal the checkpoint signal is likely the program's: not sent.
+    let signals = own_signal || published.as_ref().is_none_or(|p| p.request_signal != 0);
+    let chan = Channel::open(pid)?;
     let (path, stream, write_end, sink) = match dest {
         Dest::Stream(w) => {
             let (r, wr) = request::pipe()?;
@@ -220,14 +220,10 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
         (None, None) => Target::Own,
     };
     let signalled = Instant::now();
-    match route {
-        Route::Signal => chan.signal(sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?,
-        Route::Traced => chan
-            .deliver_traced(sig)
-            .map_err(|e| Fail::new(format!("every thread of process {pid} blocks signal {sig}, and it cannot be traced to take it: {e}")))?,
-        Route::Frame(p) => {
-            chan.inject(p).map_err(|e| Fail::new(format!("process {pid} took every signal mig could use, and it cannot be traced to take the request: {e}")))?
-        }
+    if signals {
+        chan.signal(sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?;
+    } else {
+        write_in(pid, sig, own_signal, &chan)?;
     }
     // The process connects when its handler runs; a standard signal does not queue, so
     // one that came while it was busy with another checkpoint is sent again.
@@ -250,8 +246,11 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
                 util::duration(timeout)
             )));
         }
-        if matches!(route, Route::Signal) && last_signal.elapsed() >= Duration::from_secs(1) {
-            let _ = chan.signal(sig);
+        if last_signal.elapsed() >= Duration::from_secs(1) {
+            if signals {
+                let _ = chan.signal(sig);
+            }
+            write_in(pid, sig, own_signal, &chan)?;
             last_signal = Instant::now();
         }
     };

@@ -1,7 +1,8 @@
 //! How `mig checkpoint` reaches a process whatever the program does with signals: the
 //! request signal the library publishes (`mig_proto::published`), read from the
-//! process's memory; and, when every thread of the process blocks it, delivered
-//! through `ptrace` to one thread, which has it unblocked just for that delivery.
+//! process's memory; and, when no signal can carry the request (the program took them
+//! all, or blocks the request signal in every thread), a signal frame written into one
+//! thread through `ptrace`, pointed at the checkpoint handler.
 
 use std::fs;
 use std::io;
@@ -15,6 +16,8 @@ pub struct Published {
     pub sw_features: u64,
     pub sw_size: u32,
     pub checkpoint_signal: i32,
+    /// A checkpoint handler runs.
+    pub busy: bool,
 }
 
 /// What `pid`'s library publishes; `None` if it cannot be read (no right to trace the
@@ -49,6 +52,7 @@ pub fn published(pid: i32) -> Option<Published> {
         sw_features: u64_at(32),
         sw_size: u32_at(40),
         checkpoint_signal: u32_at(44) as i32,
+        busy: u32_at(48) != 0,
     })
 }
 
@@ -79,15 +83,20 @@ fn symbol(elf: &[u8], name: &[u8]) -> Option<u64> {
     })
 }
 
-/// Whether every thread of `pid` blocks `sig` (so a signal sent to the process waits).
-pub fn blocked_everywhere(pid: i32, sig: i32) -> bool {
+/// Whether `sig` waits for `pid` (sent to the process, `ShdPnd`) and every thread of it
+/// blocks it.
+pub fn waits_blocked(pid: i32, sig: i32) -> bool {
     let bit = 1u64 << (sig - 1);
+    let set = |text: &str, name: &str| text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).unwrap_or(0);
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    if set(&status, "ShdPnd:") & bit == 0 {
+        return false;
+    }
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return false };
     let mut any = false;
     for t in tasks.flatten() {
         let Ok(status) = fs::read_to_string(t.path().join("status")) else { continue };
-        let blocked = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).unwrap_or(0);
-        if blocked & bit == 0 {
+        if set(&status, "SigBlk:") & bit == 0 {
             return false;
         }
         any = true;
@@ -168,68 +177,4 @@ pub fn inject_request(pid: i32, p: &Published, nonce: u64) -> io::Result<()> {
             _ => Err(io::Error::other("its thread's state cannot be read or written")),
         }
     })
-}
-
-/// Sends `sig` with `nonce` to a thread of `pid` (which blocks it, as every thread
-/// does): the thread is seized and interrupted, a call it was in set to run again,
-/// `sig` queued to it and unblocked; at its delivery the thread is let go with it,
-/// and the handler blocks it again in its frame (`nonce` has `REBLOCK`).
-pub fn deliver_traced(pid: i32, sig: i32, nonce: u64) -> io::Result<()> {
-    with_stopped_thread(pid, |tid| deliver_seized(pid, tid, sig, nonce))
-}
-
-fn deliver_seized(pid: i32, tid: i32, sig: i32, nonce: u64) -> io::Result<()> {
-    const PTRACE_GETSIGMASK: libc::c_uint = 0x420a;
-    const PTRACE_SETSIGMASK: libc::c_uint = 0x420b;
-    // A call the interruption cut short runs again after the handler.
-    // SAFETY: user_regs_struct is plain data; PTRACE_GETREGS fills it.
-    let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
-    ptrace(libc::PTRACE_GETREGS, tid, 0, &mut regs as *mut _ as usize)?;
-    let nr = regs.orig_rax as i64;
-    if nr >= 0 {
-        let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
-        if let Some(edit) = mig_checkpoint::interrupted::after_stop(nr as u32, args, regs.rax as i64) {
-            regs.rax = nr as u64;
-            regs.rip -= 2;
-            match edit {
-                Some((r, v)) if r == libc::REG_RDI as usize => regs.rdi = v,
-                Some((r, v)) if r == libc::REG_RDX as usize => regs.rdx = v,
-                _ => {}
-            }
-        }
-        regs.orig_rax = u64::MAX;
-        ptrace(libc::PTRACE_SETREGS, tid, 0, &regs as *const _ as usize)?;
-    }
-    let mut mask = 0u64;
-    ptrace(PTRACE_GETSIGMASK, tid, 8, &mut mask as *mut u64 as usize)?;
-    // SAFETY: siginfo_t is plain data, filled below as sigqueue fills it.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    info.si_signo = sig;
-    info.si_code = libc::SI_QUEUE;
-    // SAFETY: the fields after the first three are the `_rt` member's: pid, uid, value.
-    unsafe {
-        let rt = (&mut info as *mut libc::siginfo_t).cast::<u8>().add(16);
-        rt.cast::<i32>().write(libc::getpid());
-        rt.add(4).cast::<u32>().write(libc::getuid());
-        rt.add(8).cast::<u64>().write(nonce | mig_proto::published::REBLOCK);
-    }
-    // SAFETY: rt_tgsigqueueinfo with a filled siginfo.
-    if unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, sig, &info as *const libc::siginfo_t) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let unblocked = mask & !(1u64 << (sig - 1));
-    ptrace(PTRACE_SETSIGMASK, tid, 8, &unblocked as *const u64 as usize)?;
-    ptrace(libc::PTRACE_CONT, tid, 0, 0)?;
-    loop {
-        let st = wait(tid)?;
-        if !libc::WIFSTOPPED(st) {
-            return Err(io::Error::other("the thread ended"));
-        }
-        if st >> 16 == 0 && libc::WSTOPSIG(st) == sig {
-            // Delivered as the thread goes on: into the handler.
-            return ptrace(libc::PTRACE_DETACH, tid, 0, sig as usize).map(drop);
-        }
-        let pass = if st >> 16 == 0 { libc::WSTOPSIG(st) as usize } else { 0 };
-        ptrace(libc::PTRACE_CONT, tid, 0, pass)?;
-    }
 }

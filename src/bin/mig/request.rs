@@ -51,11 +51,10 @@ fn random_u64() -> u64 {
 }
 
 impl Channel {
-    /// Listens for process `pid`. `traced`: the request goes by `reach::deliver_traced`
-    /// (its nonce says so).
-    pub fn open(pid: i32, traced: bool) -> Result<Channel> {
+    /// Listens for process `pid`.
+    pub fn open(pid: i32) -> Result<Channel> {
         for _ in 0..8 {
-            let nonce = random_u64() & !mig_proto::published::REBLOCK | if traced { mig_proto::published::REBLOCK } else { 0 };
+            let nonce = random_u64();
             let mut name = [0u8; 48];
             let name = mig_proto::request::address(pid as u32, nonce, &mut name);
             let addr = SocketAddr::from_abstract_name(name).map_err(|e| Fail::new(format!("bad socket name: {e}")))?;
@@ -69,12 +68,6 @@ impl Channel {
             }
         }
         Err(Fail::new("cannot find a free name to listen on"))
-    }
-
-    /// Sends `sig` with the request's nonce through `ptrace`, to a process that blocks
-    /// it in every thread.
-    pub fn deliver_traced(&self, sig: i32) -> io::Result<()> {
-        crate::reach::deliver_traced(self.pid, sig, self.nonce)
     }
 
     /// Has a thread of the process run the checkpoint handler with the request.
