@@ -37,7 +37,19 @@ pub struct Published {
     /// A checkpoint handler runs (its threads block every signal meanwhile).
     pub busy: AtomicU32,
     pad: u32,
+    /// The top of the area a request's frame written from outside goes in.
+    pub frame_top: AtomicU64,
 }
+
+/// Where `mig checkpoint` writes a request's signal frame (never on a program's stack:
+/// a goroutine's is a few KiB). One request at a time: the command writes one only
+/// while no checkpoint runs, holding a lock of its own.
+#[repr(C, align(64))]
+struct FrameArea(core::cell::UnsafeCell<[u8; FRAME_AREA]>);
+const FRAME_AREA: usize = 32 << 10;
+// SAFETY: only the kernel (rt_sigreturn) and the command's process_vm_writev touch it.
+unsafe impl Sync for FrameArea {}
+static REQUEST_FRAME: FrameArea = FrameArea(core::cell::UnsafeCell::new([0; FRAME_AREA]));
 
 #[unsafe(no_mangle)]
 pub static MIG_CONTROL: Published = Published {
@@ -51,6 +63,7 @@ pub static MIG_CONTROL: Published = Published {
     checkpoint_signal: AtomicU32::new(0),
     busy: AtomicU32::new(0),
     pad: 0,
+    frame_top: AtomicU64::new(0),
 };
 
 /// Publishes how to reach the checkpoint handler (at start, once the runtime is set).
@@ -59,6 +72,7 @@ pub fn publish() {
     MIG_CONTROL.entry.store(rt.checkpoint_entry, Relaxed);
     MIG_CONTROL.restorer.store(rt.restorer, Relaxed);
     MIG_CONTROL.checkpoint_signal.store(rt.settings.checkpoint_signal, Relaxed);
+    MIG_CONTROL.frame_top.store(REQUEST_FRAME.0.get() as u64 + FRAME_AREA as u64, Relaxed);
 }
 const _: () = assert!(size_of::<Published>() == published::LEN);
 

@@ -202,3 +202,35 @@ pub unsafe extern "C" fn stop_entry(sig: c_int, info: *mut libc::siginfo_t, uc: 
         handler = sym super::threads::on_stop,
     )
 }
+
+/// Takes a stop slot for a frame written from outside (`tracer`): its top, or `None`
+/// when there is none left. The slot is left when the thread returns through
+/// `injected_entry`.
+pub fn take_stop_slot() -> Option<u64> {
+    let base = SLOTS_BASE.load(SeqCst);
+    let i = super::threads::SLOTS_TAKEN.fetch_add(1, SeqCst) as usize;
+    if base == 0 || i >= SLOTS {
+        super::threads::SLOTS_LEFT.fetch_add(1, SeqCst);
+        return None;
+    }
+    Some((base + (i + 1) * SLOT) as u64)
+}
+
+/// Where a thread stopped from outside enters the stop handler: its signal frame is at
+/// the top of a stop slot (`take_stop_slot`) and it is already there, so nothing of mig's
+/// touches the program's stacks; it leaves the slot as it returns to the restorer.
+///
+/// # Safety
+/// Only for `tracer` to point a thread at, with its frame as the kernel lays one out.
+#[unsafe(naked)]
+pub unsafe extern "C" fn injected_entry(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+    naked_asm!(
+        "sub rsp, 8",
+        "call {handler}",
+        "add rsp, 8",
+        "lock inc dword ptr [rip + {left}]",
+        "ret",
+        left = sym super::threads::SLOTS_LEFT,
+        handler = sym super::threads::on_stop,
+    )
+}

@@ -6,9 +6,9 @@
 //! address space (`spawn_vm`, not a thread of the program, so it may trace the
 //! program's threads) and, for each one: seizes and interrupts it with `ptrace`, reads
 //! its registers, its extended FPU state and its signal mask, and writes a signal frame
-//! below its stack pointer, as the kernel would for the stop signal. It then points
-//! the thread at the stop handler's entry with that frame and every signal blocked,
-//! and lets go. The thread runs the stop handler as any other thread does and, once
+//! as the kernel would for the stop signal, at the top of a stop slot of mig's (never
+//! on the program's stack: a goroutine's is a few KiB). It then points the thread at
+//! the stop handler's entry on that slot, with every signal blocked, and lets go. The thread runs the stop handler as any other thread does and, once
 //! released (or restored), returns through `rt_sigreturn`, which puts back its
 //! registers, FPU state and mask from the frame. A call it was blocked in is set to
 //! run again (`interrupted::after_stop`): the ptrace stop shows the call's number.
@@ -112,7 +112,7 @@ pub fn stop(tids: &[u32], sig: u32, all: bool, out: &mut [Outcome]) {
     COUNT.store(n as u32, SeqCst);
     SIGNAL.store(sig, SeqCst);
     PID.store(sys::getpid(), SeqCst);
-    ENTRY.store(crate::runtime::get().stop_entry, SeqCst);
+    ENTRY.store(crate::stacks::injected_entry as *const () as u64, SeqCst);
     ALL.store(all as u32, SeqCst);
     GO.store(0, SeqCst);
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
@@ -214,6 +214,7 @@ fn redirect(tid: u32) -> Outcome {
     let (pid, sig) = (PID.load(SeqCst), SIGNAL.load(SeqCst));
     let r = if ALL.load(SeqCst) != 0 || waiting(pid, tid, sig) {
         let c = &crate::control::MIG_CONTROL;
+        let Some(stack_top) = crate::stacks::take_stop_slot() else { return Outcome::Refused };
         let entry = Entry {
             pid,
             entry: ENTRY.load(SeqCst),
@@ -225,8 +226,14 @@ fn redirect(tid: u32) -> Outcome {
             value: 0,
             sw_features: c.sw_features.load(SeqCst),
             sw_size: c.sw_size.load(SeqCst),
+            stack_top,
         };
-        write_frame(tid, &entry)
+        let r = write_frame(tid, &entry);
+        if r != Outcome::Stopped {
+            // The slot was never used.
+            crate::threads::SLOTS_LEFT.fetch_add(1, SeqCst);
+        }
+        r
     } else {
         resume_call(tid)
     };
@@ -312,6 +319,8 @@ pub struct Entry {
     /// The extended state of the process's own signal frames (`Published`).
     pub sw_features: u64,
     pub sw_size: u32,
+    /// Where the frame goes: below this (mig's memory, never a program's stack).
+    pub stack_top: u64,
 }
 
 /// Makes thread `tid`, in a ptrace stop of the caller's, run `e.entry` as a signal
@@ -413,10 +422,10 @@ pub fn write_frame(tid: u32, e: &Entry) -> Outcome {
         }
     }
 
-    // Laid out as the kernel lays out a signal frame: below the red zone, the FPU
-    // state 64-byte aligned, then the frame (16-byte aligned less the return address).
+    // Laid out as the kernel lays out a signal frame: the FPU state 64-byte aligned,
+    // then the frame (16-byte aligned less the return address).
     let fp_total = fp_len as u64 + if xstate { 4 } else { 0 };
-    let fp = (r(ur::RSP) - 128 - fp_total) & !63;
+    let fp = (e.stack_top - fp_total) & !63;
     let frame = ((fp - FRAME) & !15) - 8;
     let len = (fp + fp_total - frame) as usize;
     let mut buf = [0u8; XSAVE_MAX + 1024];

@@ -193,6 +193,8 @@ fn write_in(pid: i32, sig: i32, own_signal: bool, chan: &Channel) -> Result<()> 
     if p.request_signal != 0 && !(p.request_signal == sig && reach::waits_blocked(pid, sig)) {
         return Ok(());
     }
+    // The process has one area for such a frame: one command at a time writes it.
+    let Some(_one_at_a_time) = reach::writer_lock(pid) else { return Ok(()) };
     chan.inject(&p)
         .map_err(|e| Fail::new(format!("no signal reaches process {pid} (it took or blocks them), and it cannot be traced to take the request: {e}")))
 }

@@ -18,6 +18,8 @@ pub struct Published {
     pub checkpoint_signal: i32,
     /// A checkpoint handler runs.
     pub busy: bool,
+    /// Where a request's frame goes.
+    pub frame_top: u64,
 }
 
 /// What `pid`'s library publishes; `None` if it cannot be read (no right to trace the
@@ -53,6 +55,7 @@ pub fn published(pid: i32) -> Option<Published> {
         sw_size: u32_at(40),
         checkpoint_signal: u32_at(44) as i32,
         busy: u32_at(48) != 0,
+        frame_top: u64_at(56),
     })
 }
 
@@ -126,6 +129,14 @@ fn wait(tid: i32) -> io::Result<i32> {
 
 const PTRACE_EVENT_STOP: i32 = 128;
 
+/// Held while this command writes a request into process `pid` (an abstract socket
+/// name, `mig/<pid>/frame`, gone with the command); `None` if another command holds it.
+pub fn writer_lock(pid: i32) -> Option<std::os::unix::net::UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(format!("mig/{pid}/frame")).ok()?;
+    std::os::unix::net::UnixListener::bind_addr(&addr).ok()
+}
+
 /// A live thread of `pid`, seized and stopped (`PTRACE_INTERRUPT`), for `f`; let go
 /// after it (unless `f` let it go itself).
 fn with_stopped_thread(pid: i32, f: impl FnOnce(i32) -> io::Result<()>) -> io::Result<()> {
@@ -171,6 +182,7 @@ pub fn inject_request(pid: i32, p: &Published, nonce: u64) -> io::Result<()> {
             value: nonce,
             sw_features: p.sw_features,
             sw_size: p.sw_size,
+            stack_top: p.frame_top,
         };
         match mig_checkpoint::tracer::write_frame(tid as u32, &entry) {
             mig_checkpoint::tracer::Outcome::Stopped => Ok(()),

@@ -1,0 +1,3 @@
+module go_steps
+
+go 1.19
