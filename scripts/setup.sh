@@ -4,6 +4,7 @@
 #   perl, python3            script subjects
 #   sshd, ssh, ssh-keygen    mig migrate through a throwaway sshd (tests/cli.rs)
 #   ip (iproute2)            migration over a veth pair into a network namespace
+#   go (golang-go)           a Go subject (the Go runtime takes every signal)
 # The tests themselves never install anything: one whose prerequisite is missing fails
 # and names it.
 set -euo pipefail
@@ -18,6 +19,7 @@ command -v python3 >/dev/null || need+=(python3)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
+command -v go >/dev/null || need+=(golang-go)
 if [ ${#need[@]} -eq 0 ]; then
   echo "setup: nothing to install"
   exit 0

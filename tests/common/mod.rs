@@ -62,6 +62,29 @@ pub fn compile(name: &str) -> PathBuf {
     out
 }
 
+/// `c-tests/<name>/`, a Go program (with cgo, so that it is dynamically linked), built
+/// with `go build`. Fails, naming it, where `go` is missing (./scripts/setup.sh
+/// installs it).
+pub fn compile_go(name: &str) -> PathBuf {
+    let src = repo().join("c-tests").join(name);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("go");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("{name}.{}", std::process::id()));
+    let st = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir(&src)
+        .env("CGO_ENABLED", "1")
+        .env("GOCACHE", dir.join("cache"))
+        .env("GOPATH", dir.join("path"))
+        .env("GOFLAGS", "-mod=mod")
+        .status()
+        .unwrap_or_else(|e| panic!("go build of {name}: {e} (is golang-go installed? ./scripts/setup.sh installs it)"));
+    assert!(st.success(), "go build of {name} failed");
+    out
+}
+
 /// The real Python 3 binary (not a pyenv shim script).
 pub fn python3() -> Option<PathBuf> {
     let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().ok()?;
