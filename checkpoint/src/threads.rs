@@ -136,6 +136,12 @@ pub fn stop_all() -> Result<usize, StopError> {
     let outside = sig == 0;
     reset_slots(STOP_TIMEOUT_MS);
     super::interrupted::forget_samples();
+    // The last checkpoint's records must not look like arrivals (`arrived`).
+    for i in 1..(NEXT.load(SeqCst) as usize).min(MAX_THREADS) {
+        if let Some(r) = slot(i) {
+            r.tid = 0;
+        }
+    }
     NEXT.store(1, SeqCst);
     ARRIVED.store(0, SeqCst);
     ACTIVE.store(1, SeqCst);
@@ -207,7 +213,7 @@ pub fn stop_all() -> Result<usize, StopError> {
 fn stop_blocking(tids: &[u32], sig: u32, all: bool) -> usize {
     let mut blocking = [0u32; super::tracer::MAX];
     let mut n = 0;
-    for &tid in tids {
+    for &tid in tids.iter().filter(|&&t| all || !arrived(t)) {
         if n < blocking.len()
             && (all || super::tracer::waiting(sys::getpid(), tid, sig))
             && let Some(slot) = blocking.get_mut(n)
@@ -226,6 +232,11 @@ fn stop_blocking(tids: &[u32], sig: u32, all: bool) -> usize {
 
 fn arrived_tid(tid: u32, arrived: usize) -> bool {
     (1..=arrived).filter_map(slot).any(|r| r.tid == tid)
+}
+
+/// Whether thread `tid` has recorded itself in a slot of this checkpoint.
+fn arrived(tid: u32) -> bool {
+    (1..NEXT.load(SeqCst) as usize).filter_map(slot).any(|r| r.tid == tid)
 }
 
 /// Resets the restore check-in count, which is saved in the image: call before
