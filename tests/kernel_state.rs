@@ -44,6 +44,14 @@ fn a_lock_held_elsewhere_refuses_the_restore() {
     drop(holder.kill());
 }
 
+/// A file made with `O_TMPFILE` and written to comes back with its contents, still
+/// nameless and linkable: `linkat` publishes it after the restore (before, the restore
+/// was refused: "Not a directory", `O_TMPFILE` holding `O_DIRECTORY`).
+#[test]
+fn an_o_tmpfile_file_comes_back_and_can_be_linked() {
+    subject("tmpfile", 5);
+}
+
 // ---- Memory ----
 
 /// A `MAP_NORESERVE` mapping twice as large as memory and swap: mapped again with

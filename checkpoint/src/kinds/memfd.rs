@@ -78,7 +78,10 @@ mod restore {
 
     pub fn restore(f: &FdRecord, cx: &mut Shared) -> std::io::Result<i32> {
         let object = file_object(f, cx)?;
-        open_raw(format!("/proc/self/fd/{object}").as_bytes(), f.flags as i32 & REOPEN_FLAGS, 0).map(|fd| seek(fd, f.offset))
+        // A file made with `O_TMPFILE` keeps `O_DIRECTORY` in its status flags (part of
+        // the `O_TMPFILE` value); reopened with it, a file is refused.
+        let flags = f.flags as i32 & REOPEN_FLAGS & !libc::O_DIRECTORY;
+        open_raw(format!("/proc/self/fd/{object}").as_bytes(), flags, 0).map(|fd| seek(fd, f.offset))
     }
 
     /// The recreated file behind a saved descriptor, read-write (made once per file).
