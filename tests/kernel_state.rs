@@ -44,6 +44,19 @@ fn a_lock_held_elsewhere_refuses_the_restore() {
     drop(holder.kill());
 }
 
+/// Named FIFOs: both ends with bytes queued, a nameless one (its name removed) with
+/// bytes queued, a read-only end nobody writes to. They come back opened on their
+/// names (the nameless one nameless, nothing left in its directory), holding their
+/// bytes, with their status flags (before: broken pipe ends, with a warning).
+#[test]
+fn named_fifos_come_back_with_their_bytes() {
+    let dir = tempdir("fifos");
+    let (ckpt_err, _) = checkpoint_kill_restart_warnings(Launch::new(&compile("fifos"), &dir), 5);
+    assert!(!ckpt_err.contains("warning"), "the checkpoint warned: {ckpt_err}");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().contains("mig-fifo")).collect();
+    assert!(left.is_empty(), "the restore left {left:?}");
+}
+
 /// A file made with `O_TMPFILE` and written to comes back with its contents, still
 /// nameless and linkable: `linkat` publishes it after the restore (before, the restore
 /// was refused: "Not a directory", `O_TMPFILE` holding `O_DIRECTORY`).

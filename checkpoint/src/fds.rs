@@ -129,6 +129,10 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
             kinds::pipe::save(fd, &mut rec);
             FdKind::Pipe
         }
+        libc::S_IFIFO if path.first() == Some(&b'/') => {
+            kinds::fifo::save(fd, &st, &mut rec);
+            FdKind::Fifo
+        }
         libc::S_IFSOCK => kinds::socket::save(fd, &mut rec, strings, diag)?,
         _ => anon_inode(fd, path, &mut rec, strings, info)?,
     };
@@ -219,6 +223,18 @@ fn link(s: &mut Snapshot) -> Result<(), Failure> {
                     }
                     Some(_) => FdKind::Pipe,
                 }
+            }
+            Some(FdKind::Fifo) => {
+                // Saved with the first read end of it the process has.
+                let first_reader = all.iter().find(|o| o.kind == f.kind && o.dup_of < 0 && o.file.ino == f.file.ino && reads(o));
+                if first_reader.is_some_and(|r| r.fd == f.fd) {
+                    let at = s.queued.len() as u64;
+                    match kinds::pipe::queued(f.fd, &mut s.queued) {
+                        Ok(len) => set_data(s, i, at, len),
+                        Err(why) => warn(&f, s, why),
+                    }
+                }
+                FdKind::Fifo
             }
             Some(FdKind::SocketPair) => {
                 let p = SocketPairParams::decode(&f.params);

@@ -373,7 +373,7 @@ fn fds(img: &Image) -> Check {
             ensure(original.is_some(), "a descriptor is a copy of one that is not before it in the table")?;
             ensure(f.data_len == 0, "a copy of a descriptor carries saved data")?;
         }
-        let carries = matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm)
+        let carries = matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::Fifo | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm)
             || (kind == FdKind::File && f.params[0] == 1 && f.file.mode & 0o170000 == 0o100000);
         ensure(carries || f.data_len == 0, "a descriptor of this kind carries saved data")?;
         fd_kind(img, &f, kind)?;
@@ -393,6 +393,10 @@ fn fd_kind(img: &Image, f: &FdRecord, kind: FdKind) -> Check {
         FdKind::Shm => ensure(in_dev_shm(img.str(f.file.path)), "a /dev/shm path leaves /dev/shm").and_then(|()| locks(img, f)),
         FdKind::Memfd => ensure(int(p[0]), "a memfd's seals are out of range").and_then(|()| locks(img, f)),
         FdKind::Pipe => ensure(int(p[0]) && (p[0] == 0 || f.data_len <= p[0]), "a pipe's capacity is out of range"),
+        FdKind::Fifo => {
+            ensure(absolute(img, f.file.path), "a descriptor's path is not absolute")?;
+            ensure(int(p[0]) && (p[0] == 0 || f.data_len <= p[0]) && p[1] <= 1, "a FIFO's capacity is out of range")
+        }
         FdKind::SocketPair => {
             let ok = p[0] == AF_UNIX && matches!(p[1], SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET) && int(p[3]) && p[4] <= 3;
             ensure(ok, "a socket pair's domain or type is out of range")

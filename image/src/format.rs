@@ -550,6 +550,10 @@ pub enum FdKind {
     /// A pidfd of the process itself (`pidfd_open(getpid())`): made again for the
     /// restored process. `params[0]`: 1 (`PidfdParams`).
     Pidfd = 17,
+    /// A named FIFO, opened again by its path (`file.path`): `params` = [capacity,
+    /// deleted (1: made again under a temporary name and removed)] (`FifoParams`).
+    /// Blob, with the first read end: the bytes in it.
+    Fifo = 18,
 }
 
 impl FdKind {
@@ -573,6 +577,7 @@ impl FdKind {
             15 => Memfd,
             16 => Shm,
             17 => Pidfd,
+            18 => Fifo,
             _ => return None,
         })
     }
@@ -581,6 +586,7 @@ impl FdKind {
         match self {
             File => "file",
             Pidfd => "pidfd",
+            Fifo => "fifo",
             Deleted => "deleted-file",
             Device => "device",
             Unsupported => "unsupported",

@@ -32,6 +32,26 @@ impl Params for PipeParams {
     }
 }
 
+/// `FdKind::Fifo`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FifoParams {
+    /// `F_GETPIPE_SZ`.
+    pub capacity: u64,
+    /// Removed from its directory at checkpoint time.
+    pub deleted: bool,
+}
+
+impl Params for FifoParams {
+    const KIND: FdKind = FdKind::Fifo;
+    fn encode(&self) -> [u64; 8] {
+        [self.capacity, self.deleted as u64, 0, 0, 0, 0, 0, 0]
+    }
+    fn decode(p: &[u64; 8]) -> Self {
+        let [capacity, deleted, ..] = *p;
+        FifoParams { capacity, deleted: deleted != 0 }
+    }
+}
+
 /// `FdKind::SocketPair`: the blob is this end's receive queue (`Queue`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SocketPairParams {

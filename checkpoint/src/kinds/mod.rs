@@ -33,6 +33,7 @@
 
 pub mod epoll;
 pub mod eventfd;
+pub mod fifo;
 pub mod file;
 pub mod inotify;
 pub mod lock;
@@ -78,6 +79,9 @@ mod restore {
         pub pipes: HashMap<u64, [i32; 2]>,
         /// Socket pair ends by saved inode.
         pub ends: HashMap<u64, i32>,
+        /// Named FIFOs by saved inode: a read end and a write end, held while the
+        /// descriptors are opened on them.
+        pub fifos: HashMap<u64, [i32; 2]>,
         /// The restoring process's terminal, once looked for.
         pub terminal: Option<i32>,
         /// `inotify_add_watch` calls left for bringing watch numbers back, in all.
@@ -99,6 +103,7 @@ mod restore {
                 epoll: Vec::new(),
                 pipes: HashMap::new(),
                 ends: HashMap::new(),
+                fifos: HashMap::new(),
                 terminal: None,
                 inotify_tries: inotify::TRIES,
                 put_back: HashMap::new(),
@@ -116,6 +121,10 @@ mod restore {
             }
             for (_, fd) in self.ends.drain() {
                 close(fd);
+            }
+            for (_, [r, w]) in self.fifos.drain() {
+                close(r);
+                close(w);
             }
         }
     }
@@ -135,6 +144,7 @@ mod restore {
             FdKind::Inotify => inotify::restore(f, cx),
             FdKind::Tty => tty::restore(f, cx),
             FdKind::Pidfd => pidfd::restore(f),
+            FdKind::Fifo => fifo::restore(f, cx),
         }
     }
 }

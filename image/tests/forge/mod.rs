@@ -837,7 +837,10 @@ pub fn invariants(img: &Image) -> Result<(), String> {
         if f.blob != u32::MAX {
             blobs.push((f.blob, f.data_off, f.data_len));
             let saved_file = kind == FdKind::File && f.params[0] == 1 && f.file.mode & 0o170000 == 0o100000;
-            require!(matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm) || saved_file, "data on {kind:?}");
+            require!(
+                matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::Fifo | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm) || saved_file,
+                "data on {kind:?}"
+            );
         }
         if f.dup_of != -1 {
             let o = by_fd.get(&f.dup_of).ok_or("copy of nothing")?;
@@ -871,6 +874,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             FdKind::File | FdKind::Deleted | FdKind::Device => require!(path.starts_with(b"/") && (kind != FdKind::File || q[0] <= 1), "file path or mark"),
             FdKind::Shm => require!(path.starts_with(b"/dev/shm/") && !path.windows(2).any(|w| w == b".."), "shm path"),
             FdKind::Pipe => require!(q[0] <= i32::MAX as u64 && (q[0] == 0 || f.data_len <= q[0]), "pipe"),
+            FdKind::Fifo => require!(q[0] <= i32::MAX as u64 && (q[0] == 0 || f.data_len <= q[0]) && q[1] <= 1 && path_ok(f.file.path), "fifo"),
             FdKind::SocketPair => require!(q[0] == 1 && [1, 2, 5].contains(&q[1]) && q[3] <= i32::MAX as u64 && q[4] <= 3, "socketpair"),
             FdKind::Socket => {
                 require!([1, 2, 10].contains(&q[0]) && [1, 2, 3, 5].contains(&q[1]), "socket kind");

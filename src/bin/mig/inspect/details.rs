@@ -12,6 +12,10 @@ pub fn describe(img: &Image, rec: &FdRecord) -> String {
     }
     match kind {
         FdKind::Pipe => format!("capacity {}", PipeParams::decode(&rec.params).capacity),
+        FdKind::Fifo => {
+            let p = FifoParams::decode(&rec.params);
+            format!("capacity {}{}", p.capacity, if p.deleted { ", its name removed" } else { "" })
+        }
         FdKind::SocketPair => {
             let p = SocketPairParams::decode(&rec.params);
             format!("{} {} pair, peer inode {}", domain(p.domain), sock_type(p.ty), p.peer_ino)
