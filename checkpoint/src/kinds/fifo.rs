@@ -53,11 +53,15 @@ mod restore {
             None
         };
         let node = temporary.as_ref().map_or(path, |c| c.as_bytes());
-        let ends = open_raw(node, libc::O_RDONLY | libc::O_NONBLOCK, 0).and_then(|r| match open_raw(node, libc::O_WRONLY | libc::O_NONBLOCK, 0) {
-            Ok(w) => Ok([r, w]),
-            Err(e) => {
-                close(r);
-                Err(e)
+        // What the name holds must be a FIFO; the write end is opened on the very same
+        // one (through the read end), whatever the name holds by then.
+        let ends = open_expecting(node, libc::O_RDONLY | libc::O_NONBLOCK, Expect::Fifo).and_then(|r| {
+            match open_raw(format!("/proc/self/fd/{r}").as_bytes(), libc::O_WRONLY | libc::O_NONBLOCK, 0) {
+                Ok(w) => Ok([r, w]),
+                Err(e) => {
+                    close(r);
+                    Err(e)
+                }
             }
         });
         if let Some(c) = &temporary {

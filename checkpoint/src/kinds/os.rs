@@ -34,6 +34,8 @@ pub enum Expect {
     FileOrDir,
     /// A character or block device (`FdKind::Device`).
     Device,
+    /// A named FIFO (`FdKind::Fifo`).
+    Fifo,
 }
 
 impl Expect {
@@ -42,6 +44,7 @@ impl Expect {
             Expect::Regular => "regular file",
             Expect::FileOrDir => "regular file or directory",
             Expect::Device => "device",
+            Expect::Fifo => "FIFO",
         }
     }
 }
@@ -59,6 +62,7 @@ pub fn open_expecting(path: &[u8], flags: i32, want: Expect) -> std::io::Result<
         Expect::Regular => ty == libc::S_IFREG,
         Expect::FileOrDir => ty == libc::S_IFREG || ty == libc::S_IFDIR,
         Expect::Device => ty == libc::S_IFCHR || ty == libc::S_IFBLK,
+        Expect::Fifo => ty == libc::S_IFIFO,
     };
     // SAFETY: fcntl on the descriptor just opened.
     let restored = fits && (flags & libc::O_NONBLOCK != 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } == 0);
