@@ -2,21 +2,26 @@
 //!
 //! A thread that blocks every signal (jemalloc's background thread, a runtime's
 //! workers, a program that masks everything in its helpers) never runs the stop
-//! handler. For those, the coordinator starts a helper process that shares the
+//! handler; nor does any thread of a program that took every real-time signal (the Go
+//! runtime). For those, the coordinator starts a helper process that shares the
 //! address space (`spawn_vm`, not a thread of the program, so it may trace the
 //! program's threads) and, for each one: seizes and interrupts it with `ptrace`, reads
 //! its registers, its extended FPU state and its signal mask, and writes a signal frame
 //! as the kernel would for the stop signal, at the top of a stop slot of mig's (never
-//! on the program's stack: a goroutine's is a few KiB). It then points the thread at
-//! the stop handler's entry on that slot, with every signal blocked, and lets go. The thread runs the stop handler as any other thread does and, once
-//! released (or restored), returns through `rt_sigreturn`, which puts back its
-//! registers, FPU state and mask from the frame. A call it was blocked in is set to
-//! run again (`interrupted::after_stop`): the ptrace stop shows the call's number.
+//! on the program's stack: a goroutine's is a few KiB; the handler then needs about
+//! 2 KiB of the slot's 32). It points the thread at the stop handler's entry on that
+//! slot, with every signal blocked, and lets go. The thread runs the stop handler as
+//! any other thread does and, once released (or restored), returns through
+//! `rt_sigreturn`, which puts back its registers, FPU state and mask from the frame. A
+//! call it was blocked in is set to run again (`interrupted::after_stop`): the ptrace
+//! stop shows the call's number. `mig checkpoint` writes a request into a thread the
+//! same way (`write_frame`), pointed at the checkpoint handler.
 //!
 //! The frame's alternate-stack field is filled by the thread itself in the handler
 //! (`fix_frame`): only it can read its alternate stack. Without the right to trace
-//! (another tracer, a non-dumpable process, a seccomp filter against `ptrace`), a
-//! thread stays unstopped and the checkpoint is abandoned as before.
+//! (another tracer, a non-dumpable process, a seccomp filter against `ptrace`), or with
+//! a CET shadow stack, a thread stays unstopped and the checkpoint is abandoned as
+//! before.
 #![allow(unsafe_code)]
 
 use crate::sys::{self, CPath};
