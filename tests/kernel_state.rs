@@ -57,6 +57,13 @@ fn named_fifos_come_back_with_their_bytes() {
     assert!(left.is_empty(), "the restore left {left:?}");
 }
 
+/// A level-triggered epoll set reports its ready descriptors in the order they became
+/// ready, after a restore too (before: in the order they were registered).
+#[test]
+fn an_epoll_set_reports_ready_descriptors_in_the_same_order() {
+    subject("epoll_order", 5);
+}
+
 /// A file made with `O_TMPFILE` and written to comes back with its contents, still
 /// nameless and linkable: `linkat` publishes it after the restore (before, the restore
 /// was refused: "Not a directory", `O_TMPFILE` holding `O_DIRECTORY`).

@@ -27,7 +27,54 @@ pub fn save(fd: i32, text: &[u8], strings: &mut Strings) -> Result<StrRef, Failu
         }
         strings.bytes.extend(bytes_of(&e))?;
     }
+    if let Some(saved) = strings.bytes.as_mut_slice().get_mut(start..) {
+        ready_first(fd, saved);
+    }
     Ok(StrRef { off: start as u32, len: (strings.bytes.len() - start) as u32 })
+}
+
+/// At most this many registrations are put in ready order.
+const ORDERED: usize = 256;
+
+/// Orders the saved registrations `entries` (`EpollEntry`s) of set `fd` so that the
+/// ready ones come first, in the order the set reports them: the restore registers
+/// them in this order, and a registration ready as it is made joins the end of the
+/// ready list, so the restored set reports them in the same order. Only where reading
+/// that order changes nothing — every registration level-triggered (a report puts it
+/// back at the end, in order) — and where each one's data tells it apart.
+fn ready_first(fd: i32, entries: &mut [u8]) {
+    const SIZE: usize = size_of::<EpollEntry>();
+    let n = entries.len() / SIZE;
+    let entry = |b: &[u8], i: usize| mig_image::read_record::<EpollEntry>(b, i).unwrap_or_default();
+    if !(2..=ORDERED).contains(&n) {
+        return;
+    }
+    let once = (libc::EPOLLET | libc::EPOLLONESHOT) as u32;
+    if (0..n).any(|i| entry(entries, i).events & once != 0) || (0..n).any(|i| (i + 1..n).any(|j| entry(entries, i).data == entry(entries, j).data)) {
+        return;
+    }
+    let mut ready = [libc::epoll_event { events: 0, u64: 0 }; ORDERED];
+    let Ok(got) = sys::epoll_wait(fd, ready.get_mut(..n).unwrap_or(&mut []), 0) else { return };
+    let mut before = [0u8; ORDERED * SIZE];
+    let Some(before) = before.get_mut(..entries.len()) else { return };
+    before.copy_from_slice(entries);
+    let mut at = 0;
+    let mut put = |e: EpollEntry, entries: &mut [u8]| {
+        if let Some(dst) = entries.get_mut(at..at + SIZE) {
+            dst.copy_from_slice(bytes_of(&e));
+        }
+        at += SIZE;
+    };
+    let first = ready.get(..got).unwrap_or(&[]);
+    for ev in first {
+        let data = ev.u64;
+        if let Some(e) = (0..n).map(|i| entry(before, i)).find(|e| e.data == data) {
+            put(e, entries);
+        }
+    }
+    for e in (0..n).map(|i| entry(before, i)).filter(|e| !first.iter().any(|ev| { ev.u64 } == e.data)) {
+        put(e, entries);
+    }
 }
 
 #[cfg(feature = "restore")]
