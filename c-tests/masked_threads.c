@@ -152,7 +152,7 @@ static void *sleeper(void *arg)
     for (int last = 0;;) {
         int c = __atomic_load_n(&cmd[2], __ATOMIC_ACQUIRE);
         if (c < 0)
-            return NULL;
+            return (void *)(uintptr_t)naps;
         if (c == last) {
             struct timespec t0, t1, req = { 0, 20 * 1000000L };
             clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -167,7 +167,7 @@ static void *sleeper(void *arg)
             continue;
         }
         check_mask("sleeper");
-        answer(2, c, (uint64_t)c * 7 + (naps > 0));
+        answer(2, c, (uint64_t)c * 7);
         last = c;
     }
 }
