@@ -7,7 +7,10 @@
  * place with pwrite(2), and reads the whole file back with pread(2) to
  * compare it with an in-memory shadow copy. The restore must bring the file
  * back unlinked, with the content and offset it had at checkpoint time.
- * The digest covers the content read back and the current offset.
+ * The digest covers the content read back and the current offset. The file's mode
+ * (0640, set with fchmod) and its modification time (as the last step's writes left
+ * it) must be unchanged when the next step begins: a restore must not make them the
+ * restoring process's umask and the time of the restore.
  */
 #include "common.h"
 
@@ -86,9 +89,20 @@ int main(int argc, char **argv)
     if (unlink("scratch.dat") != 0)
         fail_errno("unlink scratch.dat");
 
+    if (fchmod(fd, 0640) != 0)
+        fail_errno("fchmod");
+    struct timespec last_mtime = { 0, 0 };
+
     uint64_t chain = FNV_OFFSET;
     for (int step = 1; step <= steps; step++) {
         int i = step - 1;
+        struct stat st;
+        if (fstat(fd, &st) != 0)
+            fail_errno("fstat");
+        if ((st.st_mode & 07777) != 0640)
+            fail("mode %o, expected 640", (unsigned)(st.st_mode & 07777));
+        if (step > 1 && (st.st_mtim.tv_sec != last_mtime.tv_sec || st.st_mtim.tv_nsec != last_mtime.tv_nsec))
+            fail("the modification time changed between steps");
 
         /* append record i at the current offset */
         struct record *r = &shadow[i];
@@ -108,6 +122,9 @@ int main(int argc, char **argv)
         if (pwrite(fd, &shadow[j], sizeof shadow[j], rec_off(j)) != (ssize_t)sizeof shadow[j])
             fail_errno("pwrite record");
 
+        if (fstat(fd, &st) != 0)
+            fail_errno("fstat");
+        last_mtime = st.st_mtim;
         uint64_t d = FNV_OFFSET;
         verify_and_hash(fd, step, &d);
         chain = fnv1a_u64(chain, d);

@@ -108,6 +108,7 @@ mod restore {
             }
         };
         write_contents(fd, f, cx.img)?;
+        keep_mode_and_time(fd, f);
         if f.kind == FdKind::Memfd as u32 && seals != 0 {
             // SAFETY: fcntl on the memfd we just made.
             last_error::<i32>(unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals as i32) })?;
@@ -115,6 +116,24 @@ mod restore {
         let fd = raise_fd(fd, cx.base).map_err(Error::other)?;
         cx.objects.insert(key, fd);
         Ok(fd)
+    }
+
+    /// The new file `fd` gets the saved file's mode (not what the restoring process's
+    /// umask leaves of it) and its modification time (not the time its contents were
+    /// written back).
+    fn keep_mode_and_time(fd: i32, f: &FdRecord) {
+        let mtime = f.file.mtime_ns;
+        let times = [
+            libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+            libc::timespec { tv_sec: mtime.div_euclid(1_000_000_000), tv_nsec: mtime.rem_euclid(1_000_000_000) },
+        ];
+        // SAFETY: fchmod and futimens on the file we made, with a valid two-element array.
+        unsafe {
+            libc::fchmod(fd, f.file.mode & 0o7777);
+            if mtime != 0 {
+                libc::futimens(fd, times.as_ptr());
+            }
+        }
     }
 
     /// The saved contents into the new file `fd`: the whole file, or its runs of data
