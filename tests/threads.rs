@@ -197,6 +197,7 @@ fn restored_threads_keep_their_tids_and_the_mutexes_they_own() {
     let (restored, st, err) = r.finish();
     assert!(st.success(), "restored run failed: {st:?}\nstderr: {err}\nstdout: {restored:?}");
     assert_continues(&reference, &before, &restored);
+    assert!(!err.contains("new thread id"), "tids came back, yet the restore says otherwise: {err}");
 }
 
 /// Without that right, a restore still brings every thread back, with new tids, and
@@ -222,4 +223,6 @@ fn threads_restored_by_an_unprivileged_user_get_new_tids() {
     let (restored, st, err) = r.finish();
     assert!(st.success(), "restored run failed: {st:?}\nstderr: {err}\nstdout: {restored:?}");
     assert_continues(&reference, &before, &restored);
+    let said = format!("warning: {} thread{} back with a new thread id", saved.len(), if saved.len() == 1 { " came" } else { "s came" });
+    assert!(err.contains(&said), "the restore says so: {err}");
 }

@@ -41,6 +41,10 @@ static ACTIVE: AtomicU32 = AtomicU32::new(0);
 /// Threads back from a restore (reset before each image is written, so a restored
 /// process starts counting from 0).
 static RESUMED: AtomicU32 = AtomicU32::new(0);
+/// Of those, threads that did not get their saved tid back (the main thread aside,
+/// whose tid is the pid); and the pid the image was taken of.
+static NEW_TIDS: AtomicU32 = AtomicU32::new(0);
+static SAVED_PID: AtomicU32 = AtomicU32::new(0);
 /// The signal that stops threads (a real-time signal nobody else uses).
 pub static STOP_SIGNAL: AtomicU32 = AtomicU32::new(0);
 /// Stop slots (`stacks`) handed out, and left, since the last reset: counted by the
@@ -243,6 +247,8 @@ fn arrived(tid: u32) -> bool {
 /// writing it.
 pub fn prepare_image() {
     RESUMED.store(0, SeqCst);
+    NEW_TIDS.store(0, SeqCst);
+    SAVED_PID.store(sys::getpid(), SeqCst);
 }
 
 /// Lets every parked thread go on.
@@ -313,6 +319,9 @@ pub fn resumed(i: usize) {
     // A wait's deadline, on this boot's clock.
     super::intent::shift_waiting(sys::clock_monotonic_ns().wrapping_sub(super::handler::started_ns()) as i64);
     if let Some(r) = slot(i).map(|r| *r) {
+        if r.tid != sys::gettid() && r.tid != SAVED_PID.load(SeqCst) {
+            NEW_TIDS.fetch_add(1, SeqCst);
+        }
         if r.robust_head != 0 {
             // SAFETY: the robust list head is in this thread's restored TLS.
             let _ = unsafe { sys::set_robust_list(r.robust_head, r.robust_len) };
@@ -371,15 +380,24 @@ fn set_sched(s: &mig_image::ThreadSched) {
 }
 
 /// The coordinator, after a restore: waits until the other `n - 1` threads have left
-/// the restore code (so the hole can go).
+/// the restore code (so the hole can go); says if threads got new tids.
 pub fn wait_resumed(n: usize) {
     let want = n as u32;
     loop {
         let now = RESUMED.load(SeqCst);
         if now >= want {
-            return;
+            break;
         }
         futex_wait(&RESUMED, now, 1000);
+    }
+    let changed = NEW_TIDS.load(SeqCst);
+    if changed > 0 {
+        msg()
+            .s("warning: ")
+            .num(changed as u64)
+            .s(if changed == 1 { " thread came" } else { " threads came" })
+            .s(" back with a new thread id (choosing it needs root or CAP_CHECKPOINT_RESTORE, and the old one free): a mutex one of them held across the checkpoint is no longer its own")
+            .emit();
     }
 }
 
