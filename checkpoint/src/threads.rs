@@ -273,7 +273,9 @@ pub fn note_frame_layout() {
 }
 
 fn stop_signal(info: *mut libc::siginfo_t, uc: *mut c_void) {
-    super::tracer::note_frame(uc);
+    if super::control::MIG_CONTROL.sw_size.load(SeqCst) == 0 {
+        super::tracer::note_frame(uc);
+    }
     // SAFETY: the kernel (or `tracer`) passes an `SA_SIGINFO` handler its frame's
     // siginfo.
     super::tracer::fix_frame(unsafe { info.as_ref() }, uc);

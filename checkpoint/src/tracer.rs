@@ -90,7 +90,7 @@ fn field<'a>(text: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 /// `SigBlk`): sent, and not taken. A thread in the stop handler has taken it (and
 /// blocks it there).
 pub fn waiting(pid: u32, tid: u32, sig: u32) -> bool {
-    let mut buf = [0u8; 4096];
+    let mut buf = [0u8; 2048];
     let text = status(pid, tid, &mut buf);
     let set = |name: &[u8]| field(text, name)?.iter().try_fold(0u64, |v, &c| Some(v << 4 | (c as char).to_digit(16)? as u64));
     let bit = if (1..=64).contains(&sig) { 1u64 << (sig - 1) } else { 0 };
@@ -100,7 +100,7 @@ pub fn waiting(pid: u32, tid: u32, sig: u32) -> bool {
 /// Whether thread `tid` of `pid` runs with a shadow stack (CET): `rt_sigreturn` would
 /// look there for a token only the kernel's own signal delivery leaves.
 fn shadow_stack(pid: u32, tid: u32) -> bool {
-    let mut buf = [0u8; 4096];
+    let mut buf = [0u8; 2048];
     field(status(pid, tid, &mut buf), b"x86_Thread_features:\t").is_some_and(|f| f.windows(5).any(|w| w == b"shstk"))
 }
 
@@ -190,42 +190,29 @@ extern "C" fn helper(_: usize) {
 #[repr(C, align(64))]
 struct Xsave([u8; XSAVE_MAX]);
 
-/// Seizes thread `tid` and waits until it is stopped (`PTRACE_INTERRUPT`). Returns the
-/// signal that was being delivered to it, if one stopped it first, to hand back with
-/// `release`; or what became of the thread.
-pub fn seize(tid: u32) -> Result<usize, Outcome> {
+/// Seizes `tid`, writes its signal frame and points it at the stop handler.
+fn redirect(tid: u32) -> Outcome {
+    let gone = |e: sys::Errno| if e.0 == libc::ESRCH { Outcome::Gone } else { Outcome::Refused };
     if let Err(e) = sys::ptrace(libc::PTRACE_SEIZE, tid, 0, 0) {
-        return Err(if e.0 == libc::ESRCH { Outcome::Gone } else { Outcome::Refused });
+        return gone(e);
     }
     let _ = sys::ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0);
-    loop {
-        let Ok(st) = sys::wait_traced(tid) else { return Err(Outcome::Gone) };
+    // A signal being delivered stops it first: that signal is handed back on detach.
+    let redeliver = loop {
+        let Ok(st) = sys::wait_traced(tid) else { return Outcome::Gone };
         if st & 0x7f == 0 || ((st & 0x7f) + 1) as i8 >> 1 > 0 {
-            return Err(Outcome::Gone); // exited or killed
+            return Outcome::Gone; // exited or killed
         }
         if st & 0xff == 0x7f {
             let (event, sig) = (st >> 16, (st >> 8) & 0xff);
             if event == PTRACE_EVENT_STOP {
-                return Ok(0);
+                break 0;
             }
             if event == 0 {
-                return Ok(sig as usize);
+                break sig;
             }
         }
         let _ = sys::ptrace(libc::PTRACE_CONT, tid, 0, 0);
-    }
-}
-
-/// Lets a seized thread go on, with the signal `seize` returned.
-pub fn release(tid: u32, sig: usize) {
-    let _ = sys::ptrace(libc::PTRACE_DETACH, tid, 0, sig);
-}
-
-/// Seizes `tid`, writes its signal frame and points it at the stop handler.
-fn redirect(tid: u32) -> Outcome {
-    let redeliver = match seize(tid) {
-        Ok(sig) => sig,
-        Err(o) => return o,
     };
     // Stopped, it cannot change: one that took the signal meanwhile comes by itself
     // (its call, cut short by this stop, made to run again).
@@ -255,7 +242,7 @@ fn redirect(tid: u32) -> Outcome {
     } else {
         resume_call(tid)
     };
-    release(tid, redeliver);
+    let _ = sys::ptrace(libc::PTRACE_DETACH, tid, 0, redeliver as usize);
     r
 }
 
@@ -291,38 +278,34 @@ mod ur {
 fn resume_call(tid: u32) -> Outcome {
     let mut regs = [0u64; 27];
     // SAFETY: PTRACE_GETREGS writes one `user_regs_struct` (27 words).
-    if unsafe { sys::ptrace_out(libc::PTRACE_GETREGS, tid, 0, regs.as_mut_ptr().cast()) }.is_ok()
-        && regs.get(ur::RAX).is_some_and(|&v| v as i64 == -(libc::EINTR as i64))
-        && restart_call(&mut regs)
-    {
-        let _ = sys::ptrace_in(libc::PTRACE_SETREGS, tid, 0, &regs);
-    }
-    Outcome::Stopped
-}
-
-/// Sets the call stopped thread's registers `regs` show it in (`orig_rax`) to run again
-/// when it goes on, as `interrupted::after_stop` says; returns whether it did.
-fn restart_call(regs: &mut [u64; 27]) -> bool {
-    let r = |i: usize| regs.get(i).copied().unwrap_or(0);
-    let nr = r(ur::ORIG_RAX) as i64;
-    let args = [r(ur::RDI), r(ur::RSI), r(ur::RDX), r(ur::R10), r(ur::R8), r(ur::R9)];
-    let Some(edit) = (nr >= 0).then(|| crate::interrupted::after_stop(nr as u32, args, r(ur::RAX) as i64)).flatten() else { return false };
-    // The argument `after_stop` changes, named as in a signal frame.
-    let arg = edit.and_then(|(at, v)| {
-        let i = match at as libc::c_int {
-            libc::REG_RDI => ur::RDI,
-            libc::REG_RDX => ur::RDX,
-            libc::REG_R10 => ur::R10,
-            _ => return None,
-        };
-        Some((i, v))
-    });
-    for (i, v) in [(ur::RAX, nr as u64), (ur::RIP, r(ur::RIP) - 2)].into_iter().chain(arg) {
-        if let Some(slot) = regs.get_mut(i) {
-            *slot = v;
+    if unsafe { sys::ptrace_out(libc::PTRACE_GETREGS, tid, 0, regs.as_mut_ptr().cast()) }.is_ok() {
+        let r = |i: usize| regs.get(i).copied().unwrap_or(0);
+        let nr = r(ur::ORIG_RAX) as i64;
+        let args = [r(ur::RDI), r(ur::RSI), r(ur::RDX), r(ur::R10), r(ur::R8), r(ur::R9)];
+        if nr >= 0
+            && r(ur::RAX) as i64 == -(libc::EINTR as i64)
+            && let Some(edit) = crate::interrupted::after_stop(nr as u32, args, r(ur::RAX) as i64)
+        {
+            let mut g = [0u64; 23];
+            if let Some((at, v)) = edit
+                && let Some(slot) = g.get_mut(at)
+            {
+                *slot = v;
+            }
+            let greg = |reg: libc::c_int| g.get(reg as usize).copied().filter(|&v| v != 0);
+            for (i, v) in [(ur::RAX, nr as u64), (ur::RIP, r(ur::RIP) - 2)]
+                .into_iter()
+                .chain(greg(libc::REG_RDI).map(|v| (ur::RDI, v)))
+                .chain(greg(libc::REG_RDX).map(|v| (ur::RDX, v)))
+            {
+                if let Some(slot) = regs.get_mut(i) {
+                    *slot = v;
+                }
+            }
+            let _ = sys::ptrace_in(libc::PTRACE_SETREGS, tid, 0, &regs);
         }
     }
-    true
+    Outcome::Stopped
 }
 
 /// Where a frame written into a thread sends it, and what its siginfo says.
@@ -395,8 +378,6 @@ pub fn write_frame(tid: u32, e: &Entry) -> Outcome {
     if unsafe { sys::ptrace_out(PTRACE_GETSIGMASK, tid, 8, (&mut mask as *mut u64).cast()) }.is_err() {
         return Outcome::Refused;
     }
-    // A call it was in runs again when it returns to it.
-    restart_call(&mut regs);
 
     let r = |i: usize| regs.get(i).copied().unwrap_or(0);
     let mut g = [0u64; 23];
@@ -425,6 +406,24 @@ pub fn write_frame(tid: u32, e: &Entry) -> Outcome {
     ] {
         if let Some(slot) = g.get_mut(at as usize) {
             *slot = v;
+        }
+    }
+    // A call it was in runs again when it returns to it.
+    let nr = r(ur::ORIG_RAX) as i64;
+    if nr >= 0 {
+        let args = [r(ur::RDI), r(ur::RSI), r(ur::RDX), r(ur::R10), r(ur::R8), r(ur::R9)];
+        if let Some(edit) = crate::interrupted::after_stop(nr as u32, args, r(ur::RAX) as i64) {
+            if let Some(slot) = g.get_mut(libc::REG_RAX as usize) {
+                *slot = nr as u64;
+            }
+            if let Some(slot) = g.get_mut(libc::REG_RIP as usize) {
+                *slot = r(ur::RIP) - 2;
+            }
+            if let Some((at, v)) = edit
+                && let Some(slot) = g.get_mut(at)
+            {
+                *slot = v;
+            }
         }
     }
 
@@ -509,13 +508,9 @@ pub fn fix_frame(info: Option<&libc::siginfo_t>, uc: *mut core::ffi::c_void) {
     }
 }
 
-/// In a handler the kernel entered (the stop handler at start, else the first
-/// checkpoint): notes once the extended-state layout of its frame `uc`, which the
-/// frames written here copy.
+/// In a handler the kernel entered (at start, and at each checkpoint): notes the
+/// extended-state layout of its frame `uc`, which the frames written here copy.
 pub fn note_frame(uc: *const core::ffi::c_void) {
-    if crate::control::MIG_CONTROL.sw_size.load(SeqCst) != 0 {
-        return;
-    }
     // SAFETY: the kernel passes an `SA_SIGINFO` handler its frame's ucontext.
     let Some(uc) = (unsafe { uc.cast::<libc::ucontext_t>().as_ref() }) else { return };
     let fp = uc.uc_mcontext.fpregs as u64;

@@ -188,8 +188,8 @@ pub use crate::request::Options;
 /// a checkpoint runs (its threads block every signal then; the request is tried again
 /// a second later, and a copy that comes late finds no one to answer it), nor when
 /// mig's own `MIG_SIGNAL` chose the signal.
-fn write_in(pid: i32, published: Option<&reach::Published>, sig: i32, own_signal: bool, chan: &Channel) -> Result<()> {
-    let Some(p) = published.and_then(|p| p.again(pid)).filter(|p| !own_signal && !p.busy) else { return Ok(()) };
+fn write_in(pid: i32, sig: i32, own_signal: bool, chan: &Channel) -> Result<()> {
+    let Some(p) = reach::published(pid).filter(|p| !own_signal && !p.busy) else { return Ok(()) };
     if p.request_signal != 0 && !(p.request_signal == sig && reach::waits_blocked(pid, sig)) {
         return Ok(());
     }
@@ -225,7 +225,7 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
     if signals {
         chan.signal(sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?;
     } else {
-        write_in(pid, published.as_ref(), sig, own_signal, &chan)?;
+        write_in(pid, sig, own_signal, &chan)?;
     }
     // The process connects when its handler runs; a standard signal does not queue, so
     // one that came while it was busy with another checkpoint is sent again.
@@ -252,7 +252,7 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
             if signals {
                 let _ = chan.signal(sig);
             }
-            write_in(pid, published.as_ref(), sig, own_signal, &chan)?;
+            write_in(pid, sig, own_signal, &chan)?;
             last_signal = Instant::now();
         }
     };

@@ -4,7 +4,6 @@
 //! all, or blocks the request signal in every thread), a signal frame written into one
 //! thread through `ptrace`, pointed at the checkpoint handler.
 
-use mig_checkpoint::tracer;
 use std::fs;
 use std::io;
 
@@ -21,15 +20,6 @@ pub struct Published {
     pub busy: bool,
     /// Where a request's frame goes.
     pub frame_top: u64,
-    /// Where the record is in the process.
-    at: u64,
-}
-
-impl Published {
-    /// The record as the process has it now (its busy flag changes).
-    pub fn again(&self, pid: i32) -> Option<Published> {
-        read_at(pid, self.at)
-    }
 }
 
 /// What `pid`'s library publishes; `None` if it cannot be read (no right to trace the
@@ -46,10 +36,7 @@ pub fn published(pid: i32) -> Option<Published> {
             .then(|| Some((u64::from_str_radix(range.split('-').next()?, 16).ok()?, path.to_string())))
             .flatten()
     })?;
-    read_at(pid, base + symbol(&fs::read(&path).ok()?, mig_proto::published::SYMBOL)?)
-}
-
-fn read_at(pid: i32, at: u64) -> Option<Published> {
+    let at = base + symbol(&fs::read(&path).ok()?, mig_proto::published::SYMBOL)?;
     let mut rec = [0u8; mig_proto::published::LEN];
     let local = libc::iovec { iov_base: rec.as_mut_ptr().cast(), iov_len: rec.len() };
     let remote = libc::iovec { iov_base: at as *mut libc::c_void, iov_len: rec.len() };
@@ -69,7 +56,6 @@ fn read_at(pid: i32, at: u64) -> Option<Published> {
         checkpoint_signal: u32_at(44) as i32,
         busy: u32_at(48) != 0,
         frame_top: u64_at(56),
-        at,
     })
 }
 
@@ -121,6 +107,28 @@ pub fn waits_blocked(pid: i32, sig: i32) -> bool {
     any
 }
 
+fn ptrace(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
+    // SAFETY: requests that pass values, or addresses of live locals as their callers do.
+    let r = unsafe { libc::ptrace(req, tid, addr, data) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
+}
+
+fn wait(tid: i32) -> io::Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid into a local.
+        if unsafe { libc::waitpid(tid, &mut status, libc::__WALL) } >= 0 {
+            return Ok(status);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+const PTRACE_EVENT_STOP: i32 = 128;
+
 /// Held while this command writes a request into process `pid` (an abstract socket
 /// name, `mig/<pid>/frame`, gone with the command); `None` if another command holds it.
 pub fn writer_lock(pid: i32) -> Option<std::os::unix::net::UnixListener> {
@@ -129,8 +137,8 @@ pub fn writer_lock(pid: i32) -> Option<std::os::unix::net::UnixListener> {
     std::os::unix::net::UnixListener::bind_addr(&addr).ok()
 }
 
-/// A live thread of `pid`, seized and stopped (`tracer::seize`), for `f`; let go after
-/// it.
+/// A live thread of `pid`, seized and stopped (`PTRACE_INTERRUPT`), for `f`; let go
+/// after it (unless `f` let it go itself).
 fn with_stopped_thread(pid: i32, f: impl FnOnce(i32) -> io::Result<()>) -> io::Result<()> {
     let tid = fs::read_dir(format!("/proc/{pid}/task"))?
         .flatten()
@@ -139,15 +147,21 @@ fn with_stopped_thread(pid: i32, f: impl FnOnce(i32) -> io::Result<()>) -> io::R
             fs::read_to_string(format!("/proc/{pid}/task/{t}/stat")).is_ok_and(|s| !s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
         })
         .ok_or_else(|| io::Error::other("no live thread"))?;
-    let redeliver = tracer::seize(tid as u32).map_err(|o| {
-        io::Error::other(if o == tracer::Outcome::Gone {
-            "its thread ended"
-        } else {
-            "its thread cannot be traced (not dumpable, traced already, or not ours to trace)"
-        })
-    })?;
-    let r = f(tid);
-    tracer::release(tid as u32, redeliver);
+    ptrace(libc::PTRACE_SEIZE, tid, 0, 0)?;
+    let r = ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0).and_then(|_| {
+        loop {
+            let st = wait(tid)?;
+            if !libc::WIFSTOPPED(st) {
+                return Err(io::Error::other("the thread ended"));
+            }
+            if st >> 16 == PTRACE_EVENT_STOP {
+                break f(tid);
+            }
+            // A signal of the program's on its way: it goes on its way.
+            ptrace(libc::PTRACE_CONT, tid, 0, libc::WSTOPSIG(st) as usize)?;
+        }
+    });
+    let _ = ptrace(libc::PTRACE_DETACH, tid, 0, 0);
     r
 }
 
@@ -156,7 +170,7 @@ fn with_stopped_thread(pid: i32, f: impl FnOnce(i32) -> io::Result<()>) -> io::R
 /// where no signal can carry one (the program took every real-time signal).
 pub fn inject_request(pid: i32, p: &Published, nonce: u64) -> io::Result<()> {
     with_stopped_thread(pid, |tid| {
-        let entry = tracer::Entry {
+        let entry = mig_checkpoint::tracer::Entry {
             pid: pid as u32,
             entry: p.entry,
             restorer: p.restorer,
@@ -170,8 +184,8 @@ pub fn inject_request(pid: i32, p: &Published, nonce: u64) -> io::Result<()> {
             sw_size: p.sw_size,
             stack_top: p.frame_top,
         };
-        match tracer::write_frame(tid as u32, &entry) {
-            tracer::Outcome::Stopped => Ok(()),
+        match mig_checkpoint::tracer::write_frame(tid as u32, &entry) {
+            mig_checkpoint::tracer::Outcome::Stopped => Ok(()),
             _ => Err(io::Error::other("its thread's state cannot be read or written")),
         }
     })
