@@ -71,6 +71,21 @@ fn libc_restorer() -> u64 {
     }
 }
 
+/// This library's file (where the dynamic loader found it).
+#[allow(unsafe_code)]
+fn library_path() -> PathBuf {
+    // SAFETY: dladdr on an address of this library fills `info` with pointers into the
+    // loader's own strings, valid while the library is loaded.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(library_path as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null() {
+            return PathBuf::new();
+        }
+        let name = std::ffi::CStr::from_ptr(info.dli_fname);
+        std::fs::canonicalize(std::ffi::OsStr::from_encoded_bytes_unchecked(name.to_bytes())).unwrap_or_default()
+    }
+}
+
 #[ctor::ctor(unsafe)]
 fn init() {
     let restore_from = std::env::var_os(mig_proto::env::RESTORE).filter(|v| !v.is_empty()).map(PathBuf::from);
@@ -91,6 +106,7 @@ fn init() {
         restorer: libc_restorer(),
         checkpoint_entry: checkpoint::stacks::checkpoint_entry as *const () as u64,
         stop_entry: checkpoint::stacks::stop_entry as *const () as u64,
+        mig: checkpoint::whole_job::mig_beside(library_path().as_os_str().as_encoded_bytes()),
     });
     if let Some(image) = restore_from {
         restore::plan::restore(&image, settings);

@@ -91,6 +91,8 @@ pub struct Request {
     pub portable: bool,
     /// The descriptor to stream the image to (-1: a file).
     pub stream: i32,
+    /// One process of a job saved whole (`mig_proto::request::Request::held`).
+    pub held: bool,
 }
 
 /// What the checkpoint signal carried.
@@ -126,6 +128,7 @@ pub fn take(code: i32, uid: u32, value: u64) -> Asked {
     }
     match connect(value) {
         Some(req) => {
+            IN_JOB.store(req.held, Relaxed);
             OWN[0].store(req.conn, Relaxed);
             OWN[1].store(req.stream, Relaxed);
             Asked::Request(req)
@@ -189,7 +192,49 @@ fn read_request(fd: i32) -> Option<Request> {
         Some(p) => Some(FixedPath::new(p)?),
         None => None,
     };
-    Some(Request { conn: fd, to, exit: r.exit, portable: r.portable, stream })
+    Some(Request { conn: fd, to, exit: r.exit, portable: r.portable, stream, held: r.held })
+}
+
+/// This checkpoint saves one process of a job (set while a held request is served):
+/// what it shares with the job's other processes is theirs too, not lost.
+static IN_JOB: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether this checkpoint saves one process of a job.
+pub fn in_job() -> bool {
+    IN_JOB.load(Relaxed)
+}
+
+/// How long a held process waits for the command's next word.
+const HOLD_MS: u64 = 60_000;
+
+/// Says on `conn` that this held process reached `stage`, and waits for the command's
+/// next line; true if it is `word`. A command gone, or silent for a minute, is a no.
+pub fn hold(conn: i32, stage: &[u8], word: &[u8]) -> bool {
+    let mut m = Msg::<64>::new();
+    request::answer::held(stage, |b| {
+        m.bytes(b);
+    });
+    if sys::send_all(conn, m.as_bytes()).is_err() {
+        return false;
+    }
+    let deadline = sys::clock_monotonic_ns() + HOLD_MS * 1_000_000;
+    let mut line = [0u8; 16];
+    let mut len = 0;
+    while sys::clock_monotonic_ns() < deadline {
+        let Some(rest) = line.get_mut(len..).filter(|r| !r.is_empty()) else { return false };
+        match sys::read(conn, rest) {
+            Ok(0) => return false,
+            Ok(n) => {
+                len += n;
+                if line.get(..len).is_some_and(|l| l.ends_with(b"\n")) {
+                    return line.get(..len) == Some(word);
+                }
+            }
+            Err(sys::Errno(libc::EAGAIN | libc::EINTR)) => {}
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// Tells the command which file the image is being written to, and about how large it
@@ -238,4 +283,5 @@ pub fn done_here(req: Option<&Request>) {
     for o in &OWN {
         o.store(-1, Relaxed);
     }
+    IN_JOB.store(false, Relaxed);
 }

@@ -85,7 +85,9 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
     let target = target.get(..n).unwrap_or(&target);
     let st = sys::fstat(fd).map_err(|e| Failure::Sys("fstat", e))?;
     let termios = kinds::tty::probe(fd, &st);
-    if fd <= 2 && termios.is_none() {
+    // In a job, a standard descriptor may be a pipe to another of its processes.
+    let job_pipe = super::control::in_job() && st.st_mode & libc::S_IFMT == libc::S_IFIFO && target.starts_with(b"pipe:");
+    if fd <= 2 && termios.is_none() && !job_pipe {
         return Ok(None);
     }
     let flags = sys::fcntl(fd, libc::F_GETFL, 0).unwrap_or(0) as u32;
@@ -209,6 +211,9 @@ fn link(s: &mut Snapshot) -> Result<(), Failure> {
             Some(FdKind::Pipe) => {
                 let reader = all.iter().find(|o| o.kind == f.kind && o.dup_of < 0 && o.file.ino == f.file.ino && reads(o));
                 match reader {
+                    // Its reader may be another process of the job: the job's image
+                    // knows (`mig checkpoint` warns if none is).
+                    None if super::control::in_job() => FdKind::Pipe,
                     None => {
                         warn(&f, s, "its reader is outside the process; it comes back as a broken pipe end");
                         FdKind::Unsupported

@@ -18,6 +18,7 @@ use super::report::complete;
 use super::rollback;
 use super::scratch::Scratch;
 use super::threads;
+use super::whole_job;
 use super::writers::writer_reap;
 use crate::handoff;
 use crate::runtime;
@@ -25,6 +26,7 @@ use crate::sys::{self, msg::msg};
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use mig_image::Context;
+use mig_proto::request;
 
 /// When the checkpoint signal arrived: the start of the pause.
 static STARTED: AtomicU64 = AtomicU64::new(0);
@@ -76,16 +78,23 @@ fn checkpoint(info: *mut libc::siginfo_t) {
         Signal::Idle => {
             let (job, own_image) = match control::take(code, uid, value) {
                 control::Asked::Withdrawn => return control::done_here(None),
+                // A process with children is saved with them, by `mig checkpoint`.
+                control::Asked::Plain if whole_job::has_children() && whole_job::delegate() => return control::done_here(None),
                 control::Asked::Plain => (Job::plain(), true),
                 control::Asked::Request(r) => (Job::requested(&r), r.to.is_none() && r.stream < 0),
             };
             if own_image && let Some(root) = runtime::get().settings.job_root() {
+                // The job's image is the whole job's: `mig checkpoint` saves it.
+                if job.conn < 0 && whole_job::delegate() {
+                    return control::done_here(None);
+                }
                 return member_refuses(&job, root);
             }
             // Images are written one at a time, in order.
             writer_reap();
             precopy::wait_ended();
-            if !job.exit && !job.streamed() {
+            // A process of a job is saved in the job's one stop, without a pre-copy.
+            if !job.exit && !job.streamed() && !job.held {
                 match TempImage::create(job.dest.as_bytes()) {
                     Ok(tmp) => match precopy::start(job, &tmp) {
                         Some(_) => {
@@ -223,6 +232,12 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
             }
         },
     };
+    // Every process of a job stops before any is saved: the bytes in a pipe between
+    // two of them are then the same for both.
+    if job.held && job.conn >= 0 && !control::hold(job.conn, b"stopped", request::GO) {
+        complete(job, Err(Failure::Other("the job's checkpoint was abandoned")), 0);
+        return 0;
+    }
     let mut snap = match collect::collect(scratch, &ctx, n, job.portable, job.created_ns) {
         Ok(snap) => snap,
         Err(f) => {
@@ -258,6 +273,10 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
     ordinary(&mut snap, scratch, job);
     if stop == Stop::Final {
         precopy::release(None, 0);
+    }
+    // ... and none goes on before every one is taken (whatever the command says then).
+    if job.held && job.conn >= 0 {
+        control::hold(job.conn, b"taken", request::RESUME);
     }
     0
 }

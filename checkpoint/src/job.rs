@@ -27,6 +27,8 @@ pub struct Job {
     pub t0: u64,
     /// Pre-copy rounds the image took (0: none).
     pub rounds: u32,
+    /// One process of a job saved whole: stopped until every one is (`control::hold`).
+    pub held: bool,
 }
 
 impl Job {
@@ -43,6 +45,7 @@ impl Job {
             created_ns: sys::clock_realtime_ns(),
             t0: 0,
             rounds: 0,
+            held: false,
         }
     }
 
@@ -55,6 +58,7 @@ impl Job {
             exit: r.exit,
             conn: r.conn,
             stream: r.stream,
+            held: r.held,
             ..Job::plain()
         }
     }
@@ -66,7 +70,7 @@ impl Job {
 
     /// This job's descriptors, to close once they are handed on.
     pub fn request(&self) -> control::Request {
-        control::Request { conn: self.conn, to: None, exit: self.exit, portable: self.portable, stream: self.stream }
+        control::Request { conn: self.conn, to: None, exit: self.exit, portable: self.portable, stream: self.stream, held: self.held }
     }
 }
 

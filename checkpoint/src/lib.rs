@@ -63,5 +63,6 @@ pub mod stacks;
 pub mod threads;
 pub mod timer;
 pub mod tracer;
+pub mod whole_job;
 pub mod writer;
 pub mod writers;

@@ -102,6 +102,8 @@ pub struct Runtime {
     /// module that calls them.
     pub checkpoint_entry: u64,
     pub stop_entry: u64,
+    /// The `mig` command beside the library (empty: none), which saves a whole job.
+    pub mig: FixedPath,
 }
 
 struct Cell(UnsafeCell<Option<Runtime>>);

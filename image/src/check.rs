@@ -364,7 +364,8 @@ fn fds(img: &Image) -> Check {
         prev = f.fd;
         ensure(f.fd < MAX_FD, "a descriptor number is out of range")?;
         let kind = FdKind::from_u32(f.kind).ok_or(ImageError::Layout("unknown descriptor kind"))?;
-        ensure(f.fd > 2 || kind == FdKind::Tty, "a standard descriptor (0-2) is recorded that is not a terminal")?;
+        // A process of a job: a standard descriptor may be a pipe to another one.
+        ensure(f.fd > 2 || kind == FdKind::Tty || kind == FdKind::Pipe, "a standard descriptor (0-2) is recorded that is not a terminal or a pipe")?;
         blob_bounds(img, f.blob, f.data_off, f.data_len)?;
         file_id(img, &f.file)?;
         str_in_bounds(img, f.extra)?;

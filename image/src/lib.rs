@@ -22,6 +22,7 @@ pub mod format;
 pub mod layout;
 pub mod pagecrc;
 pub mod params;
+pub mod tree;
 pub mod verify;
 
 pub use format::*;

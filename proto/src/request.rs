@@ -37,7 +37,18 @@ pub struct Request<'a> {
     pub portable: bool,
     /// The image goes to the descriptor that comes with the request.
     pub stream: bool,
+    /// One process of a job saved whole: it waits, stopped, for [`GO`] before it saves,
+    /// and for [`RESUME`] once its image is taken, so that every process of the job is
+    /// stopped while any is saved (answers [`answer::held`]).
+    pub held: bool,
 }
+
+/// What the command sends a held process once every process of the job has stopped.
+pub const GO: &[u8] = b"go\n";
+/// What the command sends a held process once every process of the job is saved.
+pub const RESUME: &[u8] = b"resume\n";
+/// What the command sends a held process whose job's checkpoint is abandoned.
+pub const ABANDON: &[u8] = b"abandon\n";
 
 impl<'a> Request<'a> {
     /// The request's lines, ended by an empty line, given to `out` a piece at a time.
@@ -47,7 +58,7 @@ impl<'a> Request<'a> {
             out(to);
             out(b"\n");
         }
-        for (on, line) in [(self.exit, &b"exit=1\n"[..]), (self.portable, b"portable=1\n"), (self.stream, b"stream=1\n")] {
+        for (on, line) in [(self.exit, &b"exit=1\n"[..]), (self.portable, b"portable=1\n"), (self.stream, b"stream=1\n"), (self.held, b"held=1\n")] {
             if on {
                 out(line);
             }
@@ -75,6 +86,7 @@ impl<'a> Request<'a> {
                 Some((b"exit", b"1")) => req.exit = true,
                 Some((b"portable", b"1")) => req.portable = true,
                 Some((b"stream", b"1")) => req.stream = true,
+                Some((b"held", b"1")) => req.held = true,
                 _ => {}
             }
         }
@@ -106,6 +118,14 @@ pub mod answer {
         out(Writer::decimal(total, &mut n));
         out(b"\nwriting=");
         out(tmp);
+        out(b"\n");
+    }
+
+    /// A held process has reached `stage`: `stopped` (it waits for `GO`), `taken` (its
+    /// image is taken; it waits for `RESUME`).
+    pub fn held(stage: &[u8], mut out: impl FnMut(&[u8])) {
+        out(b"held=");
+        out(stage);
         out(b"\n");
     }
 
@@ -163,6 +183,11 @@ impl<'a> Answer<'a> {
     /// About how large the image will be (0: not said).
     pub fn total(&self) -> u64 {
         self.field(b"total").and_then(number).unwrap_or(0)
+    }
+
+    /// The last stage a held process said it reached.
+    pub fn held(&self) -> Option<&'a [u8]> {
+        self.lines.split(|&c| c == b'\n').filter_map(|l| l.strip_prefix(b"held=")).next_back()
     }
 
     /// The warnings so far.
@@ -245,7 +270,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip() {
-        let req = Request { to: Some(b"/a/b.mig"), exit: true, portable: false, stream: false };
+        let req = Request { to: Some(b"/a/b.mig"), exit: true, portable: false, stream: false, held: false };
         let text = collect(|out| req.encode(out));
         assert_eq!(text, b"to=/a/b.mig\nexit=1\n\n");
         assert!(Request::complete(&text));
@@ -254,6 +279,8 @@ mod tests {
         assert_eq!(own, b"\n");
         assert_eq!(Request::parse(&own), Some(Request::default()));
         assert_eq!(Request::parse(b"to=/x\nexit=1\n"), None, "not ended");
+        let held = Request { held: true, ..req };
+        assert_eq!(Request::parse(&collect(|out| held.encode(out))), Some(held));
     }
 
     #[test]
@@ -268,6 +295,10 @@ mod tests {
         assert_eq!(a.outcome(), Some(Outcome::Ok { path: b"/a/b.mig", bytes: 8192, stopped_us: 12 }));
         // A last line not yet whole does not count.
         assert_eq!(Answer::new(b"status=ok\npath=/a\nbytes=1\nstopped_us=1").outcome(), None);
+        let mut h = collect(|out| answer::held(b"stopped", out));
+        assert_eq!(Answer::new(&h).held(), Some(&b"stopped"[..]));
+        h.extend(collect(|out| answer::held(b"taken", out)));
+        assert_eq!(Answer::new(&h).held(), Some(&b"taken"[..]));
         let e = collect(|out| answer::outcome(Err(b"no space"), b"", 0, out));
         assert_eq!(Answer::new(&e).outcome(), Some(Outcome::Error { reason: b"no space" }));
     }

@@ -44,15 +44,29 @@ impl FdPlan {
 }
 
 /// Makes every saved descriptor again, above `base`. Fails with the reason a restore
-/// has to be refused; what can only be approximated is said in a warning.
-pub fn prepare(img: &Image, base: i32) -> Result<FdPlan, String> {
-    let records: Vec<FdRecord> = (0..img.count(Table::Fds)).map(|i| img.fd(i)).collect();
+/// has to be refused; what can only be approximated is said in a warning. For a
+/// process of a job, `job_pipes` are the job's pipes (by saved inode), made once for
+/// all its processes (`restore::job`); a pipe end not among them led out of the job.
+pub fn prepare(img: &Image, base: i32, job_pipes: Option<&HashMap<u64, [i32; 2]>>) -> Result<FdPlan, String> {
+    let mut records: Vec<FdRecord> = (0..img.count(Table::Fds)).map(|i| img.fd(i)).collect();
+    if let Some(jp) = job_pipes {
+        // A standard descriptor stays the restoring process's own (as `mig restart`'s
+        // are), others come back broken, as a pipe end of a single process's does.
+        records.retain(|f| !(f.fd <= 2 && f.kind == FdKind::Pipe as u32 && !jp.contains_key(&f.file.ino)));
+        for f in records.iter_mut().filter(|f| f.kind == FdKind::Pipe as u32 && !jp.contains_key(&f.file.ino)) {
+            f.kind = FdKind::Unsupported as u32;
+        }
+    }
     let mut cx = Shared::new(img, &records, base);
+    if let Some(jp) = job_pipes {
+        cx.pipes.extend(jp.iter().map(|(&ino, &ends)| (ino, ends)));
+    }
     let mut plan = FdPlan::default();
     let mut made: HashMap<i32, i32> = HashMap::new();
     for f in &records {
         let what = |why: String| format!("descriptor {} ({}): {why}", f.fd, String::from_utf8_lossy(img.str(f.file.path)));
-        if f.fd <= 2 {
+        let job_pipe = job_pipes.is_some() && f.kind == FdKind::Pipe as u32;
+        if f.fd <= 2 && !job_pipe {
             // A terminal on a standard descriptor: the restoring process's own one
             // stays, and gets the saved modes if it is a terminal too.
             if isatty(f.fd) {

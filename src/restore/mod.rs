@@ -6,6 +6,7 @@
 
 pub mod blob;
 pub mod fds;
+pub mod job;
 pub mod loader;
 pub mod plan;
 pub mod timers;

@@ -44,6 +44,10 @@ pub fn readlink(path: &CPath, buf: &mut [u8]) -> SysResult {
 pub fn getdents(fd: c_int, buf: &mut [u8]) -> SysResult {
     sc!(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len())
 }
+/// Whether this process may execute `path` (`faccessat(X_OK)`).
+pub fn access_x(path: &CPath) -> SysResult<()> {
+    sc!(libc::SYS_faccessat, libc::AT_FDCWD, path.ptr(), libc::X_OK, 0).map(drop)
+}
 /// Reads a whole (small, `/proc`) file into `buf`; returns the length read.
 pub fn read_file(path: &CPath, buf: &mut [u8]) -> SysResult {
     let fd = open(path, libc::O_RDONLY, 0)?;

@@ -6,6 +6,10 @@ use libc::c_int;
 pub fn close(fd: c_int) {
     let _ = sc!(libc::SYS_close, fd);
 }
+/// `dup3(old, new, 0)`: `new` becomes a copy of `old`.
+pub fn dup2(old: c_int, new: c_int) -> SysResult {
+    sc!(libc::SYS_dup3, old, new, 0)
+}
 pub fn read(fd: c_int, buf: &mut [u8]) -> SysResult {
     sc!(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len())
 }

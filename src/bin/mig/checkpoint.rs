@@ -3,6 +3,7 @@
 
 use crate::compress::{self, Compressor, Method};
 use crate::control;
+use crate::job;
 use crate::reach;
 use crate::request::{self, Channel, Done, Reply, Target};
 use crate::stream::{self, Progress, Step};
@@ -89,11 +90,17 @@ pub struct Outcome {
 pub fn main(a: Args) -> Result<u8> {
     let comm = control::comm(a.pid);
     let streaming = a.to.as_deref() == Some(Path::new("-"));
-    let opts = Options { exit: a.exit, portable: a.portable };
+    let opts = Options { exit: a.exit, portable: a.portable, held: false };
     if a.to.is_none() && matches!(a.compress, Some(Method::Zstd(_))) {
         return Err(Fail::bad("--compress needs --to PATH or --to - (a process writes its own image uncompressed)"));
     }
     let method = if a.to.is_some() { compress::choose(a.compress)? } else { Method::None };
+    // A process with children is saved with them, as one job; a request to a member
+    // of a job saves the whole job into the job's image.
+    let root = job::root_of(a.pid);
+    if root != a.pid || job::has_children(root) {
+        return job_main(&a, root, streaming, method, opts);
+    }
     // (the outcome, the compressed size)
     let (out, packed) = if streaming {
         let mut stdout = std::io::stdout().lock();
@@ -136,6 +143,29 @@ pub fn main(a: Args) -> Result<u8> {
     } else {
         println!("{line}");
     }
+    Ok(0)
+}
+
+/// `mig checkpoint` of a job.
+fn job_main(a: &Args, root: i32, streaming: bool, method: Method, opts: Options) -> Result<u8> {
+    if streaming || a.exit || !matches!(method, Method::None) {
+        return Err(Fail::bad(format!(
+            "process {root} runs a job of several processes, which mig saves only into an uncompressed image file (no --to -, --exit or --compress yet)"
+        )));
+    }
+    let dest = match &a.to {
+        Some(p) => destination(p)?,
+        None => job::own_image(root)?,
+    };
+    let out = job::checkpoint(root, &dest, opts, a.timeout)?;
+    let n = job::members(root).len();
+    println!(
+        "checkpoint of job {root} ({}, {n} processes) written to {}: {}, processes stopped for {}",
+        control::comm(root),
+        out.path.display(),
+        util::size(out.bytes),
+        util::duration(out.stopped)
+    );
     Ok(0)
 }
 
@@ -201,13 +231,6 @@ fn write_in(pid: i32, sig: i32, own_signal: bool, chan: &Channel) -> Result<()> 
 
 /// Runs one checkpoint of `pid` to `dest` and waits for its result.
 pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Result<Outcome> {
-    control::check_target(pid)?;
-    let published = reach::published(pid);
-    let sig = control::checkpoint_signal(pid, published.as_ref())?;
-    let own_signal = std::env::var_os(mig_proto::env::SIGNAL).is_some_and(|v| !v.is_empty());
-    // With no request signal the checkpoint signal is likely the program's: not sent.
-    let signals = own_signal || published.as_ref().is_none_or(|p| p.request_signal != 0);
-    let chan = Channel::open(pid)?;
     let (path, stream, write_end, sink) = match dest {
         Dest::Stream(w) => {
             let (r, wr) = request::pipe()?;
@@ -221,43 +244,7 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
         (Some(p), None) => Target::File(p),
         (None, None) => Target::Own,
     };
-    let signalled = Instant::now();
-    if signals {
-        chan.signal(sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?;
-    } else {
-        write_in(pid, sig, own_signal, &chan)?;
-    }
-    // The process connects when its handler runs; a standard signal does not queue, so
-    // one that came while it was busy with another checkpoint is sent again.
-    let mut last_signal = Instant::now();
-    let mut conn = loop {
-        if let Some(c) = chan.accept(Duration::from_millis(50)) {
-            break c;
-        }
-        if !control::alive(pid) {
-            return Err(Fail::new(format!("process {pid} ended before it took the checkpoint request")));
-        }
-        // Stopped meanwhile: mig goes, and with it the request (the signal the process
-        // finds when it goes on finds no one to connect to).
-        if control::is_stopped(pid) {
-            return Err(control::stopped(pid));
-        }
-        if signalled.elapsed() > timeout {
-            return Err(Fail::new(format!(
-                "timed out after {}: process {pid} did not take the checkpoint request (is the checkpoint signal blocked or taken by the program, or is it a version of libmig.so without checkpoint requests?)",
-                util::duration(timeout)
-            )));
-        }
-        if last_signal.elapsed() >= Duration::from_secs(1) {
-            if signals {
-                let _ = chan.signal(sig);
-            }
-            write_in(pid, sig, own_signal, &chan)?;
-            last_signal = Instant::now();
-        }
-    };
-    // Nobody else's connection is taken from here on.
-    drop(chan);
+    let (mut conn, signalled) = connect(pid, timeout)?;
     request::send(&conn, &target, opts)?;
     drop(write_end);
     conn.set_nonblocking(true).map_err(|e| Fail::new(format!("{e}")))?;
@@ -286,6 +273,54 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
             std::thread::sleep(Duration::from_millis(100));
             m.push_str(if control::alive(pid) { "; it keeps running" } else { "; the process has ended" });
             Err(Fail::new(m))
+        }
+    }
+}
+
+/// Signals `pid` with a request of its own and waits until its handler connects:
+/// (the connection, when the signal went).
+pub fn connect(pid: i32, timeout: Duration) -> Result<(std::os::unix::net::UnixStream, Instant)> {
+    control::check_target(pid)?;
+    let published = reach::published(pid);
+    let sig = control::checkpoint_signal(pid, published.as_ref())?;
+    let own_signal = std::env::var_os(mig_proto::env::SIGNAL).is_some_and(|v| !v.is_empty());
+    // With no request signal the checkpoint signal is likely the program's: not sent.
+    let signals = own_signal || published.as_ref().is_none_or(|p| p.request_signal != 0);
+    let chan = Channel::open(pid)?;
+    let signalled = Instant::now();
+    if signals {
+        chan.signal(sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?;
+    } else {
+        write_in(pid, sig, own_signal, &chan)?;
+    }
+    // The process connects when its handler runs; a standard signal does not queue, so
+    // one that came while it was busy with another checkpoint is sent again.
+    let mut last_signal = Instant::now();
+    loop {
+        if let Some(c) = chan.accept(Duration::from_millis(50)) {
+            // Nobody else's connection is taken from here on (`chan` goes).
+            return Ok((c, signalled));
+        }
+        if !control::alive(pid) {
+            return Err(Fail::new(format!("process {pid} ended before it took the checkpoint request")));
+        }
+        // Stopped meanwhile: mig goes, and with it the request (the signal the process
+        // finds when it goes on finds no one to connect to).
+        if control::is_stopped(pid) {
+            return Err(control::stopped(pid));
+        }
+        if signalled.elapsed() > timeout {
+            return Err(Fail::new(format!(
+                "timed out after {}: process {pid} did not take the checkpoint request (is the checkpoint signal blocked or taken by the program, or is it a version of libmig.so without checkpoint requests?)",
+                util::duration(timeout)
+            )));
+        }
+        if last_signal.elapsed() >= Duration::from_secs(1) {
+            if signals {
+                let _ = chan.signal(sig);
+            }
+            write_in(pid, sig, own_signal, &chan)?;
+            last_signal = Instant::now();
         }
     }
 }

@@ -168,6 +168,9 @@ fn show(path: &std::path::Path, json_out: bool) -> Result<u8> {
         Some(unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Fail::new(format!("cannot map {}: {e}", path.display())))?)
     };
     let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
+    if mig_image::tree::is_tree(bytes) && unpacked.is_none() {
+        return show_job(path.display().to_string(), bytes, json_out);
+    }
     let mut report = examine(path.display().to_string(), bytes);
     if let Some((_, damage)) = unpacked {
         report.compressed = Some(Packed { size });
@@ -187,6 +190,73 @@ fn show(path: &std::path::Path, json_out: bool) -> Result<u8> {
             // Not an `Err`: the report is out already (with --json, a failure would
             // print a second JSON object).
             eprintln!("mig: {} is damaged: {}: {}{more}", report.file, d.place, d.what);
+            Ok(2)
+        }
+    }
+}
+
+/// A job's image: its processes as a tree, then each one's report.
+fn show_job(file: String, bytes: &[u8], json_out: bool) -> Result<u8> {
+    let header = match mig_image::tree::TreeHeader::read(bytes, &crc32fast::Hasher::new()) {
+        Ok(h) => h,
+        Err(e) => {
+            if json_out {
+                println!("{{\"image\": {}, \"size\": {}, \"intact\": false, \"processes\": null}}", util::json_str(&file), bytes.len());
+            }
+            eprintln!("mig: {file} is damaged: {e}");
+            return Ok(2);
+        }
+    };
+    let members: Vec<(mig_image::tree::Member, Report)> =
+        header.members().iter().map(|m| (*m, examine(format!("{file} (process {})", m.pid), &bytes[m.off as usize..(m.off + m.len) as usize]))).collect();
+    let comm = |r: &Report| r.process.as_ref().map_or("?".to_string(), |p| p.comm.clone());
+    if json_out {
+        let mut o = format!(
+            "{{\n  \"image\": {},\n  \"size\": {},\n  \"intact\": {},\n  \"processes\": [\n",
+            util::json_str(&file),
+            bytes.len(),
+            members.iter().all(|(_, r)| r.damage.is_empty())
+        );
+        for (i, (m, r)) in members.iter().enumerate() {
+            let sep = if i + 1 < members.len() { "," } else { "" };
+            o.push_str(&format!(
+                "    {{\"pid\": {}, \"ppid\": {}, \"pgid\": {}, \"sid\": {}, \"command\": {}, \"size\": {}, \"report\": {}}}{sep}\n",
+                m.pid,
+                m.ppid,
+                m.pgid,
+                m.sid,
+                util::json_str(&comm(r)),
+                m.len,
+                json::json(r).trim_end()
+            ));
+        }
+        o.push_str("  ]\n}\n");
+        print!("{o}");
+    } else {
+        let mut o = format!("job image: {file} ({}), {} processes\n", util::size(bytes.len() as u64), members.len());
+        o.push_str("     PID     PPID     PGID      SID  SIZE        COMMAND\n");
+        let depth = |m: &mig_image::tree::Member| {
+            let mut d = 0;
+            let mut at = *m;
+            while let Some(p) = members.iter().map(|(p, _)| *p).find(|p| p.pid == at.ppid && p.pid != at.pid) {
+                d += 1;
+                at = p;
+            }
+            d
+        };
+        for (m, r) in &members {
+            o.push_str(&format!("{:>8} {:>8} {:>8} {:>8}  {:<10}  {}{}\n", m.pid, m.ppid, m.pgid, m.sid, util::size(m.len), "  ".repeat(depth(m)), comm(r)));
+        }
+        for (m, r) in &members {
+            o.push_str(&format!("\n--- process {} ---\n{}", m.pid, text::text(r)));
+        }
+        print!("{o}");
+    }
+    let damaged: Vec<String> = members.iter().filter_map(|(m, r)| r.damage.first().map(|d| format!("process {}: {}: {}", m.pid, d.place, d.what))).collect();
+    match damaged.first() {
+        None => Ok(0),
+        Some(d) => {
+            eprintln!("mig: {file} is damaged: {d}");
             Ok(2)
         }
     }

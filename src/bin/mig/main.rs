@@ -9,6 +9,7 @@ mod compress;
 mod control;
 mod inspect;
 mod interrupt;
+mod job;
 mod migrate;
 mod ps;
 mod reach;

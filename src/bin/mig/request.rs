@@ -23,6 +23,8 @@ pub struct Options {
     /// End the process once the image is complete.
     pub exit: bool,
     pub portable: bool,
+    /// One process of a job: held stopped until the whole job is (`job.rs`).
+    pub held: bool,
 }
 
 /// Where the process writes the image.
@@ -130,7 +132,7 @@ pub fn send(conn: &UnixStream, target: &Target<'_>, opts: Options) -> Result<()>
         Target::File(p) => Some(p.as_os_str().as_bytes()),
         _ => None,
     };
-    let req = mig_proto::request::Request { to, exit: opts.exit, portable: opts.portable, stream: matches!(target, Target::Stream(_)) };
+    let req = mig_proto::request::Request { to, exit: opts.exit, portable: opts.portable, stream: matches!(target, Target::Stream(_)), held: opts.held };
     let mut text = Vec::new();
     req.encode(|b| text.extend_from_slice(b));
     let fd = match target {
@@ -208,6 +210,11 @@ impl Reply {
     /// The image file being written, once the process said so.
     pub fn writing(&self) -> Option<PathBuf> {
         self.answer().writing().map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+    }
+
+    /// The last stage a held process said it reached (`stopped`, `taken`).
+    pub fn held(&self) -> Option<&[u8]> {
+        self.answer().held()
     }
 
     /// About how large the image will be (0: not said yet).

@@ -139,11 +139,67 @@ pub fn main(a: Args) -> Result<u8> {
     if a.confirm {
         watch_restore()?;
     }
+    if let Some(status) = job_root(&file)? {
+        return Ok(status);
+    }
     // The memfd (from stdin or a compressed image) must stay open across exec: it was
     // made without close-on-exec, and `file` is not dropped before exec.
     let e = cmd.exec();
     drop(file);
     Err(Fail::refused(format!("cannot start {}: {e}", exe.display())))
+}
+
+/// For a job's image, where this process may choose pids: starts the job's root with
+/// its saved pid (`clone3` with `set_tid`), in its saved session or group, and waits
+/// for it; returns its status as `mig restart`'s (128 + a signal's number). `None`:
+/// this process execs the root itself (a single process's image, or the pid is taken
+/// or not this process's to choose; the library then says which pids changed).
+fn job_root(file: &File) -> Result<Option<u8>> {
+    // SAFETY: read-only private mapping of the image just checked.
+    let Ok(map) = (unsafe { memmap2::Mmap::map(file) }) else { return Ok(None) };
+    if !mig_image::tree::is_tree(&map) {
+        return Ok(None);
+    }
+    let Ok(header) = mig_image::tree::TreeHeader::read(&map, &crc32fast::Hasher::new()) else { return Ok(None) };
+    let Some(&root) = header.members().first() else { return Ok(None) };
+    drop(map);
+    let tid = [root.pid as i32];
+    // struct clone_args up to set_tid_size: flags, pidfd, child_tid, parent_tid,
+    // exit_signal, stack, stack_size, tls, set_tid, set_tid_size.
+    let args: [u64; 10] = [0, 0, 0, 0, libc::SIGCHLD as u64, 0, 0, 0, tid.as_ptr() as u64, 1];
+    // SAFETY: clone3 without CLONE_VM is a fork; `args` is a valid clone_args of the
+    // size given; mig restart has one thread.
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, args.as_ptr(), std::mem::size_of_val(&args)) };
+    match pid {
+        0 => {
+            // The root, about to exec: its session and group as they were.
+            // SAFETY: plain system calls.
+            unsafe {
+                if root.sid == root.pid {
+                    libc::setsid();
+                } else if root.pgid == root.pid {
+                    libc::setpgid(0, 0);
+                }
+            }
+            Ok(None)
+        }
+        pid if pid < 0 => Ok(None),
+        pid => {
+            // Signals meant for the job reach it, not mig.
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                // SAFETY: ignoring a signal in this process only (the root execs first).
+                unsafe { libc::signal(sig, libc::SIG_IGN) };
+            }
+            let mut st = 0;
+            // SAFETY: waiting for our child.
+            while unsafe { libc::waitpid(pid as i32, &mut st, 0) } < 0 {
+                if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    return Err(Fail::new(format!("cannot wait for the job's root {pid}: {}", std::io::Error::last_os_error())));
+                }
+            }
+            Ok(Some(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 }))
+        }
+    }
 }
 
 /// Refuses an image file that is not this user's own, or that others can write to
@@ -172,9 +228,35 @@ fn check_image(file: &File, full: bool) -> std::result::Result<(PathBuf, PathBuf
     // truncated the file meanwhile, reading could fault (SIGBUS); images are private
     // files of their owner (mode 0600) or our own memfd.
     let map = unsafe { memmap2::Mmap::map(file) }.map_err(|e| format!("cannot map it: {e}"))?;
+    if mig_image::tree::is_tree(&map) {
+        return check_job(&map, full);
+    }
+    check_one(&map, full)
+}
+
+/// Checks a job's image: each process's image as `check_one` does, and that their
+/// executables and directories exist; returns the root's.
+fn check_job(map: &[u8], full: bool) -> std::result::Result<(PathBuf, PathBuf), String> {
+    let header = mig_image::tree::TreeHeader::read(map, &crc32fast::Hasher::new()).map_err(|e| e.to_string())?;
+    let mut root = None;
+    for m in header.members() {
+        let (exe, cwd) = check_one(&map[m.off as usize..(m.off + m.len) as usize], full).map_err(|e| format!("process {} of the job: {e}", m.pid))?;
+        if !exe.is_file() {
+            return Err(format!("the executable {} of process {} of the job is missing", exe.display(), m.pid));
+        }
+        if !cwd.is_dir() {
+            return Err(format!("the working directory {} of process {} of the job is missing", cwd.display(), m.pid));
+        }
+        root.get_or_insert((exe, cwd));
+    }
+    root.ok_or_else(|| "the job's image holds no process".into())
+}
+
+/// Checks the image of one process (see `check_image`).
+fn check_one(map: &[u8], full: bool) -> std::result::Result<(PathBuf, PathBuf), String> {
     let check = if full { mig_image::Image::verify } else { mig_image::Image::open };
-    let img = check(&map, &crc32fast::Hasher::new()).map_err(|e| match e {
-        mig_image::ImageError::BlobCrc { index } => format!("{e}{}", blob_owner(&map, index)),
+    let img = check(map, &crc32fast::Hasher::new()).map_err(|e| match e {
+        mig_image::ImageError::BlobCrc { index } => format!("{e}{}", blob_owner(map, index)),
         e => e.to_string(),
     })?;
     let p = img.process();

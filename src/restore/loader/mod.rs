@@ -73,6 +73,8 @@ pub struct Plan {
     pub image: String,
     /// The restore's descriptor of the image.
     pub image_fd: i32,
+    /// Where the process's image starts in it (a job's image holds several).
+    pub image_base: u64,
     pub regions: Vec<Lazy>,
     /// Pages the restore reads in itself (their blocks checked before): already there.
     pub present: Vec<u64>,
@@ -162,11 +164,11 @@ impl Loader {
         let mut crcs = vec![];
         for r in &plan.regions {
             let pages = r.data_len / PAGE;
-            regions.push(Area { g, pages, data_off: r.data_off, data_len: r.data_len, block: blocks, blob: r.blob });
+            regions.push(Area { g, pages, data_off: plan.image_base + r.data_off, data_len: r.data_len, block: blocks, blob: r.blob });
             // Read here, not by the restore: as many as the image has blocks.
             let n = blocks_of(r.data_len);
             let mut raw = vec![0u8; 4 * n as usize];
-            if sys::pread(plan.image_fd, &mut raw, r.crcs_off) != Ok(raw.len()) {
+            if sys::pread(plan.image_fd, &mut raw, plan.image_base + r.crcs_off) != Ok(raw.len()) {
                 raw.fill(0); // then every block of it is damaged
             }
             crcs.extend(raw.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));

@@ -30,7 +30,7 @@ pub(super) struct LazyLoad {
 /// and starts the loader for it. It waits for the blob's word before it hands anything
 /// over. `image_fd` is the restore's descriptor of the image, `base` the lowest
 /// descriptor number the restore may take.
-pub(super) fn start(image: &Path, image_fd: i32, img: &Image, regions: &[RegionRecord], eager: bool, base: i32) -> Result<LazyLoad, Refusal> {
+pub(super) fn start(image: &Path, image_fd: i32, image_base: u64, img: &Image, regions: &[RegionRecord], eager: bool, base: i32) -> Result<LazyLoad, Refusal> {
     // Big private regions are loaded lazily, where a userfaultfd can be had (see
     // `loader`); everything else is read in.
     let mut lazy = lazy_regions(regions, eager);
@@ -54,6 +54,7 @@ pub(super) fn start(image: &Path, image_fd: i32, img: &Image, regions: &[RegionR
             let plan = loader::Plan {
                 image: image.display().to_string(),
                 image_fd,
+                image_base,
                 regions: lazy_plan(img, regions, &lazy),
                 present: hot_pages.iter().flatten().map(|&(page, _)| page).collect(),
                 debug: sys::msg::debug_enabled(),

@@ -64,13 +64,15 @@ struct Ready {
 }
 
 fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, Refusal> {
-    let source = source::open(image)?;
+    let part = super::job::start(image)?;
+    let source = source::open(image, part.as_ref().map(|p| (p.off, p.len)))?;
+    let image_base = part.as_ref().map_or(0, |p| p.off);
     let hasher = crc32fast::Hasher::new();
     let img = Image::open(&source.map, &hasher).map_err(|e| e.to_string())?;
     let regions: Vec<RegionRecord> = (0..img.count(Table::Regions)).map(|i| img.region(i)).collect();
     let eager = std::env::var("MIG_RESTORE_EAGER").is_ok_and(|v| v == "1") || !source.file.metadata().is_ok_and(|m| m.is_file());
     let base = descriptors::base(&img);
-    let lazy = lazy::start(image, source.file.as_raw_fd(), &img, &regions, eager, base)?;
+    let lazy = lazy::start(image, source.file.as_raw_fd(), image_base, &img, &regions, eager, base)?;
     source::check_read_in(&source.map, &img, &hasher, &regions, &lazy)?;
 
     let p = img.process();
@@ -92,11 +94,11 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     let mut prog = Program::new(hole.stack_top, hole.start + hole.len);
     // Descriptors last among the checks: remaking some changes things outside the
     // process (a /dev/shm file rewritten, a stale UNIX socket path removed).
-    let prepared = fds::prepare(&img, base)?;
+    let prepared = fds::prepare(&img, base, part.as_ref().map(|p| &p.pipes))?;
 
     hole::unmap_the_rest(&mut prog, &hole, &moves); // 1
     vdso::move_back(&mut prog, &moves, hole.kernel_tmp); // 2
-    regions::map_all(&mut prog, &img, &regions, &lazy, &region_fds, &prepared, image_fd)?; // 3
+    regions::map_all(&mut prog, &img, &regions, &lazy, &region_fds, &prepared, (image_fd, image_base))?; // 3
     process::mm_fields(&mut prog, &img, &p); // 4
     threads::main_thread(&mut prog, &t); // 5
     process::signal_actions(&mut prog, &p); // 6

@@ -22,11 +22,11 @@ pub(super) fn map_all(
     lazy: &LazyLoad,
     files: &HashMap<Vec<u8>, i32>,
     fds: &FdPlan,
-    image_fd: i32,
+    image: (i32, u64),
 ) -> Result<(), Refusal> {
     for ((r, &l), hot) in regions.iter().zip(&lazy.lazy).zip(&lazy.hot_pages) {
         let lazy = lazy.channel.as_ref().filter(|_| l).map(|ch| (&hot[..], ch.uffd));
-        map_region(prog, img, r, files, fds, image_fd, lazy)?;
+        map_region(prog, img, r, files, fds, image, lazy)?;
     }
     if let Some(ch) = &lazy.channel {
         let byte = prog.arena.bytes(b"r");
@@ -50,7 +50,7 @@ fn map_region(
     r: &RegionRecord,
     files: &HashMap<Vec<u8>, i32>,
     fds: &FdPlan,
-    image_fd: i32,
+    (image_fd, base): (i32, u64),
     lazy: Option<(&[(u64, u64)], i32)>,
 ) -> Result<(), Refusal> {
     let Some(kind) = RegionKind::from_u32(r.kind) else { return Ok(()) };
@@ -88,12 +88,12 @@ fn map_region(
         // Read in before the range is registered: afterwards a write to a missing page
         // would wait for the loader.
         for &(page, off) in hot {
-            prog.op(libc::SYS_pread64, &[image_fd as u64, page, PAGE, off], CHECK_OK | CHECK_EQ_A2, &format!("reading the pages of {what}"));
+            prog.op(libc::SYS_pread64, &[image_fd as u64, page, PAGE, base + off], CHECK_OK | CHECK_EQ_A2, &format!("reading the pages of {what}"));
         }
         let reg = prog.arena.bytes(slice_bytes(&[r.start, len, loader::UFFDIO_REGISTER_MODE_MISSING, 0u64]));
         prog.op(libc::SYS_ioctl, &[uffd as u64, loader::UFFDIO_REGISTER, reg], CHECK_OK, &format!("registering {what} with the loader"));
     } else {
-        let mut data_off = r.data_off;
+        let mut data_off = base + r.data_off;
         for e in img.extents(r).filter(|_| has_data) {
             let mut addr = r.start + e.first_page * PAGE;
             let mut left = e.pages * PAGE;

@@ -18,14 +18,21 @@ pub(super) struct Source {
     pub(super) map: Mmap,
 }
 
-/// Opens and maps `image`, refusing one its owner may not restore.
-pub(super) fn open(image: &Path) -> Result<Source, Refusal> {
+/// Opens and maps `image` (of it, `part`'s offset and length: one process of a job),
+/// refusing one its owner may not restore.
+pub(super) fn open(image: &Path, part: Option<(u64, u64)>) -> Result<Source, Refusal> {
     let file = File::open(image).map_err(|e| format!("cannot open it: {e}"))?;
     let stat = stat_fd(file.as_raw_fd()).map_err(|e| format!("cannot stat it: {e}"))?;
     super::super::trust::check_owner(&stat)?;
     // SAFETY: the mapping is read-only and private; images are only ever replaced by
     // rename, never modified in place, so the bytes do not change under us.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot map it: {e}"))?;
+    let map = unsafe {
+        match part {
+            Some((off, len)) => memmap2::MmapOptions::new().offset(off).len(len as usize).map(&file),
+            None => Mmap::map(&file),
+        }
+    }
+    .map_err(|e| format!("cannot map it: {e}"))?;
     // A fault in a file mapping reads around it as much as the disk's read-ahead (8 MiB
     // here): from an image out of the cache, that is most of the restart. Only what is
     // needed is read, asked for all at once.

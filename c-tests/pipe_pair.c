@@ -1,0 +1,92 @@
+/*
+ * pipe_pair.c - a parent and a forked child over two pipes, with bytes in flight both
+ * ways (issue 16: a job is saved and restored whole).
+ *
+ * usage: pipe_pair [STEPS]
+ *
+ * The child reads numbers from the parent, a 5 ms pace each, and answers each with
+ * its square mixed with a running sum of its own; at the end of its input it exits
+ * with status 7. Each step the parent sends 4 numbers, waits 40 ms (its answers sit
+ * in the pipe back, and some numbers still in the pipe there), reads the 4 answers,
+ * and prints `step N <digest>` of them. At the end it closes the pipe, reaps the
+ * child (its status must be 7, and its pid the one fork gave) and prints `done`.
+ * A byte lost or repeated in either pipe, or a child that is not its child after a
+ * restore, changes the digests or fails the run.
+ */
+#include "common.h"
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+static void read_all(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, (char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            fail("read returned EINTR");
+        if (n <= 0)
+            fail_errno("read");
+        got += (size_t)n;
+    }
+}
+
+static void child(int in, int out)
+{
+    uint64_t sum = 0, x;
+    for (;;) {
+        size_t got = 0;
+        while (got < sizeof x) {
+            ssize_t n = read(in, (char *)&x + got, sizeof x - got);
+            if (n == 0 && got == 0)
+                _exit(7);
+            if (n <= 0)
+                fail_errno("child read");
+            got += (size_t)n;
+        }
+        pace_ms(5);
+        sum += x;
+        uint64_t answer = x * x ^ sum;
+        write_all(out, &answer, sizeof answer);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int steps = steps_arg(argc, argv, DEFAULT_STEPS);
+    int down[2], up[2];
+    if (pipe(down) || pipe(up))
+        fail_errno("pipe");
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_errno("fork");
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(down[1]);
+        close(up[0]);
+        child(down[0], up[1]);
+    }
+    close(down[0]);
+    close(up[1]);
+    uint64_t rng = 0x2545f4914f6cdd1dULL, chain = FNV_OFFSET;
+    for (int s = 1; s <= steps; s++) {
+        uint64_t xs[4];
+        for (int i = 0; i < 4; i++)
+            xs[i] = xorshift64(&rng) & 0xffffffff;
+        write_all(down[1], xs, sizeof xs);
+        pace_ms(40);
+        uint64_t answers[4];
+        read_all(up[0], answers, sizeof answers);
+        for (int i = 0; i < 4; i++)
+            chain = fnv1a_u64(chain, answers[i]);
+        step_line(s, chain);
+    }
+    close(down[1]);
+    int st;
+    if (waitpid(pid, &st, 0) != pid)
+        fail_errno("waitpid of the child");
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 7)
+        fail("the child ended with status %#x, not 7", st);
+    done_line(chain);
+    return 0;
+}

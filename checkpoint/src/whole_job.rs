@@ -1,0 +1,126 @@
+//! A plain checkpoint signal (`kill -USR1`, `MIG_INTERVAL`) to a process with children:
+//! the whole job is saved, by `mig checkpoint` started from here (async-signal-safe).
+//!
+//! Saving a job takes every one of its processes stopped at once, which only a process
+//! outside it can arrange (each is held by a request of its own, `control::hold`): the
+//! `mig` beside `libmig.so` does it, started as no child of this process (it must not
+//! be taken for a member of the job), its output to /dev/null and its messages on this
+//! process's stderr. This process then takes that command's request like any other.
+#![allow(unsafe_code)]
+
+use crate::runtime::{self, FixedPath};
+use crate::sys::{self, CPath, msg::Msg, msg::msg};
+use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+/// The command last started (0: none): while it runs, a new signal starts no other.
+static RUNNING: AtomicU32 = AtomicU32::new(0);
+
+/// Whether this process has a child that is not one of mig's helpers.
+pub fn has_children() -> bool {
+    let me = sys::getpid();
+    let Some(proc) = CPath::new(b"/proc") else { return false };
+    let Ok(dir) = sys::open(&proc, libc::O_RDONLY | libc::O_DIRECTORY, 0) else { return false };
+    let mut buf = [0u8; 4096];
+    let mut found = false;
+    'outer: while let Ok(n) = sys::getdents(dir, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        let mut at = 0;
+        while let Some(rec) = buf.get(at..n) {
+            // linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
+            let Some(reclen) = rec.get(16..18).and_then(|b| b.try_into().ok()).map(u16::from_le_bytes).filter(|_| rec.len() >= 19) else { break };
+            let name = rec.get(19..(reclen as usize).max(19)).unwrap_or_default();
+            let name = name.split(|&c| c == 0).next().unwrap_or_default();
+            at += (reclen as usize).max(1);
+            if name.first().is_some_and(u8::is_ascii_digit) && child_of(name, me) {
+                found = true;
+                break 'outer;
+            }
+        }
+    }
+    sys::close(dir);
+    found
+}
+
+/// Whether process `pid` (its decimal name) is a child of `me` and not mig's helper.
+fn child_of(pid: &[u8], me: u32) -> bool {
+    let Some(path) = CPath::join(&[b"/proc/", pid, b"/stat"]) else { return false };
+    let mut stat = [0u8; 512];
+    let Ok(n) = sys::read_file(&path, &mut stat) else { return false };
+    let stat = stat.get(..n).unwrap_or_default();
+    // pid (comm) state ppid ...: the command ends at the last ')'.
+    let Some(close) = stat.iter().rposition(|&c| c == b')') else { return false };
+    let comm = stat.get(stat.iter().position(|&c| c == b'(').map_or(0, |i| i + 1)..close).unwrap_or_default();
+    if comm.starts_with(b"mig-") || comm == b"mig" {
+        return false;
+    }
+    let mut fields = stat.get(close + 1..).unwrap_or_default().split(|&c| c == b' ').filter(|f| !f.is_empty());
+    let ppid = fields.nth(1).and_then(crate::maps::dec);
+    ppid == Some(me as u64)
+}
+
+/// Starts `mig checkpoint <this pid>`; false if it could not be (no `mig` beside the
+/// library), or the one started before still runs.
+pub fn delegate() -> bool {
+    let rt = runtime::get();
+    let mig = rt.mig;
+    if mig.as_bytes().is_empty() {
+        return false;
+    }
+    let last = RUNNING.load(Relaxed);
+    if last != 0 && runs(last) {
+        if sys::msg::debug_enabled() {
+            msg().s("checkpoint: the job's last checkpoint is still being taken; this signal asks for none").emit();
+        }
+        return true;
+    }
+    let mut pid = Msg::<16>::new();
+    pid.num(sys::getpid() as u64);
+    let (Some(exe), Some(pid_arg)) = (CPath::new(mig.as_bytes()), CPath::new(pid.as_bytes())) else { return false };
+    let argv: [*const u8; 4] = [c"mig".as_ptr().cast(), c"checkpoint".as_ptr().cast(), pid_arg.ptr(), core::ptr::null()];
+    let envp: [*const u8; 1] = [core::ptr::null()];
+    // SAFETY: in the checkpoint handler, every catchable signal is blocked.
+    match unsafe { sys::spawn_orphan() } {
+        Ok(0) => {
+            if let Some(null) = CPath::new(b"/dev/null")
+                && let Ok(fd) = sys::open(&null, libc::O_RDWR, 0)
+            {
+                let _ = sys::dup2(fd, 0);
+                let _ = sys::dup2(fd, 1);
+            }
+            sys::set_name(b"mig-job\0");
+            // SAFETY: both arrays are NULL-terminated arrays of NUL-terminated strings.
+            let _ = unsafe { sys::execve(&exe, argv.as_ptr(), envp.as_ptr()) };
+            msg().s("checkpoint: cannot run ").bytes(mig.as_bytes()).s(" to save the job").emit();
+            sys::exit_group(1);
+        }
+        Ok(child) => {
+            RUNNING.store(child, Relaxed);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether process `pid` still runs (not gone, not a zombie nobody reaps).
+fn runs(pid: u32) -> bool {
+    let mut num = Msg::<16>::new();
+    num.num(pid as u64);
+    let Some(path) = CPath::join(&[b"/proc/", num.as_bytes(), b"/stat"]) else { return false };
+    let mut stat = [0u8; 512];
+    let Ok(n) = sys::read_file(&path, &mut stat) else { return false };
+    let stat = stat.get(..n).unwrap_or_default();
+    let state = stat.iter().rposition(|&c| c == b')').and_then(|i| stat.get(i + 2));
+    !matches!(state, Some(b'Z' | b'X') | None)
+}
+
+/// The `mig` beside the library at `lib` (its path), if there is one.
+pub fn mig_beside(lib: &[u8]) -> FixedPath {
+    let dir = lib.iter().rposition(|&c| c == b'/').and_then(|i| lib.get(..=i)).unwrap_or_default();
+    let Some(path) = CPath::join(&[dir, b"mig"]) else { return FixedPath::EMPTY };
+    if dir.is_empty() || sys::access_x(&path).is_err() {
+        return FixedPath::EMPTY;
+    }
+    FixedPath::new(path.as_bytes()).unwrap_or(FixedPath::EMPTY)
+}

@@ -1,0 +1,149 @@
+//! A job's image: the images of its processes in one file.
+//!
+//! ```text
+//! 0           4096 (page aligned)       (page aligned)
+//! | TreeHeader | image of member 0 | pad | image of member 1 | ... |
+//! ```
+//!
+//! Each member's image is a whole image of one process (`Image::open` reads it as it
+//! is, with its own CRCs), starting on a page boundary so that its pages are read and
+//! mapped from the job's file as from its own. Member 0 is the job's root; a parent
+//! comes before its children.
+
+use crate::format::{PAGE, Pod, bytes_of, read_record};
+use core::mem::size_of;
+
+pub const TREE_MAGIC: [u8; 8] = *b"MIGTREE\0";
+pub const TREE_VERSION: u32 = 1;
+/// Processes a job's image holds at most (what fits the header's page).
+pub const MAX_MEMBERS: usize = (PAGE as usize - 32) / size_of::<Member>();
+
+/// One process of the job, as it was.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Member {
+    pub pid: u32,
+    pub ppid: u32,
+    pub pgid: u32,
+    pub sid: u32,
+    /// Where its image is in the file (page aligned) and how long it is.
+    pub off: u64,
+    pub len: u64,
+}
+// SAFETY: repr(C), four u32 then two u64: no padding, any bits valid.
+unsafe impl Pod for Member {}
+
+/// The first page of a job's image.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TreeHeader {
+    pub magic: [u8; 8],
+    pub version: u32,
+    pub count: u32,
+    /// CRC of this page with this field zero.
+    pub crc: u32,
+    pub pad: [u8; 12],
+    pub members: [Member; MAX_MEMBERS],
+    pub tail: [u8; PAGE as usize - 32 - MAX_MEMBERS * size_of::<Member>()],
+}
+// SAFETY: repr(C), byte arrays and u32s laid out without padding (asserted below).
+unsafe impl Pod for TreeHeader {}
+const _: () = assert!(size_of::<TreeHeader>() == PAGE as usize);
+
+/// Why a job's image cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeError {
+    Short,
+    Version(u32),
+    Crc,
+    /// A member's place is outside the file, not on a page, or overlaps another.
+    Member(usize),
+}
+
+impl core::fmt::Display for TreeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TreeError::Short => write!(f, "the job's image is truncated"),
+            TreeError::Version(v) => write!(f, "job image version {v} is not supported (this mig reads {TREE_VERSION})"),
+            TreeError::Crc => write!(f, "the job's process table is damaged (CRC mismatch)"),
+            TreeError::Member(i) => write!(f, "the job's process table is damaged (process {i} is placed outside the file)"),
+        }
+    }
+}
+
+/// Whether `bytes` (at least its first 8) begin a job's image.
+pub fn is_tree(bytes: &[u8]) -> bool {
+    bytes.get(..8) == Some(&TREE_MAGIC[..])
+}
+
+impl TreeHeader {
+    /// A header for `members`, its CRC computed.
+    pub fn new(members: &[Member], hasher: &crc32fast::Hasher) -> Option<TreeHeader> {
+        if members.is_empty() || members.len() > MAX_MEMBERS {
+            return None;
+        }
+        let mut h = TreeHeader {
+            magic: TREE_MAGIC,
+            version: TREE_VERSION,
+            count: members.len() as u32,
+            crc: 0,
+            pad: [0; 12],
+            members: [Member::default(); MAX_MEMBERS],
+            tail: [0; PAGE as usize - 32 - MAX_MEMBERS * size_of::<Member>()],
+        };
+        h.members.get_mut(..members.len())?.copy_from_slice(members);
+        let mut c = hasher.clone();
+        c.update(bytes_of(&h));
+        h.crc = c.finalize();
+        Some(h)
+    }
+
+    /// The header of the job's image `file` (all of it: members are checked to lie in
+    /// it, on pages, one after another).
+    pub fn read(file: &[u8], hasher: &crc32fast::Hasher) -> Result<TreeHeader, TreeError> {
+        let h: TreeHeader = read_record(file, 0).ok_or(TreeError::Short)?;
+        if h.version != TREE_VERSION {
+            return Err(TreeError::Version(h.version));
+        }
+        let mut zeroed = h;
+        zeroed.crc = 0;
+        let mut c = hasher.clone();
+        c.update(bytes_of(&zeroed));
+        if c.finalize() != h.crc || h.count == 0 || h.count as usize > MAX_MEMBERS {
+            return Err(TreeError::Crc);
+        }
+        let mut end = PAGE;
+        for (i, m) in h.members().iter().enumerate() {
+            let fits = m.off >= end && m.off % PAGE == 0 && m.off.checked_add(m.len).is_some_and(|e| e <= file.len() as u64);
+            if !fits {
+                return Err(TreeError::Member(i));
+            }
+            end = m.off + m.len;
+        }
+        Ok(h)
+    }
+
+    pub fn members(&self) -> &[Member] {
+        self.members.get(..self.count as usize).unwrap_or(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_damage() {
+        let members =
+            [Member { pid: 10, ppid: 1, pgid: 10, sid: 10, off: 4096, len: 9000 }, Member { pid: 11, ppid: 10, pgid: 10, sid: 10, off: 16384, len: 5000 }];
+        let hasher = crc32fast::Hasher::new();
+        let h = TreeHeader::new(&members, &hasher).unwrap();
+        let mut file = [0u8; 16384 + 5000];
+        file[..4096].copy_from_slice(bytes_of(&h));
+        assert!(is_tree(&file));
+        assert_eq!(TreeHeader::read(&file, &hasher).unwrap().members(), &members);
+        assert_eq!(TreeHeader::read(&file[..20000], &hasher).err().unwrap(), TreeError::Member(1));
+        file[40] ^= 1;
+        assert_eq!(TreeHeader::read(&file, &hasher).err().unwrap(), TreeError::Crc);
+    }
+}

@@ -1,0 +1,309 @@
+//! `mig checkpoint` of a job: the process asked for and all its descendants, saved at
+//! one moment into one image (`mig_image::tree`).
+//!
+//! Each process gets a request of its own (`request.rs`), marked `held`: it stops its
+//! threads and waits. Once every one has stopped (and no new child appeared), each is
+//! told to go: it saves itself (descriptors first, while all are still stopped, then
+//! its memory through a forked writer) into an image of its own beside the job's, and
+//! waits again. Once every one is taken, all go on. Then the images are put into the
+//! job's one file, written aside and renamed like any image.
+
+use crate::checkpoint::{self, Outcome};
+use crate::control;
+use crate::request::{self, Done, Options, Reply, Target};
+use crate::util;
+use crate::{Fail, Result};
+use mig_image::PAGE;
+use mig_image::tree::{Member, TreeHeader};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A process of the job, as `/proc/<pid>/stat` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    pub zombie: bool,
+}
+
+fn stat(pid: i32) -> Option<Proc> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (which ends with the last ')'): state ppid pgrp session.
+    let mut f = text.get(text.rfind(')')? + 1..)?.split_whitespace();
+    let state = f.next()?;
+    let mut num = || f.next()?.parse::<i32>().ok();
+    Some(Proc { pid, ppid: num()?, pgid: num()?, sid: num()?, zombie: state == "Z" || state == "X" })
+}
+
+/// mig's own helpers (a forked writer, a pre-copy's copier) are not the job's.
+fn is_helper(pid: i32) -> bool {
+    control::comm(pid).starts_with("mig-")
+}
+
+/// `root` and its descendants, parents before children.
+pub fn members(root: i32) -> Vec<Proc> {
+    let all: Vec<Proc> =
+        std::fs::read_dir("/proc").map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).filter_map(stat).collect()).unwrap_or_default();
+    let Some(r) = stat(root) else { return vec![] };
+    let mut out = vec![r];
+    let mut i = 0;
+    while let Some(&p) = out.get(i) {
+        let mut kids: Vec<Proc> = all.iter().filter(|c| c.ppid == p.pid && c.pid != root && !is_helper(c.pid)).copied().collect();
+        kids.sort_by_key(|c| c.pid);
+        out.extend(kids);
+        i += 1;
+    }
+    out
+}
+
+/// `members`, once no child has just ended: a process that has just exited is a
+/// zombie until its parent reaps it, which mig's own helpers' parents do at once.
+fn settled_members(root: i32) -> Vec<Proc> {
+    let t0 = Instant::now();
+    loop {
+        let m = members(root);
+        if !m.iter().any(|p| p.zombie) || t0.elapsed() > Duration::from_millis(300) {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `root` has children of its own (other than mig's helpers): then it is saved
+/// as a job.
+pub fn has_children(root: i32) -> bool {
+    members(root).len() > 1
+}
+
+/// The image path of a process that writes its own (its `MIG_IMAGE`, else the
+/// library's default, `<exe-name>.<pid>.mig` in its directory).
+pub fn own_image(pid: i32) -> Result<PathBuf> {
+    let cwd = control::cwd(pid)?;
+    let env = control::environ(pid).unwrap_or_default();
+    if let Some((_, v)) = env.iter().find(|(k, v)| k == mig_proto::env::IMAGE && !v.is_empty()) {
+        return Ok(cwd.join(v));
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).map_err(|e| Fail::new(format!("cannot read the executable of process {pid}: {e}")))?;
+    let name = exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "process".into());
+    Ok(cwd.join(format!("{name}.{pid}.mig")))
+}
+
+/// One process of the job, asked.
+struct Asked {
+    proc: Proc,
+    conn: UnixStream,
+    reply: Reply,
+    open: bool,
+    part: PathBuf,
+}
+
+impl Asked {
+    fn read(&mut self) -> Result<()> {
+        if self.open {
+            self.open = self.reply.read(&mut self.conn).map_err(|e| Fail::new(format!("reading the answer of process {}: {e}", self.proc.pid)))?;
+        }
+        Ok(())
+    }
+
+    fn failed(&self) -> Option<String> {
+        match self.reply.done() {
+            Some(Done::Error { reason }) => Some(format!("process {} ({}): {reason}", self.proc.pid, control::comm(self.proc.pid))),
+            None if !self.open => Some(format!("process {} ({}) went away during the checkpoint", self.proc.pid, control::comm(self.proc.pid))),
+            _ => None,
+        }
+    }
+
+    fn reached(&self, stage: &[u8]) -> bool {
+        self.reply.held() == Some(stage)
+    }
+
+    fn say(&self, word: &[u8]) {
+        let _ = (&self.conn).write_all(word);
+    }
+}
+
+/// Checkpoints `root`'s whole job into `dest`.
+pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration) -> Result<Outcome> {
+    let signalled = Instant::now();
+    let mut asked: Vec<Asked> = Vec::new();
+    let r = (|| {
+        // Ask every process; once all have stopped, look again for children started
+        // meanwhile (their parents are stopped now, so the job is closed).
+        loop {
+            let new: Vec<Proc> = settled_members(root).into_iter().filter(|p| !asked.iter().any(|a| a.proc.pid == p.pid)).collect();
+            if new.is_empty() {
+                break;
+            }
+            for p in new {
+                if p.zombie {
+                    return Err(Fail::new(format!(
+                        "process {} (a child of {}) has exited and its parent has not reaped it yet: mig cannot bring back an unreaped child; nothing was saved, the job goes on",
+                        p.pid, p.ppid
+                    )));
+                }
+                if !control::runs_library(p.pid) && control::alive(p.pid) {
+                    return Err(Fail::new(format!(
+                        "process {} ({}) of the job does not run libmig.so (a static or setuid program, or one started without it): the job cannot be saved whole; nothing was saved, the job goes on",
+                        p.pid,
+                        control::comm(p.pid)
+                    )));
+                }
+                let part = part_path(dest, p.pid);
+                let (conn, _) = checkpoint::connect(p.pid, timeout)?;
+                request::send(&conn, &Target::File(&part), Options { held: true, exit: false, ..opts })?;
+                conn.set_nonblocking(true).map_err(|e| Fail::new(format!("{e}")))?;
+                asked.push(Asked { proc: p, conn, reply: Reply::default(), open: true, part });
+            }
+            wait_all(&mut asked, b"stopped", timeout)?;
+        }
+        asked.iter().for_each(|a| a.say(mig_proto::request::GO));
+        wait_all(&mut asked, b"taken", timeout)?;
+        asked.iter().for_each(|a| a.say(mig_proto::request::RESUME));
+        // Their writers finish the images while the job runs on.
+        let deadline = Instant::now() + timeout;
+        loop {
+            for a in asked.iter_mut() {
+                a.read()?;
+            }
+            if let Some(why) = asked.iter().find_map(Asked::failed) {
+                return Err(Fail::new(why));
+            }
+            if asked.iter().all(|a| matches!(a.reply.done(), Some(Done::Ok { .. }))) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(Fail::new(format!("timed out after {} waiting for the job's images", util::duration(timeout))));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for a in &asked {
+            for w in a.reply.warnings() {
+                eprintln!("mig: warning: process {} ({}): {w}", a.proc.pid, control::comm(a.proc.pid));
+            }
+        }
+        assemble(&asked, dest)
+    })();
+    if r.is_err() {
+        // Whoever still waits goes on without an image.
+        for a in asked.iter_mut() {
+            let _ = a.read();
+            a.say(if a.reached(b"taken") { mig_proto::request::RESUME } else { mig_proto::request::ABANDON });
+        }
+    }
+    for a in &asked {
+        let _ = std::fs::remove_file(&a.part);
+    }
+    let (bytes, stopped) = r?;
+    Ok(Outcome { path: dest.to_path_buf(), bytes, stopped, signalled })
+}
+
+/// Waits until every process asked said it reached `stage` (or its outcome: one taken
+/// while stopped may say that first).
+fn wait_all(asked: &mut [Asked], stage: &[u8], timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        for a in asked.iter_mut() {
+            a.read()?;
+        }
+        if let Some(why) = asked.iter().find_map(Asked::failed) {
+            return Err(Fail::new(why));
+        }
+        let there = |a: &Asked| a.reached(stage) || (stage == b"taken" && matches!(a.reply.done(), Some(Done::Ok { .. })));
+        if asked.iter().all(there) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let late = asked.iter().find(|a| !there(a)).map_or(0, |a| a.proc.pid);
+            return Err(Fail::new(format!("timed out after {} waiting for process {late} of the job", util::duration(timeout))));
+        }
+        let mut fds: Vec<libc::pollfd> = asked.iter().map(|a| libc::pollfd { fd: a.conn.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        // SAFETY: `fds` is a vector of valid pollfds.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
+    }
+}
+
+/// Where process `pid` writes its image, beside the job's.
+fn part_path(dest: &Path, pid: i32) -> PathBuf {
+    let mut p = dest.as_os_str().to_os_string();
+    p.push(format!(".{pid}.part"));
+    PathBuf::from(p)
+}
+
+/// The job's image from its processes' images: written aside, synced, renamed.
+/// Returns its size and the longest pause.
+fn assemble(asked: &[Asked], dest: &Path) -> Result<(u64, Duration)> {
+    let mut members = Vec::new();
+    let mut off = PAGE;
+    let mut stopped = Duration::ZERO;
+    for a in asked {
+        let Some(Done::Ok { path, bytes, stopped_us }) = a.reply.done() else { unreachable!("checked") };
+        if path != a.part {
+            return Err(Fail::new(format!("process {} wrote its image to {}, not where it was asked", a.proc.pid, path.display())));
+        }
+        stopped = stopped.max(Duration::from_micros(stopped_us));
+        let p = a.proc;
+        members.push(Member { pid: p.pid as u32, ppid: p.ppid as u32, pgid: p.pgid as u32, sid: p.sid as u32, off, len: bytes });
+        off = (off + bytes).next_multiple_of(PAGE);
+    }
+    let header = TreeHeader::new(&members, &crc32fast::Hasher::new())
+        .ok_or_else(|| Fail::new(format!("a job of {} processes is more than an image holds", members.len())))?;
+    let (tmp, file) = util::create_beside(dest)?;
+    let r = (|| {
+        let err = |e: std::io::Error| Fail::new(format!("writing the job's image {}: {e}", tmp.display()));
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(mig_image::bytes_of(&header), 0).map_err(err)?;
+        for (a, m) in asked.iter().zip(&members) {
+            let part = std::fs::File::open(&a.part).map_err(err)?;
+            copy_range(&part, &file, m.off, m.len).map_err(err)?;
+        }
+        let total = members.last().map_or(PAGE, |m| m.off + m.len);
+        file.set_len(total).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, dest).map_err(|e| Fail::new(format!("cannot rename {} to {}: {e}", tmp.display(), dest.display())))?;
+        if let Some(dir) = dest.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok((total, stopped))
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// `len` bytes of `from` (from its start) into `to` at `at`, in the kernel.
+fn copy_range(from: &std::fs::File, to: &std::fs::File, at: u64, len: u64) -> std::io::Result<()> {
+    let (mut src, mut dst) = (0i64, at as i64);
+    while (src as u64) < len {
+        // SAFETY: copy_file_range between two descriptors we own, with offsets we own.
+        let n = unsafe { libc::copy_file_range(from.as_raw_fd(), &mut src, to.as_raw_fd(), &mut dst, (len - src as u64) as usize, 0) };
+        match n {
+            0 => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "a process's image is shorter than it said")),
+            n if n < 0 => return Err(std::io::Error::last_os_error()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The root of the job `pid` belongs to: its farthest ancestor that runs the library
+/// with the same `MIG_IMAGE` (as the library's own `job_root` decides, a level at a time).
+pub fn root_of(pid: i32) -> i32 {
+    let image = |p: i32| control::environ(p).and_then(|e| e.into_iter().find(|(k, v)| k == mig_proto::env::IMAGE && !v.is_empty()).map(|(_, v)| v));
+    let mut at = pid;
+    while let Some(parent) = stat(at).map(|s| s.ppid).filter(|&p| p > 1)
+        && let Some(mine) = image(at)
+        && image(parent).as_ref() == Some(&mine)
+        && control::runs_library(parent)
+    {
+        at = parent;
+    }
+    at
+}

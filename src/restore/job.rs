@@ -1,0 +1,174 @@
+//! Restore of one process of a job's image (`mig_image::tree`), before its own restore:
+//! the job's pipes made once and shared, the process's children started.
+//!
+//! `mig restart` execs the root's executable with `MIG_RESTORE=<job image>`. The root
+//! makes every pipe that has a reader in the job (with the bytes it held) and keeps
+//! them open across exec; each process then starts its children (`clone3` with their
+//! saved pids where it may, else `fork`), puts each in its saved session and group and
+//! execs its executable with `MIG_RESTORE_MEMBER=<index>` and the pipes' numbers
+//! (`MIG_RESTORE_PIPES`); then it restores itself from its part of the file, its pipe
+//! ends taken from those. The descriptors it does not use are closed by its restore.
+#![allow(unsafe_code)]
+
+use mig_image::tree::{Member, TreeHeader, is_tree};
+use mig_image::{FdKind, Image, Params, PipeParams, Table};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Which process of the job this is (index in the job's table; 0, the root, if unset).
+const MEMBER: &str = "MIG_RESTORE_MEMBER";
+/// The job's pipes, inherited: `ino:read:write,...`.
+const PIPES: &str = "MIG_RESTORE_PIPES";
+
+/// This process's part of a job's image.
+pub struct Part {
+    pub off: u64,
+    pub len: u64,
+    /// The job's pipes (by saved inode): read and write ends, open in this process.
+    pub pipes: HashMap<u64, [i32; 2]>,
+}
+
+/// The part of `image` this process restores, its children started; `None` if
+/// `image` is the image of one process.
+pub fn start(image: &Path) -> Result<Option<Part>, String> {
+    let file = std::fs::File::open(image).map_err(|e| format!("cannot open it: {e}"))?;
+    // SAFETY: read-only private mapping of an image, replaced only by rename.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot map it: {e}"))?;
+    if !is_tree(&map) {
+        return Ok(None);
+    }
+    let hasher = crc32fast::Hasher::new();
+    let header = TreeHeader::read(&map, &hasher).map_err(|e| e.to_string())?;
+    let members = header.members();
+    let index: usize = std::env::var(MEMBER).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let me = *members.get(index).ok_or_else(|| format!("the job has no process {index}"))?;
+    let images: Vec<Image> = members
+        .iter()
+        .map(|m| Image::open(&map[m.off as usize..(m.off + m.len) as usize], &hasher).map_err(|e| format!("process {} of the job: {e}", m.pid)))
+        .collect::<Result<_, _>>()?;
+    let pipes = match std::env::var(PIPES) {
+        Ok(v) => parse_pipes(&v),
+        Err(_) => make_pipes(&images)?,
+    };
+    let listed = pipes.iter().map(|(ino, [r, w])| format!("{ino}:{r}:{w}")).collect::<Vec<_>>().join(",");
+    for (k, child) in members.iter().enumerate().filter(|(_, m)| m.ppid == me.pid && m.pid != me.pid) {
+        let exe = images[k].str(images[k].process().exe.path).to_vec();
+        let cwd = images[k].str(images[k].process().cwd).to_vec();
+        spawn(child, k, &exe, &cwd, &listed)?;
+    }
+    Ok(Some(Part { off: me.off, len: me.len, pipes }))
+}
+
+fn parse_pipes(v: &str) -> HashMap<u64, [i32; 2]> {
+    v.split(',')
+        .filter_map(|e| {
+            let mut f = e.split(':').map(|n| n.parse::<i64>().ok());
+            Some((f.next()??.try_into().ok()?, [f.next()?? as i32, f.next()?? as i32]))
+        })
+        .collect()
+}
+
+/// Every pipe with a reader in the job, made once with the bytes it held (saved by
+/// each process that had a read end of it: the first one's are taken) and the
+/// capacity it had. A pipe whose reader was outside the job is not made: its ends
+/// come back broken, or, as standard descriptors, as the restoring process's own.
+fn make_pipes(images: &[Image]) -> Result<HashMap<u64, [i32; 2]>, String> {
+    let mut pipes = HashMap::new();
+    let records = images.iter().flat_map(|img| (0..img.count(Table::Fds)).map(move |i| (img, img.fd(i))));
+    let pipe_ends: Vec<_> = records.filter(|(_, f)| f.kind == FdKind::Pipe as u32 && f.dup_of < 0).collect();
+    for (_, f) in &pipe_ends {
+        let ino = f.file.ino;
+        let reads = |flags: u32| flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32;
+        if pipes.contains_key(&ino) || !pipe_ends.iter().any(|(_, o)| o.file.ino == ino && reads(o.flags)) {
+            continue;
+        }
+        let mut p = [0i32; 2];
+        // SAFETY: `p` is a valid out-array of two descriptors; no O_CLOEXEC: the job's
+        // other processes inherit them across exec.
+        if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_NONBLOCK) } != 0 {
+            return Err(format!("cannot make the job's pipes: {}", std::io::Error::last_os_error()));
+        }
+        let capacity = PipeParams::decode(&f.params).capacity;
+        if capacity > 0 {
+            // SAFETY: resizing the pipe just made; a failure keeps the default.
+            unsafe { libc::fcntl(p[1], libc::F_SETPIPE_SZ, capacity as i32) };
+        }
+        if let Some((src, held)) = pipe_ends.iter().find(|(_, o)| o.file.ino == ino && o.data_len > 0) {
+            let bytes = src.data(held.data_off, held.data_len);
+            // SAFETY: writing bytes we hold into the pipe just made.
+            let n = unsafe { libc::write(p[1], bytes.as_ptr().cast(), bytes.len()) };
+            if n != bytes.len() as isize {
+                return Err(format!("the {} bytes a pipe of the job held do not fit a new pipe", bytes.len()));
+            }
+        }
+        pipes.insert(ino, p);
+    }
+    Ok(pipes)
+}
+
+/// Starts the job's process `m` (index `k`): its saved pid if this process may choose
+/// pids, its session and group, its executable restoring it.
+fn spawn(m: &Member, k: usize, exe: &[u8], cwd: &[u8], pipes: &str) -> Result<(), String> {
+    let c = |b: &[u8]| CString::new(b).map_err(|_| "a path of the job holds a NUL byte".to_string());
+    let (exe, cwd) = (c(exe)?, c(cwd)?);
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != MEMBER && k != PIPES)
+        .filter_map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).ok())
+        .collect();
+    env.push(c(format!("{MEMBER}={k}").as_bytes())?);
+    env.push(c(format!("{PIPES}={pipes}").as_bytes())?);
+    let envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).chain([std::ptr::null()]).collect();
+    let argv = [exe.as_ptr(), std::ptr::null()];
+    let pid = clone_with_pid(m.pid as i32)?;
+    if pid == 0 {
+        // The child: only system calls from here to exec.
+        // SAFETY: plain system calls on values prepared before the fork.
+        unsafe {
+            if m.sid == m.pid {
+                libc::setsid();
+            } else if m.pgid == m.pid {
+                libc::setpgid(0, 0);
+            } else {
+                libc::setpgid(0, m.pgid as i32);
+            }
+            libc::chdir(cwd.as_ptr());
+            libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            let msg = b"mig: cannot restore a process of the job: its executable cannot be run\n";
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+            libc::_exit(mig_image::EXIT_REFUSED);
+        }
+    }
+    if pid != m.pid as i32 {
+        eprintln!(
+            "mig: warning: process {} of the job came back as process {pid} (only a privileged restore chooses pids): its parent's waitpid({}) and kill({}) miss it",
+            m.pid, m.pid, m.pid
+        );
+    }
+    Ok(())
+}
+
+/// Forks, the child with pid `want` where the kernel lets this process choose it
+/// (`clone3` with `set_tid`: CAP_CHECKPOINT_RESTORE, and the pid free), else any.
+/// Returns 0 in the child, the child's pid in the parent.
+fn clone_with_pid(want: i32) -> Result<i32, String> {
+    // struct clone_args up to set_tid_size (CLONE_ARGS_SIZE_VER1): flags, pidfd,
+    // child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size.
+    let tid = [want];
+    let args: [u64; 10] = [0, 0, 0, 0, libc::SIGCHLD as u64, 0, 0, 0, tid.as_ptr() as u64, 1];
+    // SAFETY: clone3 without CLONE_VM is a fork; `args` is a valid clone_args of the
+    // size given. This process has one thread (its restore has not started).
+    let r = unsafe { libc::syscall(libc::SYS_clone3, args.as_ptr(), std::mem::size_of_val(&args)) };
+    if r >= 0 {
+        return Ok(r as i32);
+    }
+    if std::env::var("MIG_LOG").is_ok_and(|v| v == "debug") {
+        eprintln!("mig: clone3 for pid {want}: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: fork in a process with one thread.
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("cannot start a process of the job: {}", std::io::Error::last_os_error())),
+        pid => Ok(pid),
+    }
+}
