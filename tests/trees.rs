@@ -84,35 +84,82 @@ fn root_under(reaper: &Proc) -> i32 {
     wait_until("the job's root", Duration::from_secs(5), || children_of(reaper.pid()).first().copied())
 }
 
-/// A parent and a forked child over two pipes, bytes in flight both ways: `mig
-/// checkpoint` of the parent saves both into one image (`mig inspect` lists them as a
-/// tree); both are killed; `mig restart` brings both back with their pids (the parent
-/// reaps its child by pid, with its real status) and the pipes with what they held:
-/// the run goes on exactly as one never interrupted.
-#[test]
-fn a_parent_and_child_over_pipes_come_back_together() {
+/// The job's root and all its descendants, parents first.
+fn job_of(root: i32) -> Vec<i32> {
+    let mut all = vec![root];
+    let mut i = 0;
+    while let Some(&p) = all.get(i) {
+        all.extend(children_of(p));
+        i += 1;
+    }
+    all
+}
+
+/// The job scenario: `subject ARGS` under a reaper, `mig checkpoint` of its root once
+/// it printed `step <at>`, checked to hold `processes` processes with the pids and
+/// parents they had; the job goes on a step, is killed whole, and `mig restart`
+/// brings it back: its output goes on as an uninterrupted run's, it ends with status
+/// 0, and nothing is said (the pids came back).
+fn job_round(name: &str, args: &[&str], at: u32, processes: Option<usize>) {
     require_root("a job's processes get their saved pids back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
-    let dir = tempdir("pipe_pair");
-    let subject = compile("pipe_pair");
-    let reference = reference(&Launch::new(&subject, &dir).arg("60").bare());
+    let dir = tempdir(name.trim_end_matches(".sh"));
+    let subject = if name.ends_with(".sh") { repo().join("c-tests").join(name) } else { compile(name) };
+    let mut bare = Launch::new(&subject, &dir).bare();
+    for a in args {
+        bare = bare.arg(a);
+    }
+    let reference = reference(&bare);
     let image = dir.join("job.mig");
-    let mut p = under_reaper(&subject, &["60"], &dir, &image).start();
-    p.until("step 10 ");
+    let mut p = under_reaper(&subject, args, &dir, &image).start();
+    p.until(&format!("step {at} "));
     let root = root_under(&p);
-    let child = *children_of(root).first().expect("the parent has its child");
     let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &root.to_string()]));
     assert!(st.success(), "mig checkpoint of the job: {out}{err}");
-    assert!(out.contains("2 processes"), "says it saved the job: {out}");
+    assert!(out.contains(&format!("checkpoint of job {root} ")), "says it saved the job: {out}");
     assert!(!err.contains("warning"), "nothing was lost: {err}");
-    assert_eq!(job_pids(&image), [(root as u64, p.pid() as u64), (child as u64, root as u64)]);
+    let saved = job_pids(&image);
+    if let Some(n) = processes {
+        assert_eq!(saved.len(), n, "{saved:?}");
+    }
+    assert_eq!(saved[0], (root as u64, p.pid() as u64));
+    for (i, (pid, ppid)) in saved.iter().enumerate().skip(1) {
+        assert!(saved[..i].iter().any(|(p, _)| p == ppid), "{pid}'s parent {ppid} comes before it in the job: {saved:?}");
+    }
+    assert!(out.contains(&format!("{} processes", saved.len())), "{out}");
     p.line().expect("the job keeps running after a checkpoint");
-    // SAFETY: kill(2) on the test's own subject; the child follows by PR_SET_PDEATHSIG.
-    unsafe { libc::kill(root, libc::SIGKILL) };
+    let job = job_of(root);
+    for &pid in &job {
+        // SAFETY: kill(2) on the test's own subjects.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
     let (before, _, _) = p.finish();
-    assert!(!alive(child) && !alive(root), "the old job is gone");
+    assert!(job.iter().all(|&pid| !alive(pid)), "the old job is gone");
     let (st, out, err) = output(mig_cmd(&["restart", &image.display().to_string()]).current_dir(&dir));
     let restored: Vec<String> = out.lines().map(str::to_string).collect();
     assert!(st.success(), "restored job failed: {st:?}\nstderr: {err}\nstdout: {restored:?}");
     assert!(!err.contains("warning"), "the pids came back: {err}");
     assert_continues(&reference, &before, &restored);
+}
+
+/// A parent and a forked child over two pipes, bytes in flight both ways: both come
+/// back with their pids (the parent reaps its child by pid, with its real status) and
+/// the pipes with what they held.
+#[test]
+fn a_parent_and_child_over_pipes_come_back_together() {
+    job_round("pipe_pair", &["60"], 10, Some(2));
+}
+
+/// Children that had ended, not reaped yet, come back ended with their statuses (an
+/// exit code, a signal): the parent reaps them by pid at its end.
+#[test]
+fn children_ended_but_not_reaped_come_back_so() {
+    job_round("unreaped", &["40"], 10, Some(3));
+}
+
+/// A 3-stage bash pipeline with a running sum, whose first stage starts a `sleep`
+/// every 40 ms: every stage (and the `sleep` of the moment) comes back, with the lines
+/// in flight between them.
+#[test]
+fn a_shell_pipeline_comes_back_whole() {
+    job_round("pipeline.sh", &["80"], 20, None);
 }

@@ -83,6 +83,13 @@ fn rollback() {
             .s(" instead")
             .emit();
     }
+    if super::whole_job::has_children() {
+        return msg()
+            .s("rollback refused: process ")
+            .num(sys::getpid() as u64)
+            .s(" has children, and mig does not roll a job back in place yet (kill the job and `mig restart` its image)")
+            .emit();
+    }
     let imgs = images();
     if imgs.done.is_none() && imgs.pending.is_none() {
         msg().s("rollback ignored: no image yet (checkpoint first, or start with MIG_RESTORE)").emit();

@@ -15,6 +15,8 @@ use core::mem::size_of;
 
 pub const TREE_MAGIC: [u8; 8] = *b"MIGTREE\0";
 pub const TREE_VERSION: u32 = 1;
+pub const MEMBER_RUNNING: u32 = 0;
+pub const MEMBER_EXITED: u32 = 1;
 /// Processes a job's image holds at most (what fits the header's page).
 pub const MAX_MEMBERS: usize = (PAGE as usize - 32) / size_of::<Member>();
 
@@ -26,11 +28,16 @@ pub struct Member {
     pub ppid: u32,
     pub pgid: u32,
     pub sid: u32,
-    /// Where its image is in the file (page aligned) and how long it is.
+    /// Where its image is in the file (page aligned) and how long it is (both 0 for a
+    /// process that had exited).
     pub off: u64,
     pub len: u64,
+    /// `MEMBER_RUNNING`, or `MEMBER_EXITED`: it had ended and its parent had not reaped it.
+    pub state: u32,
+    /// For `MEMBER_EXITED`: the status its parent's `wait` gets.
+    pub status: u32,
 }
-// SAFETY: repr(C), four u32 then two u64: no padding, any bits valid.
+// SAFETY: repr(C), four u32, two u64, two u32: no padding, any bits valid.
 unsafe impl Pod for Member {}
 
 /// The first page of a job's image.
@@ -114,6 +121,12 @@ impl TreeHeader {
         }
         let mut end = PAGE;
         for (i, m) in h.members().iter().enumerate() {
+            if m.exited() {
+                if (m.off, m.len) != (0, 0) {
+                    return Err(TreeError::Member(i));
+                }
+                continue;
+            }
             let fits = m.off >= end && m.off % PAGE == 0 && m.off.checked_add(m.len).is_some_and(|e| e <= file.len() as u64);
             if !fits {
                 return Err(TreeError::Member(i));
@@ -128,14 +141,24 @@ impl TreeHeader {
     }
 }
 
+impl Member {
+    /// It had ended, unreaped: no image, only its status.
+    pub fn exited(&self) -> bool {
+        self.state == MEMBER_EXITED
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn round_trip_and_damage() {
-        let members =
-            [Member { pid: 10, ppid: 1, pgid: 10, sid: 10, off: 4096, len: 9000 }, Member { pid: 11, ppid: 10, pgid: 10, sid: 10, off: 16384, len: 5000 }];
+        let members = [
+            Member { pid: 10, ppid: 1, pgid: 10, sid: 10, off: 4096, len: 9000, ..Default::default() },
+            Member { pid: 11, ppid: 10, pgid: 10, sid: 10, off: 16384, len: 5000, ..Default::default() },
+            Member { pid: 12, ppid: 10, pgid: 10, sid: 10, state: MEMBER_EXITED, status: 5 << 8, ..Default::default() },
+        ];
         let hasher = crc32fast::Hasher::new();
         let h = TreeHeader::new(&members, &hasher).unwrap();
         let mut file = [0u8; 16384 + 5000];

@@ -44,20 +44,26 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
     let members = header.members();
     let index: usize = std::env::var(MEMBER).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let me = *members.get(index).ok_or_else(|| format!("the job has no process {index}"))?;
-    let images: Vec<Image> = members
+    let images: Vec<Option<Image>> = members
         .iter()
-        .map(|m| Image::open(&map[m.off as usize..(m.off + m.len) as usize], &hasher).map_err(|e| format!("process {} of the job: {e}", m.pid)))
+        .map(|m| match m.exited() {
+            true => Ok(None),
+            false => Image::open(&map[m.off as usize..(m.off + m.len) as usize], &hasher).map(Some).map_err(|e| format!("process {} of the job: {e}", m.pid)),
+        })
         .collect::<Result<_, _>>()?;
     let pipes = match std::env::var(PIPES) {
         Ok(v) => parse_pipes(&v),
-        Err(_) => make_pipes(&images)?,
+        Err(_) => make_pipes(&images.iter().flatten().collect::<Vec<_>>())?,
     };
     let listed = pipes.iter().map(|(ino, [r, w])| format!("{ino}:{r}:{w}")).collect::<Vec<_>>().join(",");
+    let mut ended = Vec::new();
     for (k, child) in members.iter().enumerate().filter(|(_, m)| m.ppid == me.pid && m.pid != me.pid) {
-        let exe = images[k].str(images[k].process().exe.path).to_vec();
-        let cwd = images[k].str(images[k].process().cwd).to_vec();
-        spawn(child, k, &exe, &cwd, &listed)?;
+        match &images[k] {
+            Some(img) => spawn(child, k, img.str(img.process().exe.path), img.str(img.process().cwd), &listed)?,
+            None => ended.push(spawn_ended(child)?),
+        }
     }
+    settle(&ended);
     Ok(Some(Part { off: me.off, len: me.len, pipes }))
 }
 
@@ -74,9 +80,9 @@ fn parse_pipes(v: &str) -> HashMap<u64, [i32; 2]> {
 /// each process that had a read end of it: the first one's are taken) and the
 /// capacity it had. A pipe whose reader was outside the job is not made: its ends
 /// come back broken, or, as standard descriptors, as the restoring process's own.
-fn make_pipes(images: &[Image]) -> Result<HashMap<u64, [i32; 2]>, String> {
+fn make_pipes(images: &[&Image]) -> Result<HashMap<u64, [i32; 2]>, String> {
     let mut pipes = HashMap::new();
-    let records = images.iter().flat_map(|img| (0..img.count(Table::Fds)).map(move |i| (img, img.fd(i))));
+    let records = images.iter().flat_map(|&img| (0..img.count(Table::Fds)).map(move |i| (img, img.fd(i))));
     let pipe_ends: Vec<_> = records.filter(|(_, f)| f.kind == FdKind::Pipe as u32 && f.dup_of < 0).collect();
     for (_, f) in &pipe_ends {
         let ino = f.file.ino;
@@ -147,6 +153,57 @@ fn spawn(m: &Member, k: usize, exe: &[u8], cwd: &[u8], pipes: &str) -> Result<()
         );
     }
     Ok(())
+}
+
+/// Makes the job's process `m` again as it was, ended and not reaped: a child that
+/// ends at once with its saved status. Returns its pid.
+fn spawn_ended(m: &Member) -> Result<i32, String> {
+    let pid = clone_with_pid(m.pid as i32)?;
+    if pid == 0 {
+        let st = m.status as i32;
+        // SAFETY: plain system calls in the child, which ends here.
+        unsafe {
+            if libc::WIFSIGNALED(st) {
+                let sig = libc::WTERMSIG(st);
+                libc::signal(sig, libc::SIG_DFL);
+                let limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                libc::setrlimit(libc::RLIMIT_CORE, &limit);
+                libc::sigprocmask(libc::SIG_SETMASK, &std::mem::zeroed(), std::ptr::null_mut());
+                libc::kill(libc::getpid(), sig);
+            }
+            libc::_exit(libc::WEXITSTATUS(st));
+        }
+    }
+    if pid != m.pid as i32 {
+        eprintln!("mig: warning: process {} of the job, which had ended, came back as process {pid}: its parent's waitpid({}) misses it", m.pid, m.pid);
+    }
+    Ok(pid)
+}
+
+/// Waits until the processes made ended have ended (not reaping them: their parent
+/// does), and takes away the SIGCHLD they sent (signals are blocked during a restore):
+/// their parent had had it before the checkpoint.
+fn settle(ended: &[i32]) {
+    if ended.is_empty() {
+        return;
+    }
+    for &pid in ended {
+        // SAFETY: waitid with WNOWAIT into a zeroed siginfo: the child stays a zombie.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            while libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) < 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+        }
+    }
+    // SAFETY: sigtimedwait on a set holding SIGCHLD, with a zero timeout.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        libc::sigtimedwait(&set, std::ptr::null_mut(), &zero);
+    }
 }
 
 /// Forks, the child with pid `want` where the kernel lets this process choose it

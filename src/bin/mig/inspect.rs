@@ -207,27 +207,35 @@ fn show_job(file: String, bytes: &[u8], json_out: bool) -> Result<u8> {
             return Ok(2);
         }
     };
-    let members: Vec<(mig_image::tree::Member, Report)> =
-        header.members().iter().map(|m| (*m, examine(format!("{file} (process {})", m.pid), &bytes[m.off as usize..(m.off + m.len) as usize]))).collect();
-    let comm = |r: &Report| r.process.as_ref().map_or("?".to_string(), |p| p.comm.clone());
+    let members: Vec<(mig_image::tree::Member, Option<Report>)> = header
+        .members()
+        .iter()
+        .map(|m| (*m, (!m.exited()).then(|| examine(format!("{file} (process {})", m.pid), &bytes[m.off as usize..(m.off + m.len) as usize]))))
+        .collect();
+    let comm = |m: &mig_image::tree::Member, r: &Option<Report>| match r {
+        Some(r) => r.process.as_ref().map_or("?".to_string(), |p| p.comm.clone()),
+        None => format!("(ended, wait status {:#x}, not reaped)", m.status),
+    };
     if json_out {
         let mut o = format!(
             "{{\n  \"image\": {},\n  \"size\": {},\n  \"intact\": {},\n  \"processes\": [\n",
             util::json_str(&file),
             bytes.len(),
-            members.iter().all(|(_, r)| r.damage.is_empty())
+            members.iter().flat_map(|(_, r)| r).all(|r| r.damage.is_empty())
         );
         for (i, (m, r)) in members.iter().enumerate() {
             let sep = if i + 1 < members.len() { "," } else { "" };
             o.push_str(&format!(
-                "    {{\"pid\": {}, \"ppid\": {}, \"pgid\": {}, \"sid\": {}, \"command\": {}, \"size\": {}, \"report\": {}}}{sep}\n",
+                "    {{\"pid\": {}, \"ppid\": {}, \"pgid\": {}, \"sid\": {}, \"command\": {}, \"size\": {}, \"exited\": {}, \"status\": {}, \"report\": {}}}{sep}\n",
                 m.pid,
                 m.ppid,
                 m.pgid,
                 m.sid,
-                util::json_str(&comm(r)),
+                util::json_str(&comm(m, r)),
                 m.len,
-                json::json(r).trim_end()
+                m.exited(),
+                m.status,
+                r.as_ref().map_or("null".to_string(), |r| json::json(r).trim_end().to_string())
             ));
         }
         o.push_str("  ]\n}\n");
@@ -245,14 +253,15 @@ fn show_job(file: String, bytes: &[u8], json_out: bool) -> Result<u8> {
             d
         };
         for (m, r) in &members {
-            o.push_str(&format!("{:>8} {:>8} {:>8} {:>8}  {:<10}  {}{}\n", m.pid, m.ppid, m.pgid, m.sid, util::size(m.len), "  ".repeat(depth(m)), comm(r)));
+            o.push_str(&format!("{:>8} {:>8} {:>8} {:>8}  {:<10}  {}{}\n", m.pid, m.ppid, m.pgid, m.sid, util::size(m.len), "  ".repeat(depth(m)), comm(m, r)));
         }
-        for (m, r) in &members {
+        for (m, r) in members.iter().filter_map(|(m, r)| Some((m, r.as_ref()?))) {
             o.push_str(&format!("\n--- process {} ---\n{}", m.pid, text::text(r)));
         }
         print!("{o}");
     }
-    let damaged: Vec<String> = members.iter().filter_map(|(m, r)| r.damage.first().map(|d| format!("process {}: {}: {}", m.pid, d.place, d.what))).collect();
+    let damaged: Vec<String> =
+        members.iter().filter_map(|(m, r)| r.as_ref()?.damage.first().map(|d| format!("process {}: {}: {}", m.pid, d.place, d.what))).collect();
     match damaged.first() {
         None => Ok(0),
         Some(d) => {

@@ -29,6 +29,8 @@ pub struct Proc {
     pub pgid: i32,
     pub sid: i32,
     pub zombie: bool,
+    /// For a zombie: the status its parent's `wait` will get (`exit_code` of its stat).
+    pub exit_code: u32,
 }
 
 fn stat(pid: i32) -> Option<Proc> {
@@ -36,8 +38,10 @@ fn stat(pid: i32) -> Option<Proc> {
     // After the command name (which ends with the last ')'): state ppid pgrp session.
     let mut f = text.get(text.rfind(')')? + 1..)?.split_whitespace();
     let state = f.next()?;
-    let mut num = || f.next()?.parse::<i32>().ok();
-    Some(Proc { pid, ppid: num()?, pgid: num()?, sid: num()?, zombie: state == "Z" || state == "X" })
+    let (ppid, pgid, sid) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+    // Field 52, the exit code, is the 46th after the session.
+    let exit_code = f.nth(45).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Some(Proc { pid, ppid, pgid, sid, zombie: state == "Z" || state == "X", exit_code })
 }
 
 /// mig's own helpers (a forked writer, a pre-copy's copier) are not the job's.
@@ -131,35 +135,54 @@ impl Asked {
 pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration) -> Result<Outcome> {
     let signalled = Instant::now();
     let mut asked: Vec<Asked> = Vec::new();
+    let mut exited: Vec<Proc> = Vec::new();
     let r = (|| {
         // Ask every process; once all have stopped, look again for children started
-        // meanwhile (their parents are stopped now, so the job is closed).
-        loop {
-            let new: Vec<Proc> = settled_members(root).into_iter().filter(|p| !asked.iter().any(|a| a.proc.pid == p.pid)).collect();
+        // meanwhile (their parents are stopped now, so the job is closed). A process
+        // that is still starting its program (between exec and the library's
+        // handlers) is asked on a later pass; one that ended is seen ended.
+        for pass in 0.. {
+            let seen = |pid: i32| asked.iter().any(|a| a.proc.pid == pid) || exited.iter().any(|e| e.pid == pid);
+            // Only before anything is stopped: a zombie of a stopped job stays one.
+            let now = if asked.is_empty() { settled_members(root) } else { members(root) };
+            let new: Vec<Proc> = now.into_iter().filter(|p| !seen(p.pid)).collect();
             if new.is_empty() {
                 break;
             }
+            let mut starting = None;
             for p in new {
+                // Ended, not reaped yet: it comes back ended, with its status.
                 if p.zombie {
-                    return Err(Fail::new(format!(
-                        "process {} (a child of {}) has exited and its parent has not reaped it yet: mig cannot bring back an unreaped child; nothing was saved, the job goes on",
-                        p.pid, p.ppid
-                    )));
+                    exited.push(p);
+                    continue;
                 }
-                if !control::runs_library(p.pid) && control::alive(p.pid) {
+                if !ready(p.pid) {
+                    if control::alive(p.pid) {
+                        starting = Some(p);
+                    }
+                    continue;
+                }
+                let part = part_path(dest, p.pid);
+                let conn = match checkpoint::connect(p.pid, timeout) {
+                    Ok((conn, _)) => conn,
+                    Err(_) if !control::alive(p.pid) => continue,
+                    Err(e) => return Err(e),
+                };
+                request::send(&conn, &Target::File(&part), Options { held: true, exit: false, ..opts })?;
+                conn.set_nonblocking(true).map_err(|e| Fail::new(format!("{e}")))?;
+                asked.push(Asked { proc: p, conn, reply: Reply::default(), open: true, part });
+            }
+            wait_all(&mut asked, b"stopped", timeout)?;
+            if let Some(p) = starting {
+                if pass >= 40 {
                     return Err(Fail::new(format!(
                         "process {} ({}) of the job does not run libmig.so (a static or setuid program, or one started without it): the job cannot be saved whole; nothing was saved, the job goes on",
                         p.pid,
                         control::comm(p.pid)
                     )));
                 }
-                let part = part_path(dest, p.pid);
-                let (conn, _) = checkpoint::connect(p.pid, timeout)?;
-                request::send(&conn, &Target::File(&part), Options { held: true, exit: false, ..opts })?;
-                conn.set_nonblocking(true).map_err(|e| Fail::new(format!("{e}")))?;
-                asked.push(Asked { proc: p, conn, reply: Reply::default(), open: true, part });
+                std::thread::sleep(Duration::from_millis(25));
             }
-            wait_all(&mut asked, b"stopped", timeout)?;
         }
         asked.iter().for_each(|a| a.say(mig_proto::request::GO));
         wait_all(&mut asked, b"taken", timeout)?;
@@ -186,7 +209,7 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration) -> R
                 eprintln!("mig: warning: process {} ({}): {w}", a.proc.pid, control::comm(a.proc.pid));
             }
         }
-        assemble(&asked, dest)
+        assemble(&asked, &exited, dest)
     })();
     if r.is_err() {
         // Whoever still waits goes on without an image.
@@ -227,6 +250,12 @@ fn wait_all(asked: &mut [Asked], stage: &[u8], timeout: Duration) -> Result<()> 
     }
 }
 
+/// Whether `pid` runs the library with its handlers in place (a process between exec
+/// and the library's constructor would die of the signal).
+fn ready(pid: i32) -> bool {
+    control::runs_library(pid) && crate::reach::published(pid).is_some_and(|p| p.entry != 0)
+}
+
 /// Where process `pid` writes its image, beside the job's.
 fn part_path(dest: &Path, pid: i32) -> PathBuf {
     let mut p = dest.as_os_str().to_os_string();
@@ -236,7 +265,7 @@ fn part_path(dest: &Path, pid: i32) -> PathBuf {
 
 /// The job's image from its processes' images: written aside, synced, renamed.
 /// Returns its size and the longest pause.
-fn assemble(asked: &[Asked], dest: &Path) -> Result<(u64, Duration)> {
+fn assemble(asked: &[Asked], exited: &[Proc], dest: &Path) -> Result<(u64, Duration)> {
     let mut members = Vec::new();
     let mut off = PAGE;
     let mut stopped = Duration::ZERO;
@@ -247,8 +276,13 @@ fn assemble(asked: &[Asked], dest: &Path) -> Result<(u64, Duration)> {
         }
         stopped = stopped.max(Duration::from_micros(stopped_us));
         let p = a.proc;
-        members.push(Member { pid: p.pid as u32, ppid: p.ppid as u32, pgid: p.pgid as u32, sid: p.sid as u32, off, len: bytes });
+        members.push(Member { pid: p.pid as u32, ppid: p.ppid as u32, pgid: p.pgid as u32, sid: p.sid as u32, off, len: bytes, ..Default::default() });
         off = (off + bytes).next_multiple_of(PAGE);
+    }
+    // After every process that runs: their parents come first.
+    for p in exited {
+        let (pid, ppid, pgid, sid) = (p.pid as u32, p.ppid as u32, p.pgid as u32, p.sid as u32);
+        members.push(Member { pid, ppid, pgid, sid, state: mig_image::tree::MEMBER_EXITED, status: p.exit_code, ..Default::default() });
     }
     let header = TreeHeader::new(&members, &crc32fast::Hasher::new())
         .ok_or_else(|| Fail::new(format!("a job of {} processes is more than an image holds", members.len())))?;
@@ -261,7 +295,7 @@ fn assemble(asked: &[Asked], dest: &Path) -> Result<(u64, Duration)> {
             let part = std::fs::File::open(&a.part).map_err(err)?;
             copy_range(&part, &file, m.off, m.len).map_err(err)?;
         }
-        let total = members.last().map_or(PAGE, |m| m.off + m.len);
+        let total = members.iter().map(|m| m.off + m.len).max().unwrap_or(PAGE).max(PAGE);
         file.set_len(total).map_err(err)?;
         file.sync_all().map_err(err)?;
         std::fs::rename(&tmp, dest).map_err(|e| Fail::new(format!("cannot rename {} to {}: {e}", tmp.display(), dest.display())))?;

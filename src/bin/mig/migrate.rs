@@ -110,6 +110,12 @@ impl Write for Tee {
 pub fn main(a: Args) -> Result<u8> {
     control::check_target(a.pid)?;
     let pid = a.pid;
+    let root = crate::job::root_of(pid);
+    if root != pid || crate::job::has_children(root) {
+        return Err(Fail::bad(format!(
+            "process {root} runs a job of several processes, which mig does not move yet: checkpoint it (`mig checkpoint {root}`), copy the image and `mig restart` it there"
+        )));
+    }
     let method = compress::choose(a.compress)?;
     let cwd = control::cwd(pid)?;
     let cwd = cwd.to_str().ok_or_else(|| Fail::new("the working directory is not valid UTF-8"))?.to_string();

@@ -239,7 +239,7 @@ fn check_image(file: &File, full: bool) -> std::result::Result<(PathBuf, PathBuf
 fn check_job(map: &[u8], full: bool) -> std::result::Result<(PathBuf, PathBuf), String> {
     let header = mig_image::tree::TreeHeader::read(map, &crc32fast::Hasher::new()).map_err(|e| e.to_string())?;
     let mut root = None;
-    for m in header.members() {
+    for m in header.members().iter().filter(|m| !m.exited()) {
         let (exe, cwd) = check_one(&map[m.off as usize..(m.off + m.len) as usize], full).map_err(|e| format!("process {} of the job: {e}", m.pid))?;
         if !exe.is_file() {
             return Err(format!("the executable {} of process {} of the job is missing", exe.display(), m.pid));
