@@ -259,7 +259,7 @@ fn common_variants() -> Vec<(&'static str, Expect, Edit)> {
         }),
         v("unknown header flag", Damaged, |f, _| {
             let mut h = f.header();
-            h.flags |= 2;
+            h.flags |= 4;
             f.set_header(&h);
         }),
     ]

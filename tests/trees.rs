@@ -163,3 +163,10 @@ fn children_ended_but_not_reaped_come_back_so() {
 fn a_shell_pipeline_comes_back_whole() {
     job_round("pipeline.sh", &["80"], 20, None);
 }
+
+/// A parent and child taking turns on a page of anonymous shared memory: the page is
+/// one page again after the restore (two copies would change every digest).
+#[test]
+fn memory_a_job_shares_is_shared_again() {
+    job_round("shared_counter", &["60"], 10, Some(2));
+}

@@ -155,6 +155,9 @@ fn header(s: &Snapshot, hasher: &crc32fast::Hasher) -> Result<Header, Failure> {
     if s.portable {
         header.flags |= HEADER_PORTABLE;
     }
+    if super::control::in_job() {
+        header.flags |= mig_image::HEADER_JOB_MEMBER;
+    }
     header.meta_crc = meta_crc.finalize();
     seal_header(&mut header, hasher);
     Ok(header)

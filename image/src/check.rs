@@ -20,7 +20,7 @@ fn ensure(ok: bool, why: &'static str) -> Check {
 }
 
 pub(crate) fn records(img: &Image) -> Check {
-    ensure(img.header.flags & !HEADER_PORTABLE == 0, "the header has unknown flags")?;
+    ensure(img.header.flags & !(HEADER_PORTABLE | HEADER_JOB_MEMBER) == 0, "the header has unknown flags")?;
     regions(img)?;
     threads(img)?;
     process(img)?;
@@ -365,7 +365,8 @@ fn fds(img: &Image) -> Check {
         ensure(f.fd < MAX_FD, "a descriptor number is out of range")?;
         let kind = FdKind::from_u32(f.kind).ok_or(ImageError::Layout("unknown descriptor kind"))?;
         // A process of a job: a standard descriptor may be a pipe to another one.
-        ensure(f.fd > 2 || kind == FdKind::Tty || kind == FdKind::Pipe, "a standard descriptor (0-2) is recorded that is not a terminal or a pipe")?;
+        let job_pipe = kind == FdKind::Pipe && img.header.flags & HEADER_JOB_MEMBER != 0;
+        ensure(f.fd > 2 || kind == FdKind::Tty || job_pipe, "a standard descriptor (0-2) is recorded that is not a terminal (or, in a job, a pipe)")?;
         blob_bounds(img, f.blob, f.data_off, f.data_len)?;
         file_id(img, &f.file)?;
         str_in_bounds(img, f.extra)?;

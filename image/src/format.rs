@@ -308,6 +308,9 @@ pub struct CpuFeatures {
 /// Header flag: every page of the program's and libraries' file mappings is in the
 /// image, so it restores where those files differ or are missing.
 pub const HEADER_PORTABLE: u64 = 1;
+/// Header flag: the image is of one process of a job (`tree`), whose standard
+/// descriptors may be pipes to the job's other processes.
+pub const HEADER_JOB_MEMBER: u64 = 2;
 
 /// What the resume point of a thread needs: the callee-saved registers, stack and
 /// return address of the call that saved it. Everything else (all general purpose,

@@ -45,10 +45,11 @@ impl FdPlan {
 
 /// Makes every saved descriptor again, above `base`. Fails with the reason a restore
 /// has to be refused; what can only be approximated is said in a warning. For a
-/// process of a job, `job_pipes` are the job's pipes (by saved inode), made once for
-/// all its processes (`restore::job`); a pipe end not among them led out of the job.
-pub fn prepare(img: &Image, base: i32, job_pipes: Option<&HashMap<u64, [i32; 2]>>) -> Result<FdPlan, String> {
+/// process of a job, `job` is what its processes share, made once for all of them
+/// (`restore::job`); a pipe end not among its pipes led out of the job.
+pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Result<FdPlan, String> {
     let mut records: Vec<FdRecord> = (0..img.count(Table::Fds)).map(|i| img.fd(i)).collect();
+    let job_pipes = job.map(|j| &j.pipes);
     if let Some(jp) = job_pipes {
         // A standard descriptor stays the restoring process's own (as `mig restart`'s
         // are), others come back broken, as a pipe end of a single process's does.
@@ -58,8 +59,9 @@ pub fn prepare(img: &Image, base: i32, job_pipes: Option<&HashMap<u64, [i32; 2]>
         }
     }
     let mut cx = Shared::new(img, &records, base);
-    if let Some(jp) = job_pipes {
-        cx.pipes.extend(jp.iter().map(|(&ino, &ends)| (ino, ends)));
+    if let Some(j) = job {
+        cx.pipes.extend(j.pipes.iter().map(|(&ino, &ends)| (ino, ends)));
+        cx.objects.extend(j.memory.iter().map(|(&key, &fd)| (key, fd)));
     }
     let mut plan = FdPlan::default();
     let mut made: HashMap<i32, i32> = HashMap::new();

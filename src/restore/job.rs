@@ -1,17 +1,20 @@
 //! Restore of one process of a job's image (`mig_image::tree`), before its own restore:
-//! the job's pipes made once and shared, the process's children started.
+//! what the job's processes share (pipes, memory) made once, the process's children
+//! started.
 //!
 //! `mig restart` execs the root's executable with `MIG_RESTORE=<job image>`. The root
-//! makes every pipe that has a reader in the job (with the bytes it held) and keeps
+//! makes every pipe that has a reader in the job (with the bytes it held) and every
+//! memory object two of its processes map (anonymous shared memory, memfds), and keeps
 //! them open across exec; each process then starts its children (`clone3` with their
 //! saved pids where it may, else `fork`), puts each in its saved session and group and
-//! execs its executable with `MIG_RESTORE_MEMBER=<index>` and the pipes' numbers
-//! (`MIG_RESTORE_PIPES`); then it restores itself from its part of the file, its pipe
-//! ends taken from those. The descriptors it does not use are closed by its restore.
+//! execs its executable with `MIG_RESTORE_MEMBER=<index>` and the objects' numbers
+//! (`MIG_RESTORE_SHARED`); then it restores itself from its part of the file, taking
+//! its pipe ends and shared memory from those. The descriptors it does not use are
+//! closed by its restore.
 #![allow(unsafe_code)]
 
 use mig_image::tree::{Member, TreeHeader, is_tree};
-use mig_image::{FdKind, Image, Params, PipeParams, Table};
+use mig_image::{FdKind, Image, Params, PipeParams, REGION_DATA_IN_FD, RegionKind, Table};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -19,15 +22,51 @@ use std::path::Path;
 
 /// Which process of the job this is (index in the job's table; 0, the root, if unset).
 const MEMBER: &str = "MIG_RESTORE_MEMBER";
-/// The job's pipes, inherited: `ino:read:write,...`.
-const PIPES: &str = "MIG_RESTORE_PIPES";
+/// What the job's processes share, inherited (`Shared::encode`).
+const SHARED: &str = "MIG_RESTORE_SHARED";
 
 /// This process's part of a job's image.
 pub struct Part {
     pub off: u64,
     pub len: u64,
-    /// The job's pipes (by saved inode): read and write ends, open in this process.
+    pub shared: Shared,
+}
+
+/// What the job's processes share, made once by its root; descriptors open in every
+/// process of the job.
+#[derive(Default)]
+pub struct Shared {
+    /// Pipes by saved inode: read and write ends.
     pub pipes: HashMap<u64, [i32; 2]>,
+    /// Memory objects mapped by two processes or more, by saved (dev, ino).
+    pub memory: HashMap<(u64, u64), i32>,
+}
+
+impl Shared {
+    /// `p:ino:read:write` and `m:dev:ino:fd`, comma-separated.
+    fn encode(&self) -> String {
+        let pipes = self.pipes.iter().map(|(ino, [r, w])| format!("p:{ino}:{r}:{w}"));
+        let memory = self.memory.iter().map(|((dev, ino), fd)| format!("m:{dev}:{ino}:{fd}"));
+        pipes.chain(memory).collect::<Vec<_>>().join(",")
+    }
+
+    fn decode(v: &str) -> Shared {
+        let mut s = Shared::default();
+        for e in v.split(',') {
+            let f: Vec<&str> = e.split(':').collect();
+            let n = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok());
+            match (f.first(), n(1), n(2), n(3)) {
+                (Some(&"p"), Some(ino), Some(r), Some(w)) => {
+                    s.pipes.insert(ino, [r as i32, w as i32]);
+                }
+                (Some(&"m"), Some(dev), Some(ino), Some(fd)) => {
+                    s.memory.insert((dev, ino), fd as i32);
+                }
+                _ => {}
+            }
+        }
+        s
+    }
 }
 
 /// The part of `image` this process restores, its children started; `None` if
@@ -51,11 +90,14 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
             false => Image::open(&map[m.off as usize..(m.off + m.len) as usize], &hasher).map(Some).map_err(|e| format!("process {} of the job: {e}", m.pid)),
         })
         .collect::<Result<_, _>>()?;
-    let pipes = match std::env::var(PIPES) {
-        Ok(v) => parse_pipes(&v),
-        Err(_) => make_pipes(&images.iter().flatten().collect::<Vec<_>>())?,
+    let shared = match std::env::var(SHARED) {
+        Ok(v) => Shared::decode(&v),
+        Err(_) => {
+            let all: Vec<&Image> = images.iter().flatten().collect();
+            Shared { pipes: make_pipes(&all)?, memory: make_memory(&all)? }
+        }
     };
-    let listed = pipes.iter().map(|(ino, [r, w])| format!("{ino}:{r}:{w}")).collect::<Vec<_>>().join(",");
+    let listed = shared.encode();
     let mut ended = Vec::new();
     for (k, child) in members.iter().enumerate().filter(|(_, m)| m.ppid == me.pid && m.pid != me.pid) {
         match &images[k] {
@@ -64,16 +106,43 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
         }
     }
     settle(&ended);
-    Ok(Some(Part { off: me.off, len: me.len, pipes }))
+    Ok(Some(Part { off: me.off, len: me.len, shared }))
 }
 
-fn parse_pipes(v: &str) -> HashMap<u64, [i32; 2]> {
-    v.split(',')
-        .filter_map(|e| {
-            let mut f = e.split(':').map(|n| n.parse::<i64>().ok());
-            Some((f.next()??.try_into().ok()?, [f.next()?? as i32, f.next()?? as i32]))
-        })
-        .collect()
+/// The memory objects (anonymous shared memory, memfds, deleted files) that two
+/// processes of the job or more map, made once, as large as the largest mapping needs;
+/// each process fills its mappings with the pages it saved (the same, as they were all
+/// stopped). Not `/dev/shm` files (each process opens the same one by its path), nor
+/// objects whose contents are saved with a descriptor (`REGION_DATA_IN_FD`): those
+/// come back per process (`mig checkpoint` said so).
+fn make_memory(images: &[&Image]) -> Result<HashMap<(u64, u64), i32>, String> {
+    // By object: (size needed, the processes that map it, a name for it).
+    let mut need: HashMap<(u64, u64), (u64, Vec<usize>, Vec<u8>)> = HashMap::new();
+    for (k, img) in images.iter().enumerate() {
+        for r in (0..img.count(Table::Regions)).map(|i| img.region(i)) {
+            let path = img.str(r.file.path);
+            if r.kind != RegionKind::SharedObject as u32 || r.flags & REGION_DATA_IN_FD != 0 || path.starts_with(b"/dev/shm/") {
+                continue;
+            }
+            let e = need.entry((r.file.dev, r.file.ino)).or_insert_with(|| (0, vec![], path.to_vec()));
+            e.0 = e.0.max(r.file_off + (r.end - r.start));
+            if !e.1.contains(&k) {
+                e.1.push(k);
+            }
+        }
+    }
+    let mut memory = HashMap::new();
+    for (key, (size, _, path)) in need.into_iter().filter(|(_, (_, who, _))| who.len() > 1) {
+        let name = std::ffi::CString::new(path.rsplit(|&c| c == b'/').next().unwrap_or(b"mig")).unwrap_or_default();
+        // SAFETY: memfd_create with a valid name; no MFD_CLOEXEC: the job inherits it.
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+        // SAFETY: sizing the memfd just made.
+        if fd < 0 || unsafe { libc::ftruncate(fd, size as i64) } != 0 {
+            return Err(format!("cannot make the memory the job's processes share: {}", std::io::Error::last_os_error()));
+        }
+        memory.insert(key, fd);
+    }
+    Ok(memory)
 }
 
 /// Every pipe with a reader in the job, made once with the bytes it held (saved by
@@ -116,15 +185,15 @@ fn make_pipes(images: &[&Image]) -> Result<HashMap<u64, [i32; 2]>, String> {
 
 /// Starts the job's process `m` (index `k`): its saved pid if this process may choose
 /// pids, its session and group, its executable restoring it.
-fn spawn(m: &Member, k: usize, exe: &[u8], cwd: &[u8], pipes: &str) -> Result<(), String> {
+fn spawn(m: &Member, k: usize, exe: &[u8], cwd: &[u8], shared: &str) -> Result<(), String> {
     let c = |b: &[u8]| CString::new(b).map_err(|_| "a path of the job holds a NUL byte".to_string());
     let (exe, cwd) = (c(exe)?, c(cwd)?);
     let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k != MEMBER && k != PIPES)
+        .filter(|(k, _)| k != MEMBER && k != SHARED)
         .filter_map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).ok())
         .collect();
     env.push(c(format!("{MEMBER}={k}").as_bytes())?);
-    env.push(c(format!("{PIPES}={pipes}").as_bytes())?);
+    env.push(c(format!("{SHARED}={shared}").as_bytes())?);
     let envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).chain([std::ptr::null()]).collect();
     let argv = [exe.as_ptr(), std::ptr::null()];
     let pid = clone_with_pid(m.pid as i32)?;

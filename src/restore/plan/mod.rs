@@ -94,7 +94,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     let mut prog = Program::new(hole.stack_top, hole.start + hole.len);
     // Descriptors last among the checks: remaking some changes things outside the
     // process (a /dev/shm file rewritten, a stale UNIX socket path removed).
-    let prepared = fds::prepare(&img, base, part.as_ref().map(|p| &p.pipes))?;
+    let prepared = fds::prepare(&img, base, part.as_ref().map(|p| &p.shared))?;
 
     hole::unmap_the_rest(&mut prog, &hole, &moves); // 1
     vdso::move_back(&mut prog, &moves, hole.kernel_tmp); // 2
