@@ -170,3 +170,48 @@ fn a_shell_pipeline_comes_back_whole() {
 fn memory_a_job_shares_is_shared_again() {
     job_round("shared_counter", &["60"], 10, Some(2));
 }
+
+/// A job in a session of its own (the root called setsid): it comes back in its
+/// session and group, the root leading both (the subject checks at every step), and
+/// after the restore one SIGTERM to the group ends all of it; `mig restart`, which
+/// waits for the root, ends with the root's status.
+#[test]
+fn a_job_comes_back_in_its_session_and_one_signal_to_its_group_ends_it() {
+    require_root("a job's processes get their saved pids back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
+    let dir = tempdir("session_job");
+    let subject = compile("session_job");
+    let image = dir.join("job.mig");
+    let mut p = under_reaper(&subject, &["400"], &dir, &image).start();
+    p.until("step 5 ");
+    let root = root_under(&p);
+    let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &root.to_string()]));
+    assert!(st.success() && out.contains("3 processes"), "{out}{err}");
+    let saved = job_pids(&image);
+    for &pid in &job_of(root) {
+        // SAFETY: kill(2) on the test's own subjects.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = p.finish();
+    let mut restart = mig_cmd(&["restart", &image.display().to_string()]);
+    restart.current_dir(&dir).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut r = restart.spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(r.stdout.take().unwrap()));
+    let first = lines.next().expect("the restored job prints").unwrap();
+    assert!(first.starts_with("step "), "{first}");
+    for (pid, _) in &saved {
+        let (pgid, sid) = group_and_session(*pid as i32).unwrap_or_else(|| panic!("process {pid} is back"));
+        assert_eq!((pgid, sid), (root, root), "process {pid}'s group and session");
+    }
+    // SAFETY: kill(2) on the restored job's group.
+    assert_eq!(unsafe { libc::kill(-root, libc::SIGTERM) }, 0);
+    let st = r.wait().unwrap();
+    assert_eq!(st.code(), Some(128 + libc::SIGTERM), "mig restart ends with the root's status");
+    wait_until("the restored job to end", Duration::from_secs(5), || saved.iter().all(|(pid, _)| !alive(*pid as i32)).then_some(()));
+}
+
+/// (process group, session) of `pid`.
+fn group_and_session(pid: i32) -> Option<(i32, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = stat[stat.rfind(')')? + 1..].split_whitespace().skip(2);
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}

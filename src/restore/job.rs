@@ -109,6 +109,14 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
     Ok(Some(Part { off: me.off, len: me.len, shared }))
 }
 
+/// A memory object of the job: as large as its largest mapping needs, mapped by these
+/// processes (indices), named as it was.
+struct Object {
+    size: u64,
+    mapped_by: Vec<usize>,
+    name: Vec<u8>,
+}
+
 /// The memory objects (anonymous shared memory, memfds, deleted files) that two
 /// processes of the job or more map, made once, as large as the largest mapping needs;
 /// each process fills its mappings with the pages it saved (the same, as they were all
@@ -116,24 +124,24 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
 /// objects whose contents are saved with a descriptor (`REGION_DATA_IN_FD`): those
 /// come back per process (`mig checkpoint` said so).
 fn make_memory(images: &[&Image]) -> Result<HashMap<(u64, u64), i32>, String> {
-    // By object: (size needed, the processes that map it, a name for it).
-    let mut need: HashMap<(u64, u64), (u64, Vec<usize>, Vec<u8>)> = HashMap::new();
+    // By object: what it needs.
+    let mut need: HashMap<(u64, u64), Object> = HashMap::new();
     for (k, img) in images.iter().enumerate() {
         for r in (0..img.count(Table::Regions)).map(|i| img.region(i)) {
             let path = img.str(r.file.path);
             if r.kind != RegionKind::SharedObject as u32 || r.flags & REGION_DATA_IN_FD != 0 || path.starts_with(b"/dev/shm/") {
                 continue;
             }
-            let e = need.entry((r.file.dev, r.file.ino)).or_insert_with(|| (0, vec![], path.to_vec()));
-            e.0 = e.0.max(r.file_off + (r.end - r.start));
-            if !e.1.contains(&k) {
-                e.1.push(k);
+            let e = need.entry((r.file.dev, r.file.ino)).or_insert_with(|| Object { size: 0, mapped_by: vec![], name: path.to_vec() });
+            e.size = e.size.max(r.file_off + (r.end - r.start));
+            if !e.mapped_by.contains(&k) {
+                e.mapped_by.push(k);
             }
         }
     }
     let mut memory = HashMap::new();
-    for (key, (size, _, path)) in need.into_iter().filter(|(_, (_, who, _))| who.len() > 1) {
-        let name = std::ffi::CString::new(path.rsplit(|&c| c == b'/').next().unwrap_or(b"mig")).unwrap_or_default();
+    for (key, Object { size, name, .. }) in need.into_iter().filter(|(_, o)| o.mapped_by.len() > 1) {
+        let name = std::ffi::CString::new(name.rsplit(|&c| c == b'/').next().unwrap_or(b"mig")).unwrap_or_default();
         // SAFETY: memfd_create with a valid name; no MFD_CLOEXEC: the job inherits it.
         let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
         // SAFETY: sizing the memfd just made.

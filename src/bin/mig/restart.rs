@@ -185,10 +185,11 @@ fn job_root(file: &File) -> Result<Option<u8>> {
         }
         pid if pid < 0 => Ok(None),
         pid => {
-            // Signals meant for the job reach it, not mig.
-            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-                // SAFETY: ignoring a signal in this process only (the root execs first).
-                unsafe { libc::signal(sig, libc::SIG_IGN) };
+            // Signals meant for the job reach it, not mig: passed on to the root.
+            ROOT.store(pid as i32, std::sync::atomic::Ordering::Relaxed);
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGCONT] {
+                // SAFETY: a handler that only calls kill(2), async-signal-safe.
+                unsafe { libc::signal(sig, pass_on as *const () as libc::sighandler_t) };
             }
             let mut st = 0;
             // SAFETY: waiting for our child.
@@ -199,6 +200,17 @@ fn job_root(file: &File) -> Result<Option<u8>> {
             }
             Ok(Some(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 }))
         }
+    }
+}
+
+/// The job's root, while `mig restart` waits for it.
+static ROOT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn pass_on(sig: libc::c_int) {
+    let root = ROOT.load(std::sync::atomic::Ordering::Relaxed);
+    if root > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe { libc::kill(root, sig) };
     }
 }
 
