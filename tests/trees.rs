@@ -102,8 +102,9 @@ fn job_of(root: i32) -> Vec<i32> {
 /// 0, and nothing is said (the pids came back).
 fn job_round(name: &str, args: &[&str], at: u32, processes: Option<usize>) {
     require_root("a job's processes get their saved pids back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
-    let dir = tempdir(name.trim_end_matches(".sh"));
-    let subject = if name.ends_with(".sh") { repo().join("c-tests").join(name) } else { compile(name) };
+    // A script is run as it is; a C subject is compiled.
+    let dir = tempdir(name.split('.').next().unwrap_or(name));
+    let subject = if name.contains('.') { repo().join("c-tests").join(name) } else { compile(name) };
     let mut bare = Launch::new(&subject, &dir).bare();
     for a in args {
         bare = bare.arg(a);
@@ -214,4 +215,21 @@ fn group_and_session(pid: i32) -> Option<(i32, i32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let mut f = stat[stat.rfind(')')? + 1..].split_whitespace().skip(2);
     Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}
+
+/// Python's multiprocessing.Pool(2) mapping in a loop: the parent (with the pool's
+/// threads) and both workers come back with their pids, pipes and shared semaphore;
+/// the maps go on, and the pool shuts down at the end as it would have.
+#[test]
+fn a_python_multiprocessing_pool_comes_back_whole() {
+    python3().expect("python3 is needed (./scripts/setup.sh installs it)");
+    job_round("pool.py", &["80"], 10, Some(3));
+}
+
+/// `make -j2` with slow rules (two at a time through its jobserver pipe, each a shell
+/// running `sleep`): make, its recipes' shells and their commands come back, and the
+/// build goes on to its end as an uninterrupted one.
+#[test]
+fn make_j2_comes_back_and_finishes_its_build() {
+    job_round("make_job.sh", &["40"], 8, None);
 }

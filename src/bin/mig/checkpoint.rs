@@ -157,8 +157,7 @@ fn job_main(a: &Args, root: i32, streaming: bool, method: Method, opts: Options)
         Some(p) => destination(p)?,
         None => job::own_image(root)?,
     };
-    let out = job::checkpoint(root, &dest, opts, a.timeout)?;
-    let n = job::members(root).len();
+    let (out, n) = job::checkpoint(root, &dest, opts, a.timeout)?;
     println!(
         "checkpoint of job {root} ({}, {n} processes) written to {}: {}, processes stopped for {}",
         control::comm(root),

@@ -131,8 +131,9 @@ impl Asked {
     }
 }
 
-/// Checkpoints `root`'s whole job into `dest`.
-pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration) -> Result<Outcome> {
+/// Checkpoints `root`'s whole job into `dest`; returns the outcome and how many
+/// processes the image holds.
+pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration) -> Result<(Outcome, usize)> {
     let signalled = Instant::now();
     let mut asked: Vec<Asked> = Vec::new();
     let mut exited: Vec<Proc> = Vec::new();
@@ -222,7 +223,7 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration) -> R
         let _ = std::fs::remove_file(&a.part);
     }
     let (bytes, stopped) = r?;
-    Ok(Outcome { path: dest.to_path_buf(), bytes, stopped, signalled })
+    Ok((Outcome { path: dest.to_path_buf(), bytes, stopped, signalled }, asked.len() + exited.len()))
 }
 
 /// Waits until every process asked said it reached `stage` (or its outcome: one taken
