@@ -2,7 +2,9 @@
  * pipe_pair.c - a parent and a forked child over two pipes, with bytes in flight both
  * ways (issue 16: a job is saved and restored whole).
  *
- * usage: pipe_pair [STEPS]
+ * usage: pipe_pair [STEPS [socketpair]]
+ *
+ * With `socketpair`, one UNIX stream socket pair carries both directions instead.
  *
  * The child reads numbers from the parent, a 5 ms pace each, and answers each with
  * its square mixed with a running sum of its own; at the end of its input it exits
@@ -16,6 +18,7 @@
 #include "common.h"
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 static void read_all(int fd, void *buf, size_t len)
@@ -55,7 +58,14 @@ int main(int argc, char **argv)
 {
     int steps = steps_arg(argc, argv, DEFAULT_STEPS);
     int down[2], up[2];
-    if (pipe(down) || pipe(up))
+    if (argc > 2 && strcmp(argv[2], "socketpair") == 0) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+            fail_errno("socketpair");
+        /* The parent's end both ways, the child's end both ways. */
+        down[1] = up[0] = sv[0];
+        down[0] = up[1] = sv[1];
+    } else if (pipe(down) || pipe(up))
         fail_errno("pipe");
     pid_t pid = fork();
     if (pid < 0)
@@ -63,11 +73,13 @@ int main(int argc, char **argv)
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         close(down[1]);
-        close(up[0]);
+        if (up[0] != down[1])
+            close(up[0]);
         child(down[0], up[1]);
     }
     close(down[0]);
-    close(up[1]);
+    if (up[1] != down[0])
+        close(up[1]);
     uint64_t rng = 0x2545f4914f6cdd1dULL, chain = FNV_OFFSET;
     for (int s = 1; s <= steps; s++) {
         uint64_t xs[4];

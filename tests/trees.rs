@@ -150,6 +150,13 @@ fn a_parent_and_child_over_pipes_come_back_together() {
     job_round("pipe_pair", &["60"], 10, Some(2));
 }
 
+/// The same over one UNIX socket pair, both ways: the pair is one pair again, each
+/// end's queue back.
+#[test]
+fn a_parent_and_child_over_a_socket_pair_come_back_together() {
+    job_round("pipe_pair", &["60", "socketpair"], 10, Some(2));
+}
+
 /// Children that had ended, not reaped yet, come back ended with their statuses (an
 /// exit code, a signal): the parent reaps them by pid at its end.
 #[test]

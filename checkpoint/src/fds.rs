@@ -243,7 +243,9 @@ fn link(s: &mut Snapshot) -> Result<(), Failure> {
             }
             Some(FdKind::SocketPair) => {
                 let p = SocketPairParams::decode(&f.params);
-                if all.iter().any(|o| o.kind == f.kind && o.file.ino == p.peer_ino) {
+                // In a job, its peer may be another process of the job (`mig checkpoint`
+                // warns if none is).
+                if super::control::in_job() || all.iter().any(|o| o.kind == f.kind && o.file.ino == p.peer_ino) {
                     let at = s.queued.len() as u64;
                     match kinds::socketpair::queued(f.fd, p.datagrams(), &mut s.queued) {
                         Ok(len) => set_data(s, i, at, len),

@@ -58,10 +58,24 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
             f.kind = FdKind::Unsupported as u32;
         }
     }
+    if let Some(j) = job {
+        // A socket pair end between two processes of the job has its queue back (the
+        // root put it); one whose peer is in neither this process nor the job is reset.
+        let inos: Vec<u64> = records.iter().filter(|f| f.kind == FdKind::SocketPair as u32).map(|f| f.file.ino).collect();
+        for f in records.iter_mut().filter(|f| f.kind == FdKind::SocketPair as u32) {
+            let peer = SocketPairParams::decode(&f.params).peer_ino;
+            if j.ends.contains_key(&f.file.ino) {
+                f.data_len = 0;
+            } else if !inos.contains(&peer) {
+                f.kind = FdKind::Reset as u32;
+            }
+        }
+    }
     let mut cx = Shared::new(img, &records, base);
     if let Some(j) = job {
         cx.pipes.extend(j.pipes.iter().map(|(&ino, &ends)| (ino, ends)));
         cx.objects.extend(j.memory.iter().map(|(&key, &fd)| (key, fd)));
+        cx.ends.extend(j.ends.iter().map(|(&ino, &fd)| (ino, fd)));
     }
     let mut plan = FdPlan::default();
     let mut made: HashMap<i32, i32> = HashMap::new();

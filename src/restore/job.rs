@@ -3,8 +3,9 @@
 //! started.
 //!
 //! `mig restart` execs the root's executable with `MIG_RESTORE=<job image>`. The root
-//! makes every pipe that has a reader in the job (with the bytes it held) and every
-//! memory object two of its processes map (anonymous shared memory, memfds), and keeps
+//! makes every pipe that has a reader in the job (with the bytes it held), every socket
+//! pair between two of its processes (with their queues) and every memory object two
+//! of its processes map (anonymous shared memory, memfds), and keeps
 //! them open across exec; each process then starts its children (`clone3` with their
 //! saved pids where it may, else `fork`), puts each in its saved session and group and
 //! execs its executable with `MIG_RESTORE_MEMBER=<index>` and the objects' numbers
@@ -14,7 +15,7 @@
 #![allow(unsafe_code)]
 
 use mig_image::tree::{Member, TreeHeader, is_tree};
-use mig_image::{FdKind, Image, Params, PipeParams, REGION_DATA_IN_FD, RegionKind, Table};
+use mig_image::{FdKind, FdRecord, Image, Params, PipeParams, REGION_DATA_IN_FD, RegionKind, SocketPairParams, Table};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -40,6 +41,9 @@ pub struct Shared {
     pub pipes: HashMap<u64, [i32; 2]>,
     /// Memory objects mapped by two processes or more, by saved (dev, ino).
     pub memory: HashMap<(u64, u64), i32>,
+    /// Socket pairs between two processes, by each end's saved inode: the ends, their
+    /// queues already put back.
+    pub ends: HashMap<u64, i32>,
 }
 
 impl Shared {
@@ -47,7 +51,8 @@ impl Shared {
     fn encode(&self) -> String {
         let pipes = self.pipes.iter().map(|(ino, [r, w])| format!("p:{ino}:{r}:{w}"));
         let memory = self.memory.iter().map(|((dev, ino), fd)| format!("m:{dev}:{ino}:{fd}"));
-        pipes.chain(memory).collect::<Vec<_>>().join(",")
+        let ends = self.ends.iter().map(|(ino, fd)| format!("s:{ino}:{fd}:0"));
+        pipes.chain(memory).chain(ends).collect::<Vec<_>>().join(",")
     }
 
     fn decode(v: &str) -> Shared {
@@ -61,6 +66,9 @@ impl Shared {
                 }
                 (Some(&"m"), Some(dev), Some(ino), Some(fd)) => {
                     s.memory.insert((dev, ino), fd as i32);
+                }
+                (Some(&"s"), Some(ino), Some(fd), _) => {
+                    s.ends.insert(ino, fd as i32);
                 }
                 _ => {}
             }
@@ -94,7 +102,7 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
         Ok(v) => Shared::decode(&v),
         Err(_) => {
             let all: Vec<&Image> = images.iter().flatten().collect();
-            Shared { pipes: make_pipes(&all)?, memory: make_memory(&all)? }
+            Shared { pipes: make_pipes(&all)?, memory: make_memory(&all)?, ends: make_socket_pairs(&all)? }
         }
     };
     let listed = shared.encode();
@@ -107,6 +115,43 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
     }
     settle(&ended);
     Ok(Some(Part { off: me.off, len: me.len, shared }))
+}
+
+/// Socket pairs whose ends are in two processes of the job, made once, each end's
+/// queue sent again from its peer and the ends shut down as they were (by
+/// `socketpair::fill`, as for a pair within one process). A pair within one process is
+/// that process's to make; an end whose peer was outside the job comes back reset.
+fn make_socket_pairs(images: &[&Image]) -> Result<HashMap<u64, i32>, String> {
+    let records = |img: &Image| -> Vec<FdRecord> {
+        (0..img.count(Table::Fds)).map(|i| img.fd(i)).filter(|f| f.kind == FdKind::SocketPair as u32 && f.dup_of < 0).collect()
+    };
+    let mut owner: HashMap<u64, usize> = HashMap::new();
+    for (k, img) in images.iter().enumerate() {
+        owner.extend(records(img).iter().map(|f| (f.file.ino, k)));
+    }
+    let mut ends: HashMap<u64, i32> = HashMap::new();
+    for (k, img) in images.iter().enumerate() {
+        for f in records(img) {
+            let p = SocketPairParams::decode(&f.params);
+            if ends.contains_key(&f.file.ino) || owner.get(&p.peer_ino).is_none_or(|&o| o == k) {
+                continue;
+            }
+            let mut sv = [0i32; 2];
+            // SAFETY: `sv` is a valid out-array; no SOCK_CLOEXEC: the job inherits them.
+            if unsafe { libc::socketpair(p.domain, p.ty, 0, sv.as_mut_ptr()) } != 0 {
+                return Err(format!("cannot make the job's socket pairs: {}", std::io::Error::last_os_error()));
+            }
+            ends.insert(f.file.ino, sv[0]);
+            ends.insert(p.peer_ino, sv[1]);
+        }
+    }
+    for img in images {
+        let shared: Vec<FdRecord> = records(img).into_iter().filter(|f| ends.contains_key(&f.file.ino)).collect();
+        let mut cx = mig_checkpoint::kinds::Shared::new(img, &shared, 0);
+        cx.ends = ends.clone();
+        mig_checkpoint::kinds::socketpair::fill(&cx)?;
+    }
+    Ok(ends)
 }
 
 /// A memory object of the job: as large as its largest mapping needs, mapped by these

@@ -210,6 +210,9 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration) -> R
                 eprintln!("mig: warning: process {} ({}): {w}", a.proc.pid, control::comm(a.proc.pid));
             }
         }
+        for w in leading_out(&asked) {
+            eprintln!("mig: warning: {w}");
+        }
         assemble(&asked, &exited, dest)
     })();
     if r.is_err() {
@@ -224,6 +227,48 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration) -> R
     }
     let (bytes, stopped) = r?;
     Ok((Outcome { path: dest.to_path_buf(), bytes, stopped, signalled }, asked.len() + exited.len()))
+}
+
+/// What leads out of the job, which a process of it saved as leading to another: pipe
+/// ends no process of the job reads (not the standard descriptors, which are the
+/// restoring process's own), socket pair ends whose peer no process of it holds.
+fn leading_out(asked: &[Asked]) -> Vec<String> {
+    use mig_image::{FdKind, Params, SocketPairParams, Table};
+    let maps: Vec<Option<memmap2::Mmap>> = asked
+        .iter()
+        // SAFETY: read-only private mappings of the images just written, which only
+        // this command renames and removes.
+        .map(|a| std::fs::File::open(&a.part).ok().and_then(|f| unsafe { memmap2::Mmap::map(&f) }.ok()))
+        .collect();
+    let hasher = crc32fast::Hasher::new();
+    let fds: Vec<(i32, Vec<(mig_image::FdRecord, String)>)> = asked
+        .iter()
+        .zip(&maps)
+        .filter_map(|(a, m)| {
+            let img = mig_image::Image::open(m.as_ref()?, &hasher).ok()?;
+            let recs =
+                (0..img.count(Table::Fds)).map(|i| img.fd(i)).filter(|f| f.dup_of < 0).map(|f| (f, String::from_utf8_lossy(img.str(f.file.path)).into_owned()));
+            Some((a.proc.pid, recs.collect()))
+        })
+        .collect();
+    let all = || fds.iter().flat_map(|(_, r)| r.iter().map(|(f, _)| f));
+    let reads = |f: &mig_image::FdRecord| f.flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32;
+    let mut out = vec![];
+    for (pid, recs) in &fds {
+        for (f, path) in recs {
+            let lost = match FdKind::from_u32(f.kind) {
+                Some(FdKind::Pipe) if f.fd > 2 && !all().any(|o| o.kind == f.kind && o.file.ino == f.file.ino && reads(o)) => {
+                    "its reader is outside the job; it comes back as a broken pipe end"
+                }
+                Some(FdKind::SocketPair) if !all().any(|o| o.kind == f.kind && o.file.ino == SocketPairParams::decode(&f.params).peer_ino) => {
+                    "it is connected outside the job; it comes back as a connection reset by the peer"
+                }
+                _ => continue,
+            };
+            out.push(format!("process {pid} ({}): descriptor {} ({path}): {lost}", control::comm(*pid), f.fd));
+        }
+    }
+    out
 }
 
 /// Waits until every process asked said it reached `stage` (or its outcome: one taken
