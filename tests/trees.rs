@@ -240,3 +240,51 @@ fn a_python_multiprocessing_pool_comes_back_whole() {
 fn make_j2_comes_back_and_finishes_its_build() {
     job_round("make_job.sh", &["40"], 8, None);
 }
+
+/// A pipe whose reader is outside the job (here, the test) is named at checkpoint time,
+/// for each process of the job that holds its write end, with what comes back instead.
+#[test]
+fn what_leads_out_of_a_job_is_named_at_checkpoint_time() {
+    let dir = tempdir("leading_out");
+    let image = dir.join("job.mig");
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe(2) into a valid array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let [r, w] = fds;
+    let mut c = std::process::Command::new(compile("reaper"));
+    c.arg(compile("pipe_pair")).arg("400").current_dir(&dir).env("REAPER_PRELOAD", lib()).env("MIG_IMAGE", &image).env_remove("LD_PRELOAD");
+    c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    // SAFETY: dup2 and close_range are async-signal-safe, as pre_exec requires.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+            libc::dup2(w, 3);
+            libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    let mut reaper = c.spawn().unwrap();
+    // SAFETY: closing the test's copy of the write end.
+    unsafe { libc::close(w) };
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(reaper.stdout.take().unwrap()));
+    assert!(lines.next().unwrap().unwrap().starts_with("step 1 "));
+    let root = wait_until("the job's root", Duration::from_secs(5), || children_of(reaper.id() as i32).first().copied());
+    let child = *children_of(root).first().expect("the parent has its child");
+    let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &root.to_string()]));
+    assert!(st.success(), "{out}{err}");
+    for pid in [root, child] {
+        let said = format!("process {pid} (pipe_pair.");
+        assert!(
+            err.lines().any(|l| l.contains(&said)
+                && l.contains("descriptor 3 (pipe:[")
+                && l.contains("its reader is outside the job; it comes back as a broken pipe end")),
+            "names process {pid}'s descriptor 3: {err}"
+        );
+    }
+    for pid in job_of(root) {
+        // SAFETY: kill(2) on the test's own subjects.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = reaper.wait();
+    // SAFETY: closing the read end.
+    unsafe { libc::close(r) };
+}
