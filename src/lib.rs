@@ -116,6 +116,7 @@ fn init() {
     install_rollback();
     checkpoint::threads::choose_signal(settings.thread_signal);
     checkpoint::handler::choose_request_signal();
+    interpose::held_signals::init(settings.checkpoint_signal);
     checkpoint::control::publish();
     checkpoint::threads::note_frame_layout();
     // A member of another process's job does not write the job's image by itself.

@@ -204,11 +204,13 @@ pub fn in_job() -> bool {
     IN_JOB.load(Relaxed)
 }
 
-/// How long a held process waits for the command's next word.
-const HOLD_MS: u64 = 60_000;
+/// How long a held process waits for the command's next word: long enough for the
+/// job's largest image to be written (the command may keep a process it is about to
+/// end stopped meanwhile); a command that went away ends the wait at once.
+const HOLD_MS: u64 = 3_600_000;
 
 /// Says on `conn` that this held process reached `stage`, and waits for the command's
-/// next line; true if it is `word`. A command gone, or silent for a minute, is a no.
+/// next line; true if it is `word`. A command gone, or silent for an hour, is a no.
 pub fn hold(conn: i32, stage: &[u8], word: &[u8]) -> bool {
     let mut m = Msg::<64>::new();
     request::answer::held(stage, |b| {

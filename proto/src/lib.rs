@@ -33,6 +33,11 @@ pub mod env {
     pub const RESTORE_EAGER: &str = "MIG_RESTORE_EAGER";
     /// `1`: restore images of other users too.
     pub const TRUST_IMAGE: &str = "MIG_TRUST_IMAGE";
+    /// Signals the job's supervisor (`mig run --checkpoint-on`) answers with a
+    /// checkpoint of the whole job: each process of the job, where it leaves such a
+    /// signal at its default action, ignores it (and is told the default is in force),
+    /// so that it lives until the job is saved. Comma-separated names or numbers.
+    pub const CHECKPOINT_ON: &str = "MIG_CHECKPOINT_ON";
     /// The preload variable the command sets for the library.
     pub const PRELOAD: &str = "LD_PRELOAD";
     /// The command's own settings: the library to preload, ssh, and compression.

@@ -22,6 +22,11 @@ const NAMES: [(&str, i32); 18] = [
     ("XFSZ", libc::SIGXFSZ),
 ];
 
+/// The name of signal `sig` without `SIG` (`TERM`), if it has one here.
+pub fn name(sig: u32) -> Option<&'static str> {
+    NAMES.iter().find(|&&(_, n)| n as u32 == sig).map(|&(name, _)| name)
+}
+
 /// A signal by number (`40`) or name, in any case, with or without `SIG` (`USR1`,
 /// `sigterm`, `SIGRTMIN+3`, `RTMAX-1`); `None` for anything else.
 pub fn parse(v: &str) -> Option<u32> {

@@ -6,6 +6,7 @@
 //! mig does to the program's mappings from `madvise` and `mremap`.
 #![allow(unsafe_code)]
 
+pub mod held_signals;
 mod memory;
 mod waits;
 
@@ -60,9 +61,15 @@ redhook::hook! {
             // SAFETY: the caller passes a valid `sigaction` when `act` is not null.
             check(sig, unsafe { (*act).sa_sigaction });
         }
+        let was_held = held_signals::held(sig);
         // SAFETY: forwarding the caller's arguments unchanged.
         let r = unsafe { redhook::real!(sigaction)(sig, act, old) };
+        if r == 0 && was_held && !old.is_null() {
+            // SAFETY: the caller's `old`, just filled: the default it believes in.
+            unsafe { (*old).sa_sigaction = libc::SIG_DFL };
+        }
         if !act.is_null() {
+            held_signals::released(sig);
             moved(sig);
         }
         r
@@ -72,10 +79,12 @@ redhook::hook! {
 redhook::hook! {
     unsafe fn signal(sig: c_int, handler: sighandler_t) -> sighandler_t => mig_signal {
         check(sig, handler);
+        let was_held = held_signals::held(sig);
         // SAFETY: forwarding the caller's arguments unchanged.
         let r = unsafe { redhook::real!(signal)(sig, handler) };
+        held_signals::released(sig);
         moved(sig);
-        r
+        if was_held && r != libc::SIG_ERR { libc::SIG_DFL } else { r }
     }
 }
 

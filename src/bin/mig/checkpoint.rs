@@ -148,22 +148,23 @@ pub fn main(a: Args) -> Result<u8> {
 
 /// `mig checkpoint` of a job.
 fn job_main(a: &Args, root: i32, streaming: bool, method: Method, opts: Options) -> Result<u8> {
-    if streaming || a.exit || !matches!(method, Method::None) {
+    if streaming || !matches!(method, Method::None) {
         return Err(Fail::bad(format!(
-            "process {root} runs a job of several processes, which mig saves only into an uncompressed image file (no --to -, --exit or --compress yet)"
+            "process {root} runs a job of several processes, which mig saves only into an uncompressed image file (no --to - or --compress yet)"
         )));
     }
     let dest = match &a.to {
         Some(p) => destination(p)?,
         None => job::own_image(root)?,
     };
+    let comm = control::comm(root);
     let (out, n) = job::checkpoint(root, &dest, opts, a.timeout)?;
     println!(
-        "checkpoint of job {root} ({}, {n} processes) written to {}: {}, processes stopped for {}",
-        control::comm(root),
+        "checkpoint of job {root} ({comm}, {n} processes) written to {}: {}, processes stopped for {}{}",
         out.path.display(),
         util::size(out.bytes),
-        util::duration(out.stopped)
+        util::duration(out.stopped),
+        if a.exit { "; the job has ended" } else { "" }
     );
     Ok(0)
 }

@@ -169,6 +169,7 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration) -> R
                     Err(_) if !control::alive(p.pid) => continue,
                     Err(e) => return Err(e),
                 };
+                // Held, a process never ends by itself: the command ends the job (`exit`).
                 request::send(&conn, &Target::File(&part), Options { held: true, exit: false, ..opts })?;
                 conn.set_nonblocking(true).map_err(|e| Fail::new(format!("{e}")))?;
                 asked.push(Asked { proc: p, conn, reply: Reply::default(), open: true, part });
@@ -187,8 +188,11 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration) -> R
         }
         asked.iter().for_each(|a| a.say(mig_proto::request::GO));
         wait_all(&mut asked, b"taken", timeout)?;
-        asked.iter().for_each(|a| a.say(mig_proto::request::RESUME));
-        // Their writers finish the images while the job runs on.
+        // Their writers finish the images while the job runs on; or, for a job that
+        // ends once its image is safe, while it stays stopped (it prints nothing more).
+        if !opts.exit {
+            asked.iter().for_each(|a| a.say(mig_proto::request::RESUME));
+        }
         let deadline = Instant::now() + timeout;
         loop {
             for a in asked.iter_mut() {
@@ -213,7 +217,15 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration) -> R
         for w in leading_out(&asked) {
             eprintln!("mig: warning: {w}");
         }
-        assemble(&asked, &exited, dest)
+        let done = assemble(&asked, &exited, dest)?;
+        if opts.exit {
+            // The image is safe: the job ends, every process at once, still stopped.
+            for a in &asked {
+                // SAFETY: kill(2) of a process of the job, held stopped by its request.
+                unsafe { libc::kill(a.proc.pid, libc::SIGKILL) };
+            }
+        }
+        Ok(done)
     })();
     if r.is_err() {
         // Whoever still waits goes on without an image.

@@ -4,6 +4,7 @@
 //! and turns every failure into one line on stderr and a non-zero exit status.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod batch;
 mod checkpoint;
 mod compress;
 mod control;

@@ -214,6 +214,21 @@ extern "C" fn pass_on(sig: libc::c_int) {
     }
 }
 
+/// Whether the image at `path` can be restored by this user: its owner, and every byte
+/// of it intact (`mig run --resume`).
+pub fn check_path(path: &Path) -> std::result::Result<(), String> {
+    let f = File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    check_owner(&f)?;
+    let (exe, cwd) = check_image(&f, true)?;
+    if !exe.is_file() {
+        return Err(format!("its executable {} is missing", exe.display()));
+    }
+    if !cwd.is_dir() {
+        return Err(format!("its working directory {} is missing", cwd.display()));
+    }
+    Ok(())
+}
+
 /// Refuses an image file that is not this user's own, or that others can write to
 /// (the library checks the same; here it is said before anything starts).
 fn check_owner(f: &File) -> std::result::Result<(), String> {

@@ -25,6 +25,12 @@ use std::path::{Path, PathBuf};
 EXAMPLES:
   mig run -- ./simulation --steps 1000000
   mig run --image /var/tmp/sim.mig --interval 600 -- ./simulation
+  mig run --resume $SCRATCH/job.mig --checkpoint-on USR1,TERM --then requeue -- ./job.sh
+
+With --resume or --checkpoint-on, mig stays the job's parent (batch mode, see
+docs/slurm.md): it restores the job or starts it, checkpoints the whole job on the
+signals given (and every --interval, itself), then ends, requeues or continues it,
+and exits with the job's status, or 75 once the job was saved and ended.
 
 Then `mig checkpoint <pid>` (or `kill -USR1 <pid>`) writes an image.")]
 pub struct Args {
@@ -36,6 +42,24 @@ pub struct Args {
     /// rewrites its image periodically (sets MIG_INTERVAL).
     #[arg(long, value_name = "SECS", value_parser = crate::checkpoint::parse_secs)]
     pub interval: Option<std::time::Duration>,
+    /// For a batch job: restore the job from IMAGE when it exists and is intact, else
+    /// start the program with IMAGE as its image path. mig then stays the job's parent
+    /// (see --checkpoint-on).
+    #[arg(long, value_name = "IMAGE")]
+    pub resume: Option<PathBuf>,
+    /// When one of these signals (comma-separated: USR1,TERM) comes to mig or to the
+    /// job's processes, checkpoint the whole job instead of passing it on (the
+    /// processes ignore them meanwhile, where they leave them at their default).
+    #[arg(long, value_name = "SIGNALS", value_delimiter = ',')]
+    pub checkpoint_on: Vec<String>,
+    /// After such a checkpoint: end the job and exit with status 75 (exit), requeue it
+    /// through Slurm first (requeue: `scontrol requeue $SLURM_JOB_ID`), or let it go on.
+    #[arg(long, value_enum, default_value = "exit", value_name = "requeue|exit|continue")]
+    pub then: crate::batch::Then,
+    /// A damaged image to resume from: stop with status 125 (nothing runs), or set it
+    /// aside as IMAGE.damaged and start afresh.
+    #[arg(long, value_enum, default_value = "stop", value_name = "stop|fresh")]
+    pub if_damaged: crate::batch::IfDamaged,
     /// The program and its arguments (put them after `--`).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG ARGS")]
     pub command: Vec<OsString>,
@@ -60,11 +84,39 @@ pub fn main(a: Args) -> Result<u8> {
         let here = std::env::current_dir().map_err(|e| Fail::new(format!("cannot read the working directory: {e}")))?;
         cmd.env(mig_proto::env::IMAGE, here.join(format!("{file}.{}.mig", std::process::id())));
     }
+    if a.resume.is_some() || !a.checkpoint_on.is_empty() {
+        return batch(a, cmd, &prog);
+    }
     if let Some(every) = a.interval {
         cmd.env(mig_proto::env::INTERVAL, every.as_secs_f64().to_string());
     }
     let e = cmd.exec();
     Err(Fail::new(format!("cannot run {}: {e}", prog.display())))
+}
+
+/// Batch mode: mig stays the job's parent (`batch.rs`).
+fn batch(a: Args, cmd: std::process::Command, prog: &Path) -> Result<u8> {
+    let image = match (&a.resume, &a.image) {
+        (Some(r), Some(i)) if util::absolute(r)? != util::absolute(i)? => {
+            return Err(Fail::bad("--resume and --image name two images: the job resumes from the one it writes (give one of them)"));
+        }
+        (Some(p), _) | (None, Some(p)) => util::absolute(p)?,
+        (None, None) => {
+            let file = prog.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "job".into());
+            let here = std::env::current_dir().map_err(|e| Fail::new(format!("cannot read the working directory: {e}")))?;
+            here.join(format!("{file}.{}.mig", std::process::id()))
+        }
+    };
+    check_image_path(&image)?;
+    let mut checkpoint_on = vec![];
+    for s in &a.checkpoint_on {
+        let sig = mig_proto::signal::parse(s).filter(|&n| n != libc::SIGKILL as u32 && n != libc::SIGSTOP as u32);
+        checkpoint_on.push(sig.ok_or_else(|| Fail::bad(format!("--checkpoint-on {s}: not a signal mig can take")))? as i32);
+    }
+    crate::batch::run(
+        cmd,
+        crate::batch::Batch { image, resume: a.resume.is_some(), checkpoint_on, then: a.then, if_damaged: a.if_damaged, interval: a.interval },
+    )
 }
 
 /// Refuses at once an image path the process could never write: a directory, a missing
