@@ -2,9 +2,11 @@
  * pipe_pair.c - a parent and a forked child over two pipes, with bytes in flight both
  * ways (issue 16: a job is saved and restored whole).
  *
- * usage: pipe_pair [STEPS [socketpair]]
+ * usage: pipe_pair [STEPS [pipes|socketpair [MIB [PACE_MS]]]]
  *
  * With `socketpair`, one UNIX stream socket pair carries both directions instead.
+ * With MIB, the parent also computes over MIB MiB of memory it fills at start (a word
+ * of it each step goes into the digest); PACE_MS replaces the 40 ms pace.
  *
  * The child reads numbers from the parent, a 5 ms pace each, and answers each with
  * its square mixed with a running sum of its own; at the end of its input it exits
@@ -80,13 +82,26 @@ int main(int argc, char **argv)
     close(down[0]);
     if (up[1] != down[0])
         close(up[1]);
+    size_t words = argc > 3 ? (size_t)atoi(argv[3]) << 17 : 0;
+    int pace = argc > 4 ? atoi(argv[4]) : 40;
+    uint64_t *mem = words ? malloc(words * sizeof *mem) : NULL;
+    uint64_t fill = 0x853c49e6748fea9bULL;
+    if (words && !mem)
+        fail("no memory");
+    for (size_t i = 0; i < words; i++)
+        mem[i] = xorshift64(&fill);
     uint64_t rng = 0x2545f4914f6cdd1dULL, chain = FNV_OFFSET;
     for (int s = 1; s <= steps; s++) {
+        if (words) {
+            size_t at = (size_t)s * 7919 % words;
+            mem[at] ^= chain;
+            chain = fnv1a_u64(chain, mem[(at * 31 + 17) % words]);
+        }
         uint64_t xs[4];
         for (int i = 0; i < 4; i++)
             xs[i] = xorshift64(&rng) & 0xffffffff;
         write_all(down[1], xs, sizeof xs);
-        pace_ms(40);
+        pace_ms(pace);
         uint64_t answers[4];
         read_all(up[0], answers, sizeof answers);
         for (int i = 0; i < 4; i++)

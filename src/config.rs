@@ -45,6 +45,9 @@ pub fn settings() -> Settings {
         save_files: std::env::var(env::SAVE_FILES).ok().and_then(|v| save_files(&v)).unwrap_or(SAVE_FILES_DEFAULT),
         owner_pid: std::process::id(),
         job_root: job_root(),
+        supervised: std::env::var(env::CHECKPOINT_ON)
+            .map(|v| v.split(',').filter_map(|s| signal::parse(s.trim())).fold(0u64, |m, s| m | 1 << (s - 1)))
+            .unwrap_or(0),
     }
 }
 

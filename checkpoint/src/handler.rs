@@ -69,8 +69,8 @@ fn checkpoint(info: *mut libc::siginfo_t) {
     sys::msg::clear_warnings();
     // SAFETY: the kernel passes a valid `siginfo_t` to an `SA_SIGINFO` handler; for a
     // queued signal (`sigqueue`) its value is the request's nonce.
-    let (sender, code, uid, value) =
-        unsafe { info.as_ref().map_or((0, 0, 0, 0), |i| (i.si_pid() as u32, i.si_code, i.si_uid(), i.si_value().sival_ptr as u64)) };
+    let (sender, code, uid, value, signo) =
+        unsafe { info.as_ref().map_or((0, 0, 0, 0, 0), |i| (i.si_pid() as u32, i.si_code, i.si_uid(), i.si_value().sival_ptr as u64, i.si_signo as u32)) };
     let (job, stop) = match precopy::on_signal(sender) {
         Signal::Handled => return,
         Signal::Final(job) => (job, Stop::Final),
@@ -78,6 +78,9 @@ fn checkpoint(info: *mut libc::siginfo_t) {
         Signal::Idle => {
             let (job, own_image) = match control::take(code, uid, value) {
                 control::Asked::Withdrawn => return control::done_here(None),
+                // The job's supervisor answers this signal (it may have come to every
+                // process of the job): it saves the whole job.
+                control::Asked::Plain if runtime::get().settings.supervised(signo) => return control::done_here(None),
                 // A process with children is saved with them, by `mig checkpoint`.
                 control::Asked::Plain if whole_job::has_children() && whole_job::delegate() => return control::done_here(None),
                 control::Asked::Plain => (Job::plain(), true),

@@ -61,13 +61,21 @@ pub struct Settings {
     /// The process whose job this one is a member of, writing the same image (a
     /// program it started, with the library and `MIG_IMAGE` inherited); 0: none.
     pub job_root: u32,
+    /// `MIG_CHECKPOINT_ON`: signals the job's supervisor (`mig run --checkpoint-on`)
+    /// answers, bit `sig - 1`: the checkpoint signal among them asks this process for
+    /// nothing (the supervisor saves the whole job).
+    pub supervised: u64,
 }
 
 impl Settings {
+    /// Whether the job's supervisor answers signal `sig` (`supervised`).
+    pub fn supervised(&self, sig: u32) -> bool {
+        (1..=64).contains(&sig) && self.supervised & (1 << (sig - 1)) != 0
+    }
+
     /// The root of the job this process belongs to, if it is not the root itself: its
-    /// image is the root's (forked, or started with the root's `MIG_IMAGE`). Until
-    /// process trees are saved whole, such a member never checkpoints or rolls back by
-    /// itself, so its image never replaces the root's.
+    /// image is the root's (forked, or started with the root's `MIG_IMAGE`): a request
+    /// to it saves the whole job, and it never rolls back by itself.
     pub fn job_root(&self) -> Option<u32> {
         if self.job_root != 0 {
             return Some(self.job_root);

@@ -14,8 +14,9 @@
 //!   since its image was taken: it writes nothing more) and mig exits with
 //!   `EXIT_CHECKPOINTED`; `requeue` first asks Slurm to requeue the job (`scontrol
 //!   requeue $SLURM_JOB_ID`); `continue` lets it go on.
-//! - The job's standard output, when it is a file (Slurm's `--open-mode=append`), is
-//!   cut back on resume to its length at the checkpoint (kept with the image, in an
+//! - The job's standard output, when it is a file (`--output`, or mig's own standard
+//!   output as Slurm's `--open-mode=append` opens it), is cut back on resume to its
+//!   length when the job was stopped for its image (kept with the image, in an
 //!   extended attribute): lines the job wrote after its last checkpoint, which it
 //!   writes again, are not there twice.
 //!
@@ -158,8 +159,11 @@ fn usable(image: &Path, if_damaged: IfDamaged) -> Result<Option<PathBuf>> {
 /// Saves the whole job of `root` into `image`; `end`: the job ends once it is safe.
 /// Says what happened on stderr (the job's log); true if the image is safe.
 fn save(root: i32, image: &Path, end: bool, why: &str) -> bool {
-    let out_len = output_len();
-    match job::checkpoint(root, image, Options { exit: end, portable: false, held: false }, Duration::from_secs(600)) {
+    // The output's length while every process of the job is stopped: all it wrote
+    // before its image, nothing after.
+    let mut out_len = None;
+    let mut measure = || out_len = output_len();
+    match job::checkpoint(root, image, Options { exit: end, portable: false, held: false }, Duration::from_secs(600), &mut measure) {
         Ok((o, n)) => {
             if let Some(len) = out_len {
                 set_xattr(image, len);
@@ -195,7 +199,9 @@ fn requeue() {
     };
     match Command::new("scontrol").args(["requeue", &id]).status() {
         Ok(st) if st.success() => eprintln!("mig: job {id} requeued"),
-        Ok(st) => eprintln!("mig: scontrol requeue {id} failed ({st}); the image is safe: resubmit the job to resume it"),
+        Ok(st) => eprintln!(
+            "mig: scontrol requeue {id} did not requeue the job ({st}): Slurm may be requeueing it already (a preemption, an administrator's requeue); if it does not, resubmit the job to resume it from its image"
+        ),
         Err(e) => eprintln!("mig: cannot run scontrol to requeue job {id}: {e}; the image is safe: resubmit the job to resume it"),
     }
 }

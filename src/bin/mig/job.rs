@@ -132,8 +132,9 @@ impl Asked {
 }
 
 /// Checkpoints `root`'s whole job into `dest`; returns the outcome and how many
-/// processes the image holds.
-pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration) -> Result<(Outcome, usize)> {
+/// processes the image holds. `stopped` runs once every process is stopped, before any
+/// is saved.
+pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stopped: &mut dyn FnMut()) -> Result<(Outcome, usize)> {
     let signalled = Instant::now();
     let mut asked: Vec<Asked> = Vec::new();
     let mut exited: Vec<Proc> = Vec::new();
@@ -186,6 +187,7 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration) -> R
                 std::thread::sleep(Duration::from_millis(25));
             }
         }
+        stopped();
         asked.iter().for_each(|a| a.say(mig_proto::request::GO));
         wait_all(&mut asked, b"taken", timeout)?;
         // Their writers finish the images while the job runs on; or, for a job that

@@ -56,6 +56,12 @@ pub struct Args {
     /// through Slurm first (requeue: `scontrol requeue $SLURM_JOB_ID`), or let it go on.
     #[arg(long, value_enum, default_value = "exit", value_name = "requeue|exit|continue")]
     pub then: crate::batch::Then,
+    /// Batch mode: the job's standard output goes to PATH, appended (and mig's own
+    /// standard output too); on resume PATH is cut back to its length at the checkpoint,
+    /// so that nothing the job writes again is there twice. Default: mig's standard
+    /// output, cut back likewise when it is a file.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
     /// A damaged image to resume from: stop with status 125 (nothing runs), or set it
     /// aside as IMAGE.damaged and start afresh.
     #[arg(long, value_enum, default_value = "stop", value_name = "stop|fresh")]
@@ -87,6 +93,9 @@ pub fn main(a: Args) -> Result<u8> {
     if a.resume.is_some() || !a.checkpoint_on.is_empty() {
         return batch(a, cmd, &prog);
     }
+    if a.output.is_some() {
+        return Err(Fail::bad("--output is for batch mode (with --resume or --checkpoint-on)"));
+    }
     if let Some(every) = a.interval {
         cmd.env(mig_proto::env::INTERVAL, every.as_secs_f64().to_string());
     }
@@ -108,6 +117,19 @@ fn batch(a: Args, cmd: std::process::Command, prog: &Path) -> Result<u8> {
         }
     };
     check_image_path(&image)?;
+    if let Some(out) = &a.output {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .open(out)
+            .map_err(|e| Fail::new(format!("--output {}: {}", out.display(), util::io_error(&e))))?;
+        // SAFETY: dup2 of a descriptor we own onto standard output.
+        if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&f), 1) } < 0 {
+            return Err(Fail::new(format!("--output {}: {}", out.display(), std::io::Error::last_os_error())));
+        }
+    }
     let mut checkpoint_on = vec![];
     for s in &a.checkpoint_on {
         let sig = mig_proto::signal::parse(s).filter(|&n| n != libc::SIGKILL as u32 && n != libc::SIGSTOP as u32);
