@@ -55,7 +55,8 @@ done
 
 mkdir -p "$dir"
 trap 'stop' ERR
-# One start at a time on this machine: each picks a free network and free ports.
+# One start at a time on this machine: each picks a free network and free ports (the
+# daemons do not keep the lock: 9>&-).
 exec 9>/tmp/mig-slurm-cluster.lock
 flock 9
 # A tag for the namespaces and links (15 characters at most), and a free 10.N network.
@@ -92,7 +93,7 @@ mkdir -p "$dir/munge"
 chmod 0700 "$dir/munge"
 dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
 chmod 0400 "$dir/munge/munge.key"
-munged -f --socket="$dir/munge/munge.sock" --key-file="$dir/munge/munge.key" --pid-file="$dir/munge/munged.pid" \
+munged 9>&- -f --socket="$dir/munge/munge.sock" --key-file="$dir/munge/munge.key" --pid-file="$dir/munge/munged.pid" \
     --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed"
 
 mkdir -p "$dir/state" "$dir/spool/n1" "$dir/spool/n2" "$dir/log"
@@ -144,11 +145,11 @@ CgroupPlugin=cgroup/v1
 CgroupAutomount=no
 EOF
 export SLURM_CONF=$dir/slurm.conf
-slurmctld -i
+slurmctld -i 9>&-
 # nsenter, not `ip netns exec`: the nodes keep the host's /sys (its cgroups, which
 # slurmd looks at) and take only a network of their own.
 for n in 1 2; do
-    nsenter --net="/run/netns/$tag$n" env SLURM_CONF="$dir/slurm.conf" ${REAPER:+"$REAPER"} slurmd -N "n$n" </dev/null >/dev/null 2>&1 &
+    nsenter --net="/run/netns/$tag$n" env SLURM_CONF="$dir/slurm.conf" ${REAPER:+"$REAPER"} slurmd -N "n$n" </dev/null >/dev/null 2>&1 9>&- &
 done
 # Ready once both nodes are idle.
 for _ in $(seq 1 60); do

@@ -7,6 +7,10 @@
 #
 #   --quick   256 MiB only, 1 run, short overhead loops: a sanity check
 #   --jobs    only the job figures: a job of 4 processes of 256 MiB (pause, restart)
+#   --slurm   only the Slurm figures (root, Slurm installed): on a cluster of two nodes
+#             (c-tests/slurm_cluster.sh), a 1 GiB job: from the warning signal to the
+#             job leaving its node, and from the job starting again to its program
+#             running
 #   --restarts  only the lazy restarts (image cached and evicted) and the time until the
 #             whole heap is back: no preload cost, dd, timed checkpoint, eager restarts,
 #             compression or CRIU
@@ -28,6 +32,7 @@ repo=$PWD
 quick=0
 only_restarts=0
 only_jobs=0
+only_slurm=0
 runs=3
 sizes="256 1024 4096"
 dir=${MIG_BENCH_DIR:-$repo/target/bench}
@@ -36,6 +41,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 runs=1 sizes=256 ;;
     --restarts) only_restarts=1 ;;
     --jobs) only_jobs=1 ;;
+    --slurm) only_slurm=1 ;;
     --runs) runs=$2; shift ;;
     --sizes) sizes=$2; shift ;;
     --dir) dir=$2; shift ;;
@@ -65,6 +71,7 @@ res=$work/results
 # Every process this script starts is listed here and killed on exit.
 pids=()
 cleanup() {
+    [ -d "$work/slurm" ] && c-tests/slurm_cluster.sh stop "$work/slurm" >/dev/null 2>&1
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
@@ -486,6 +493,61 @@ job_bench() {
     done
 }
 
+# Slurm (issue 19): a 1 GiB job (a bash script running pipe_pair over 1 GiB with a
+# child) on the test cluster, its image on the shared file system. Warned with
+# SIGUSR1 (`scancel --signal=USR1`, what `--signal=USR1@T` sends): the time until the
+# job has left its node (mig saved it, ended it and requeued it). Then, started again
+# 15 s later: the time from its batch script's start to its program printing again.
+slurm_bench() {
+    local c=$work/slurm d=$work/slurmjob pp=$work/pipe_pair id t0 t1 n0 start run
+    if [ "$(id -u)" != 0 ] || ! command -v slurmctld >/dev/null; then
+        note "Slurm figures not measured: they need root and Slurm (./scripts/setup.sh)"
+        return 0
+    fi
+    cc -O2 -o "$pp" c-tests/pipe_pair.c
+    cc -O2 -o "$work/reaper" c-tests/reaper.c
+    REAPER=$work/reaper c-tests/slurm_cluster.sh start "$c" >/dev/null || { note "FAILED: the Slurm cluster did not start"; return 1; }
+    export SLURM_CONF=$c/slurm.conf
+    mkdir -p "$d"
+    {
+        echo '#!/bin/bash'
+        echo "#SBATCH -o $d/slurm.out -e $d/job.err --open-mode=append --requeue -D $d"
+        echo 'echo "start $(date +%s%N)" >&2'
+        echo "srun $mig run --resume $d/job.mig --output $d/job.out --checkpoint-on USR1 --then requeue -- $repo/c-tests/slurm_work.sh $pp 100000 1024 20"
+    } >"$d/job.sh"
+    for run in $(seq 1 "$runs"); do
+        rm -f "$d"/job.mig "$d"/job.out "$d"/job.err
+        say "slurm: a 1 GiB job, run $run"
+        id=$(MIG_LIB=$lib sbatch --parsable "$d/job.sh")
+        until [ -f "$d/job.out" ] && [ "$(wc -l <"$d/job.out")" -ge 50 ]; do sleep 0.2; done
+        t0=$(us)
+        scancel --signal=USR1 "$id"
+        while [ "$(squeue -h -j "$id" -o %T)" = RUNNING ]; do sleep 0.02; done
+        t1=$(us)
+        rec "slurm_leave" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1000 }')"
+        scontrol update "jobid=$id" StartTime=now+15 >/dev/null
+        n0=$(wc -l <"$d/job.out")
+        until [ "$(grep -c '^start' "$d/job.err")" -ge 2 ]; do sleep 0.05; done
+        while [ "$(wc -l <"$d/job.out")" -le "$n0" ]; do sleep 0.005; done
+        t1=$(us)
+        start=$(grep '^start' "$d/job.err" | tail -n 1 | awk '{ print $2 }')
+        start=$((start / 1000))
+        rec "slurm_resume" "$(awk -v a="$start" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1000 }')"
+        rec "slurm_img" "$(stat -c %s "$d/job.mig")"
+        # SIGTERM, which this job does not take for a checkpoint: it ends.
+        scancel "$id"
+        while [ -n "$(squeue -h -j "$id")" ]; do sleep 0.2; done
+    done
+    c-tests/slurm_cluster.sh stop "$c" >/dev/null
+    unset SLURM_CONF
+}
+
+if [ "$only_slurm" = 1 ]; then
+    slurm_bench || true
+    python3 "$repo/scripts/bench_table.py" --slurm "$res"
+    exit 0
+fi
+
 if [ "$only_jobs" = 1 ]; then
     job_bench || true
     python3 "$repo/scripts/bench_table.py" --jobs "$res"
@@ -540,6 +602,7 @@ done
 
 sparse || true
 job_bench || true
+slurm_bench || true
 
 # Compression, where the library has it.
 compression() {

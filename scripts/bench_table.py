@@ -29,6 +29,7 @@ def load(path):
 
 
 jobs_only = sys.argv[1] == "--jobs"
+slurm_only = sys.argv[1] == "--slurm"
 vals, notes = load(sys.argv[-1])
 
 
@@ -223,8 +224,26 @@ def job_section():
               f"(target: tens of ms: {'met' if rst < 100 else 'missed'})")
 
 
+def slurm_section():
+    """Slurm (issue 19): a 1 GiB job's way out of its node and back."""
+    leave, resume, img = med("slurm_leave"), med("slurm_resume"), med("slurm_img")
+    print()
+    if leave is None:
+        print("Slurm, a 1 GiB job: not measured (see notes)")
+        return
+    print(f"Slurm, a 1 GiB job ({len(nums('slurm_leave'))} runs; image {img / MIB:.0f} MiB on the shared file system): "
+          f"warning signal to the job off its node {leave:.0f} ms; job started again to its program running {resume:.0f} ms")
+
+
+if slurm_only:
+    slurm_section()
+    for n in notes:
+        print(n)
+    sys.exit(0)
+
 if jobs_only:
     job_section()
+slurm_section()
     for n in notes:
         print(n)
     sys.exit(0)

@@ -277,9 +277,21 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
     }
 }
 
-/// Signals `pid` with a request of its own and waits until its handler connects:
-/// (the connection, when the signal went).
-pub fn connect(pid: i32, timeout: Duration) -> Result<(std::os::unix::net::UnixStream, Instant)> {
+/// A request signalled to a process, waiting for its handler to connect.
+pub struct Asking {
+    pid: i32,
+    chan: Channel,
+    sig: i32,
+    signals: bool,
+    own_signal: bool,
+    /// When the signal went.
+    pub signalled: Instant,
+    last_signal: Instant,
+}
+
+/// Signals `pid` with a request of its own (or writes it into a thread, where no signal
+/// reaches it).
+pub fn ask(pid: i32) -> Result<Asking> {
     control::check_target(pid)?;
     let published = reach::published(pid);
     let sig = control::checkpoint_signal(pid, published.as_ref())?;
@@ -293,13 +305,17 @@ pub fn connect(pid: i32, timeout: Duration) -> Result<(std::os::unix::net::UnixS
     } else {
         write_in(pid, sig, own_signal, &chan)?;
     }
-    // The process connects when its handler runs; a standard signal does not queue, so
-    // one that came while it was busy with another checkpoint is sent again.
-    let mut last_signal = Instant::now();
-    loop {
-        if let Some(c) = chan.accept(Duration::from_millis(50)) {
-            // Nobody else's connection is taken from here on (`chan` goes).
-            return Ok((c, signalled));
+    Ok(Asking { pid, chan, sig, signals, own_signal, signalled, last_signal: Instant::now() })
+}
+
+impl Asking {
+    /// The process's connection, if it connects within `wait`; an error once it cannot
+    /// (gone, stopped, silent for `timeout`). A standard signal does not queue: one that
+    /// came while the process was busy with another checkpoint is sent again each second.
+    pub fn answer(&mut self, wait: Duration, timeout: Duration) -> Result<Option<std::os::unix::net::UnixStream>> {
+        let pid = self.pid;
+        if let Some(c) = self.chan.accept(wait) {
+            return Ok(Some(c));
         }
         if !control::alive(pid) {
             return Err(Fail::new(format!("process {pid} ended before it took the checkpoint request")));
@@ -309,18 +325,31 @@ pub fn connect(pid: i32, timeout: Duration) -> Result<(std::os::unix::net::UnixS
         if control::is_stopped(pid) {
             return Err(control::stopped(pid));
         }
-        if signalled.elapsed() > timeout {
+        if self.signalled.elapsed() > timeout {
             return Err(Fail::new(format!(
                 "timed out after {}: process {pid} did not take the checkpoint request (is the checkpoint signal blocked or taken by the program, or is it a version of libmig.so without checkpoint requests?)",
                 util::duration(timeout)
             )));
         }
-        if last_signal.elapsed() >= Duration::from_secs(1) {
-            if signals {
-                let _ = chan.signal(sig);
+        if self.last_signal.elapsed() >= Duration::from_secs(1) {
+            if self.signals {
+                let _ = self.chan.signal(self.sig);
             }
-            write_in(pid, sig, own_signal, &chan)?;
-            last_signal = Instant::now();
+            write_in(pid, self.sig, self.own_signal, &self.chan)?;
+            self.last_signal = Instant::now();
+        }
+        Ok(None)
+    }
+}
+
+/// Signals `pid` with a request of its own and waits until its handler connects:
+/// (the connection, when the signal went). Nobody else's connection is taken
+/// afterwards (the listener goes).
+pub fn connect(pid: i32, timeout: Duration) -> Result<(std::os::unix::net::UnixStream, Instant)> {
+    let mut a = ask(pid)?;
+    loop {
+        if let Some(c) = a.answer(Duration::from_millis(50), timeout)? {
+            return Ok((c, a.signalled));
         }
     }
 }

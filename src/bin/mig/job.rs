@@ -99,6 +99,8 @@ pub fn own_image(pid: i32) -> Result<PathBuf> {
 
 /// One process of the job, asked.
 struct Asked {
+    /// Its place in the job: parents before children (`members`' order).
+    order: usize,
     proc: Proc,
     conn: UnixStream,
     reply: Reply,
@@ -152,6 +154,9 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stop
                 break;
             }
             let mut starting = None;
+            // Every new process is signalled first, then each connection taken: they
+            // stop at once, not one after the other.
+            let mut asking = vec![];
             for p in new {
                 // Ended, not reaped yet: it comes back ended, with its status.
                 if p.zombie {
@@ -164,16 +169,36 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stop
                     }
                     continue;
                 }
-                let part = part_path(dest, p.pid);
-                let conn = match checkpoint::connect(p.pid, timeout) {
-                    Ok((conn, _)) => conn,
+                match checkpoint::ask(p.pid) {
+                    Ok(a) => asking.push((p, a, asked.len() + asking.len())),
                     Err(_) if !control::alive(p.pid) => continue,
                     Err(e) => return Err(e),
-                };
-                // Held, a process never ends by itself: the command ends the job (`exit`).
-                request::send(&conn, &Target::File(&part), Options { held: true, exit: false, ..opts })?;
-                conn.set_nonblocking(true).map_err(|e| Fail::new(format!("{e}")))?;
-                asked.push(Asked { proc: p, conn, reply: Reply::default(), open: true, part });
+                }
+            }
+            while !asking.is_empty() {
+                let mut i = 0;
+                while i < asking.len() {
+                    let (p, a, order) = &mut asking[i];
+                    let conn = match a.answer(Duration::from_millis(1), timeout) {
+                        Ok(Some(conn)) => conn,
+                        Ok(None) => {
+                            i += 1;
+                            continue;
+                        }
+                        Err(_) if !control::alive(p.pid) => {
+                            asking.swap_remove(i);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let (p, order) = (*p, *order);
+                    asking.swap_remove(i);
+                    let part = part_path(dest, p.pid);
+                    // Held, a process never ends by itself: the command ends the job (`exit`).
+                    request::send(&conn, &Target::File(&part), Options { held: true, exit: false, ..opts })?;
+                    conn.set_nonblocking(true).map_err(|e| Fail::new(format!("{e}")))?;
+                    asked.push(Asked { order, proc: p, conn, reply: Reply::default(), open: true, part });
+                }
             }
             wait_all(&mut asked, b"stopped", timeout)?;
             if let Some(p) = starting {
@@ -219,6 +244,7 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stop
         for w in leading_out(&asked) {
             eprintln!("mig: warning: {w}");
         }
+        asked.sort_by_key(|a| a.order);
         let done = assemble(&asked, &exited, dest)?;
         if opts.exit {
             // The image is safe: the job ends, every process at once, still stopped.

@@ -22,6 +22,19 @@ pub struct Published {
     pub frame_top: u64,
 }
 
+/// Where the published record is in the library at `path` (read once per library: a
+/// job's checkpoint asks every process of it).
+fn symbol_of(path: &str) -> Option<u64> {
+    static KNOWN: std::sync::Mutex<Vec<(String, u64)>> = std::sync::Mutex::new(Vec::new());
+    let mut known = KNOWN.lock().ok()?;
+    if let Some((_, at)) = known.iter().find(|(p, _)| p == path) {
+        return Some(*at);
+    }
+    let at = symbol(&fs::read(path).ok()?, mig_proto::published::SYMBOL)?;
+    known.push((path.to_string(), at));
+    Some(at)
+}
+
 /// What `pid`'s library publishes; `None` if it cannot be read (no right to trace the
 /// process, a library without it).
 pub fn published(pid: i32) -> Option<Published> {
@@ -36,7 +49,7 @@ pub fn published(pid: i32) -> Option<Published> {
             .then(|| Some((u64::from_str_radix(range.split('-').next()?, 16).ok()?, path.to_string())))
             .flatten()
     })?;
-    let at = base + symbol(&fs::read(&path).ok()?, mig_proto::published::SYMBOL)?;
+    let at = base + symbol_of(&path)?;
     let mut rec = [0u8; mig_proto::published::LEN];
     let local = libc::iovec { iov_base: rec.as_mut_ptr().cast(), iov_len: rec.len() };
     let remote = libc::iovec { iov_base: at as *mut libc::c_void, iov_len: rec.len() };
