@@ -243,7 +243,6 @@ if slurm_only:
 
 if jobs_only:
     job_section()
-slurm_section()
     for n in notes:
         print(n)
     sys.exit(0)
@@ -264,6 +263,7 @@ else:
     print("Image of a 4 GiB malloc with 100 MiB touched: not measured (see notes)")
 
 job_section()
+slurm_section()
 
 # ---- the preloaded library on a program never checkpointed ------------------------
 print()

@@ -198,6 +198,16 @@ impl Job {
         wait_until(&format!("the job's log to say {what:?}"), limit, || self.err().contains(what).then_some(()));
     }
 
+    /// Submits the job and, once it has an image and printed step `n`, kills all of it.
+    fn run_and_kill(&self, c: &Cluster, n: u32) {
+        let id = c.sbatch(&self.script, &[]);
+        c.wait_running(&id);
+        wait_for_file(&self.image());
+        self.until_step(n);
+        kill_job(&id);
+        c.wait_gone(&id, Duration::from_secs(60));
+    }
+
     /// Its output is what an uninterrupted run prints, once.
     fn assert_whole(&self) {
         let steps = self.steps.to_string();
@@ -282,12 +292,7 @@ fn a_job_requeued_off_a_drained_node_resumes_on_the_other() {
 fn a_job_killed_between_periodic_checkpoints_resumes_from_the_last() {
     let c = Cluster::start("slurm_kill");
     let job = Job::new(&c, "job", "", "--checkpoint-on USR1,TERM --interval 1.5", 400);
-    let id = c.sbatch(&job.script, &[]);
-    c.wait_running(&id);
-    wait_for_file(&job.image());
-    job.until_step(100);
-    kill_job(&id);
-    c.wait_gone(&id, Duration::from_secs(60));
+    job.run_and_kill(&c, 100);
     let id2 = c.sbatch(&job.script, &[]);
     c.wait_gone(&id2, Duration::from_secs(120));
     job.assert_whole();
@@ -300,12 +305,7 @@ fn a_job_killed_between_periodic_checkpoints_resumes_from_the_last() {
 fn a_job_whose_image_is_damaged_does_not_resume() {
     let c = Cluster::start("slurm_damaged");
     let job = Job::new(&c, "job", "", "--checkpoint-on USR1,TERM --interval 1", 400);
-    let id = c.sbatch(&job.script, &[]);
-    c.wait_running(&id);
-    wait_for_file(&job.image());
-    job.until_step(60);
-    kill_job(&id);
-    c.wait_gone(&id, Duration::from_secs(60));
+    job.run_and_kill(&c, 60);
     let mut bytes = std::fs::read(job.image()).unwrap();
     // A byte of the first process's header, which its CRC covers.
     bytes[4096 + 64] ^= 0x5a;

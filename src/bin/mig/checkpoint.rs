@@ -289,8 +289,8 @@ pub struct Asking {
     last_signal: Instant,
 }
 
-/// Signals `pid` with a request of its own (or writes it into a thread, where no signal
-/// reaches it).
+/// Readies a request of its own for `pid` (`Asking::send` sends it): what a job's
+/// checkpoint does for every process before it signals any, so that they stop together.
 pub fn ask(pid: i32) -> Result<Asking> {
     control::check_target(pid)?;
     let published = reach::published(pid);
@@ -299,16 +299,22 @@ pub fn ask(pid: i32) -> Result<Asking> {
     // With no request signal the checkpoint signal is likely the program's: not sent.
     let signals = own_signal || published.as_ref().is_none_or(|p| p.request_signal != 0);
     let chan = Channel::open(pid)?;
-    let signalled = Instant::now();
-    if signals {
-        chan.signal(sig).map_err(|e| Fail::new(format!("cannot signal process {pid}: {e}")))?;
-    } else {
-        write_in(pid, sig, own_signal, &chan)?;
-    }
-    Ok(Asking { pid, chan, sig, signals, own_signal, signalled, last_signal: Instant::now() })
+    Ok(Asking { pid, chan, sig, signals, own_signal, signalled: Instant::now(), last_signal: Instant::now() })
 }
 
 impl Asking {
+    /// Signals the process with the request (or writes it into a thread, where no
+    /// signal reaches it).
+    pub fn send(&mut self) -> Result<()> {
+        self.signalled = Instant::now();
+        self.last_signal = self.signalled;
+        if self.signals {
+            self.chan.signal(self.sig).map_err(|e| Fail::new(format!("cannot signal process {}: {e}", self.pid)))
+        } else {
+            write_in(self.pid, self.sig, self.own_signal, &self.chan)
+        }
+    }
+
     /// The process's connection, if it connects within `wait`; an error once it cannot
     /// (gone, stopped, silent for `timeout`). A standard signal does not queue: one that
     /// came while the process was busy with another checkpoint is sent again each second.
@@ -347,6 +353,7 @@ impl Asking {
 /// afterwards (the listener goes).
 pub fn connect(pid: i32, timeout: Duration) -> Result<(std::os::unix::net::UnixStream, Instant)> {
     let mut a = ask(pid)?;
+    a.send()?;
     loop {
         if let Some(c) = a.answer(Duration::from_millis(50), timeout)? {
             return Ok((c, a.signalled));

@@ -175,6 +175,13 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stop
                     Err(e) => return Err(e),
                 }
             }
+            for (p, a, _) in asking.iter_mut() {
+                if let Err(e) = a.send() {
+                    if control::alive(p.pid) {
+                        return Err(e);
+                    }
+                }
+            }
             while !asking.is_empty() {
                 let mut i = 0;
                 while i < asking.len() {
@@ -200,7 +207,7 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stop
                     asked.push(Asked { order, proc: p, conn, reply: Reply::default(), open: true, part });
                 }
             }
-            wait_all(&mut asked, b"stopped", timeout)?;
+            wait_all(&mut asked, timeout, |a| a.reached(b"stopped"))?;
             if let Some(p) = starting {
                 if pass >= 40 {
                     return Err(Fail::new(format!(
@@ -214,28 +221,14 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stop
         }
         stopped();
         asked.iter().for_each(|a| a.say(mig_proto::request::GO));
-        wait_all(&mut asked, b"taken", timeout)?;
+        // One taken while it stayed stopped may give its outcome first.
+        wait_all(&mut asked, timeout, |a| a.reached(b"taken") || matches!(a.reply.done(), Some(Done::Ok { .. })))?;
         // Their writers finish the images while the job runs on; or, for a job that
         // ends once its image is safe, while it stays stopped (it prints nothing more).
         if !opts.exit {
             asked.iter().for_each(|a| a.say(mig_proto::request::RESUME));
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            for a in asked.iter_mut() {
-                a.read()?;
-            }
-            if let Some(why) = asked.iter().find_map(Asked::failed) {
-                return Err(Fail::new(why));
-            }
-            if asked.iter().all(|a| matches!(a.reply.done(), Some(Done::Ok { .. }))) {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(Fail::new(format!("timed out after {} waiting for the job's images", util::duration(timeout))));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_all(&mut asked, timeout, |a| matches!(a.reply.done(), Some(Done::Ok { .. })))?;
         for a in &asked {
             for w in a.reply.warnings() {
                 eprintln!("mig: warning: process {} ({}): {w}", a.proc.pid, control::comm(a.proc.pid));
@@ -311,9 +304,8 @@ fn leading_out(asked: &[Asked]) -> Vec<String> {
     out
 }
 
-/// Waits until every process asked said it reached `stage` (or its outcome: one taken
-/// while stopped may say that first).
-fn wait_all(asked: &mut [Asked], stage: &[u8], timeout: Duration) -> Result<()> {
+/// Waits until every process asked is `there` (what it said so far), or one failed.
+fn wait_all(asked: &mut [Asked], timeout: Duration, there: impl Fn(&Asked) -> bool) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         for a in asked.iter_mut() {
@@ -322,8 +314,7 @@ fn wait_all(asked: &mut [Asked], stage: &[u8], timeout: Duration) -> Result<()> 
         if let Some(why) = asked.iter().find_map(Asked::failed) {
             return Err(Fail::new(why));
         }
-        let there = |a: &Asked| a.reached(stage) || (stage == b"taken" && matches!(a.reply.done(), Some(Done::Ok { .. })));
-        if asked.iter().all(there) {
+        if asked.iter().all(&there) {
             return Ok(());
         }
         if Instant::now() > deadline {
