@@ -10,7 +10,7 @@
 //!
 //! (`srun`: Slurm signals a job's steps, not its batch shell, when it preempts it.)
 //!
-//! a bash script running a C program that computes over 64 MiB with a child process
+//! a bash script running a C program that computes over 256 MiB with a child process
 //! (`c-tests/slurm_work.sh`, `c-tests/pipe_pair.c`). Each scenario ends with the job's
 //! output file holding exactly what an uninterrupted run prints.
 //!
@@ -132,14 +132,16 @@ impl Drop for Cluster {
     }
 }
 
-/// SIGKILL to every process of job `id` (those with its SLURM_JOB_ID), none spared:
-/// what a dead node does to it (`scancel -s KILL` would first send SIGTERM).
-fn kill_job(id: &str) {
-    let mark = format!("SLURM_JOB_ID={id}\0");
+/// SIGKILL to every process of job `id` of cluster `c` (those with its SLURM_JOB_ID and
+/// the cluster's SLURM_CONF: other tests' clusters number their jobs alike), none
+/// spared: what a dead node does to it (`scancel -s KILL` would first send SIGTERM).
+fn kill_job(c: &Cluster, id: &str) {
+    let marks = [format!("SLURM_JOB_ID={id}\0"), format!("SLURM_CONF={}\0", c.conf().display())];
+    let has = |e: &[u8], m: &str| e.windows(m.len()).any(|w| w == m.as_bytes());
     let pids: Vec<i32> = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|pid: &i32| std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| e.windows(mark.len()).any(|w| w == mark.as_bytes())))
+        .filter(|pid: &i32| std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| marks.iter().all(|m| has(&e, m))))
         .collect();
     assert!(!pids.is_empty(), "job {id} has processes");
     for pid in pids {
@@ -155,7 +157,7 @@ struct Job {
     steps: u32,
 }
 
-const MIB: &str = "64";
+const MIB: &str = "256";
 const PACE_MS: &str = "50";
 
 impl Job {
@@ -204,7 +206,7 @@ impl Job {
         c.wait_running(&id);
         wait_for_file(&self.image());
         self.until_step(n);
-        kill_job(&id);
+        kill_job(c, &id);
         c.wait_gone(&id, Duration::from_secs(60));
     }
 
