@@ -176,10 +176,10 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stop
                 }
             }
             for (p, a, _) in asking.iter_mut() {
-                if let Err(e) = a.send() {
-                    if control::alive(p.pid) {
-                        return Err(e);
-                    }
+                if let Err(e) = a.send()
+                    && control::alive(p.pid)
+                {
+                    return Err(e);
                 }
             }
             while !asking.is_empty() {
