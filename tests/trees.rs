@@ -172,6 +172,15 @@ fn a_shell_pipeline_comes_back_whole() {
     job_round("pipeline.sh", &["80"], 20, None);
 }
 
+/// A parent that holds a recursive mutex (glibc records its tid) across the
+/// checkpoint, reads its CPU clock through `clock_getcpuclockid(getpid())` and signals
+/// its child by pid at every step: after the restore all of that still works (the
+/// pids and the main thread's tid are the saved ones).
+#[test]
+fn pids_and_tids_a_job_knows_stay_valid() {
+    job_round("pid_users", &["60"], 10, Some(2));
+}
+
 /// A parent and child taking turns on a page of anonymous shared memory: the page is
 /// one page again after the restore (two copies would change every digest).
 #[test]
