@@ -332,18 +332,13 @@ fn settle(ended: &[i32]) {
 /// (`clone3` with `set_tid`: CAP_CHECKPOINT_RESTORE, and the pid free), else any.
 /// Returns 0 in the child, the child's pid in the parent.
 fn clone_with_pid(want: i32) -> Result<i32, String> {
-    // struct clone_args up to set_tid_size (CLONE_ARGS_SIZE_VER1): flags, pidfd,
-    // child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size.
-    let tid = [want];
-    let args: [u64; 10] = [0, 0, 0, 0, libc::SIGCHLD as u64, 0, 0, 0, tid.as_ptr() as u64, 1];
-    // SAFETY: clone3 without CLONE_VM is a fork; `args` is a valid clone_args of the
-    // size given. This process has one thread (its restore has not started).
-    let r = unsafe { libc::syscall(libc::SYS_clone3, args.as_ptr(), std::mem::size_of_val(&args)) };
-    if r >= 0 {
-        return Ok(r as i32);
+    // SAFETY: this process has one thread (its restore has not started).
+    let r = unsafe { crate::sys::fork_with_pid(want) };
+    if let Ok(pid) = r {
+        return Ok(pid as i32);
     }
     if std::env::var("MIG_LOG").is_ok_and(|v| v == "debug") {
-        eprintln!("mig: clone3 for pid {want}: {}", std::io::Error::last_os_error());
+        eprintln!("mig: clone3 for pid {want}: errno {}", r.err().map_or(0, |e| e.0));
     }
     // SAFETY: fork in a process with one thread.
     match unsafe { libc::fork() } {

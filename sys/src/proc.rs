@@ -37,6 +37,18 @@ pub unsafe fn execve(path: &CPath, argv: *const *const u8, envp: *const *const u
         Ok(_) => Errno(0),
     }
 }
+/// Forks a child with pid `want` (`clone3` with `set_tid`: needs CAP_CHECKPOINT_RESTORE
+/// and the pid free); 0 in the child, its pid in the parent.
+///
+/// # Safety
+/// As `fork`: the caller has one thread, or the child only makes system calls.
+pub unsafe fn fork_with_pid(want: i32) -> SysResult<u32> {
+    // struct clone_args up to set_tid_size (CLONE_ARGS_SIZE_VER1): flags, pidfd,
+    // child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size.
+    let tid = [want];
+    let args: [u64; 10] = [0, 0, 0, 0, libc::SIGCHLD as u64, 0, 0, 0, tid.as_ptr() as u64, 1];
+    sc!(libc::SYS_clone3, args.as_ptr(), core::mem::size_of_val(&args)).map(|pid| pid as u32)
+}
 /// Forks a child that sends no signal when it ends (no SIGCHLD, invisible to the
 /// program's `wait`); 0 in the child.
 pub fn fork_quiet() -> SysResult<u32> {

@@ -163,13 +163,8 @@ fn job_root(file: &File) -> Result<Option<u8>> {
     let Ok(header) = mig_image::tree::TreeHeader::read(&map, &crc32fast::Hasher::new()) else { return Ok(None) };
     let Some(&root) = header.members().first() else { return Ok(None) };
     drop(map);
-    let tid = [root.pid as i32];
-    // struct clone_args up to set_tid_size: flags, pidfd, child_tid, parent_tid,
-    // exit_signal, stack, stack_size, tls, set_tid, set_tid_size.
-    let args: [u64; 10] = [0, 0, 0, 0, libc::SIGCHLD as u64, 0, 0, 0, tid.as_ptr() as u64, 1];
-    // SAFETY: clone3 without CLONE_VM is a fork; `args` is a valid clone_args of the
-    // size given; mig restart has one thread.
-    let pid = unsafe { libc::syscall(libc::SYS_clone3, args.as_ptr(), std::mem::size_of_val(&args)) };
+    // SAFETY: mig restart has one thread.
+    let pid = unsafe { mig_sys::fork_with_pid(root.pid as i32) }.map_or(-1, |p| p as i64);
     match pid {
         0 => {
             // The root, about to exec: its session and group as they were.
