@@ -17,6 +17,9 @@ pub const TREE_MAGIC: [u8; 8] = *b"MIGTREE\0";
 pub const TREE_VERSION: u32 = 1;
 pub const MEMBER_RUNNING: u32 = 0;
 pub const MEMBER_EXITED: u32 = 1;
+/// `TreeHeader::flags`: `output_len` holds the length of the job's output file when
+/// the image was taken (what a resume cuts it back to).
+pub const TREE_OUTPUT_LEN: u32 = 1;
 /// Processes a job's image holds at most (what fits the header's page).
 pub const MAX_MEMBERS: usize = (PAGE as usize - 32) / size_of::<Member>();
 
@@ -49,11 +52,12 @@ pub struct TreeHeader {
     pub count: u32,
     /// CRC of this page with this field zero.
     pub crc: u32,
-    pub pad: [u8; 12],
+    pub flags: u32,
+    pub output_len: u64,
     pub members: [Member; MAX_MEMBERS],
     pub tail: [u8; PAGE as usize - 32 - MAX_MEMBERS * size_of::<Member>()],
 }
-// SAFETY: repr(C), byte arrays and u32s laid out without padding (asserted below).
+// SAFETY: repr(C), byte arrays, u32s and u64s laid out without padding (asserted below).
 unsafe impl Pod for TreeHeader {}
 const _: () = assert!(size_of::<TreeHeader>() == PAGE as usize);
 
@@ -84,8 +88,9 @@ pub fn is_tree(bytes: &[u8]) -> bool {
 }
 
 impl TreeHeader {
-    /// A header for `members`, its CRC computed.
-    pub fn new(members: &[Member], hasher: &crc32fast::Hasher) -> Option<TreeHeader> {
+    /// A header for `members` (and the job's output length, if it has an output file),
+    /// its CRC computed.
+    pub fn new(members: &[Member], output_len: Option<u64>, hasher: &crc32fast::Hasher) -> Option<TreeHeader> {
         if members.is_empty() || members.len() > MAX_MEMBERS {
             return None;
         }
@@ -94,7 +99,8 @@ impl TreeHeader {
             version: TREE_VERSION,
             count: members.len() as u32,
             crc: 0,
-            pad: [0; 12],
+            flags: if output_len.is_some() { TREE_OUTPUT_LEN } else { 0 },
+            output_len: output_len.unwrap_or(0),
             members: [Member::default(); MAX_MEMBERS],
             tail: [0; PAGE as usize - 32 - MAX_MEMBERS * size_of::<Member>()],
         };
@@ -139,6 +145,11 @@ impl TreeHeader {
     pub fn members(&self) -> &[Member] {
         self.members.get(..self.count as usize).unwrap_or(&[])
     }
+
+    /// The length of the job's output file when the image was taken, if recorded.
+    pub fn output_len(&self) -> Option<u64> {
+        (self.flags & TREE_OUTPUT_LEN != 0).then_some(self.output_len)
+    }
 }
 
 impl Member {
@@ -160,11 +171,12 @@ mod tests {
             Member { pid: 12, ppid: 10, pgid: 10, sid: 10, state: MEMBER_EXITED, status: 5 << 8, ..Default::default() },
         ];
         let hasher = crc32fast::Hasher::new();
-        let h = TreeHeader::new(&members, &hasher).unwrap();
+        let h = TreeHeader::new(&members, Some(0), &hasher).unwrap();
         let mut file = [0u8; 16384 + 5000];
         file[..4096].copy_from_slice(bytes_of(&h));
         assert!(is_tree(&file));
-        assert_eq!(TreeHeader::read(&file, &hasher).unwrap().members(), &members);
+        let read = TreeHeader::read(&file, &hasher).unwrap();
+        assert_eq!((read.members(), read.output_len()), (&members[..], Some(0)));
         assert_eq!(TreeHeader::read(&file[..20000], &hasher).err().unwrap(), TreeError::Member(1));
         file[40] ^= 1;
         assert_eq!(TreeHeader::read(&file, &hasher).err().unwrap(), TreeError::Crc);

@@ -16,8 +16,7 @@
 //!   requeue $SLURM_JOB_ID`); `continue` lets it go on.
 //! - The job's standard output, when it is a file (`--output`, or mig's own standard
 //!   output as Slurm's `--open-mode=append` opens it), is cut back on resume to its
-//!   length when the job was stopped for its image (kept with the image, in an
-//!   extended attribute): lines the job wrote after its last checkpoint, which it
+//!   length when the job was stopped for its image (which records it): lines the job wrote after its last checkpoint, which it
 //!   writes again, are not there twice.
 //!
 //! Other signals mig gets are passed on to the job's root; mig ends with its status.
@@ -53,10 +52,6 @@ pub enum IfDamaged {
 /// mig's status once the job is saved and ended (`--then exit|requeue`): sysexits'
 /// EX_TEMPFAIL, "try again later" (HTCondor's `checkpoint_exit_code`).
 pub const EXIT_CHECKPOINTED: u8 = 75;
-
-/// The extended attribute of an image that holds the length of the job's standard
-/// output when it was taken.
-const OUT_LEN_XATTR: &str = "user.mig.stdout_len";
 
 pub struct Batch {
     pub image: PathBuf,
@@ -161,13 +156,8 @@ fn usable(image: &Path, if_damaged: IfDamaged) -> Result<Option<PathBuf>> {
 fn save(root: i32, image: &Path, end: bool, why: &str) -> bool {
     // The output's length while every process of the job is stopped: all it wrote
     // before its image, nothing after.
-    let mut out_len = None;
-    let mut measure = || out_len = output_len();
-    match job::checkpoint(root, image, Options { exit: end, portable: false, held: false }, Duration::from_secs(600), &mut measure) {
+    match job::checkpoint(root, image, Options { exit: end, portable: false, held: false }, Duration::from_secs(600), &mut output_len) {
         Ok((o, n)) => {
-            if let Some(len) = out_len {
-                set_xattr(image, len);
-            }
             eprintln!(
                 "mig: checkpoint of the job ({n} process{}) on {why} written to {}: {}, stopped for {}{}",
                 if n == 1 { "" } else { "es" },
@@ -214,23 +204,13 @@ fn output_len() -> Option<u64> {
     (unsafe { libc::fstat(1, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(st.st_size as u64)
 }
 
-fn set_xattr(image: &Path, len: u64) {
-    let Ok(path) = std::ffi::CString::new(image.as_os_str().as_encoded_bytes()) else { return };
-    let name = std::ffi::CString::new(OUT_LEN_XATTR).unwrap_or_default();
-    let value = len.to_string();
-    // SAFETY: setxattr with valid NUL-terminated strings and a value of the length given.
-    unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-}
-
 /// Cuts mig's standard output (a regular file) back to its length when `image` was
 /// taken: what the job wrote after it, it writes again.
 fn cut_output_back(image: &Path) {
-    let Ok(path) = std::ffi::CString::new(image.as_os_str().as_encoded_bytes()) else { return };
-    let name = std::ffi::CString::new(OUT_LEN_XATTR).unwrap_or_default();
-    let mut buf = [0u8; 24];
-    // SAFETY: getxattr into `buf`, of the length given.
-    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    let Some(len) = (n > 0).then(|| std::str::from_utf8(&buf[..n as usize]).ok()?.parse::<u64>().ok()).flatten() else { return };
+    let Ok(file) = std::fs::File::open(image) else { return };
+    // SAFETY: a read-only private mapping of an image mig checked just before.
+    let Ok(map) = (unsafe { memmap2::Mmap::map(&file) }) else { return };
+    let Some(len) = mig_image::tree::TreeHeader::read(&map, &crc32fast::Hasher::new()).ok().and_then(|h| h.output_len()) else { return };
     if output_len().is_some_and(|now| now > len) {
         // SAFETY: truncating mig's own standard output, a regular file.
         if unsafe { libc::ftruncate(1, len as i64) } == 0 {

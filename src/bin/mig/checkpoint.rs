@@ -158,7 +158,7 @@ fn job_main(a: &Args, root: i32, streaming: bool, method: Method, opts: Options)
         None => job::own_image(root)?,
     };
     let comm = control::comm(root);
-    let (out, n) = job::checkpoint(root, &dest, opts, a.timeout, &mut || {})?;
+    let (out, n) = job::checkpoint(root, &dest, opts, a.timeout, &mut || None)?;
     println!(
         "checkpoint of job {root} ({comm}, {n} processes) written to {}: {}, processes stopped for {}{}",
         out.path.display(),

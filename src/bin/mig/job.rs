@@ -135,8 +135,9 @@ impl Asked {
 
 /// Checkpoints `root`'s whole job into `dest`; returns the outcome and how many
 /// processes the image holds. `stopped` runs once every process is stopped, before any
-/// is saved.
-pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stopped: &mut dyn FnMut()) -> Result<(Outcome, usize)> {
+/// is saved; what it returns, the length of the job's output file then, the image
+/// records.
+pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stopped: &mut dyn FnMut() -> Option<u64>) -> Result<(Outcome, usize)> {
     let signalled = Instant::now();
     let mut asked: Vec<Asked> = Vec::new();
     let mut exited: Vec<Proc> = Vec::new();
@@ -219,7 +220,7 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stop
                 std::thread::sleep(Duration::from_millis(25));
             }
         }
-        stopped();
+        let output_len = stopped();
         asked.iter().for_each(|a| a.say(mig_proto::request::GO));
         // One taken while it stayed stopped may give its outcome first.
         wait_all(&mut asked, timeout, |a| a.reached(b"taken") || matches!(a.reply.done(), Some(Done::Ok { .. })))?;
@@ -238,7 +239,7 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stop
             eprintln!("mig: warning: {w}");
         }
         asked.sort_by_key(|a| a.order);
-        let done = assemble(&asked, &exited, dest)?;
+        let done = assemble(&asked, &exited, output_len, dest)?;
         if opts.exit {
             // The image is safe: the job ends, every process at once, still stopped.
             for a in &asked {
@@ -342,7 +343,7 @@ fn part_path(dest: &Path, pid: i32) -> PathBuf {
 
 /// The job's image from its processes' images: written aside, synced, renamed.
 /// Returns its size and the longest pause.
-fn assemble(asked: &[Asked], exited: &[Proc], dest: &Path) -> Result<(u64, Duration)> {
+fn assemble(asked: &[Asked], exited: &[Proc], output_len: Option<u64>, dest: &Path) -> Result<(u64, Duration)> {
     let mut members = Vec::new();
     let mut off = PAGE;
     let mut stopped = Duration::ZERO;
@@ -361,7 +362,7 @@ fn assemble(asked: &[Asked], exited: &[Proc], dest: &Path) -> Result<(u64, Durat
         let (pid, ppid, pgid, sid) = (p.pid as u32, p.ppid as u32, p.pgid as u32, p.sid as u32);
         members.push(Member { pid, ppid, pgid, sid, state: mig_image::tree::MEMBER_EXITED, status: p.exit_code, ..Default::default() });
     }
-    let header = TreeHeader::new(&members, &crc32fast::Hasher::new())
+    let header = TreeHeader::new(&members, output_len, &crc32fast::Hasher::new())
         .ok_or_else(|| Fail::new(format!("a job of {} processes is more than an image holds", members.len())))?;
     let (tmp, file) = util::create_beside(dest)?;
     let r = (|| {
