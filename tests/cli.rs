@@ -697,6 +697,45 @@ fn migrate_failure_after_the_checkpoint_keeps_the_image_and_says_how_to_resume()
     std::fs::remove_file(image).unwrap();
 }
 
+/// A job (`subject ARGS` and its children, under a reaper so that their pids are free
+/// once they are gone here) moved to 127.0.0.1 once it printed `step <at>`: it goes on
+/// there whole, its pids the same (nothing is said), its output an uninterrupted run's.
+fn migrate_job(name: &str, subject: &Path, args: &[&str], at: u32) {
+    let sshd = start_sshd(&format!("cli_sshd_{name}"));
+    let dir = tempdir(&format!("cli_migrate_{name}"));
+    let mut bare = Launch::new(subject, &dir).bare();
+    let mut under = Launch::new(&compile("reaper"), &dir).bare().arg(subject.to_str().unwrap());
+    for a in args {
+        bare = bare.arg(a);
+        under = under.arg(a);
+    }
+    let reference = reference(&bare);
+    let mut p = under.env("REAPER_PRELOAD", lib()).env("MIG_IMAGE", dir.join("job.mig")).start();
+    p.until(&format!("step {at} "));
+    let root = wait_until("the job's root", Duration::from_secs(5), || children_of(p.pid()).first().copied());
+    let (st, moved, err) = migrate(root, &sshd.ssh(), &["--remote-mig", mig().to_str().unwrap()]);
+    assert!(st.success(), "migrate failed: {st:?}\n{err}");
+    assert!(err.contains(&format!("the job of process {root} (")) && err.contains("moved to 127.0.0.1"), "says it moved the job: {err}");
+    assert!(!err.contains("warning"), "the pids came back there, nothing was lost: {err}");
+    let (before, _, _) = p.finish();
+    assert_continues(&reference, &before, &moved);
+}
+
+/// A parent and child over two pipes, bytes in flight: moved together, the child
+/// still the parent's (reaped by pid, with its status), the pipes with what they held.
+#[test]
+fn migrate_moves_a_parent_and_child_over_pipes_together() {
+    require_root("a job's processes get their pids back only where pids may be chosen");
+    migrate_job("pipe_pair", &compile("pipe_pair"), &["60"], 10);
+}
+
+/// A three-stage shell pipeline with a running sum: every stage moves.
+#[test]
+fn migrate_moves_a_shell_pipeline_whole() {
+    require_root("a job's processes get their pids back only where pids may be chosen");
+    migrate_job("pipeline", &repo().join("c-tests/pipeline.sh"), &["80"], 20);
+}
+
 // ---- Migration across a real network link: a veth pair into another network namespace ----
 
 /// `ip`, wherever it is.

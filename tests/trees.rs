@@ -297,3 +297,30 @@ fn what_leads_out_of_a_job_is_named_at_checkpoint_time() {
     // SAFETY: closing the read end.
     unsafe { libc::close(r) };
 }
+
+/// A job streamed (`--to -`), zstd-compressed, into a file and restored from standard
+/// input (`mig restart -`): the same job, its pids and pipes, as from an image file.
+#[test]
+fn a_job_streamed_compressed_comes_back_from_standard_input() {
+    require_root("a job's processes get their saved pids back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
+    let dir = tempdir("job_stream");
+    let subject = compile("pipe_pair");
+    let reference = reference(&Launch::new(&subject, &dir).bare().arg("60"));
+    let mut p = under_reaper(&subject, &["60"], &dir, &dir.join("job.mig")).start();
+    p.until("step 10 ");
+    let root = root_under(&p);
+    let stream = dir.join("job.mig.zst");
+    let file = std::fs::File::create(&stream).unwrap();
+    let (st, _, err) = output(mig_cmd(&["checkpoint", &root.to_string(), "--exit", "--to", "-", "--compress", "zstd"]).stdout(file));
+    assert!(st.success(), "{err}");
+    assert!(
+        err.contains(&format!("checkpoint of job {root} (")) && err.contains(", 2 processes) streamed to standard output") && err.contains("zstd-compressed"),
+        "{err}"
+    );
+    let (before, _, _) = p.finish();
+    let (st, out, err) = output(mig_cmd(&["restart", "-"]).current_dir(&dir).stdin(std::fs::File::open(&stream).unwrap()));
+    assert!(st.success(), "restored job failed: {st:?}\nstderr: {err}\nstdout: {out}");
+    assert!(!err.contains("warning"), "the pids came back: {err}");
+    let restored: Vec<String> = out.lines().map(str::to_string).collect();
+    assert_continues(&reference, &before, &restored);
+}

@@ -156,8 +156,15 @@ fn usable(image: &Path, if_damaged: IfDamaged) -> Result<Option<PathBuf>> {
 fn save(root: i32, image: &Path, end: bool, why: &str) -> bool {
     // The output's length while every process of the job is stopped: all it wrote
     // before its image, nothing after.
-    match job::checkpoint(root, image, Options { exit: end, portable: false, held: false }, Duration::from_secs(600), &mut output_len) {
-        Ok((o, n)) => {
+    match job::checkpoint(
+        root,
+        crate::checkpoint::Dest::File(image.to_path_buf()),
+        Options { exit: end, portable: false, held: false },
+        Duration::from_secs(600),
+        &mut output_len,
+    ) {
+        Ok(o) => {
+            let n = o.processes;
             eprintln!(
                 "mig: checkpoint of the job ({n} process{}) on {why} written to {}: {}, stopped for {}{}",
                 if n == 1 { "" } else { "es" },

@@ -85,22 +85,21 @@ pub struct Outcome {
     pub stopped: Duration,
     /// When the signal was sent.
     pub signalled: Instant,
+    /// How many processes the image holds (more than one: a job's image).
+    pub processes: usize,
 }
 
 pub fn main(a: Args) -> Result<u8> {
     let comm = control::comm(a.pid);
+    // Named in the outcome if it is a job's (before it may end).
+    let root = job::root_of(a.pid);
+    let root_comm = control::comm(root);
     let streaming = a.to.as_deref() == Some(Path::new("-"));
     let opts = Options { exit: a.exit, portable: a.portable, held: false };
     if a.to.is_none() && matches!(a.compress, Some(Method::Zstd(_))) {
         return Err(Fail::bad("--compress needs --to PATH or --to - (a process writes its own image uncompressed)"));
     }
     let method = if a.to.is_some() { compress::choose(a.compress)? } else { Method::None };
-    // A process with children is saved with them, as one job; a request to a member
-    // of a job saves the whole job into the job's image.
-    let root = job::root_of(a.pid);
-    if root != a.pid || job::has_children(root) {
-        return job_main(&a, root, streaming, method, opts);
-    }
     // (the outcome, the compressed size)
     let (out, packed) = if streaming {
         let mut stdout = std::io::stdout().lock();
@@ -134,38 +133,20 @@ pub fn main(a: Args) -> Result<u8> {
         Some(n) => format!("{}, {}", util::size(out.bytes), compress::describe(out.bytes, n)),
         None => util::size(out.bytes),
     };
-    let mut line = format!("checkpoint of process {} ({comm}) {wher}: {size}, process stopped for {}", a.pid, util::duration(out.stopped));
+    let stopped = util::duration(out.stopped);
+    let mut line = if out.processes > 1 {
+        format!("checkpoint of job {root} ({root_comm}, {} processes) {wher}: {size}, processes stopped for {stopped}", out.processes)
+    } else {
+        format!("checkpoint of process {} ({comm}) {wher}: {size}, process stopped for {stopped}", a.pid)
+    };
     if a.exit {
-        line.push_str("; the process has exited");
+        line.push_str(if out.processes > 1 { "; the job has ended" } else { "; the process has exited" });
     }
     if streaming {
         eprintln!("mig: {line}");
     } else {
         println!("{line}");
     }
-    Ok(0)
-}
-
-/// `mig checkpoint` of a job.
-fn job_main(a: &Args, root: i32, streaming: bool, method: Method, opts: Options) -> Result<u8> {
-    if streaming || !matches!(method, Method::None) {
-        return Err(Fail::bad(format!(
-            "process {root} runs a job of several processes, which mig saves only into an uncompressed image file (no --to - or --compress yet)"
-        )));
-    }
-    let dest = match &a.to {
-        Some(p) => destination(p)?,
-        None => job::own_image(root)?,
-    };
-    let comm = control::comm(root);
-    let (out, n) = job::checkpoint(root, &dest, opts, a.timeout, &mut || None)?;
-    println!(
-        "checkpoint of job {root} ({comm}, {n} processes) written to {}: {}, processes stopped for {}{}",
-        out.path.display(),
-        util::size(out.bytes),
-        util::duration(out.stopped),
-        if a.exit { "; the job has ended" } else { "" }
-    );
     Ok(0)
 }
 
@@ -231,6 +212,12 @@ fn write_in(pid: i32, sig: i32, own_signal: bool, chan: &Channel) -> Result<()> 
 
 /// Runs one checkpoint of `pid` to `dest` and waits for its result.
 pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Result<Outcome> {
+    // A process with children is saved with them, as one job; a request to a member
+    // of a job saves the whole job into the job's image.
+    let root = job::root_of(pid);
+    if root != pid || job::has_children(root) {
+        return job::checkpoint(root, dest, opts, timeout, &mut || None);
+    }
     let (path, stream, write_end, sink) = match dest {
         Dest::Stream(w) => {
             let (r, wr) = request::pipe()?;
@@ -262,7 +249,7 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
             if streaming && w.streamed != bytes {
                 return Err(Fail::new(format!("the stream ended after {} bytes, but the image has {bytes}", w.streamed)));
             }
-            Ok(Outcome { path, bytes, stopped: Duration::from_micros(stopped_us), signalled })
+            Ok(Outcome { path, bytes, stopped: Duration::from_micros(stopped_us), signalled, processes: 1 })
         }
         (Done::Error { reason }, sink_error) => {
             let mut m = format!("process {pid} could not write its checkpoint: {reason}");

@@ -8,14 +8,14 @@
 //! waits again. Once every one is taken, all go on. Then the images are put into the
 //! job's one file, written aside and renamed like any image.
 
-use crate::checkpoint::{self, Outcome};
+use crate::checkpoint::{self, Dest, Outcome};
 use crate::control;
 use crate::request::{self, Done, Options, Reply, Target};
 use crate::util;
 use crate::{Fail, Result};
 use mig_image::PAGE;
 use mig_image::tree::{Member, TreeHeader};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -133,12 +133,22 @@ impl Asked {
     }
 }
 
-/// Checkpoints `root`'s whole job into `dest`; returns the outcome and how many
-/// processes the image holds. `stopped` runs once every process is stopped, before any
-/// is saved; what it returns, the length of the job's output file then, the image
-/// records.
-pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stopped: &mut dyn FnMut() -> Option<u64>) -> Result<(Outcome, usize)> {
+/// Checkpoints `root`'s whole job into `dest` (a file, the root's own image, or a
+/// stream); the outcome says how many processes the image holds. `stopped` runs once
+/// every process is stopped, before any is saved; what it returns, the length of the
+/// job's output file then, the image records.
+pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, stopped: &mut dyn FnMut() -> Option<u64>) -> Result<Outcome> {
     let signalled = Instant::now();
+    let mut dest = match dest {
+        Dest::Own => Dest::File(own_image(root)?),
+        d => d,
+    };
+    // Each process writes its image beside the job's, or, for a stream, in this user's
+    // own directory.
+    let parts_base = match &dest {
+        Dest::File(p) => p.clone(),
+        _ => control::control_dir()?.join(format!("job-{root}.mig")),
+    };
     let mut asked: Vec<Asked> = Vec::new();
     let mut exited: Vec<Proc> = Vec::new();
     let r = (|| {
@@ -201,7 +211,7 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stop
                     };
                     let (p, order) = (*p, *order);
                     asking.swap_remove(i);
-                    let part = part_path(dest, p.pid);
+                    let part = part_path(&parts_base, p.pid);
                     // Held, a process never ends by itself: the command ends the job (`exit`).
                     request::send(&conn, &Target::File(&part), Options { held: true, exit: false, ..opts })?;
                     conn.set_nonblocking(true).map_err(|e| Fail::new(format!("{e}")))?;
@@ -239,12 +249,18 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stop
             eprintln!("mig: warning: {w}");
         }
         asked.sort_by_key(|a| a.order);
-        let done = assemble(&asked, &exited, output_len, dest)?;
+        let done = assemble(&asked, &exited, output_len, &mut dest)?;
         if opts.exit {
             // The image is safe: the job ends, every process at once, still stopped.
             for a in &asked {
                 // SAFETY: kill(2) of a process of the job, held stopped by its request.
                 unsafe { libc::kill(a.proc.pid, libc::SIGKILL) };
+            }
+            // Gone, their pids free for a restore to take (as far as their parents
+            // reap them: a parent outside the job that does not is not waited for long).
+            let t0 = Instant::now();
+            while asked.iter().any(|a| stat(a.proc.pid).is_some()) && t0.elapsed() < Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_millis(2));
             }
         }
         Ok(done)
@@ -260,7 +276,11 @@ pub fn checkpoint(root: i32, dest: &Path, opts: Options, timeout: Duration, stop
         let _ = std::fs::remove_file(&a.part);
     }
     let (bytes, stopped) = r?;
-    Ok((Outcome { path: dest.to_path_buf(), bytes, stopped, signalled }, asked.len() + exited.len()))
+    let path = match dest {
+        Dest::File(p) => p,
+        _ => PathBuf::from("-"),
+    };
+    Ok(Outcome { path, bytes, stopped, signalled, processes: asked.len() + exited.len() })
 }
 
 /// What leads out of the job, which a process of it saved as leading to another: pipe
@@ -341,9 +361,9 @@ fn part_path(dest: &Path, pid: i32) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// The job's image from its processes' images: written aside, synced, renamed.
-/// Returns its size and the longest pause.
-fn assemble(asked: &[Asked], exited: &[Proc], output_len: Option<u64>, dest: &Path) -> Result<(u64, Duration)> {
+/// The job's image from its processes' images: a file written aside, synced, renamed;
+/// or a stream. Returns its size and the longest pause.
+fn assemble(asked: &[Asked], exited: &[Proc], output_len: Option<u64>, dest: &mut Dest<'_>) -> Result<(u64, Duration)> {
     let mut members = Vec::new();
     let mut off = PAGE;
     let mut stopped = Duration::ZERO;
@@ -364,30 +384,51 @@ fn assemble(asked: &[Asked], exited: &[Proc], output_len: Option<u64>, dest: &Pa
     }
     let header = TreeHeader::new(&members, output_len, &crc32fast::Hasher::new())
         .ok_or_else(|| Fail::new(format!("a job of {} processes is more than an image holds", members.len())))?;
-    let (tmp, file) = util::create_beside(dest)?;
-    let r = (|| {
-        let err = |e: std::io::Error| Fail::new(format!("writing the job's image {}: {e}", tmp.display()));
-        use std::os::unix::fs::FileExt;
-        file.write_all_at(mig_image::bytes_of(&header), 0).map_err(err)?;
-        for (a, m) in asked.iter().zip(&members) {
-            let part = std::fs::File::open(&a.part).map_err(err)?;
-            copy_range(&part, &file, m.off, m.len).map_err(err)?;
+    let total = members.iter().map(|m| m.off + m.len).max().unwrap_or(PAGE).max(PAGE);
+    let parts = || asked.iter().zip(&members).map(|(a, m)| std::fs::File::open(&a.part).map(|f| (f, m)));
+    match dest {
+        Dest::Stream(w) => {
+            let err = |e: std::io::Error| Fail::new(format!("streaming the job's image: {e}"));
+            w.write_all(mig_image::bytes_of(&header)).map_err(err)?;
+            let mut at = PAGE;
+            for part in parts() {
+                let (f, m) = part.map_err(err)?;
+                std::io::copy(&mut std::io::repeat(0).take(m.off - at), w).map_err(err)?;
+                if std::io::copy(&mut f.take(m.len), w).map_err(err)? != m.len {
+                    return Err(err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "a process's image is shorter than it said")));
+                }
+                at = m.off + m.len;
+            }
+            w.flush().map_err(err)?;
+            Ok((total, stopped))
         }
-        let total = members.iter().map(|m| m.off + m.len).max().unwrap_or(PAGE).max(PAGE);
-        file.set_len(total).map_err(err)?;
-        file.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, dest).map_err(|e| Fail::new(format!("cannot rename {} to {}: {e}", tmp.display(), dest.display())))?;
-        if let Some(dir) = dest.parent()
-            && let Ok(d) = std::fs::File::open(dir)
-        {
-            let _ = d.sync_all();
+        Dest::File(dest) => {
+            let (tmp, file) = util::create_beside(dest)?;
+            let r = (|| {
+                let err = |e: std::io::Error| Fail::new(format!("writing the job's image {}: {e}", tmp.display()));
+                use std::os::unix::fs::FileExt;
+                file.write_all_at(mig_image::bytes_of(&header), 0).map_err(err)?;
+                for part in parts() {
+                    let (f, m) = part.map_err(err)?;
+                    copy_range(&f, &file, m.off, m.len).map_err(err)?;
+                }
+                file.set_len(total).map_err(err)?;
+                file.sync_all().map_err(err)?;
+                std::fs::rename(&tmp, &*dest).map_err(|e| Fail::new(format!("cannot rename {} to {}: {e}", tmp.display(), dest.display())))?;
+                if let Some(dir) = dest.parent()
+                    && let Ok(d) = std::fs::File::open(dir)
+                {
+                    let _ = d.sync_all();
+                }
+                Ok((total, stopped))
+            })();
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            r
         }
-        Ok((total, stopped))
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        Dest::Own => unreachable!("resolved"),
     }
-    r
 }
 
 /// `len` bytes of `from` (from its start) into `to` at `at`, in the kernel.

@@ -1,4 +1,5 @@
-//! `mig migrate`: move a running process to another host over ssh.
+//! `mig migrate`: move a running process (with its children: its whole job) to another
+//! host over ssh.
 //!
 //! 1. ssh runs `cd <cwd> && <remote-mig> restart --confirm -` on the host; that
 //!    prints `mig-restart: ready` at once. Until then nothing has happened to the
@@ -25,7 +26,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Move a running process to another host.
+/// Move a running process, with its children (its whole job), to another host.
 ///
 /// The process is checkpointed with --exit and its image streamed through ssh into
 /// `mig restart -` on HOST, in the same working directory, with no image file on
@@ -110,12 +111,6 @@ impl Write for Tee {
 pub fn main(a: Args) -> Result<u8> {
     control::check_target(a.pid)?;
     let pid = a.pid;
-    let root = crate::job::root_of(pid);
-    if root != pid || crate::job::has_children(root) {
-        return Err(Fail::bad(format!(
-            "process {root} runs a job of several processes, which mig does not move yet: checkpoint it (`mig checkpoint {root}`), copy the image and `mig restart` it there"
-        )));
-    }
     let method = compress::choose(a.compress)?;
     let cwd = control::cwd(pid)?;
     let cwd = cwd.to_str().ok_or_else(|| Fail::new("the working directory is not valid UTF-8"))?.to_string();
@@ -228,8 +223,9 @@ pub fn main(a: Args) -> Result<u8> {
                     Method::Zstd(_) => format!(", sent {}", compress::describe(out.bytes, sent)),
                     Method::None => String::new(),
                 };
+                let what = if out.processes > 1 { format!("the job of process {pid} ({} processes)", out.processes) } else { format!("process {pid}") };
                 eprintln!(
-                    "mig: process {pid} moved to {} (pid {remote_pid} there): downtime {}, stopped for the checkpoint {}{packed}, image {}",
+                    "mig: {what} moved to {} (pid {remote_pid} there): downtime {}, stopped for the checkpoint {}{packed}, image {}",
                     a.host,
                     util::duration(downtime),
                     util::duration(out.stopped),

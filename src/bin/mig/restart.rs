@@ -136,11 +136,12 @@ pub fn main(a: Args) -> Result<u8> {
     if a.detach {
         relay_output()?;
     }
-    if a.confirm {
-        watch_restore()?;
-    }
     if let Some(status) = job_root(&file)? {
         return Ok(status);
+    }
+    // Here, in the process that becomes the restored one (a job's root is a child).
+    if a.confirm {
+        watch_restore()?;
     }
     // The memfd (from stdin or a compressed image) must stay open across exec: it was
     // made without close-on-exec, and `file` is not dropped before exec.
