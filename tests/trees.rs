@@ -8,8 +8,8 @@ use std::time::Duration;
 
 /// A forked and an exec'd child: `mig checkpoint` of the child, `kill -USR1` to the
 /// child and to the parent each save the whole job (both processes) into the job's
-/// image; `kill -USR2` to the child is refused, naming the parent (a job is not rolled
-/// back yet); both run on as without mig.
+/// image; `kill -USR2` to the child is refused, naming the parent (the job's root rolls
+/// it back); both run on as without mig.
 #[test]
 fn a_request_to_any_process_of_a_job_saves_the_whole_job() {
     for mode in ["fork", "exec"] {
@@ -323,4 +323,20 @@ fn a_job_streamed_compressed_comes_back_from_standard_input() {
     assert!(!err.contains("warning"), "the pids came back: {err}");
     let restored: Vec<String> = out.lines().map(str::to_string).collect();
     assert_continues(&reference, &before, &restored);
+}
+
+/// `kill -USR2` to a job's root rolls the whole job back to its last image: the
+/// processes under the root are ended and the job's come back as they were (the child
+/// with its pid, still the parent's to reap, the pipes with what they held), and the
+/// job goes on from there as an uninterrupted run. A C parent and child, and a
+/// three-stage shell pipeline.
+#[test]
+fn a_job_rolls_back_whole() {
+    require_root("a job's processes get their saved pids back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
+    let dir = tempdir("job_rollback");
+    let err = checkpoint_rollback(&Launch::new(&compile("pipe_pair"), &dir).arg("60"), 10, 20);
+    assert!(!err.contains("warning") && !err.contains("refused"), "{err}");
+    // A shell pipeline: the shell's subshells and their children too.
+    let err = checkpoint_rollback(&Launch::new(&repo().join("c-tests/pipeline.sh"), &dir).arg("80"), 20, 35);
+    assert!(!err.contains("warning") && !err.contains("refused"), "{err}");
 }

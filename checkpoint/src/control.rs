@@ -162,7 +162,8 @@ fn connect(nonce: u64) -> Option<Request> {
 /// The request's text, up to the empty line that ends it, and the descriptor a stream
 /// comes with.
 fn read_request(fd: i32) -> Option<Request> {
-    let mut buf = [0u8; 4400];
+    // Two paths (the image's, the job's) and a few short lines.
+    let mut buf = [0u8; 8600];
     let mut len = 0;
     let mut stream = -1;
     while !request::Request::complete(buf.get(..len)?) {
@@ -192,6 +193,12 @@ fn read_request(fd: i32) -> Option<Request> {
         Some(p) => Some(FixedPath::new(p)?),
         None => None,
     };
+    let job = match r.job {
+        Some(p) => FixedPath::new(p)?,
+        None => FixedPath::EMPTY,
+    };
+    // SAFETY: see `JobImage`: only the checkpoint handler, one at a time.
+    unsafe { *JOB_IMAGE.0.get() = job };
     Some(Request { conn: fd, to, exit: r.exit, portable: r.portable, stream, held: r.held })
 }
 
@@ -202,6 +209,20 @@ static IN_JOB: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::
 /// Whether this checkpoint saves one process of a job.
 pub fn in_job() -> bool {
     IN_JOB.load(Relaxed)
+}
+
+/// The job's image the last held request's image goes into (empty: none, or a stream).
+struct JobImage(core::cell::UnsafeCell<FixedPath>);
+// SAFETY: written and read only by the checkpoint handler, which runs once at a time
+// with every signal blocked.
+unsafe impl Sync for JobImage {}
+static JOB_IMAGE: JobImage = JobImage(core::cell::UnsafeCell::new(FixedPath::EMPTY));
+
+/// For a checkpoint of one process of a job: the job's image file its image goes into.
+pub fn job_image() -> Option<FixedPath> {
+    // SAFETY: see `JobImage`.
+    let p = unsafe { *JOB_IMAGE.0.get() };
+    (in_job() && !p.as_bytes().is_empty()).then_some(p)
 }
 
 /// How long a held process waits for the command's next word: long enough for the

@@ -45,7 +45,7 @@ pub fn ordinary(snap: &mut Snapshot, scratch: &mut Scratch, job: &Job) {
             Ok((pid, child)) => {
                 add_writer(pid, child, tmp.as_ref());
                 if let Some(t) = tmp {
-                    rollback::writing(job.dest, t.id, (job.pid, job.created_ns));
+                    rollback::saving(job.dest, t.id, (job.pid, job.created_ns), false);
                     sys::close(t.fd);
                 }
                 return;
@@ -68,7 +68,7 @@ pub fn ordinary(snap: &mut Snapshot, scratch: &mut Scratch, job: &Job) {
     }
     let stopped_us = since_us(job.t0);
     if let (Ok(_), Some(id)) = (result, id) {
-        rollback::wrote(job.dest, id, (job.pid, job.created_ns));
+        rollback::saving(job.dest, id, (job.pid, job.created_ns), true);
     }
     complete(job, result, stopped_us);
 }

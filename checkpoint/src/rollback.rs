@@ -5,6 +5,11 @@
 //! The target can only be an image this process wrote or was restored from: each is
 //! known by its path and its (device, inode), and a file at that path that is not the
 //! same file (another program's image, or one planted there) is refused.
+//!
+//! A job's root rolls the whole job back: its image is the job's (which `mig`
+//! assembles: known by its path and the root's image in it), every process under the
+//! root is ended and reaped, and the restore brings the job's processes back as they
+//! were at that checkpoint.
 #![allow(unsafe_code)]
 
 use super::scratch::{List, Scratch};
@@ -23,8 +28,8 @@ pub static DEFERRED: AtomicU32 = AtomicU32::new(0);
 #[derive(Clone, Copy)]
 struct Known {
     path: FixedPath,
-    /// (device, inode) of its file.
-    id: (u64, u64),
+    /// (device, inode) of its file; none for a job's image, which `mig` writes.
+    id: Option<(u64, u64)>,
     /// (pid, creation time) of its header: another image copied over it in place keeps
     /// the inode, not these.
     header: (u32, u64),
@@ -54,12 +59,29 @@ fn images() -> &'static mut Images {
 /// The image at `path` (file `id`, header's pid and creation time `header`) is
 /// complete.
 pub fn wrote(path: FixedPath, id: (u64, u64), header: (u32, u64)) {
-    images().done = Some(Known { path, id, header });
+    images().done = Some(Known { path, id: Some(id), header });
 }
 
 /// The image at `path` (as in `wrote`) is being written by another process.
 pub fn writing(path: FixedPath, id: (u64, u64), header: (u32, u64)) {
-    images().pending = Some(Known { path, id, header });
+    images().pending = Some(Known { path, id: Some(id), header });
+}
+
+/// A checkpoint wrote (`done`) or is writing this process's image to `path` (as in
+/// `wrote`); for a process of a job, it goes into the job's image instead, which `mig`
+/// puts at its path once every process's is written.
+pub fn saving(path: FixedPath, id: (u64, u64), header: (u32, u64), done: bool) {
+    if !crate::control::in_job() {
+        return if done { wrote(path, id, header) } else { writing(path, id, header) };
+    }
+    let Some(job) = crate::control::job_image() else { return };
+    let imgs = images();
+    // The job's last image is whole by now (its command ended before this one began);
+    // `check` tells at rollback time.
+    if let Some(last) = imgs.pending.take() {
+        imgs.done = Some(last);
+    }
+    imgs.pending = Some(Known { path: job, id: None, header });
 }
 
 pub extern "C" fn on_rollback(_sig: c_int, _info: *mut libc::siginfo_t, uc: *mut c_void) {
@@ -83,13 +105,6 @@ fn rollback() {
             .s(" instead")
             .emit();
     }
-    if super::whole_job::has_children() {
-        return msg()
-            .s("rollback refused: process ")
-            .num(sys::getpid() as u64)
-            .s(" has children, and mig does not roll a job back in place yet (kill the job and `mig restart` its image)")
-            .emit();
-    }
     let imgs = images();
     if imgs.done.is_none() && imgs.pending.is_none() {
         msg().s("rollback ignored: no image yet (checkpoint first, or start with MIG_RESTORE)").emit();
@@ -100,11 +115,16 @@ fn rollback() {
     for known in [imgs.pending, imgs.done].into_iter().flatten() {
         match check(&known) {
             Ok(fd) => {
-                if imgs.pending.is_some_and(|p| p.id == known.id) {
+                if imgs.pending.is_some_and(|p| (p.id, p.header) == (known.id, known.header)) {
                     imgs.done = imgs.pending.take();
                 }
                 // A pre-copy of the process image that is going away ends with it.
                 super::precopy::cancel();
+                // The processes under this one were not there then, or come back with
+                // the job's image as they were.
+                if !super::whole_job::end_descendants() {
+                    msg().s("rollback: some processes under this one would not end; the restore goes on without them").emit();
+                }
                 let why = exec_restore(fd);
                 msg().s("rollback to ").bytes(known.path.as_bytes()).s(" failed: ").s(why).emit();
                 sys::close(fd);
@@ -132,7 +152,7 @@ fn check(known: &Known) -> Result<i32, &'static str> {
 
 fn check_fd(fd: i32, known: &Known) -> Result<(), &'static str> {
     let st = sys::fstat(fd).map_err(|_| "cannot stat the image")?;
-    if (st.st_dev, st.st_ino) != known.id {
+    if known.id.is_some_and(|id| (st.st_dev, st.st_ino) != id) {
         return Err("the file at that path is not the image this process wrote or was restored from");
     }
     let len = st.st_size as usize;
@@ -141,28 +161,52 @@ fn check_fd(fd: i32, known: &Known) -> Result<(), &'static str> {
     let map = map.ok_or("cannot map the image")?;
     // SAFETY: `map` is a fresh read-only mapping of `len` bytes, unmapped below.
     let bytes = unsafe { core::slice::from_raw_parts(map as *const u8, len) };
-    let rt = runtime::get();
-    let result = Image::verify(bytes, &rt.hasher).map_err(|e| e.reason()).and_then(|img| {
-        if (img.header.pid, img.header.created_unix_ns) != known.header {
-            return Err("the file at that path is not the image this process wrote or was restored from");
-        }
-        let exe = img.process().exe;
-        let now = CPath::new(rt.exe.as_bytes()).and_then(|p| sys::stat(&p).ok()).ok_or("the executable is gone")?;
-        let same = img.str(exe.path) == rt.exe.as_bytes() && exe.size == now.st_size as u64 && exe.mtime_ns == now.st_mtime * 1_000_000_000 + now.st_mtime_nsec;
-        if same { Ok(()) } else { Err("the image is of another executable") }
-    });
+    let result = if mig_image::tree::is_tree(bytes) { check_job(bytes, known) } else { check_own(bytes, known) };
     // SAFETY: `bytes`, the only view of the mapping, is not used after this.
     let _ = unsafe { sys::munmap(map, len) };
     result
 }
 
-/// Splits NUL-terminated strings into a NULL-terminated pointer list.
-fn pointers(text: &List<u8>, out: &mut List<u64>, skip: &[u8]) -> Option<()> {
+/// A job's image: this process's is its first (the root's), and every process's is
+/// intact.
+fn check_job(bytes: &[u8], known: &Known) -> Result<(), &'static str> {
+    let rt = runtime::get();
+    let header = mig_image::tree::TreeHeader::read(bytes, &rt.hasher).map_err(|_| "the job's process table is damaged")?;
+    let mut first = true;
+    for m in header.members().iter().filter(|m| !m.exited()) {
+        let part = bytes.get(m.off as usize..(m.off + m.len) as usize).ok_or("the job's image is truncated")?;
+        if first {
+            check_own(part, known)?;
+            first = false;
+        } else {
+            Image::verify(part, &rt.hasher).map_err(|e| e.reason())?;
+        }
+    }
+    Ok(())
+}
+
+/// An image of this process: intact, the one known, of this executable.
+fn check_own(bytes: &[u8], known: &Known) -> Result<(), &'static str> {
+    let rt = runtime::get();
+    let img = Image::verify(bytes, &rt.hasher).map_err(|e| e.reason())?;
+    if (img.header.pid, img.header.created_unix_ns) != known.header {
+        return Err("the file at that path is not the image this process wrote or was restored from");
+    }
+    let exe = img.process().exe;
+    let now = CPath::new(rt.exe.as_bytes()).and_then(|p| sys::stat(&p).ok()).ok_or("the executable is gone")?;
+    let same = img.str(exe.path) == rt.exe.as_bytes() && exe.size == now.st_size as u64 && exe.mtime_ns == now.st_mtime * 1_000_000_000 + now.st_mtime_nsec;
+    if same { Ok(()) } else { Err("the image is of another executable") }
+}
+
+/// Splits NUL-terminated strings into a NULL-terminated pointer list, leaving out
+/// those that start with one of `skip`.
+fn pointers(text: &List<u8>, out: &mut List<u64>, skip: &[&[u8]]) -> Option<()> {
     let bytes = text.as_slice();
     let mut start = 0;
     for (i, &c) in bytes.iter().enumerate() {
         if c == 0 {
-            if !bytes.get(start..i).unwrap_or(&[]).starts_with(skip) || skip.is_empty() {
+            let s = bytes.get(start..i).unwrap_or(&[]);
+            if !skip.iter().any(|k| s.starts_with(k)) {
                 out.push(bytes.as_ptr() as u64 + start as u64).ok()?;
             }
             start = i + 1;
@@ -191,10 +235,11 @@ fn exec_restore(fd: i32) -> &'static str {
         let mut envp: List<u64> = scratch.list(1 << 18)?;
         slurp(b"/proc/self/cmdline", &mut args)?;
         slurp(b"/proc/self/environ", &mut env)?;
-        pointers(&args, &mut argv, b"")?;
+        pointers(&args, &mut argv, &[])?;
         argv.push(0).ok()?;
         let mine = env.len();
-        pointers(&env, &mut envp, b"MIG_RESTORE=")?;
+        // A job's root restores as its root, not as one of its processes.
+        pointers(&env, &mut envp, &[b"MIG_RESTORE=", b"MIG_RESTORE_MEMBER=", b"MIG_RESTORE_SHARED="])?;
         env.extend(b"MIG_RESTORE=").ok()?;
         env.extend(image.as_bytes()).ok()?;
         env.push(0).ok()?;

@@ -18,10 +18,19 @@ static RUNNING: AtomicU32 = AtomicU32::new(0);
 /// Whether this process has a child that is not one of mig's helpers.
 pub fn has_children() -> bool {
     let me = sys::getpid();
-    let Some(proc) = CPath::new(b"/proc") else { return false };
-    let Ok(dir) = sys::open(&proc, libc::O_RDONLY | libc::O_DIRECTORY, 0) else { return false };
-    let mut buf = [0u8; 4096];
     let mut found = false;
+    each_process(|_, ppid| {
+        found = ppid == me;
+        !found
+    });
+    found
+}
+
+/// Calls `f(pid, ppid)` for every process but mig's helpers, until it says false.
+fn each_process(mut f: impl FnMut(u32, u32) -> bool) {
+    let Some(proc) = CPath::new(b"/proc") else { return };
+    let Ok(dir) = sys::open(&proc, libc::O_RDONLY | libc::O_DIRECTORY, 0) else { return };
+    let mut buf = [0u8; 4096];
     'outer: while let Ok(n) = sys::getdents(dir, &mut buf) {
         if n == 0 {
             break;
@@ -33,31 +42,91 @@ pub fn has_children() -> bool {
             let name = rec.get(19..(reclen as usize).max(19)).unwrap_or_default();
             let name = name.split(|&c| c == 0).next().unwrap_or_default();
             at += (reclen as usize).max(1);
-            if name.first().is_some_and(u8::is_ascii_digit) && child_of(name, me) {
-                found = true;
+            if let (Some(pid), Some(ppid)) = (crate::maps::dec(name), parent_of(name))
+                && !f(pid as u32, ppid)
+            {
                 break 'outer;
             }
         }
     }
     sys::close(dir);
-    found
 }
 
-/// Whether process `pid` (its decimal name) is a child of `me` and not mig's helper.
-fn child_of(pid: &[u8], me: u32) -> bool {
-    let Some(path) = CPath::join(&[b"/proc/", pid, b"/stat"]) else { return false };
+/// The parent of process `pid` (its decimal name), unless it is mig's helper.
+fn parent_of(pid: &[u8]) -> Option<u32> {
+    let path = CPath::join(&[b"/proc/", pid, b"/stat"])?;
     let mut stat = [0u8; 512];
-    let Ok(n) = sys::read_file(&path, &mut stat) else { return false };
-    let stat = stat.get(..n).unwrap_or_default();
+    let n = sys::read_file(&path, &mut stat).ok()?;
+    let stat = stat.get(..n)?;
     // pid (comm) state ppid ...: the command ends at the last ')'.
-    let Some(close) = stat.iter().rposition(|&c| c == b')') else { return false };
-    let comm = stat.get(stat.iter().position(|&c| c == b'(').map_or(0, |i| i + 1)..close).unwrap_or_default();
+    let close = stat.iter().rposition(|&c| c == b')')?;
+    let comm = stat.get(stat.iter().position(|&c| c == b'(').map_or(0, |i| i + 1)..close)?;
     if comm.starts_with(b"mig-") || comm == b"mig" {
-        return false;
+        return None;
     }
-    let mut fields = stat.get(close + 1..).unwrap_or_default().split(|&c| c == b' ').filter(|f| !f.is_empty());
-    let ppid = fields.nth(1).and_then(crate::maps::dec);
-    ppid == Some(me as u64)
+    let mut fields = stat.get(close + 1..)?.split(|&c| c == b' ').filter(|f| !f.is_empty());
+    fields.nth(1).and_then(crate::maps::dec).map(|p| p as u32)
+}
+
+/// Most processes under one that `end_descendants` ends.
+const MAX_DESCENDANTS: usize = 1024;
+
+/// Ends every process under this one (not mig's helpers) and reaps them: all are
+/// stopped first (none sees another end), then killed; their orphans come to this
+/// process meanwhile (a subreaper for that long), so that none is left and their pids
+/// are free. False if some would not go within a few seconds.
+pub fn end_descendants() -> bool {
+    let me = sys::getpid();
+    let mut under = [0u32; MAX_DESCENDANTS];
+    let mut n = 0;
+    // Stopped one generation at a time, until a pass finds no new one (a process
+    // stopped forks no more).
+    loop {
+        let before = n;
+        each_process(|pid, ppid| {
+            let known = |p: u32| p == me || under.get(..n).is_some_and(|u| u.contains(&p));
+            if known(ppid)
+                && !known(pid)
+                && let Some(slot) = under.get_mut(n)
+            {
+                *slot = pid;
+                n += 1;
+                let _ = sys::kill(pid, libc::SIGSTOP);
+            }
+            true
+        });
+        if n == before {
+            break;
+        }
+    }
+    let was = sys::prctl_get_int(libc::PR_GET_CHILD_SUBREAPER).unwrap_or(0);
+    // SAFETY: prctl with integer arguments only.
+    let _ = unsafe { sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    for &pid in under.get(..n).unwrap_or_default() {
+        let _ = sys::kill(pid, libc::SIGKILL);
+    }
+    let t0 = sys::clock_monotonic_ns();
+    let gone = loop {
+        let mut left = false;
+        each_process(|pid, ppid| {
+            if ppid == me {
+                left = true;
+                let _ = sys::kill(pid, libc::SIGKILL);
+                let _ = sys::reap_if_ended(pid);
+            }
+            true
+        });
+        if !left {
+            break true;
+        }
+        if sys::clock_monotonic_ns().saturating_sub(t0) > 5_000_000_000 {
+            break false;
+        }
+        sys::sleep_ms(1);
+    };
+    // SAFETY: as above.
+    let _ = unsafe { sys::prctl(libc::PR_SET_CHILD_SUBREAPER, was as usize, 0, 0, 0) };
+    gone
 }
 
 /// Starts `mig checkpoint <this pid>`; false if it could not be (no `mig` beside the

@@ -41,6 +41,9 @@ pub struct Request<'a> {
     /// and for [`RESUME`] once its image is taken, so that every process of the job is
     /// stopped while any is saved (answers [`answer::held`]).
     pub held: bool,
+    /// For a held process: the job's image its image goes into (what the job's root
+    /// rolls back to).
+    pub job: Option<&'a [u8]>,
 }
 
 /// What the command sends a held process once every process of the job has stopped.
@@ -53,10 +56,12 @@ pub const ABANDON: &[u8] = b"abandon\n";
 impl<'a> Request<'a> {
     /// The request's lines, ended by an empty line, given to `out` a piece at a time.
     pub fn encode(&self, mut out: impl FnMut(&[u8])) {
-        if let Some(to) = self.to {
-            out(b"to=");
-            out(to);
-            out(b"\n");
+        for (key, path) in [(&b"to="[..], self.to), (b"job=", self.job)] {
+            if let Some(p) = path {
+                out(key);
+                out(p);
+                out(b"\n");
+            }
         }
         for (on, line) in [(self.exit, &b"exit=1\n"[..]), (self.portable, b"portable=1\n"), (self.stream, b"stream=1\n"), (self.held, b"held=1\n")] {
             if on {
@@ -83,6 +88,7 @@ impl<'a> Request<'a> {
             }
             match split(line) {
                 Some((b"to", p)) if !p.is_empty() && !p.contains(&0) => req.to = Some(p),
+                Some((b"job", p)) if !p.is_empty() && !p.contains(&0) => req.job = Some(p),
                 Some((b"exit", b"1")) => req.exit = true,
                 Some((b"portable", b"1")) => req.portable = true,
                 Some((b"stream", b"1")) => req.stream = true,
@@ -270,7 +276,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip() {
-        let req = Request { to: Some(b"/a/b.mig"), exit: true, portable: false, stream: false, held: false };
+        let req = Request { to: Some(b"/a/b.mig"), exit: true, portable: false, stream: false, held: false, job: None };
         let text = collect(|out| req.encode(out));
         assert_eq!(text, b"to=/a/b.mig\nexit=1\n\n");
         assert!(Request::complete(&text));
@@ -279,7 +285,7 @@ mod tests {
         assert_eq!(own, b"\n");
         assert_eq!(Request::parse(&own), Some(Request::default()));
         assert_eq!(Request::parse(b"to=/x\nexit=1\n"), None, "not ended");
-        let held = Request { held: true, ..req };
+        let held = Request { held: true, job: Some(b"/a/job.mig"), ..req };
         assert_eq!(Request::parse(&collect(|out| held.encode(out))), Some(held));
     }
 

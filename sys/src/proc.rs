@@ -152,6 +152,10 @@ pub fn reap_quiet(pid: u32) -> Option<i32> {
         }
     }
 }
+/// Reaps child `pid` (of any kind) if it has ended; true if it was reaped.
+pub fn reap_if_ended(pid: u32) -> bool {
+    sc!(libc::SYS_wait4, pid, core::ptr::null_mut::<i32>(), libc::WNOHANG | libc::__WALL, 0).is_ok_and(|r| r == pid as usize)
+}
 /// A descriptor that becomes readable when process `pid` ends (a zombie has ended,
 /// although `kill(pid, 0)` still succeeds on it).
 pub fn pidfd_open(pid: u32) -> SysResult<c_int> {

@@ -213,7 +213,11 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
                     asking.swap_remove(i);
                     let part = part_path(&parts_base, p.pid);
                     // Held, a process never ends by itself: the command ends the job (`exit`).
-                    request::send(&conn, &Target::File(&part), Options { held: true, exit: false, ..opts })?;
+                    let job = match &dest {
+                        Dest::File(p) => Some(p.as_path()),
+                        _ => None,
+                    };
+                    request::send(&conn, &Target::Part { part: &part, job }, Options { held: true, exit: false, ..opts })?;
                     conn.set_nonblocking(true).map_err(|e| Fail::new(format!("{e}")))?;
                     asked.push(Asked { order, proc: p, conn, reply: Reply::default(), open: true, part });
                 }

@@ -34,6 +34,12 @@ pub enum Target<'a> {
     File(&'a Path),
     /// This descriptor (the write end of a pipe mig reads).
     Stream(RawFd),
+    /// A process of a job: its image to `part`, which goes into the job's image `job`
+    /// (if the job's image is a file).
+    Part {
+        part: &'a Path,
+        job: Option<&'a Path>,
+    },
 }
 
 /// A request waiting for its process.
@@ -126,13 +132,18 @@ fn process_euid(pid: i32) -> Option<u32> {
 }
 
 /// Sends the request on `conn`.
+fn path_bytes(p: &Path) -> Result<&[u8]> {
+    let b = p.as_os_str().as_bytes();
+    if b.contains(&b'\n') { Err(Fail::new(format!("unusable image path {}", p.display()))) } else { Ok(b) }
+}
+
 pub fn send(conn: &UnixStream, target: &Target<'_>, opts: Options) -> Result<()> {
-    let to = match target {
-        Target::File(p) if p.as_os_str().as_bytes().contains(&b'\n') => return Err(Fail::new(format!("unusable image path {}", p.display()))),
-        Target::File(p) => Some(p.as_os_str().as_bytes()),
-        _ => None,
+    let (to, job) = match target {
+        Target::File(p) => (Some(path_bytes(p)?), None),
+        Target::Part { part, job } => (Some(path_bytes(part)?), job.map(path_bytes).transpose()?),
+        _ => (None, None),
     };
-    let req = mig_proto::request::Request { to, exit: opts.exit, portable: opts.portable, stream: matches!(target, Target::Stream(_)), held: opts.held };
+    let req = mig_proto::request::Request { to, exit: opts.exit, portable: opts.portable, stream: matches!(target, Target::Stream(_)), held: opts.held, job };
     let mut text = Vec::new();
     req.encode(|b| text.extend_from_slice(b));
     let fd = match target {
