@@ -340,3 +340,37 @@ fn a_job_rolls_back_whole() {
     let err = checkpoint_rollback(&Launch::new(&repo().join("c-tests/pipeline.sh"), &dir).arg("80"), 20, 35);
     assert!(!err.contains("warning") && !err.contains("refused"), "{err}");
 }
+
+/// A job on a terminal, in the terminal's foreground group (a shell with job control
+/// ran it): restored by `mig restart` from such a shell, the job gets the terminal back,
+/// so its child still reads what is typed (before: stopped by SIGTTIN at its read, the
+/// job hung), and `mig restart` ends with the job.
+#[test]
+fn a_job_on_a_terminal_gets_it_back() {
+    require_root("a job's processes get their saved pids back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
+    let dir = tempdir("tty_job");
+    let image = dir.join("job.mig");
+    let subject = compile("tty_job");
+    // A shell with job control on a terminal of its own, under a reaper (the job's
+    // pids are free as soon as it is killed).
+    let shell = |script: String| Launch::new(&compile("reaper"), &dir).bare().arg("/bin/bash").arg("-c").arg(&script).start_on_pty();
+    let (mut p, mut typed) = shell(format!("set -m; LD_PRELOAD={} MIG_IMAGE={} {} 80; echo \"exit $?\"", lib().display(), image.display(), subject.display()));
+    p.until("step 5 ");
+    std::io::Write::write_all(&mut typed, b"one\n").unwrap();
+    p.until("got one");
+    let bash = wait_until("the shell", Duration::from_secs(5), || children_of(p.pid()).first().copied());
+    let root = wait_until("the job's root", Duration::from_secs(5), || children_of(bash).first().copied());
+    let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &root.to_string(), "--exit"]));
+    assert!(st.success() && out.contains("2 processes"), "{out}{err}");
+    p.until("exit 137");
+    let last = p.seen.iter().filter_map(|l| step_of(l)).max().expect("steps before the checkpoint");
+    drop(typed);
+    let (mut r, mut typed) = shell(format!("set -m; {} restart {}; echo \"restart exit $?\"", mig().display(), image.display()));
+    let first = r.until("step ");
+    assert_eq!(step_of(&first), Some(last + 1), "the job goes on where it was: {:?}", r.seen);
+    std::io::Write::write_all(&mut typed, b"two\nquit\n").unwrap();
+    r.until("got two");
+    r.until("done ");
+    r.until("restart exit 0");
+    assert!(!r.seen.iter().any(|l| l.contains("warning") || l.contains("FAIL")), "{:?}", r.seen);
+}

@@ -181,20 +181,81 @@ fn job_root(file: &File) -> Result<Option<u8>> {
         }
         pid if pid < 0 => Ok(None),
         pid => {
+            let pid = pid as i32;
             // Signals meant for the job reach it, not mig: passed on to the root.
-            ROOT.store(pid as i32, std::sync::atomic::Ordering::Relaxed);
+            ROOT.store(pid, std::sync::atomic::Ordering::Relaxed);
             for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGCONT] {
                 // SAFETY: a handler that only calls kill(2), async-signal-safe.
                 unsafe { libc::signal(sig, pass_on as *const () as libc::sighandler_t) };
             }
-            let mut st = 0;
-            // SAFETY: waiting for our child.
-            while unsafe { libc::waitpid(pid as i32, &mut st, 0) } < 0 {
-                if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                    return Err(Fail::new(format!("cannot wait for the job's root {pid}: {}", std::io::Error::last_os_error())));
+            // A job in a group of its own, started from the terminal's foreground: the
+            // terminal is its, as it was the job's when a shell ran it.
+            let own_group = root.pgid == root.pid && root.sid != root.pid;
+            let tty = if own_group { foreground_terminal() } else { None };
+            if let Some(fd) = tty {
+                // SAFETY: plain system calls; the group is made here too, so that it
+                // exists whichever of the two runs first.
+                unsafe {
+                    libc::setpgid(pid, pid);
+                    libc::tcsetpgrp(fd, pid);
                 }
             }
-            Ok(Some(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 }))
+            let status = wait_job(pid, tty);
+            if let Some(fd) = tty {
+                take_terminal(fd);
+            }
+            status
+        }
+    }
+}
+
+/// A terminal on standard input, output or error whose foreground group is this
+/// process's.
+fn foreground_terminal() -> Option<i32> {
+    // SAFETY: isatty, tcgetpgrp and getpgrp on our own descriptors.
+    (0..=2).find(|&fd| unsafe { libc::isatty(fd) == 1 && libc::tcgetpgrp(fd) == libc::getpgrp() })
+}
+
+/// Makes this process's group the terminal's foreground again (from the background,
+/// where SIGTTOU would stop it).
+fn take_terminal(fd: i32) {
+    // SAFETY: plain system calls on our own terminal.
+    unsafe {
+        let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+        libc::tcsetpgrp(fd, libc::getpgrp());
+        libc::signal(libc::SIGTTOU, old);
+    }
+}
+
+/// Waits for the job's root `pid` to end; returns its status as `mig restart`'s. With
+/// the terminal `tty` the job's: a job stopped from the terminal (Ctrl-Z) stops this
+/// process too, with the terminal back, so that the shell sees it stopped; continued
+/// (`fg`), this process gives the terminal back to the job and continues it.
+fn wait_job(pid: i32, tty: Option<i32>) -> Result<Option<u8>> {
+    let mut st = 0;
+    loop {
+        // SAFETY: waiting for our child.
+        if unsafe { libc::waitpid(pid, &mut st, libc::WUNTRACED) } < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(Fail::new(format!("cannot wait for the job's root {pid}: {}", std::io::Error::last_os_error())));
+        }
+        if libc::WIFEXITED(st) {
+            return Ok(Some(libc::WEXITSTATUS(st) as u8));
+        }
+        if libc::WIFSIGNALED(st) {
+            return Ok(Some(128 + libc::WTERMSIG(st) as u8));
+        }
+        if let Some(fd) = tty {
+            take_terminal(fd);
+            // SAFETY: stopping ourselves, then handing the terminal back and continuing
+            // the job's group once continued.
+            unsafe {
+                libc::raise(libc::SIGSTOP);
+                libc::tcsetpgrp(fd, pid);
+                libc::kill(-pid, libc::SIGCONT);
+            }
         }
     }
 }
