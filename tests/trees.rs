@@ -374,3 +374,28 @@ fn a_job_on_a_terminal_gets_it_back() {
     r.until("restart exit 0");
     assert!(!r.seen.iter().any(|l| l.contains("warning") || l.contains("FAIL")), "{:?}", r.seen);
 }
+
+/// A job's image restored while the job runs (the original, or a copy restored from
+/// it) is refused, naming the process that has the root's pid: never a second tree
+/// without its pids beside the first.
+#[test]
+fn a_running_job_is_not_restored_twice() {
+    require_root("a job's processes get their saved pids back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
+    let dir = tempdir("job_twice");
+    let image = dir.join("job.mig");
+    let mut p = under_reaper(&compile("pipe_pair"), &["400"], &dir, &image).start();
+    p.until("step 5 ");
+    let root = root_under(&p);
+    let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &root.to_string()]));
+    assert!(st.success(), "{out}{err}");
+    let (st, out, err) = output(mig_cmd(&["restart", &image.display().to_string()]).current_dir(&dir));
+    assert_eq!(st.code(), Some(125), "{out}{err}");
+    assert!(err.contains(&format!("the pid is taken by process {root}")) && err.contains("running already"), "{err}");
+    assert!(out.is_empty(), "nothing ran: {out}");
+    let at = step_of(&p.line().expect("the job goes on")).unwrap();
+    assert!(at > 5);
+    for pid in job_of(root) {
+        signal(pid, libc::SIGKILL);
+    }
+    p.finish();
+}

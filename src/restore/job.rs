@@ -249,7 +249,7 @@ fn spawn(m: &Member, k: usize, exe: &[u8], cwd: &[u8], shared: &str) -> Result<(
     env.push(c(format!("{SHARED}={shared}").as_bytes())?);
     let envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).chain([std::ptr::null()]).collect();
     let argv = [exe.as_ptr(), std::ptr::null()];
-    let pid = clone_with_pid(m.pid as i32)?;
+    let (pid, why) = clone_with_pid(m.pid as i32)?;
     if pid == 0 {
         // The child: only system calls from here to exec.
         // SAFETY: plain system calls on values prepared before the fork.
@@ -269,10 +269,7 @@ fn spawn(m: &Member, k: usize, exe: &[u8], cwd: &[u8], shared: &str) -> Result<(
         }
     }
     if pid != m.pid as i32 {
-        eprintln!(
-            "mig: warning: process {} of the job came back as process {pid} (only a privileged restore chooses pids): its parent's waitpid({}) and kill({}) miss it",
-            m.pid, m.pid, m.pid
-        );
+        eprintln!("mig: warning: process {} of the job came back as process {pid} ({why}): its parent's waitpid({}) and kill({}) miss it", m.pid, m.pid, m.pid);
     }
     Ok(())
 }
@@ -280,7 +277,7 @@ fn spawn(m: &Member, k: usize, exe: &[u8], cwd: &[u8], shared: &str) -> Result<(
 /// Makes the job's process `m` again as it was, ended and not reaped: a child that
 /// ends at once with its saved status. Returns its pid.
 fn spawn_ended(m: &Member) -> Result<i32, String> {
-    let pid = clone_with_pid(m.pid as i32)?;
+    let (pid, why) = clone_with_pid(m.pid as i32)?;
     if pid == 0 {
         let st = m.status as i32;
         // SAFETY: plain system calls in the child, which ends here.
@@ -297,7 +294,7 @@ fn spawn_ended(m: &Member) -> Result<i32, String> {
         }
     }
     if pid != m.pid as i32 {
-        eprintln!("mig: warning: process {} of the job, which had ended, came back as process {pid}: its parent's waitpid({}) misses it", m.pid, m.pid);
+        eprintln!("mig: warning: process {} of the job, which had ended, came back as process {pid} ({why}): its parent's waitpid({}) misses it", m.pid, m.pid);
     }
     Ok(pid)
 }
@@ -330,19 +327,20 @@ fn settle(ended: &[i32]) {
 
 /// Forks, the child with pid `want` where the kernel lets this process choose it
 /// (`clone3` with `set_tid`: CAP_CHECKPOINT_RESTORE, and the pid free), else any.
-/// Returns 0 in the child, the child's pid in the parent.
-fn clone_with_pid(want: i32) -> Result<i32, String> {
+/// Returns 0 in the child, the child's pid in the parent, with why it is not `want`.
+fn clone_with_pid(want: i32) -> Result<(i32, String), String> {
     // SAFETY: this process has one thread (its restore has not started).
-    let r = unsafe { crate::sys::fork_with_pid(want) };
-    if let Ok(pid) = r {
-        return Ok(pid as i32);
-    }
-    if std::env::var("MIG_LOG").is_ok_and(|v| v == "debug") {
-        eprintln!("mig: clone3 for pid {want}: errno {}", r.err().map_or(0, |e| e.0));
+    let e = match unsafe { crate::sys::fork_with_pid(want) } {
+        Ok(pid) => return Ok((pid as i32, String::new())),
+        Err(e) => e,
+    };
+    let mut why = crate::sys::pid_refusal(e).to_string();
+    if e.0 == libc::EEXIST {
+        why.push_str(&format!(" by process {want} ({})", std::fs::read_to_string(format!("/proc/{want}/comm")).unwrap_or_default().trim_end()));
     }
     // SAFETY: fork in a process with one thread.
     match unsafe { libc::fork() } {
         -1 => Err(format!("cannot start a process of the job: {}", std::io::Error::last_os_error())),
-        pid => Ok(pid),
+        pid => Ok((pid, why)),
     }
 }

@@ -49,6 +49,15 @@ pub unsafe fn fork_with_pid(want: i32) -> SysResult<u32> {
     let args: [u64; 10] = [0, 0, 0, 0, libc::SIGCHLD as u64, 0, 0, 0, tid.as_ptr() as u64, 1];
     sc!(libc::SYS_clone3, args.as_ptr(), core::mem::size_of_val(&args)).map(|pid| pid as u32)
 }
+/// Why [`fork_with_pid`] could not give the pid asked for, from its error.
+pub fn pid_refusal(e: Errno) -> &'static str {
+    match e.0 {
+        libc::EEXIST => "the pid is taken",
+        libc::EPERM => "only a privileged restore (root, or CAP_CHECKPOINT_RESTORE) chooses pids",
+        libc::ENOSYS | libc::E2BIG => "this kernel cannot choose pids (clone3 with set_tid)",
+        _ => "the kernel would not give that pid",
+    }
+}
 /// Forks a child that sends no signal when it ends (no SIGCHLD, invisible to the
 /// program's `wait`); 0 in the child.
 pub fn fork_quiet() -> SysResult<u32> {

@@ -136,7 +136,7 @@ pub fn main(a: Args) -> Result<u8> {
     if a.detach {
         relay_output()?;
     }
-    if let Some(status) = job_root(&file)? {
+    if let Some(status) = job_root(&file, &exe).map_err(|why| Fail::refused(format!("cannot restart from {shown}: {why}")))? {
         return Ok(status);
     }
     // Here, in the process that becomes the restored one (a job's root is a child).
@@ -155,7 +155,7 @@ pub fn main(a: Args) -> Result<u8> {
 /// for it; returns its status as `mig restart`'s (128 + a signal's number). `None`:
 /// this process execs the root itself (a single process's image, or the pid is taken
 /// or not this process's to choose; the library then says which pids changed).
-fn job_root(file: &File) -> Result<Option<u8>> {
+fn job_root(file: &File, exe: &Path) -> std::result::Result<Option<u8>, String> {
     // SAFETY: read-only private mapping of the image just checked.
     let Ok(map) = (unsafe { memmap2::Mmap::map(file) }) else { return Ok(None) };
     if !mig_image::tree::is_tree(&map) {
@@ -165,7 +165,27 @@ fn job_root(file: &File) -> Result<Option<u8>> {
     let Some(&root) = header.members().first() else { return Ok(None) };
     drop(map);
     // SAFETY: mig restart has one thread.
-    let pid = unsafe { mig_sys::fork_with_pid(root.pid as i32) }.map_or(-1, |p| p as i64);
+    let pid = match unsafe { mig_sys::fork_with_pid(root.pid as i32) } {
+        Ok(p) => p as i64,
+        Err(e) => {
+            let mut why = mig_sys::pid_refusal(e).to_string();
+            if e.0 == libc::EEXIST {
+                why.push_str(&format!(" by process {} ({})", root.pid, crate::control::comm(root.pid as i32)));
+            }
+            // The same job, running: a second copy would share its pids' users (its
+            // image, its files) and have none of its pids.
+            if e.0 == libc::EEXIST
+                && std::fs::read_link(format!("/proc/{}/exe", root.pid)).is_ok_and(|e| e == exe)
+                && crate::control::runs_library(root.pid as i32)
+            {
+                return Err(format!(
+                    "{why}, which runs the job's program with mig: the job is running already (restored from this image, or never ended); end it first"
+                ));
+            }
+            eprintln!("mig: warning: the job's root comes back as process {} instead of {}: {why}", std::process::id(), root.pid);
+            -1
+        }
+    };
     match pid {
         0 => {
             // The root, about to exec: its session and group as they were.
@@ -200,7 +220,7 @@ fn job_root(file: &File) -> Result<Option<u8>> {
                     libc::tcsetpgrp(fd, pid);
                 }
             }
-            let status = wait_job(pid, tty);
+            let status = wait_job(pid, tty).map_err(|f| f.msg);
             if let Some(fd) = tty {
                 take_terminal(fd);
             }
