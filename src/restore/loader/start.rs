@@ -141,7 +141,7 @@ fn run(plan: Plan, fds: Fds, restored: u32) -> ! {
         libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC)
     };
-    let done = watchdog(fds.pidfd, &plan.image, restored);
+    let done = watchdog(fds.pidfd, fds.uffd, &plan.image, restored);
     // Named once the watchdog has a name of its own.
     // SAFETY: prctl with a NUL-terminated name.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"mig-loader".as_ptr()) };
