@@ -700,10 +700,11 @@ fn migrate_failure_after_the_checkpoint_keeps_the_image_and_says_how_to_resume()
 /// A job (`subject ARGS` and its children, under a reaper so that their pids are free
 /// once they are gone here) moved to 127.0.0.1 once it printed `step <at>`: it goes on
 /// there whole, its pids the same (nothing is said), its output an uninterrupted run's.
-fn migrate_job(name: &str, subject: &Path, args: &[&str], at: u32) {
-    let sshd = start_sshd(&format!("cli_sshd_{name}"));
-    let dir = tempdir(&format!("cli_migrate_{name}"));
-    let mut bare = Launch::new(subject, &dir).bare();
+/// A subject with a dot is a script of c-tests, else a C program compiled.
+fn migrate_job(sshd: &Sshd, name: &str, args: &[&str], at: u32) {
+    let subject = if name.contains('.') { repo().join("c-tests").join(name) } else { compile(name) };
+    let dir = tempdir(&format!("cli_migrate_{}", name.replace('.', "_")));
+    let mut bare = Launch::new(&subject, &dir).bare();
     let mut under = Launch::new(&compile("reaper"), &dir).bare().arg(subject.to_str().unwrap());
     for a in args {
         bare = bare.arg(a);
@@ -714,9 +715,9 @@ fn migrate_job(name: &str, subject: &Path, args: &[&str], at: u32) {
     p.until(&format!("step {at} "));
     let root = wait_until("the job's root", Duration::from_secs(5), || children_of(p.pid()).first().copied());
     let (st, moved, err) = migrate(root, &sshd.ssh(), &["--remote-mig", mig().to_str().unwrap()]);
-    assert!(st.success(), "migrate failed: {st:?}\n{err}");
-    assert!(err.contains(&format!("the job of process {root} (")) && err.contains("moved to 127.0.0.1"), "says it moved the job: {err}");
-    assert!(!err.contains("warning"), "the pids came back there, nothing was lost: {err}");
+    assert!(st.success(), "{name}: migrate failed: {st:?}\n{err}");
+    assert!(err.contains(&format!("the job of process {root} (")) && err.contains("moved to 127.0.0.1"), "{name}: says it moved the job: {err}");
+    assert!(!err.contains("warning"), "{name}: the pids came back there, nothing was lost: {err}");
     let (before, _, _) = p.finish();
     assert_continues(&reference, &before, &moved);
 }
@@ -726,14 +727,28 @@ fn migrate_job(name: &str, subject: &Path, args: &[&str], at: u32) {
 #[test]
 fn migrate_moves_a_parent_and_child_over_pipes_together() {
     require_root("a job's processes get their pids back only where pids may be chosen");
-    migrate_job("pipe_pair", &compile("pipe_pair"), &["60"], 10);
+    migrate_job(&start_sshd("cli_sshd_pipe_pair"), "pipe_pair", &["60"], 10);
 }
 
 /// A three-stage shell pipeline with a running sum: every stage moves.
 #[test]
 fn migrate_moves_a_shell_pipeline_whole() {
     require_root("a job's processes get their pids back only where pids may be chosen");
-    migrate_job("pipeline", &repo().join("c-tests/pipeline.sh"), &["80"], 20);
+    migrate_job(&start_sshd("cli_sshd_pipeline"), "pipeline.sh", &["80"], 20);
+}
+
+/// The other jobs of the process-tree tests, each moved: children ended and not reaped,
+/// pids and tids a job noted, memory two processes share, Python's multiprocessing
+/// pool, `make -j2`.
+#[test]
+fn migrate_moves_jobs_of_every_kind() {
+    require_root("a job's processes get their pids back only where pids may be chosen");
+    let sshd = start_sshd("cli_sshd_jobs");
+    for (name, args, at) in
+        [("unreaped", &["40"][..], 10), ("pid_users", &["60"], 10), ("shared_counter", &["60"], 10), ("pool.py", &["80"], 10), ("make_job.sh", &["40"], 8)]
+    {
+        migrate_job(&sshd, name, args, at);
+    }
 }
 
 // ---- Migration across a real network link: a veth pair into another network namespace ----

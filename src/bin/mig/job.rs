@@ -222,7 +222,9 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
                     asked.push(Asked { order, proc: p, conn, reply: Reply::default(), open: true, part });
                 }
             }
+            util::debug(|| format!("job: pass {pass}: {} processes asked, {:.1} ms after the first signal", asked.len(), signalled.elapsed().as_secs_f64() * 1e3));
             wait_all(&mut asked, timeout, |a| a.reached(b"stopped"))?;
+            util::debug(|| format!("job: pass {pass}: all stopped at {:.1} ms", signalled.elapsed().as_secs_f64() * 1e3));
             if let Some(p) = starting {
                 if pass >= 40 {
                     return Err(Fail::new(format!(
@@ -238,6 +240,7 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
         asked.iter().for_each(|a| a.say(mig_proto::request::GO));
         // One taken while it stayed stopped may give its outcome first.
         wait_all(&mut asked, timeout, |a| a.reached(b"taken") || matches!(a.reply.done(), Some(Done::Ok { .. })))?;
+        util::debug(|| format!("job: all taken at {:.1} ms", signalled.elapsed().as_secs_f64() * 1e3));
         // Their writers finish the images while the job runs on; or, for a job that
         // ends once its image is safe, while it stays stopped (it prints nothing more).
         if !opts.exit {

@@ -184,3 +184,10 @@ mod tests {
         assert_eq!(json_str("a\"b\n\u{1}"), "\"a\\\"b\\n\\u0001\"");
     }
 }
+
+/// Says what `what` makes on stderr, with `MIG_LOG=debug` only.
+pub fn debug(what: impl FnOnce() -> String) {
+    if std::env::var(mig_proto::env::LOG).is_ok_and(|v| v == "debug") {
+        eprintln!("mig: [debug] {}", what());
+    }
+}
