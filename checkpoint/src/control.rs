@@ -233,31 +233,39 @@ const HOLD_MS: u64 = 3_600_000;
 /// Says on `conn` that this held process reached `stage`, and waits for the command's
 /// next line; true if it is `word`. A command gone, or silent for an hour, is a no.
 pub fn hold(conn: i32, stage: &[u8], word: &[u8]) -> bool {
+    held(conn, stage, &mut [0; 16]) == Some(word)
+}
+
+/// Says on `conn` that this held process reached `stage`; the command's next line.
+pub fn held<'a>(conn: i32, stage: &[u8], line: &'a mut [u8; 16]) -> Option<&'a [u8]> {
     let mut m = Msg::<64>::new();
     request::answer::held(stage, |b| {
         m.bytes(b);
     });
-    if sys::send_all(conn, m.as_bytes()).is_err() {
-        return false;
-    }
+    sys::send_all(conn, m.as_bytes()).ok()?;
+    next_line(conn, line)
+}
+
+/// The command's next line on `conn` (newline included); none if the command went
+/// away, or said nothing for an hour.
+pub fn next_line(conn: i32, line: &mut [u8; 16]) -> Option<&[u8]> {
     let deadline = sys::clock_monotonic_ns() + HOLD_MS * 1_000_000;
-    let mut line = [0u8; 16];
     let mut len = 0;
     while sys::clock_monotonic_ns() < deadline {
-        let Some(rest) = line.get_mut(len..).filter(|r| !r.is_empty()) else { return false };
+        let rest = line.get_mut(len..).filter(|r| !r.is_empty())?;
         match sys::read(conn, rest) {
-            Ok(0) => return false,
+            Ok(0) => return None,
             Ok(n) => {
                 len += n;
                 if line.get(..len).is_some_and(|l| l.ends_with(b"\n")) {
-                    return line.get(..len) == Some(word);
+                    return line.get(..len);
                 }
             }
             Err(sys::Errno(libc::EAGAIN | libc::EINTR)) => {}
-            Err(_) => return false,
+            Err(_) => return None,
         }
     }
-    false
+    None
 }
 
 /// Tells the command which file the image is being written to, and about how large it

@@ -241,6 +241,7 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
         complete(job, Err(Failure::Other("the job's checkpoint was abandoned")), 0);
         return 0;
     }
+    let go_us = since_us(job.t0);
     let mut snap = match collect::collect(scratch, &ctx, n, job.portable, job.created_ns) {
         Ok(snap) => snap,
         Err(f) => {
@@ -273,14 +274,25 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
             }
         }
     }
+    let collected_us = since_us(job.t0);
     ordinary(&mut snap, scratch, job);
     if stop == Stop::Final {
         precopy::release(None, 0);
     }
-    // ... and none goes on before every one is taken (whatever the command says then).
-    if job.held && job.conn >= 0 {
-        control::hold(job.conn, b"taken", request::RESUME);
+    if job.held && sys::msg::debug_enabled() {
+        msg().s("checkpoint: held: go after ").num(go_us).s(" us, collected at ").num(collected_us).s(" us, taken at ").num(since_us(job.t0)).s(" us").emit();
     }
+    // ... and none goes on before every one is taken (whatever the command says then);
+    // its writer starts then, not while the others still stop and fork.
+    if job.held && job.conn >= 0 {
+        let mut line = [0u8; 16];
+        if control::held(job.conn, b"taken", &mut line) == Some(request::WRITE) {
+            // The job stays stopped until it ends (the command ends it once it is safe).
+            super::ordinary::open_gate();
+            let _ = control::next_line(job.conn, &mut line);
+        }
+    }
+    super::ordinary::open_gate();
     0
 }
 

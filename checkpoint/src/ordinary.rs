@@ -14,7 +14,21 @@ use super::writer;
 use super::writers::add_writer;
 use crate::runtime;
 use crate::sys::{self, msg::msg};
+use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use mig_image::{FdKind, REGION_DONTFORK, REGION_WIPEONFORK};
+
+/// For a process of a job: the write end of the pipe its writer waits on until every
+/// process of the job is taken (-1: none). The writers of the processes taken first
+/// would otherwise take the CPUs the others need to stop and fork.
+static GATE: AtomicI32 = AtomicI32::new(-1);
+
+/// Lets the writer of this process's job checkpoint start.
+pub fn open_gate() {
+    let w = GATE.swap(-1, Relaxed);
+    if w >= 0 {
+        sys::close(w);
+    }
+}
 
 /// The whole image from this stop: by a forked writer, or with the process stopped.
 pub fn ordinary(snap: &mut Snapshot, scratch: &mut Scratch, job: &Job) {
@@ -28,21 +42,31 @@ pub fn ordinary(snap: &mut Snapshot, scratch: &mut Scratch, job: &Job) {
         }
     };
     match fork_refusal(snap, job) {
-        None => match fork_writer() {
-            Ok((0, _)) => {
+        None => match (if job.held { sys::pipe2(libc::O_CLOEXEC).ok() } else { None }, fork_writer()) {
+            (gate, Ok((0, _))) => {
                 // The writer: a copy-on-write snapshot of the process, which runs on.
                 // Its rseq area (inherited, in the memory it saves) must stay still.
                 let _ = runtime::rseq_set(false);
                 sys::set_name(b"mig-writer\0");
-                let keep = [2, job.conn, job.stream, tmp.as_ref().map_or(-1, |t| t.fd)];
+                let keep = [2, job.conn, job.stream, tmp.as_ref().map_or(-1, |t| t.fd), gate.map_or(-1, |[r, _]| r)];
                 sys::close_from(3, &keep);
+                if let Some([r, _]) = gate {
+                    // Until the job is taken (its write end closed everywhere).
+                    while matches!(sys::read(r, &mut [0u8]), Err(sys::Errno(libc::EINTR))) {}
+                    sys::close(r);
+                }
                 let stopped_us = since_us(job.t0);
                 snap.stopped_us = stopped_us;
                 let result = memory_and_image(snap, scratch, job, tmp);
                 complete(job, result, stopped_us);
                 sys::exit_group(0);
             }
-            Ok((pid, child)) => {
+            (gate, Ok((pid, child))) => {
+                if let Some([r, w]) = gate {
+                    sys::close(r);
+                    open_gate();
+                    GATE.store(w, Relaxed);
+                }
                 add_writer(pid, child, tmp.as_ref());
                 if let Some(t) = tmp {
                     rollback::saving(job.dest, t.id, (job.pid, job.created_ns), false);
@@ -50,7 +74,12 @@ pub fn ordinary(snap: &mut Snapshot, scratch: &mut Scratch, job: &Job) {
                 }
                 return;
             }
-            Err(e) => msg().s("checkpoint: cannot fork a writer (errno ").num(e.0 as u64).s("); the process stays stopped while it is written").emit(),
+            (gate, Err(e)) => {
+                for fd in gate.into_iter().flatten() {
+                    sys::close(fd);
+                }
+                msg().s("checkpoint: cannot fork a writer (errno ").num(e.0 as u64).s("); the process stays stopped while it is written").emit()
+            }
         },
         Some(why) => {
             if sys::msg::debug_enabled() {

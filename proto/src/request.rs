@@ -50,6 +50,9 @@ pub struct Request<'a> {
 pub const GO: &[u8] = b"go\n";
 /// What the command sends a held process once every process of the job is saved.
 pub const RESUME: &[u8] = b"resume\n";
+/// What the command sends held processes that stay stopped (the job ends once its
+/// image is safe) once every one is taken: their writers may write.
+pub const WRITE: &[u8] = b"write\n";
 /// What the command sends a held process whose job's checkpoint is abandoned.
 pub const ABANDON: &[u8] = b"abandon\n";
 

@@ -186,6 +186,7 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
                     Err(e) => return Err(e),
                 }
             }
+            util::debug(|| format!("job: pass {pass}: {} to ask, signalling at {:.1} ms", asking.len(), signalled.elapsed().as_secs_f64() * 1e3));
             for (p, a, _) in asking.iter_mut() {
                 if let Err(e) = a.send()
                     && control::alive(p.pid)
@@ -222,7 +223,9 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
                     asked.push(Asked { order, proc: p, conn, reply: Reply::default(), open: true, part });
                 }
             }
-            util::debug(|| format!("job: pass {pass}: {} processes asked, {:.1} ms after the first signal", asked.len(), signalled.elapsed().as_secs_f64() * 1e3));
+            util::debug(|| {
+                format!("job: pass {pass}: {} processes asked, {:.1} ms after the first signal", asked.len(), signalled.elapsed().as_secs_f64() * 1e3)
+            });
             wait_all(&mut asked, timeout, |a| a.reached(b"stopped"))?;
             util::debug(|| format!("job: pass {pass}: all stopped at {:.1} ms", signalled.elapsed().as_secs_f64() * 1e3));
             if let Some(p) = starting {
@@ -243,9 +246,7 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
         util::debug(|| format!("job: all taken at {:.1} ms", signalled.elapsed().as_secs_f64() * 1e3));
         // Their writers finish the images while the job runs on; or, for a job that
         // ends once its image is safe, while it stays stopped (it prints nothing more).
-        if !opts.exit {
-            asked.iter().for_each(|a| a.say(mig_proto::request::RESUME));
-        }
+        asked.iter().for_each(|a| a.say(if opts.exit { mig_proto::request::WRITE } else { mig_proto::request::RESUME }));
         wait_all(&mut asked, timeout, |a| matches!(a.reply.done(), Some(Done::Ok { .. })))?;
         for a in &asked {
             for w in a.reply.warnings() {
