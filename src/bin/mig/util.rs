@@ -163,6 +163,13 @@ pub fn stderr_is_tty() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// Says what `what` makes on stderr, with `MIG_LOG=debug` only.
+pub fn debug(what: impl FnOnce() -> String) {
+    if std::env::var(mig_proto::env::LOG).is_ok_and(|v| v == "debug") {
+        eprintln!("mig: [debug] {}", what());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,12 +189,5 @@ mod tests {
         assert_eq!(sh_quote("/a/b"), "/a/b");
         assert_eq!(sh_quote("it's here"), "'it'\\''s here'");
         assert_eq!(json_str("a\"b\n\u{1}"), "\"a\\\"b\\n\\u0001\"");
-    }
-}
-
-/// Says what `what` makes on stderr, with `MIG_LOG=debug` only.
-pub fn debug(what: impl FnOnce() -> String) {
-    if std::env::var(mig_proto::env::LOG).is_ok_and(|v| v == "debug") {
-        eprintln!("mig: [debug] {}", what());
     }
 }
