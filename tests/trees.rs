@@ -188,6 +188,14 @@ fn memory_a_job_shares_is_shared_again() {
     job_round("shared_counter", &["60"], 10, Some(2));
 }
 
+/// A parent and child writing one file through a descriptor the child inherited: one
+/// open file description again after the restore, one offset for both (two would
+/// overwrite each other's lines).
+#[test]
+fn a_file_a_job_inherited_is_one_open_file_again() {
+    job_round("shared_file", &["60"], 10, Some(2));
+}
+
 /// A job in a session of its own (the root called setsid): it comes back in its
 /// session and group, the root leading both (the subject checks at every step), and
 /// after the restore one SIGTERM to the group ends all of it; `mig restart`, which

@@ -8,7 +8,8 @@
 //! Each member's image is a whole image of one process (`Image::open` reads it as it
 //! is, with its own CRCs), starting on a page boundary so that its pages are read and
 //! mapped from the job's file as from its own. Member 0 is the job's root; a parent
-//! comes before its children.
+//! comes before its children. After the last member, the descriptors of two processes
+//! or more that are one open file description (`Share`s, where the header says).
 
 use crate::format::{PAGE, Pod, bytes_of, read_record};
 use core::mem::size_of;
@@ -43,6 +44,21 @@ pub struct Member {
 // SAFETY: repr(C), four u32, two u64, two u32: no padding, any bits valid.
 unsafe impl Pod for Member {}
 
+/// A descriptor of a process of the job that is one open file description with
+/// descriptors of other processes of it (those with the same `group`): a file inherited
+/// across `fork`, one offset for all.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Share {
+    pub group: u32,
+    /// The process (index in the job's table) and its descriptor.
+    pub member: u32,
+    pub fd: i32,
+    pub pad: u32,
+}
+// SAFETY: repr(C), four 32-bit fields: no padding, any bits valid.
+unsafe impl Pod for Share {}
+
 /// The first page of a job's image.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -55,7 +71,11 @@ pub struct TreeHeader {
     pub flags: u32,
     pub output_len: u64,
     pub members: [Member; MAX_MEMBERS],
-    pub tail: [u8; PAGE as usize - 32 - MAX_MEMBERS * size_of::<Member>()],
+    /// Where the `Share`s are (0: none), how many, and their CRC.
+    pub shares_off: u64,
+    pub shares_count: u32,
+    pub shares_crc: u32,
+    pub tail: [u8; PAGE as usize - 48 - MAX_MEMBERS * size_of::<Member>()],
 }
 // SAFETY: repr(C), byte arrays, u32s and u64s laid out without padding (asserted below).
 unsafe impl Pod for TreeHeader {}
@@ -69,6 +89,8 @@ pub enum TreeError {
     Crc,
     /// A member's place is outside the file, not on a page, or overlaps another.
     Member(usize),
+    /// The table of shared descriptors is outside the file or damaged.
+    Shares,
 }
 
 impl core::fmt::Display for TreeError {
@@ -78,6 +100,7 @@ impl core::fmt::Display for TreeError {
             TreeError::Version(v) => write!(f, "job image version {v} is not supported (this mig reads {TREE_VERSION})"),
             TreeError::Crc => write!(f, "the job's process table is damaged (CRC mismatch)"),
             TreeError::Member(i) => write!(f, "the job's process table is damaged (process {i} is placed outside the file)"),
+            TreeError::Shares => write!(f, "the job's table of shared descriptors is damaged"),
         }
     }
 }
@@ -88,9 +111,9 @@ pub fn is_tree(bytes: &[u8]) -> bool {
 }
 
 impl TreeHeader {
-    /// A header for `members` (and the job's output length, if it has an output file),
-    /// its CRC computed.
-    pub fn new(members: &[Member], output_len: Option<u64>, hasher: &crc32fast::Hasher) -> Option<TreeHeader> {
+    /// A header for `members` (and the job's output length, if it has an output file,
+    /// and `shares`, written at `shares_off`), its CRC computed.
+    pub fn new(members: &[Member], output_len: Option<u64>, shares: &[Share], shares_off: u64, hasher: &crc32fast::Hasher) -> Option<TreeHeader> {
         if members.is_empty() || members.len() > MAX_MEMBERS {
             return None;
         }
@@ -102,7 +125,14 @@ impl TreeHeader {
             flags: if output_len.is_some() { TREE_OUTPUT_LEN } else { 0 },
             output_len: output_len.unwrap_or(0),
             members: [Member::default(); MAX_MEMBERS],
-            tail: [0; PAGE as usize - 32 - MAX_MEMBERS * size_of::<Member>()],
+            shares_off: if shares.is_empty() { 0 } else { shares_off },
+            shares_count: shares.len() as u32,
+            shares_crc: {
+                let mut c = hasher.clone();
+                shares.iter().for_each(|sh| c.update(bytes_of(sh)));
+                c.finalize()
+            },
+            tail: [0; PAGE as usize - 48 - MAX_MEMBERS * size_of::<Member>()],
         };
         h.members.get_mut(..members.len())?.copy_from_slice(members);
         let mut c = hasher.clone();
@@ -139,7 +169,24 @@ impl TreeHeader {
             }
             end = m.off + m.len;
         }
+        if h.shares_count > 0 {
+            let len = h.shares_count as u64 * size_of::<Share>() as u64;
+            if h.shares_off < end || h.shares_off.checked_add(len).is_none_or(|e| e > file.len() as u64) {
+                return Err(TreeError::Shares);
+            }
+            let mut c = hasher.clone();
+            c.update(&file[h.shares_off as usize..(h.shares_off + len) as usize]);
+            if c.finalize() != h.shares_crc {
+                return Err(TreeError::Shares);
+            }
+        }
         Ok(h)
+    }
+
+    /// The shared descriptors of the job's image `file` (checked by `read`).
+    pub fn shares<'a>(&self, file: &'a [u8]) -> impl Iterator<Item = Share> + 'a {
+        let table = file.get(self.shares_off as usize..).unwrap_or_default();
+        (0..self.shares_count as usize).filter_map(move |i| read_record(table, i))
     }
 
     pub fn members(&self) -> &[Member] {
@@ -171,13 +218,22 @@ mod tests {
             Member { pid: 12, ppid: 10, pgid: 10, sid: 10, state: MEMBER_EXITED, status: 5 << 8, ..Default::default() },
         ];
         let hasher = crc32fast::Hasher::new();
-        let h = TreeHeader::new(&members, Some(0), &hasher).unwrap();
-        let mut file = [0u8; 16384 + 5000];
+        let shares = [Share { group: 0, member: 0, fd: 3, pad: 0 }, Share { group: 0, member: 1, fd: 5, pad: 0 }];
+        let h = TreeHeader::new(&members, Some(0), &shares, 16384 + 5000, &hasher).unwrap();
+        let mut file = [0u8; 16384 + 5000 + 32];
         file[..4096].copy_from_slice(bytes_of(&h));
+        file[16384 + 5000..16384 + 5016].copy_from_slice(bytes_of(&shares[0]));
+        file[16384 + 5016..].copy_from_slice(bytes_of(&shares[1]));
         assert!(is_tree(&file));
         let read = TreeHeader::read(&file, &hasher).unwrap();
         assert_eq!((read.members(), read.output_len()), (&members[..], Some(0)));
+        assert!(read.shares(&file).eq(shares));
+        let mut bad = file;
+        bad[16384 + 5000 + 8] ^= 1;
+        assert_eq!(TreeHeader::read(&bad, &hasher).err().unwrap(), TreeError::Shares);
+        let file = &file[..16384 + 5000];
         assert_eq!(TreeHeader::read(&file[..20000], &hasher).err().unwrap(), TreeError::Member(1));
+        let mut file = file.to_vec();
         file[40] ^= 1;
         assert_eq!(TreeHeader::read(&file, &hasher).err().unwrap(), TreeError::Crc);
     }

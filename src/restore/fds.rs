@@ -94,7 +94,12 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
         let fd = match made.get(&f.dup_of) {
             Some(&original) => original,
             None => {
-                let fd = kinds::restore(f, &mut cx).map_err(|e| what(e.to_string()))?;
+                // One open file description with descriptors of other processes of the
+                // job: the one the root opened.
+                let fd = match job.and_then(|j| j.my_files.get(&f.fd)).filter(|_| f.kind == FdKind::File as u32) {
+                    Some(&shared) => kinds::os::dup(shared).map_err(|e| what(format!("cannot take the job's shared file: {e}")))?,
+                    None => kinds::restore(f, &mut cx).map_err(|e| what(e.to_string()))?,
+                };
                 let fd = raise_fd(fd, base)?;
                 if f.kind == FdKind::Inotify as u32 {
                     plan.inotify.push(fd);

@@ -44,15 +44,21 @@ pub struct Shared {
     /// Socket pairs between two processes, by each end's saved inode: the ends, their
     /// queues already put back.
     pub ends: HashMap<u64, i32>,
+    /// Open file descriptions two processes or more hold (`tree::Share`), by group.
+    pub files: HashMap<u32, i32>,
+    /// This process's descriptors that are one of `files`: saved number -> shared one.
+    pub my_files: HashMap<i32, i32>,
 }
 
 impl Shared {
-    /// `p:ino:read:write` and `m:dev:ino:fd`, comma-separated.
+    /// `p:ino:read:write`, `m:dev:ino:fd`, `s:ino:fd:0` and `f:group:fd:0`,
+    /// comma-separated.
     fn encode(&self) -> String {
         let pipes = self.pipes.iter().map(|(ino, [r, w])| format!("p:{ino}:{r}:{w}"));
         let memory = self.memory.iter().map(|((dev, ino), fd)| format!("m:{dev}:{ino}:{fd}"));
         let ends = self.ends.iter().map(|(ino, fd)| format!("s:{ino}:{fd}:0"));
-        pipes.chain(memory).chain(ends).collect::<Vec<_>>().join(",")
+        let files = self.files.iter().map(|(group, fd)| format!("f:{group}:{fd}:0"));
+        pipes.chain(memory).chain(ends).chain(files).collect::<Vec<_>>().join(",")
     }
 
     fn decode(v: &str) -> Shared {
@@ -69,6 +75,9 @@ impl Shared {
                 }
                 (Some(&"s"), Some(ino), Some(fd), _) => {
                     s.ends.insert(ino, fd as i32);
+                }
+                (Some(&"f"), Some(group), Some(fd), _) => {
+                    s.files.insert(group as u32, fd as i32);
                 }
                 _ => {}
             }
@@ -98,14 +107,22 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
             false => Image::open(&map[m.off as usize..(m.off + m.len) as usize], &hasher).map(Some).map_err(|e| format!("process {} of the job: {e}", m.pid)),
         })
         .collect::<Result<_, _>>()?;
-    let shared = match std::env::var(SHARED) {
+    let shares: Vec<mig_image::tree::Share> = header.shares(&map).collect();
+    let mut shared = match std::env::var(SHARED) {
         Ok(v) => Shared::decode(&v),
         Err(_) => {
             let all: Vec<&Image> = images.iter().flatten().collect();
-            Shared { pipes: make_pipes(&all)?, memory: make_memory(&all)?, ends: make_socket_pairs(&all)? }
+            Shared {
+                pipes: make_pipes(&all)?,
+                memory: make_memory(&all)?,
+                ends: make_socket_pairs(&all)?,
+                files: make_files(&images, &shares)?,
+                my_files: HashMap::new(),
+            }
         }
     };
     let listed = shared.encode();
+    shared.my_files = shares.iter().filter(|sh| sh.member as usize == index).filter_map(|sh| Some((sh.fd, *shared.files.get(&sh.group)?))).collect();
     let mut ended = Vec::new();
     for (k, child) in members.iter().enumerate().filter(|(_, m)| m.ppid == me.pid && m.pid != me.pid) {
         match &images[k] {
@@ -115,6 +132,35 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
     }
     settle(&ended);
     Ok(Some(Part { off: me.off, len: me.len, shared }))
+}
+
+/// The open file descriptions two processes of the job or more hold, each opened once
+/// as the process first in the job's table had it (its flags, its offset). A file whose
+/// contents the image carries is put back here, before any process of the job can run
+/// on (each one's own restore would put it back when it runs on, under the others).
+fn make_files(images: &[Option<Image>], shares: &[mig_image::tree::Share]) -> Result<HashMap<u32, i32>, String> {
+    use mig_checkpoint::kinds;
+    let mut files = HashMap::new();
+    let mut owners: Vec<&mig_image::tree::Share> = shares.iter().collect();
+    owners.sort_by_key(|sh| (sh.group, sh.member));
+    owners.dedup_by_key(|sh| sh.group);
+    for sh in owners {
+        let Some(img) = images.get(sh.member as usize).and_then(Option::as_ref) else { continue };
+        let records: Vec<FdRecord> = (0..img.count(Table::Fds)).map(|i| img.fd(i)).collect();
+        let Some(f) = records.iter().find(|f| f.fd == sh.fd && f.dup_of < 0 && f.kind == FdKind::File as u32) else { continue };
+        let mut cx = kinds::Shared::new(img, &records, 0);
+        let fd = kinds::restore(f, &mut cx)
+            .map_err(|e| format!("descriptor {} ({}) of the job's processes: {e}", f.fd, String::from_utf8_lossy(img.str(f.file.path))))?;
+        kinds::file::commit(&cx.pending);
+        for b in &cx.pending {
+            kinds::os::close(b.fd);
+        }
+        // SAFETY: fcntl on the descriptor just made: it stays open across exec for the
+        // job's processes.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        files.insert(sh.group, fd);
+    }
+    Ok(files)
 }
 
 /// Socket pairs whose ends are in two processes of the job, made once, each end's

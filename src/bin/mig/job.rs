@@ -14,7 +14,7 @@ use crate::request::{self, Done, Options, Reply, Target};
 use crate::util;
 use crate::{Fail, Result};
 use mig_image::PAGE;
-use mig_image::tree::{Member, TreeHeader};
+use mig_image::tree::{Member, Share, TreeHeader};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -244,6 +244,10 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
         // One taken while it stayed stopped may give its outcome first.
         wait_all(&mut asked, timeout, |a| a.reached(b"taken") || matches!(a.reply.done(), Some(Done::Ok { .. })))?;
         util::debug(|| format!("job: all taken at {:.1} ms", signalled.elapsed().as_secs_f64() * 1e3));
+        // Their descriptors as they are while all are stopped: which are one open file
+        // description (by index in the job's table, parents first).
+        asked.sort_by_key(|a| a.order);
+        let shares = shared_descriptions(&asked);
         // Their writers finish the images while the job runs on; or, for a job that
         // ends once its image is safe, while it stays stopped (it prints nothing more).
         asked.iter().for_each(|a| a.say(if opts.exit { mig_proto::request::WRITE } else { mig_proto::request::RESUME }));
@@ -256,8 +260,7 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
         for w in leading_out(&asked) {
             eprintln!("mig: warning: {w}");
         }
-        asked.sort_by_key(|a| a.order);
-        let done = assemble(&asked, &exited, output_len, &mut dest)?;
+        let done = assemble(&asked, &exited, output_len, &shares, &mut dest)?;
         if opts.exit {
             // The image is safe: the job ends, every process at once, still stopped.
             for a in &asked {
@@ -333,6 +336,43 @@ fn leading_out(asked: &[Asked]) -> Vec<String> {
     out
 }
 
+/// The descriptors of two processes of the job or more that are one open file
+/// description (a file inherited across `fork`): regular files only (pipes and socket
+/// pairs are the job's by their inodes, standard descriptors the restoring process's),
+/// compared with `kcmp` while every process is stopped.
+fn shared_descriptions(asked: &[Asked]) -> Vec<Share> {
+    use std::os::unix::fs::MetadataExt;
+    // (dev, ino) -> (member, pid, fd)
+    let mut by_file: std::collections::HashMap<(u64, u64), Vec<(u32, i32, i32)>> = Default::default();
+    for (k, a) in asked.iter().enumerate() {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/fd", a.proc.pid)) else { continue };
+        for e in dir.flatten() {
+            let Some(fd) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()).filter(|&fd| fd > 2) else { continue };
+            if let Ok(m) = std::fs::metadata(e.path())
+                && m.is_file()
+            {
+                by_file.entry((m.dev(), m.ino())).or_default().push((k as u32, a.proc.pid, fd));
+            }
+        }
+    }
+    let mut shares = Vec::new();
+    let mut group = 0;
+    for mut fds in by_file.into_values().filter(|v| v.iter().any(|e| e.0 != v[0].0)) {
+        while let Some((member, pid, fd)) = fds.pop() {
+            // SAFETY: kcmp(2) with plain integers.
+            let same = |&(_, p, f): &(u32, i32, i32)| unsafe { libc::syscall(libc::SYS_kcmp, pid, p, 0 /* KCMP_FILE */, fd, f) } == 0;
+            let (with, rest): (Vec<_>, Vec<_>) = fds.into_iter().partition(|e| same(e));
+            fds = rest;
+            if with.iter().any(|e| e.0 != member) {
+                shares.push(Share { group, member, fd, pad: 0 });
+                shares.extend(with.iter().map(|&(m, _, f)| Share { group, member: m, fd: f, pad: 0 }));
+                group += 1;
+            }
+        }
+    }
+    shares
+}
+
 /// Waits until every process asked is `there` (what it said so far), or one failed.
 fn wait_all(asked: &mut [Asked], timeout: Duration, there: impl Fn(&Asked) -> bool) -> Result<()> {
     let deadline = Instant::now() + timeout;
@@ -371,7 +411,7 @@ fn part_path(dest: &Path, pid: i32) -> PathBuf {
 
 /// The job's image from its processes' images: a file written aside, synced, renamed;
 /// or a stream. Returns its size and the longest pause.
-fn assemble(asked: &[Asked], exited: &[Proc], output_len: Option<u64>, dest: &mut Dest<'_>) -> Result<(u64, Duration)> {
+fn assemble(asked: &[Asked], exited: &[Proc], output_len: Option<u64>, shares: &[Share], dest: &mut Dest<'_>) -> Result<(u64, Duration)> {
     let mut members = Vec::new();
     let mut off = PAGE;
     let mut stopped = Duration::ZERO;
@@ -390,9 +430,11 @@ fn assemble(asked: &[Asked], exited: &[Proc], output_len: Option<u64>, dest: &mu
         let (pid, ppid, pgid, sid) = (p.pid as u32, p.ppid as u32, p.pgid as u32, p.sid as u32);
         members.push(Member { pid, ppid, pgid, sid, state: mig_image::tree::MEMBER_EXITED, status: p.exit_code, ..Default::default() });
     }
-    let header = TreeHeader::new(&members, output_len, &crc32fast::Hasher::new())
+    let shares_off = members.iter().map(|m| m.off + m.len).max().unwrap_or(PAGE).max(PAGE);
+    let header = TreeHeader::new(&members, output_len, shares, shares_off, &crc32fast::Hasher::new())
         .ok_or_else(|| Fail::new(format!("a job of {} processes is more than an image holds", members.len())))?;
-    let total = members.iter().map(|m| m.off + m.len).max().unwrap_or(PAGE).max(PAGE);
+    let table: Vec<u8> = shares.iter().flat_map(|sh| mig_image::bytes_of(sh).to_vec()).collect();
+    let total = shares_off + table.len() as u64;
     let parts = || asked.iter().zip(&members).map(|(a, m)| std::fs::File::open(&a.part).map(|f| (f, m)));
     match dest {
         Dest::Stream(w) => {
@@ -407,6 +449,8 @@ fn assemble(asked: &[Asked], exited: &[Proc], output_len: Option<u64>, dest: &mu
                 }
                 at = m.off + m.len;
             }
+            std::io::copy(&mut std::io::repeat(0).take(shares_off - at), w).map_err(err)?;
+            w.write_all(&table).map_err(err)?;
             w.flush().map_err(err)?;
             Ok((total, stopped))
         }
@@ -420,6 +464,7 @@ fn assemble(asked: &[Asked], exited: &[Proc], output_len: Option<u64>, dest: &mu
                     let (f, m) = part.map_err(err)?;
                     copy_range(&f, &file, m.off, m.len).map_err(err)?;
                 }
+                file.write_all_at(&table, shares_off).map_err(err)?;
                 file.set_len(total).map_err(err)?;
                 file.sync_all().map_err(err)?;
                 std::fs::rename(&tmp, &*dest).map_err(|e| Fail::new(format!("cannot rename {} to {}: {e}", tmp.display(), dest.display())))?;
