@@ -342,8 +342,9 @@ fn leading_out(asked: &[Asked]) -> Vec<String> {
 /// compared with `kcmp` while every process is stopped.
 fn shared_descriptions(asked: &[Asked]) -> Vec<Share> {
     use std::os::unix::fs::MetadataExt;
-    // (dev, ino) -> (member, pid, fd)
-    let mut by_file: std::collections::HashMap<(u64, u64), Vec<(u32, i32, i32)>> = Default::default();
+    /// A descriptor: (member, pid, fd).
+    type Held = (u32, i32, i32);
+    let mut by_file: std::collections::HashMap<(u64, u64), Vec<Held>> = Default::default();
     for (k, a) in asked.iter().enumerate() {
         let Ok(dir) = std::fs::read_dir(format!("/proc/{}/fd", a.proc.pid)) else { continue };
         for e in dir.flatten() {
@@ -360,7 +361,7 @@ fn shared_descriptions(asked: &[Asked]) -> Vec<Share> {
     for mut fds in by_file.into_values().filter(|v| v.iter().any(|e| e.0 != v[0].0)) {
         while let Some((member, pid, fd)) = fds.pop() {
             // SAFETY: kcmp(2) with plain integers.
-            let same = |&(_, p, f): &(u32, i32, i32)| unsafe { libc::syscall(libc::SYS_kcmp, pid, p, 0 /* KCMP_FILE */, fd, f) } == 0;
+            let same = |&(_, p, f): &Held| unsafe { libc::syscall(libc::SYS_kcmp, pid, p, 0 /* KCMP_FILE */, fd, f) } == 0;
             let (with, rest): (Vec<_>, Vec<_>) = fds.into_iter().partition(|e| same(e));
             fds = rest;
             if with.iter().any(|e| e.0 != member) {
