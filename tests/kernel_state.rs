@@ -15,6 +15,16 @@ fn posix_ofd_and_flock_locks_come_back_held() {
     assert!(!ckpt_err.contains("warning"), "the checkpoint warned: {ckpt_err}");
 }
 
+/// Read and write leases (`F_SETLEASE`) come back held (before: dropped, with a
+/// warning at checkpoint time).
+#[test]
+fn leases_come_back_held() {
+    let dir = tempdir("lease");
+    let (ckpt_err, restore_err) = checkpoint_kill_restart_warnings(Launch::new(&compile("lease"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning"), "the checkpoint warned: {ckpt_err}");
+    assert!(!restore_err.contains("warning"), "the restore warned: {restore_err}");
+}
+
 /// A rollback re-executes the process, which still holds its locks and the
 /// descriptors they were taken through: they must come back as they were, not be
 /// refused as someone else's nor dropped with the old descriptors.

@@ -429,7 +429,7 @@ fn locks(img: &Image, f: &FdRecord) -> Check {
     ensure((locks.len as usize).is_multiple_of(size_of::<LockEntry>()), "a descriptor's locks are malformed")?;
     ensure(f.dup_of == -1 || f.extra.len == 0, "a copy of a descriptor records locks")?;
     for l in img.records::<LockEntry>(locks) {
-        let kind = matches!(l.kind, LOCK_POSIX | LOCK_OFD) || (l.kind == LOCK_FLOCK && l.start == 0 && l.len == 0);
+        let kind = matches!(l.kind, LOCK_POSIX | LOCK_OFD) || (matches!(l.kind, LOCK_FLOCK | LOCK_LEASE) && l.start == 0 && l.len == 0);
         let range = l.start <= i64::MAX as u64 && l.len <= i64::MAX as u64 && l.start.checked_add(l.len).is_some_and(|e| e <= i64::MAX as u64);
         ensure(kind && l.write <= 1 && range, "a descriptor's lock is of an unknown kind or out of range")?;
     }

@@ -709,7 +709,7 @@ pub struct InotifyWatch {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LockEntry {
-    /// `LOCK_POSIX`, `LOCK_OFD` or `LOCK_FLOCK`.
+    /// `LOCK_POSIX`, `LOCK_OFD`, `LOCK_FLOCK` or `LOCK_LEASE`.
     pub kind: u32,
     /// 1: a write (exclusive) lock, 0: a read (shared) one.
     pub write: u32,
@@ -739,6 +739,8 @@ pub const LOCK_POSIX: u32 = 1;
 pub const LOCK_OFD: u32 = 2;
 /// A `flock` lock.
 pub const LOCK_FLOCK: u32 = 3;
+/// A lease (`fcntl` `F_SETLEASE`): `write` 1 for `F_WRLCK`, 0 for `F_RDLCK`.
+pub const LOCK_LEASE: u32 = 4;
 
 /// A POSIX timer (`timer_create`), restored under the same id.
 #[repr(C)]

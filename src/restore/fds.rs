@@ -109,6 +109,13 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
                 }
                 if let Some(kind) = FdKind::from_u32(f.kind).filter(|k| k.holds_locks()) {
                     for l in img.records::<LockEntry>(kind.split_extra(f).0) {
+                        if l.kind == LOCK_LEASE {
+                            match lock::lease_free(fd, &l) {
+                                Ok(()) => plan.locks.push((f.fd, l)),
+                                Err(e) => eprintln!("mig: warning: {}", what(format!("its lease cannot be taken again ({e}); it comes back without it"))),
+                            }
+                            continue;
+                        }
                         lock::check(fd, &l).map_err(|held| what(refusal(&l, held)))?;
                         plan.locks.push((f.fd, l));
                     }

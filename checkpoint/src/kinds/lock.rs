@@ -3,14 +3,15 @@
 //! record's `extra`). Taken again by the restore blob once every descriptor is at its
 //! saved number and every other one is closed (closing any descriptor of a file drops
 //! the process's POSIX locks on it); checked beforehand against other processes'
-//! locks (`check`). Leases are not taken again: said at checkpoint time.
+//! locks (`check`). Leases are taken again where they can be (`lease_free`); one being
+//! broken at checkpoint time is not, and that is said then.
 
 use crate::failure::Failure;
 use crate::fdinfo::lines;
 use crate::files::Strings;
 use crate::maps::dec;
 use crate::sys::msg::msg;
-use mig_image::{LOCK_FLOCK, LOCK_OFD, LOCK_POSIX, LockEntry, StrRef, bytes_of};
+use mig_image::{LOCK_FLOCK, LOCK_LEASE, LOCK_OFD, LOCK_POSIX, LockEntry, StrRef, bytes_of};
 
 /// One `lock:` line of an `fdinfo`, as the kernel prints it
 /// (`lock:\t1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF`): `None` for what is
@@ -21,7 +22,14 @@ fn parse(line: &[u8]) -> Result<LockEntry, &'static str> {
         Some(b"POSIX") => LOCK_POSIX,
         Some(b"OFDLCK") => LOCK_OFD,
         Some(b"FLOCK") => LOCK_FLOCK,
-        Some(b"LEASE" | b"DELEG" | b"BREAKING" | b"BREAKER") => return Err("a lease"),
+        Some(b"LEASE") => {
+            return match (t.next(), t.next()) {
+                (Some(b"ACTIVE"), Some(b"WRITE")) => Ok(LockEntry { kind: LOCK_LEASE, write: 1, start: 0, len: 0 }),
+                (Some(b"ACTIVE"), Some(b"READ")) => Ok(LockEntry { kind: LOCK_LEASE, write: 0, start: 0, len: 0 }),
+                _ => Err("a lease being broken"),
+            };
+        }
+        Some(b"DELEG" | b"BREAKING" | b"BREAKER") => return Err("a lease being broken"),
         _ => return Err("a lock of an unknown kind"),
     };
     let write = match (t.next(), t.next()) {
@@ -54,13 +62,26 @@ pub fn save(fd: i32, text: &[u8], strings: &mut Strings) -> Result<StrRef, Failu
 }
 
 #[cfg(feature = "restore")]
-pub use restore::{Held, check};
+pub use restore::{Held, check, lease_free};
 
 #[cfg(feature = "restore")]
 #[allow(unsafe_code)]
 mod restore {
     use super::super::os::*;
     use mig_image::{LOCK_FLOCK, LOCK_OFD, LOCK_POSIX, LockEntry};
+
+    /// Whether the lease `lock` can be taken through `fd`: tried, then let go (a lease
+    /// is refused while another process has the file open in the way).
+    pub fn lease_free(fd: i32, lock: &LockEntry) -> std::io::Result<()> {
+        let ty = if lock.write == 1 { libc::F_WRLCK } else { libc::F_RDLCK };
+        // SAFETY: fcntl with integer arguments on a descriptor the restore opened.
+        if unsafe { libc::fcntl(fd, libc::F_SETLEASE, ty) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
+        Ok(())
+    }
 
     /// Who holds a lock that stands in the way, for the refusal.
     pub enum Held {
@@ -152,7 +173,8 @@ mod tests {
         assert_eq!(ofd, LockEntry { kind: LOCK_OFD, write: 1, start: 0, len: 5 });
         let flock = parse(b"lock:\t1: FLOCK  ADVISORY  READ 19390 fe:00:10011012 0 EOF").unwrap();
         assert_eq!(flock, LockEntry { kind: LOCK_FLOCK, write: 0, start: 0, len: 0 });
-        assert_eq!(parse(b"lock:\t1: LEASE  ACTIVE    READ 19390 fe:00:10011012 0 EOF"), Err("a lease"));
+        assert_eq!(parse(b"lock:\t1: LEASE  ACTIVE    READ 19390 fe:00:10011012 0 EOF").unwrap(), LockEntry { kind: LOCK_LEASE, write: 0, start: 0, len: 0 });
+        assert_eq!(parse(b"lock:\t1: LEASE  BREAKING  READ 19390 fe:00:10011012 0 EOF"), Err("a lease being broken"));
         assert!(parse(b"lock:\t1: POSIX  ADVISORY  WRITE 1 fe:00:1 10 9").is_err());
     }
 }

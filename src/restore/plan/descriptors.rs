@@ -6,7 +6,7 @@
 use super::super::blob::CHECK_OK;
 use super::super::fds::FdPlan;
 use super::program::Program;
-use mig_image::{Image, LOCK_FLOCK, LOCK_OFD, Table, slice_bytes};
+use mig_image::{Image, LOCK_FLOCK, LOCK_LEASE, LOCK_OFD, Table, slice_bytes};
 
 /// The lowest descriptor number the restore may use for its own: above every saved one
 /// (and the standard three), so that none is in the way when they are placed.
@@ -40,6 +40,12 @@ pub(super) fn place(prog: &mut Program, prepared: &FdPlan) {
 fn take_locks(prog: &mut Program, prepared: &FdPlan) {
     for (fd, l) in &prepared.locks {
         let fd = *fd as u64;
+        if l.kind == LOCK_LEASE {
+            // Tried when it was prepared; a failure now leaves the process without it.
+            let ty = if l.write == 1 { libc::F_WRLCK } else { libc::F_RDLCK } as u64;
+            prog.op(libc::SYS_fcntl, &[fd, libc::F_SETLEASE as u64, ty], 0, "taking back a lease");
+            continue;
+        }
         if l.kind == LOCK_FLOCK {
             let op = if l.write == 1 { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
             prog.op(libc::SYS_flock, &[fd, op as u64], CHECK_OK, "taking back a flock lock");
