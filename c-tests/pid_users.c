@@ -3,7 +3,9 @@
  * pid_users.c - a program that relies on its pid and tid staying what they were
  * (issue 16: pids stay what the processes know): a job of a parent and a child.
  *
- * usage: pid_users [STEPS]
+ * usage: pid_users [STEPS [alone]]
+ *
+ * With `alone`, one process: no child.
  *
  * The parent holds a recursive mutex from its start (glibc records the owner's tid in
  * it) and starts a child that waits. Each step it takes the mutex again with trylock
@@ -30,10 +32,11 @@ int main(int argc, char **argv)
     pthread_mutex_init(&m, &a);
     if (pthread_mutex_lock(&m))
         fail("cannot lock the mutex");
-    pid_t child = fork();
+    int alone = argc > 2 && !strcmp(argv[2], "alone");
+    pid_t child = alone ? 0 : fork();
     if (child < 0)
         fail_errno("fork");
-    if (child == 0) {
+    if (child == 0 && !alone) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         for (;;)
             pace_ms(20);
@@ -52,15 +55,14 @@ int main(int argc, char **argv)
         struct timespec ts;
         if (clock_gettime(cid, &ts))
             fail_errno("clock_gettime of the process's CPU clock");
-        if (kill(child, 0))
+        if (!alone && kill(child, 0))
             fail_errno("kill(child, 0)");
         chain = fnv1a_u64(chain, xorshift64(&rng));
         step_line(s, chain);
         pace_ms(40);
     }
-    kill(child, SIGTERM);
     int st;
-    if (waitpid(child, &st, 0) != child || !WIFSIGNALED(st))
+    if (!alone && (kill(child, SIGTERM) || waitpid(child, &st, 0) != child || !WIFSIGNALED(st)))
         fail("the child was not reaped by its pid");
     done_line(chain);
     return 0;

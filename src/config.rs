@@ -48,6 +48,7 @@ pub fn settings() -> Settings {
         supervised: std::env::var(env::CHECKPOINT_ON)
             .map(|v| v.split(',').filter_map(|s| signal::parse(s.trim())).fold(0u64, |m, s| m | 1 << (s - 1)))
             .unwrap_or(0),
+        parent_guard: std::env::var(env::PARENT_GUARD).is_ok_and(|v| v == "1"),
     }
 }
 

@@ -453,10 +453,11 @@ fn restored_processes_have_no_child() {
         let mut r = launch.start();
         let first = r.line().expect("the restored process runs");
         assert!(step_of(&first).is_some_and(|s| s > 3), "restored {how}: {first}");
-        assert!(children_of(r.pid()).is_empty(), "restored {how}, the process has children: {:?}", children_of(r.pid()));
+        let pid = restored(r.pid());
+        assert!(children_of(pid).is_empty(), "restored {how}, the process has children: {:?}", children_of(pid));
         let at = step_of(&r.line().unwrap()).unwrap();
         checkpoint_at(&mut r, at + 1, &again);
-        assert!(children_of(r.pid()).is_empty(), "restored {how}, the process has children after a checkpoint: {:?}", children_of(r.pid()));
+        assert!(children_of(pid).is_empty(), "restored {how}, the process has children after a checkpoint: {:?}", children_of(pid));
         r.line().expect("the restored process goes on");
         r.kill();
     }

@@ -407,3 +407,31 @@ fn a_running_job_is_not_restored_twice() {
     }
     p.finish();
 }
+
+/// A single process restored by `mig restart` where pids may be chosen gets its own
+/// back (`mig restart` waits for it, passes signals on and ends with its status): its
+/// CPU clock through the pid it noted and the recursive mutex its main thread holds
+/// still work (before: clock_getcpuclockid failed, the mutex was another's).
+#[test]
+fn a_single_process_restarted_keeps_its_pid() {
+    require_root("a process gets its saved pid back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
+    let dir = tempdir("own_pid");
+    let l = Launch::new(&compile("pid_users"), &dir).arg("60").arg("alone");
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("alone.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    let pid = p.pid();
+    checkpoint_at(&mut p, 10, &image);
+    let before = p.kill();
+    let mut r = Launch::new(&mig(), &dir).bare().arg("restart").arg(image.to_str().unwrap()).start();
+    let first = r.line().expect("the restored process prints");
+    assert!(alive(pid), "the restored process has its saved pid {pid}");
+    // A checkpoint asked of `mig restart`'s pid reaches the process it waits for.
+    let again = dir.join("again.mig");
+    let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &r.pid().to_string(), "--to", again.to_str().unwrap()]));
+    assert!(st.success() && out.contains(&format!("process {pid} ")), "{out}{err}");
+    let (restored, st, err) = r.finish();
+    assert!(st.success(), "{st:?} {err}");
+    assert_eq!(restored.first(), Some(&first));
+    assert_continues(&reference, &before, &restored);
+}

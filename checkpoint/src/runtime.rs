@@ -65,6 +65,9 @@ pub struct Settings {
     /// answers, bit `sig - 1`: the checkpoint signal among them asks this process for
     /// nothing (the supervisor saves the whole job).
     pub supervised: u64,
+    /// `MIG_PARENT_GUARD=1`: a parent-death SIGKILL is `mig restart`'s, which waits for
+    /// this process, not the program's (an image records none).
+    pub parent_guard: bool,
 }
 
 impl Settings {

@@ -38,6 +38,9 @@ pub mod env {
     /// signal at its default action, ignores it (and is told the default is in force),
     /// so that it lives until the job is saved. Comma-separated names or numbers.
     pub const CHECKPOINT_ON: &str = "MIG_CHECKPOINT_ON";
+    /// Set by `mig restart` for a process it started with its saved pid and waits for:
+    /// the parent-death signal (SIGKILL) the process has is the command's, not its own.
+    pub const PARENT_GUARD: &str = "MIG_PARENT_GUARD";
     /// The preload variable the command sets for the library.
     pub const PRELOAD: &str = "LD_PRELOAD";
     /// The command's own settings: the library to preload, ssh, and compression.

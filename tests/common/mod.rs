@@ -608,6 +608,16 @@ pub fn proc_state(pid: i32) -> Option<(char, u32)> {
 }
 
 /// Is `pid` there and not a zombie?
+/// The process restored under `pid`: the one a `mig restart` waits for (it started
+/// it with its saved pid), else `pid` itself.
+pub fn restored(pid: i32) -> i32 {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    match children_of(pid)[..] {
+        [only] if comm.trim_end() == "mig" => only,
+        _ => pid,
+    }
+}
+
 pub fn alive(pid: i32) -> bool {
     proc_state(pid).is_some_and(|(s, _)| s != 'Z' && s != 'X')
 }

@@ -102,7 +102,11 @@ fn attributes(text: &mut List<u8>) -> Result<Attributes, Failure> {
         thp_disable: flag(libc::PR_GET_THP_DISABLE).min(1),
         no_new_privs: flag(libc::PR_GET_NO_NEW_PRIVS).min(1),
         dumpable: sys::prctl_get(libc::PR_GET_DUMPABLE).map_or(1, |v| v.min(2) as u32),
-        pdeathsig: sys::prctl_get_int(libc::PR_GET_PDEATHSIG).map_or(0, |v| v.clamp(0, 64) as u32),
+        pdeathsig: match sys::prctl_get_int(libc::PR_GET_PDEATHSIG).map_or(0, |v| v.clamp(0, 64) as u32) {
+            // `mig restart`'s, which waits for the process: not the program's own.
+            s if s == libc::SIGKILL as u32 && crate::runtime::get().settings.parent_guard => 0,
+            s => s,
+        },
         flags: 0,
         seccomp,
         seccomp_filters,

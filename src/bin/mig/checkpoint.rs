@@ -89,7 +89,8 @@ pub struct Outcome {
     pub processes: usize,
 }
 
-pub fn main(a: Args) -> Result<u8> {
+pub fn main(mut a: Args) -> Result<u8> {
+    a.pid = job::restored_by(a.pid);
     let comm = control::comm(a.pid);
     // Named in the outcome if it is a job's (before it may end).
     let root = job::root_of(a.pid);

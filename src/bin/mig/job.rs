@@ -84,6 +84,21 @@ pub fn has_children(root: i32) -> bool {
     members(root).len() > 1
 }
 
+/// The process a `mig restart` waits for, when `pid` is that command (it started the
+/// image's process with its saved pid): what is asked of the command is for it.
+pub fn restored_by(pid: i32) -> i32 {
+    let mig = std::env::current_exe().ok();
+    let is_mig = mig.is_some_and(|m| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == m));
+    if !is_mig || control::runs_library(pid) {
+        return pid;
+    }
+    let children: Vec<Proc> = members(pid).into_iter().filter(|p| p.ppid == pid).collect();
+    match children[..] {
+        [only] if !only.zombie && control::runs_library(only.pid) => only.pid,
+        _ => pid,
+    }
+}
+
 /// The image path of a process that writes its own (its `MIG_IMAGE`, else the
 /// library's default, `<exe-name>.<pid>.mig` in its directory).
 pub fn own_image(pid: i32) -> Result<PathBuf> {

@@ -109,8 +109,8 @@ impl Write for Tee {
 }
 
 pub fn main(a: Args) -> Result<u8> {
-    control::check_target(a.pid)?;
-    let pid = a.pid;
+    let pid = crate::job::restored_by(a.pid);
+    control::check_target(pid)?;
     let method = compress::choose(a.compress)?;
     let cwd = control::cwd(pid)?;
     let cwd = cwd.to_str().ok_or_else(|| Fail::new("the working directory is not valid UTF-8"))?.to_string();

@@ -136,7 +136,7 @@ pub fn main(a: Args) -> Result<u8> {
     if a.detach {
         relay_output()?;
     }
-    if let Some(status) = job_root(&file, &exe).map_err(|why| Fail::refused(format!("cannot restart from {shown}: {why}")))? {
+    if let Some(status) = with_saved_pid(&file, &exe, &mut cmd).map_err(|why| Fail::refused(format!("cannot restart from {shown}: {why}")))? {
         return Ok(status);
     }
     // Here, in the process that becomes the restored one (a job's root is a child).
@@ -150,20 +150,30 @@ pub fn main(a: Args) -> Result<u8> {
     Err(Fail::refused(format!("cannot start {}: {e}", exe.display())))
 }
 
-/// For a job's image, where this process may choose pids: starts the job's root with
-/// its saved pid (`clone3` with `set_tid`), in its saved session or group, and waits
-/// for it; returns its status as `mig restart`'s (128 + a signal's number). `None`:
-/// this process execs the root itself (a single process's image, or the pid is taken
-/// or not this process's to choose; the library then says which pids changed).
-fn job_root(file: &File, exe: &Path) -> std::result::Result<Option<u8>, String> {
+/// Where this process may choose pids: starts the image's process (a job's root) with
+/// its saved pid (`clone3` with `set_tid`), in its saved session or group (a job's), and
+/// waits for it, passing on the signals it gets; returns its status as `mig
+/// restart`'s (128 + a signal's number). `None`: this process execs the image's
+/// process itself (the pid is taken, or not this process's to choose; for a job the
+/// library then says which pids changed, and so does this for its root).
+fn with_saved_pid(file: &File, exe: &Path, cmd: &mut std::process::Command) -> std::result::Result<Option<u8>, String> {
     // SAFETY: read-only private mapping of the image just checked.
     let Ok(map) = (unsafe { memmap2::Mmap::map(file) }) else { return Ok(None) };
-    if !mig_image::tree::is_tree(&map) {
+    let hasher = crc32fast::Hasher::new();
+    let (root, job) = if mig_image::tree::is_tree(&map) {
+        let Ok(header) = mig_image::tree::TreeHeader::read(&map, &hasher) else { return Ok(None) };
+        let Some(&root) = header.members().first() else { return Ok(None) };
+        (root, true)
+    } else {
+        let Ok(img) = mig_image::Image::open(&map, &hasher) else { return Ok(None) };
+        let pid = img.header.pid;
+        // Its session and group stay this process's, as when it execs in place.
+        (mig_image::tree::Member { pid, ppid: 0, pgid: 0, sid: 0, ..Default::default() }, false)
+    };
+    drop(map);
+    if root.pid as i32 == std::process::id() as i32 {
         return Ok(None);
     }
-    let Ok(header) = mig_image::tree::TreeHeader::read(&map, &crc32fast::Hasher::new()) else { return Ok(None) };
-    let Some(&root) = header.members().first() else { return Ok(None) };
-    drop(map);
     // SAFETY: mig restart has one thread.
     let pid = match unsafe { mig_sys::fork_with_pid(root.pid as i32) } {
         Ok(p) => p as i64,
@@ -172,9 +182,10 @@ fn job_root(file: &File, exe: &Path) -> std::result::Result<Option<u8>, String> 
             if e.0 == libc::EEXIST {
                 why.push_str(&format!(" by process {} ({})", root.pid, crate::control::comm(root.pid as i32)));
             }
-            // The same job, running: a second copy would share its pids' users (its
-            // image, its files) and have none of its pids.
-            if e.0 == libc::EEXIST
+            // The same program, running: a second copy would share its pids' users (its
+            // image, its files) and, for a job, have none of its pids.
+            if job
+                && e.0 == libc::EEXIST
                 && std::fs::read_link(format!("/proc/{}/exe", root.pid)).is_ok_and(|e| e == exe)
                 && crate::control::runs_library(root.pid as i32)
             {
@@ -182,21 +193,28 @@ fn job_root(file: &File, exe: &Path) -> std::result::Result<Option<u8>, String> 
                     "{why}, which runs the job's program with mig: the job is running already (restored from this image, or never ended); end it first"
                 ));
             }
-            eprintln!("mig: warning: the job's root comes back as process {} instead of {}: {why}", std::process::id(), root.pid);
+            if job {
+                eprintln!("mig: warning: the job's root comes back as process {} instead of {}: {why}", std::process::id(), root.pid);
+            } else {
+                crate::util::debug(|| format!("the process comes back as process {} instead of {}: {why}", std::process::id(), root.pid));
+            }
             -1
         }
     };
     match pid {
         0 => {
-            // The root, about to exec: its session and group as they were.
+            // The root, about to exec: its session and group as they were; it ends with
+            // this command (as when it execs in place), unless the image says otherwise.
             // SAFETY: plain system calls.
             unsafe {
-                if root.sid == root.pid {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+                if job && root.sid == root.pid {
                     libc::setsid();
-                } else if root.pgid == root.pid {
+                } else if job && root.pgid == root.pid {
                     libc::setpgid(0, 0);
                 }
             }
+            cmd.env(mig_proto::env::PARENT_GUARD, "1");
             Ok(None)
         }
         pid if pid < 0 => Ok(None),
@@ -210,7 +228,7 @@ fn job_root(file: &File, exe: &Path) -> std::result::Result<Option<u8>, String> 
             }
             // A job in a group of its own, started from the terminal's foreground: the
             // terminal is its, as it was the job's when a shell ran it.
-            let own_group = root.pgid == root.pid && root.sid != root.pid;
+            let own_group = job && root.pgid == root.pid && root.sid != root.pid;
             let tty = if own_group { foreground_terminal() } else { None };
             if let Some(fd) = tty {
                 // SAFETY: plain system calls; the group is made here too, so that it

@@ -107,7 +107,11 @@ pub(super) fn settings(img: &Image, a: &Attributes) {
         if a.no_new_privs != 0 {
             set(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS");
         }
-        set(libc::PR_SET_PDEATHSIG, a.pdeathsig, "PR_SET_PDEATHSIG");
+        // Without one of its own, the process keeps the one it was started with (`mig
+        // restart`'s: it ends with the command that waits for it).
+        if a.pdeathsig != 0 {
+            set(libc::PR_SET_PDEATHSIG, a.pdeathsig, "PR_SET_PDEATHSIG");
+        }
         set(libc::PR_SET_DUMPABLE, a.dumpable.min(1), "PR_SET_DUMPABLE");
         for bit in (0..32).map(|b| 1u32 << b).filter(|b| a.membarrier & b != 0) {
             if libc::syscall(libc::SYS_membarrier, bit, 0, 0) < 0 {
