@@ -32,7 +32,10 @@ pub const LOG: &str = "mig-restart: output after a disconnect goes to";
 /// Then mig becomes the image's executable,
 /// started in the image's working directory with the library preloaded, and the
 /// library puts the saved process back: its memory, registers, open files and
-/// command line. The restored process has mig's pid and standard streams.
+/// command line. The restored process has its saved pid where pids may be chosen (root,
+/// or CAP_CHECKPOINT_RESTORE) and it is free: mig then waits for it, passes on the
+/// signals it gets and ends with its status; elsewhere it has mig's pid. It has mig's
+/// standard streams.
 ///
 /// From `-`, the image is read into memory (a memfd: no file on disk) and handed to
 /// the library as /proc/self/fd/<n>. A zstd-compressed image (from `mig checkpoint
