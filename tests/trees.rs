@@ -100,7 +100,7 @@ fn job_of(root: i32) -> Vec<i32> {
 /// parents they had; the job goes on a step, is killed whole, and `mig restart`
 /// brings it back: its output goes on as an uninterrupted run's, it ends with status
 /// 0, and nothing is said (the pids came back).
-fn job_round(name: &str, args: &[&str], at: u32, processes: Option<usize>) {
+fn job_round(name: &str, args: &[&str], at: u32, processes: Option<usize>) -> std::path::PathBuf {
     require_root("a job's processes get their saved pids back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
     // A script is run as it is; a C subject is compiled.
     let dir = tempdir(name.split('.').next().unwrap_or(name));
@@ -140,6 +140,7 @@ fn job_round(name: &str, args: &[&str], at: u32, processes: Option<usize>) {
     assert!(st.success(), "restored job failed: {st:?}\nstderr: {err}\nstdout: {restored:?}");
     assert!(!err.contains("warning"), "the pids came back: {err}");
     assert_continues(&reference, &before, &restored);
+    image
 }
 
 /// A parent and a forked child over two pipes, bytes in flight both ways: both come
@@ -193,7 +194,12 @@ fn memory_a_job_shares_is_shared_again() {
 /// overwrite each other's lines).
 #[test]
 fn a_file_a_job_inherited_is_one_open_file_again() {
-    job_round("shared_file", &["60"], 10, Some(2));
+    let image = job_round("shared_file", &["60"], 10, Some(2));
+    let v = inspect_intact(&image);
+    let groups = v["shared_descriptors"].as_array().unwrap_or_else(|| panic!("inspect lists the shared descriptors: {v}"));
+    assert_eq!(groups.len(), 1, "{v}");
+    let fds: Vec<&str> = groups[0].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    assert!(fds.len() == 2 && fds.iter().all(|d| d.ends_with(":5")), "descriptor 5 of both processes: {fds:?}");
 }
 
 /// A job in a session of its own (the root called setsid): it comes back in its

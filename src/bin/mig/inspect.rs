@@ -212,6 +212,16 @@ fn show_job(file: String, bytes: &[u8], json_out: bool) -> Result<u8> {
         .iter()
         .map(|m| (*m, (!m.exited()).then(|| examine(format!("{file} (process {})", m.pid), &bytes[m.off as usize..(m.off + m.len) as usize]))))
         .collect();
+    // Descriptors two processes or more hold as one open file description, by group:
+    // "pid:fd" each.
+    let mut shared: Vec<Vec<String>> = Vec::new();
+    for sh in header.shares(bytes) {
+        let at = sh.group as usize;
+        if shared.len() <= at {
+            shared.resize(at + 1, Vec::new());
+        }
+        shared[at].push(format!("{}:{}", header.members().get(sh.member as usize).map_or(0, |m| m.pid), sh.fd));
+    }
     let comm = |m: &mig_image::tree::Member, r: &Option<Report>| match r {
         Some(r) => r.process.as_ref().map_or("?".to_string(), |p| p.comm.clone()),
         None => format!("(ended, wait status {:#x}, not reaped)", m.status),
@@ -238,7 +248,10 @@ fn show_job(file: String, bytes: &[u8], json_out: bool) -> Result<u8> {
                 r.as_ref().map_or("null".to_string(), |r| json::json(r).trim_end().to_string())
             ));
         }
-        o.push_str("  ]\n}\n");
+        o.push_str("  ],\n");
+        let groups: Vec<String> = shared.iter().map(|g| format!("[{}]", g.iter().map(|d| util::json_str(d)).collect::<Vec<_>>().join(", "))).collect();
+        o.push_str(&format!("  \"shared_descriptors\": [{}],\n", groups.join(", ")));
+        o.push_str(&format!("  \"output_len\": {}\n}}\n", header.output_len().map_or("null".to_string(), |n| n.to_string())));
         print!("{o}");
     } else {
         let mut o = format!("job image: {file} ({}), {} processes\n", util::size(bytes.len() as u64), members.len());
@@ -254,6 +267,12 @@ fn show_job(file: String, bytes: &[u8], json_out: bool) -> Result<u8> {
         };
         for (m, r) in &members {
             o.push_str(&format!("{:>8} {:>8} {:>8} {:>8}  {:<10}  {}{}\n", m.pid, m.ppid, m.pgid, m.sid, util::size(m.len), "  ".repeat(depth(m)), comm(m, r)));
+        }
+        for g in &shared {
+            o.push_str(&format!("one open file description: {} (process:descriptor)\n", g.join(", ")));
+        }
+        if let Some(n) = header.output_len() {
+            o.push_str(&format!("its output file was {n} bytes long when it was taken\n"));
         }
         for (m, r) in members.iter().filter_map(|(m, r)| Some((m, r.as_ref()?))) {
             o.push_str(&format!("\n--- process {} ---\n{}", m.pid, text::text(r)));
