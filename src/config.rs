@@ -57,6 +57,11 @@ pub fn settings() -> Settings {
 fn job_root() -> u32 {
     let Some(image) = std::env::var_os(env::IMAGE).filter(|v| !v.is_empty()) else { return 0 };
     let parent = std::os::unix::process::parent_id();
+    // `mig restart`, which started this process with its saved pid and waits for it, is
+    // no member of a job, whatever its environment says.
+    if std::fs::read_link(format!("/proc/{parent}/exe")).is_ok_and(|e| e.file_name().is_some_and(|n| n == "mig")) {
+        return 0;
+    }
     let Ok(environ) = std::fs::read(format!("/proc/{parent}/environ")) else { return 0 };
     let mut same_image = false;
     let mut preloaded = false;
