@@ -248,3 +248,36 @@ fn a_process_under_seccomp_filters_is_not_restored_without_them() {
     assert_eq!(st.code(), Some(125), "refused before anything is replaced: {st:?}\nstderr: {err}\nstdout: {out:?}");
     assert!(err.contains("ran under 1 seccomp filter(s)") && err.contains("this process runs under 0"), "{err}");
 }
+
+/// A System V shared memory segment comes back as that segment: the id the program
+/// holds still names it (`shmctl(IPC_STAT)`: size, attaches, mode, the removal mark),
+/// its two attaches (one read-only) show its contents, a keyed one is found by its
+/// key; a segment marked for removal goes with the process, and none is left over.
+#[test]
+fn a_sysv_shared_memory_segment_comes_back_as_itself() {
+    require_root("a segment gets its saved id back only where ids may be chosen (CAP_CHECKPOINT_RESTORE)");
+    for mode in ["private", "keyed"] {
+        let dir = tempdir(&format!("sysv_shm_{mode}"));
+        let before = unattached_segments();
+        let (ckpt_err, restore_err) = checkpoint_kill_restart_warnings(Launch::new(&compile("sysv_shm"), &dir).arg("20").arg(mode).arg("alone"), 5);
+        assert!(!ckpt_err.contains("warning"), "the checkpoint warned: {ckpt_err}");
+        assert!(!restore_err.contains("warning"), "the restore warned: {restore_err}");
+        assert_eq!(unattached_segments(), before, "{mode}: no segment is left over");
+    }
+}
+
+/// A rollback of a process whose segment is marked for removal and attached by it
+/// alone: the segment outlives the old attaches the restore takes away.
+#[test]
+fn a_sysv_segment_survives_a_rollback() {
+    let dir = tempdir("sysv_shm_rollback");
+    checkpoint_rollback(&Launch::new(&compile("sysv_shm"), &dir).arg("30").arg("private").arg("alone"), 5, 11);
+}
+
+/// The System V shared memory segments of this machine no process attaches (ids),
+/// from the kernel: those of tests running meanwhile are attached.
+fn unattached_segments() -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+    let rows = text.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>());
+    rows.filter(|f| f.get(6) == Some(&"0")).filter_map(|f| f.get(1).map(|id| id.to_string())).collect()
+}

@@ -189,6 +189,15 @@ fn memory_a_job_shares_is_shared_again() {
     job_round("shared_counter", &["60"], 10, Some(2));
 }
 
+/// A parent and child taking turns on a System V shared memory segment (marked for
+/// removal, or keyed), each checking it by its id every step: one segment again, with
+/// its id, its three attaches and its mark, gone after the job.
+#[test]
+fn a_sysv_segment_a_job_shares_is_one_segment_again() {
+    job_round("sysv_shm", &["60", "private"], 10, Some(2));
+    job_round("sysv_shm", &["60", "keyed"], 10, Some(2));
+}
+
 /// A parent and child writing one file through a descriptor the child inherited: one
 /// open file description again after the restore, one offset for both (two would
 /// overwrite each other's lines).

@@ -89,7 +89,7 @@ fn regions(img: &Image) -> Check {
         let no_data = kind.is_kernel() || kind == RegionKind::FileShared || r.flags & REGION_DATA_IN_FD != 0;
         ensure(!no_data || r.extents == 0, "a region of this kind carries saved data")?;
         file_id(img, &r.file)?;
-        if matches!(kind, RegionKind::FilePrivate | RegionKind::FileShared | RegionKind::SharedObject) {
+        if matches!(kind, RegionKind::FilePrivate | RegionKind::FileShared | RegionKind::SharedObject | RegionKind::SysvShm) {
             let off_ok = r.file_off.is_multiple_of(PAGE) && r.file_off.checked_add(r.end - r.start).is_some_and(|e| e <= FILE_MAX);
             ensure(off_ok, "a file mapping's offset is misaligned or too large")?;
         }
@@ -99,6 +99,12 @@ fn regions(img: &Image) -> Check {
         let p = img.str(r.file.path);
         if kind == RegionKind::SharedObject && p.starts_with(b"/dev/shm/") {
             ensure(in_dev_shm(p), "a /dev/shm path leaves /dev/shm")?;
+        }
+        if kind == RegionKind::SysvShm {
+            let fits = sysv_key(p).is_some()
+                && r.file.ino <= i32::MAX as u64
+                && r.file.size.checked_next_multiple_of(PAGE).is_some_and(|size| r.file_off + (r.end - r.start) <= size);
+            ensure(fits, "a System V segment's attach does not fit the segment")?;
         }
     }
     Ok(())

@@ -391,6 +391,20 @@ pub enum RegionKind {
     /// recreated once and every such mapping of it maps it again, so they stay shared.
     /// Pages saved unless `REGION_DATA_IN_FD` (a descriptor record carries the file).
     SharedObject = 11,
+    /// An attach of a System V shared memory segment (`shmat`): `file.ino` is the
+    /// segment's id, `file.size` its size, `file.mode` its `shm_perm.mode` (with
+    /// `SHM_DEST` if it was marked for removal), the key in `file.path` (`/SYSV%08x`).
+    /// The segment is found or made again (with its id where ids may be chosen), its
+    /// contents put back once, and attached again: all pages saved.
+    SysvShm = 12,
+}
+
+/// The key of a System V segment, from the name the kernel gives its mappings
+/// (`/SYSV%08x`).
+pub fn sysv_key(path: &[u8]) -> Option<i32> {
+    let hex = path.strip_prefix(b"/SYSV").filter(|h| h.len() == 8)?;
+    let text = core::str::from_utf8(hex).ok()?;
+    u32::from_str_radix(text, 16).ok().map(|k| k as i32)
 }
 
 impl RegionKind {
@@ -408,6 +422,7 @@ impl RegionKind {
             9 => VvarVclock,
             10 => Vdso,
             11 => SharedObject,
+            12 => SysvShm,
             _ => return None,
         })
     }
@@ -425,6 +440,7 @@ impl RegionKind {
             VvarVclock => "vvar-vclock",
             Vdso => "vdso",
             SharedObject => "shared-object",
+            SysvShm => "sysv-shm",
         }
     }
     /// Mapped by the kernel itself; moved back, never saved.

@@ -48,17 +48,20 @@ pub struct Shared {
     pub files: HashMap<u32, i32>,
     /// This process's descriptors that are one of `files`: saved number -> shared one.
     pub my_files: HashMap<i32, i32>,
+    /// System V segments, found or made again with their contents: saved id -> id.
+    pub sysv: HashMap<u64, i32>,
 }
 
 impl Shared {
-    /// `p:ino:read:write`, `m:dev:ino:fd`, `s:ino:fd:0` and `f:group:fd:0`,
-    /// comma-separated.
+    /// `p:ino:read:write`, `m:dev:ino:fd`, `s:ino:fd:0`, `f:group:fd:0` and
+    /// `v:saved:id:0`, comma-separated.
     fn encode(&self) -> String {
         let pipes = self.pipes.iter().map(|(ino, [r, w])| format!("p:{ino}:{r}:{w}"));
         let memory = self.memory.iter().map(|((dev, ino), fd)| format!("m:{dev}:{ino}:{fd}"));
         let ends = self.ends.iter().map(|(ino, fd)| format!("s:{ino}:{fd}:0"));
         let files = self.files.iter().map(|(group, fd)| format!("f:{group}:{fd}:0"));
-        pipes.chain(memory).chain(ends).chain(files).collect::<Vec<_>>().join(",")
+        let sysv = self.sysv.iter().map(|(saved, id)| format!("v:{saved}:{id}:0"));
+        pipes.chain(memory).chain(ends).chain(files).chain(sysv).collect::<Vec<_>>().join(",")
     }
 
     fn decode(v: &str) -> Shared {
@@ -78,6 +81,9 @@ impl Shared {
                 }
                 (Some(&"f"), Some(group), Some(fd), _) => {
                     s.files.insert(group as u32, fd as i32);
+                }
+                (Some(&"v"), Some(saved), Some(id), _) => {
+                    s.sysv.insert(saved, id as i32);
                 }
                 _ => {}
             }
@@ -118,6 +124,8 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
                 ends: make_socket_pairs(&all)?,
                 files: make_files(&images, &shares)?,
                 my_files: HashMap::new(),
+                // Made for the whole job: kept even if a process's restore is refused.
+                sysv: super::sysv::make(&all)?.keep(),
             }
         }
     };

@@ -9,5 +9,6 @@ pub mod fds;
 pub mod job;
 pub mod loader;
 pub mod plan;
+pub mod sysv;
 pub mod timers;
 pub mod trust;

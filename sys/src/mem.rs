@@ -164,3 +164,9 @@ pub fn read_own(addr: u64, out: &mut [u8]) -> bool {
     let pid = crate::getpid();
     matches!(sc!(libc::SYS_process_vm_readv, pid, &local as *const libc::iovec, 1, &remote as *const libc::iovec, 1, 0), Ok(n) if n == out.len())
 }
+/// `shmctl(id, IPC_STAT)` — what the kernel keeps of a System V shared memory segment.
+pub fn shm_stat(id: u64) -> SysResult<libc::shmid_ds> {
+    // SAFETY: all-integer C struct.
+    let mut ds: libc::shmid_ds = unsafe { core::mem::zeroed() };
+    sc!(libc::SYS_shmctl, id, libc::IPC_STAT, &mut ds as *mut libc::shmid_ds).map(|_| ds)
+}

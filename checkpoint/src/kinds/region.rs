@@ -32,6 +32,7 @@ fn classify(l: &MapLine, strings: &mut Strings) -> Result<Option<(RegionKind, Fi
                 Anon
             }
         }
+        _ if l.shared && sysv_key(l.file_path()).is_some() => return sysv(l, strings).map(Some),
         // Memory shared through a file that a restore has to make again.
         _ if l.shared && (l.deleted() || l.path.starts_with(b"/memfd:") || l.path.starts_with(b"/dev/shm/")) => {
             let dev = libc::makedev(l.dev_major, l.dev_minor);
@@ -54,6 +55,34 @@ fn classify(l: &MapLine, strings: &mut Strings) -> Result<Option<(RegionKind, Fi
         }
     };
     Ok(Some((kind, none)))
+}
+
+/// An attach of a System V segment, as `shmctl(IPC_STAT)` describes the segment; one
+/// the process may not read the state of comes back as shared memory of its own.
+fn sysv(l: &MapLine, strings: &mut Strings) -> Result<(RegionKind, FileId), Failure> {
+    let dev = libc::makedev(l.dev_major, l.dev_minor);
+    let file = FileId { path: strings.add(l.file_path())?, dev, ino: l.ino, ..FileId::default() };
+    match sys::shm_stat(l.ino) {
+        Ok(ds) => Ok((RegionKind::SysvShm, FileId { size: ds.shm_segsz as u64, mode: ds.shm_perm.mode as u32, ..file })),
+        Err(e) => {
+            msg()
+                .s("warning: the System V shared memory segment ")
+                .num(l.ino)
+                .s(" cannot be read (shmctl: errno ")
+                .num(e.0 as u64)
+                .s("): it comes back as shared memory of the process's own, no longer that segment")
+                .emit();
+            Ok((RegionKind::SharedObject, file))
+        }
+    }
+}
+
+/// Whether the attach of a System V segment that `file_off` into it at `start`
+/// belongs to comes back whole: its first page is one of the regions saved before
+/// (a restore attaches the segment there, then takes away what is no longer mapped).
+fn attach_saved(s: &Snapshot, start: u64, file_off: u64, ino: u64) -> bool {
+    let base = start - file_off;
+    file_off == 0 || s.regions.as_slice().iter().any(|r| r.kind == RegionKind::SysvShm as u32 && r.file.ino == ino && r.start - r.file_off == base)
 }
 
 const PM_PRESENT: u64 = 1 << 63;
@@ -115,7 +144,18 @@ pub fn save(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64
             } else {
                 continue;
             };
-            let Some((kind, file)) = classify(&l, &mut s.strings)? else { continue };
+            let Some((mut kind, mut file)) = classify(&l, &mut s.strings)? else { continue };
+            let file_off = l.offset + (start - l.start);
+            if kind == RegionKind::SysvShm && !attach_saved(s, start, file_off, file.ino) {
+                msg()
+                    .s("warning: the System V shared memory segment ")
+                    .num(file.ino)
+                    .s(" is mapped at 0x")
+                    .hex(start)
+                    .s(" without the start of its attach: that part comes back as shared memory of the process's own")
+                    .emit();
+                (kind, file) = (RegionKind::SharedObject, FileId { size: 0, mode: 0, ..file });
+            }
             let first_extent = s.extents.len() as u32;
             let mut saved = 0u64;
             let in_fd = kind == RegionKind::SharedObject
@@ -133,7 +173,7 @@ pub fn save(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64
             }
             if !kind.is_kernel() && kind != RegionKind::FileShared && !in_fd {
                 let from = if (start..end).contains(&cut) { cut } else { start };
-                let all = whole || matches!(kind, RegionKind::SharedAnon | RegionKind::SharedObject | RegionKind::Orphan);
+                let all = whole || matches!(kind, RegionKind::SharedAnon | RegionKind::SharedObject | RegionKind::SysvShm | RegionKind::Orphan);
                 let mut guards = 0;
                 saved = extents(kind, all, start, from, end, pagemap, pm, &mut s.extents, &mut guards)?;
                 if guards > 0 {
@@ -160,7 +200,7 @@ pub fn save(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64
                 first_extent,
                 extents: s.extents.len() as u32 - first_extent,
                 blob: u32::MAX,
-                file_off: l.offset + (start - l.start),
+                file_off,
                 file,
                 data_off: 0,
                 data_len: saved,

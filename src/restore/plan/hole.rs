@@ -25,16 +25,21 @@ pub(super) struct Hole {
     pub(super) kernel_tmp: u64,
     /// The top of the blob's stack; the data starts there.
     pub(super) stack_top: u64,
+    /// Where the data ends and the System V segments are held (`sysv::hold`).
+    pub(super) hold: u64,
 }
 
-/// Maps the hole, with room for `kernel_len` bytes of kernel regions and the data of
-/// about `items` records, and copies the blob's code into it.
-pub(super) fn make(current: &[Mapping], regions: &[RegionRecord], kernel_len: u64, items: usize) -> Result<Hole, Refusal> {
+/// Maps the hole, with room for `kernel_len` bytes of kernel regions, the data of
+/// about `items` records and `hold_len` bytes of segments held, and copies the blob's
+/// code into it; away from `also` (ranges the blob maps besides the regions).
+pub(super) fn make(current: &[Mapping], regions: &[RegionRecord], also: &[(u64, u64)], kernel_len: u64, items: usize, hold_len: u64) -> Result<Hole, Refusal> {
     let code = blob::code();
     let code_len = (code.len() as u64).next_multiple_of(PAGE);
     let arena_len = ((4 << 20) + items as u64 * 512).next_multiple_of(PAGE);
-    let len = code_len + kernel_len + STACK_LEN + arena_len;
-    let mut taken: Vec<(u64, u64)> = current.iter().map(|l| (l.start, l.end)).chain(regions.iter().map(|r| (r.start, r.end))).collect();
+    let data_end = code_len + kernel_len + STACK_LEN + arena_len;
+    let len = data_end + hold_len;
+    let mut taken: Vec<(u64, u64)> =
+        current.iter().map(|l| (l.start, l.end)).chain(regions.iter().map(|r| (r.start, r.end))).chain(also.iter().copied()).collect();
     let start = find_hole(&mut taken, len)?;
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
     // SAFETY: MAP_FIXED_NOREPLACE: a mapping already there makes this fail, not go.
@@ -49,7 +54,7 @@ pub(super) fn make(current: &[Mapping], regions: &[RegionRecord], kernel_len: u6
     unsafe { sys::mprotect(start as usize, code_len as usize, (libc::PROT_READ | libc::PROT_EXEC) as u32) }
         .map_err(|e| format!("cannot make the restore code executable (errno {})", e.0))?;
     let kernel_tmp = start + code_len;
-    Ok(Hole { start, len, kernel_tmp, stack_top: kernel_tmp + kernel_len + STACK_LEN })
+    Ok(Hole { start, len, kernel_tmp, stack_top: kernel_tmp + kernel_len + STACK_LEN, hold: start + data_end })
 }
 
 /// The highest range of `len` bytes free in both layouts, with a margin around it.

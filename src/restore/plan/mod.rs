@@ -27,6 +27,7 @@ mod vdso;
 
 use super::blob::{self, BlobArgs};
 use super::fds::{self, raise_fd};
+use super::sysv;
 use crate::runtime::Settings;
 use crate::sys;
 use mig_image::{Image, RegionRecord, Table};
@@ -90,14 +91,21 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
 
     let kernel_len: u64 = moves.iter().map(|m| m.len).sum();
     let items = regions.len() + img.count(Table::Extents) + img.count(Table::Fds) + 256;
-    let hole = hole::make(&current, &regions, kernel_len, items)?;
-    let mut prog = Program::new(hole.stack_top, hole.start + hole.len);
+    // System V segments: made (with their contents) by the job's root for the job, here
+    // for a process alone; removed again if the restore is refused before it runs.
+    let segments = sysv::saved(&img);
+    let made = if part.is_none() { sysv::make(&[&img])? } else { sysv::Made::default() };
+    let ids = part.as_ref().map_or_else(|| made.ids.clone(), |p| p.shared.sysv.clone());
+    let hole = hole::make(&current, &regions, &sysv::attach_ranges(&img), kernel_len, items, sysv::hold_len(&segments))?;
+    sysv::hold(&segments, &ids, hole.hold)?;
+    let mut prog = Program::new(hole.stack_top, hole.hold);
     // Descriptors last among the checks: remaking some changes things outside the
     // process (a /dev/shm file rewritten, a stale UNIX socket path removed).
     let prepared = fds::prepare(&img, base, part.as_ref().map(|p| &p.shared))?;
 
     hole::unmap_the_rest(&mut prog, &hole, &moves); // 1
     vdso::move_back(&mut prog, &moves, hole.kernel_tmp); // 2
+    regions::attach_all(&mut prog, &img, &regions, &segments, &ids)?; // 3a
     regions::map_all(&mut prog, &img, &regions, &lazy, &region_fds, &prepared, (image_fd, image_base))?; // 3
     process::mm_fields(&mut prog, &img, &p); // 4
     threads::main_thread(&mut prog, &t); // 5
@@ -114,6 +122,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     process::settings(&img, &p.attrs);
     // Files of the user's change only once nothing can refuse the restore any more.
     no_return::cross(lazy.spawned, handoff_at, || prepared.commit())?;
+    made.keep();
     std::mem::forget(source.map);
     Ok(Ready { entry: hole.start as usize, args: args_at, stack_top: hole.stack_top as usize })
 }

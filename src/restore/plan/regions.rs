@@ -2,9 +2,10 @@
 //! step 3: the saved regions mapped again at their addresses, their pages read in from
 //! the image, or, for regions loaded lazily, registered with the loader's userfaultfd.
 
-use super::super::blob::{CHECK_EQ_A0, CHECK_EQ_A2, CHECK_OK};
+use super::super::blob::{CHECK_EQ_A0, CHECK_EQ_A2, CHECK_EQ_A4, CHECK_OK};
 use super::super::fds::FdPlan;
 use super::super::loader;
+use super::super::sysv::{self, Saved};
 use super::Refusal;
 use super::lazy::LazyLoad;
 use super::program::Program;
@@ -25,6 +26,9 @@ pub(super) fn map_all(
     image: (i32, u64),
 ) -> Result<(), Refusal> {
     for ((r, &l), hot) in regions.iter().zip(&lazy.lazy).zip(&lazy.hot_pages) {
+        if r.kind == RegionKind::SysvShm as u32 {
+            continue;
+        }
         let lazy = lazy.channel.as_ref().filter(|_| l).map(|ch| (&hot[..], ch.uffd));
         map_region(prog, img, r, files, fds, image, lazy)?;
     }
@@ -39,6 +43,46 @@ fn describe(r: &RegionRecord, img: &Image) -> String {
     let kind = RegionKind::from_u32(r.kind).map_or("?", RegionKind::name);
     let path = String::from_utf8_lossy(img.str(r.file.path));
     format!("mapping {:#x}-{:#x} ({kind} {path})", r.start, r.end)
+}
+
+/// Step 3a, before the other regions (which may lie where the program unmapped part of
+/// an attach): the System V segments attached again, each marked for removal again
+/// once attached if it was (it stays found by its id).
+pub(super) fn attach_all(prog: &mut Program, img: &Image, regions: &[RegionRecord], segments: &HashMap<u64, Saved>, ids: &HashMap<u64, i32>) -> Result<(), Refusal> {
+    for r in regions.iter().filter(|r| r.kind == RegionKind::SysvShm as u32) {
+        attach(prog, img, regions, r, ids)?;
+    }
+    for s in segments.values().filter(|s| s.dest()) {
+        let id = ids.get(&s.id).copied().unwrap_or(-1);
+        prog.op(libc::SYS_shmctl, &[id as u64, libc::IPC_RMID as u64, 0], CHECK_OK, "marking a System V segment for removal");
+    }
+    Ok(())
+}
+
+/// A region of a System V segment's attach. The first (at offset 0) attaches the whole
+/// segment there, as the program had (writable if any part of the attach was), and
+/// takes away what the program had unmapped of it; each part then gets its protection.
+/// The contents are the segment's (`sysv::make` put them back).
+fn attach(prog: &mut Program, img: &Image, regions: &[RegionRecord], r: &RegionRecord, ids: &HashMap<u64, i32>) -> Result<(), Refusal> {
+    let what = describe(r, img);
+    let id = *ids.get(&r.file.ino).ok_or_else(|| format!("{what}: its segment was not made again"))?;
+    if r.file_off == 0 {
+        let size = r.file.size.next_multiple_of(PAGE);
+        let parts: Vec<&RegionRecord> =
+            regions.iter().filter(|p| p.kind == r.kind && p.file.ino == r.file.ino && p.start - p.file_off == r.start).collect();
+        let prot = parts.iter().fold(0, |a, p| a | p.prot);
+        let flags = sysv::attach_flags(&RegionRecord { prot, ..*r });
+        prog.op(libc::SYS_shmat, &[id as u64, r.start, flags, 0, r.start], CHECK_OK | CHECK_EQ_A4, &format!("attaching {what}"));
+        let mut from = r.start;
+        for p in parts.iter().map(|p| (p.start, p.end)).chain([(r.start + size, r.start + size)]) {
+            if p.0 > from {
+                prog.op(libc::SYS_munmap, &[from, p.0 - from], CHECK_OK, &format!("unmapping what was unmapped of {what}"));
+            }
+            from = from.max(p.1);
+        }
+    }
+    prog.op(libc::SYS_mprotect, &[r.start, r.end - r.start, r.prot as u64], CHECK_OK, &format!("protecting {what}"));
+    Ok(())
 }
 
 /// Maps one saved region back: same address, kind and protection, contents read in;
