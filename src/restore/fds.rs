@@ -19,6 +19,8 @@ pub struct FdPlan {
     /// Memory shared through a file (memfd, `/dev/shm`, deleted file), read-write, by
     /// (dev, ino) as saved: what `SharedObject` regions map.
     pub objects: HashMap<(u64, u64), i32>,
+    /// Those of `objects` the job's root made with their contents: not read in again.
+    pub filled: std::collections::HashSet<(u64, u64)>,
     /// (epoll descriptor's saved number, registration).
     pub epoll: Vec<(i32, EpollEntry)>,
     /// (saved number, kernel `struct termios`) to apply to a terminal.
@@ -131,6 +133,7 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
     cx.close_scaffolding();
     memfd::shared_objects(&mut cx)?;
     plan.objects = std::mem::take(&mut cx.objects);
+    plan.filled = job.map(|j| j.memory.keys().copied().collect()).unwrap_or_default();
     plan.epoll = std::mem::take(&mut cx.epoll);
     plan.put_back = std::mem::take(&mut cx.pending);
     Ok(plan)

@@ -217,9 +217,9 @@ struct Object {
 }
 
 /// The memory objects (anonymous shared memory, memfds, deleted files) that two
-/// processes of the job or more map, made once, as large as the largest mapping needs;
-/// each process fills its mappings with the pages it saved (the same, as they were all
-/// stopped). Not `/dev/shm` files (each process opens the same one by its path), nor
+/// processes of the job or more map, made once, as large as the largest mapping needs,
+/// with the pages they saved (`shared_pages`: the processes' own restores do not read
+/// them in again). Not `/dev/shm` files (each process opens the same one by its path), nor
 /// objects whose contents are saved with a descriptor (`REGION_DATA_IN_FD`): those
 /// come back per process (`mig checkpoint` said so).
 fn make_memory(images: &[&Image]) -> Result<HashMap<(u64, u64), i32>, String> {
@@ -247,6 +247,14 @@ fn make_memory(images: &[&Image]) -> Result<HashMap<(u64, u64), i32>, String> {
         if fd < 0 || unsafe { libc::ftruncate(fd, size as i64) } != 0 {
             return Err(format!("cannot make the memory the job's processes share: {}", std::io::Error::last_os_error()));
         }
+        let of = |r: &mig_image::RegionRecord| r.kind == RegionKind::SharedObject as u32 && (r.file.dev, r.file.ino) == key;
+        super::shared_pages::each(images, of, |off, page| {
+            // SAFETY: writing a page we hold into the memfd just made.
+            match unsafe { libc::pwrite(fd, page.as_ptr().cast(), page.len(), off as i64) } {
+                n if n == page.len() as isize => Ok(()),
+                _ => Err(format!("cannot fill the memory the job's processes share: {}", std::io::Error::last_os_error())),
+            }
+        })?;
         memory.insert(key, fd);
     }
     Ok(memory)

@@ -9,6 +9,7 @@ pub mod fds;
 pub mod job;
 pub mod loader;
 pub mod plan;
+pub mod shared_pages;
 pub mod sysv;
 pub mod timers;
 pub mod trust;

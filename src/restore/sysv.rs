@@ -139,31 +139,14 @@ fn fill(images: &[&Image], s: &Saved, id: i32) -> Result<(), String> {
         return Err(format!("cannot attach System V shared memory segment {id}: {}", std::io::Error::last_os_error()));
     }
     let size = s.size.next_multiple_of(PAGE);
-    let mut done = vec![false; (size / PAGE) as usize];
-    let hasher = crc32fast::Hasher::new();
-    let mut result = Ok(());
-    'images: for img in images {
-        for r in regions(img).filter(|r| r.file.ino == s.id && r.extents > 0) {
-            if let Err(e) = img.check_blob(r.blob, &hasher) {
-                result = Err(e.to_string());
-                break 'images;
-            }
-            let mut data = r.data_off;
-            for e in img.extents(&r) {
-                let bytes = img.data(data, e.pages * PAGE);
-                for p in 0..e.pages {
-                    let page = (r.file_off / PAGE + e.first_page + p) as usize;
-                    let src = bytes.get((p * PAGE) as usize..((p + 1) * PAGE) as usize);
-                    if let (Some(false), Some(src)) = (done.get(page), src) {
-                        // SAFETY: `page` is within the attach of `size` bytes just made.
-                        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), at.cast::<u8>().add(page * PAGE as usize), PAGE as usize) };
-                        done[page] = true;
-                    }
-                }
-                data += e.pages * PAGE;
-            }
+    let of = |r: &RegionRecord| r.kind == RegionKind::SysvShm as u32 && r.file.ino == s.id;
+    let result = super::shared_pages::each(images, of, |off, page| {
+        if off + PAGE <= size {
+            // SAFETY: `off` is within the attach of `size` bytes just made.
+            unsafe { std::ptr::copy_nonoverlapping(page.as_ptr(), at.cast::<u8>().add(off as usize), page.len()) };
         }
-    }
+        Ok(())
+    });
     // SAFETY: the attach made above, used no more.
     unsafe { libc::shmdt(at) };
     result

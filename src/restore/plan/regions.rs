@@ -110,7 +110,8 @@ fn map_region(
     // else from the image (read-only data may have been relocated: RELRO).
     let code = r.prot & PROT_EXEC != 0 && r.prot & PROT_WRITE == 0;
     let from_file = kind == RegionKind::FilePrivate && r.flags & REGION_WHOLE != 0 && file.is_some() && code;
-    let has_data = r.data_len > 0 && !from_file;
+    let filled = kind == RegionKind::SharedObject && fds.filled.contains(&(r.file.dev, r.file.ino));
+    let has_data = r.data_len > 0 && !from_file && !filled;
     let read_in = has_data && lazy.is_none_or(|(hot, _)| !hot.is_empty());
     let prot = if read_in { rw } else { r.prot as u64 };
     let (flags, fd, off) = match (kind, file) {
