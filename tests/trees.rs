@@ -101,6 +101,11 @@ fn job_of(root: i32) -> Vec<i32> {
 /// brings it back: its output goes on as an uninterrupted run's, it ends with status
 /// 0, and nothing is said (the pids came back).
 fn job_round(name: &str, args: &[&str], at: u32, processes: Option<usize>) -> std::path::PathBuf {
+    job_round_with(name, args, at, processes, &[]).0
+}
+
+/// `job_round` with `env` set for the job; also returns what `mig checkpoint` said.
+fn job_round_with(name: &str, args: &[&str], at: u32, processes: Option<usize>, env: &[(&str, &str)]) -> (std::path::PathBuf, String) {
     require_root("a job's processes get their saved pids back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
     // A script is run as it is; a C subject is compiled.
     let dir = tempdir(name.split('.').next().unwrap_or(name));
@@ -111,10 +116,15 @@ fn job_round(name: &str, args: &[&str], at: u32, processes: Option<usize>) -> st
     }
     let reference = reference(&bare);
     let image = dir.join("job.mig");
-    let mut p = under_reaper(&subject, args, &dir, &image).start();
+    let mut launch = under_reaper(&subject, args, &dir, &image);
+    for (k, v) in env {
+        launch = launch.env(k, v);
+    }
+    let mut p = launch.start();
     p.until(&format!("step {at} "));
     let root = root_under(&p);
     let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &root.to_string()]));
+    let said = out.clone();
     assert!(st.success(), "mig checkpoint of the job: {out}{err}");
     assert!(out.contains(&format!("checkpoint of job {root} ")), "says it saved the job: {out}");
     assert!(!err.contains("warning"), "nothing was lost: {err}");
@@ -140,7 +150,7 @@ fn job_round(name: &str, args: &[&str], at: u32, processes: Option<usize>) -> st
     assert!(st.success(), "restored job failed: {st:?}\nstderr: {err}\nstdout: {restored:?}");
     assert!(!err.contains("warning"), "the pids came back: {err}");
     assert_continues(&reference, &before, &restored);
-    image
+    (image, said)
 }
 
 /// A parent and a forked child over two pipes, bytes in flight both ways: both come
@@ -180,6 +190,18 @@ fn a_shell_pipeline_comes_back_whole() {
 #[test]
 fn pids_and_tids_a_job_knows_stay_valid() {
     job_round("pid_users", &["60"], 10, Some(2));
+}
+
+/// Processes of a job that pre-copy (here all, `MIG_PRECOPY=1`; by default those with
+/// 64 MiB of private memory or more) copy their memory while the job runs, then all
+/// stop at once for their final stops: the bytes in flight in the pipes between them
+/// are saved once, their memory is the moment of that stop.
+#[test]
+fn a_job_pre_copies_then_stops_at_once() {
+    let (_, said) = job_round_with("pipe_pair", &["60"], 10, Some(2), &[("MIG_PRECOPY", "1")]);
+    assert!(said.contains("2 processes, 2 pre-copied"), "{said}");
+    let (_, said) = job_round_with("pipeline.sh", &["80"], 20, None, &[("MIG_PRECOPY", "1")]);
+    assert!(said.contains(" pre-copied)"), "{said}");
 }
 
 /// A parent and child taking turns on a page of anonymous shared memory: the page is

@@ -93,6 +93,8 @@ pub struct Request {
     pub stream: i32,
     /// One process of a job saved whole (`mig_proto::request::Request::held`).
     pub held: bool,
+    /// ... that may pre-copy first (`mig_proto::request::Request::pre`).
+    pub pre: bool,
 }
 
 /// What the checkpoint signal carried.
@@ -113,6 +115,14 @@ static OWN: [AtomicI32; 2] = [const { AtomicI32::new(-1) }; 2];
 /// Whether `fd` is one of the checkpoint's own (the connection, the stream).
 pub fn is_own(fd: i32) -> bool {
     OWN.iter().any(|o| o.load(Relaxed) == fd)
+}
+
+/// A pre-copied process of a job at its final stop (its request was served by the
+/// copier meanwhile): `conn`, its own copy of the connection, is the checkpoint's own
+/// again, and the process is saved as one of the job's.
+pub fn rejoin(conn: i32) {
+    OWN[0].store(conn, Relaxed);
+    IN_JOB.store(true, Relaxed);
 }
 
 /// Reads the request a signal carries. `code`, `uid` and `value` are the signal's
@@ -199,7 +209,7 @@ fn read_request(fd: i32) -> Option<Request> {
     };
     // SAFETY: see `JobImage`: only the checkpoint handler, one at a time.
     unsafe { *JOB_IMAGE.0.get() = job };
-    Some(Request { conn: fd, to, exit: r.exit, portable: r.portable, stream, held: r.held })
+    Some(Request { conn: fd, to, exit: r.exit, portable: r.portable, stream, held: r.held, pre: r.pre })
 }
 
 /// This checkpoint saves one process of a job (set while a held request is served):
@@ -238,12 +248,17 @@ pub fn hold(conn: i32, stage: &[u8], word: &[u8]) -> bool {
 
 /// Says on `conn` that this held process reached `stage`; the command's next line.
 pub fn held<'a>(conn: i32, stage: &[u8], line: &'a mut [u8; 16]) -> Option<&'a [u8]> {
+    say_held(conn, stage).then_some(())?;
+    next_line(conn, line)
+}
+
+/// Says on `conn` that this held process reached `stage`; whether it could.
+pub fn say_held(conn: i32, stage: &[u8]) -> bool {
     let mut m = Msg::<64>::new();
     request::answer::held(stage, |b| {
         m.bytes(b);
     });
-    sys::send_all(conn, m.as_bytes()).ok()?;
-    next_line(conn, line)
+    sys::send_all(conn, m.as_bytes()).is_ok()
 }
 
 /// The command's next line on `conn` (newline included); none if the command went

@@ -96,8 +96,9 @@ fn checkpoint(info: *mut libc::siginfo_t) {
             // Images are written one at a time, in order.
             writer_reap();
             precopy::wait_ended();
-            // A process of a job is saved in the job's one stop, without a pre-copy.
-            if !job.exit && !job.streamed() && !job.held {
+            // A process of a job is saved in the job's one stop, pre-copied first only
+            // if the command asks (its copier then waits for the job).
+            if !job.exit && !job.streamed() && (!job.held || job.pre) {
                 match TempImage::create(job.dest.as_bytes()) {
                     Ok(tmp) => match precopy::start(job, &tmp) {
                         Some(_) => {
@@ -235,9 +236,17 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
             }
         },
     };
+    // A pre-copied process of a job says so itself (the copier waits for this stop).
+    if stop == Stop::Final && job.held {
+        precopy::take_conn(job);
+        control::rejoin(job.conn);
+    }
     // Every process of a job stops before any is saved: the bytes in a pipe between
     // two of them are then the same for both.
     if job.held && job.conn >= 0 && !control::hold(job.conn, b"stopped", request::GO) {
+        if stop == Stop::Final {
+            precopy::release(None, 0);
+        }
         complete(job, Err(Failure::Other("the job's checkpoint was abandoned")), 0);
         return 0;
     }
@@ -257,6 +266,14 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
         snap.stopped_us = since_us(job.t0);
         match precopy::finish(&mut snap) {
             Ok(len) => {
+                if job.held && sys::msg::debug_enabled() {
+                    msg().s("checkpoint: held: go after ").num(go_us).s(" us, final stop written at ").num(since_us(job.t0)).s(" us").emit();
+                }
+                // None goes on before every one is taken; the copier syncs once the
+                // job runs on (its pause then ends: it is reported).
+                if job.held && job.conn >= 0 {
+                    let _ = control::held(job.conn, b"taken", &mut [0u8; 16]);
+                }
                 precopy::release(Some(len), since_us(job.t0));
                 return 0;
             }

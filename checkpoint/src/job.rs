@@ -29,6 +29,8 @@ pub struct Job {
     pub rounds: u32,
     /// One process of a job saved whole: stopped until every one is (`control::hold`).
     pub held: bool,
+    /// A held process that may pre-copy before it stops (its copier holds first).
+    pub pre: bool,
 }
 
 impl Job {
@@ -46,6 +48,7 @@ impl Job {
             t0: 0,
             rounds: 0,
             held: false,
+            pre: false,
         }
     }
 
@@ -59,6 +62,7 @@ impl Job {
             conn: r.conn,
             stream: r.stream,
             held: r.held,
+            pre: r.pre,
             ..Job::plain()
         }
     }
@@ -70,7 +74,7 @@ impl Job {
 
     /// This job's descriptors, to close once they are handed on.
     pub fn request(&self) -> control::Request {
-        control::Request { conn: self.conn, to: None, exit: self.exit, portable: self.portable, stream: self.stream, held: self.held }
+        control::Request { conn: self.conn, to: None, exit: self.exit, portable: self.portable, stream: self.stream, held: self.held, pre: self.pre }
     }
 }
 

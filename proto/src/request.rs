@@ -41,11 +41,17 @@ pub struct Request<'a> {
     /// and for [`RESUME`] once its image is taken, so that every process of the job is
     /// stopped while any is saved (answers [`answer::held`]).
     pub held: bool,
+    /// For a held process: it may pre-copy first (its copier says `copied` once its
+    /// rounds are done, copies on meanwhile, and stops it at [`STOP`]).
+    pub pre: bool,
     /// For a held process: the job's image its image goes into (what the job's root
     /// rolls back to).
     pub job: Option<&'a [u8]>,
 }
 
+/// What the command sends the copier of a held process that pre-copies (said `copied`),
+/// once every such process of the job has: the process stops for its final stop.
+pub const STOP: &[u8] = b"stop\n";
 /// What the command sends a held process once every process of the job has stopped.
 pub const GO: &[u8] = b"go\n";
 /// What the command sends a held process once every process of the job is saved.
@@ -66,7 +72,9 @@ impl<'a> Request<'a> {
                 out(b"\n");
             }
         }
-        for (on, line) in [(self.exit, &b"exit=1\n"[..]), (self.portable, b"portable=1\n"), (self.stream, b"stream=1\n"), (self.held, b"held=1\n")] {
+        for (on, line) in
+            [(self.exit, &b"exit=1\n"[..]), (self.portable, b"portable=1\n"), (self.stream, b"stream=1\n"), (self.held, b"held=1\n"), (self.pre, b"pre=1\n")]
+        {
             if on {
                 out(line);
             }
@@ -96,6 +104,7 @@ impl<'a> Request<'a> {
                 Some((b"portable", b"1")) => req.portable = true,
                 Some((b"stream", b"1")) => req.stream = true,
                 Some((b"held", b"1")) => req.held = true,
+                Some((b"pre", b"1")) => req.pre = true,
                 _ => {}
             }
         }
@@ -279,7 +288,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip() {
-        let req = Request { to: Some(b"/a/b.mig"), exit: true, portable: false, stream: false, held: false, job: None };
+        let req = Request { to: Some(b"/a/b.mig"), exit: true, portable: false, stream: false, held: false, pre: false, job: None };
         let text = collect(|out| req.encode(out));
         assert_eq!(text, b"to=/a/b.mig\nexit=1\n\n");
         assert!(Request::complete(&text));
@@ -288,7 +297,7 @@ mod tests {
         assert_eq!(own, b"\n");
         assert_eq!(Request::parse(&own), Some(Request::default()));
         assert_eq!(Request::parse(b"to=/x\nexit=1\n"), None, "not ended");
-        let held = Request { held: true, job: Some(b"/a/job.mig"), ..req };
+        let held = Request { held: true, pre: true, job: Some(b"/a/job.mig"), ..req };
         assert_eq!(Request::parse(&collect(|out| held.encode(out))), Some(held));
     }
 

@@ -122,10 +122,9 @@ fn find_or_make(s: &Saved) -> Result<(i32, bool), String> {
         let _ = std::fs::write("/proc/sys/kernel/shm_next_id", "-1");
     }
     match id {
-        -1 if err.raw_os_error() == Some(libc::EEXIST) => Err(format!(
-            "the key {:#010x} of its System V shared memory segment {} is taken by another segment",
-            s.key as u32, s.id
-        )),
+        -1 if err.raw_os_error() == Some(libc::EEXIST) => {
+            Err(format!("the key {:#010x} of its System V shared memory segment {} is taken by another segment", s.key as u32, s.id))
+        }
         -1 => Err(format!("cannot make its System V shared memory segment {} again: {err}", s.id)),
         id => Ok((id, true)),
     }

@@ -5,6 +5,7 @@
 
 use super::pages::{Mode, copy_run};
 use super::{COPIER, COPYING, FINAL, HANDED, HURRY, IDLE, MAX_ROUNDS, ORDINARY, SETTLED, STATE, Session, TRACKING, WRITTEN, abandoned, given_up, session};
+use crate::control;
 use crate::dirty::{self, Ask, Run, Tracker};
 use crate::failure::Failure;
 use crate::imagefile::TempImage;
@@ -17,6 +18,7 @@ use crate::sys::{self, CPath, Errno, msg::msg};
 use core::sync::atomic::Ordering::SeqCst;
 use mig_image::layout::align_up;
 use mig_image::*;
+use mig_proto::request;
 
 /// Private memory the copier would track, in bytes.
 pub(super) fn resident(text: &mut List<u8>, runs: &mut List<Run>, scratch: (u64, u64)) -> Result<u64, Failure> {
@@ -50,9 +52,29 @@ pub(super) extern "C" fn copier(_: usize) {
     // Without room to list them, the registrations still end with the userfaultfd.
     let mut tracked = s.scratch.list::<Run>(1 << 16).unwrap_or_else(List::empty);
     let fd = s.tmp.fd;
+    // A process of a job copies on until every pre-copying process of it has, and the
+    // command says stop (or gives the checkpoint up: then nothing more happens here).
+    let (held, conn) = (s.job.held, s.job.conn);
+    let mut waits = Hold::Copying;
+    let mut enough = |s: &Session, round: u64| -> bool {
+        let settled = HURRY.load(SeqCst) == 1 || s.rounds >= MAX_ROUNDS || round <= SETTLED;
+        match waits {
+            _ if !held => settled,
+            Hold::Copying if !settled => false,
+            Hold::Copying => {
+                waits = if control::say_held(conn, b"copied") { Hold::Waiting } else { Hold::Abandoned };
+                waits == Hold::Abandoned || word(conn, &mut waits, 0)
+            }
+            _ => word(conn, &mut waits, if round <= SETTLED { 50 } else { 0 }),
+        }
+    };
     let copied = match &tracker {
-        Ok(t) => rounds(s, t, fd, &mut tracked),
+        Ok(t) => rounds(s, t, fd, &mut tracked, &mut enough),
         Err(e) => Err(Failure::Sys("userfaultfd", *e)),
+    };
+    let copied = match (copied, waits) {
+        (Ok(()), Hold::Abandoned) => Err(Failure::Other(ABANDONED_BY_JOB)),
+        (r, _) => r,
     };
     // Given up meanwhile for the program's sake (`untrack`): the usual checkpoint.
     let copied = copied.and_then(|()| STATE.compare_exchange(COPYING, FINAL, SeqCst, SeqCst).map(drop).map_err(|_| abandoned()));
@@ -94,6 +116,11 @@ pub(super) extern "C" fn copier(_: usize) {
                 sys::close(fd);
             }
         }
+        Err(Failure::Other(ABANDONED_BY_JOB)) => {
+            s.tmp.discard();
+            sys::close(fd);
+            untrack(tracker);
+        }
         Err(why) => {
             if sys::msg::debug_enabled() {
                 let mut m = msg();
@@ -120,6 +147,31 @@ pub(super) extern "C" fn copier(_: usize) {
     STATE.store(IDLE, SeqCst);
 }
 
+const ABANDONED_BY_JOB: &str = "the job's checkpoint was abandoned";
+
+/// Where the copier of a held process is with the command.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Its rounds go on until little is copied.
+    Copying,
+    /// It said `copied`; it copies on until the command's word.
+    Waiting,
+    /// The command said stop.
+    Stop,
+    /// The command gave the checkpoint up, or went away.
+    Abandoned,
+}
+
+/// Waits up to `ms` for the command's word; whether the rounds end (it came).
+fn word(conn: i32, waits: &mut Hold, ms: u64) -> bool {
+    if !sys::wait_readable(conn, ms) {
+        return false;
+    }
+    let mut line = [0u8; 16];
+    *waits = if control::next_line(conn, &mut line) == Some(request::STOP) { Hold::Stop } else { Hold::Abandoned };
+    true
+}
+
 /// After the final stop wrote its part: sync, rename, report.
 fn finish_file(s: &mut Session) {
     let tmp = TempImage { path: s.tmp.path.clone(), fd: s.tmp.fd, id: s.tmp.id };
@@ -138,7 +190,7 @@ fn tracked(l: &MapLine, scratch: (u64, u64)) -> bool {
 }
 
 /// The rounds: track, copy what was written since the last look, until little is.
-fn rounds(s: &mut Session, t: &Tracker, fd: i32, tracked_ranges: &mut List<Run>) -> Result<(), Failure> {
+fn rounds(s: &mut Session, t: &Tracker, fd: i32, tracked_ranges: &mut List<Run>, enough: &mut dyn FnMut(&Session, u64) -> bool) -> Result<(), Failure> {
     let pagemap = open(b"/proc/self/pagemap", libc::O_RDONLY)?;
     let r = (|| {
         let scratch = (s.scratch.base as u64, (s.scratch.base + s.scratch.len) as u64);
@@ -169,7 +221,7 @@ fn rounds(s: &mut Session, t: &Tracker, fd: i32, tracked_ranges: &mut List<Run>)
                 let ms = (sys::clock_monotonic_ns() - t0) / 1_000_000;
                 msg().s("checkpoint: pre-copy round ").num(s.rounds as u64).s(": ").num(round >> 10).s(" KiB in ").num(ms).s(" ms").emit();
             }
-            if HURRY.load(SeqCst) == 1 || s.rounds >= MAX_ROUNDS || round <= SETTLED {
+            if enough(s, round) {
                 return Ok(());
             }
         }

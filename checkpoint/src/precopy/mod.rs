@@ -189,10 +189,14 @@ fn copier_died() {
 
 /// Gives the program its own descriptor of the session's connection to `mig
 /// checkpoint`, taken from the copier's table, when the program reports the outcome
-/// itself (the final stop failed or forks a writer, or the copier gave up): -1 if it
-/// cannot be had (the copier is gone, or the program is not dumpable).
+/// itself (the final stop failed or forks a writer, or the copier gave up), or is held
+/// with its job: -1 if it cannot be had (the copier is gone, or the program is not
+/// dumpable). Once only: a descriptor the program has already is kept.
 pub fn take_conn(job: &mut Job) {
-    let theirs = job.conn;
+    if job.conn >= 0 && HANDED.load(SeqCst) == 1 {
+        return;
+    }
+    let theirs = session().job.conn;
     job.conn = -1;
     if theirs >= 0
         && let Ok(pidfd) = sys::pidfd_open(COPIER.load(SeqCst))

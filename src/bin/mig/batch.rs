@@ -159,7 +159,7 @@ fn save(root: i32, image: &Path, end: bool, why: &str) -> bool {
     match job::checkpoint(
         root,
         crate::checkpoint::Dest::File(image.to_path_buf()),
-        Options { exit: end, portable: false, held: false },
+        Options { exit: end, portable: false, held: false, pre: false },
         Duration::from_secs(600),
         &mut output_len,
     ) {

@@ -87,6 +87,8 @@ pub struct Outcome {
     pub signalled: Instant,
     /// How many processes the image holds (more than one: a job's image).
     pub processes: usize,
+    /// How many of a job's processes were pre-copied.
+    pub pre_copied: usize,
 }
 
 pub fn main(mut a: Args) -> Result<u8> {
@@ -96,7 +98,7 @@ pub fn main(mut a: Args) -> Result<u8> {
     let root = job::root_of(a.pid);
     let root_comm = control::comm(root);
     let streaming = a.to.as_deref() == Some(Path::new("-"));
-    let opts = Options { exit: a.exit, portable: a.portable, held: false };
+    let opts = Options { exit: a.exit, portable: a.portable, held: false, pre: false };
     if a.to.is_none() && matches!(a.compress, Some(Method::Zstd(_))) {
         return Err(Fail::bad("--compress needs --to PATH or --to - (a process writes its own image uncompressed)"));
     }
@@ -136,7 +138,8 @@ pub fn main(mut a: Args) -> Result<u8> {
     };
     let stopped = util::duration(out.stopped);
     let mut line = if out.processes > 1 {
-        format!("checkpoint of job {root} ({root_comm}, {} processes) {wher}: {size}, processes stopped for {stopped}", out.processes)
+        let pre = if out.pre_copied > 0 { format!(", {} pre-copied", out.pre_copied) } else { String::new() };
+        format!("checkpoint of job {root} ({root_comm}, {} processes{pre}) {wher}: {size}, processes stopped for {stopped}", out.processes)
     } else {
         format!("checkpoint of process {} ({comm}) {wher}: {size}, process stopped for {stopped}", a.pid)
     };
@@ -250,7 +253,7 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
             if streaming && w.streamed != bytes {
                 return Err(Fail::new(format!("the stream ended after {} bytes, but the image has {bytes}", w.streamed)));
             }
-            Ok(Outcome { path, bytes, stopped: Duration::from_micros(stopped_us), signalled, processes: 1 })
+            Ok(Outcome { path, bytes, stopped: Duration::from_micros(stopped_us), signalled, processes: 1, pre_copied: 0 })
         }
         (Done::Error { reason }, sink_error) => {
             let mut m = format!("process {pid} could not write its checkpoint: {reason}");

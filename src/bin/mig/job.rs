@@ -166,7 +166,18 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
     };
     let mut asked: Vec<Asked> = Vec::new();
     let mut exited: Vec<Proc> = Vec::new();
+    let mut pre_copied = 0;
+    let job_image = match &dest {
+        Dest::File(p) => Some(p.clone()),
+        _ => None,
+    };
     let r = (|| {
+        // Large processes pre-copy first, while the job runs; then all stop at once.
+        if !opts.exit && job_image.is_some() {
+            asked = pre_copy(root, &parts_base, job_image.as_deref(), opts, timeout)?;
+            pre_copied = asked.iter().filter(|a| a.reached(b"copied")).count();
+            util::debug(|| format!("job: {} pre-copied, {:.1} ms after the first signal", asked.len(), signalled.elapsed().as_secs_f64() * 1e3));
+        }
         // Ask every process; once all have stopped, look again for children started
         // meanwhile (their parents are stopped now, so the job is closed). A process
         // that is still starting its program (between exec and the library's
@@ -180,8 +191,6 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
                 break;
             }
             let mut starting = None;
-            // Every new process is signalled first, then each connection taken: they
-            // stop at once, not one after the other.
             let mut asking = vec![];
             for p in new {
                 // Ended, not reaped yet: it comes back ended, with its status.
@@ -195,49 +204,10 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
                     }
                     continue;
                 }
-                match checkpoint::ask(p.pid) {
-                    Ok(a) => asking.push((p, a, asked.len() + asking.len())),
-                    Err(_) if !control::alive(p.pid) => continue,
-                    Err(e) => return Err(e),
-                }
+                asking.push(p);
             }
             util::debug(|| format!("job: pass {pass}: {} to ask, signalling at {:.1} ms", asking.len(), signalled.elapsed().as_secs_f64() * 1e3));
-            for (p, a, _) in asking.iter_mut() {
-                if let Err(e) = a.send()
-                    && control::alive(p.pid)
-                {
-                    return Err(e);
-                }
-            }
-            while !asking.is_empty() {
-                let mut i = 0;
-                while i < asking.len() {
-                    let (p, a, order) = &mut asking[i];
-                    let conn = match a.answer(Duration::from_millis(1), timeout) {
-                        Ok(Some(conn)) => conn,
-                        Ok(None) => {
-                            i += 1;
-                            continue;
-                        }
-                        Err(_) if !control::alive(p.pid) => {
-                            asking.swap_remove(i);
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    let (p, order) = (*p, *order);
-                    asking.swap_remove(i);
-                    let part = part_path(&parts_base, p.pid);
-                    // Held, a process never ends by itself: the command ends the job (`exit`).
-                    let job = match &dest {
-                        Dest::File(p) => Some(p.as_path()),
-                        _ => None,
-                    };
-                    request::send(&conn, &Target::Part { part: &part, job }, Options { held: true, exit: false, ..opts })?;
-                    conn.set_nonblocking(true).map_err(|e| Fail::new(format!("{e}")))?;
-                    asked.push(Asked { order, proc: p, conn, reply: Reply::default(), open: true, part });
-                }
-            }
+            asked.extend(ask_each(asking, &parts_base, job_image.as_deref(), Options { held: true, exit: false, pre: false, ..opts }, timeout)?);
             util::debug(|| {
                 format!("job: pass {pass}: {} processes asked, {:.1} ms after the first signal", asked.len(), signalled.elapsed().as_secs_f64() * 1e3)
             });
@@ -261,6 +231,10 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
         util::debug(|| format!("job: all taken at {:.1} ms", signalled.elapsed().as_secs_f64() * 1e3));
         // Their descriptors as they are while all are stopped: which are one open file
         // description (by index in the job's table, parents first).
+        let tree = members(root);
+        for a in asked.iter_mut() {
+            a.order = tree.iter().position(|p| p.pid == a.proc.pid).unwrap_or(usize::MAX);
+        }
         asked.sort_by_key(|a| a.order);
         let shares = shared_descriptions(&asked);
         // Their writers finish the images while the job runs on; or, for a job that
@@ -306,7 +280,108 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
         Dest::File(p) => p,
         _ => PathBuf::from("-"),
     };
-    Ok(Outcome { path, bytes, stopped, signalled, processes: asked.len() + exited.len() })
+    Ok(Outcome { path, bytes, stopped, signalled, processes: asked.len() + exited.len(), pre_copied })
+}
+
+/// Asks each of `procs` (signalled first, then each connection taken: they stop at
+/// once, not one after the other) to save itself into its part of the job's image; a
+/// process that ended meanwhile is left out.
+fn ask_each(procs: Vec<Proc>, parts_base: &Path, job: Option<&Path>, opts: Options, timeout: Duration) -> Result<Vec<Asked>> {
+    let mut asking = vec![];
+    for p in procs {
+        match checkpoint::ask(p.pid) {
+            Ok(a) => asking.push((p, a)),
+            Err(_) if !control::alive(p.pid) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    for (p, a) in asking.iter_mut() {
+        if let Err(e) = a.send()
+            && control::alive(p.pid)
+        {
+            return Err(e);
+        }
+    }
+    let mut asked = vec![];
+    while !asking.is_empty() {
+        let mut i = 0;
+        while i < asking.len() {
+            let (p, a) = &mut asking[i];
+            let conn = match a.answer(Duration::from_millis(1), timeout) {
+                Ok(Some(conn)) => conn,
+                Ok(None) => {
+                    i += 1;
+                    continue;
+                }
+                Err(_) if !control::alive(p.pid) => {
+                    asking.swap_remove(i);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let p = *p;
+            asking.swap_remove(i);
+            let part = part_path(parts_base, p.pid);
+            // Held, a process never ends by itself: the command ends the job (`exit`).
+            request::send(&conn, &Target::Part { part: &part, job }, opts)?;
+            conn.set_nonblocking(true).map_err(|e| Fail::new(format!("{e}")))?;
+            asked.push(Asked { order: 0, proc: p, conn, reply: Reply::default(), open: true, part });
+        }
+    }
+    Ok(asked)
+}
+
+/// Private memory from which a process of a job pre-copies (the library's own
+/// threshold for one process).
+const PRE_COPY_MIN: u64 = 64 << 20;
+
+/// The job's large processes (or every one, with `MIG_PRECOPY=1`; none with `=0`),
+/// asked to pre-copy: each copier copies, says `copied` once little is left, and copies
+/// on meanwhile; once all have, each is told to stop (a process that did not pre-copy
+/// after all is stopped already). A process that ends meanwhile is left out.
+fn pre_copy(root: i32, parts_base: &Path, job: Option<&Path>, opts: Options, timeout: Duration) -> Result<Vec<Asked>> {
+    let wanted = |p: &Proc| {
+        let env = control::environ(p.pid).unwrap_or_default();
+        match env.iter().find(|(k, _)| k == "MIG_PRECOPY").map(|(_, v)| v.as_str()) {
+            Some("0") => false,
+            Some("1") => true,
+            _ => anon_resident(p.pid) >= PRE_COPY_MIN,
+        }
+    };
+    let big: Vec<Proc> = settled_members(root).into_iter().filter(|p| !p.zombie && ready(p.pid) && wanted(p)).collect();
+    if big.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut asked = ask_each(big, parts_base, job, Options { held: true, exit: false, pre: true, ..opts }, timeout)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        for a in asked.iter_mut() {
+            let _ = a.read();
+        }
+        // Gone while it ran on: its copier reads the end of its connection and gives up.
+        asked.retain(|a| a.open || control::alive(a.proc.pid));
+        if let Some(why) = asked.iter().find_map(Asked::failed) {
+            return Err(Fail::new(why));
+        }
+        if asked.iter().all(|a| a.reached(b"copied") || a.reached(b"stopped")) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(Fail::new(format!("timed out after {} waiting for the job's pre-copy", util::duration(timeout))));
+        }
+        let mut fds: Vec<libc::pollfd> = asked.iter().map(|a| libc::pollfd { fd: a.conn.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        // SAFETY: `fds` is a vector of valid pollfds.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
+    }
+    asked.iter().filter(|a| a.reached(b"copied")).for_each(|a| a.say(mig_proto::request::STOP));
+    Ok(asked)
+}
+
+/// A process's private memory resident (`RssAnon`), in bytes.
+fn anon_resident(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status.lines().find_map(|l| l.strip_prefix("RssAnon:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+    kib.unwrap_or(0) << 10
 }
 
 /// What leads out of the job, which a process of it saved as leading to another: pipe

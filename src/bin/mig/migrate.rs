@@ -159,7 +159,7 @@ pub fn main(a: Args) -> Result<u8> {
         .open(&keep)
         .map_err(|e| Fail::new(format!("cannot create the local copy {}: {e}", keep.display())))?;
     let mut tee = Tee { file, remote: child.stdin.take(), remote_error: None, sent: 0 };
-    let opts = checkpoint::Options { exit: true, portable: !a.no_portable, held: false };
+    let opts = checkpoint::Options { exit: true, portable: !a.no_portable, held: false, pre: false };
     // Failing to end the compressed stream is failing to keep the local copy: the
     // process has exited by then, and the remote side gets a cut-off image.
     let (taken, finished) = match method {

@@ -25,6 +25,8 @@ pub struct Options {
     pub portable: bool,
     /// One process of a job: held stopped until the whole job is (`job.rs`).
     pub held: bool,
+    /// ... pre-copied first (`job.rs`).
+    pub pre: bool,
 }
 
 /// Where the process writes the image.
@@ -143,7 +145,15 @@ pub fn send(conn: &UnixStream, target: &Target<'_>, opts: Options) -> Result<()>
         Target::Part { part, job } => (Some(path_bytes(part)?), job.map(path_bytes).transpose()?),
         _ => (None, None),
     };
-    let req = mig_proto::request::Request { to, exit: opts.exit, portable: opts.portable, stream: matches!(target, Target::Stream(_)), held: opts.held, job };
+    let req = mig_proto::request::Request {
+        to,
+        exit: opts.exit,
+        portable: opts.portable,
+        stream: matches!(target, Target::Stream(_)),
+        held: opts.held,
+        pre: opts.pre,
+        job,
+    };
     let mut text = Vec::new();
     req.encode(|b| text.extend_from_slice(b));
     let fd = match target {

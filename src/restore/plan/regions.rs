@@ -48,7 +48,13 @@ fn describe(r: &RegionRecord, img: &Image) -> String {
 /// Step 3a, before the other regions (which may lie where the program unmapped part of
 /// an attach): the System V segments attached again, each marked for removal again
 /// once attached if it was (it stays found by its id).
-pub(super) fn attach_all(prog: &mut Program, img: &Image, regions: &[RegionRecord], segments: &HashMap<u64, Saved>, ids: &HashMap<u64, i32>) -> Result<(), Refusal> {
+pub(super) fn attach_all(
+    prog: &mut Program,
+    img: &Image,
+    regions: &[RegionRecord],
+    segments: &HashMap<u64, Saved>,
+    ids: &HashMap<u64, i32>,
+) -> Result<(), Refusal> {
     for r in regions.iter().filter(|r| r.kind == RegionKind::SysvShm as u32) {
         attach(prog, img, regions, r, ids)?;
     }
@@ -68,8 +74,7 @@ fn attach(prog: &mut Program, img: &Image, regions: &[RegionRecord], r: &RegionR
     let id = *ids.get(&r.file.ino).ok_or_else(|| format!("{what}: its segment was not made again"))?;
     if r.file_off == 0 {
         let size = r.file.size.next_multiple_of(PAGE);
-        let parts: Vec<&RegionRecord> =
-            regions.iter().filter(|p| p.kind == r.kind && p.file.ino == r.file.ino && p.start - p.file_off == r.start).collect();
+        let parts: Vec<&RegionRecord> = regions.iter().filter(|p| p.kind == r.kind && p.file.ino == r.file.ino && p.start - p.file_off == r.start).collect();
         let prot = parts.iter().fold(0, |a, p| a | p.prot);
         let flags = sysv::attach_flags(&RegionRecord { prot, ..*r });
         prog.op(libc::SYS_shmat, &[id as u64, r.start, flags, 0, r.start], CHECK_OK | CHECK_EQ_A4, &format!("attaching {what}"));
