@@ -1,13 +1,14 @@
 /*
- * tcp_echo.c - a single-threaded poll() echo server on a TCP and a UNIX
- * listener, driven by the test (a client in tests/fds.rs).
+ * tcp_echo.c [noreuse] - a single-threaded poll() echo server on a TCP and a
+ * UNIX listener, driven by the test (a client in tests/fds.rs).
  *
  * Descriptors: 3 the TCP listener (127.0.0.1, port chosen by the kernel,
- * SO_REUSEADDR), 4 the UNIX listener (echo.sock in the cwd), then one per
+ * SO_REUSEADDR unless `noreuse`), 4 the UNIX listener (echo.sock in the cwd), then one per
  * client. Once both listen, the port is written to the file `port` in the cwd
  * (written aside and renamed; never printed). Every line a client sends is
  * echoed back to it (send with MSG_NOSIGNAL) and counted; the line "quit"
- * gets "bye" and ends the server.
+ * gets "bye" and ends the server; the line "close" gets "bye" and the server
+ * closes that connection first (its end then lingers in TIME_WAIT).
  *
  * Standard output (deterministic for a given client script):
  *   conn <k> tcp|unix     client k (1, 2, ...) accepted
@@ -118,6 +119,11 @@ static int serve(int i)
             done_line(all);
             exit(0);
         }
+        if (len == 6 && memcmp(c->buf, "close\n", 6) == 0) {
+            reply(c, "bye\n", 4, &dead);
+            drop(i);
+            return 1;
+        }
         reply(c, c->buf, len, &dead);
         if (!dead) {
             requests++;
@@ -140,15 +146,16 @@ static int serve(int i)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int reuse = !(argc > 1 && strcmp(argv[1], "noreuse") == 0);
     signal(SIGPIPE, SIG_IGN); /* MSG_NOSIGNAL as well: belt and braces */
 
     int tl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (tl < 0)
         fail_errno("socket");
     int one = 1;
-    if (setsockopt(tl, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+    if (reuse && setsockopt(tl, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
         fail_errno("SO_REUSEADDR");
     struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = 0 };
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -223,6 +223,63 @@ fn listening_tcp_and_unix_sockets_come_back_and_connections_are_reset() {
     assert_eq!(&restored[2..], &reference[after_close..], "the restored server differs from the uninterrupted one");
 }
 
+/// Local TCP ends on 127.0.0.1:`port` in TIME_WAIT (`/proc/net/tcp`, state 06).
+fn lingering_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).filter(|l| l.split_whitespace().nth(1) == Some(local.as_str()) && l.split_whitespace().nth(3) == Some("06")).count()
+}
+
+/// A listener set up without `SO_REUSEADDR` whose server closed a connection first:
+/// that connection lingers in TIME_WAIT on the port, and the kernel would refuse the
+/// restored listener its port for a minute. The restore (as root, CAP_NET_ADMIN) ends
+/// the lingering connection and binds the port again; clients are served as before.
+#[test]
+fn a_listener_comes_back_on_its_port_while_a_closed_connection_lingers() {
+    require_root("ending the TIME_WAIT connections on the port takes CAP_NET_ADMIN");
+    let dir = tempdir("tcp_time_wait");
+    let l = Launch::new(&compile("tcp_echo"), &dir).arg("noreuse");
+    let image = dir.join("echo.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    let port = read_port(&dir);
+    let mut a = tcp(port);
+    expect_line(&mut p, "conn 1 tcp");
+    echo(&mut a, "alpha");
+    expect_line(&mut p, "step 1 ");
+    a.write_all(b"close\n").unwrap();
+    let mut bye = [0u8; 4];
+    a.read_exact(&mut bye).unwrap();
+    assert_eq!(&bye, b"bye\n");
+    expect_line(&mut p, "closed 1");
+    drop(a);
+    wait_until("the server's end of the closed connection in TIME_WAIT", Duration::from_secs(5), || (lingering_on(port) > 0).then_some(()));
+    p.signal(libc::SIGUSR1);
+    wait_for_file(&image);
+    p.kill();
+    assert!(lingering_on(port) > 0, "the closed connection lingers while the server is restored");
+
+    let mut r = l.clone_with("MIG_RESTORE", &image).start();
+    // Listening again once restored (or refused: then the finish below says why).
+    let connected = wait_until("the restored listener", Duration::from_secs(10), || match TcpStream::connect(("127.0.0.1", port)) {
+        Ok(s) => Some(Some(s)),
+        Err(_) if !alive(r.pid()) => Some(None),
+        Err(_) => None,
+    });
+    let Some(mut b) = connected else {
+        let (out, st, err) = r.finish();
+        panic!("the restored server does not listen: {st:?}\nstderr: {err}\nstdout: {out:?}");
+    };
+    b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    expect_line(&mut r, "conn 2 tcp");
+    echo(&mut b, "beta");
+    expect_line(&mut r, "step 2 ");
+    b.write_all(b"quit\n").unwrap();
+    b.read_exact(&mut bye).unwrap();
+    let (out, st, err) = r.finish();
+    assert!(st.success(), "restored server failed: {st:?}\nstderr: {err}\nstdout: {out:?}");
+    assert!(!err.contains("warning"), "{err}");
+}
+
 // ---- 5. Terminals ----
 
 /// Runs `tty_raw` on a pty until `input?`, types "abc", and returns all it printed.

@@ -204,6 +204,17 @@ fn a_job_pre_copies_then_stops_at_once() {
     assert!(said.contains(" pre-copied)"), "{said}");
 }
 
+/// A pre-forked server: two workers accept on the listening socket their parent made,
+/// and count requests in an eventfd made before the fork: the listener is bound once
+/// again and both workers accept on it, the eventfd is one counter again.
+#[test]
+fn a_pre_forked_server_listens_on_one_socket_again() {
+    let image = job_round("prefork", &["60"], 10, Some(3));
+    let v = inspect_intact(&image);
+    let groups = v["shared_descriptors"].as_array().unwrap_or_else(|| panic!("inspect lists the shared descriptors: {v}"));
+    assert_eq!(groups.len(), 2, "the listener and the eventfd: {v}");
+}
+
 /// A parent and child taking turns on a page of anonymous shared memory: the page is
 /// one page again after the restore (two copies would change every digest).
 #[test]

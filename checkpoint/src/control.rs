@@ -262,12 +262,13 @@ pub fn say_held(conn: i32, stage: &[u8]) -> bool {
 }
 
 /// The command's next line on `conn` (newline included); none if the command went
-/// away, or said nothing for an hour.
+/// away, or said nothing for an hour. Read a byte at a time: the line after it (the
+/// command may say `stop` and `go` at once) is for whoever reads next.
 pub fn next_line(conn: i32, line: &mut [u8; 16]) -> Option<&[u8]> {
     let deadline = sys::clock_monotonic_ns() + HOLD_MS * 1_000_000;
     let mut len = 0;
     while sys::clock_monotonic_ns() < deadline {
-        let rest = line.get_mut(len..).filter(|r| !r.is_empty())?;
+        let rest = line.get_mut(len..len + 1)?;
         match sys::read(conn, rest) {
             Ok(0) => return None,
             Ok(n) => {
@@ -276,7 +277,10 @@ pub fn next_line(conn: i32, line: &mut [u8; 16]) -> Option<&[u8]> {
                     return line.get(..len);
                 }
             }
-            Err(sys::Errno(libc::EAGAIN | libc::EINTR)) => {}
+            Err(sys::Errno(libc::EAGAIN)) => {
+                sys::wait_readable(conn, 1000);
+            }
+            Err(sys::Errno(libc::EINTR)) => {}
             Err(_) => return None,
         }
     }

@@ -637,6 +637,14 @@ impl FdKind {
         let locks = f.extra.len - segs;
         (StrRef { off: f.extra.off, len: locks }, StrRef { off: f.extra.off.saturating_add(locks), len: segs })
     }
+    /// Kinds a job's root makes once for every process of the job that holds one open
+    /// file description of them (`tree::Share`): not pipes and socket pairs (the job's
+    /// by their inodes), nor what is tied to one process's other descriptors or memory
+    /// (epoll sets, memory files, pidfds), nor terminals (the restoring process's).
+    pub fn made_once_for_a_job(self) -> bool {
+        use FdKind::*;
+        matches!(self, File | Device | Socket | EventFd | SignalFd | TimerFd | Inotify | Fifo)
+    }
     /// Kinds whose `extra` lists the locks held through them (`LockEntry`).
     pub fn holds_locks(self) -> bool {
         matches!(self, FdKind::File | FdKind::Deleted | FdKind::Device | FdKind::Memfd | FdKind::Shm)

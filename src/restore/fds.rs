@@ -98,8 +98,9 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
             None => {
                 // One open file description with descriptors of other processes of the
                 // job: the one the root opened.
-                let fd = match job.and_then(|j| j.my_files.get(&f.fd)).filter(|_| f.kind == FdKind::File as u32) {
-                    Some(&shared) => kinds::os::dup(shared).map_err(|e| what(format!("cannot take the job's shared file: {e}")))?,
+                let once = FdKind::from_u32(f.kind).is_some_and(FdKind::made_once_for_a_job);
+                let fd = match job.and_then(|j| j.my_files.get(&f.fd)).filter(|_| once) {
+                    Some(&shared) => kinds::os::dup(shared).map_err(|e| what(format!("cannot take the job's shared descriptor: {e}")))?,
                     None => kinds::restore(f, &mut cx).map_err(|e| what(e.to_string()))?,
                 };
                 let fd = raise_fd(fd, base)?;

@@ -142,8 +142,9 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
     Ok(Some(Part { off: me.off, len: me.len, shared }))
 }
 
-/// The open file descriptions two processes of the job or more hold, each opened once
-/// as the process first in the job's table had it (its flags, its offset). A file whose
+/// The open file descriptions two processes of the job or more hold, each made once
+/// as the process first in the job's table had it (a file with its flags and offset, a
+/// listening socket bound once, an eventfd with its count...: `made_once_for_a_job`). A file whose
 /// contents the image carries is put back here, before any process of the job can run
 /// on (each one's own restore would put it back when it runs on, under the others).
 fn make_files(images: &[Option<Image>], shares: &[mig_image::tree::Share]) -> Result<HashMap<u32, i32>, String> {
@@ -155,7 +156,8 @@ fn make_files(images: &[Option<Image>], shares: &[mig_image::tree::Share]) -> Re
     for sh in owners {
         let Some(img) = images.get(sh.member as usize).and_then(Option::as_ref) else { continue };
         let records: Vec<FdRecord> = (0..img.count(Table::Fds)).map(|i| img.fd(i)).collect();
-        let Some(f) = records.iter().find(|f| f.fd == sh.fd && f.dup_of < 0 && f.kind == FdKind::File as u32) else { continue };
+        let once = |f: &&FdRecord| FdKind::from_u32(f.kind).is_some_and(FdKind::made_once_for_a_job);
+        let Some(f) = records.iter().find(|f| f.fd == sh.fd && f.dup_of < 0).filter(once) else { continue };
         let mut cx = kinds::Shared::new(img, &records, 0);
         let fd = kinds::restore(f, &mut cx)
             .map_err(|e| format!("descriptor {} ({}) of the job's processes: {e}", f.fd, String::from_utf8_lossy(img.str(f.file.path))))?;

@@ -165,6 +165,11 @@ pub fn reap_quiet(pid: u32) -> Option<i32> {
 pub fn reap_if_ended(pid: u32) -> bool {
     sc!(libc::SYS_wait4, pid, core::ptr::null_mut::<i32>(), libc::WNOHANG | libc::__WALL, 0).is_ok_and(|r| r == pid as usize)
 }
+/// Whether process `pid` shares this process's memory (`kcmp` `KCMP_VM`): a program
+/// that `exec`ed no longer shares its copier's.
+pub fn shares_memory_with(pid: u32) -> bool {
+    sc!(libc::SYS_kcmp, getpid(), pid, 1 /* KCMP_VM */, 0, 0) == Ok(0)
+}
 /// A descriptor that becomes readable when process `pid` ends (a zombie has ended,
 /// although `kill(pid, 0)` still succeeds on it).
 pub fn pidfd_open(pid: u32) -> SysResult<c_int> {

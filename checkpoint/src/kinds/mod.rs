@@ -52,6 +52,8 @@ pub mod tty;
 
 #[cfg(feature = "restore")]
 pub mod os;
+#[cfg(feature = "restore")]
+pub mod time_wait;
 
 #[cfg(feature = "restore")]
 pub use restore::{Shared, restore};

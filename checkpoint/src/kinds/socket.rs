@@ -98,12 +98,30 @@ mod restore {
             if s.domain == libc::AF_UNIX {
                 clear_stale_unix_path(bound, s.ty)?;
             }
-            // SAFETY: `bound` holds a socket address of `bound.len()` bytes as saved.
-            let r = unsafe { libc::bind(fd, bound.as_ptr().cast(), bound.len() as u32) };
-            if r < 0 {
-                let e = Error::last_os_error();
+            let bind = || {
+                // SAFETY: `bound` holds a socket address of `bound.len()` bytes as saved.
+                let r = unsafe { libc::bind(fd, bound.as_ptr().cast(), bound.len() as u32) };
+                if r == 0 { Ok(()) } else { Err(Error::last_os_error()) }
+            };
+            let mut why = "is the original process still running?".to_string();
+            let r = match bind() {
+                // Connections of its previous life may linger on the port.
+                Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) && inet && s.ty == libc::SOCK_STREAM => match super::super::time_wait::clear(bound) {
+                    Ok(0) => Err(e),
+                    Ok(_) => bind(),
+                    Err(cause) => {
+                        why = format!(
+                            "connections of its previous life may linger on the port, in TIME_WAIT, for up to a minute; they cannot be ended here ({cause}): \
+                             mig ends them when it runs with CAP_NET_ADMIN"
+                        );
+                        Err(e)
+                    }
+                },
+                r => r,
+            };
+            if let Err(e) = r {
                 close(fd);
-                return Err(Error::other(format!("cannot bind {} again: {e} (is the original process still running?)", SockAddr::decode(bound))));
+                return Err(Error::other(format!("cannot bind {} again: {e} ({why})", SockAddr::decode(bound))));
             }
         }
         if inet && s.opts & SOCKOPT_REUSEADDR == 0 {

@@ -80,14 +80,17 @@ pub(super) extern "C" fn copier(_: usize) {
     let copied = copied.and_then(|()| STATE.compare_exchange(COPYING, FINAL, SeqCst, SeqCst).map(drop).map_err(|_| abandoned()));
     let pid = s.job.pid;
     let program = sys::pidfd_open(pid);
+    // The program may end meanwhile, or exec another (which must not get the signal:
+    // it is no longer the memory copied).
+    let gone = || program.map_or_else(|_| sys::kill(pid, 0).is_err(), sys::readable) || !sys::shares_memory_with(pid);
     let wait_for_final = || {
-        if sys::kill(pid, runtime::get().settings.checkpoint_signal as i32).is_err() {
+        if gone() || sys::kill(pid, runtime::get().settings.checkpoint_signal as i32).is_err() {
             return false;
         }
         while STATE.load(SeqCst) == FINAL {
             sys::futex_wait(&STATE, FINAL, 200);
-            // The program may end (or block the signal for good) meanwhile.
-            if program.map_or_else(|_| sys::kill(pid, 0).is_err(), sys::readable) {
+            // (or block the signal for good)
+            if gone() {
                 return false;
             }
         }

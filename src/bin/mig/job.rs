@@ -177,6 +177,8 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
             asked = pre_copy(root, &parts_base, job_image.as_deref(), opts, timeout)?;
             pre_copied = asked.iter().filter(|a| a.reached(b"copied")).count();
             util::debug(|| format!("job: {} pre-copied, {:.1} ms after the first signal", asked.len(), signalled.elapsed().as_secs_f64() * 1e3));
+            // Before looking for more: all of these may be the whole job.
+            wait_all(&mut asked, timeout, |a| a.reached(b"stopped"))?;
         }
         // Ask every process; once all have stopped, look again for children started
         // meanwhile (their parents are stopped now, so the job is closed). A process
@@ -427,9 +429,10 @@ fn leading_out(asked: &[Asked]) -> Vec<String> {
 }
 
 /// The descriptors of two processes of the job or more that are one open file
-/// description (a file inherited across `fork`): regular files only (pipes and socket
-/// pairs are the job's by their inodes, standard descriptors the restoring process's),
-/// compared with `kcmp` while every process is stopped.
+/// description (a file, a listening socket, an eventfd... inherited across `fork`),
+/// compared with `kcmp` while every process is stopped; not the standard descriptors
+/// (the restoring process's). The restore makes those of the kinds it can once
+/// (`FdKind::made_once_for_a_job`; pipes and socket pairs are the job's by inode).
 fn shared_descriptions(asked: &[Asked]) -> Vec<Share> {
     use std::os::unix::fs::MetadataExt;
     /// A descriptor: (member, pid, fd).
@@ -439,9 +442,7 @@ fn shared_descriptions(asked: &[Asked]) -> Vec<Share> {
         let Ok(dir) = std::fs::read_dir(format!("/proc/{}/fd", a.proc.pid)) else { continue };
         for e in dir.flatten() {
             let Some(fd) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()).filter(|&fd| fd > 2) else { continue };
-            if let Ok(m) = std::fs::metadata(e.path())
-                && m.is_file()
-            {
+            if let Ok(m) = std::fs::metadata(e.path()) {
                 by_file.entry((m.dev(), m.ino())).or_default().push((k as u32, a.proc.pid, fd));
             }
         }
