@@ -205,6 +205,34 @@ fn socket_pair_shutdowns_come_back() {
     assert!(!err.contains("warning"), "restore: {err}");
 }
 
+/// Descriptors in flight (`SCM_RIGHTS`) in socket queues whose both ends the process
+/// holds: a pipe's ends, a copy of an open file (one offset with the process's own), an
+/// eventfd, a memfd and a socket pair end with its own queue, on a stream and a
+/// datagram pair. Received after the restore (and in the original after the
+/// checkpoint), each is what it was; nothing is said.
+#[test]
+fn descriptors_in_flight_in_socket_queues_come_back() {
+    let dir = tempdir("fd_passing");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("fd_passing"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
+    assert!(!err.contains("warning"), "restore: {err}");
+}
+
+/// The original goes on after the checkpoint as if none was taken: the descriptors the
+/// checkpoint brought in to look at are closed again, the messages still carry them.
+#[test]
+fn descriptors_in_flight_stay_in_flight_for_the_original() {
+    let dir = tempdir("fd_passing_on");
+    let l = Launch::new(&compile("fd_passing"), &dir).arg("20");
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("subject.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    checkpoint_at(&mut p, 5, &image);
+    let (out, st, err) = p.finish();
+    assert!(st.success(), "{st:?} {err}");
+    assert_eq!(out.iter().filter(|l| l.starts_with("step ") || l.starts_with("done ")).cloned().collect::<Vec<_>>(), reference, "{err}");
+}
+
 /// `/proc/self/status` opened by that name describes the restored process; O_PATH
 /// descriptors of a file, a directory and a symbolic link (O_NOFOLLOW) come back as
 /// such; a pidfd of the process itself is one of the restored process.

@@ -204,6 +204,15 @@ fn a_job_pre_copies_then_stops_at_once() {
     assert!(said.contains(" pre-copied)"), "{said}");
 }
 
+/// Descriptors in flight in socket queues between a parent and its child (a pipe's
+/// ends, the file both hold, an eventfd, a memfd, an end of a pair both hold with its
+/// own queue): the job's root sends them again with their messages; the file is the
+/// one description both processes share.
+#[test]
+fn descriptors_in_flight_between_a_parent_and_its_child_come_back() {
+    job_round("fd_passing", &["20", "fork"], 5, Some(2));
+}
+
 /// A pre-forked server: two workers accept on the listening socket their parent made,
 /// and count requests in an eventfd made before the fork: the listener is bound once
 /// again and both workers accept on it, the eventfd is one counter again.

@@ -14,6 +14,8 @@ use super::scratch::List;
 use super::snapshot::Snapshot;
 use super::sockets::Diag;
 use crate::sys::{self, CPath, msg::Msg, msg::msg};
+use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::{AtomicI32, AtomicUsize};
 use mig_image::{FdKind, FdRecord, FileParams, Params, SocketPairParams, StrRef};
 
 /// Records every descriptor of the process in `s.fds` (and what some of them hold in
@@ -51,9 +53,43 @@ pub fn collect(s: &mut Snapshot, text: &mut List<u8>, info: &mut List<u8>) -> Re
         }
     })();
     sys::close(dir);
+    let r = r.and_then(|()| link(s, info, diag.as_ref()));
     drop(diag);
-    r?;
-    link(s)
+    r
+}
+
+/// Descriptors in flight in socket queues, brought into the process by peeking at
+/// them: closed once the checkpoint is over (`close_in_flight`).
+static IN_FLIGHT: [AtomicI32; MAX_IN_FLIGHT] = [const { AtomicI32::new(-1) }; MAX_IN_FLIGHT];
+static IN_FLIGHT_N: AtomicUsize = AtomicUsize::new(0);
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// Moves descriptor `passed`, just received in flight, to `*next` or above (numbers
+/// ascend in the table), and keeps it to be closed; its new number.
+fn carry(passed: i32, next: &mut i32) -> Option<i32> {
+    let n = IN_FLIGHT_N.load(Relaxed);
+    let moved = IN_FLIGHT.get(n).and_then(|slot| {
+        let fd = sys::fcntl(passed, libc::F_DUPFD_CLOEXEC, *next as usize).ok()? as i32;
+        slot.store(fd, Relaxed);
+        IN_FLIGHT_N.store(n + 1, Relaxed);
+        *next = fd + 1;
+        Some(fd)
+    });
+    sys::close(passed);
+    moved
+}
+
+/// Closes the descriptors peeking brought in: the program never sees them.
+pub fn close_in_flight() {
+    let n = IN_FLIGHT_N.swap(0, Relaxed);
+    for slot in IN_FLIGHT.iter().take(n) {
+        sys::close(slot.swap(-1, Relaxed));
+    }
+}
+
+/// After a restore: the restore closed its own (the numbers recorded are the image's).
+pub fn forget_in_flight() {
+    IN_FLIGHT_N.store(0, Relaxed);
 }
 
 /// `/proc/self/fd/<fd>`.
@@ -108,7 +144,7 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
         blob: u32::MAX,
         open_flags: crate::intent::open_flags(fd),
         dup_of: -1,
-        pad: 0,
+        in_flight: 0,
         extra: StrRef::default(),
         params: [0; 8],
     };
@@ -179,10 +215,25 @@ fn anon_inode(fd: i32, path: &[u8], rec: &mut FdRecord, strings: &mut Strings, i
 
 /// Decisions that need every descriptor: which ones are copies of another (`dup`),
 /// which pipes and socket pairs are wholly in the process (and what they hold), and
-/// warnings for what cannot come back.
-fn link(s: &mut Snapshot) -> Result<(), Failure> {
+/// warnings for what cannot come back. Descriptors found in flight in a socket queue
+/// are recorded after the others, and linked in turn (they may hold queues too).
+fn link(s: &mut Snapshot, info: &mut List<u8>, diag: Option<&Diag>) -> Result<(), Failure> {
+    let mut from = 0;
+    for _ in 0..8 {
+        let to = s.fds.len();
+        if from == to {
+            return Ok(());
+        }
+        link_range(s, from, info, diag)?;
+        from = to;
+    }
+    Ok(())
+}
+
+/// `link` for the records from `from` on.
+fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&Diag>) -> Result<(), Failure> {
     let n = s.fds.len();
-    for i in 0..n {
+    for i in from..n {
         let (before, rest) = s.fds.as_mut_slice().split_at_mut(i);
         let Some(f) = rest.first_mut() else { break };
         let original = before.iter().find(|o| o.dup_of < 0 && o.file.dev == f.file.dev && o.file.ino == f.file.ino && sys::same_file(o.fd, f.fd));
@@ -200,7 +251,7 @@ fn link(s: &mut Snapshot) -> Result<(), Failure> {
             }
         }
     }
-    for i in 0..n {
+    for i in from..n {
         let Some(&f) = s.fds.as_slice().get(i) else { break };
         if f.dup_of >= 0 {
             continue;
@@ -247,8 +298,17 @@ fn link(s: &mut Snapshot) -> Result<(), Failure> {
                 // warns if none is).
                 if super::control::in_job() || all.iter().any(|o| o.kind == f.kind && o.file.ino == p.peer_ino) {
                     let at = s.queued.len() as u64;
-                    match kinds::socketpair::queued(f.fd, p.datagrams(), &mut s.queued) {
-                        Ok(len) => set_data(s, i, at, len),
+                    let carried_from = IN_FLIGHT_N.load(Relaxed);
+                    let mut next = s.fds.as_slice().last().map_or(3, |l| l.fd + 1);
+                    match kinds::socketpair::queued(f.fd, p.datagrams(), &mut s.queued, &mut |passed| carry(passed, &mut next)) {
+                        Ok((len, rights)) => {
+                            set_data(s, i, at, len);
+                            if let Some(r) = s.fds.as_mut_slice().get_mut(i) {
+                                r.params = SocketPairParams { rights: rights as u32, ..p }.encode();
+                            }
+                            in_flight_records(s, carried_from, info, diag)?;
+                        }
+                        // Those it carried are closed with the others, not recorded.
                         Err(why) => warn(&f, s, why),
                     }
                     FdKind::SocketPair
@@ -289,6 +349,21 @@ fn link(s: &mut Snapshot) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Records the descriptors a queue just saved carried in flight (from
+/// `IN_FLIGHT[from]` on), after all others.
+fn in_flight_records(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&Diag>) -> Result<(), Failure> {
+    for slot in IN_FLIGHT.get(from..IN_FLIGHT_N.load(Relaxed)).unwrap_or_default() {
+        if let Some(mut rec) = describe(slot.load(Relaxed), &mut s.strings, info, diag)? {
+            rec.in_flight = 1;
+            if rec.kind == FdKind::Epoll as u32 {
+                warn(&rec, s, "an epoll set in flight in a socket queue comes back without its registrations");
+            }
+            s.fds.push(rec)?;
+        }
+    }
+    Ok(())
+}
+
 /// Descriptor `i`'s blob is `len` bytes of `s.queued` from `at`.
 fn set_data(s: &mut Snapshot, i: usize, at: u64, len: u64) {
     if let Some(r) = s.fds.as_mut_slice().get_mut(i) {
@@ -300,5 +375,9 @@ fn set_data(s: &mut Snapshot, i: usize, at: u64, len: u64) {
 fn warn(f: &FdRecord, s: &Snapshot, why: &str) {
     let what = s.strings.bytes.as_slice();
     let what = what.get(f.file.path.off as usize..(f.file.path.off + f.file.path.len) as usize).unwrap_or(&[]);
-    msg().s("warning: descriptor ").num(f.fd as u64).s(" (").bytes(what).s("): ").s(why).emit();
+    if f.in_flight == 1 {
+        msg().s("warning: a descriptor in flight in a socket queue (").bytes(what).s("): ").s(why).emit();
+    } else {
+        msg().s("warning: descriptor ").num(f.fd as u64).s(" (").bytes(what).s("): ").s(why).emit();
+    }
 }

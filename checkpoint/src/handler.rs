@@ -159,6 +159,7 @@ fn checkpoint(info: *mut libc::siginfo_t) {
     let r: Resumed = unsafe { save_context(&mut ctx, body, (&mut args as *mut Args).cast()) };
     if r.restored != 0 {
         precopy::forget();
+        crate::fds::forget_in_flight();
         control::done_here(None);
         threads::resumed(0);
         threads::wait_resumed(n);
@@ -174,6 +175,8 @@ fn checkpoint(info: *mut libc::siginfo_t) {
             install(sig);
         }
     } else {
+        // Before any thread runs on: the program never sees them.
+        crate::fds::close_in_flight();
         control::done_here(Some(&args.job.request()));
         threads::release();
     }

@@ -369,6 +369,7 @@ fn fds(img: &Image) -> Check {
         ensure(f.fd > prev, "descriptor numbers are not unique and ascending")?;
         prev = f.fd;
         ensure(f.fd < MAX_FD, "a descriptor number is out of range")?;
+        ensure(f.in_flight <= 1, "a descriptor's in-flight mark is out of range")?;
         let kind = FdKind::from_u32(f.kind).ok_or(ImageError::Layout("unknown descriptor kind"))?;
         // A process of a job: a standard descriptor may be a pipe to another one.
         let job_pipe = kind == FdKind::Pipe && img.header.flags & HEADER_JOB_MEMBER != 0;
@@ -406,7 +407,7 @@ fn fd_kind(img: &Image, f: &FdRecord, kind: FdKind) -> Check {
             ensure(int(p[0]) && (p[0] == 0 || f.data_len <= p[0]) && p[1] <= 1, "a FIFO's capacity is out of range")
         }
         FdKind::SocketPair => {
-            let ok = p[0] == AF_UNIX && matches!(p[1], SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET) && int(p[3]) && p[4] <= 3;
+            let ok = p[0] == AF_UNIX && matches!(p[1], SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET) && int(p[3]) && p[4] <= 3 && p[7] <= 1;
             ensure(ok, "a socket pair's domain or type is out of range")
         }
         FdKind::Socket => socket(f),

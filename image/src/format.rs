@@ -705,7 +705,10 @@ pub struct FdRecord {
     /// An earlier descriptor of the same open file description (`dup`), or -1: this
     /// one is then a copy of that one, whatever its kind.
     pub dup_of: i32,
-    pub pad: u32,
+    /// 1: no descriptor of the program but one in flight in a socket queue
+    /// (`SCM_RIGHTS`), at a number the program did not use: made again only to be sent
+    /// with the queue's message, then closed.
+    pub in_flight: u32,
     pub extra: StrRef,
     pub params: [u64; 8],
 }

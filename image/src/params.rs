@@ -66,6 +66,9 @@ pub struct SocketPairParams {
     pub shutdown: u32,
     /// `SO_RCVTIMEO` and `SO_SNDTIMEO` in microseconds (0: none).
     pub timeouts_us: [u64; 2],
+    /// 1: descriptors are in flight in the queue, which is then framed as
+    /// `Queue::message` says (stream or datagrams).
+    pub rights: u32,
 }
 
 impl SocketPairParams {
@@ -79,11 +82,19 @@ impl Params for SocketPairParams {
     const KIND: FdKind = FdKind::SocketPair;
     fn encode(&self) -> [u64; 8] {
         let [rcv, snd] = self.timeouts_us;
-        [self.domain as u64, self.ty as u64, self.peer_ino, self.sndbuf as u64, self.shutdown as u64, rcv, snd, 0]
+        [self.domain as u64, self.ty as u64, self.peer_ino, self.sndbuf as u64, self.shutdown as u64, rcv, snd, self.rights as u64]
     }
     fn decode(p: &[u64; 8]) -> Self {
-        let [domain, ty, peer_ino, sndbuf, shutdown, rcv, snd, _] = *p;
-        SocketPairParams { domain: domain as i32, ty: ty as i32, peer_ino, sndbuf: sndbuf as i32, shutdown: shutdown as u32, timeouts_us: [rcv, snd] }
+        let [domain, ty, peer_ino, sndbuf, shutdown, rcv, snd, rights] = *p;
+        SocketPairParams {
+            domain: domain as i32,
+            ty: ty as i32,
+            peer_ino,
+            sndbuf: sndbuf as i32,
+            shutdown: shutdown as u32,
+            timeouts_us: [rcv, snd],
+            rights: rights as u32,
+        }
     }
 }
 
@@ -269,7 +280,8 @@ impl Params for MemfdParams {
 const SOCK_STREAM: i32 = 1;
 
 /// A socket's receive queue as saved in its blob: a stream's bytes as they are;
-/// each datagram as a `u32` length (little-endian) then its bytes.
+/// each datagram as a `u32` length (little-endian) then its bytes; with descriptors in
+/// flight (`SocketPairParams::rights`), each message as [`Queue::message`] reads it.
 pub struct Queue;
 
 impl Queue {
@@ -287,6 +299,30 @@ impl Queue {
         let head: [u8; Queue::HEAD] = rest.get(..Queue::HEAD)?.try_into().ok()?;
         let len = u32::from_le_bytes(head) as usize;
         Some((rest.get(Queue::HEAD..Queue::HEAD.checked_add(len)?)?, Queue::HEAD + len))
+    }
+
+    /// Bytes before each message of a queue with descriptors in flight: its length and
+    /// how many descriptors it carries (`u32`s); the message's bytes follow, then the
+    /// saved numbers of those descriptors (`i32`s).
+    pub const MESSAGE_HEAD: usize = 8;
+
+    /// The head of a message of `len` bytes carrying `fds` descriptors.
+    pub fn message_head(len: usize, fds: usize) -> [u8; Queue::MESSAGE_HEAD] {
+        let mut h = [0u8; Queue::MESSAGE_HEAD];
+        h[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        h[4..].copy_from_slice(&(fds as u32).to_le_bytes());
+        h
+    }
+
+    /// The first message of `rest`: its bytes, the numbers of the descriptors it
+    /// carries (4 bytes each), and how many bytes of `rest` it takes; `None` if `rest`
+    /// does not start with a whole one.
+    pub fn message(rest: &[u8]) -> Option<(&[u8], &[u8], usize)> {
+        let word = |at: usize| Some(u32::from_le_bytes(rest.get(at..at + 4)?.try_into().ok()?) as usize);
+        let (len, fds) = (word(0)?, word(4)?.checked_mul(4)?);
+        let numbers = Queue::MESSAGE_HEAD.checked_add(len)?;
+        let end = numbers.checked_add(fds)?;
+        Some((rest.get(Queue::MESSAGE_HEAD..numbers)?, rest.get(numbers..end)?, end))
     }
 }
 
@@ -388,8 +424,8 @@ mod tests {
         assert_eq!(SocketParams::decode(&s.encode()), s);
         let e = EventfdParams { count: 7, semaphore: true };
         assert_eq!(EventfdParams::decode(&e.encode()), e);
-        let p = SocketPairParams { domain: 1, ty: 2, peer_ino: 201, sndbuf: 212992, shutdown: 2, timeouts_us: [1_500_000, 0] };
-        assert_eq!(p.encode(), [1, 2, 201, 212992, 2, 1_500_000, 0, 0]);
+        let p = SocketPairParams { domain: 1, ty: 2, peer_ino: 201, sndbuf: 212992, shutdown: 2, timeouts_us: [1_500_000, 0], rights: 1 };
+        assert_eq!(p.encode(), [1, 2, 201, 212992, 2, 1_500_000, 0, 1]);
         assert_eq!(SocketPairParams::decode(&p.encode()), p);
         assert!(SocketPairParams::decode(&p.encode()).datagrams());
     }
@@ -401,6 +437,11 @@ mod tests {
         q[4..].copy_from_slice(b"abc");
         assert_eq!(Queue::datagram(&q), Some((&b"abc"[..], 7)));
         assert_eq!(Queue::datagram(&q[..6]), None);
+        let mut m = Queue::message_head(2, 1).to_vec();
+        m.extend_from_slice(b"hi");
+        m.extend_from_slice(&7i32.to_le_bytes());
+        assert_eq!(Queue::message(&m), Some((&b"hi"[..], &7i32.to_le_bytes()[..], 14)));
+        assert_eq!(Queue::message(&m[..13]), None);
         assert_eq!(Queue::datagram(&[]), None);
     }
 

@@ -79,9 +79,15 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
         cx.objects.extend(j.memory.iter().map(|(&key, &fd)| (key, fd)));
         cx.ends.extend(j.ends.iter().map(|(&ino, &fd)| (ino, fd)));
     }
+    let needed = in_flight_needed(img, &records);
     let mut plan = FdPlan::default();
     let mut made: HashMap<i32, i32> = HashMap::new();
+    // Descriptors made only to be sent in flight, closed once the queues are back.
+    let mut carried = vec![];
     for f in &records {
+        if f.in_flight == 1 && !needed.contains(&f.fd) {
+            continue;
+        }
         let what = |why: String| format!("descriptor {} ({}): {why}", f.fd, String::from_utf8_lossy(img.str(f.file.path)));
         let job_pipe = job_pipes.is_some() && f.kind == FdKind::Pipe as u32;
         if f.fd <= 2 && !job_pipe {
@@ -104,6 +110,11 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
                     None => kinds::restore(f, &mut cx).map_err(|e| what(e.to_string()))?,
                 };
                 let fd = raise_fd(fd, base)?;
+                if f.in_flight == 1 {
+                    made.insert(f.fd, fd);
+                    carried.push(fd);
+                    continue;
+                }
                 if f.kind == FdKind::Inotify as u32 {
                     plan.inotify.push(fd);
                 }
@@ -127,9 +138,12 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
             }
         };
         made.insert(f.fd, fd);
-        plan.place.push((fd, f.fd, f.fd_flags & libc::FD_CLOEXEC as u32 != 0));
+        if f.in_flight == 0 {
+            plan.place.push((fd, f.fd, f.fd_flags & libc::FD_CLOEXEC as u32 != 0));
+        }
     }
-    socketpair::fill(&cx)?;
+    socketpair::fill(&cx, &|saved| made.get(&saved).copied())?;
+    carried.into_iter().for_each(kinds::os::close);
     epoll::dry_run(&cx.epoll, &made)?;
     cx.close_scaffolding();
     memfd::shared_objects(&mut cx)?;
@@ -138,6 +152,26 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
     plan.epoll = std::mem::take(&mut cx.epoll);
     plan.put_back = std::mem::take(&mut cx.pending);
     Ok(plan)
+}
+
+/// The descriptors in flight this process sends again: those the queues it fills
+/// carry, and the earlier ones in flight those are copies of.
+pub fn in_flight_needed(img: &Image, records: &[FdRecord]) -> std::collections::HashSet<i32> {
+    let mut needed = std::collections::HashSet::new();
+    for f in records.iter().filter(|f| f.kind == FdKind::SocketPair as u32 && f.data_len > 0 && SocketPairParams::decode(&f.params).rights == 1) {
+        let mut rest = img.data(f.data_off, f.data_len);
+        while let Some((_, numbers, taken)) = Queue::message(rest) {
+            needed.extend(numbers.chunks_exact(4).filter_map(|b| b.try_into().ok()).map(i32::from_le_bytes));
+            rest = rest.get(taken..).unwrap_or_default();
+        }
+    }
+    // Copies come after their originals.
+    for f in records.iter().rev().filter(|f| f.in_flight == 1 && f.dup_of >= 0) {
+        if needed.contains(&f.fd) {
+            needed.insert(f.dup_of);
+        }
+    }
+    needed
 }
 
 /// Why lock `l` cannot be taken again.

@@ -118,11 +118,14 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
         Ok(v) => Shared::decode(&v),
         Err(_) => {
             let all: Vec<&Image> = images.iter().flatten().collect();
+            let files = make_files(&images, &shares)?;
             Shared {
                 pipes: make_pipes(&all)?,
                 memory: make_memory(&all)?,
-                ends: make_socket_pairs(&all)?,
-                files: make_files(&images, &shares)?,
+                ends: make_socket_pairs(&images, &|k, fd| {
+                    shares.iter().find(|sh| (sh.member as usize, sh.fd) == (k, fd)).and_then(|sh| files.get(&sh.group).copied())
+                })?,
+                files,
                 my_files: HashMap::new(),
                 // Made for the whole job: kept even if a process's restore is refused.
                 sysv: super::sysv::make(&all)?.keep(),
@@ -177,16 +180,19 @@ fn make_files(images: &[Option<Image>], shares: &[mig_image::tree::Share]) -> Re
 /// queue sent again from its peer and the ends shut down as they were (by
 /// `socketpair::fill`, as for a pair within one process). A pair within one process is
 /// that process's to make; an end whose peer was outside the job comes back reset.
-fn make_socket_pairs(images: &[&Image]) -> Result<HashMap<u64, i32>, String> {
+/// `job_file(k, fd)` is the description made once for the job that process `k`'s `fd`
+/// is, if it is one.
+fn make_socket_pairs(images: &[Option<Image>], job_file: &dyn Fn(usize, i32) -> Option<i32>) -> Result<HashMap<u64, i32>, String> {
+    let images: Vec<(usize, &Image)> = images.iter().enumerate().filter_map(|(k, i)| Some((k, i.as_ref()?))).collect();
     let records = |img: &Image| -> Vec<FdRecord> {
         (0..img.count(Table::Fds)).map(|i| img.fd(i)).filter(|f| f.kind == FdKind::SocketPair as u32 && f.dup_of < 0).collect()
     };
     let mut owner: HashMap<u64, usize> = HashMap::new();
-    for (k, img) in images.iter().enumerate() {
+    for &(k, img) in &images {
         owner.extend(records(img).iter().map(|f| (f.file.ino, k)));
     }
     let mut ends: HashMap<u64, i32> = HashMap::new();
-    for (k, img) in images.iter().enumerate() {
+    for &(k, img) in &images {
         for f in records(img) {
             let p = SocketPairParams::decode(&f.params);
             if ends.contains_key(&f.file.ino) || owner.get(&p.peer_ino).is_none_or(|&o| o == k) {
@@ -201,13 +207,52 @@ fn make_socket_pairs(images: &[&Image]) -> Result<HashMap<u64, i32>, String> {
             ends.insert(p.peer_ino, sv[1]);
         }
     }
-    for img in images {
+    for &(k, img) in &images {
         let shared: Vec<FdRecord> = records(img).into_iter().filter(|f| ends.contains_key(&f.file.ino)).collect();
+        let all: Vec<FdRecord> = (0..img.count(Table::Fds)).map(|i| img.fd(i)).collect();
+        let mut maker = mig_checkpoint::kinds::Shared::new(img, &all, 0);
+        // An end in flight of a pair of the job's is that pair's end.
+        maker.ends = ends.clone();
+        let carried = make_in_flight(img, &shared, &all, &mut maker, &|fd| job_file(k, fd));
+        maker.ends.retain(|ino, _| !ends.contains_key(ino));
         let mut cx = mig_checkpoint::kinds::Shared::new(img, &shared, 0);
         cx.ends = ends.clone();
-        mig_checkpoint::kinds::socketpair::fill(&cx)?;
+        let filled = carried.as_ref().map_err(Clone::clone).and_then(|c| mig_checkpoint::kinds::socketpair::fill(&cx, &|saved| c.get(&saved).copied()));
+        if let Ok(c) = &carried {
+            let fds: std::collections::HashSet<i32> = c.values().copied().collect();
+            fds.into_iter().for_each(mig_checkpoint::kinds::os::close);
+        }
+        maker.close_scaffolding();
+        filled?;
     }
     Ok(ends)
+}
+
+/// The descriptors in flight in the queues between two processes of the job that
+/// `img`'s process receives, made here to be sent, by saved number. One that is a copy
+/// of a descriptor of that process is the description made once for the job if that
+/// descriptor is one (`job_file`), else one of its own.
+fn make_in_flight(
+    img: &Image,
+    shared: &[FdRecord],
+    all: &[FdRecord],
+    maker: &mut mig_checkpoint::kinds::Shared,
+    job_file: &dyn Fn(i32) -> Option<i32>,
+) -> Result<HashMap<i32, i32>, String> {
+    let needed = super::fds::in_flight_needed(img, shared);
+    let mut carried: HashMap<i32, i32> = HashMap::new();
+    for f in all.iter().filter(|f| f.in_flight == 1 && needed.contains(&f.fd)) {
+        let src = all.iter().find(|o| o.fd == f.dup_of).unwrap_or(f);
+        let fd = match (carried.get(&src.fd), job_file(src.fd).filter(|_| src.in_flight == 0)) {
+            (Some(&fd), _) => Ok(fd),
+            (None, Some(once)) => mig_checkpoint::kinds::os::dup(once),
+            (None, None) => mig_checkpoint::kinds::restore(src, maker),
+        }
+        .map_err(|e| format!("a descriptor in flight in a socket queue ({}): {e}", String::from_utf8_lossy(img.str(f.file.path))))?;
+        carried.insert(src.fd, fd);
+        carried.insert(f.fd, fd);
+    }
+    Ok(carried)
 }
 
 /// A memory object of the job: as large as its largest mapping needs, mapped by these

@@ -77,6 +77,18 @@ pub fn recv(fd: c_int, buf: &mut [u8], flags: c_int) -> SysResult<(usize, i32)> 
     m.msg_iovlen = 1;
     sc!(libc::SYS_recvmsg, fd, &mut m as *mut libc::msghdr, flags).map(|n| (n, m.msg_flags))
 }
+/// `recvmsg` into `buf` with room for control messages in `control`; returns (length,
+/// message flags, length of the control messages received).
+pub fn recv_control(fd: c_int, buf: &mut [u8], flags: c_int, control: &mut [u64]) -> SysResult<(usize, i32, usize)> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: `msghdr` is plain old data; null name is valid.
+    let mut m: libc::msghdr = unsafe { core::mem::zeroed() };
+    m.msg_iov = &mut iov;
+    m.msg_iovlen = 1;
+    m.msg_control = control.as_mut_ptr().cast();
+    m.msg_controllen = core::mem::size_of_val(control);
+    sc!(libc::SYS_recvmsg, fd, &mut m as *mut libc::msghdr, flags).map(|n| (n, m.msg_flags, m.msg_controllen))
+}
 /// `recvmsg` into `buf`, taking at most one descriptor passed with `SCM_RIGHTS`
 /// (close-on-exec); returns (length, the descriptor or -1).
 pub fn recv_with_fd(fd: c_int, buf: &mut [u8]) -> SysResult<(usize, c_int)> {

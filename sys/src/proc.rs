@@ -7,6 +7,9 @@ use libc::c_int;
 pub fn getpid() -> u32 {
     sc!(libc::SYS_getpid).unwrap_or(0) as u32
 }
+pub fn getgid() -> u32 {
+    sc!(libc::SYS_getgid).unwrap_or(0) as u32
+}
 pub fn getuid() -> u32 {
     sc!(libc::SYS_getuid).unwrap_or(0) as u32
 }

@@ -116,7 +116,7 @@ fn fd(n: i32, kind: FdKind, path: StrRef, rng: &mut Rng) -> FdRecord {
         blob: u32::MAX,
         open_flags: rng.next() as u32,
         dup_of: -1,
-        pad: 0,
+        in_flight: 0,
         extra: StrRef::default(),
         params: [0; 8],
     }

@@ -6,6 +6,15 @@ use mig_image::*;
 /// A short description of what `rec` holds beyond its path and flags; empty when
 /// there is nothing more to say.
 pub fn describe(img: &Image, rec: &FdRecord) -> String {
+    let what = held(img, rec);
+    match (rec.in_flight, what.is_empty()) {
+        (0, _) => what,
+        (_, true) => "in flight in a socket queue".into(),
+        _ => format!("in flight in a socket queue, {what}"),
+    }
+}
+
+fn held(img: &Image, rec: &FdRecord) -> String {
     let Some(kind) = FdKind::from_u32(rec.kind) else { return String::new() };
     if rec.dup_of >= 0 {
         return format!("a copy of descriptor {}", rec.dup_of);
@@ -18,7 +27,8 @@ pub fn describe(img: &Image, rec: &FdRecord) -> String {
         }
         FdKind::SocketPair => {
             let p = SocketPairParams::decode(&rec.params);
-            format!("{} {} pair, peer inode {}", domain(p.domain), sock_type(p.ty), p.peer_ino)
+            let rights = if p.rights == 1 { ", descriptors in flight in its queue" } else { "" };
+            format!("{} {} pair, peer inode {}{rights}", domain(p.domain), sock_type(p.ty), p.peer_ino)
         }
         FdKind::Reset => format!("{}, connected outside the process", domain(ResetParams::decode(&rec.params).domain)),
         FdKind::Socket => {
