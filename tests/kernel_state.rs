@@ -233,6 +233,16 @@ fn descriptors_in_flight_stay_in_flight_for_the_original() {
     assert_eq!(out.iter().filter(|l| l.starts_with("step ") || l.starts_with("done ")).cloned().collect::<Vec<_>>(), reference, "{err}");
 }
 
+/// A program kept in a sealed memfd: the seals come back, and the memfd can be
+/// executed after the restore (`fexecve`), as before it.
+#[test]
+fn a_sealed_memfd_comes_back_and_can_be_executed() {
+    let dir = tempdir("memfd_exec");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("memfd_exec"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
+    assert!(!err.contains("warning"), "restore: {err}");
+}
+
 /// `/proc/self/status` opened by that name describes the restored process; O_PATH
 /// descriptors of a file, a directory and a symbolic link (O_NOFOLLOW) come back as
 /// such; a pidfd of the process itself is one of the restored process.

@@ -358,10 +358,18 @@ fn in_flight_records(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: O
             if rec.kind == FdKind::Epoll as u32 {
                 warn(&rec, s, "an epoll set in flight in a socket queue comes back without its registrations");
             }
+            // The kernel drops a process's POSIX locks on a file at any close of it.
+            if FdKind::from_u32(rec.kind).is_some_and(FdKind::holds_locks) && slurp_info(rec.fd, info).is_ok() && contains(info.as_slice(), b" POSIX ") {
+                warn(&rec, s, "the process's POSIX locks on this file end when the checkpoint closes the copy it took in to save");
+            }
             s.fds.push(rec)?;
         }
     }
     Ok(())
+}
+
+fn contains(text: &[u8], word: &[u8]) -> bool {
+    text.windows(word.len()).any(|w| w == word)
 }
 
 /// Descriptor `i`'s blob is `len` bytes of `s.queued` from `at`.

@@ -81,6 +81,15 @@ mod restore {
         // A file made with `O_TMPFILE` keeps `O_DIRECTORY` in its status flags (part of
         // the `O_TMPFILE` value); reopened with it, a file is refused.
         let flags = f.flags as i32 & REOPEN_FLAGS & !libc::O_DIRECTORY;
+        // The description `memfd_create` made, as the program's was: a memfd reopened
+        // read-write counts as open for writing, and `exec` of it is refused (ETXTBSY).
+        let key = (f.file.dev, f.file.ino);
+        if f.kind == FdKind::Memfd as u32 && flags & libc::O_ACCMODE == libc::O_RDWR && cx.memfds_taken.insert(key) {
+            let fd = dup(object)?;
+            // SAFETY: fcntl on the descriptor just made.
+            unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_ACCMODE) };
+            return Ok(seek(fd, f.offset));
+        }
         open_raw(format!("/proc/self/fd/{object}").as_bytes(), flags, 0).map(|fd| seek(fd, f.offset))
     }
 

@@ -91,6 +91,9 @@ mod restore {
         /// Files whose saved contents were dealt with, by (dev, ino) as saved, and the
         /// new file's descriptor where one was made again.
         pub put_back: HashMap<(u64, u64), Option<i32>>,
+        /// Memfds whose first open file description (the one `memfd_create` made)
+        /// a descriptor took.
+        pub memfds_taken: std::collections::HashSet<(u64, u64)>,
         /// What to write back once the restore can no longer be refused.
         pub pending: Vec<file::PutBack>,
     }
@@ -109,6 +112,7 @@ mod restore {
                 terminal: None,
                 inotify_tries: inotify::TRIES,
                 put_back: HashMap::new(),
+                memfds_taken: std::collections::HashSet::new(),
                 pending: Vec::new(),
             }
         }
