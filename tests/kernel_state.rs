@@ -243,6 +243,26 @@ fn a_sealed_memfd_comes_back_and_can_be_executed() {
     assert!(!err.contains("warning"), "restore: {err}");
 }
 
+/// Datagrams queued on bound UNIX (path and abstract) and UDP sockets come back with
+/// their senders' addresses: a sender that is gone, an unnamed one, one the process
+/// still holds; nothing is said.
+#[test]
+fn queued_datagrams_come_back_with_their_senders() {
+    let dir = tempdir("dgram_queue");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("dgram_queue"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
+    assert!(!err.contains("warning"), "restore: {err}");
+}
+
+/// A connection waiting to be accepted on a listener cannot be saved: the checkpoint
+/// says so, naming the listener.
+#[test]
+fn connections_waiting_to_be_accepted_are_named_at_checkpoint_time() {
+    let dir = tempdir("dgram_pending");
+    let (ckpt_err, _) = checkpoint_kill_restart_warnings(Launch::new(&compile("dgram_queue"), &dir).arg("20").arg("pending"), 5);
+    assert!(ckpt_err.contains("1 connections waiting to be accepted are not saved"), "checkpoint: {ckpt_err}");
+}
+
 /// `/proc/self/status` opened by that name describes the restored process; O_PATH
 /// descriptors of a file, a directory and a symbolic link (O_NOFOLLOW) come back as
 /// such; a pidfd of the process itself is one of the restored process.

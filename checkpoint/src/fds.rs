@@ -16,7 +16,7 @@ use super::sockets::Diag;
 use crate::sys::{self, CPath, msg::Msg, msg::msg};
 use core::sync::atomic::Ordering::Relaxed;
 use core::sync::atomic::{AtomicI32, AtomicUsize};
-use mig_image::{FdKind, FdRecord, FileParams, Params, SocketPairParams, StrRef};
+use mig_image::{FdKind, FdRecord, FileParams, Params, SocketPairParams, SocketParams, StrRef};
 
 /// Records every descriptor of the process in `s.fds` (and what some of them hold in
 /// `s.queued`). `text` and `info` are working buffers.
@@ -320,6 +320,14 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
             Some(FdKind::Reset) => {
                 warn(&f, s, "it is connected outside the process; it comes back as a connection reset by the peer");
                 FdKind::Reset
+            }
+            Some(FdKind::Socket) if SocketParams::decode(&f.params).ty == libc::SOCK_DGRAM => {
+                let at = s.queued.len() as u64;
+                match kinds::socket::queued(f.fd, &mut s.queued) {
+                    Ok(len) => set_data(s, i, at, len),
+                    Err(why) => warn(&f, s, why),
+                }
+                FdKind::Socket
             }
             Some(FdKind::Unsupported) => {
                 let pidfd =

@@ -28,6 +28,8 @@ pub struct Sock {
     pub shutdown: u32,
     pub opts: u64,
     pub valued: mig_image::SockOpts,
+    /// A listener's connections waiting to be accepted.
+    pub waiting: u64,
 }
 
 /// A netlink socket for sock_diag queries, opened once per checkpoint.
@@ -38,8 +40,9 @@ impl Diag {
         sys::socket(libc::AF_NETLINK, libc::SOCK_DGRAM, libc::NETLINK_SOCK_DIAG).ok().map(Diag)
     }
 
-    /// (peer inode, listen backlog, shutdown bits) of the UNIX socket `ino`.
-    fn unix(&self, ino: u64) -> Option<(u64, u64, u32)> {
+    /// (peer inode, listen backlog, shutdown bits, connections waiting to be accepted)
+    /// of the UNIX socket `ino`.
+    fn unix(&self, ino: u64) -> Option<(u64, u64, u32, u64)> {
         const SOCK_DIAG_BY_FAMILY: u16 = 20;
         const UDIAG_SHOW_PEER: u32 = 4;
         const UDIAG_SHOW_RQLEN: u32 = 16;
@@ -67,20 +70,20 @@ impl Diag {
             return None; // NLMSG_ERROR: no such socket
         }
         let len = (u32_at(0)? as usize).min(n);
-        let (mut peer, mut backlog, mut shutdown) = (0, 0, 0);
+        let (mut peer, mut backlog, mut shutdown, mut waiting) = (0, 0, 0, 0);
         // unix_diag_msg is 16 bytes after the 16-byte header; attributes follow.
         let mut at = 32;
         while at + 4 <= len {
             let alen = u16_at(at)? as usize;
             match u16_at(at + 2)? {
                 UNIX_DIAG_PEER => peer = u32_at(at + 4)? as u64,
-                UNIX_DIAG_RQLEN => backlog = u32_at(at + 8)? as u64,
+                UNIX_DIAG_RQLEN => (waiting, backlog) = (u32_at(at + 4)? as u64, u32_at(at + 8)? as u64),
                 UNIX_DIAG_SHUTDOWN => shutdown = *resp.get(at + 4)? as u32 & 3,
                 _ => {}
             }
             at += alen.max(4).next_multiple_of(4);
         }
-        Some((peer, backlog, shutdown))
+        Some((peer, backlog, shutdown, waiting))
     }
 }
 
@@ -106,6 +109,7 @@ pub fn inspect(fd: i32, ino: u64, diag: Option<&Diag>) -> Result<Sock, Errno> {
         shutdown: 0,
         opts: 0,
         valued: mig_image::SockOpts::default(),
+        waiting: 0,
     };
     s.bound_len = sys::sockname(fd, false, &mut s.bound).unwrap_or(0);
     s.peer_len = sys::sockname(fd, true, &mut s.peer).unwrap_or(0);
@@ -134,11 +138,12 @@ pub fn inspect(fd: i32, ino: u64, diag: Option<&Diag>) -> Result<Sock, Errno> {
     }
     match s.domain {
         libc::AF_UNIX => {
-            if let Some((peer, backlog, shutdown)) = diag.and_then(|d| d.unix(ino)) {
+            if let Some((peer, backlog, shutdown, waiting)) = diag.and_then(|d| d.unix(ino)) {
                 s.peer_ino = peer;
                 s.shutdown = shutdown;
                 if listening {
                     s.backlog = backlog.max(1);
+                    s.waiting = waiting;
                 }
             }
         }
@@ -160,12 +165,14 @@ pub fn inspect(fd: i32, ino: u64, diag: Option<&Diag>) -> Result<Sock, Errno> {
                 s.opts |= mig_image::SOCKOPT_V6ONLY;
             }
             if listening {
-                // tcp_info.tcpi_sacked holds a listener's backlog.
+                // tcp_info.tcpi_sacked holds a listener's backlog, tcpi_unacked its
+                // connections waiting to be accepted.
                 let mut info = [0u8; 104];
                 let n = sys::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info).unwrap_or(0);
-                let sacked = info.get(28..32).filter(|_| n >= 32).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
-                s.backlog = sacked.map_or(128, |v| v as u64);
+                let word = |at: usize| info.get(at..at + 4).filter(|_| n >= at + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+                s.backlog = word(28).map_or(128, |v| v as u64);
                 s.backlog = s.backlog.max(1);
+                s.waiting = word(24).unwrap_or(0) as u64;
             }
         }
         _ => {}

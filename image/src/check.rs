@@ -382,7 +382,9 @@ fn fds(img: &Image) -> Check {
             ensure(original.is_some(), "a descriptor is a copy of one that is not before it in the table")?;
             ensure(f.data_len == 0, "a copy of a descriptor carries saved data")?;
         }
-        let carries = matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::Fifo | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm)
+        let datagrams = kind == FdKind::Socket && f.params[1] == SOCK_DGRAM;
+        let carries = datagrams
+            || matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::Fifo | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm)
             || (kind == FdKind::File && f.params[0] == 1 && f.file.mode & 0o170000 == 0o100000);
         ensure(carries || f.data_len == 0, "a descriptor of this kind carries saved data")?;
         fd_kind(img, &f, kind)?;

@@ -301,6 +301,26 @@ impl Queue {
         Some((rest.get(Queue::HEAD..Queue::HEAD.checked_add(len)?)?, Queue::HEAD + len))
     }
 
+    /// Bytes before each datagram of a socket's queue that keeps its senders
+    /// (`FdKind::Socket`): its length and its sender's address length (`u32`s); the
+    /// address (`sockaddr` bytes, none for an unnamed sender) follows, then the bytes.
+    pub const FROM_HEAD: usize = 8;
+
+    /// The head of a datagram of `len` bytes from an address of `addr_len` bytes.
+    pub fn from_head(len: usize, addr_len: usize) -> [u8; Queue::FROM_HEAD] {
+        Queue::message_head(len, addr_len)
+    }
+
+    /// The first datagram of `rest` with its sender: (address, bytes, how many bytes
+    /// of `rest` it takes); `None` if `rest` does not start with a whole one.
+    pub fn from(rest: &[u8]) -> Option<(&[u8], &[u8], usize)> {
+        let word = |at: usize| Some(u32::from_le_bytes(rest.get(at..at + 4)?.try_into().ok()?) as usize);
+        let (len, addr_len) = (word(0)?, word(4)?);
+        let data = Queue::FROM_HEAD.checked_add(addr_len)?;
+        let end = data.checked_add(len)?;
+        Some((rest.get(Queue::FROM_HEAD..data)?, rest.get(data..end)?, end))
+    }
+
     /// Bytes before each message of a queue with descriptors in flight: its length and
     /// how many descriptors it carries (`u32`s); the message's bytes follow, then the
     /// saved numbers of those descriptors (`i32`s).
@@ -442,6 +462,10 @@ mod tests {
         m.extend_from_slice(&7i32.to_le_bytes());
         assert_eq!(Queue::message(&m), Some((&b"hi"[..], &7i32.to_le_bytes()[..], 14)));
         assert_eq!(Queue::message(&m[..13]), None);
+        let mut d = Queue::from_head(2, 3).to_vec();
+        d.extend_from_slice(b"\x01\x00\x00hi");
+        assert_eq!(Queue::from(&d), Some((&b"\x01\x00\x00"[..], &b"hi"[..], 13)));
+        assert_eq!(Queue::from(&d[..12]), None);
         assert_eq!(Queue::datagram(&[]), None);
     }
 

@@ -77,6 +77,18 @@ pub fn recv(fd: c_int, buf: &mut [u8], flags: c_int) -> SysResult<(usize, i32)> 
     m.msg_iovlen = 1;
     sc!(libc::SYS_recvmsg, fd, &mut m as *mut libc::msghdr, flags).map(|n| (n, m.msg_flags))
 }
+/// `recvmsg` into `buf`, the sender's address into `name`; returns (length, message
+/// flags, length of the address).
+pub fn recv_from(fd: c_int, buf: &mut [u8], flags: c_int, name: &mut [u8]) -> SysResult<(usize, i32, usize)> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: `msghdr` is plain old data; null control is valid.
+    let mut m: libc::msghdr = unsafe { core::mem::zeroed() };
+    m.msg_iov = &mut iov;
+    m.msg_iovlen = 1;
+    m.msg_name = name.as_mut_ptr().cast();
+    m.msg_namelen = name.len() as u32;
+    sc!(libc::SYS_recvmsg, fd, &mut m as *mut libc::msghdr, flags).map(|n| (n, m.msg_flags, m.msg_namelen as usize))
+}
 /// `recvmsg` into `buf` with room for control messages in `control`; returns (length,
 /// message flags, length of the control messages received).
 pub fn recv_control(fd: c_int, buf: &mut [u8], flags: c_int, control: &mut [u64]) -> SysResult<(usize, i32, usize)> {

@@ -6,8 +6,10 @@
 
 use crate::failure::Failure;
 use crate::files::Strings;
+use crate::scratch::List;
 use crate::sockets::{self, Diag};
-use mig_image::{FdKind, FdRecord, Params, ResetParams, SocketParams, StrRef, bytes_of};
+use crate::sys::{self, Errno, msg::msg};
+use mig_image::{FdKind, FdRecord, Params, Queue, ResetParams, SocketParams, StrRef, bytes_of};
 
 /// A socket: its kind and settings. The addresses go to `strings`, bound then peer.
 pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Diag>) -> Result<FdKind, Failure> {
@@ -24,6 +26,18 @@ pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Di
     if s.peer_len > 0 && stream {
         rec.params = ResetParams { domain: s.domain }.encode();
         return Ok(FdKind::Reset);
+    }
+    if s.waiting > 0 {
+        let path = strings.bytes.as_slice().get(rec.file.path.off as usize..(rec.file.path.off + rec.file.path.len) as usize).unwrap_or_default();
+        msg()
+            .s("warning: descriptor ")
+            .num(fd as u64)
+            .s(" (")
+            .bytes(path)
+            .s("): ")
+            .num(s.waiting)
+            .s(" connections waiting to be accepted are not saved; their clients see them reset when this process ends")
+            .emit();
     }
     let (bound, peer) = (s.bound.get(..s.bound_len).unwrap_or_default(), s.peer.get(..s.peer_len).unwrap_or_default());
     let start = strings.bytes.len();
@@ -44,6 +58,53 @@ pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Di
     Ok(FdKind::Socket)
 }
 
+/// Appends the datagrams queued on datagram socket `fd` to `out`, each with its
+/// sender's address (`Queue::from`), without taking them (`MSG_PEEK` with a moving
+/// peek offset). Returns how many bytes were appended, or why not.
+pub fn queued(fd: i32, out: &mut List<u8>) -> Result<u64, &'static str> {
+    let old = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).unwrap_or(-1);
+    sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0).map_err(|_| "cannot peek at its queue")?;
+    let start = out.len();
+    // Bounded, as a socket pair's queue is.
+    let mut budget = 1u32 << 20;
+    let result = (|| loop {
+        budget = budget.checked_sub(1).ok_or("too many messages queued")?;
+        let mut from = [0u8; sockets::ADDR_MAX];
+        let spare = out.spare();
+        if spare.len() <= Queue::FROM_HEAD + from.len() {
+            return Err("too much data queued");
+        }
+        let (head, rest) = spare.split_at_mut(Queue::FROM_HEAD);
+        let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC;
+        match sys::recv_from(fd, rest, flags, &mut from) {
+            Ok((n, got, from_len)) => {
+                if got & libc::MSG_CTRUNC != 0 {
+                    return Err("descriptors or credentials in flight would be lost");
+                }
+                let from = from.get(..from_len.min(sockets::ADDR_MAX)).unwrap_or_default();
+                if n + from.len() > rest.len() {
+                    return Err("too much data queued");
+                }
+                // The address goes before the bytes.
+                rest.copy_within(0..n, from.len());
+                if let Some(a) = rest.get_mut(..from.len()) {
+                    a.copy_from_slice(from);
+                }
+                head.copy_from_slice(&Queue::from_head(n, from.len()));
+                out.grow(Queue::FROM_HEAD + from.len() + n);
+            }
+            Err(Errno(libc::EAGAIN)) => return Ok(()),
+            Err(Errno(libc::EINTR)) => {}
+            Err(_) => return Err("cannot read its queue"),
+        }
+    })();
+    let _ = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result.map(|()| (out.len() - start) as u64)
+}
+
 #[cfg(feature = "restore")]
 pub use restore::restore;
 
@@ -52,8 +113,8 @@ pub use restore::restore;
 mod restore {
     use super::super::{Shared, os::*};
     use mig_image::{
-        FdKind, FdRecord, Params, ResetParams, SOCKOPT_BROADCAST, SOCKOPT_FREEBIND, SOCKOPT_KEEPALIVE, SOCKOPT_NODELAY, SOCKOPT_REUSEADDR, SOCKOPT_REUSEPORT,
-        SOCKOPT_V6ONLY, SockAddr, SockOpts, SocketParams,
+        FdKind, FdRecord, Params, Queue, ResetParams, SOCKOPT_BROADCAST, SOCKOPT_FREEBIND, SOCKOPT_KEEPALIVE, SOCKOPT_NODELAY, SOCKOPT_REUSEADDR,
+        SOCKOPT_REUSEPORT, SOCKOPT_V6ONLY, SockAddr, SockOpts, SocketParams,
     };
     use std::os::fd::{AsRawFd, IntoRawFd};
     use std::os::unix::ffi::OsStrExt;
@@ -127,6 +188,9 @@ mod restore {
         if inet && s.opts & SOCKOPT_REUSEADDR == 0 {
             set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 0);
         }
+        if f.data_len > 0 {
+            fill_datagrams(f, cx, &s, bound)?;
+        }
         if s.backlog > 0 {
             // SAFETY: listen on our socket.
             last_error::<i32>(unsafe { libc::listen(fd, s.backlog) })?;
@@ -143,6 +207,68 @@ mod restore {
             }
         }
         set_status(fd, f.flags)
+    }
+
+    /// The datagrams queued on socket `fd` (bound to `bound`), sent to it again before
+    /// it is connected, each from a socket bound to its sender's address where that is
+    /// free (its sender is gone); the others come from an unnamed sender, which a
+    /// warning says.
+    fn fill_datagrams(f: &FdRecord, cx: &Shared, s: &SocketParams, bound: &[u8]) -> std::io::Result<()> {
+        let to = reachable(bound).ok_or_else(|| Error::other("its queued datagrams cannot be put back: it is not bound to an address they can be sent to"))?;
+        let mut rest = cx.img.data(f.data_off, f.data_len);
+        let mut unnamed = 0;
+        while !rest.is_empty() {
+            let (from, bytes, taken) = Queue::from(rest).ok_or_else(|| Error::other("bad queue record"))?;
+            // SAFETY: creating a socket, closed below.
+            let sender = last_error(unsafe { libc::socket(s.domain, s.ty | libc::SOCK_CLOEXEC, s.protocol) })?;
+            let named = SockAddr::decode(from);
+            if !named.path().is_empty() {
+                // A socket file its process left, which nothing receives on any more.
+                let _ = clear_stale_unix_path(from, s.ty);
+            }
+            // SAFETY: `from` holds a socket address of `from.len()` bytes as saved.
+            let bound_here = named.is_bound() && unsafe { libc::bind(sender, from.as_ptr().cast(), from.len() as u32) } == 0;
+            unnamed += (named.is_bound() && !bound_here) as u32;
+            // SAFETY: sending `bytes` to the address in `to`.
+            let n = unsafe {
+                libc::sendto(sender, bytes.as_ptr().cast(), bytes.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL, to.as_ptr().cast(), to.len() as u32)
+            };
+            let sent = if n < 0 { Err(Error::last_os_error()) } else { Ok(()) };
+            close(sender);
+            if bound_here && !named.path().is_empty() {
+                let _ = std::fs::remove_file(Path::new(std::ffi::OsStr::from_bytes(named.path())));
+            }
+            sent.map_err(|e| Error::other(format!("its queued datagrams cannot be put back: {e}")))?;
+            rest = rest.get(taken..).unwrap_or_default();
+        }
+        if unnamed > 0 {
+            eprintln!(
+                "mig: warning: descriptor {}: {unnamed} of the datagrams it had queued come back from an unnamed sender (their sender's address is in use)",
+                f.fd
+            );
+        }
+        Ok(())
+    }
+
+    /// Where a socket bound to `bound` is sent to from this host: its address, the
+    /// loopback one for a wildcard address.
+    fn reachable(bound: &[u8]) -> Option<Vec<u8>> {
+        let mut to = bound.to_vec();
+        match SockAddr::decode(bound) {
+            SockAddr::Unix(rest) if !rest.is_empty() => {}
+            SockAddr::Inet { ip, port } if port != 0 => {
+                if ip == [0; 4] {
+                    to.get_mut(4..8)?.copy_from_slice(&[127, 0, 0, 1]);
+                }
+            }
+            SockAddr::Inet6 { ip, port } if port != 0 => {
+                if ip == [0; 16] {
+                    to.get_mut(8..24)?.copy_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+                }
+            }
+            _ => return None,
+        }
+        Some(to)
     }
 
     /// A TCP socket of `domain` whose connection the peer reset, as a connection to a
