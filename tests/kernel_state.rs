@@ -263,6 +263,16 @@ fn connections_waiting_to_be_accepted_are_named_at_checkpoint_time() {
     assert!(ckpt_err.contains("1 connections waiting to be accepted are not saved"), "checkpoint: {ckpt_err}");
 }
 
+/// A classic BPF filter attached to a UDP socket, and locked, comes back: the
+/// datagrams it drops are still dropped, it reads back as it was, still locked.
+#[test]
+fn a_socket_filter_comes_back_locked() {
+    let dir = tempdir("sock_filter");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("sock_filter"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
+    assert!(!err.contains("warning"), "restore: {err}");
+}
+
 /// `/proc/self/status` opened by that name describes the restored process; O_PATH
 /// descriptors of a file, a directory and a symbolic link (O_NOFOLLOW) come back as
 /// such; a pidfd of the process itself is one of the restored process.

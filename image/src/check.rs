@@ -10,6 +10,7 @@
 //! ids) are linear for ordered input and sort a fixed window at a time otherwise.
 
 use crate::format::*;
+use crate::params::{Params, SocketParams};
 use crate::verify::{Image, ImageError};
 use core::mem::size_of;
 
@@ -479,7 +480,8 @@ fn socket(f: &FdRecord) -> Check {
     let kind = matches!(p[0], AF_UNIX | AF_INET | AF_INET6) && matches!(p[1], SOCK_STREAM | SOCK_DGRAM | SOCK_RAW | SOCK_SEQPACKET);
     let numbers = p[2] <= i32::MAX as u64 && p[3] <= i32::MAX as u64 && p[6] & !SOCKOPTS == 0;
     ensure(kind && numbers, "a socket's domain, type or settings are out of range")?;
-    let lens = p[4] <= SOCKADDR_MAX && p[5] <= SOCKADDR_MAX && p[4] + p[5] + size_of::<SockOpts>() as u64 == f.extra.len as u64;
+    // A classic BPF program has at most BPF_MAXINSNS (4096) instructions.
+    let lens = p[4] <= SOCKADDR_MAX && p[5] <= SOCKADDR_MAX && p[7] <= 4096 && SocketParams::decode(&p).extra_len() == f.extra.len as u64;
     ensure(lens, "a socket's addresses do not fit its record")?;
     // Connected stream sockets come back reset (kind 7): `connect` here never waits.
     ensure(p[5] == 0 || p[1] == SOCK_DGRAM, "a connected socket that is not a datagram socket")

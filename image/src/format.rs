@@ -544,8 +544,9 @@ pub enum FdKind {
     Reset = 7,
     /// A socket recreated from its settings: `params` = [domain, type, protocol,
     /// backlog when listening else 0, bound address length, peer address length,
-    /// option bits (`SOCKOPT_*`)]; `extra`: bound address then peer address, then
-    /// the valued options (`SockOpts`).
+    /// option bits (`SOCKOPT_*`), instructions of its classic BPF filter]; `extra`:
+    /// bound address then peer address, then the valued options (`SockOpts`), then the
+    /// filter (`struct sock_filter`s). Blob (datagram types): the queued datagrams.
     Socket = 8,
     /// epoll: `extra` is an array of `EpollEntry`.
     Epoll = 9,
@@ -661,8 +662,12 @@ pub const SOCKOPT_BROADCAST: u64 = 32;
 /// `IP_FREEBIND` (or `IPV6_FREEBIND`): set before `bind`, so an address this machine
 /// lacks binds again too.
 pub const SOCKOPT_FREEBIND: u64 = 64;
+/// `SO_LOCK_FILTER`: the filter cannot be changed any more (set after attaching it).
+pub const SOCKOPT_LOCK_FILTER: u64 = 128;
 /// Every `SOCKOPT_*` bit.
-pub const SOCKOPTS: u64 = 0x7f;
+pub const SOCKOPTS: u64 = 0xff;
+/// Bytes of one classic BPF instruction (`struct sock_filter`).
+pub const SOCK_FILTER_LEN: usize = 8;
 
 /// The valued options of a socket (`FdKind::Socket`), after its addresses in `extra`.
 #[repr(C)]

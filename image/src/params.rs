@@ -128,6 +128,8 @@ pub struct SocketParams {
     pub peer_len: u32,
     /// `SOCKOPT_*` bits.
     pub opts: u64,
+    /// Instructions of its classic BPF filter (`SO_ATTACH_FILTER`); 0: none.
+    pub filter_len: u32,
 }
 
 impl SocketParams {
@@ -141,16 +143,25 @@ impl SocketParams {
         let at = self.bound_len as usize + self.peer_len as usize;
         extra.get(at..).and_then(|b| crate::read_record(b, 0)).unwrap_or_default()
     }
+    /// The filter's instructions (`struct sock_filter`s), after the options.
+    pub fn filter<'a>(&self, extra: &'a [u8]) -> &'a [u8] {
+        let at = self.bound_len as usize + self.peer_len as usize + size_of::<SockOpts>();
+        extra.get(at..at + self.filter_len as usize * crate::SOCK_FILTER_LEN).unwrap_or_default()
+    }
+    /// How many bytes of `extra` the record's parts take.
+    pub fn extra_len(&self) -> u64 {
+        self.bound_len as u64 + self.peer_len as u64 + size_of::<SockOpts>() as u64 + self.filter_len as u64 * crate::SOCK_FILTER_LEN as u64
+    }
 }
 
 impl Params for SocketParams {
     const KIND: FdKind = FdKind::Socket;
     fn encode(&self) -> [u64; 8] {
         let s = self;
-        [s.domain as u64, s.ty as u64, s.protocol as u64, s.backlog as u64, s.bound_len as u64, s.peer_len as u64, s.opts, 0]
+        [s.domain as u64, s.ty as u64, s.protocol as u64, s.backlog as u64, s.bound_len as u64, s.peer_len as u64, s.opts, s.filter_len as u64]
     }
     fn decode(p: &[u64; 8]) -> Self {
-        let [domain, ty, protocol, backlog, bound_len, peer_len, opts, _] = *p;
+        let [domain, ty, protocol, backlog, bound_len, peer_len, opts, filter_len] = *p;
         SocketParams {
             domain: domain as i32,
             ty: ty as i32,
@@ -159,6 +170,7 @@ impl Params for SocketParams {
             bound_len: bound_len as u32,
             peer_len: peer_len as u32,
             opts,
+            filter_len: filter_len as u32,
         }
     }
 }
@@ -439,8 +451,8 @@ mod tests {
         let t = TimerfdParams { clock: 1, ticks: 3, value: (9, 999), interval: (0, 500) };
         assert_eq!(t.encode(), [1, 3, 9, 999, 0, 500, 0, 0]);
         assert_eq!(TimerfdParams::decode(&t.encode()), t);
-        let s = SocketParams { domain: 2, ty: 1, protocol: 6, backlog: 128, bound_len: 16, peer_len: 0, opts: 1 };
-        assert_eq!(s.encode(), [2, 1, 6, 128, 16, 0, 1, 0]);
+        let s = SocketParams { domain: 2, ty: 1, protocol: 6, backlog: 128, bound_len: 16, peer_len: 0, opts: 1, filter_len: 4 };
+        assert_eq!(s.encode(), [2, 1, 6, 128, 16, 0, 1, 4]);
         assert_eq!(SocketParams::decode(&s.encode()), s);
         let e = EventfdParams { count: 7, semaphore: true };
         assert_eq!(EventfdParams::decode(&e.encode()), e);

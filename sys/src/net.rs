@@ -46,6 +46,14 @@ pub fn getsockopt(fd: c_int, level: c_int, name: c_int, out: &mut [u8]) -> SysRe
     let mut len = out.len() as u32;
     sc!(libc::SYS_getsockopt, fd, level, name, out.as_mut_ptr(), &mut len as *mut u32).map(|_| len as usize)
 }
+/// The classic BPF filter attached to socket `fd` (`SO_GET_FILTER`) into `out`, as
+/// `struct sock_filter`s (8 bytes each); returns how many (0: none). `EACCES`: an eBPF
+/// program, which cannot be read back; `EINVAL`: more than `out` holds.
+pub fn socket_filter(fd: c_int, out: &mut [u8]) -> SysResult {
+    // The length is counted in instructions, not bytes.
+    let mut len = (out.len() / 8) as u32;
+    sc!(libc::SYS_getsockopt, fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, out.as_mut_ptr(), &mut len as *mut u32).map(|_| len as usize)
+}
 /// `getsockname` (`peer`: `getpeername`); returns the address length.
 pub fn sockname(fd: c_int, peer: bool, out: &mut [u8]) -> SysResult {
     let mut len = out.len() as u32;

@@ -28,22 +28,31 @@ pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Di
         return Ok(FdKind::Reset);
     }
     if s.waiting > 0 {
-        let path = strings.bytes.as_slice().get(rec.file.path.off as usize..(rec.file.path.off + rec.file.path.len) as usize).unwrap_or_default();
-        msg()
-            .s("warning: descriptor ")
-            .num(fd as u64)
-            .s(" (")
-            .bytes(path)
-            .s("): ")
-            .num(s.waiting)
-            .s(" connections waiting to be accepted are not saved; their clients see them reset when this process ends")
-            .emit();
+        let mut n = crate::sys::msg::Msg::<24>::new();
+        n.num(s.waiting);
+        let said = core::str::from_utf8(n.as_bytes()).unwrap_or("some");
+        warn_fd(fd, rec, strings, said, " connections waiting to be accepted are not saved; their clients see them reset when this process ends");
     }
     let (bound, peer) = (s.bound.get(..s.bound_len).unwrap_or_default(), s.peer.get(..s.peer_len).unwrap_or_default());
     let start = strings.bytes.len();
     strings.bytes.extend(bound)?;
     strings.bytes.extend(peer)?;
     strings.bytes.extend(bytes_of(&s.valued))?;
+    let filter_len = match sys::socket_filter(fd, strings.bytes.spare()) {
+        Ok(n) => {
+            strings.bytes.grow(n * mig_image::SOCK_FILTER_LEN);
+            n
+        }
+        Err(e) => {
+            let why = if e.0 == libc::EACCES { "its eBPF socket filter cannot be read back" } else { "its socket filter cannot be saved" };
+            warn_fd(fd, rec, strings, why, "; it comes back without one");
+            0
+        }
+    };
+    let mut opts = s.opts;
+    if filter_len > 0 && sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_LOCK_FILTER).is_ok_and(|v| v != 0) {
+        opts |= mig_image::SOCKOPT_LOCK_FILTER;
+    }
     rec.extra = StrRef { off: start as u32, len: (strings.bytes.len() - start) as u32 };
     rec.params = SocketParams {
         domain: s.domain,
@@ -52,10 +61,17 @@ pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Di
         backlog: s.backlog as i32,
         bound_len: bound.len() as u32,
         peer_len: peer.len() as u32,
-        opts: s.opts,
+        opts,
+        filter_len: filter_len as u32,
     }
     .encode();
     Ok(FdKind::Socket)
+}
+
+/// "warning: descriptor N (path): `what``more`".
+fn warn_fd(fd: i32, rec: &FdRecord, strings: &Strings, what: &str, more: &str) {
+    let path = strings.bytes.as_slice().get(rec.file.path.off as usize..(rec.file.path.off + rec.file.path.len) as usize).unwrap_or_default();
+    msg().s("warning: descriptor ").num(fd as u64).s(" (").bytes(path).s("): ").s(what).s(more).emit();
 }
 
 /// Appends the datagrams queued on datagram socket `fd` to `out`, each with its
@@ -113,8 +129,8 @@ pub use restore::restore;
 mod restore {
     use super::super::{Shared, os::*};
     use mig_image::{
-        FdKind, FdRecord, Params, Queue, ResetParams, SOCKOPT_BROADCAST, SOCKOPT_FREEBIND, SOCKOPT_KEEPALIVE, SOCKOPT_NODELAY, SOCKOPT_REUSEADDR,
-        SOCKOPT_REUSEPORT, SOCKOPT_V6ONLY, SockAddr, SockOpts, SocketParams,
+        FdKind, FdRecord, Params, Queue, ResetParams, SOCKOPT_BROADCAST, SOCKOPT_FREEBIND, SOCKOPT_KEEPALIVE, SOCKOPT_LOCK_FILTER, SOCKOPT_NODELAY,
+        SOCKOPT_REUSEADDR, SOCKOPT_REUSEPORT, SOCKOPT_V6ONLY, SockAddr, SockOpts, SocketParams,
     };
     use std::os::fd::{AsRawFd, IntoRawFd};
     use std::os::unix::ffi::OsStrExt;
@@ -135,6 +151,10 @@ mod restore {
         let valued = s.opts(cx.img.str(f.extra));
         // SAFETY: creating a socket.
         let fd = last_error(unsafe { libc::socket(s.domain, s.ty | libc::SOCK_CLOEXEC, s.protocol) })?;
+        if let Err(e) = attach_filter(fd, s.filter(cx.img.str(f.extra)), s.opts & SOCKOPT_LOCK_FILTER != 0) {
+            close(fd);
+            return Err(Error::other(format!("its socket filter cannot be attached again: {e}")));
+        }
         let freebind = if s.domain == libc::AF_INET6 { (libc::IPPROTO_IPV6, libc::IPV6_FREEBIND) } else { (libc::IPPROTO_IP, libc::IP_FREEBIND) };
         for (bit, level, name) in [
             (SOCKOPT_REUSEPORT, libc::SOL_SOCKET, libc::SO_REUSEPORT),
@@ -246,6 +266,30 @@ mod restore {
                 "mig: warning: descriptor {}: {unnamed} of the datagrams it had queued come back from an unnamed sender (their sender's address is in use)",
                 f.fd
             );
+        }
+        Ok(())
+    }
+
+    /// Attaches the classic BPF program `filter` (`struct sock_filter`s) to socket `fd`,
+    /// and locks it if it was.
+    fn attach_filter(fd: i32, filter: &[u8], lock: bool) -> std::io::Result<()> {
+        if filter.is_empty() {
+            return Ok(());
+        }
+        let insns: Vec<libc::sock_filter> = filter
+            .chunks_exact(mig_image::SOCK_FILTER_LEN)
+            .map(|b| {
+                let [c0, c1, jt, jf, k0, k1, k2, k3] = b.try_into().unwrap_or([0u8; 8]);
+                libc::sock_filter { code: u16::from_ne_bytes([c0, c1]), jt, jf, k: u32::from_ne_bytes([k0, k1, k2, k3]) }
+            })
+            .collect();
+        let prog = libc::sock_fprog { len: insns.len() as u16, filter: insns.as_ptr() as *mut libc::sock_filter };
+        // SAFETY: `prog` points at `insns`, live for the call.
+        last_error::<i32>(unsafe {
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, (&prog as *const libc::sock_fprog).cast(), size_of::<libc::sock_fprog>() as u32)
+        })?;
+        if lock {
+            set_int(fd, libc::SOL_SOCKET, libc::SO_LOCK_FILTER, 1);
         }
         Ok(())
     }
