@@ -273,6 +273,36 @@ fn a_socket_filter_comes_back_locked() {
     assert!(!err.contains("warning"), "restore: {err}");
 }
 
+/// POSIX message queues: a named one held twice (read-write, write-only) and one whose
+/// name was removed, with messages of two priorities. Restored while the named queue
+/// still exists (the killed process left it), it is that queue; restored again once
+/// its name is gone (the first restored run removed it at its end), it is made again
+/// with its mode, attributes and messages; the nameless one is made again each time.
+#[test]
+fn posix_message_queues_come_back_with_their_messages() {
+    let dir = tempdir("posix_mq");
+    let l = Launch::new(&compile("posix_mq"), &dir).arg("20");
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("subject.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    let ckpt_err = p.stderr_collector();
+    checkpoint_at(&mut p, 5, &image);
+    p.line().expect("the subject keeps running after a checkpoint");
+    let name = format!("/dev/mqueue/mig-mq-{}", p.pid());
+    let before = p.kill();
+    let ckpt_err = ckpt_err.join().unwrap();
+    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
+    for round in ["the queue still there", "the queue made again"] {
+        if round == "the queue made again" {
+            assert!(!std::path::Path::new(&name).exists(), "the restored run removes its queue at its end");
+        }
+        let (restored, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
+        assert!(st.success(), "{round}: restored run failed: {st:?}\nstderr: {err}\nstdout: {restored:?}");
+        assert!(!err.contains("warning"), "{round}: {err}");
+        assert_continues(&reference, &before, &restored);
+    }
+}
+
 /// `/proc/self/status` opened by that name describes the restored process; O_PATH
 /// descriptors of a file, a directory and a symbolic link (O_NOFOLLOW) come back as
 /// such; a pidfd of the process itself is one of the restored process.

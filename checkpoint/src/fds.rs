@@ -157,6 +157,10 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
             }
             FdKind::Tty
         }
+        libc::S_IFREG if kinds::mq::is_mq(fd) => {
+            kinds::mq::save(fd, &st, &mut rec);
+            FdKind::PosixMq
+        }
         libc::S_IFREG if path.starts_with(b"/memfd:") => {
             kinds::memfd::save(fd, &st, &mut rec);
             FdKind::Memfd
@@ -279,6 +283,17 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
                     }
                     Some(_) => FdKind::Pipe,
                 }
+            }
+            Some(FdKind::PosixMq) => {
+                // Saved with the first descriptor of it the process has.
+                if all.iter().find(|o| o.kind == f.kind && o.dup_of < 0 && o.file.ino == f.file.ino).is_some_and(|o| o.fd == f.fd) {
+                    let at = s.queued.len() as u64;
+                    match kinds::mq::queued(f.fd, &mut s.queued) {
+                        Ok(len) => set_data(s, i, at, len),
+                        Err(why) => warn(&f, s, why),
+                    }
+                }
+                FdKind::PosixMq
             }
             Some(FdKind::Fifo) => {
                 // Saved with the first read end of it the process has.

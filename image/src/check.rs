@@ -385,7 +385,7 @@ fn fds(img: &Image) -> Check {
         }
         let datagrams = kind == FdKind::Socket && f.params[1] == SOCK_DGRAM;
         let carries = datagrams
-            || matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::Fifo | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm)
+            || matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::Fifo | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm | FdKind::PosixMq)
             || (kind == FdKind::File && f.params[0] == 1 && f.file.mode & 0o170000 == 0o100000);
         ensure(carries || f.data_len == 0, "a descriptor of this kind carries saved data")?;
         fd_kind(img, &f, kind)?;
@@ -424,6 +424,12 @@ fn fd_kind(img: &Image, f: &FdRecord, kind: FdKind) -> Check {
         FdKind::Inotify => inotify(img, f),
         FdKind::Tty => ensure(f.extra.len as usize == TERMIOS_LEN, "a terminal's saved modes are malformed"),
         FdKind::Pidfd => ensure(p[0] == 1, "a pidfd is not of the process itself"),
+        FdKind::PosixMq => {
+            let name = img.str(f.file.path);
+            let named = name.len() >= 2 && name.len() <= 256 && name.first() == Some(&b'/') && !name[1..].contains(&b'/') && !name.contains(&0);
+            ensure(named, "a message queue's name is not /name")?;
+            ensure((1..=1 << 16).contains(&p[0]) && (1..=1 << 24).contains(&p[1]) && p[2] <= 1, "a message queue's attributes are out of range")
+        }
         FdKind::Unsupported | FdKind::Reset | FdKind::SignalFd => Ok(()),
     }
 }

@@ -574,6 +574,12 @@ pub enum FdKind {
     /// deleted (1: made again under a temporary name and removed)] (`FifoParams`).
     /// Blob, with the first read end: the bytes in it.
     Fifo = 18,
+    /// A POSIX message queue (`mq_open`), opened again by its name (`file.path`, as
+    /// `/name`), or made again with its attributes and messages where that name is
+    /// gone: `params` = [`mq_maxmsg`, `mq_msgsize`, deleted (1: made again under a
+    /// temporary name and removed)] (`MqParams`). Blob, with its first descriptor: the
+    /// messages, each with its priority (`Queue::prioritized`).
+    PosixMq = 19,
 }
 
 impl FdKind {
@@ -598,6 +604,7 @@ impl FdKind {
             16 => Shm,
             17 => Pidfd,
             18 => Fifo,
+            19 => PosixMq,
             _ => return None,
         })
     }
@@ -607,6 +614,7 @@ impl FdKind {
             File => "file",
             Pidfd => "pidfd",
             Fifo => "fifo",
+            PosixMq => "posix-mq",
             Deleted => "deleted-file",
             Device => "device",
             Unsupported => "unsupported",
@@ -644,7 +652,7 @@ impl FdKind {
     /// (epoll sets, memory files, pidfds), nor terminals (the restoring process's).
     pub fn made_once_for_a_job(self) -> bool {
         use FdKind::*;
-        matches!(self, File | Device | Socket | EventFd | SignalFd | TimerFd | Inotify | Fifo)
+        matches!(self, File | Device | Socket | EventFd | SignalFd | TimerFd | Inotify | Fifo | PosixMq)
     }
     /// Kinds whose `extra` lists the locks held through them (`LockEntry`).
     pub fn holds_locks(self) -> bool {

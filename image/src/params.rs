@@ -52,6 +52,27 @@ impl Params for FifoParams {
     }
 }
 
+/// `FdKind::PosixMq`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MqParams {
+    /// `mq_maxmsg` and `mq_msgsize` of its attributes.
+    pub maxmsg: u64,
+    pub msgsize: u64,
+    /// Its name was removed (`mq_unlink`) at checkpoint time.
+    pub deleted: bool,
+}
+
+impl Params for MqParams {
+    const KIND: FdKind = FdKind::PosixMq;
+    fn encode(&self) -> [u64; 8] {
+        [self.maxmsg, self.msgsize, self.deleted as u64, 0, 0, 0, 0, 0]
+    }
+    fn decode(p: &[u64; 8]) -> Self {
+        let [maxmsg, msgsize, deleted, ..] = *p;
+        MqParams { maxmsg, msgsize, deleted: deleted != 0 }
+    }
+}
+
 /// `FdKind::SocketPair`: the blob is this end's receive queue (`Queue`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SocketPairParams {
@@ -331,6 +352,24 @@ impl Queue {
         let data = Queue::FROM_HEAD.checked_add(addr_len)?;
         let end = data.checked_add(len)?;
         Some((rest.get(Queue::FROM_HEAD..data)?, rest.get(data..end)?, end))
+    }
+
+    /// Bytes before each message of a POSIX message queue: its length and its
+    /// priority (`u32`s); its bytes follow.
+    pub const PRIO_HEAD: usize = 8;
+
+    /// The head of a message of `len` bytes of priority `prio`.
+    pub fn prio_head(len: usize, prio: u32) -> [u8; Queue::PRIO_HEAD] {
+        Queue::message_head(len, prio as usize)
+    }
+
+    /// The first message of `rest`: (priority, bytes, how many bytes of `rest` it
+    /// takes); `None` if `rest` does not start with a whole one.
+    pub fn prioritized(rest: &[u8]) -> Option<(u32, &[u8], usize)> {
+        let word = |at: usize| Some(u32::from_le_bytes(rest.get(at..at + 4)?.try_into().ok()?));
+        let (len, prio) = (word(0)? as usize, word(4)?);
+        let end = Queue::PRIO_HEAD.checked_add(len)?;
+        Some((prio, rest.get(Queue::PRIO_HEAD..end)?, end))
     }
 
     /// Bytes before each message of a queue with descriptors in flight: its length and

@@ -29,6 +29,29 @@ pub fn fstat(fd: c_int) -> SysResult<libc::stat> {
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     sc!(libc::SYS_fstat, fd, &mut st as *mut libc::stat).map(|_| st)
 }
+/// The type of the file system `fd` is on (`statfs.f_type`).
+pub fn fs_type(fd: c_int) -> SysResult<i64> {
+    // SAFETY: `statfs` is plain old data.
+    let mut st: libc::statfs = unsafe { core::mem::zeroed() };
+    sc!(libc::SYS_fstatfs, fd, &mut st as *mut libc::statfs).map(|_| st.f_type as i64)
+}
+/// `mq_getsetattr(fd, NULL, &attr)`: (`mq_flags`, `mq_maxmsg`, `mq_msgsize`, `mq_curmsgs`).
+pub fn mq_attr(fd: c_int) -> SysResult<[i64; 4]> {
+    let mut attr = [0i64; 8];
+    sc!(libc::SYS_mq_getsetattr, fd, 0usize, attr.as_mut_ptr()).map(|_| [attr[0], attr[1], attr[2], attr[3]])
+}
+/// A message of POSIX message queue `fd` into `buf`, at once or not at all (an absolute
+/// timeout long past); (length, priority).
+pub fn mq_take(fd: c_int, buf: &mut [u8]) -> SysResult<(usize, u32)> {
+    let mut prio = 0u32;
+    let past = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    sc!(libc::SYS_mq_timedreceive, fd, buf.as_mut_ptr(), buf.len(), &mut prio as *mut u32, &past as *const libc::timespec).map(|n| (n, prio))
+}
+/// Puts a message back on POSIX message queue `fd`, at once or not at all.
+pub fn mq_put(fd: c_int, msg: &[u8], prio: u32) -> SysResult<()> {
+    let past = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    sc!(libc::SYS_mq_timedsend, fd, msg.as_ptr(), msg.len(), prio, &past as *const libc::timespec).map(drop)
+}
 pub fn unlinkat(dir: c_int, path: &CPath) -> SysResult<()> {
     sc!(libc::SYS_unlinkat, dir, path.ptr(), 0).map(drop)
 }

@@ -16,6 +16,7 @@
 //! - `socket`: sockets recreated from their settings (UNIX and inet: listening,
 //!   datagram, bound), and connected ones that come back reset.
 //! - `epoll`, `eventfd`, `signalfd`, `timerfd`, `inotify`, `tty`, `pidfd`.
+//! - `mq`: POSIX message queues, with their messages.
 //! - `ptimer`: POSIX timers (`timer_create`), a table of their own.
 //! - `lock`: the file locks held through a descriptor of the file kinds.
 //!
@@ -38,6 +39,7 @@ pub mod file;
 pub mod inotify;
 pub mod lock;
 pub mod memfd;
+pub mod mq;
 pub mod pidfd;
 pub mod pipe;
 pub mod process;
@@ -94,6 +96,9 @@ mod restore {
         /// Memfds whose first open file description (the one `memfd_create` made)
         /// a descriptor took.
         pub memfds_taken: std::collections::HashSet<(u64, u64)>,
+        /// POSIX message queues by saved inode: the name to open, and whether it is a
+        /// temporary one to remove with the scaffolding.
+        pub mqueues: HashMap<u64, (std::ffi::CString, bool)>,
         /// What to write back once the restore can no longer be refused.
         pub pending: Vec<file::PutBack>,
     }
@@ -113,6 +118,7 @@ mod restore {
                 inotify_tries: inotify::TRIES,
                 put_back: HashMap::new(),
                 memfds_taken: std::collections::HashSet::new(),
+                mqueues: HashMap::new(),
                 pending: Vec::new(),
             }
         }
@@ -131,6 +137,11 @@ mod restore {
             for (_, [r, w]) in self.fifos.drain() {
                 close(r);
                 close(w);
+            }
+            for (_, (name, temporary)) in self.mqueues.drain() {
+                if temporary {
+                    mq::unlink(&name);
+                }
             }
         }
     }
@@ -151,6 +162,7 @@ mod restore {
             FdKind::Tty => tty::restore(f, cx),
             FdKind::Pidfd => pidfd::restore(f),
             FdKind::Fifo => fifo::restore(f, cx),
+            FdKind::PosixMq => mq::restore(f, cx),
         }
     }
 }

@@ -832,13 +832,17 @@ pub fn invariants(img: &Image) -> Result<(), String> {
         require!(f.fd >= 0 && f.fd < MAX_FD && (i == 0 || f.fd > fds[i - 1].fd), "descriptor {} order", f.fd);
         let kind = FdKind::from_u32(f.kind).ok_or("descriptor kind")?;
         require!(f.fd > 2 || kind == FdKind::Tty, "standard descriptor {}", f.fd);
+        require!(f.in_flight <= 1, "in-flight mark");
         require!(path_ok(f.file.path) && str_ok(f.extra) && f.file.build_id_len <= 20, "descriptor strings");
         require!((f.blob != u32::MAX) == (f.data_len > 0), "descriptor blob");
         if f.blob != u32::MAX {
             blobs.push((f.blob, f.data_off, f.data_len));
             let saved_file = kind == FdKind::File && f.params[0] == 1 && f.file.mode & 0o170000 == 0o100000;
+            let datagrams = kind == FdKind::Socket && f.params[1] == 2;
             require!(
-                matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::Fifo | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm) || saved_file,
+                matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::Fifo | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm | FdKind::PosixMq)
+                    || saved_file
+                    || datagrams,
                 "data on {kind:?}"
             );
         }
@@ -875,11 +879,14 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             FdKind::Shm => require!(path.starts_with(b"/dev/shm/") && !path.windows(2).any(|w| w == b".."), "shm path"),
             FdKind::Pipe => require!(q[0] <= i32::MAX as u64 && (q[0] == 0 || f.data_len <= q[0]), "pipe"),
             FdKind::Fifo => require!(q[0] <= i32::MAX as u64 && (q[0] == 0 || f.data_len <= q[0]) && q[1] <= 1 && path_ok(f.file.path), "fifo"),
-            FdKind::SocketPair => require!(q[0] == 1 && [1, 2, 5].contains(&q[1]) && q[3] <= i32::MAX as u64 && q[4] <= 3, "socketpair"),
+            FdKind::SocketPair => require!(q[0] == 1 && [1, 2, 5].contains(&q[1]) && q[3] <= i32::MAX as u64 && q[4] <= 3 && q[7] <= 1, "socketpair"),
             FdKind::Socket => {
                 require!([1, 2, 10].contains(&q[0]) && [1, 2, 3, 5].contains(&q[1]), "socket kind");
-                require!(q[4] <= 128 && q[5] <= 128 && q[4] + q[5] + 48 == f.extra.len as u64 && (q[5] == 0 || q[1] == 2), "socket addresses");
-                require!(q[2] <= i32::MAX as u64 && q[3] <= i32::MAX as u64 && q[6] < 128, "socket numbers");
+                require!(
+                    q[7] <= 4096 && q[4] <= 128 && q[5] <= 128 && q[4] + q[5] + 48 + 8 * q[7] == f.extra.len as u64 && (q[5] == 0 || q[1] == 2),
+                    "socket addresses"
+                );
+                require!(q[2] <= i32::MAX as u64 && q[3] <= i32::MAX as u64 && q[6] < 256, "socket numbers");
             }
             FdKind::Epoll => {
                 require!(f.extra.len % 16 == 0, "epoll length");
@@ -892,6 +899,10 @@ pub fn invariants(img: &Image) -> Result<(), String> {
                 }
             }
             FdKind::EventFd => require!(q[0] < u64::MAX && q[1] <= 1, "eventfd"),
+            FdKind::PosixMq => {
+                let named = path.len() >= 2 && path.len() <= 256 && path[0] == b'/' && !path[1..].iter().any(|&c| c == b'/' || c == 0);
+                require!(named && (1..=65536).contains(&q[0]) && (1..=1 << 24).contains(&q[1]) && q[2] <= 1, "posix mq");
+            }
             FdKind::TimerFd => require!(
                 [0, 1, 7, 8, 9].contains(&q[0]) && q[3] < 1_000_000_000 && q[5] < 1_000_000_000 && q[2] <= i64::MAX as u64 && q[4] <= i64::MAX as u64,
                 "timerfd"

@@ -21,6 +21,10 @@ fn held(img: &Image, rec: &FdRecord) -> String {
     }
     match kind {
         FdKind::Pipe => format!("capacity {}", PipeParams::decode(&rec.params).capacity),
+        FdKind::PosixMq => {
+            let p = MqParams::decode(&rec.params);
+            format!("{} messages of {} bytes at most{}", p.maxmsg, p.msgsize, if p.deleted { ", its name removed" } else { "" })
+        }
         FdKind::Fifo => {
             let p = FifoParams::decode(&rec.params);
             format!("capacity {}{}", p.capacity, if p.deleted { ", its name removed" } else { "" })
