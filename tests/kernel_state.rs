@@ -303,6 +303,17 @@ fn posix_message_queues_come_back_with_their_messages() {
     }
 }
 
+/// A pseudo-terminal pair the process holds both ends of comes back as a new pair (the
+/// restoring process has no terminal at all here): bytes cross it both ways, the slave
+/// is still raw, the window size is kept; nothing is said.
+#[test]
+fn a_pseudo_terminal_pair_comes_back_as_a_pair() {
+    let dir = tempdir("pty_pair");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("pty_pair"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
+    assert!(!err.contains("warning"), "restore: {err}");
+}
+
 /// `/proc/self/status` opened by that name describes the restored process; O_PATH
 /// descriptors of a file, a directory and a symbolic link (O_NOFOLLOW) come back as
 /// such; a pidfd of the process itself is one of the restored process.

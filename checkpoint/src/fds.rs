@@ -16,7 +16,7 @@ use super::sockets::Diag;
 use crate::sys::{self, CPath, msg::Msg, msg::msg};
 use core::sync::atomic::Ordering::Relaxed;
 use core::sync::atomic::{AtomicI32, AtomicUsize};
-use mig_image::{FdKind, FdRecord, FileParams, Params, SocketPairParams, SocketParams, StrRef};
+use mig_image::{FdKind, FdRecord, FileParams, Params, SocketPairParams, SocketParams, StrRef, TTY_PTY_MASTER, TTY_PTY_SLAVE, TTY_TERMINAL, TtyParams};
 
 /// Records every descriptor of the process in `s.fds` (and what some of them hold in
 /// `s.queued`). `text` and `info` are working buffers.
@@ -153,7 +153,7 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
         _ if flags & libc::O_PATH as u32 != 0 => kinds::file::save_path(&st, target, path, deleted.is_some()),
         _ if termios.is_some() => {
             if let Some(t) = &termios {
-                kinds::tty::save(t, &mut rec, strings)?;
+                kinds::tty::save(fd, &st, t, &mut rec, strings)?;
             }
             FdKind::Tty
         }
@@ -237,6 +237,25 @@ fn link(s: &mut Snapshot, info: &mut List<u8>, diag: Option<&Diag>) -> Result<()
 /// `link` for the records from `from` on.
 fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&Diag>) -> Result<(), Failure> {
     let n = s.fds.len();
+    // A pseudo-terminal's slave whose master is not here is another process's
+    // terminal: the restoring process's (`mig checkpoint` names one whose master is in
+    // another process of the job).
+    for i in from..n {
+        let all = s.fds.as_slice();
+        let Some(f) = all.get(i) else { break };
+        let p = TtyParams::decode(&f.params);
+        let tty = f.kind == FdKind::Tty as u32;
+        let master_here = |a: &[FdRecord]| {
+            a.iter().any(|o| o.kind == f.kind && TtyParams::decode(&o.params).role == TTY_PTY_MASTER && TtyParams::decode(&o.params).index == p.index)
+        };
+        if tty
+            && p.role == TTY_PTY_SLAVE
+            && !master_here(all)
+            && let Some(r) = s.fds.as_mut_slice().get_mut(i)
+        {
+            r.params = TtyParams { role: TTY_TERMINAL, ..p }.encode();
+        }
+    }
     for i in from..n {
         let (before, rest) = s.fds.as_mut_slice().split_at_mut(i);
         let Some(f) = rest.first_mut() else { break };
@@ -283,6 +302,12 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
                     }
                     Some(_) => FdKind::Pipe,
                 }
+            }
+            Some(FdKind::Tty) if TtyParams::decode(&f.params).role != TTY_TERMINAL => {
+                if kinds::tty::unread(f.fd) > 0 {
+                    warn(&f, s, "bytes waiting in its pseudo-terminal to be read are not saved");
+                }
+                FdKind::Tty
             }
             Some(FdKind::PosixMq) => {
                 // Saved with the first descriptor of it the process has.

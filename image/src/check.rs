@@ -422,7 +422,10 @@ fn fd_kind(img: &Image, f: &FdRecord, kind: FdKind) -> Check {
             ensure(ok, "a timerfd's clock or time is out of range")
         }
         FdKind::Inotify => inotify(img, f),
-        FdKind::Tty => ensure(f.extra.len as usize == TERMIOS_LEN, "a terminal's saved modes are malformed"),
+        FdKind::Tty => {
+            ensure(f.extra.len as usize == TERMIOS_LEN, "a terminal's saved modes are malformed")?;
+            ensure(p[0] <= 2 && p[1] <= u32::MAX as u64, "a terminal's role is out of range")
+        }
         FdKind::Pidfd => ensure(p[0] == 1, "a pidfd is not of the process itself"),
         FdKind::PosixMq => {
             let name = img.str(f.file.path);

@@ -52,6 +52,37 @@ impl Params for FifoParams {
     }
 }
 
+/// `FdKind::Tty`: which terminal it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TtyParams {
+    /// `TTY_TERMINAL`, `TTY_PTY_MASTER` or `TTY_PTY_SLAVE`.
+    pub role: u32,
+    /// A pseudo-terminal's number (`/dev/pts/<index>`) as saved: which ends are one
+    /// pair.
+    pub index: u32,
+    /// `TIOCGWINSZ`: rows, columns, x and y pixels (a pseudo-terminal's master).
+    pub winsize: [u16; 4],
+}
+
+/// A terminal that is not the process's own pseudo-terminal: the restoring process's.
+pub const TTY_TERMINAL: u32 = 0;
+/// The master end of a pseudo-terminal whose master the process holds: made again.
+pub const TTY_PTY_MASTER: u32 = 1;
+/// The slave end of such a pseudo-terminal.
+pub const TTY_PTY_SLAVE: u32 = 2;
+
+impl Params for TtyParams {
+    const KIND: FdKind = FdKind::Tty;
+    fn encode(&self) -> [u64; 8] {
+        let [a, b, c, d] = self.winsize;
+        [self.role as u64, self.index as u64, a as u64 | (b as u64) << 16 | (c as u64) << 32 | (d as u64) << 48, 0, 0, 0, 0, 0]
+    }
+    fn decode(p: &[u64; 8]) -> Self {
+        let [role, index, ws, ..] = *p;
+        TtyParams { role: role as u32, index: index as u32, winsize: [ws as u16, (ws >> 16) as u16, (ws >> 32) as u16, (ws >> 48) as u16] }
+    }
+}
+
 /// `FdKind::PosixMq`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MqParams {

@@ -92,6 +92,12 @@ pub fn tcgets(fd: c_int, out: &mut [u8; 64]) -> SysResult<()> {
     const TCGETS: u64 = 0x5401;
     sc!(libc::SYS_ioctl, fd, TCGETS, out.as_mut_ptr()).map(drop)
 }
+/// `ioctl(fd, request, &value)` for requests that read or write one `u32`/`u64`-sized
+/// value (`TIOCGPTN`, `FIONREAD`, `TIOCGWINSZ`).
+pub fn ioctl_get(fd: c_int, request: u64) -> SysResult<u64> {
+    let mut v = 0u64;
+    sc!(libc::SYS_ioctl, fd, request, &mut v as *mut u64).map(|_| v)
+}
 pub fn pipe2(flags: c_int) -> SysResult<[c_int; 2]> {
     let mut p = [0 as c_int; 2];
     sc!(libc::SYS_pipe2, p.as_mut_ptr(), flags | libc::O_CLOEXEC).map(|_| p)

@@ -99,6 +99,8 @@ mod restore {
         /// POSIX message queues by saved inode: the name to open, and whether it is a
         /// temporary one to remove with the scaffolding.
         pub mqueues: HashMap<u64, (std::ffi::CString, bool)>,
+        /// New pseudo-terminals' masters by saved number.
+        pub ptys: HashMap<u32, i32>,
         /// What to write back once the restore can no longer be refused.
         pub pending: Vec<file::PutBack>,
     }
@@ -119,6 +121,7 @@ mod restore {
                 put_back: HashMap::new(),
                 memfds_taken: std::collections::HashSet::new(),
                 mqueues: HashMap::new(),
+                ptys: HashMap::new(),
                 pending: Vec::new(),
             }
         }
@@ -137,6 +140,9 @@ mod restore {
             for (_, [r, w]) in self.fifos.drain() {
                 close(r);
                 close(w);
+            }
+            for (_, m) in self.ptys.drain() {
+                close(m);
             }
             for (_, (name, temporary)) in self.mqueues.drain() {
                 if temporary {

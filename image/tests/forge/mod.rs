@@ -913,7 +913,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
                     require!(w.wd >= 1 && path_ok(w.path), "inotify watch");
                 }
             }
-            FdKind::Tty => require!(f.extra.len as usize == TERMIOS_LEN, "termios"),
+            FdKind::Tty => require!(f.extra.len as usize == TERMIOS_LEN && q[0] <= 2 && q[1] <= u32::MAX as u64, "termios"),
             FdKind::Memfd => require!(q[0] <= i32::MAX as u64, "seals"),
             FdKind::Pidfd => require!(q[0] == 1, "pidfd"),
             _ => {}
