@@ -1,12 +1,17 @@
 /*
- * pty_pair.c [STEPS] - a pseudo-terminal pair the process holds both ends of comes
- * back as a pair (issue 15), whatever terminal the restoring process has.
+ * pty_pair.c [STEPS] [fork] - a pseudo-terminal pair the process holds both ends of
+ * comes back as a pair (issue 15), whatever terminal the restoring process has; with
+ * `fork`, a pair whose slave a child holds on its standard input (issue 16).
  *
  * openpty(), the slave in raw mode, a window of 33 rows and 99 columns. Each step
  * writes "ping <step>" to the master and reads it from the slave, then the other way
  * round; checks the slave is still raw, the window size, and that the two ends are
  * one pair (the master's number names the slave's device). The step line folds in a
  * bit mask of what differed.
+ * With `fork`, a child takes the slave as its standard input (and closes the master);
+ * each step the parent writes "ping <step>" to the master and the child answers on
+ * the slave with "pong <step> <its own mask>" (the slave still raw); the parent checks
+ * the answer and the window size, prints the step, and ends the child with "quit".
  */
 #include "common.h"
 #include <pty.h>
@@ -15,7 +20,68 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <termios.h>
+
+static int raw(int fd)
+{
+    struct termios now;
+    return tcgetattr(fd, &now) == 0 && !(now.c_lflag & (ICANON | ECHO | ISIG)) && !(now.c_oflag & OPOST);
+}
+
+static int forked(int m, int s, int steps)
+{
+    pid_t child = fork();
+    if (child < 0)
+        fail_errno("fork");
+    if (child == 0) {
+        close(m);
+        if (dup2(s, 0) != 0)
+            fail_errno("dup2");
+        close(s);
+        char b[64];
+        ssize_t n;
+        while ((n = read(0, b, sizeof b - 1)) > 0) {
+            b[n] = 0;
+            if (strcmp(b, "quit") == 0)
+                exit(0);
+            int step = atoi(b + 5);
+            char r[64];
+            int k = snprintf(r, sizeof r, "pong %d %d", step, raw(0) ? 0 : 1);
+            if (write(0, r, (size_t)k) != k)
+                exit(3);
+        }
+        exit(2);
+    }
+    close(s);
+    uint64_t chain = FNV_OFFSET;
+    for (int step = 1; step <= steps; step++) {
+        unsigned bad = 0;
+        char b[32], r[64], want[64];
+        int n = snprintf(b, sizeof b, "ping %d", step);
+        int k = snprintf(want, sizeof want, "pong %d 0", step);
+        if (write(m, b, (size_t)n) != n)
+            bad |= 1;
+        ssize_t got = read(m, r, sizeof r);
+        if (got != k || memcmp(r, want, (size_t)k) != 0)
+            bad |= 2;
+        struct winsize w;
+        if (ioctl(m, TIOCGWINSZ, &w) || w.ws_row != 33 || w.ws_col != 99)
+            bad |= 8;
+        if (bad)
+            emit("step %d: the pseudo-terminal is not as it was: %#x\n", step, bad);
+        chain = fnv1a_u64(chain, (uint64_t)step * 61 + bad);
+        step_line(step, chain);
+        pace_ms(50);
+    }
+    if (write(m, "quit", 4) != 4)
+        fail_errno("write quit");
+    int st;
+    if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail("the child ended with status %#x", st);
+    done_line(chain);
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -31,6 +97,8 @@ int main(int argc, char **argv)
     if (tcsetattr(s, TCSANOW, &t))
         fail_errno("tcsetattr");
     uint64_t chain = FNV_OFFSET;
+    if (argc > 2 && strcmp(argv[2], "fork") == 0)
+        return forked(m, s, steps);
     for (int step = 1; step <= steps; step++) {
         unsigned bad = 0;
         char b[32], r[32];

@@ -213,6 +213,14 @@ fn descriptors_in_flight_between_a_parent_and_its_child_come_back() {
     job_round("fd_passing", &["20", "fork"], 5, Some(2));
 }
 
+/// A pseudo-terminal whose master the parent holds and whose slave is its child's
+/// standard input (as `forkpty` leaves them): one new pair again, the child on its
+/// slave, raw, the window size kept.
+#[test]
+fn a_pseudo_terminal_between_a_parent_and_its_child_comes_back_as_one() {
+    job_round("pty_pair", &["20", "fork"], 5, Some(2));
+}
+
 /// A pre-forked server: two workers accept on the listening socket their parent made,
 /// and count requests in an eventfd made before the fork: the listener is bound once
 /// again and both workers accept on it, the eventfd is one counter again.

@@ -248,9 +248,11 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
         let master_here = |a: &[FdRecord]| {
             a.iter().any(|o| o.kind == f.kind && TtyParams::decode(&o.params).role == TTY_PTY_MASTER && TtyParams::decode(&o.params).index == p.index)
         };
+        // In a job, the master may be another process's: the restore decides.
         if tty
             && p.role == TTY_PTY_SLAVE
             && !master_here(all)
+            && !super::control::in_job()
             && let Some(r) = s.fds.as_mut_slice().get_mut(i)
         {
             r.params = TtyParams { role: TTY_TERMINAL, ..p }.encode();

@@ -78,6 +78,7 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
         cx.pipes.extend(j.pipes.iter().map(|(&ino, &ends)| (ino, ends)));
         cx.objects.extend(j.memory.iter().map(|(&key, &fd)| (key, fd)));
         cx.ends.extend(j.ends.iter().map(|(&ino, &fd)| (ino, fd)));
+        cx.ptys.extend(j.ptys.iter().map(|(&index, &fd)| (index, fd)));
     }
     let needed = in_flight_needed(img, &records);
     let mut plan = FdPlan::default();
@@ -90,7 +91,10 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
         }
         let what = |why: String| format!("descriptor {} ({}): {why}", f.fd, String::from_utf8_lossy(img.str(f.file.path)));
         let job_pipe = job_pipes.is_some() && f.kind == FdKind::Pipe as u32;
-        if f.fd <= 2 && !job_pipe {
+        // A standard descriptor on a pseudo-terminal of the job's (`forkpty`) is one
+        // of its ends again.
+        let job_pty = f.kind == FdKind::Tty as u32 && job.is_some_and(|j| j.ptys.contains_key(&TtyParams::decode(&f.params).index));
+        if f.fd <= 2 && !job_pipe && !job_pty {
             // A terminal on a standard descriptor: the restoring process's own one
             // stays, and gets the saved modes if it is a terminal too.
             if isatty(f.fd) {

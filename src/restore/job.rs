@@ -50,18 +50,22 @@ pub struct Shared {
     pub my_files: HashMap<i32, i32>,
     /// System V segments, found or made again with their contents: saved id -> id.
     pub sysv: HashMap<u64, i32>,
+    /// Pseudo-terminals whose master one process holds and whose slave another: the
+    /// new master, by saved number.
+    pub ptys: HashMap<u32, i32>,
 }
 
 impl Shared {
-    /// `p:ino:read:write`, `m:dev:ino:fd`, `s:ino:fd:0`, `f:group:fd:0` and
-    /// `v:saved:id:0`, comma-separated.
+    /// `p:ino:read:write`, `m:dev:ino:fd`, `s:ino:fd:0`, `f:group:fd:0`,
+    /// `v:saved:id:0` and `t:index:fd:0`, comma-separated.
     fn encode(&self) -> String {
         let pipes = self.pipes.iter().map(|(ino, [r, w])| format!("p:{ino}:{r}:{w}"));
         let memory = self.memory.iter().map(|((dev, ino), fd)| format!("m:{dev}:{ino}:{fd}"));
         let ends = self.ends.iter().map(|(ino, fd)| format!("s:{ino}:{fd}:0"));
         let files = self.files.iter().map(|(group, fd)| format!("f:{group}:{fd}:0"));
         let sysv = self.sysv.iter().map(|(saved, id)| format!("v:{saved}:{id}:0"));
-        pipes.chain(memory).chain(ends).chain(files).chain(sysv).collect::<Vec<_>>().join(",")
+        let ptys = self.ptys.iter().map(|(index, fd)| format!("t:{index}:{fd}:0"));
+        pipes.chain(memory).chain(ends).chain(files).chain(sysv).chain(ptys).collect::<Vec<_>>().join(",")
     }
 
     fn decode(v: &str) -> Shared {
@@ -84,6 +88,9 @@ impl Shared {
                 }
                 (Some(&"v"), Some(saved), Some(id), _) => {
                     s.sysv.insert(saved, id as i32);
+                }
+                (Some(&"t"), Some(index), Some(fd), _) => {
+                    s.ptys.insert(index as u32, fd as i32);
                 }
                 _ => {}
             }
@@ -129,6 +136,7 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
                 my_files: HashMap::new(),
                 // Made for the whole job: kept even if a process's restore is refused.
                 sysv: super::sysv::make(&all)?.keep(),
+                ptys: make_ptys(&all)?,
             }
         }
     };
@@ -253,6 +261,37 @@ fn make_in_flight(
         carried.insert(f.fd, fd);
     }
     Ok(carried)
+}
+
+/// Pseudo-terminals whose master is in one process of the job and a slave in another
+/// (`forkpty`): made once, inherited by every process, each of which opens its ends of
+/// them (`kinds::tty`).
+fn make_ptys(images: &[&Image]) -> Result<HashMap<u32, i32>, String> {
+    use mig_image::{Params, TTY_PTY_MASTER, TTY_PTY_SLAVE, TtyParams};
+    let ends = |role: u32| -> Vec<(usize, FdRecord)> {
+        let mut v = vec![];
+        for (k, img) in images.iter().enumerate() {
+            for f in (0..img.count(Table::Fds)).map(|i| img.fd(i)) {
+                if f.kind == FdKind::Tty as u32 && TtyParams::decode(&f.params).role == role {
+                    v.push((k, f));
+                }
+            }
+        }
+        v
+    };
+    let (masters, slaves) = (ends(TTY_PTY_MASTER), ends(TTY_PTY_SLAVE));
+    let mut ptys = HashMap::new();
+    for (k, m) in &masters {
+        let p = TtyParams::decode(&m.params);
+        let split = slaves.iter().any(|(j, s)| j != k && TtyParams::decode(&s.params).index == p.index);
+        if split && !ptys.contains_key(&p.index) {
+            let fd = mig_checkpoint::kinds::tty::pty_master(&p).map_err(|e| format!("cannot make the job's pseudo-terminal again: {e}"))?;
+            // SAFETY: fcntl on the master just made: the job's processes inherit it.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+            ptys.insert(p.index, fd);
+        }
+    }
+    Ok(ptys)
 }
 
 /// A memory object of the job: as large as its largest mapping needs, mapped by these

@@ -45,7 +45,9 @@ pub fn unread(fd: i32) -> u64 {
 pub fn restore(f: &FdRecord, cx: &mut super::Shared) -> std::io::Result<i32> {
     use super::os::*;
     let p = TtyParams::decode(&f.params);
-    if p.role != TTY_TERMINAL {
+    // A slave whose master is neither here nor the job's is a terminal's.
+    let own_pair = p.role == TTY_PTY_MASTER || cx.ptys.contains_key(&p.index) || cx.all.iter().any(|o| is_master_of(o, p.index));
+    if p.role != TTY_TERMINAL && own_pair {
         let master = match cx.ptys.get(&p.index) {
             Some(&m) => m,
             None => {
@@ -76,7 +78,7 @@ pub fn restore(f: &FdRecord, cx: &mut super::Shared) -> std::io::Result<i32> {
 /// A new pseudo-terminal's master, unlocked, with the saved window size.
 #[cfg(feature = "restore")]
 #[allow(unsafe_code)]
-fn pty_master(p: &TtyParams) -> std::io::Result<i32> {
+pub fn pty_master(p: &TtyParams) -> std::io::Result<i32> {
     use super::os::*;
     let m = open_raw(b"/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY, 0)?;
     let unlock: i32 = 0;
@@ -102,4 +104,11 @@ fn pty_slave(master: i32, flags: i32) -> std::io::Result<i32> {
     use super::os::*;
     // SAFETY: an ioctl on our master; it returns a new descriptor.
     last_error(unsafe { libc::ioctl(master, libc::TIOCGPTPEER, (flags & libc::O_ACCMODE) | libc::O_NOCTTY | libc::O_CLOEXEC) })
+}
+
+/// Whether record `o` is the master of pseudo-terminal `index`.
+#[cfg(feature = "restore")]
+fn is_master_of(o: &FdRecord, index: u32) -> bool {
+    let q = TtyParams::decode(&o.params);
+    o.kind == mig_image::FdKind::Tty as u32 && q.role == TTY_PTY_MASTER && q.index == index
 }

@@ -390,7 +390,7 @@ fn anon_resident(pid: i32) -> u64 {
 /// ends no process of the job reads (not the standard descriptors, which are the
 /// restoring process's own), socket pair ends whose peer no process of it holds.
 fn leading_out(asked: &[Asked]) -> Vec<String> {
-    use mig_image::{FdKind, Params, SocketPairParams, TTY_PTY_MASTER, TTY_TERMINAL, Table, TtyParams};
+    use mig_image::{FdKind, Params, SocketPairParams, Table};
     let maps: Vec<Option<memmap2::Mmap>> = asked
         .iter()
         // SAFETY: read-only private mappings of the images just written, which only
@@ -420,30 +420,12 @@ fn leading_out(asked: &[Asked]) -> Vec<String> {
                 Some(FdKind::SocketPair) if !all().any(|o| o.kind == f.kind && o.file.ino == SocketPairParams::decode(&f.params).peer_ino) => {
                     "it is connected outside the job; it comes back as a connection reset by the peer"
                 }
-                Some(FdKind::Tty) if TtyParams::decode(&f.params).role == TTY_TERMINAL && all().any(|o| pty_master_of(o, f)) => {
-                    "its pseudo-terminal's master is held by another process of the job; it comes back as the restoring process's terminal"
-                }
-                Some(FdKind::Tty)
-                    if TtyParams::decode(&f.params).role == TTY_PTY_MASTER
-                        && fds.iter().any(|(p, r)| p != pid && r.iter().any(|(o, _)| pty_master_of(f, o))) =>
-                {
-                    "the other end of its pseudo-terminal is in another process of the job; it comes back as a new pseudo-terminal that process is not on"
-                }
                 _ => continue,
             };
             out.push(format!("process {pid} ({}): descriptor {} ({path}): {lost}", control::comm(*pid), f.fd));
         }
     }
     out
-}
-
-/// Whether `master` is the master of the pseudo-terminal `other` is a terminal end of
-/// (saved as another process's terminal).
-fn pty_master_of(master: &mig_image::FdRecord, other: &mig_image::FdRecord) -> bool {
-    use mig_image::{FdKind, Params, TtyParams};
-    let (m, o) = (TtyParams::decode(&master.params), TtyParams::decode(&other.params));
-    let ttys = master.kind == FdKind::Tty as u32 && other.kind == FdKind::Tty as u32;
-    ttys && m.role == mig_image::TTY_PTY_MASTER && o.role == mig_image::TTY_TERMINAL && m.index == o.index && other.file.path.len > 0
 }
 
 /// The descriptors of two processes of the job or more that are one open file
