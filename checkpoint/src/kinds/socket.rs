@@ -8,7 +8,7 @@ use crate::failure::Failure;
 use crate::files::Strings;
 use crate::scratch::List;
 use crate::sockets::{self, Diag};
-use crate::sys::{self, Errno, msg::msg};
+use crate::sys::{self, msg::msg};
 use mig_image::{FdKind, FdRecord, Params, Queue, ResetParams, SocketParams, StrRef, bytes_of};
 
 /// A socket: its kind and settings. The addresses go to `strings`, bound then peer.
@@ -78,13 +78,8 @@ fn warn_fd(fd: i32, rec: &FdRecord, strings: &Strings, what: &str, more: &str) {
 /// sender's address (`Queue::from`), without taking them (`MSG_PEEK` with a moving
 /// peek offset). Returns how many bytes were appended, or why not.
 pub fn queued(fd: i32, out: &mut List<u8>) -> Result<u64, &'static str> {
-    let old = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).unwrap_or(-1);
-    sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0).map_err(|_| "cannot peek at its queue")?;
     let start = out.len();
-    // Bounded, as a socket pair's queue is.
-    let mut budget = 1u32 << 20;
-    let result = (|| loop {
-        budget = budget.checked_sub(1).ok_or("too many messages queued")?;
+    super::socketpair::peek_each(fd, out, &mut |out| {
         let mut from = [0u8; sockets::ADDR_MAX];
         let spare = out.spare();
         if spare.len() <= Queue::FROM_HEAD + from.len() {
@@ -92,33 +87,27 @@ pub fn queued(fd: i32, out: &mut List<u8>) -> Result<u64, &'static str> {
         }
         let (head, rest) = spare.split_at_mut(Queue::FROM_HEAD);
         let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC;
-        match sys::recv_from(fd, rest, flags, &mut from) {
-            Ok((n, got, from_len)) => {
-                if got & libc::MSG_CTRUNC != 0 {
-                    return Err("descriptors or credentials in flight would be lost");
-                }
-                let from = from.get(..from_len.min(sockets::ADDR_MAX)).unwrap_or_default();
-                if n + from.len() > rest.len() {
-                    return Err("too much data queued");
-                }
-                // The address goes before the bytes.
-                rest.copy_within(0..n, from.len());
-                if let Some(a) = rest.get_mut(..from.len()) {
-                    a.copy_from_slice(from);
-                }
-                head.copy_from_slice(&Queue::from_head(n, from.len()));
-                out.grow(Queue::FROM_HEAD + from.len() + n);
-            }
-            Err(Errno(libc::EAGAIN)) => return Ok(()),
-            Err(Errno(libc::EINTR)) => {}
-            Err(_) => return Err("cannot read its queue"),
+        let (n, got, from_len) = match sys::recv_from(fd, rest, flags, &mut from) {
+            Ok(r) => r,
+            Err(e) => return super::socketpair::peek_failed(e),
+        };
+        if got & libc::MSG_CTRUNC != 0 {
+            return Err("descriptors or credentials in flight would be lost");
         }
-    })();
-    let _ = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old);
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result.map(|()| (out.len() - start) as u64)
+        let from = from.get(..from_len.min(sockets::ADDR_MAX)).unwrap_or_default();
+        if n + from.len() > rest.len() {
+            return Err("too much data queued");
+        }
+        // The address goes before the bytes.
+        rest.copy_within(0..n, from.len());
+        if let Some(a) = rest.get_mut(..from.len()) {
+            a.copy_from_slice(from);
+        }
+        head.copy_from_slice(&Queue::from_head(n, from.len()));
+        out.grow(Queue::FROM_HEAD + from.len() + n);
+        Ok(true)
+    })?;
+    Ok((out.len() - start) as u64)
 }
 
 #[cfg(feature = "restore")]

@@ -33,15 +33,9 @@ const CONTROL_WORDS: usize = 160;
 /// Returns how many bytes were appended and whether descriptors were in flight (the
 /// queue is then framed as `Queue::message` says), or why the queue cannot be saved.
 pub fn queued(fd: i32, datagrams: bool, out: &mut List<u8>, carried: &mut dyn FnMut(i32) -> Option<i32>) -> Result<(u64, bool), &'static str> {
-    let old = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).unwrap_or(-1);
-    sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0).map_err(|_| "cannot peek at its queue")?;
     let start = out.len();
     let mut rights = false;
-    // Bounded: an empty datagram is skipped by the next peek only once the kernel
-    // marked it peeked; never loop for ever in a signal handler.
-    let mut budget = 1u32 << 20;
-    let result = (|| loop {
-        budget = budget.checked_sub(1).ok_or("too many messages queued")?;
+    peek_each(fd, out, &mut |out| {
         let spare = out.spare();
         if spare.len() <= Queue::MESSAGE_HEAD {
             return Err("too much data queued");
@@ -49,48 +43,78 @@ pub fn queued(fd: i32, datagrams: bool, out: &mut List<u8>, carried: &mut dyn Fn
         let (buf_head, buf) = spare.split_at_mut(Queue::MESSAGE_HEAD);
         let mut control = [0u64; CONTROL_WORDS];
         let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC | libc::MSG_CMSG_CLOEXEC;
-        match sys::recv_control(fd, buf, flags, &mut control) {
-            Ok((n, got, control_len)) => {
-                // Every descriptor received is handed on first (to be closed with the
-                // others), whatever else this message holds.
-                let mut numbers = [0i32; 253];
-                let (count, refused) = in_flight(&control, control_len, &mut numbers, carried);
-                if let Some(why) = refused {
-                    return Err(why);
-                }
-                if got & libc::MSG_CTRUNC != 0 {
-                    return Err("more control messages in flight than a checkpoint can hold");
-                }
-                let room = buf.len().saturating_sub(count * 4);
-                if n > room {
-                    return Err("too much data queued");
-                }
-                if n == 0 && !datagrams && count == 0 {
-                    return Ok(()); // the peer shut down its end
-                }
-                for (i, &v) in numbers.get(..count).unwrap_or_default().iter().enumerate() {
-                    if let Some(b) = buf.get_mut(n + 4 * i..n + 4 * i + 4) {
-                        b.copy_from_slice(&v.to_le_bytes());
-                    }
-                }
-                buf_head.copy_from_slice(&Queue::message_head(n, count));
-                rights |= count > 0;
-                out.grow(Queue::MESSAGE_HEAD + n + 4 * count);
-            }
-            Err(Errno(libc::EAGAIN)) => return Ok(()),
-            Err(Errno(libc::EINTR)) => {}
-            Err(_) => return Err("cannot read its queue"),
+        let (n, got, control_len) = match sys::recv_control(fd, buf, flags, &mut control) {
+            Ok(r) => r,
+            Err(e) => return peek_failed(e),
+        };
+        // Every descriptor received is handed on first (to be closed with the others),
+        // whatever else this message holds.
+        let mut numbers = [0i32; 253];
+        let (count, refused) = in_flight(&control, control_len, &mut numbers, carried);
+        if let Some(why) = refused {
+            return Err(why);
         }
-    })();
-    let _ = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old);
-    if result.is_err() {
-        out.truncate(start);
-        return result.map(|()| (0, false));
-    }
+        if got & libc::MSG_CTRUNC != 0 {
+            return Err("more control messages in flight than a checkpoint can hold");
+        }
+        if n > buf.len().saturating_sub(count * 4) {
+            return Err("too much data queued");
+        }
+        if n == 0 && !datagrams && count == 0 {
+            return Ok(false); // the peer shut down its end
+        }
+        for (i, &v) in numbers.get(..count).unwrap_or_default().iter().enumerate() {
+            if let Some(b) = buf.get_mut(n + 4 * i..n + 4 * i + 4) {
+                b.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        buf_head.copy_from_slice(&Queue::message_head(n, count));
+        rights |= count > 0;
+        out.grow(Queue::MESSAGE_HEAD + n + 4 * count);
+        Ok(true)
+    })?;
     if !rights {
         plain(out, start, datagrams);
     }
     Ok(((out.len() - start) as u64, rights))
+}
+
+/// What a peek at a socket's queue found: `Ok(true)` a message, `Ok(false)` the end.
+pub(super) type Peeked = Result<bool, &'static str>;
+
+/// A failed peek: the end of the queue, one to try again, or why it cannot be read.
+pub(super) fn peek_failed(e: Errno) -> Peeked {
+    match e {
+        Errno(libc::EAGAIN) => Ok(false),
+        Errno(libc::EINTR) => Ok(true),
+        _ => Err("cannot read its queue"),
+    }
+}
+
+/// Runs `one` for each message queued on socket `fd`, each peek taking the next (a
+/// moving `SO_PEEK_OFF`, put back after), until it says the queue ends; if it fails,
+/// `out` is cut back to where it was.
+pub(super) fn peek_each(fd: i32, out: &mut List<u8>, one: &mut dyn FnMut(&mut List<u8>) -> Peeked) -> Result<(), &'static str> {
+    let old = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).unwrap_or(-1);
+    sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0).map_err(|_| "cannot peek at its queue")?;
+    let start = out.len();
+    // Bounded: an empty datagram is skipped by the next peek only once the kernel
+    // marked it peeked; never loop for ever in a signal handler.
+    let mut budget = 1u32 << 20;
+    let result = loop {
+        let Some(left) = budget.checked_sub(1) else { break Err("too many messages queued") };
+        budget = left;
+        match one(out) {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(why) => break Err(why),
+        }
+    };
+    let _ = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
 }
 
 /// The descriptors of the control messages in `control` (`len` bytes of it), each
