@@ -8,12 +8,15 @@
  * round; checks the slave is still raw, the window size, and that the two ends are
  * one pair (the master's number names the slave's device). The step line folds in a
  * bit mask of what differed.
- * With `fork`, a child takes the slave as its standard input (and closes the master);
+ * With `fork`, a child takes the slave as its standard input and controlling terminal
+ * in a session of its own (as forkpty leaves it; it closes the master);
  * each step the parent writes "ping <step>" to the master and the child answers on
- * the slave with "pong <step> <its own mask>" (the slave still raw); the parent checks
+ * the slave with "pong <step> <its own mask>" (the slave still raw, still its
+ * controlling terminal with its group in the foreground, /dev/tty opens); the parent checks
  * the answer and the window size, prints the step, and ends the child with "quit".
  */
 #include "common.h"
+#include <fcntl.h>
 #include <pty.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +39,10 @@ static int forked(int m, int s, int steps)
         fail_errno("fork");
     if (child == 0) {
         close(m);
-        if (dup2(s, 0) != 0)
-            fail_errno("dup2");
+        /* As forkpty leaves it: a session of its own, the slave its controlling
+         * terminal and standard input. */
+        if (setsid() < 0 || dup2(s, 0) != 0 || ioctl(0, TIOCSCTTY, 0) != 0)
+            fail_errno("setsid, dup2, TIOCSCTTY");
         close(s);
         char b[64];
         ssize_t n;
@@ -47,7 +52,11 @@ static int forked(int m, int s, int steps)
                 exit(0);
             int step = atoi(b + 5);
             char r[64];
-            int k = snprintf(r, sizeof r, "pong %d %d", step, raw(0) ? 0 : 1);
+            int own = tcgetsid(0) == getsid(0) && tcgetpgrp(0) == getpgrp();
+            int tty = open("/dev/tty", O_RDWR | O_NOCTTY);
+            if (tty >= 0)
+                close(tty);
+            int k = snprintf(r, sizeof r, "pong %d %d", step, (raw(0) ? 0 : 1) | (own ? 0 : 2) | (tty >= 0 ? 0 : 4));
             if (write(0, r, (size_t)k) != k)
                 exit(3);
         }

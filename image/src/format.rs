@@ -205,7 +205,8 @@ pub struct ProcessRecord {
     pub auxv: StrRef,
     pub cwd: StrRef,
     pub umask: u32,
-    pub pad: u32,
+    /// Its controlling terminal's device number (`tty_nr` of `/proc/self/stat`); 0: none.
+    pub ctty: u32,
     pub comm: [u8; 16],
     pub rlimits: [Rlimit; NRLIMITS],
     pub itimers: [Itimer; 3],

@@ -146,6 +146,7 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
             plan.place.push((fd, f.fd, f.fd_flags & libc::FD_CLOEXEC as u32 != 0));
         }
     }
+    take_controlling_terminal(img, &cx);
     socketpair::fill(&cx, &|saved| made.get(&saved).copied())?;
     carried.into_iter().for_each(kinds::os::close);
     epoll::dry_run(&cx.epoll, &made)?;
@@ -156,6 +157,19 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
     plan.epoll = std::mem::take(&mut cx.epoll);
     plan.put_back = std::mem::take(&mut cx.pending);
     Ok(plan)
+}
+
+/// A session leader whose controlling terminal was a pseudo-terminal made again for
+/// it (its own pair, or its job's: `forkpty`) takes that one's slave again; its group
+/// is then the terminal's foreground group, as `TIOCSCTTY` leaves it.
+fn take_controlling_terminal(img: &Image, cx: &kinds::Shared) {
+    let ctty = img.process().ctty as u64;
+    // The kernel's encoding of a device number in `tty_nr`.
+    let (major, minor) = ((ctty >> 8) & 0xfff, (ctty & 0xff) | ((ctty >> 12) & 0xfff00));
+    let Some(&master) = (136..=143).contains(&major).then(|| cx.ptys.get(&(((major - 136) * 256 + minor) as u32))).flatten() else { return };
+    if let Err(e) = kinds::tty::take_controlling(master) {
+        eprintln!("mig: warning: its controlling terminal cannot be taken again: {e}");
+    }
 }
 
 /// The descriptors in flight this process sends again: those the queues it fills

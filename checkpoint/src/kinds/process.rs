@@ -25,6 +25,7 @@ pub fn save(s: &mut Snapshot, text: &mut List<u8>) -> Result<(), Failure> {
         let f = after_comm.split(|&c| c == b' ').nth(n - 3).unwrap_or(b"0");
         f.iter().take_while(|c| c.is_ascii_digit()).fold(0u64, |a, &c| a.wrapping_mul(10).wrapping_add((c - b'0') as u64))
     };
+    p.ctty = field(7) as u32;
     p.mm = MmFields {
         start_code: field(26),
         end_code: field(27),

@@ -112,3 +112,22 @@ fn is_master_of(o: &FdRecord, index: u32) -> bool {
     let q = TtyParams::decode(&o.params);
     o.kind == mig_image::FdKind::Tty as u32 && q.role == TTY_PTY_MASTER && q.index == index
 }
+
+/// Makes the slave of pseudo-terminal `master` the controlling terminal of this
+/// process, if it leads its session (nothing otherwise). The descriptor it takes is
+/// closed again: the terminal stays the session's.
+#[cfg(feature = "restore")]
+#[allow(unsafe_code)]
+pub fn take_controlling(master: i32) -> std::io::Result<()> {
+    use super::os::*;
+    // SAFETY: plain calls on our own descriptors.
+    unsafe {
+        if libc::getsid(0) != libc::getpid() {
+            return Ok(());
+        }
+        let slave = last_error(libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC))?;
+        let r = last_error::<i32>(libc::ioctl(slave, libc::TIOCSCTTY, 0)).map(drop);
+        close(slave);
+        r
+    }
+}
