@@ -7,13 +7,15 @@
  *
  * Run by a shell with job control (`set -m`), the job is the terminal's foreground
  * group. The child reads lines from standard input (the terminal) and prints `got
- * <line>` for each, until `quit`, then exits 7. The parent prints `step N <digest>`
+ * <line>` for each (and a FAIL line if the terminal is not its session's controlling
+ * terminal with its group in the foreground), until `quit`, then exits 7. The parent prints `step N <digest>`
  * at a 40 ms pace, then reaps the child (its status must be 7) and prints `done`. A
  * child that is not in the terminal's foreground group after a restore is stopped by
  * SIGTTIN at its read: no `got` line comes, and the parent waits for ever.
  */
 #include "common.h"
 #include <sys/wait.h>
+#include <termios.h>
 
 int main(int argc, char **argv)
 {
@@ -28,6 +30,8 @@ int main(int argc, char **argv)
             if (!strcmp(line, "quit"))
                 _exit(7);
             emit("got %s\n", line);
+            if (tcgetsid(0) != getsid(0) || tcgetpgrp(0) != getpgrp())
+                emit("FAIL the terminal is not the child's controlling terminal with its group in the foreground\n");
         }
         _exit(1);
     }

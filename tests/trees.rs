@@ -448,6 +448,41 @@ fn a_job_on_a_terminal_gets_it_back() {
     assert!(!r.seen.iter().any(|l| l.contains("warning") || l.contains("FAIL")), "{:?}", r.seen);
 }
 
+/// A job whose root led its own session on a terminal (`setsid -c`): restarted from
+/// another terminal, whose session is its shell's, the job gets a new pseudo-terminal
+/// as its controlling terminal, which `mig restart` relays to its own: what is typed
+/// reaches the job's reader, in the foreground of the job's session.
+#[test]
+fn a_job_that_led_its_session_on_a_terminal_gets_one_again() {
+    require_root("a job's processes get their saved pids back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
+    let dir = tempdir("tty_session");
+    let image = dir.join("job.mig");
+    let subject = compile("tty_job");
+    let shell = |script: String| Launch::new(&compile("reaper"), &dir).bare().arg("/bin/bash").arg("-c").arg(&script).start_on_pty();
+    let (mut p, mut typed) =
+        shell(format!("LD_PRELOAD={} MIG_IMAGE={} setsid -c {} 80; echo \"exit $?\"", lib().display(), image.display(), subject.display()));
+    p.until("step 5 ");
+    std::io::Write::write_all(&mut typed, b"one\n").unwrap();
+    p.until("got one");
+    let bash = wait_until("the shell", Duration::from_secs(5), || children_of(p.pid()).first().copied());
+    let root = wait_until("the job's root", Duration::from_secs(5), || children_of(bash).first().copied());
+    assert_eq!(group_and_session(root).map(|(_, sid)| sid), Some(root), "the root leads its session");
+    let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &root.to_string(), "--exit"]));
+    assert!(st.success() && out.contains("2 processes"), "{out}{err}");
+    p.until("exit 137");
+    let last = p.seen.iter().filter_map(|l| step_of(l)).max().expect("steps before the checkpoint");
+    assert!(!p.seen.iter().any(|l| l.contains("FAIL")), "{:?}", p.seen);
+    drop(typed);
+    let (mut r, mut typed) = shell(format!("{} restart {}; echo \"restart exit $?\"", mig().display(), image.display()));
+    let first = r.until("step ");
+    assert_eq!(step_of(&first), Some(last + 1), "the job goes on where it was: {:?}", r.seen);
+    std::io::Write::write_all(&mut typed, b"two\nquit\n").unwrap();
+    r.until("got two");
+    r.until("done ");
+    r.until("restart exit 0");
+    assert!(!r.seen.iter().any(|l| l.contains("warning") || l.contains("FAIL")), "{:?}", r.seen);
+}
+
 /// A job's image restored while the job runs (the original, or a copy restored from
 /// it) is refused, naming the process that has the root's pid: never a second tree
 /// without its pids beside the first.

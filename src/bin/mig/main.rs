@@ -18,6 +18,7 @@ mod request;
 mod restart;
 mod run;
 mod stream;
+mod terminal_proxy;
 mod util;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

@@ -6,6 +6,7 @@
 //! same standard streams).
 
 use crate::compress::{self, Stop};
+use crate::terminal_proxy::Proxy;
 use crate::util;
 use crate::{Fail, Result};
 use std::ffi::OsStr;
@@ -163,9 +164,12 @@ fn with_saved_pid(file: &File, exe: &Path, cmd: &mut std::process::Command) -> s
     // SAFETY: read-only private mapping of the image just checked.
     let Ok(map) = (unsafe { memmap2::Mmap::map(file) }) else { return Ok(None) };
     let hasher = crc32fast::Hasher::new();
+    let mut led_a_terminal = false;
     let (root, job) = if mig_image::tree::is_tree(&map) {
         let Ok(header) = mig_image::tree::TreeHeader::read(&map, &hasher) else { return Ok(None) };
         let Some(&root) = header.members().first() else { return Ok(None) };
+        let image = map.get(root.off as usize..(root.off + root.len) as usize).and_then(|b| mig_image::Image::open(b, &hasher).ok());
+        led_a_terminal = root.sid == root.pid && image.is_some_and(|i| i.process().ctty != 0);
         (root, true)
     } else {
         let Ok(img) = mig_image::Image::open(&map, &hasher) else { return Ok(None) };
@@ -177,6 +181,9 @@ fn with_saved_pid(file: &File, exe: &Path, cmd: &mut std::process::Command) -> s
     if root.pid as i32 == std::process::id() as i32 {
         return Ok(None);
     }
+    // A root that led its own session on a terminal: on a new one of its own, which
+    // this command relays to its terminal.
+    let proxy = if job && led_a_terminal { Proxy::open() } else { None };
     // SAFETY: mig restart has one thread.
     let pid = match unsafe { mig_sys::fork_with_pid(root.pid as i32) } {
         Ok(p) => p as i64,
@@ -217,10 +224,18 @@ fn with_saved_pid(file: &File, exe: &Path, cmd: &mut std::process::Command) -> s
                     libc::setpgid(0, 0);
                 }
             }
+            if let Some(p) = &proxy {
+                p.take_in_child();
+            }
             cmd.env(mig_proto::env::PARENT_GUARD, "1");
             Ok(None)
         }
-        pid if pid < 0 => Ok(None),
+        pid if pid < 0 => {
+            if let Some(p) = proxy {
+                p.discard();
+            }
+            Ok(None)
+        }
         pid => {
             let pid = pid as i32;
             // Signals meant for the job reach it, not mig: passed on to the root.
@@ -241,9 +256,13 @@ fn with_saved_pid(file: &File, exe: &Path, cmd: &mut std::process::Command) -> s
                     libc::tcsetpgrp(fd, pid);
                 }
             }
+            let running = proxy.map(Proxy::relay);
             let status = wait_job(pid, tty).map_err(|f| f.msg);
             if let Some(fd) = tty {
                 take_terminal(fd);
+            }
+            if let Some(r) = running {
+                r.finish();
             }
             status
         }
