@@ -175,6 +175,63 @@ fn children_ended_but_not_reaped_come_back_so() {
     job_round("unreaped", &["40"], 10, Some(3));
 }
 
+/// A bash job script that runs external commands in a loop inside `$(...)`: bash,
+/// the substitution's subshell and what it runs come back mid-substitution, and the
+/// substitution's output is whole.
+#[test]
+fn a_job_script_comes_back_mid_substitution() {
+    job_round("job_script.sh", &["60"], 10, None);
+}
+
+/// A job restored, checkpointed again as it runs, killed and restored again, three
+/// times: each generation goes on where the one before was saved, with the same
+/// pids, and the last ends as an uninterrupted run does.
+#[test]
+fn a_job_comes_back_three_generations_running() {
+    require_root("a job's processes get their saved pids back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
+    let dir = tempdir("job_generations");
+    let subject = compile("pipe_pair");
+    let reference = reference(&Launch::new(&subject, &dir).bare().arg("90"));
+    let image = |g: u32| dir.join(format!("job{g}.mig"));
+    let save_and_kill = |root: i32, to: &Path| {
+        let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &root.to_string(), "--to", to.to_str().unwrap()]));
+        assert!(st.success() && out.contains("2 processes"), "mig checkpoint of the job: {out}{err}");
+        for pid in job_of(root) {
+            // SAFETY: kill(2) on the test's own subjects.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    };
+    let continues = |before: &[String], lines: &[String]| {
+        let first = lines.first().and_then(|l| step_of(l)).unwrap_or_else(|| panic!("a generation starts with {lines:?}"));
+        let last = before.iter().rev().find_map(|l| step_of(l)).unwrap_or(0);
+        assert!(first <= last + 1, "a generation skipped steps: resumed at {first}, saved after {last}");
+        let at = reference.iter().position(|l| step_of(l) == Some(first)).expect("the step in the reference");
+        assert_eq!(&reference[at..(at + lines.len()).min(reference.len())], lines, "a generation differs from the uninterrupted run");
+    };
+    let mut p = under_reaper(&subject, &["90"], &dir, &image(1)).start();
+    p.until("step 10 ");
+    let root = root_under(&p);
+    save_and_kill(root, &image(1));
+    let (mut before, _, _) = p.finish();
+    for (g, at) in [(1, 30), (2, 50)] {
+        // Under a reaper too: the killed generation's orphans are reaped, their pids free.
+        let mut r = Launch::new(&compile("reaper"), &dir).bare().arg(mig().to_str().unwrap()).arg("restart").arg(image(g).to_str().unwrap()).start();
+        r.until(&format!("step {at} "));
+        let command = root_under(&r);
+        let again = wait_until("the restored root", Duration::from_secs(5), || children_of(command).first().copied());
+        assert_eq!(again, root, "generation {g}: the root has its pid");
+        save_and_kill(root, &image(g + 1));
+        let (lines, _, _) = r.finish();
+        continues(&before, &lines);
+        before = lines;
+    }
+    let (st, out, err) = output(mig_cmd(&["restart", &image(3).display().to_string()]).current_dir(&dir));
+    let last: Vec<String> = out.lines().map(str::to_string).collect();
+    assert!(st.success(), "the last generation failed: {st:?}\nstderr: {err}\nstdout: {last:?}");
+    continues(&before, &last);
+    assert_eq!(last.last(), reference.last(), "the last generation ends as the uninterrupted run");
+}
+
 /// A 3-stage bash pipeline with a running sum, whose first stage starts a `sleep`
 /// every 40 ms: every stage (and the `sleep` of the moment) comes back, with the lines
 /// in flight between them.
