@@ -739,14 +739,21 @@ fn migrate_moves_a_shell_pipeline_whole() {
 
 /// The other jobs of the process-tree tests, each moved: children ended and not reaped,
 /// pids and tids a job noted, memory two processes share, Python's multiprocessing
-/// pool, `make -j2`.
+/// pool, `make -j2`, a bash script mid-substitution, descriptors in flight between a
+/// parent and its child.
 #[test]
 fn migrate_moves_jobs_of_every_kind() {
     require_root("a job's processes get their pids back only where pids may be chosen");
     let sshd = start_sshd("cli_sshd_jobs");
-    for (name, args, at) in
-        [("unreaped", &["40"][..], 10), ("pid_users", &["60"], 10), ("shared_counter", &["60"], 10), ("pool.py", &["80"], 10), ("make_job.sh", &["40"], 8)]
-    {
+    for (name, args, at) in [
+        ("unreaped", &["40"][..], 10),
+        ("pid_users", &["60"], 10),
+        ("shared_counter", &["60"], 10),
+        ("pool.py", &["80"], 10),
+        ("make_job.sh", &["40"], 8),
+        ("job_script.sh", &["60"], 10),
+        ("fd_passing", &["20", "fork"], 5),
+    ] {
         migrate_job(&sshd, name, args, at);
     }
 }
