@@ -11,14 +11,17 @@
  * it) and starts a child that waits. Each step it takes the mutex again with trylock
  * (EBUSY if the recorded owner is no longer this thread), reads its own CPU clock
  * through clock_getcpuclockid() of the pid it noted at its start (which fails if its
- * pid changed) and checks that its child is still there by pid (kill(child, 0)), then
+ * pid changed) and checks that its child is still there by pid (kill(child, 0)) and
+ * through the pidfd it opened of it (a signal 0, and not readable: not ended), then
  * prints `step N <digest>`. At the end it ends the child, reaps it by pid and prints
  * `done`.
  */
 #include "common.h"
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -42,6 +45,10 @@ int main(int argc, char **argv)
             pace_ms(20);
     }
     pid_t me = getpid();
+    /* A pidfd of the child: still the child's after a restore. */
+    int child_fd = alone ? -1 : (int)syscall(SYS_pidfd_open, child, 0);
+    if (!alone && child_fd < 0)
+        fail_errno("pidfd_open of the child");
     uint64_t rng = 0xbb67ae8584caa73bULL, chain = FNV_OFFSET;
     for (int s = 1; s <= steps; s++) {
         int r = pthread_mutex_trylock(&m);
@@ -57,6 +64,11 @@ int main(int argc, char **argv)
             fail_errno("clock_gettime of the process's CPU clock");
         if (!alone && kill(child, 0))
             fail_errno("kill(child, 0)");
+        if (!alone && syscall(SYS_pidfd_send_signal, child_fd, 0, NULL, 0))
+            fail_errno("pidfd_send_signal to the child");
+        struct pollfd pl = { child_fd, POLLIN, 0 };
+        if (!alone && poll(&pl, 1, 0) != 0)
+            fail("step %d: the child's pidfd says it ended", s);
         chain = fnv1a_u64(chain, xorshift64(&rng));
         step_line(s, chain);
         pace_ms(40);

@@ -7,14 +7,19 @@
  *   symbolic link: still O_PATH, the link still a link (readlinkat works), the
  *   directory still usable with openat;
  * - a pidfd of the process itself: it signals the process (signal 0), and its
- *   fdinfo names the process's own pid.
+ *   fdinfo names the process's own pid;
+ * - a pidfd of a child that ended and was reaped: readable (poll), no process to
+ *   signal (ESRCH), nothing to wait for (ECHILD), its fdinfo "Pid: -1".
  * The step line folds in a bit mask of what differed (0 when nothing did).
  */
 #include "common.h"
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <errno.h>
+#include <poll.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 static int pid_line(int fd, const char *key)
 {
@@ -42,8 +47,16 @@ int main(int argc, char **argv)
     int op_dir = open(".", O_PATH | O_DIRECTORY);
     int op_link = open("link", O_PATH | O_NOFOLLOW);
     int pfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-    if (status < 0 || op_file < 0 || op_dir < 0 || op_link < 0 || pfd < 0)
+    pid_t child = fork();
+    if (child == 0)
+        _exit(0);
+    int ended = (int)syscall(SYS_pidfd_open, child, 0);
+    if (child < 0 || waitpid(child, NULL, 0) != child)
+        fail_errno("fork, waitpid");
+    if (status < 0 || op_file < 0 || op_dir < 0 || op_link < 0 || pfd < 0 || ended < 0)
         fail_errno("open");
+    char ended_info[64];
+    snprintf(ended_info, sizeof ended_info, "/proc/self/fdinfo/%d", ended);
     char info[64];
     snprintf(info, sizeof info, "/proc/self/fdinfo/%d", pfd);
     uint64_t chain = FNV_OFFSET;
@@ -70,6 +83,21 @@ int main(int argc, char **argv)
         int fi = open(info, O_RDONLY);
         if (fi < 0 || pid_line(fi, "\nPid:\t") != getpid())
             bad |= 64;
+        if (fi >= 0)
+            close(fi);
+        struct pollfd pl = { ended, POLLIN, 0 };
+        if (poll(&pl, 1, 0) != 1 || !(pl.revents & POLLIN))
+            bad |= 128;
+        errno = 0;
+        if (syscall(SYS_pidfd_send_signal, ended, 0, NULL, 0) != -1 || errno != ESRCH)
+            bad |= 256;
+        siginfo_t si;
+        errno = 0;
+        if (waitid(P_PIDFD, (id_t)ended, &si, WEXITED | WNOHANG) != -1 || errno != ECHILD)
+            bad |= 512;
+        fi = open(ended_info, O_RDONLY);
+        if (fi < 0 || pid_line(fi, "\nPid:\t") != -1)
+            bad |= 1024;
         if (fi >= 0)
             close(fi);
         if (bad)

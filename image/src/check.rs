@@ -426,7 +426,7 @@ fn fd_kind(img: &Image, f: &FdRecord, kind: FdKind) -> Check {
             ensure(f.extra.len as usize == TERMIOS_LEN, "a terminal's saved modes are malformed")?;
             ensure(p[0] <= 2 && p[1] <= u32::MAX as u64, "a terminal's role is out of range")
         }
-        FdKind::Pidfd => ensure(p[0] == 1, "a pidfd is not of the process itself"),
+        FdKind::Pidfd => ensure(matches!(p[0], 1..=3) && p[1] <= i32::MAX as u64 && (p[0] == 3) == (p[1] != 0), "a pidfd's process is out of range"),
         FdKind::PosixMq => {
             let name = img.str(f.file.path);
             let named = name.len() >= 2 && name.len() <= 256 && name.first() == Some(&b'/') && !name[1..].contains(&b'/') && !name.contains(&0);

@@ -568,8 +568,9 @@ pub enum FdKind {
     Memfd = 15,
     /// A file in `/dev/shm`: contents in the blob, written back at restore.
     Shm = 16,
-    /// A pidfd of the process itself (`pidfd_open(getpid())`): made again for the
-    /// restored process. `params[0]`: 1 (`PidfdParams`).
+    /// A pidfd made again (`PidfdParams`): of the process itself (for the restored
+    /// process), of a process that ended and was reaped (of one that did too), or of
+    /// another process of the job (of that process, back with its pid).
     Pidfd = 17,
     /// A named FIFO, opened again by its path (`file.path`): `params` = [capacity,
     /// deleted (1: made again under a temporary name and removed)] (`FifoParams`).

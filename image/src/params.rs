@@ -308,18 +308,27 @@ impl Params for FileParams {
 /// `FdKind::Pidfd`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PidfdParams {
-    /// The process itself (the only one a pidfd is made again for).
-    pub own: bool,
+    /// `PIDFD_OWN`, `PIDFD_ENDED` or `PIDFD_JOB`.
+    pub of: u32,
+    /// For `PIDFD_JOB`: the process's pid.
+    pub pid: u32,
 }
+
+/// A pidfd of the process itself: one of the restored process.
+pub const PIDFD_OWN: u32 = 1;
+/// A pidfd of a process that ended and was reaped: one of a process that did too.
+pub const PIDFD_ENDED: u32 = 2;
+/// A pidfd of another process of the job: one of that process, back with its pid.
+pub const PIDFD_JOB: u32 = 3;
 
 impl Params for PidfdParams {
     const KIND: FdKind = FdKind::Pidfd;
     fn encode(&self) -> [u64; 8] {
-        [self.own as u64, 0, 0, 0, 0, 0, 0, 0]
+        [self.of as u64, self.pid as u64, 0, 0, 0, 0, 0, 0]
     }
     fn decode(p: &[u64; 8]) -> Self {
-        let [own, ..] = *p;
-        PidfdParams { own: own != 0 }
+        let [of, pid, ..] = *p;
+        PidfdParams { of: of as u32, pid: pid as u32 }
     }
 }
 

@@ -166,7 +166,7 @@ mod restore {
             FdKind::TimerFd => timerfd::restore(f),
             FdKind::Inotify => inotify::restore(f, cx),
             FdKind::Tty => tty::restore(f, cx),
-            FdKind::Pidfd => pidfd::restore(f),
+            FdKind::Pidfd => pidfd::restore(f, cx),
             FdKind::Fifo => fifo::restore(f, cx),
             FdKind::PosixMq => mq::restore(f, cx),
         }

@@ -915,7 +915,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             }
             FdKind::Tty => require!(f.extra.len as usize == TERMIOS_LEN && q[0] <= 2 && q[1] <= u32::MAX as u64, "termios"),
             FdKind::Memfd => require!(q[0] <= i32::MAX as u64, "seals"),
-            FdKind::Pidfd => require!(q[0] == 1, "pidfd"),
+            FdKind::Pidfd => require!([1, 2, 3].contains(&q[0]) && q[1] <= i32::MAX as u64 && (q[0] == 3) == (q[1] != 0), "pidfd"),
             _ => {}
         }
     }
