@@ -79,6 +79,7 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
         cx.objects.extend(j.memory.iter().map(|(&key, &fd)| (key, fd)));
         cx.ends.extend(j.ends.iter().map(|(&ino, &fd)| (ino, fd)));
         cx.ptys.extend(j.ptys.iter().map(|(&index, &fd)| (index, fd)));
+        cx.job_pids.clone_from(&j.pids);
     }
     let needed = in_flight_needed(img, &records);
     let mut plan = FdPlan::default();

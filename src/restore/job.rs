@@ -53,6 +53,9 @@ pub struct Shared {
     /// Pseudo-terminals whose master one process holds and whose slave another: the
     /// new master, by saved number.
     pub ptys: HashMap<u32, i32>,
+    /// The pids of the job's processes, as saved (each process reads them from the
+    /// image's table; not passed on).
+    pub pids: Vec<u32>,
 }
 
 impl Shared {
@@ -137,10 +140,12 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
                 // Made for the whole job: kept even if a process's restore is refused.
                 sysv: super::sysv::make(&all)?.keep(),
                 ptys: make_ptys(&all)?,
+                pids: Vec::new(),
             }
         }
     };
     let listed = shared.encode();
+    shared.pids = members.iter().map(|m| m.pid).collect();
     shared.my_files = shares.iter().filter(|sh| sh.member as usize == index).filter_map(|sh| Some((sh.fd, *shared.files.get(&sh.group)?))).collect();
     let mut ended = Vec::new();
     for (k, child) in members.iter().enumerate().filter(|(_, m)| m.ppid == me.pid && m.pid != me.pid) {

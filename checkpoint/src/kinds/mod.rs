@@ -101,6 +101,8 @@ mod restore {
         pub mqueues: HashMap<u64, (std::ffi::CString, bool)>,
         /// New pseudo-terminals' masters by saved number.
         pub ptys: HashMap<u32, i32>,
+        /// The saved pids of the job's processes (none for a process alone).
+        pub job_pids: Vec<u32>,
         /// What to write back once the restore can no longer be refused.
         pub pending: Vec<file::PutBack>,
     }
@@ -122,6 +124,7 @@ mod restore {
                 memfds_taken: std::collections::HashSet::new(),
                 mqueues: HashMap::new(),
                 ptys: HashMap::new(),
+                job_pids: Vec::new(),
                 pending: Vec::new(),
             }
         }

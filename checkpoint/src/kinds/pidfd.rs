@@ -42,11 +42,12 @@ pub fn restore(f: &FdRecord, cx: &super::Shared) -> std::io::Result<i32> {
         PIDFD_OWN => open(unsafe { libc::getpid() }),
         PIDFD_ENDED => ended(nonblock),
         _ => {
-            // Only where the job's pids came back (this process has its own): the pid
-            // may be another's otherwise.
+            // Only a process of the job (its saved table says), and only where the
+            // job's pids came back (this process has its own): the pid may be
+            // another's otherwise.
             // SAFETY: getpid.
             let own_pid_back = unsafe { libc::getpid() } as u64 == cx.img.header.pid as u64;
-            match own_pid_back.then(|| open(p.pid as i32)) {
+            match (own_pid_back && cx.job_pids.contains(&p.pid)).then(|| open(p.pid as i32)) {
                 Some(Ok(fd)) => Ok(fd),
                 _ => {
                     eprintln!(
