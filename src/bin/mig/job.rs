@@ -390,7 +390,7 @@ fn anon_resident(pid: i32) -> u64 {
 /// ends no process of the job reads (not the standard descriptors, which are the
 /// restoring process's own), socket pair ends whose peer no process of it holds.
 fn leading_out(asked: &[Asked]) -> Vec<String> {
-    use mig_image::{FdKind, Params, SocketPairParams, Table};
+    use mig_image::{FdKind, Params, PidfdParams, SocketPairParams, Table};
     let maps: Vec<Option<memmap2::Mmap>> = asked
         .iter()
         // SAFETY: read-only private mappings of the images just written, which only
@@ -419,6 +419,12 @@ fn leading_out(asked: &[Asked]) -> Vec<String> {
                 }
                 Some(FdKind::SocketPair) if !all().any(|o| o.kind == f.kind && o.file.ino == SocketPairParams::decode(&f.params).peer_ino) => {
                     "it is connected outside the job; it comes back as a connection reset by the peer"
+                }
+                Some(FdKind::Pidfd)
+                    if PidfdParams::decode(&f.params).of == mig_image::PIDFD_JOB
+                        && !fds.iter().any(|(p, _)| *p as u32 == PidfdParams::decode(&f.params).pid) =>
+                {
+                    "it is a pidfd of a process outside the job; it comes back as a broken pipe end"
                 }
                 _ => continue,
             };
