@@ -314,6 +314,16 @@ fn a_pseudo_terminal_pair_comes_back_as_a_pair() {
     assert!(!err.contains("warning"), "restore: {err}");
 }
 
+/// An epoll registration under a descriptor number that was closed while its file
+/// lives on through a copy: the restored set still reports it, beside the copy's own.
+#[test]
+fn an_epoll_registration_of_a_closed_number_comes_back() {
+    let dir = tempdir("epoll_orphan");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("epoll_orphan"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
+    assert!(!err.contains("warning"), "restore: {err}");
+}
+
 /// `/proc/self/status` opened by that name describes the restored process; O_PATH
 /// descriptors of a file, a directory and a symbolic link (O_NOFOLLOW) come back as
 /// such; a pidfd of the process itself is one of the restored process.

@@ -505,11 +505,16 @@ fn epoll(img: &Image, f: &FdRecord) -> Check {
         let itself = e.fd == f.fd || target.is_some_and(|t| t.dup_of == f.fd);
         ensure(!itself, "an epoll set watches itself")?;
     }
-    // A descriptor is registered once per set (the kernel refuses a second time).
+    // A descriptor is registered once per set (the kernel refuses a second time);
+    // registrations through a copy of one are each their own.
     let entries = img.str(f.extra);
     let n = entries.len() / size_of::<EpollEntry>();
-    let fd = |i| read_record::<EpollEntry>(entries, i).map(|e| (e.fd as u64, e.fd as u64 + 1));
-    ensure(n <= img.count(Table::Fds) + 3 && disjoint(n, fd), "an epoll set registers a descriptor twice")
+    let copies = img.records::<EpollEntry>(f.extra).filter(|e| e.events & EPOLL_THROUGH_COPY != 0).count();
+    let fd = |i| {
+        read_record::<EpollEntry>(entries, i)
+            .map(|e| if e.events & EPOLL_THROUGH_COPY != 0 { ((1 << 40) + i as u64, (1 << 40) + i as u64 + 1) } else { (e.fd as u64, e.fd as u64 + 1) })
+    };
+    ensure(copies <= 4096 && n <= img.count(Table::Fds) + 3 + copies && disjoint(n, fd), "an epoll set registers a descriptor twice")
 }
 
 fn inotify(img: &Image, f: &FdRecord) -> Check {

@@ -728,6 +728,12 @@ pub struct FdRecord {
     pub params: [u64; 8],
 }
 
+/// `EpollEntry::events` bit: a registration made under a number that is closed now
+/// (its file lives on through another descriptor of the process, `fd`): it is made
+/// again through a copy of `fd`, so that `fd`'s own registration, if any, stays one.
+/// The kernel uses none of bits 14 to 27.
+pub const EPOLL_THROUGH_COPY: u32 = 1 << 27;
+
 /// One registration of an epoll set (`FdKind::Epoll`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -168,6 +168,19 @@ pub fn reap_quiet(pid: u32) -> Option<i32> {
 pub fn reap_if_ended(pid: u32) -> bool {
     sc!(libc::SYS_wait4, pid, core::ptr::null_mut::<i32>(), libc::WNOHANG | libc::__WALL, 0).is_ok_and(|r| r == pid as usize)
 }
+/// Whether descriptor `fd` of this process is the file an epoll set watches, as
+/// `slot` names it (`struct kcmp_epoll_slot`: the set, the registered number, 0).
+pub fn kcmp_epoll_target(fd: i32, slot: &[u32; 3]) -> bool {
+    let me = getpid();
+    sc!(libc::SYS_kcmp, me, me, 7 /* KCMP_EPOLL_TFD */, fd, slot.as_ptr()) == Ok(0)
+}
+/// The highest descriptor number this process may have, plus one (`RLIMIT_NOFILE`),
+/// at most 65536.
+pub fn max_fd() -> i32 {
+    let mut lim = [0u64; 2];
+    let n = sc!(libc::SYS_prlimit64, 0, libc::RLIMIT_NOFILE, 0usize, lim.as_mut_ptr()).map_or(1024, |_| lim[0]);
+    n.min(65536) as i32
+}
 /// Whether process `pid` shares this process's memory (`kcmp` `KCMP_VM`): a program
 /// that `exec`ed no longer shares its copier's.
 pub fn shares_memory_with(pid: u32) -> bool {

@@ -7,7 +7,7 @@ use crate::fdinfo::{lines, value};
 use crate::files::Strings;
 use crate::maps::{dec, hex};
 use crate::sys::{self, msg::msg};
-use mig_image::{EpollEntry, StrRef, bytes_of};
+use mig_image::{EPOLL_THROUGH_COPY, EpollEntry, StrRef, bytes_of};
 
 /// The registrations of epoll set `fd`, from its `fdinfo` `text`.
 pub fn save(fd: i32, text: &[u8], strings: &mut Strings) -> Result<StrRef, Failure> {
@@ -18,19 +18,42 @@ pub fn save(fd: i32, text: &[u8], strings: &mut Strings) -> Result<StrRef, Failu
             events: value(line, b"events:").and_then(hex).unwrap_or(0) as u32,
             data: value(line, b"data:").and_then(hex).unwrap_or(0),
         };
-        // Registered under a number that now names another file (or none): the
-        // registration cannot be made again. Kept out, and said.
+        // Registered under a number that now names another file (or none): its file
+        // lives on through another descriptor of the process (the kernel drops the
+        // registration with the file's last descriptor), made again through a copy of
+        // that one. The number is the kernel's key only: the program cannot use it.
         let ino = value(line, b"ino:").and_then(hex).unwrap_or(0);
-        if sys::fstat(e.fd).map(|st| st.st_ino) != Ok(ino) {
-            msg().s("warning: epoll descriptor ").num(fd as u64).s(" watches a closed descriptor ").num(e.fd as u64).s("; that registration is dropped").emit();
-            continue;
-        }
+        let e = if sys::fstat(e.fd).map(|st| st.st_ino) == Ok(ino) {
+            e
+        } else {
+            match holder(fd, e.fd) {
+                Some(via) => EpollEntry { fd: via, events: e.events | EPOLL_THROUGH_COPY, data: e.data },
+                None => {
+                    msg()
+                        .s("warning: epoll descriptor ")
+                        .num(fd as u64)
+                        .s(" watches a closed descriptor ")
+                        .num(e.fd as u64)
+                        .s("; that registration is dropped")
+                        .emit();
+                    continue;
+                }
+            }
+        };
         strings.bytes.extend(bytes_of(&e))?;
     }
     if let Some(saved) = strings.bytes.as_mut_slice().get_mut(start..) {
         ready_first(fd, saved);
     }
     Ok(StrRef { off: start as u32, len: (strings.bytes.len() - start) as u32 })
+}
+
+/// A descriptor of the process whose file is the one epoll set `epfd` watches under
+/// number `tfd` (`kcmp` `KCMP_EPOLL_TFD`), the lowest.
+fn holder(epfd: i32, tfd: i32) -> Option<i32> {
+    // struct kcmp_epoll_slot: efd, tfd, toff (the first registration under that number).
+    let slot = [epfd as u32, tfd as u32, 0u32];
+    (0..sys::max_fd()).find(|&c| c != epfd && sys::kcmp_epoll_target(c, &slot))
 }
 
 /// At most this many registrations are put in ready order.
@@ -84,7 +107,7 @@ pub use restore::{dry_run, restore};
 #[allow(unsafe_code)]
 mod restore {
     use super::super::{Shared, os::*};
-    use mig_image::{EpollEntry, FdRecord};
+    use mig_image::{EPOLL_THROUGH_COPY, EpollEntry, FdRecord};
 
     /// An empty set; its registrations go to the plan.
     pub fn restore(f: &FdRecord, cx: &mut Shared) -> std::io::Result<i32> {
@@ -123,13 +146,20 @@ mod restore {
             }
             for &(ep, e) in entries {
                 let (Some(set), Some(target)) = (made_for(ep).and_then(|s| sets.get(&s).copied()), made_for(e.fd)) else { continue };
-                let mut ev = libc::epoll_event { events: e.events, u64: e.data };
+                let through_copy = e.events & EPOLL_THROUGH_COPY != 0;
+                let mut ev = libc::epoll_event { events: e.events & !EPOLL_THROUGH_COPY, u64: e.data };
                 // SAFETY: epoll_ctl on our scratch set with a valid event.
                 if unsafe { libc::epoll_ctl(probe, libc::EPOLL_CTL_ADD, target, &mut ev) } < 0 && Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
                     continue; // dropped by the plan, with a warning
                 }
                 let what = match sets.get(&target) {
                     Some(&scratch) => scratch,
+                    // Its own number, as the blob makes it.
+                    None if through_copy => {
+                        let fd = dup(target).map_err(|err| format!("descriptor {ep} (epoll): {err}"))?;
+                        owned.push(fd);
+                        fd
+                    }
                     None => match numbers.get(&e.fd) {
                         Some(&fd) => fd,
                         None => {

@@ -890,9 +890,10 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             }
             FdKind::Epoll => {
                 require!(f.extra.len % 16 == 0, "epoll length");
+                require!(img.records::<EpollEntry>(f.extra).filter(|e| e.events & EPOLL_THROUGH_COPY != 0).count() <= 4096, "epoll copies");
                 let mut seen = HashSet::new();
                 for e in img.records::<EpollEntry>(f.extra) {
-                    require!(seen.insert(e.fd), "epoll registers {} twice", e.fd);
+                    require!(e.events & EPOLL_THROUGH_COPY != 0 || seen.insert(e.fd), "epoll registers {} twice", e.fd);
                     let target = by_fd.get(&e.fd);
                     require!((0..=2).contains(&e.fd) || target.is_some(), "epoll registers unknown {}", e.fd);
                     require!(e.fd != f.fd && target.is_none_or(|t| t.dup_of != f.fd), "epoll registers itself");

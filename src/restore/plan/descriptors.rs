@@ -6,7 +6,7 @@
 use super::super::blob::CHECK_OK;
 use super::super::fds::FdPlan;
 use super::program::Program;
-use mig_image::{Image, LOCK_FLOCK, LOCK_LEASE, LOCK_OFD, Table, slice_bytes};
+use mig_image::{EPOLL_THROUGH_COPY, Image, LOCK_FLOCK, LOCK_LEASE, LOCK_OFD, Table, slice_bytes};
 
 /// The lowest descriptor number the restore may use for its own: above every saved one
 /// (and the standard three), so that none is in the way when they are placed.
@@ -63,6 +63,7 @@ fn take_locks(prog: &mut Program, prepared: &FdPlan) {
 /// epoll set: a descriptor that came back as something else (a terminal as /dev/null)
 /// may not be pollable, and the blob must not fail past the point of no return.
 fn register_epoll(prog: &mut Program, prepared: &FdPlan) {
+    let spare = prepared.place.iter().map(|p| p.1).max().unwrap_or(2).max(2) + 1;
     // SAFETY: creating a scratch epoll set, closed below.
     let scratch_ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     for (epfd, e) in &prepared.epoll {
@@ -72,7 +73,9 @@ fn register_epoll(prog: &mut Program, prepared: &FdPlan) {
             eprintln!("mig: warning: epoll descriptor {epfd} watched descriptor {}, which is not in the image; that registration is dropped", e.fd);
             continue;
         };
-        let mut probe = libc::epoll_event { events: e.events, u64: e.data };
+        let through_copy = e.events & EPOLL_THROUGH_COPY != 0;
+        let events = e.events & !EPOLL_THROUGH_COPY;
+        let mut probe = libc::epoll_event { events, u64: e.data };
         // SAFETY: epoll_ctl on our scratch set with a valid event.
         let r = unsafe { libc::epoll_ctl(scratch_ep, libc::EPOLL_CTL_ADD, fd, &mut probe) };
         let err = std::io::Error::last_os_error();
@@ -82,9 +85,17 @@ fn register_epoll(prog: &mut Program, prepared: &FdPlan) {
         }
         // `struct epoll_event` is packed on x86_64: events, then data.
         let mut ev = [0u8; 12];
-        ev[..4].copy_from_slice(&e.events.to_le_bytes());
+        ev[..4].copy_from_slice(&events.to_le_bytes());
         ev[4..].copy_from_slice(&e.data.to_le_bytes());
         let at = prog.arena.bytes(&ev);
+        if through_copy {
+            // A number no saved descriptor has, free once everything else is closed.
+            let copy = spare as u64;
+            prog.op(libc::SYS_dup3, &[e.fd as u64, copy, libc::O_CLOEXEC as u64], CHECK_OK, "copying a descriptor to register it with epoll");
+            prog.op(libc::SYS_epoll_ctl, &[*epfd as u64, libc::EPOLL_CTL_ADD as u64, copy, at], CHECK_OK, "registering a descriptor with epoll");
+            prog.op(libc::SYS_close, &[copy], 0, "closing a copy of a descriptor");
+            continue;
+        }
         prog.op(libc::SYS_epoll_ctl, &[*epfd as u64, libc::EPOLL_CTL_ADD as u64, e.fd as u64, at], CHECK_OK, "registering a descriptor with epoll");
     }
     // SAFETY: closing the scratch set.
