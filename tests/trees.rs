@@ -278,6 +278,17 @@ fn a_pseudo_terminal_between_a_parent_and_its_child_comes_back_as_one() {
     job_round("pty_pair", &["20", "fork"], 5, Some(2));
 }
 
+/// A named FIFO whose write end a parent and its child share, its read end the
+/// parent's: made once for the job, held by nothing else, so the parent sees end of
+/// file once both writers are gone.
+#[test]
+fn a_fifo_a_job_shares_ends_when_its_writers_do() {
+    let image = job_round("fifo_job", &["20"], 5, Some(2));
+    let v = inspect_intact(&image);
+    let groups = v["shared_descriptors"].as_array().unwrap_or_else(|| panic!("inspect lists the shared descriptors: {v}"));
+    assert_eq!(groups.len(), 1, "the write end: {v}");
+}
+
 /// A pre-forked server: two workers accept on the listening socket their parent made,
 /// and count requests in an eventfd made before the fork: the listener is bound once
 /// again and both workers accept on it, the eventfd is one counter again.

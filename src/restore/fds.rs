@@ -61,6 +61,10 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
         }
     }
     if let Some(j) = job {
+        // A FIFO's bytes saved with an end the job's root made put back there.
+        for f in records.iter_mut().filter(|f| f.kind == FdKind::Fifo as u32 && j.my_files.contains_key(&f.fd)) {
+            f.data_len = 0;
+        }
         // A socket pair end between two processes of the job has its queue back (the
         // root put it); one whose peer is in neither this process nor the job is reset.
         let inos: Vec<u64> = records.iter().filter(|f| f.kind == FdKind::SocketPair as u32).map(|f| f.file.ino).collect();

@@ -171,7 +171,17 @@ fn make_files(images: &[Option<Image>], shares: &[mig_image::tree::Share]) -> Re
     owners.dedup_by_key(|sh| sh.group);
     for sh in owners {
         let Some(img) = images.get(sh.member as usize).and_then(Option::as_ref) else { continue };
-        let records: Vec<FdRecord> = (0..img.count(Table::Fds)).map(|i| img.fd(i)).collect();
+        // The bytes a FIFO held are put back by whoever makes the end that saved them
+        // (here only if it is this one).
+        let records: Vec<FdRecord> = (0..img.count(Table::Fds))
+            .map(|i| img.fd(i))
+            .map(|mut r| {
+                if r.kind == FdKind::Fifo as u32 && r.fd != sh.fd {
+                    r.data_len = 0;
+                }
+                r
+            })
+            .collect();
         let once = |f: &&FdRecord| FdKind::from_u32(f.kind).is_some_and(FdKind::made_once_for_a_job);
         let Some(f) = records.iter().find(|f| f.fd == sh.fd && f.dup_of < 0).filter(once) else { continue };
         let mut cx = kinds::Shared::new(img, &records, 0);
@@ -181,6 +191,9 @@ fn make_files(images: &[Option<Image>], shares: &[mig_image::tree::Share]) -> Re
         for b in &cx.pending {
             kinds::os::close(b.fd);
         }
+        // The ends a FIFO was opened through: held by every process, a reader would
+        // never see its writers gone.
+        cx.close_scaffolding();
         // SAFETY: fcntl on the descriptor just made: it stays open across exec for the
         // job's processes.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
