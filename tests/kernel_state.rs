@@ -212,10 +212,7 @@ fn socket_pair_shutdowns_come_back() {
 /// checkpoint), each is what it was; nothing is said.
 #[test]
 fn descriptors_in_flight_in_socket_queues_come_back() {
-    let dir = tempdir("fd_passing");
-    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("fd_passing"), &dir).arg("20"), 5);
-    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
-    assert!(!err.contains("warning"), "restore: {err}");
+    restores_quietly("fd_passing", "fd_passing");
 }
 
 /// The original goes on after the checkpoint as if none was taken: the descriptors the
@@ -237,10 +234,7 @@ fn descriptors_in_flight_stay_in_flight_for_the_original() {
 /// executed after the restore (`fexecve`), as before it.
 #[test]
 fn a_sealed_memfd_comes_back_and_can_be_executed() {
-    let dir = tempdir("memfd_exec");
-    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("memfd_exec"), &dir).arg("20"), 5);
-    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
-    assert!(!err.contains("warning"), "restore: {err}");
+    restores_quietly("memfd_exec", "memfd_exec");
 }
 
 /// Datagrams queued on bound UNIX (path and abstract) and UDP sockets come back with
@@ -248,10 +242,7 @@ fn a_sealed_memfd_comes_back_and_can_be_executed() {
 /// still holds; nothing is said.
 #[test]
 fn queued_datagrams_come_back_with_their_senders() {
-    let dir = tempdir("dgram_queue");
-    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("dgram_queue"), &dir).arg("20"), 5);
-    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
-    assert!(!err.contains("warning"), "restore: {err}");
+    restores_quietly("dgram_queue", "dgram_queue");
 }
 
 /// A connection waiting to be accepted on a listener cannot be saved: the checkpoint
@@ -267,8 +258,15 @@ fn connections_waiting_to_be_accepted_are_named_at_checkpoint_time() {
 /// datagrams it drops are still dropped, it reads back as it was, still locked.
 #[test]
 fn a_socket_filter_comes_back_locked() {
-    let dir = tempdir("sock_filter");
-    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("sock_filter"), &dir).arg("20"), 5);
+    restores_quietly("sock_filter", "sock_filter");
+}
+
+/// `c-tests/<subject>` (20 steps) in a fresh directory `dir`, checkpointed at step 5,
+/// killed and restored: it goes on as an uninterrupted run, and neither the checkpoint
+/// nor the restore says anything.
+fn restores_quietly(dir: &str, subject: &str) {
+    let dir = tempdir(dir);
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile(subject), &dir).arg("20"), 5);
     assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
     assert!(!err.contains("warning"), "restore: {err}");
 }
@@ -308,20 +306,14 @@ fn posix_message_queues_come_back_with_their_messages() {
 /// is still raw, the window size is kept; nothing is said.
 #[test]
 fn a_pseudo_terminal_pair_comes_back_as_a_pair() {
-    let dir = tempdir("pty_pair");
-    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("pty_pair"), &dir).arg("20"), 5);
-    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
-    assert!(!err.contains("warning"), "restore: {err}");
+    restores_quietly("pty_pair", "pty_pair");
 }
 
 /// An epoll registration under a descriptor number that was closed while its file
 /// lives on through a copy: the restored set still reports it, beside the copy's own.
 #[test]
 fn an_epoll_registration_of_a_closed_number_comes_back() {
-    let dir = tempdir("epoll_orphan");
-    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("epoll_orphan"), &dir).arg("20"), 5);
-    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
-    assert!(!err.contains("warning"), "restore: {err}");
+    restores_quietly("epoll_orphan", "epoll_orphan");
 }
 
 /// `/proc/self/status` opened by that name describes the restored process; O_PATH

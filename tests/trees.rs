@@ -488,32 +488,7 @@ fn a_job_rolls_back_whole() {
 /// job hung), and `mig restart` ends with the job.
 #[test]
 fn a_job_on_a_terminal_gets_it_back() {
-    require_root("a job's processes get their saved pids back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
-    let dir = tempdir("tty_job");
-    let image = dir.join("job.mig");
-    let subject = compile("tty_job");
-    // A shell with job control on a terminal of its own, under a reaper (the job's
-    // pids are free as soon as it is killed).
-    let shell = |script: String| Launch::new(&compile("reaper"), &dir).bare().arg("/bin/bash").arg("-c").arg(&script).start_on_pty();
-    let (mut p, mut typed) = shell(format!("set -m; LD_PRELOAD={} MIG_IMAGE={} {} 80; echo \"exit $?\"", lib().display(), image.display(), subject.display()));
-    p.until("step 5 ");
-    std::io::Write::write_all(&mut typed, b"one\n").unwrap();
-    p.until("got one");
-    let bash = wait_until("the shell", Duration::from_secs(5), || children_of(p.pid()).first().copied());
-    let root = wait_until("the job's root", Duration::from_secs(5), || children_of(bash).first().copied());
-    let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &root.to_string(), "--exit"]));
-    assert!(st.success() && out.contains("2 processes"), "{out}{err}");
-    p.until("exit 137");
-    let last = p.seen.iter().filter_map(|l| step_of(l)).max().expect("steps before the checkpoint");
-    drop(typed);
-    let (mut r, mut typed) = shell(format!("set -m; {} restart {}; echo \"restart exit $?\"", mig().display(), image.display()));
-    let first = r.until("step ");
-    assert_eq!(step_of(&first), Some(last + 1), "the job goes on where it was: {:?}", r.seen);
-    std::io::Write::write_all(&mut typed, b"two\nquit\n").unwrap();
-    r.until("got two");
-    r.until("done ");
-    r.until("restart exit 0");
-    assert!(!r.seen.iter().any(|l| l.contains("warning") || l.contains("FAIL")), "{:?}", r.seen);
+    tty_job_round("tty_job", false);
 }
 
 /// A job whose root led its own session on a terminal (`setsid -c`): restarted from
@@ -522,26 +497,39 @@ fn a_job_on_a_terminal_gets_it_back() {
 /// reaches the job's reader, in the foreground of the job's session.
 #[test]
 fn a_job_that_led_its_session_on_a_terminal_gets_one_again() {
+    tty_job_round("tty_session", true);
+}
+
+/// `tty_job` run by a shell on a terminal of its own (under a reaper: the job's pids
+/// are free as soon as it is killed), as the terminal's foreground group (`set -m`) or,
+/// `leader`, in a session of its own with the terminal as its controlling terminal
+/// (`setsid -c`); it answers what is typed, is checkpointed with `--exit`, and comes
+/// back by `mig restart` from another terminal's shell: it goes on where it was, what
+/// is typed there reaches its reader, it ends with status 0, and nothing is said.
+fn tty_job_round(name: &str, leader: bool) {
     require_root("a job's processes get their saved pids back only where pids may be chosen (CAP_CHECKPOINT_RESTORE)");
-    let dir = tempdir("tty_session");
+    let dir = tempdir(name);
     let image = dir.join("job.mig");
     let subject = compile("tty_job");
     let shell = |script: String| Launch::new(&compile("reaper"), &dir).bare().arg("/bin/bash").arg("-c").arg(&script).start_on_pty();
+    let (how, job_control) = if leader { ("setsid -c ", "") } else { ("", "set -m; ") };
     let (mut p, mut typed) =
-        shell(format!("LD_PRELOAD={} MIG_IMAGE={} setsid -c {} 80; echo \"exit $?\"", lib().display(), image.display(), subject.display()));
+        shell(format!("{job_control}LD_PRELOAD={} MIG_IMAGE={} {how}{} 80; echo \"exit $?\"", lib().display(), image.display(), subject.display()));
     p.until("step 5 ");
     std::io::Write::write_all(&mut typed, b"one\n").unwrap();
     p.until("got one");
     let bash = wait_until("the shell", Duration::from_secs(5), || children_of(p.pid()).first().copied());
     let root = wait_until("the job's root", Duration::from_secs(5), || children_of(bash).first().copied());
-    assert_eq!(group_and_session(root).map(|(_, sid)| sid), Some(root), "the root leads its session");
+    if leader {
+        assert_eq!(group_and_session(root).map(|(_, sid)| sid), Some(root), "the root leads its session");
+    }
     let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &root.to_string(), "--exit"]));
     assert!(st.success() && out.contains("2 processes"), "{out}{err}");
     p.until("exit 137");
     let last = p.seen.iter().filter_map(|l| step_of(l)).max().expect("steps before the checkpoint");
     assert!(!p.seen.iter().any(|l| l.contains("FAIL")), "{:?}", p.seen);
     drop(typed);
-    let (mut r, mut typed) = shell(format!("{} restart {}; echo \"restart exit $?\"", mig().display(), image.display()));
+    let (mut r, mut typed) = shell(format!("{job_control}{} restart {}; echo \"restart exit $?\"", mig().display(), image.display()));
     let first = r.until("step ");
     assert_eq!(step_of(&first), Some(last + 1), "the job goes on where it was: {:?}", r.seen);
     std::io::Write::write_all(&mut typed, b"two\nquit\n").unwrap();
