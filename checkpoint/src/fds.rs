@@ -291,14 +291,14 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
                     // knows (`mig checkpoint` warns if none is).
                     None if super::control::in_job() => FdKind::Pipe,
                     None => {
-                        warn(&f, s, "its reader is outside the process; it comes back as a broken pipe end");
+                        warn(&f, &s.strings, "its reader is outside the process; it comes back as a broken pipe end");
                         FdKind::Unsupported
                     }
                     Some(r) if r.fd == f.fd => {
                         let at = s.queued.len() as u64;
                         match kinds::pipe::queued(f.fd, &mut s.queued) {
                             Ok(len) => set_data(s, i, at, len),
-                            Err(why) => warn(&f, s, why),
+                            Err(why) => warn(&f, &s.strings, why),
                         }
                         FdKind::Pipe
                     }
@@ -307,7 +307,7 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
             }
             Some(FdKind::Tty) if TtyParams::decode(&f.params).role != TTY_TERMINAL => {
                 if kinds::tty::unread(f.fd) > 0 {
-                    warn(&f, s, "bytes waiting in its pseudo-terminal to be read are not saved");
+                    warn(&f, &s.strings, "bytes waiting in its pseudo-terminal to be read are not saved");
                 }
                 FdKind::Tty
             }
@@ -317,7 +317,7 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
                     let at = s.queued.len() as u64;
                     match kinds::mq::queued(f.fd, &mut s.queued) {
                         Ok(len) => set_data(s, i, at, len),
-                        Err(why) => warn(&f, s, why),
+                        Err(why) => warn(&f, &s.strings, why),
                     }
                 }
                 FdKind::PosixMq
@@ -329,7 +329,7 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
                     let at = s.queued.len() as u64;
                     match kinds::pipe::queued(f.fd, &mut s.queued) {
                         Ok(len) => set_data(s, i, at, len),
-                        Err(why) => warn(&f, s, why),
+                        Err(why) => warn(&f, &s.strings, why),
                     }
                 }
                 FdKind::Fifo
@@ -351,30 +351,30 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
                             in_flight_records(s, carried_from, info, diag)?;
                         }
                         // Those it carried are closed with the others, not recorded.
-                        Err(why) => warn(&f, s, why),
+                        Err(why) => warn(&f, &s.strings, why),
                     }
                     FdKind::SocketPair
                 } else {
-                    warn(&f, s, "it is connected outside the process; it comes back as a connection reset by the peer");
+                    warn(&f, &s.strings, "it is connected outside the process; it comes back as a connection reset by the peer");
                     FdKind::Reset
                 }
             }
             Some(FdKind::Reset) => {
-                warn(&f, s, "it is connected outside the process; it comes back as a connection reset by the peer");
+                warn(&f, &s.strings, "it is connected outside the process; it comes back as a connection reset by the peer");
                 FdKind::Reset
             }
             Some(FdKind::Socket) if SocketParams::decode(&f.params).ty == libc::SOCK_DGRAM => {
                 let at = s.queued.len() as u64;
                 match kinds::socket::queued(f.fd, &mut s.queued) {
                     Ok(len) => set_data(s, i, at, len),
-                    Err(why) => warn(&f, s, why),
+                    Err(why) => warn(&f, &s.strings, why),
                 }
                 FdKind::Socket
             }
             Some(FdKind::Unsupported) => {
                 let pidfd =
                     s.strings.bytes.as_slice().get(f.file.path.off as usize..(f.file.path.off + f.file.path.len) as usize) == Some(b"anon_inode:[pidfd]");
-                warn(&f, s, if pidfd { kinds::pidfd::OTHER } else { "it is not supported; it comes back as a broken pipe end" });
+                warn(&f, &s.strings, if pidfd { kinds::pidfd::OTHER } else { "it is not supported; it comes back as a broken pipe end" });
                 FdKind::Unsupported
             }
             Some(FdKind::File) if FileParams::decode(&f.params).saved => {
@@ -382,7 +382,7 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
                 match kinds::file::queued(f.fd, f.flags, crate::runtime::get().settings.save_files, &mut s.queued) {
                     Ok(len) => set_data(s, i, at, len),
                     Err(why) => {
-                        warn(&f, s, why);
+                        warn(&f, &s.strings, why);
                         if let Some(r) = s.fds.as_mut_slice().get_mut(i) {
                             r.params = FileParams { saved: false }.encode();
                         }
@@ -406,11 +406,11 @@ fn in_flight_records(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: O
         if let Some(mut rec) = describe(slot.load(Relaxed), &mut s.strings, info, diag)? {
             rec.in_flight = 1;
             if rec.kind == FdKind::Epoll as u32 {
-                warn(&rec, s, "an epoll set in flight in a socket queue comes back without its registrations");
+                warn(&rec, &s.strings, "an epoll set in flight in a socket queue comes back without its registrations");
             }
             // The kernel drops a process's POSIX locks on a file at any close of it.
             if FdKind::from_u32(rec.kind).is_some_and(FdKind::holds_locks) && slurp_info(rec.fd, info).is_ok() && contains(info.as_slice(), b" POSIX ") {
-                warn(&rec, s, "the process's POSIX locks on this file end when the checkpoint closes the copy it took in to save");
+                warn(&rec, &s.strings, "the process's POSIX locks on this file end when the checkpoint closes the copy it took in to save");
             }
             s.fds.push(rec)?;
         }
@@ -430,8 +430,9 @@ fn set_data(s: &mut Snapshot, i: usize, at: u64, len: u64) {
     }
 }
 
-fn warn(f: &FdRecord, s: &Snapshot, why: &str) {
-    let what = s.strings.bytes.as_slice();
+/// "warning: descriptor N (what it is): `why`" (a descriptor in flight has no number).
+pub(crate) fn warn(f: &FdRecord, strings: &Strings, why: &str) {
+    let what = strings.bytes.as_slice();
     let what = what.get(f.file.path.off as usize..(f.file.path.off + f.file.path.len) as usize).unwrap_or(&[]);
     if f.in_flight == 1 {
         msg().s("warning: a descriptor in flight in a socket queue (").bytes(what).s("): ").s(why).emit();

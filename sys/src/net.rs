@@ -88,26 +88,31 @@ pub fn recv(fd: c_int, buf: &mut [u8], flags: c_int) -> SysResult<(usize, i32)> 
 /// `recvmsg` into `buf`, the sender's address into `name`; returns (length, message
 /// flags, length of the address).
 pub fn recv_from(fd: c_int, buf: &mut [u8], flags: c_int, name: &mut [u8]) -> SysResult<(usize, i32, usize)> {
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    // SAFETY: `msghdr` is plain old data; null control is valid.
-    let mut m: libc::msghdr = unsafe { core::mem::zeroed() };
-    m.msg_iov = &mut iov;
-    m.msg_iovlen = 1;
-    m.msg_name = name.as_mut_ptr().cast();
-    m.msg_namelen = name.len() as u32;
-    sc!(libc::SYS_recvmsg, fd, &mut m as *mut libc::msghdr, flags).map(|n| (n, m.msg_flags, m.msg_namelen as usize))
+    recvmsg(fd, buf, flags, name, &mut []).map(|(n, f, name_len, _)| (n, f, name_len))
 }
 /// `recvmsg` into `buf` with room for control messages in `control`; returns (length,
 /// message flags, length of the control messages received).
 pub fn recv_control(fd: c_int, buf: &mut [u8], flags: c_int, control: &mut [u64]) -> SysResult<(usize, i32, usize)> {
+    recvmsg(fd, buf, flags, &mut [], control).map(|(n, f, _, control_len)| (n, f, control_len))
+}
+/// `recvmsg` into `buf`, the sender's address into `name` and control messages into
+/// `control` (either may be empty); (length, message flags, address length, control
+/// length).
+fn recvmsg(fd: c_int, buf: &mut [u8], flags: c_int, name: &mut [u8], control: &mut [u64]) -> SysResult<(usize, i32, usize, usize)> {
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    // SAFETY: `msghdr` is plain old data; null name is valid.
+    // SAFETY: `msghdr` is plain old data; an empty name or control is a null one.
     let mut m: libc::msghdr = unsafe { core::mem::zeroed() };
     m.msg_iov = &mut iov;
     m.msg_iovlen = 1;
-    m.msg_control = control.as_mut_ptr().cast();
-    m.msg_controllen = core::mem::size_of_val(control);
-    sc!(libc::SYS_recvmsg, fd, &mut m as *mut libc::msghdr, flags).map(|n| (n, m.msg_flags, m.msg_controllen))
+    if !name.is_empty() {
+        m.msg_name = name.as_mut_ptr().cast();
+        m.msg_namelen = name.len() as u32;
+    }
+    if !control.is_empty() {
+        m.msg_control = control.as_mut_ptr().cast();
+        m.msg_controllen = core::mem::size_of_val(control);
+    }
+    sc!(libc::SYS_recvmsg, fd, &mut m as *mut libc::msghdr, flags).map(|n| (n, m.msg_flags, m.msg_namelen as usize, m.msg_controllen))
 }
 /// `recvmsg` into `buf`, taking at most one descriptor passed with `SCM_RIGHTS`
 /// (close-on-exec); returns (length, the descriptor or -1).

@@ -8,7 +8,7 @@ use crate::failure::Failure;
 use crate::files::Strings;
 use crate::scratch::List;
 use crate::sockets::{self, Diag};
-use crate::sys::{self, msg::msg};
+use crate::sys;
 use mig_image::{FdKind, FdRecord, Params, Queue, ResetParams, SocketParams, StrRef, bytes_of};
 
 /// A socket: its kind and settings. The addresses go to `strings`, bound then peer.
@@ -28,10 +28,9 @@ pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Di
         return Ok(FdKind::Reset);
     }
     if s.waiting > 0 {
-        let mut n = crate::sys::msg::Msg::<24>::new();
-        n.num(s.waiting);
-        let said = core::str::from_utf8(n.as_bytes()).unwrap_or("some");
-        warn_fd(fd, rec, strings, said, " connections waiting to be accepted are not saved; their clients see them reset when this process ends");
+        let mut why = crate::sys::msg::Msg::<160>::new();
+        why.num(s.waiting).s(" connections waiting to be accepted are not saved; their clients see them reset when this process ends");
+        crate::fds::warn(rec, strings, core::str::from_utf8(why.as_bytes()).unwrap_or("connections waiting to be accepted are not saved"));
     }
     let (bound, peer) = (s.bound.get(..s.bound_len).unwrap_or_default(), s.peer.get(..s.peer_len).unwrap_or_default());
     let start = strings.bytes.len();
@@ -44,8 +43,12 @@ pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Di
             n
         }
         Err(e) => {
-            let why = if e.0 == libc::EACCES { "its eBPF socket filter cannot be read back" } else { "its socket filter cannot be saved" };
-            warn_fd(fd, rec, strings, why, "; it comes back without one");
+            let why = if e.0 == libc::EACCES {
+                "its eBPF socket filter cannot be read back; it comes back without one"
+            } else {
+                "its socket filter cannot be saved; it comes back without one"
+            };
+            crate::fds::warn(rec, strings, why);
             0
         }
     };
@@ -66,12 +69,6 @@ pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Di
     }
     .encode();
     Ok(FdKind::Socket)
-}
-
-/// "warning: descriptor N (path): `what``more`".
-fn warn_fd(fd: i32, rec: &FdRecord, strings: &Strings, what: &str, more: &str) {
-    let path = strings.bytes.as_slice().get(rec.file.path.off as usize..(rec.file.path.off + rec.file.path.len) as usize).unwrap_or_default();
-    msg().s("warning: descriptor ").num(fd as u64).s(" (").bytes(path).s("): ").s(what).s(more).emit();
 }
 
 /// Appends the datagrams queued on datagram socket `fd` to `out`, each with its
