@@ -496,7 +496,7 @@ fn settle(ended: &[i32]) {
 /// Returns 0 in the child, the child's pid in the parent, with why it is not `want`.
 fn clone_with_pid(want: i32) -> Result<(i32, String), String> {
     // SAFETY: this process has one thread (its restore has not started).
-    let e = match unsafe { crate::sys::fork_with_pid(want) } {
+    let e = match unsafe { crate::sys::fork_with_freed_pid(want) } {
         Ok(pid) => return Ok((pid as i32, String::new())),
         Err(e) => e,
     };

@@ -52,6 +52,22 @@ pub unsafe fn fork_with_pid(want: i32) -> SysResult<u32> {
     let args: [u64; 10] = [0, 0, 0, 0, libc::SIGCHLD as u64, 0, 0, 0, tid.as_ptr() as u64, 1];
     sc!(libc::SYS_clone3, args.as_ptr(), core::mem::size_of_val(&args)).map(|pid| pid as u32)
 }
+/// [`fork_with_pid`], waiting up to 5 s while `want` is held by a process that has
+/// ended and waits to be reaped: a process killed just before its restart, whose
+/// parent (init, often; some reap only every few seconds) has not reaped it yet.
+///
+/// # Safety
+/// As [`fork_with_pid`].
+pub unsafe fn fork_with_freed_pid(want: i32) -> SysResult<u32> {
+    let deadline = crate::clock_monotonic_ns() + 5_000_000_000;
+    loop {
+        // SAFETY: as the caller promised.
+        match unsafe { fork_with_pid(want) } {
+            Err(Errno(libc::EEXIST)) if ended_unreaped(want as u32) && crate::clock_monotonic_ns() < deadline => crate::sleep_ms(2),
+            r => return r,
+        }
+    }
+}
 /// Why [`fork_with_pid`] could not give the pid asked for, from its error.
 pub fn pid_refusal(e: Errno) -> &'static str {
     match e.0 {
@@ -142,14 +158,21 @@ pub unsafe fn spawn_vm_orphan(
 /// Field 22 of `/proc/<pid>/stat`: when process `pid` started, in clock ticks since
 /// boot (with the pid, who it is).
 pub fn start_time(pid: u32) -> Option<u64> {
+    stat_field(pid, 22, |field| field.iter().try_fold(0u64, |v, &c| if c.is_ascii_digit() { Some(v * 10 + (c - b'0') as u64) } else { None }))
+}
+/// Whether process `pid` has ended and waits to be reaped (state `Z` or `X`).
+fn ended_unreaped(pid: u32) -> bool {
+    stat_field(pid, 3, |state| Some(matches!(state, [b'Z' | b'X']))).unwrap_or(false)
+}
+/// Field `n` (from 3: those after the command's name) of `/proc/<pid>/stat`, given to `f`.
+fn stat_field<T>(pid: u32, n: usize, f: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
     let mut path = crate::msg::Msg::<32>::new();
     path.s("/proc/").num(pid as u64).s("/stat");
     let mut buf = [0u8; 1024];
-    let n = crate::read_file(&CPath::new(path.as_bytes())?, &mut buf).ok()?;
-    let stat = buf.get(..n)?;
+    let len = crate::read_file(&CPath::new(path.as_bytes())?, &mut buf).ok()?;
+    let stat = buf.get(..len)?;
     let after = stat.iter().rposition(|&c| c == b')')?;
-    let field = stat.get(after + 2..)?.split(|&c| c == b' ').nth(22 - 3)?;
-    field.iter().try_fold(0u64, |v, &c| if c.is_ascii_digit() { Some(v * 10 + (c - b'0') as u64) } else { None })
+    f(stat.get(after + 2..)?.split(|&c| c == b' ').nth(n.checked_sub(3)?)?)
 }
 /// Waits for quiet child `pid` (made by `fork_quiet`) to end, and reaps it; returns
 /// the signal that killed it, if one did.

@@ -185,7 +185,7 @@ fn with_saved_pid(file: &File, exe: &Path, cmd: &mut std::process::Command) -> s
     // this command relays to its terminal.
     let proxy = if job && led_a_terminal { Proxy::open() } else { None };
     // SAFETY: mig restart has one thread.
-    let pid = match unsafe { mig_sys::fork_with_pid(root.pid as i32) } {
+    let pid = match unsafe { mig_sys::fork_with_freed_pid(root.pid as i32) } {
         Ok(p) => p as i64,
         Err(e) => {
             let mut why = mig_sys::pid_refusal(e).to_string();
@@ -203,8 +203,9 @@ fn with_saved_pid(file: &File, exe: &Path, cmd: &mut std::process::Command) -> s
                     "{why}, which runs the job's program with mig: the job is running already (restored from this image, or never ended); end it first"
                 ));
             }
-            if job {
-                eprintln!("mig: warning: the job's root comes back as process {} instead of {}: {why}", std::process::id(), root.pid);
+            if job || e.0 == libc::EEXIST {
+                let what = if job { "the job's root" } else { "the process" };
+                eprintln!("mig: warning: {what} comes back as process {} instead of {}: {why}", std::process::id(), root.pid);
             } else {
                 crate::util::debug(|| format!("the process comes back as process {} instead of {}: {why}", std::process::id(), root.pid));
             }
