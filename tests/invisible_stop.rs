@@ -13,6 +13,7 @@
 mod common;
 use common::*;
 use std::path::Path;
+use std::time::Duration;
 
 /// Every call of the subject but those whose kernel object a restore does not bring
 /// back yet: the aio context (`io_getevents`), and the child (`wait4`, process trees).
@@ -186,10 +187,38 @@ fn mig_checkpoint_reaches_a_program_that_takes_every_signal() {
 /// A Go program (cgo): the runtime takes every signal, drops the ones it did not ask
 /// for, runs goroutines on stacks of a few KiB over several threads and makes raw
 /// system calls. Checkpointed, it goes on as an uninterrupted run does (no goroutine
-/// harmed, no sleep cut short). (A restore does not reliably run on yet: restored by
-/// `mig restart` with its pid and tids back it runs on in some runs, and in others its
-/// goroutines are no longer preempted and it spins.)
+/// harmed, no sleep cut short).
 #[test]
 fn a_go_program_is_checkpointed_and_goes_on() {
     checkpointed_by_mig_checkpoint(Launch::new(&compile_go("go_steps"), &tempdir("go_steps")).arg("40"), false);
+}
+
+/// The Go program, checkpointed while its goroutines compute, killed, and restarted
+/// while the killed process still waits to be reaped (its parent, as a slow init
+/// would, reaps it only after `mig restart` began): the restart waits for the pid,
+/// which the runtime needs back (it signals its threads by the process's pid), and
+/// the restored program runs to the end as an uninterrupted run does.
+#[test]
+fn a_go_program_restarts_once_its_killed_pid_is_reaped() {
+    require_root("choosing pids");
+    let l = Launch::new(&compile_go("go_steps"), &tempdir("go_restart")).arg("40");
+    let reference = reference(&l.clone_bare());
+    let image = l.cwd.join("subject.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    p.until("step 3 ");
+    let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &p.pid().to_string()]));
+    assert!(st.success(), "mig checkpoint: {out}{err}");
+    let pid = p.pid();
+    p.signal(libc::SIGKILL);
+    wait_until("the killed process to end", TIMEOUT, || (proc_state(pid)?.0 == 'Z').then_some(()));
+    let restart = Launch::new(&mig(), &l.cwd).bare().arg("restart").arg(image.to_str().unwrap()).start();
+    // The reaper's delay, not a synchronisation: the restart must wait it out.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = p.kill();
+    let (restored, st, err) = restart.finish();
+    assert!(st.success(), "the restored run failed: {restored:?}\nstderr: {err}");
+    assert!(!err.contains("comes back as process"), "the restart did not wait for the pid: {err}");
+    let first = restored.first().and_then(|r| step_of(r)).expect("the restored run prints steps");
+    assert!(first > 3 && first as usize <= before.len() + 1, "restored at step {first} after {before:?}");
+    assert_continues(&reference, &reference[..first as usize - 1], &restored);
 }

@@ -264,6 +264,19 @@ fn a_socket_filter_comes_back_locked() {
 /// `c-tests/<subject>` (20 steps) in a fresh directory `dir`, checkpointed at step 5,
 /// killed and restored: it goes on as an uninterrupted run, and neither the checkpoint
 /// nor the restore says anything.
+/// Signals sent and not taken when the checkpoint comes (blocked: to the process, to
+/// a thread, real-time ones queued three times with values) are pending again after
+/// the checkpoint and after a restore, each for the same thread or the process, with
+/// its value, code and sender, in order.
+#[test]
+fn pending_signals_stay_pending() {
+    let dir = tempdir("pending_signals");
+    let l = Launch::new(&compile("pending_signals"), &dir).arg("20");
+    let reference = reference(&l.clone_bare());
+    assert!(reference.iter().any(|r| r == "signals ok"), "the uninterrupted run: {reference:?}");
+    restores_quietly("pending_signals", "pending_signals");
+}
+
 fn restores_quietly(dir: &str, subject: &str) {
     let dir = tempdir(dir);
     let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile(subject), &dir).arg("20"), 5);

@@ -152,6 +152,10 @@ fn checkpoint(info: *mut libc::siginfo_t) {
             return refused(None);
         }
     };
+    // Every thread stopped: the signals sent and not taken are those of the image.
+    // The coordinator's are on this stack, so in the image (see `threads::stop_signal`).
+    threads::take_pending(n);
+    let held = super::pending::Held::take();
     let mut args = Args { n, job: Job { t0: STARTED.load(Relaxed), ..job }, stop };
     let mut ctx = Context::default();
     // SAFETY: `ctx` and `args` are live locals; `body` returns normally (panic = abort,
@@ -163,6 +167,7 @@ fn checkpoint(info: *mut libc::siginfo_t) {
         control::done_here(None);
         threads::resumed(0);
         threads::wait_resumed(n);
+        held.put_back();
         threads::release();
         // SAFETY: a restore blob jumped here with its hand-off; signals are blocked,
         // and every other thread has left the restore code.
@@ -178,6 +183,7 @@ fn checkpoint(info: *mut libc::siginfo_t) {
         // Before any thread runs on: the program never sees them.
         crate::fds::close_in_flight();
         control::done_here(Some(&args.job.request()));
+        held.put_back();
         threads::release();
     }
 }

@@ -275,6 +275,5 @@ fn programs_handler(sig: i32) -> bool {
     if sys::sigaction(sig, None, Some(&mut act)).is_err() || act.handler <= 1 {
         return false;
     }
-    let rt = crate::runtime::get();
-    ![rt.checkpoint_entry, rt.stop_entry, crate::stacks::rollback_entry as *const () as u64].contains(&act.handler)
+    !crate::runtime::migs_handler(act.handler)
 }

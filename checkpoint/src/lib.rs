@@ -52,6 +52,7 @@ pub mod kinds;
 pub mod lazy;
 pub mod maps;
 pub mod ordinary;
+pub mod pending;
 pub mod precopy;
 pub mod report;
 pub mod rollback;

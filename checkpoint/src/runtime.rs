@@ -117,6 +117,12 @@ pub struct Runtime {
     pub mig: FixedPath,
 }
 
+/// Whether `handler` (a signal action's) is one of mig's: checkpoint, stop, rollback.
+pub fn migs_handler(handler: u64) -> bool {
+    let rt = get();
+    [rt.checkpoint_entry, rt.stop_entry, crate::stacks::rollback_entry as *const () as u64].contains(&handler)
+}
+
 struct Cell(UnsafeCell<Option<Runtime>>);
 // SAFETY: written only by `init` (the constructor, before any handler is installed) and
 // `settings_mut` (the restore hand-off, inside a handler with every signal blocked);

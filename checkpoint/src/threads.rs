@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 
 use super::context::{Resumed, save_context};
+use super::pending::Held;
 use crate::sys::{self, CPath, msg::msg};
 use crate::sys::{futex_wait_private as futex_wait, futex_wake_private as futex_wake};
 use core::cell::UnsafeCell;
@@ -34,8 +35,13 @@ static SLOTS: Slots = Slots(UnsafeCell::new([ThreadRecord::ZERO; MAX_THREADS]));
 static NEXT: AtomicU32 = AtomicU32::new(1);
 /// Threads parked so far (futex word the coordinator waits on).
 static ARRIVED: AtomicU32 = AtomicU32::new(0);
-/// Bumped to release parked threads (futex word they wait on).
+/// Bumped to release parked threads.
 static RELEASE: AtomicU32 = AtomicU32::new(0);
+/// Bumped to have parked threads take their pending signals; how many have.
+static TAKE: AtomicU32 = AtomicU32::new(0);
+static TAKEN: AtomicU32 = AtomicU32::new(0);
+/// Bumped with `RELEASE` and `TAKE`: the futex word parked threads wait on.
+static BELL: AtomicU32 = AtomicU32::new(0);
 /// A checkpoint is collecting threads (a stop signal outside one is ignored).
 static ACTIVE: AtomicU32 = AtomicU32::new(0);
 /// Threads back from a restore (reset before each image is written, so a restored
@@ -255,7 +261,8 @@ pub fn prepare_image() {
 pub fn release() {
     ACTIVE.store(0, SeqCst);
     RELEASE.fetch_add(1, SeqCst);
-    futex_wake(&RELEASE);
+    BELL.fetch_add(1, SeqCst);
+    futex_wake(&BELL);
 }
 
 /// The stop signal's handler, in every thread but the coordinator.
@@ -281,36 +288,81 @@ fn stop_signal(info: *mut libc::siginfo_t, uc: *mut c_void) {
     super::tracer::fix_frame(unsafe { info.as_ref() }, uc);
     let call = super::interrupted::restart(uc, true);
     if ACTIVE.load(SeqCst) != 0 {
-        stop();
+        // On this stop stack, so in the image: pending again after a restore too, and
+        // before `settle` looks.
+        let mut held = Held::NONE;
+        stop(&mut held);
+        held.put_back();
     }
     if let Some(call) = call {
         call.settle();
     }
 }
 
-fn stop() {
+/// A stopped thread's slot and the signals it took (`take_pending`).
+struct Parked<'a> {
+    slot: usize,
+    held: &'a mut Held,
+}
+
+fn stop(held: &mut Held) {
     let mut ctx = Context::default();
-    let mut my_slot = usize::MAX;
-    // SAFETY: `ctx` and `my_slot` are live locals; `park` does not unwind.
-    let r: Resumed = unsafe { save_context(&mut ctx, park, (&mut my_slot as *mut usize).cast()) };
+    let mut parked = Parked { slot: usize::MAX, held };
+    // SAFETY: `ctx` and `parked` are live locals; `park` does not unwind.
+    let r: Resumed = unsafe { save_context(&mut ctx, park, (&mut parked as *mut Parked).cast()) };
     if r.restored != 0 {
-        resumed(my_slot);
+        resumed(parked.slot);
     }
 }
 
 extern "C" fn park(ctx: *mut Context, arg: *mut c_void) -> u64 {
     let release = RELEASE.load(SeqCst);
+    let mut take = TAKE.load(SeqCst);
+    // SAFETY: `arg` is `stop`'s `parked`, alive while this runs.
+    let parked = unsafe { &mut *arg.cast::<Parked>() };
     let i = NEXT.fetch_add(1, SeqCst) as usize;
-    // SAFETY: `arg` is `stop`'s `my_slot`, alive while this runs.
-    unsafe { *arg.cast::<usize>() = i };
+    parked.slot = i;
     // SAFETY: `ctx` is `stop`'s local, filled by `save_context`.
     record(i, crate::kinds::thread::save(unsafe { &*ctx }));
     ARRIVED.fetch_add(1, SeqCst);
     futex_wake(&ARRIVED);
-    while RELEASE.load(SeqCst) == release {
-        futex_wait(&RELEASE, release, 1000);
+    loop {
+        let bell = BELL.load(SeqCst);
+        if RELEASE.load(SeqCst) != release {
+            return 0;
+        }
+        if TAKE.load(SeqCst) != take {
+            take = TAKE.load(SeqCst);
+            *parked.held = Held::take();
+            TAKEN.fetch_add(1, SeqCst);
+            futex_wake(&TAKEN);
+            continue;
+        }
+        futex_wait(&BELL, bell, 1000);
     }
-    0
+}
+
+/// Once every thread has stopped (none can send another a signal any more): has each
+/// of the `n - 1` parked ones take its pending signals, and waits until they have (at
+/// most a second). The coordinator takes its own. Skipped when no signal is queued
+/// for the user at all (the usual case: a look at `/proc` costs less than waking
+/// every thread).
+pub fn take_pending(n: usize) {
+    if n > 1 && super::tracer::signal_sets(sys::getpid(), sys::gettid()).user_queued > 0 {
+        TAKEN.store(0, SeqCst);
+        TAKE.fetch_add(1, SeqCst);
+        BELL.fetch_add(1, SeqCst);
+        futex_wake(&BELL);
+        let deadline = sys::clock_monotonic_ns() + 1_000_000_000;
+        loop {
+            let taken = TAKEN.load(SeqCst);
+            let now = sys::clock_monotonic_ns();
+            if taken as usize >= n - 1 || now >= deadline {
+                break;
+            }
+            futex_wait(&TAKEN, taken, ((deadline - now) / 1_000_000).max(1));
+        }
+    }
 }
 
 /// In a restored process, each thread as it leaves the restore: re-registers its

@@ -86,15 +86,32 @@ fn field<'a>(text: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     rest.get(..rest.iter().position(|&c| c == b'\n')?)
 }
 
-/// Whether `sig` waits, blocked, for thread `tid` of process `pid` (its `SigPnd` and
-/// `SigBlk`): sent, and not taken. A thread in the stop handler has taken it (and
-/// blocks it there).
-pub fn waiting(pid: u32, tid: u32, sig: u32) -> bool {
+/// A thread's signal sets, as its `/proc` status shows them.
+pub struct SignalSets {
+    /// Sent to the thread itself and not taken (`SigPnd`).
+    pub own: u64,
+    /// Sent to the process and not taken (`ShdPnd`).
+    pub shared: u64,
+    pub blocked: u64,
+    /// Signals queued for the process's user, in every process (`SigQ`).
+    pub user_queued: u64,
+}
+
+/// Thread `tid` of process `pid`'s signal sets (all empty if it is gone).
+pub fn signal_sets(pid: u32, tid: u32) -> SignalSets {
     let mut buf = [0u8; 2048];
     let text = status(pid, tid, &mut buf);
-    let set = |name: &[u8]| field(text, name)?.iter().try_fold(0u64, |v, &c| Some(v << 4 | (c as char).to_digit(16)? as u64));
+    let set = |name: &[u8]| field(text, name).and_then(|f| f.iter().try_fold(0u64, |v, &c| Some(v << 4 | (c as char).to_digit(16)? as u64))).unwrap_or(0);
+    let queued = field(text, b"SigQ:\t").map_or(0, |f| f.iter().take_while(|c| c.is_ascii_digit()).fold(0u64, |v, &c| v * 10 + (c - b'0') as u64));
+    SignalSets { own: set(b"SigPnd:\t"), shared: set(b"ShdPnd:\t"), blocked: set(b"SigBlk:\t"), user_queued: queued }
+}
+
+/// Whether `sig` waits, blocked, for thread `tid` of process `pid`: sent, and not
+/// taken. A thread in the stop handler has taken it (and blocks it there).
+pub fn waiting(pid: u32, tid: u32, sig: u32) -> bool {
+    let sets = signal_sets(pid, tid);
     let bit = if (1..=64).contains(&sig) { 1u64 << (sig - 1) } else { 0 };
-    set(b"SigPnd:\t").unwrap_or(0) & set(b"SigBlk:\t").unwrap_or(0) & bit != 0
+    sets.own & sets.blocked & bit != 0
 }
 
 /// Whether thread `tid` of `pid` runs with a shadow stack (CET): `rt_sigreturn` would

@@ -26,6 +26,23 @@ pub fn take_pending(sig: c_int) {
     let zero = [0i64; 2];
     let _ = sc!(libc::SYS_rt_sigtimedwait, &set as *const u64, 0, zero.as_ptr(), 8);
 }
+/// Takes one pending, blocked `sig` without waiting, with what came with it (the
+/// kernel's 128-byte `siginfo`); false if none was pending.
+pub fn take_pending_info(sig: c_int, info: &mut [u8; 128]) -> bool {
+    let set = 1u64 << (sig - 1);
+    let zero = [0i64; 2];
+    sc!(libc::SYS_rt_sigtimedwait, &set as *const u64, info.as_mut_ptr(), zero.as_ptr(), 8) == Ok(sig as usize)
+}
+/// Queues `sig` with `info` for the calling thread (`rt_tgsigqueueinfo`: a thread may
+/// queue any `siginfo` to itself).
+pub fn queue_to_self(sig: c_int, info: &[u8; 128]) -> SysResult<()> {
+    sc!(libc::SYS_rt_tgsigqueueinfo, crate::getpid(), crate::gettid(), sig, info.as_ptr()).map(drop)
+}
+/// Queues `sig` with `info` for the process (`rt_sigqueueinfo`; any `siginfo` only
+/// from the main thread, whose tid is the pid).
+pub fn queue_to_process(sig: c_int, info: &[u8; 128]) -> SysResult<()> {
+    sc!(libc::SYS_rt_sigqueueinfo, crate::getpid(), sig, info.as_ptr()).map(drop)
+}
 /// The calling thread's alternate signal stack (`sigaltstack(NULL, old)`).
 pub fn sigaltstack(old: &mut libc::stack_t) -> SysResult<()> {
     sc!(libc::SYS_sigaltstack, 0, old as *mut libc::stack_t).map(drop)
