@@ -5,6 +5,7 @@
 #   sshd, ssh, ssh-keygen    mig migrate through a throwaway sshd (tests/cli.rs)
 #   ip (iproute2)            migration over a veth pair into a network namespace
 #   go (golang-go)           a Go subject (the Go runtime takes every signal)
+#   node (nodejs)            a Node.js subject (V8's heap is MADV_DONTFORK; node owns SIGUSR1)
 #   slurmctld, slurmd,       a Slurm cluster of two nodes the batch tests start and stop
 #   sbatch, munged           (tests/slurm.rs, c-tests/slurm_cluster.sh)
 # The tests themselves never install anything: one whose prerequisite is missing fails
@@ -22,6 +23,7 @@ command -v python3 >/dev/null || need+=(python3)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
 command -v go >/dev/null || need+=(golang-go)
+command -v node >/dev/null || need+=(nodejs)
 [ -x /usr/sbin/slurmctld ] || need+=(slurmctld)
 [ -x /usr/sbin/slurmd ] || need+=(slurmd)
 command -v sbatch >/dev/null || need+=(slurm-client)

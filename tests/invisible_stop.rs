@@ -138,8 +138,8 @@ fn blocked_calls_go_on_after_a_restore() {
 
 /// Runs `l` to step 3, has `mig checkpoint PID` (no `MIG_SIGNAL` anywhere) take an
 /// image, and checks that the run goes on as an uninterrupted one does; with `restore`,
-/// that the image restores and goes on too.
-fn checkpointed_by_mig_checkpoint(l: Launch, restore: bool) {
+/// that the image restores and goes on too. Returns the checkpointed run's stderr.
+fn checkpointed_by_mig_checkpoint(l: Launch, restore: bool) -> String {
     let reference = reference(&l.clone_bare());
     let image = l.cwd.join("subject.mig");
     let mut p = l.clone_with("MIG_IMAGE", &image).start();
@@ -157,6 +157,7 @@ fn checkpointed_by_mig_checkpoint(l: Launch, restore: bool) {
         assert!(first > 3, "restored at step {first}");
         assert_continues(&reference, &reference[..first as usize - 1], &restored);
     }
+    err
 }
 
 /// A program that owns SIGUSR1 and SIGUSR2 and blocks every signal in every thread
@@ -182,6 +183,39 @@ fn mig_checkpoint_reaches_a_program_that_owns_the_checkpoint_signal() {
 #[test]
 fn mig_checkpoint_reaches_a_program_that_takes_every_signal() {
     checkpointed_by_mig_checkpoint(Launch::new(&compile("takes_all_signals"), &tempdir("takes_all_signals")), true);
+}
+
+/// Pre-copied, the final stop is asked for with a signal that is still mig's: a
+/// program that owns SIGUSR1 never gets the copier's request (node would open its
+/// debugger), and the checkpoint is made.
+#[test]
+fn a_pre_copied_checkpoint_reaches_a_program_that_owns_the_checkpoint_signal() {
+    let l = Launch::new(&compile("own_usr1"), &tempdir("own_usr1_precopy")).arg("30").env("MIG_PRECOPY", "1").env("MIG_LOG", "debug");
+    let err = checkpointed_by_mig_checkpoint(l, true);
+    assert!(err.contains("pre-copied in"), "not pre-copied: {err}");
+}
+
+/// A program that took every signal, pre-copied: the copier writes its request for the
+/// final stop into a thread, as `mig checkpoint` writes its own.
+#[test]
+fn a_pre_copied_checkpoint_reaches_a_program_that_takes_every_signal() {
+    let l = Launch::new(&compile("takes_all_signals"), &tempdir("takes_all_precopy")).env("MIG_PRECOPY", "1").env("MIG_LOG", "debug");
+    let err = checkpointed_by_mig_checkpoint(l, true);
+    assert!(err.contains("pre-copied in"), "not pre-copied: {err}");
+}
+
+/// Node.js (V8's heap is `MADV_DONTFORK`, so it pre-copies at any size; node owns
+/// SIGUSR1 for its debugger): checkpointed by `mig checkpoint`, it goes on as an
+/// uninterrupted run does, its debugger never opened, and the image restores.
+#[test]
+fn a_node_program_is_checkpointed_and_restored() {
+    let node = std::process::Command::new("node").arg("--version").output();
+    assert!(node.is_ok_and(|o| o.status.success()), "node is not installed (./scripts/setup.sh installs nodejs)");
+    let dir = tempdir("node_steps");
+    let l = Launch::new(Path::new("node"), &dir).arg(repo().join("c-tests/node_steps.js").to_str().unwrap()).arg("40").env("MIG_LOG", "debug");
+    let err = checkpointed_by_mig_checkpoint(l, true);
+    assert!(err.contains("pre-copied in"), "not pre-copied: {err}");
+    assert!(!err.contains("Debugger listening"), "node's debugger opened: {err}");
 }
 
 /// A Go program (cgo): the runtime takes every signal, drops the ones it did not ask

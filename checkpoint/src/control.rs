@@ -41,15 +41,26 @@ pub struct Published {
     pub frame_top: AtomicU64,
 }
 
-/// Where `mig checkpoint` writes a request's signal frame (never on a program's stack:
-/// a goroutine's is a few KiB). One request at a time: the command writes one only
-/// while no checkpoint runs, holding a lock of its own.
+/// Where a request's signal frame written from outside goes (never on a program's
+/// stack: a goroutine's is a few KiB).
 #[repr(C, align(64))]
-struct FrameArea(core::cell::UnsafeCell<[u8; FRAME_AREA]>);
+pub struct FrameArea(core::cell::UnsafeCell<[u8; FRAME_AREA]>);
 const FRAME_AREA: usize = 32 << 10;
-// SAFETY: only the kernel (rt_sigreturn) and the command's process_vm_writev touch it.
+// SAFETY: only the kernel (rt_sigreturn) and whoever writes a frame from outside
+// (`process_vm_writev`, or a copier sharing the memory) touch it.
 unsafe impl Sync for FrameArea {}
-static REQUEST_FRAME: FrameArea = FrameArea(core::cell::UnsafeCell::new([0; FRAME_AREA]));
+impl FrameArea {
+    pub const fn new() -> FrameArea {
+        FrameArea(core::cell::UnsafeCell::new([0; FRAME_AREA]))
+    }
+    /// The top of the area: a frame goes below it.
+    pub fn top(&self) -> u64 {
+        self.0.get() as u64 + FRAME_AREA as u64
+    }
+}
+/// `mig checkpoint`'s: one request at a time, the command writes one only while no
+/// checkpoint runs, holding a lock of its own.
+static REQUEST_FRAME: FrameArea = FrameArea::new();
 
 #[unsafe(no_mangle)]
 pub static MIG_CONTROL: Published = Published {
@@ -72,7 +83,7 @@ pub fn publish() {
     MIG_CONTROL.entry.store(rt.checkpoint_entry, Relaxed);
     MIG_CONTROL.restorer.store(rt.restorer, Relaxed);
     MIG_CONTROL.checkpoint_signal.store(rt.settings.checkpoint_signal, Relaxed);
-    MIG_CONTROL.frame_top.store(REQUEST_FRAME.0.get() as u64 + FRAME_AREA as u64, Relaxed);
+    MIG_CONTROL.frame_top.store(REQUEST_FRAME.top(), Relaxed);
 }
 const _: () = assert!(size_of::<Published>() == published::LEN);
 

@@ -93,6 +93,8 @@ pub fn unmapped(addr: *mut libc::c_void, len: usize) {
 // where the program gave any, as smaps is slow to read ----
 
 static ADVISED: AtomicBool = AtomicBool::new(false);
+/// Advice a fork honours by leaving memory out or zeroed (`MADV_DONTFORK`, `WIPEONFORK`).
+static UNFORKED: AtomicBool = AtomicBool::new(false);
 /// `mlockall` flags in force (`MCL_FUTURE`, `MCL_ONFAULT`), 0 after `munlockall`.
 static MLOCKALL: AtomicU32 = AtomicU32::new(0);
 
@@ -104,6 +106,17 @@ pub fn advised() {
 pub fn mlockall(flags: c_int) {
     advised();
     MLOCKALL.store(flags as u32, Ordering::Relaxed);
+}
+
+/// The program kept memory from a child (`MADV_DONTFORK`, `MADV_WIPEONFORK`).
+pub fn kept_from_fork() {
+    UNFORKED.store(true, Ordering::Relaxed);
+}
+
+/// Whether it ever did: a forked writer could not save that memory while the process
+/// runs on.
+pub fn ever_kept_from_fork() -> bool {
+    UNFORKED.load(Ordering::Relaxed)
 }
 
 /// Whether the program ever gave advice the kernel keeps, or locked memory.

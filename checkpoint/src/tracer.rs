@@ -207,8 +207,8 @@ extern "C" fn helper(_: usize) {
 #[repr(C, align(64))]
 struct Xsave([u8; XSAVE_MAX]);
 
-/// Seizes `tid`, writes its signal frame and points it at the stop handler.
-fn redirect(tid: u32) -> Outcome {
+/// Seizes and interrupts `tid`, runs `f` on it stopped, and lets it go.
+fn seized(tid: u32, f: impl FnOnce() -> Outcome) -> Outcome {
     let gone = |e: sys::Errno| if e.0 == libc::ESRCH { Outcome::Gone } else { Outcome::Refused };
     if let Err(e) = sys::ptrace(libc::PTRACE_SEIZE, tid, 0, 0) {
         return gone(e);
@@ -231,10 +231,45 @@ fn redirect(tid: u32) -> Outcome {
         }
         let _ = sys::ptrace(libc::PTRACE_CONT, tid, 0, 0);
     };
+    let r = f();
+    let _ = sys::ptrace(libc::PTRACE_DETACH, tid, 0, redeliver as usize);
+    r
+}
+
+/// Makes the main thread of process `pid` run the checkpoint handler as if `sender`
+/// had queued it the checkpoint signal: for a process that left mig no signal to send
+/// (the program took them all). Queued (`SI_QUEUE`), a request that finds another
+/// checkpoint running is dropped, never sent again as the signal (the program's). The
+/// caller must be allowed to trace it; the frame goes below `stack_top`, in an area no
+/// other frame uses meanwhile.
+pub fn ask_checkpoint(pid: u32, sender: u32, stack_top: u64) -> Outcome {
+    let c = &crate::control::MIG_CONTROL;
+    let entry = Entry {
+        pid,
+        entry: c.entry.load(SeqCst),
+        restorer: c.restorer.load(SeqCst),
+        sig: c.checkpoint_signal.load(SeqCst),
+        code: libc::SI_QUEUE,
+        sender,
+        uid: sys::getuid(),
+        value: 0,
+        sw_features: c.sw_features.load(SeqCst),
+        sw_size: c.sw_size.load(SeqCst),
+        stack_top,
+    };
+    seized(pid, || write_frame(pid, &entry))
+}
+
+/// Seizes `tid`, writes its signal frame and points it at the stop handler.
+fn redirect(tid: u32) -> Outcome {
+    seized(tid, || redirect_stopped(tid))
+}
+
+fn redirect_stopped(tid: u32) -> Outcome {
     // Stopped, it cannot change: one that took the signal meanwhile comes by itself
     // (its call, cut short by this stop, made to run again).
     let (pid, sig) = (PID.load(SeqCst), SIGNAL.load(SeqCst));
-    let r = if ALL.load(SeqCst) != 0 || waiting(pid, tid, sig) {
+    if ALL.load(SeqCst) != 0 || waiting(pid, tid, sig) {
         let c = &crate::control::MIG_CONTROL;
         let Some(stack_top) = crate::stacks::take_stop_slot() else { return Outcome::Refused };
         let entry = Entry {
@@ -258,9 +293,7 @@ fn redirect(tid: u32) -> Outcome {
         r
     } else {
         resume_call(tid)
-    };
-    let _ = sys::ptrace(libc::PTRACE_DETACH, tid, 0, redeliver as usize);
-    r
+    }
 }
 
 /// `user_regs_struct` indices.

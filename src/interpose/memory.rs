@@ -43,6 +43,9 @@ pub unsafe extern "C" fn madvise(addr: *mut c_void, len: usize, advice: c_int) -
     if kept.contains(&advice) {
         intent::advised();
     }
+    if advice == libc::MADV_DONTFORK || advice == libc::MADV_WIPEONFORK {
+        intent::kept_from_fork();
+    }
     // SAFETY: the caller's arguments, unchanged, under the caller's contract.
     let r = unsafe { sys::madvise(addr as usize, len, advice) };
     result(r).map_or(-1, |_| 0)

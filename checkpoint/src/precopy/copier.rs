@@ -12,7 +12,6 @@ use crate::imagefile::TempImage;
 use crate::job::Job;
 use crate::maps::{self, MapLine};
 use crate::report::complete;
-use crate::runtime;
 use crate::scratch::List;
 use crate::sys::{self, CPath, Errno, msg::msg};
 use core::sync::atomic::Ordering::SeqCst;
@@ -84,13 +83,18 @@ pub(super) extern "C" fn copier(_: usize) {
     // it is no longer the memory copied).
     let gone = || program.map_or_else(|_| sys::kill(pid, 0).is_err(), sys::readable) || !sys::shares_memory_with(pid);
     let wait_for_final = || {
-        if gone() || sys::kill(pid, runtime::get().settings.checkpoint_signal as i32).is_err() {
+        if gone() || !super::ask_final(pid) {
             return false;
         }
+        let mut waited = 0;
         while STATE.load(SeqCst) == FINAL {
             sys::futex_wait(&STATE, FINAL, 200);
             // (or block the signal for good)
             if gone() {
+                return false;
+            }
+            waited += 1;
+            if waited % 3 == 0 && super::ask_again() && STATE.load(SeqCst) == FINAL && !super::ask_final(pid) {
                 return false;
             }
         }
@@ -135,7 +139,7 @@ pub(super) extern "C" fn copier(_: usize) {
             sys::close(fd);
             untrack(tracker);
             ORDINARY.store(1, SeqCst);
-            if sys::kill(s.job.pid, runtime::get().settings.checkpoint_signal as i32).is_ok() {
+            if super::ask_final(s.job.pid) {
                 // The program takes the connection over; the copier waits for that (or
                 // for the program to end) before it ends.
                 while HANDED.load(SeqCst) == 0 && !program.is_ok_and(sys::readable) {

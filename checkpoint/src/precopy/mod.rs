@@ -62,6 +62,13 @@ static HURRY: AtomicU32 = AtomicU32::new(0);
 static ORDINARY: AtomicU32 = AtomicU32::new(0);
 /// The last copier: a signal from it that finds no final stop to make is stale.
 static COPIER: AtomicU32 = AtomicU32::new(0);
+/// The signal the copier asks for the final stop with: one whose action is mig's
+/// checkpoint handler (the program may own the checkpoint signal); 0 if the program
+/// took them all, and the copier writes the request into a thread (`ask_final`).
+static ASK_WITH: AtomicU32 = AtomicU32::new(0);
+/// Where that request's frame goes: not `mig checkpoint`'s area, whose request may be
+/// the one that started the session, its handler not yet returned.
+static ASK_FRAME: crate::control::FrameArea = crate::control::FrameArea::new();
 /// Not 0 while the copier lives: the kernel clears it (and wakes its futex) once the
 /// copier has unmapped its stack and ended (`CLONE_CHILD_CLEARTID`).
 static LIVE: AtomicU32 = AtomicU32::new(0);
@@ -142,6 +149,10 @@ pub enum Signal {
 
 /// `sender`: who sent the signal (`si_pid`).
 pub fn on_signal(sender: u32) -> Signal {
+    if sender != 0 && sender == COPIER.load(SeqCst) && ASK_WITH.load(SeqCst) == 0 {
+        // It asked: it need not trace this process any more.
+        sys::set_ptracer(0);
+    }
     if ORDINARY.swap(0, SeqCst) == 1 {
         let mut job = session().job;
         // The copier waits for the program to take the connection, then ends: its
@@ -292,7 +303,9 @@ pub fn start(job: Job, tmp: &TempImage) -> Option<u32> {
     let mut runs = scratch.list(1 << 16)?;
     let range = (scratch.base as u64, (scratch.base + scratch.len) as u64);
     let resident = copier::resident(&mut text, &mut runs, range).ok()?;
-    if rt.settings.precopy == Precopy::Auto && resident < AUTO_MIN {
+    // Memory a fork leaves out keeps a process stopped for its whole write: a copier
+    // that shares the memory does better at any size.
+    if rt.settings.precopy == Precopy::Auto && resident < AUTO_MIN && !crate::intent::ever_kept_from_fork() {
         return None;
     }
     let stack: List<u8> = scratch.list(STACK)?;
@@ -323,6 +336,7 @@ pub fn start(job: Job, tmp: &TempImage) -> Option<u32> {
     let (base, len) = (session().scratch.base, session().scratch.len);
     HURRY.store(0, SeqCst);
     HANDED.store(0, SeqCst);
+    ASK_WITH.store(migs_signal(), SeqCst);
     STATE.store(COPYING, SeqCst);
     TRACKING.store(job.pid, SeqCst);
     OWNER.store(sys::getpid(), SeqCst);
@@ -346,10 +360,50 @@ pub fn start(job: Job, tmp: &TempImage) -> Option<u32> {
         return None;
     }
     COPIER.store(r as u32, SeqCst);
+    if ASK_WITH.load(SeqCst) == 0 {
+        // Under Yama's ptrace_scope 1, only a declared tracer may attach.
+        sys::set_ptracer(r as u32);
+    }
     if child {
         crate::writers::add_writer(r as u32, true, None);
     }
     Some(r as u32)
+}
+
+/// The request signal or the checkpoint signal, whichever still has mig's checkpoint
+/// handler (0: neither).
+fn migs_signal() -> u32 {
+    let c = &crate::control::MIG_CONTROL;
+    [c.request_signal.load(SeqCst), runtime::get().settings.checkpoint_signal]
+        .into_iter()
+        .find(|&sig| {
+            let mut act = mig_image::KSigaction::default();
+            sig != 0 && sys::sigaction(sig as i32, None, Some(&mut act)).is_ok() && act.handler == runtime::get().checkpoint_entry
+        })
+        .unwrap_or(0)
+}
+
+/// The copier: asks program `pid` for the final stop (or an ordinary checkpoint).
+fn ask_final(pid: u32) -> bool {
+    match ASK_WITH.load(SeqCst) {
+        0 => {
+            // A request written while the handler runs (the one that started this
+            // session may not have returned yet) would be dropped.
+            let busy = &crate::control::MIG_CONTROL.busy;
+            let deadline = sys::clock_monotonic_ns() + 5_000_000_000;
+            while busy.load(SeqCst) != 0 && sys::clock_monotonic_ns() < deadline {
+                sys::sleep_ms(1);
+            }
+            crate::tracer::ask_checkpoint(pid, sys::getpid(), ASK_FRAME.top()) == crate::tracer::Outcome::Stopped
+        }
+        sig => sys::kill(pid, sig as i32).is_ok(),
+    }
+}
+
+/// Whether a request that found no final stop made should be made again: a written
+/// one is dropped if another checkpoint ran (a signal is noted and sent again).
+fn ask_again() -> bool {
+    ASK_WITH.load(SeqCst) == 0 && crate::control::MIG_CONTROL.busy.load(SeqCst) == 0
 }
 
 fn abandoned() -> Failure {
