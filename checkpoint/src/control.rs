@@ -50,7 +50,7 @@ const FRAME_AREA: usize = 32 << 10;
 // (`process_vm_writev`, or a copier sharing the memory) touch it.
 unsafe impl Sync for FrameArea {}
 impl FrameArea {
-    pub const fn new() -> FrameArea {
+    pub const fn zeroed() -> FrameArea {
         FrameArea(core::cell::UnsafeCell::new([0; FRAME_AREA]))
     }
     /// The top of the area: a frame goes below it.
@@ -60,7 +60,7 @@ impl FrameArea {
 }
 /// `mig checkpoint`'s: one request at a time, the command writes one only while no
 /// checkpoint runs, holding a lock of its own.
-static REQUEST_FRAME: FrameArea = FrameArea::new();
+static REQUEST_FRAME: FrameArea = FrameArea::zeroed();
 
 #[unsafe(no_mangle)]
 pub static MIG_CONTROL: Published = Published {

@@ -68,7 +68,7 @@ static COPIER: AtomicU32 = AtomicU32::new(0);
 static ASK_WITH: AtomicU32 = AtomicU32::new(0);
 /// Where that request's frame goes: not `mig checkpoint`'s area, whose request may be
 /// the one that started the session, its handler not yet returned.
-static ASK_FRAME: crate::control::FrameArea = crate::control::FrameArea::new();
+static ASK_FRAME: crate::control::FrameArea = crate::control::FrameArea::zeroed();
 /// Not 0 while the copier lives: the kernel clears it (and wakes its futex) once the
 /// copier has unmapped its stack and ended (`CLONE_CHILD_CLEARTID`).
 static LIVE: AtomicU32 = AtomicU32::new(0);
