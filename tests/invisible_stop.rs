@@ -46,6 +46,8 @@ const RESTORABLE: &[&str] = &[
     "recv_timeout",
     "msgrcv",
     "semop",
+    "io_getevents",
+    "wait4",
 ];
 
 fn launch(dir: &Path, names: &[&str]) -> Launch {

@@ -277,6 +277,21 @@ fn pending_signals_stay_pending() {
     restores_quietly("pending_signals", "pending_signals");
 }
 
+/// A kernel AIO context (`io_setup`) with two completions not reaped: after a restore
+/// it is the same context (its id), the completions wait in it as they were, and it
+/// reads again. Requests in flight cannot be seen from the process: the checkpoint
+/// says they would be lost.
+#[test]
+fn an_aio_context_comes_back_with_its_completions() {
+    let dir = tempdir("aio_ring");
+    let l = Launch::new(&compile("aio_ring"), &dir).arg("20");
+    let reference = reference(&l.clone_bare());
+    assert!(reference.iter().any(|r| r == "aio ok"), "the uninterrupted run: {reference:?}");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(l, 5);
+    assert!(ckpt_err.contains("AIO context") && ckpt_err.contains("in flight"), "checkpoint: {ckpt_err}");
+    assert!(!err.contains("warning"), "restore: {err}");
+}
+
 fn restores_quietly(dir: &str, subject: &str) {
     let dir = tempdir(dir);
     let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile(subject), &dir).arg("20"), 5);

@@ -163,6 +163,7 @@ fn checkpoint(info: *mut libc::siginfo_t) {
     let r: Resumed = unsafe { save_context(&mut ctx, body, (&mut args as *mut Args).cast()) };
     if r.restored != 0 {
         precopy::forget();
+        crate::kinds::aio::restore();
         crate::fds::forget_in_flight();
         control::done_here(None);
         threads::resumed(0);

@@ -31,6 +31,7 @@ macro_rules! sc {
     };
 }
 
+mod aio;
 mod fs;
 mod io;
 mod mem;
@@ -45,6 +46,7 @@ mod time;
 mod trace;
 mod x86_64;
 
+pub use aio::*;
 pub use fs::*;
 pub use io::*;
 pub use mem::*;

@@ -32,6 +32,7 @@
 //!   actions, name, CPU features and executable.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod aio;
 pub mod epoll;
 pub mod eventfd;
 pub mod fifo;

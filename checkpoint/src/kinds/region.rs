@@ -25,6 +25,10 @@ fn classify(l: &MapLine, strings: &mut Strings) -> Result<Option<(RegionKind, Fi
         b"[vdso]" => Vdso,
         b"[heap]" => Heap,
         b"[stack]" => Stack,
+        _ if super::aio::is_ring(l) => {
+            super::aio::note(l.start, l.end);
+            SharedAnon
+        }
         _ if l.path.is_empty() || l.pseudo() => {
             if l.shared {
                 SharedAnon
@@ -130,6 +134,7 @@ pub fn advice(smaps: &[u8], out: &mut List<Advice>) -> Result<(), Failure> {
 /// worth saving; `cut`: the stack pointer below which nothing is live.
 pub fn save(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64, u64), cut: u64) -> Result<(), Failure> {
     slurp(b"/proc/self/maps", text)?;
+    super::aio::forget();
     let pagemap =
         sys::open(&CPath::new(b"/proc/self/pagemap").ok_or(Failure::Full)?, libc::O_RDONLY, 0).map_err(|e| Failure::Sys("opening /proc/self/pagemap", e))?;
     let r = (|| {
