@@ -226,3 +226,12 @@ fn threads_restored_by_an_unprivileged_user_get_new_tids() {
     let said = format!("warning: {} thread{} back with a new thread id", saved.len(), if saved.len() == 1 { " came" } else { "s came" });
     assert!(err.contains(&said), "the restore says so: {err}");
 }
+
+/// 300 threads that block every signal, more than one helper stops from outside at
+/// once: every one is stopped and saved, and each goes on after a restore with its
+/// mask.
+#[test]
+fn more_masked_threads_than_one_tracer_batch() {
+    let dir = tempdir("many_masked");
+    checkpoint_kill_restart(Launch::new(&compile("many_masked"), &dir).arg("20").arg("300"), 5);
+}

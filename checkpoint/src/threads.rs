@@ -162,7 +162,7 @@ pub fn stop_all() -> Result<usize, StopError> {
     let pid = sys::getpid();
     // New threads may appear while we stop the others: repeat until none is new.
     loop {
-        let mut tasks = [0u32; 512];
+        let mut tasks = [0u32; MAX_THREADS];
         let n = other_tasks(&mut tasks);
         let mut fresh = 0;
         for &tid in tasks.get(..n).unwrap_or(&[]) {
@@ -219,25 +219,26 @@ pub fn stop_all() -> Result<usize, StopError> {
 }
 
 /// Stops from outside (`tracer`) those of `tids` for which `sig` waits, blocked (with
-/// `all`, every one); returns how many of them ended meanwhile.
+/// `all`, every one), as many at a time as the tracer takes; returns how many of them
+/// ended meanwhile.
 fn stop_blocking(tids: &[u32], sig: u32, all: bool) -> usize {
-    let mut blocking = [0u32; super::tracer::MAX];
+    let mut blocking = [0u32; MAX_THREADS];
     let mut n = 0;
     for &tid in tids.iter().filter(|&&t| all || !arrived(t)) {
-        if n < blocking.len()
-            && (all || super::tracer::waiting(sys::getpid(), tid, sig))
+        if (all || super::tracer::waiting(sys::getpid(), tid, sig))
             && let Some(slot) = blocking.get_mut(n)
         {
             *slot = tid;
             n += 1;
         }
     }
-    if n == 0 {
-        return 0;
+    let mut gone = 0;
+    for batch in blocking.get(..n).unwrap_or(&[]).chunks(super::tracer::MAX) {
+        let mut out = [super::tracer::Outcome::Refused; super::tracer::MAX];
+        super::tracer::stop(batch, sig, all, &mut out);
+        gone += out.iter().take(batch.len()).filter(|&&o| o == super::tracer::Outcome::Gone).count();
     }
-    let mut out = [super::tracer::Outcome::Refused; super::tracer::MAX];
-    super::tracer::stop(blocking.get(..n).unwrap_or(&[]), sig, all, &mut out);
-    out.iter().take(n).filter(|&&o| o == super::tracer::Outcome::Gone).count()
+    gone
 }
 
 fn arrived_tid(tid: u32, arrived: usize) -> bool {
