@@ -58,15 +58,17 @@ fn install_rollback() {
 #[allow(unsafe_code)]
 fn libc_restorer() -> u64 {
     // SAFETY: install a no-op action through libc, read back the kernel's view of it
-    // (which carries glibc's restorer), then put the old action back.
+    // (which carries glibc's restorer), then put the old action back as the kernel had
+    // it (through libc it would carry the restorer's flag, which the program would read).
     unsafe {
+        let mut old = mig_image::KSigaction::default();
+        let _ = sys::sigaction(libc::SIGURG, None, Some(&mut old));
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = libc::SIG_IGN;
-        let mut old: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(libc::SIGURG, &sa, &mut old);
+        libc::sigaction(libc::SIGURG, &sa, std::ptr::null_mut());
         let mut k = mig_image::KSigaction::default();
         let _ = sys::sigaction(libc::SIGURG, None, Some(&mut k));
-        libc::sigaction(libc::SIGURG, &old, std::ptr::null_mut());
+        let _ = sys::sigaction(libc::SIGURG, Some(&old), None);
         k.restorer
     }
 }

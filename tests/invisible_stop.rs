@@ -258,3 +258,11 @@ fn a_go_program_restarts_once_its_killed_pid_is_reaped() {
     assert!(first > 3 && first as usize <= before.len() + 1, "restored at step {first} after {before:?}");
     assert_continues(&reference, &reference[..first as usize - 1], &restored);
 }
+
+/// The signal actions a program reads back are those it set: mig's handlers read back
+/// as the default, and a program that borrows SIGUSR1 and SIGUSR2 and puts back what it
+/// read leaves mig's in place (the checkpoint here is SIGUSR1), after a restore too.
+#[test]
+fn signal_actions_read_back_as_the_program_set_them() {
+    subject("sig_actions", 5);
+}

@@ -292,6 +292,14 @@ fn an_aio_context_comes_back_with_its_completions() {
     assert!(!err.contains("warning"), "restore: {err}");
 }
 
+/// A deleted file, a `/dev/shm` file and a memfd that root gave to another user come
+/// back with that owner (and their mode).
+#[test]
+fn saved_files_keep_their_owner() {
+    require_root("giving a file away (fchown) needs root");
+    restores_quietly("deleted_owner", "deleted_owner");
+}
+
 fn restores_quietly(dir: &str, subject: &str) {
     let dir = tempdir(dir);
     let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile(subject), &dir).arg("20"), 5);

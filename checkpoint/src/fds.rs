@@ -186,6 +186,7 @@ fn describe(fd: i32, strings: &mut Strings, info: &mut List<u8>, diag: Option<&D
     // After the locks, in the same `extra`: a sparse file's runs of data.
     if kind.saves_file() {
         kinds::memfd::segments(fd, &st, &mut rec, strings)?;
+        kinds::memfd::owner(&st, &mut rec);
     }
     Ok(Some(rec))
 }

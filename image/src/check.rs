@@ -455,9 +455,11 @@ fn locks(img: &Image, f: &FdRecord) -> Check {
     Ok(())
 }
 
-/// A sparse file's data runs: as many as `params` says, in order, apart, inside the
-/// file, their lengths adding up to the blob's; without runs, the blob is the file.
+/// A saved file's owner (within the ids' range), and its data runs if it was sparse:
+/// as many as `params` says, in order, apart, inside the file, their lengths adding up
+/// to the blob's; without runs, the blob is the file.
 fn data_segments(img: &Image, f: &FdRecord, segments: StrRef) -> Check {
+    ensure(OWNER_PARAMS.iter().all(|&i| f.params[i] <= u32::MAX as u64 + 1), "a saved file's owner is out of range")?;
     let n = f.params[SEGMENTS_PARAM];
     if n == 0 {
         return ensure(f.dup_of != -1 || f.data_len == f.file.size, "a saved file's contents do not match its size");

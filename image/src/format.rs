@@ -779,6 +779,9 @@ pub struct Segment {
 /// `params` slot of the kinds whose contents are saved: how many `Segment`s follow the
 /// locks in `extra` (0: the blob is the whole file, `file.size` bytes).
 pub const SEGMENTS_PARAM: usize = 7;
+/// `params` slots of the kinds whose contents are saved: the file's owner, uid + 1 and
+/// gid + 1 (0: not saved).
+pub const OWNER_PARAMS: [usize; 2] = [5, 6];
 
 /// A POSIX record lock (`fcntl` `F_SETLK`): the process's, released when it closes
 /// any descriptor of the file.

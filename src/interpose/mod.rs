@@ -13,7 +13,7 @@ mod waits;
 use crate::checkpoint::intent::{closed, forget_watches, mapped, opened, unmapped, watched};
 use crate::runtime;
 use crate::sys::msg::msg;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use libc::{c_int, sighandler_t};
 
 /// Set once the library's own handlers are installed: only later calls are the program's.
@@ -55,18 +55,57 @@ fn moved(sig: c_int) {
     }
 }
 
+/// mig's action on each signal, as the program first met it (handler 0: none seen).
+static MIGS: [[AtomicU64; 4]; 65] = [const { [const { AtomicU64::new(0) }; 4] }; 65];
+
+/// Whether `sig`'s action is one of mig's handlers (checkpoint, stop, rollback), which
+/// the program reads back as the default: under mig, a signal of mig's does by default
+/// what mig does with it. That action is remembered, so that the program setting the
+/// default (putting back what it read) gets it back.
+fn migs(sig: c_int) -> bool {
+    let mut act = mig_image::KSigaction::default();
+    let ours =
+        READY.load(Ordering::SeqCst) && crate::sys::sigaction(sig, None, Some(&mut act)).is_ok() && crate::checkpoint::runtime::migs_handler(act.handler);
+    if ours && let Some(slot) = MIGS.get(sig as usize) {
+        for (w, v) in slot.iter().zip([act.handler, act.flags, act.restorer, act.mask]) {
+            w.store(v, Ordering::SeqCst);
+        }
+    }
+    ours
+}
+
+/// The program set `sig` to its default: mig's action, where it had one, comes back.
+fn default_set(sig: c_int) {
+    let Some(slot) = MIGS.get(sig as usize) else { return };
+    let [handler, flags, restorer, mask] = [0, 1, 2, 3].map(|i| slot[i].load(Ordering::SeqCst));
+    if handler != 0 {
+        let _ = crate::sys::sigaction(sig, Some(&mig_image::KSigaction { handler, flags, restorer, mask }), None);
+    }
+}
+
 redhook::hook! {
     unsafe fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int => mig_sigaction {
-        if !act.is_null() {
-            // SAFETY: the caller passes a valid `sigaction` when `act` is not null.
+        let migs = migs(sig);
+        // SAFETY: the caller passes a valid `sigaction` when `act` is not null.
+        let to_default = !act.is_null() && unsafe { (*act).sa_sigaction } == libc::SIG_DFL;
+        if !act.is_null() && !(migs && to_default) {
+            // SAFETY: as above.
             check(sig, unsafe { (*act).sa_sigaction });
         }
-        let was_held = held_signals::held(sig);
-        // SAFETY: forwarding the caller's arguments unchanged.
+        let was_held = held_signals::held(sig) || migs;
+        let act = if migs && to_default { std::ptr::null() } else { act };
+        // SAFETY: forwarding the caller's arguments (an `act` setting mig's signal to
+        // its default dropped).
         let r = unsafe { redhook::real!(sigaction)(sig, act, old) };
+        if r == 0 && to_default && !migs {
+            default_set(sig);
+        }
         if r == 0 && was_held && !old.is_null() {
             // SAFETY: the caller's `old`, just filled: the default it believes in.
-            unsafe { (*old).sa_sigaction = libc::SIG_DFL };
+            unsafe {
+                *old = std::mem::zeroed();
+                (*old).sa_sigaction = libc::SIG_DFL;
+            }
         }
         if !act.is_null() {
             held_signals::released(sig);
@@ -78,10 +117,16 @@ redhook::hook! {
 
 redhook::hook! {
     unsafe fn signal(sig: c_int, handler: sighandler_t) -> sighandler_t => mig_signal {
+        if handler == libc::SIG_DFL && migs(sig) {
+            return libc::SIG_DFL;
+        }
         check(sig, handler);
-        let was_held = held_signals::held(sig);
+        let was_held = held_signals::held(sig) || migs(sig);
         // SAFETY: forwarding the caller's arguments unchanged.
         let r = unsafe { redhook::real!(signal)(sig, handler) };
+        if handler == libc::SIG_DFL && r != libc::SIG_ERR {
+            default_set(sig);
+        }
         held_signals::released(sig);
         moved(sig);
         if was_held && r != libc::SIG_ERR { libc::SIG_DFL } else { r }

@@ -6,7 +6,7 @@
 use crate::failure::Failure;
 use crate::files::Strings;
 use crate::sys;
-use mig_image::{FdRecord, MemfdParams, Params, SEGMENTS_PARAM, Segment, StrRef, bytes_of};
+use mig_image::{FdRecord, MemfdParams, OWNER_PARAMS, Params, SEGMENTS_PARAM, Segment, StrRef, bytes_of};
 
 /// At most this many runs of data are saved for a sparse file; more, and it is saved
 /// whole.
@@ -57,6 +57,17 @@ pub fn segments(fd: i32, st: &libc::stat, rec: &mut FdRecord, strings: &mut Stri
     rec.params[SEGMENTS_PARAM] = n as u64;
     rec.data_len = total;
     Ok(())
+}
+
+/// A file whose contents are saved: its owner, made again with it.
+pub fn owner(st: &libc::stat, rec: &mut FdRecord) {
+    let [uid, gid] = OWNER_PARAMS;
+    if let Some(p) = rec.params.get_mut(uid) {
+        *p = st.st_uid as u64 + 1;
+    }
+    if let Some(p) = rec.params.get_mut(gid) {
+        *p = st.st_gid as u64 + 1;
+    }
 }
 
 /// A memfd: its seals, and its size to save.
@@ -117,6 +128,7 @@ mod restore {
             }
         };
         write_contents(fd, f, cx.img)?;
+        keep_owner(fd, f, path);
         keep_mode_and_time(fd, f);
         if f.kind == FdKind::Memfd as u32 && seals != 0 {
             // SAFETY: fcntl on the memfd we just made.
@@ -125,6 +137,32 @@ mod restore {
         let fd = raise_fd(fd, cx.base).map_err(Error::other)?;
         cx.objects.insert(key, fd);
         Ok(fd)
+    }
+
+    /// The new file `fd` gets the saved file's owner where it was saved and this process
+    /// may give it (root); elsewhere a warning names the owner it has instead.
+    fn keep_owner(fd: i32, f: &FdRecord, path: &[u8]) {
+        let [uid, gid] = mig_image::OWNER_PARAMS.map(|i| f.params.get(i).copied().unwrap_or(0));
+        if uid == 0 || gid == 0 {
+            return;
+        }
+        let (uid, gid) = ((uid - 1) as u32, (gid - 1) as u32);
+        // SAFETY: fstat and fchown of the file we made, into a zeroed stat.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) != 0 || (st.st_uid, st.st_gid) == (uid, gid) {
+                return;
+            }
+            if libc::fchown(fd, uid, gid) != 0 {
+                eprintln!(
+                    "mig: warning: the file {} comes back owned by {}:{}, not {uid}:{gid} ({})",
+                    String::from_utf8_lossy(path),
+                    st.st_uid,
+                    st.st_gid,
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
     }
 
     /// The new file `fd` gets the saved file's mode (not what the restoring process's

@@ -855,6 +855,9 @@ pub fn invariants(img: &Image) -> Result<(), String> {
         if kind.holds_locks() {
             let (locks, segments) = kind.split_extra(f);
             require!(locks.len % 24 == 0 && (f.dup_of == -1 || f.extra.len == 0), "locks length");
+            if kind.saves_file() {
+                require!(OWNER_PARAMS.iter().all(|&i| f.params[i] <= u32::MAX as u64 + 1), "owner");
+            }
             if kind.saves_file() && f.params[SEGMENTS_PARAM] > 0 {
                 require!(segments.len as u64 == 16 * f.params[SEGMENTS_PARAM], "segments length");
                 let mut end = 0;

@@ -175,10 +175,11 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
         // Large processes pre-copy first, while the job runs; then all stop at once.
         if !opts.exit && job_image.is_some() {
             asked = pre_copy(root, &parts_base, job_image.as_deref(), opts, timeout)?;
-            pre_copied = asked.iter().filter(|a| a.reached(b"copied")).count();
+            let copied: Vec<i32> = asked.iter().filter(|a| a.reached(b"copied")).map(|a| a.proc.pid).collect();
             util::debug(|| format!("job: {} pre-copied, {:.1} ms after the first signal", asked.len(), signalled.elapsed().as_secs_f64() * 1e3));
             // Before looking for more: all of these may be the whole job.
             wait_all(&mut asked, timeout, |a| a.reached(b"stopped"))?;
+            pre_copied = asked.iter().filter(|a| copied.contains(&a.proc.pid)).count();
         }
         // Ask every process; once all have stopped, look again for children started
         // meanwhile (their parents are stopped now, so the job is closed). A process
@@ -472,12 +473,22 @@ fn shared_descriptions(asked: &[Asked]) -> Vec<Share> {
 }
 
 /// Waits until every process asked is `there` (what it said so far), or one failed.
-fn wait_all(asked: &mut [Asked], timeout: Duration, there: impl Fn(&Asked) -> bool) -> Result<()> {
+fn wait_all(asked: &mut Vec<Asked>, timeout: Duration, there: impl Fn(&Asked) -> bool) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         for a in asked.iter_mut() {
             a.read()?;
         }
+        // A process that ended by itself before it stopped (a pipeline's `sleep`) is not
+        // in the job any more: a later pass sees it ended, if its parent has not reaped
+        // it.
+        asked.retain(|a| {
+            let ended = !a.open && a.reply.done().is_none() && !a.reached(b"stopped") && !a.reached(b"taken") && !control::alive(a.proc.pid);
+            if ended {
+                let _ = std::fs::remove_file(&a.part);
+            }
+            !ended
+        });
         if let Some(why) = asked.iter().find_map(Asked::failed) {
             return Err(Fail::new(why));
         }
