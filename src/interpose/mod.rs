@@ -88,12 +88,13 @@ redhook::hook! {
         let migs = migs(sig);
         // SAFETY: the caller passes a valid `sigaction` when `act` is not null.
         let to_default = !act.is_null() && unsafe { (*act).sa_sigaction } == libc::SIG_DFL;
-        if !act.is_null() && !(migs && to_default) {
+        let keep_migs = migs && to_default;
+        if !act.is_null() && !keep_migs {
             // SAFETY: as above.
             check(sig, unsafe { (*act).sa_sigaction });
         }
         let was_held = held_signals::held(sig) || migs;
-        let act = if migs && to_default { std::ptr::null() } else { act };
+        let act = if keep_migs { std::ptr::null() } else { act };
         // SAFETY: forwarding the caller's arguments (an `act` setting mig's signal to
         // its default dropped).
         let r = unsafe { redhook::real!(sigaction)(sig, act, old) };
