@@ -138,16 +138,23 @@ fn blocked_calls_go_on_after_a_restore() {
 
 // ---- The request path ----
 
-/// Runs `l` to step 3, has `mig checkpoint PID` (no `MIG_SIGNAL` anywhere) take an
-/// image, and checks that the run goes on as an uninterrupted one does; with `restore`,
-/// that the image restores and goes on too. Returns the checkpointed run's stderr.
-fn checkpointed_by_mig_checkpoint(l: Launch, restore: bool) -> String {
+/// `l` started with an image, run to step 3 and checkpointed by `mig checkpoint PID`
+/// (no `MIG_SIGNAL` anywhere): an uninterrupted run's lines, the image, the process.
+fn checkpointed_at_step_3(l: &Launch) -> (Vec<String>, std::path::PathBuf, Proc) {
     let reference = reference(&l.clone_bare());
     let image = l.cwd.join("subject.mig");
     let mut p = l.clone_with("MIG_IMAGE", &image).start();
     p.until("step 3 ");
     let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &p.pid().to_string()]));
     assert!(st.success(), "mig checkpoint: {out}{err}");
+    (reference, image, p)
+}
+
+/// Runs `l` to step 3, has `mig checkpoint PID` (no `MIG_SIGNAL` anywhere) take an
+/// image, and checks that the run goes on as an uninterrupted one does; with `restore`,
+/// that the image restores and goes on too. Returns the checkpointed run's stderr.
+fn checkpointed_by_mig_checkpoint(l: Launch, restore: bool) -> String {
+    let (reference, image, p) = checkpointed_at_step_3(&l);
     inspect_intact(&image);
     let (lines, st, err) = p.finish();
     assert!(st.success(), "the checkpointed run failed: {lines:?}\nstderr: {err}");
@@ -238,12 +245,7 @@ fn a_go_program_is_checkpointed_and_goes_on() {
 fn a_go_program_restarts_once_its_killed_pid_is_reaped() {
     require_root("choosing pids");
     let l = Launch::new(&compile_go("go_steps"), &tempdir("go_restart")).arg("40");
-    let reference = reference(&l.clone_bare());
-    let image = l.cwd.join("subject.mig");
-    let mut p = l.clone_with("MIG_IMAGE", &image).start();
-    p.until("step 3 ");
-    let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &p.pid().to_string()]));
-    assert!(st.success(), "mig checkpoint: {out}{err}");
+    let (reference, image, p) = checkpointed_at_step_3(&l);
     let pid = p.pid();
     p.signal(libc::SIGKILL);
     wait_until("the killed process to end", TIMEOUT, || (proc_state(pid)?.0 == 'Z').then_some(()));
