@@ -300,6 +300,16 @@ fn saved_files_keep_their_owner() {
     restores_quietly("deleted_owner", "deleted_owner");
 }
 
+/// A socket pair end with `SO_PASSCRED` keeps it, and the messages queued for it carry
+/// the process's credentials after a restore too (its pid then).
+#[test]
+fn a_socket_pair_end_passing_credentials_keeps_them() {
+    let dir = tempdir("pass_creds");
+    let reference = reference(&Launch::new(&compile("pass_creds"), &dir).arg("20").clone_bare());
+    assert!(reference.iter().any(|r| r == "credentials ok"), "the uninterrupted run: {reference:?}");
+    restores_quietly("pass_creds", "pass_creds");
+}
+
 fn restores_quietly(dir: &str, subject: &str) {
     let dir = tempdir(dir);
     let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile(subject), &dir).arg("20"), 5);

@@ -294,7 +294,7 @@ fn a_fifo_a_job_shares_ends_when_its_writers_do() {
 /// again and both workers accept on it, the eventfd is one counter again.
 #[test]
 fn a_pre_forked_server_listens_on_one_socket_again() {
-    let image = job_round("prefork", &["60"], 10, Some(3));
+    let image = job_round("prefork", &["30"], 10, Some(3));
     let v = inspect_intact(&image);
     let groups = v["shared_descriptors"].as_array().unwrap_or_else(|| panic!("inspect lists the shared descriptors: {v}"));
     assert_eq!(groups.len(), 2, "the listener and the eventfd: {v}");

@@ -410,7 +410,7 @@ fn fd_kind(img: &Image, f: &FdRecord, kind: FdKind) -> Check {
             ensure(int(p[0]) && (p[0] == 0 || f.data_len <= p[0]) && p[1] <= 1, "a FIFO's capacity is out of range")
         }
         FdKind::SocketPair => {
-            let ok = p[0] == AF_UNIX && matches!(p[1], SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET) && int(p[3]) && p[4] <= 3 && p[7] <= 1;
+            let ok = p[0] == AF_UNIX && matches!(p[1], SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET) && int(p[3]) && p[4] <= 3 && p[7] <= 3;
             ensure(ok, "a socket pair's domain or type is out of range")
         }
         FdKind::Socket => socket(f),

@@ -121,6 +121,8 @@ pub struct SocketPairParams {
     /// 1: descriptors are in flight in the queue, which is then framed as
     /// `Queue::message` says (stream or datagrams).
     pub rights: u32,
+    /// `SO_PASSCRED`: messages sent to it carry their sender's credentials.
+    pub passcred: bool,
 }
 
 impl SocketPairParams {
@@ -134,10 +136,11 @@ impl Params for SocketPairParams {
     const KIND: FdKind = FdKind::SocketPair;
     fn encode(&self) -> [u64; 8] {
         let [rcv, snd] = self.timeouts_us;
-        [self.domain as u64, self.ty as u64, self.peer_ino, self.sndbuf as u64, self.shutdown as u64, rcv, snd, self.rights as u64]
+        let flags = self.rights as u64 & 1 | (self.passcred as u64) << 1;
+        [self.domain as u64, self.ty as u64, self.peer_ino, self.sndbuf as u64, self.shutdown as u64, rcv, snd, flags]
     }
     fn decode(p: &[u64; 8]) -> Self {
-        let [domain, ty, peer_ino, sndbuf, shutdown, rcv, snd, rights] = *p;
+        let [domain, ty, peer_ino, sndbuf, shutdown, rcv, snd, flags] = *p;
         SocketPairParams {
             domain: domain as i32,
             ty: ty as i32,
@@ -145,7 +148,8 @@ impl Params for SocketPairParams {
             sndbuf: sndbuf as i32,
             shutdown: shutdown as u32,
             timeouts_us: [rcv, snd],
-            rights: rights as u32,
+            rights: (flags & 1) as u32,
+            passcred: flags & 2 != 0,
         }
     }
 }
@@ -535,7 +539,7 @@ mod tests {
         assert_eq!(SocketParams::decode(&s.encode()), s);
         let e = EventfdParams { count: 7, semaphore: true };
         assert_eq!(EventfdParams::decode(&e.encode()), e);
-        let p = SocketPairParams { domain: 1, ty: 2, peer_ino: 201, sndbuf: 212992, shutdown: 2, timeouts_us: [1_500_000, 0], rights: 1 };
+        let p = SocketPairParams { domain: 1, ty: 2, peer_ino: 201, sndbuf: 212992, shutdown: 2, timeouts_us: [1_500_000, 0], rights: 1, passcred: true };
         assert_eq!(p.encode(), [1, 2, 201, 212992, 2, 1_500_000, 0, 1]);
         assert_eq!(SocketPairParams::decode(&p.encode()), p);
         assert!(SocketPairParams::decode(&p.encode()).datagrams());

@@ -19,6 +19,7 @@ pub fn save(fd: i32, s: &Sock, rec: &mut FdRecord) {
         shutdown: s.shutdown,
         timeouts_us: [s.valued.rcvtimeo_us, s.valued.sndtimeo_us],
         rights: 0,
+        passcred: sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED) == Ok(1),
     }
     .encode();
 }
@@ -204,6 +205,13 @@ mod restore {
             }
         };
         set_timeouts(end, p.timeouts_us);
+        if p.passcred {
+            // Before its queue is sent again: each message takes this process's
+            // credentials, as it had (`queued` saves no one else's).
+            let on: i32 = 1;
+            // SAFETY: setsockopt on our own socket with a valid int.
+            unsafe { libc::setsockopt(end, libc::SOL_SOCKET, libc::SO_PASSCRED, (&on as *const i32).cast(), 4) };
+        }
         set_status(dup(end)?, f.flags)
     }
 

@@ -882,7 +882,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             FdKind::Shm => require!(path.starts_with(b"/dev/shm/") && !path.windows(2).any(|w| w == b".."), "shm path"),
             FdKind::Pipe => require!(q[0] <= i32::MAX as u64 && (q[0] == 0 || f.data_len <= q[0]), "pipe"),
             FdKind::Fifo => require!(q[0] <= i32::MAX as u64 && (q[0] == 0 || f.data_len <= q[0]) && q[1] <= 1 && path_ok(f.file.path), "fifo"),
-            FdKind::SocketPair => require!(q[0] == 1 && [1, 2, 5].contains(&q[1]) && q[3] <= i32::MAX as u64 && q[4] <= 3 && q[7] <= 1, "socketpair"),
+            FdKind::SocketPair => require!(q[0] == 1 && [1, 2, 5].contains(&q[1]) && q[3] <= i32::MAX as u64 && q[4] <= 3 && q[7] <= 3, "socketpair"),
             FdKind::Socket => {
                 require!([1, 2, 10].contains(&q[0]) && [1, 2, 3, 5].contains(&q[1]), "socket kind");
                 require!(

@@ -83,9 +83,10 @@ pub fn main(a: Args) -> Result<u8> {
         let abs = util::absolute(image)?;
         check_image_path(&abs)?;
         cmd.env(mig_proto::env::IMAGE, abs);
-    } else if is_script(&prog) {
+    } else if is_script(&prog) && std::env::var_os(mig_proto::env::IMAGE).is_none() {
         // The library names images after the executable, here the interpreter: name
-        // them after the script. The program keeps mig's pid (exec).
+        // them after the script (unless MIG_IMAGE names the image already). The
+        // program keeps mig's pid (exec).
         let file = prog.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "script".into());
         let here = std::env::current_dir().map_err(|e| Fail::new(format!("cannot read the working directory: {e}")))?;
         cmd.env(mig_proto::env::IMAGE, here.join(format!("{file}.{}.mig", std::process::id())));
