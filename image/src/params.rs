@@ -540,7 +540,7 @@ mod tests {
         let e = EventfdParams { count: 7, semaphore: true };
         assert_eq!(EventfdParams::decode(&e.encode()), e);
         let p = SocketPairParams { domain: 1, ty: 2, peer_ino: 201, sndbuf: 212992, shutdown: 2, timeouts_us: [1_500_000, 0], rights: 1, passcred: true };
-        assert_eq!(p.encode(), [1, 2, 201, 212992, 2, 1_500_000, 0, 1]);
+        assert_eq!(p.encode(), [1, 2, 201, 212992, 2, 1_500_000, 0, 3]);
         assert_eq!(SocketPairParams::decode(&p.encode()), p);
         assert!(SocketPairParams::decode(&p.encode()).datagrams());
     }
