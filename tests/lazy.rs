@@ -340,7 +340,7 @@ fn memory_calls_and_a_fork_right_after_a_lazy_restore() {
 fn checkpoint_right_after_a_lazy_restore_waits_for_the_loader() {
     // Long enough for the pre-copy to end before the program does, on a busy machine
     // too (a program that ends first takes the checkpoint with it).
-    let (l, reference, _, first) = lazy_events_image("lazy_events_again", 40);
+    let (l, reference, _, first) = lazy_events_image("lazy_events_again", 80);
     let second = first.with_file_name("b.mig");
     let mut p = l.clone_with("MIG_RESTORE", &first).clone_with("MIG_IMAGE", &second).clone_with("MIG_LOG", Path::new("debug")).start();
     let err = p.stderr_collector();
