@@ -752,7 +752,7 @@ fn migrate_moves_jobs_of_every_kind() {
         ("pool.py", &["80"], 10),
         ("make_job.sh", &["40"], 8),
         ("job_script.sh", &["60"], 10),
-        ("fd_passing", &["20", "fork"], 5),
+        ("fd_passing", &["100", "fork"], 5),
     ] {
         migrate_job(&sshd, name, args, at);
     }
