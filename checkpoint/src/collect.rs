@@ -18,7 +18,8 @@ const PAGEMAP_CHUNK: usize = 1 << 16;
 /// records, timers) or would not see as it was (descriptors, queued bytes).
 /// `threads`: how many thread slots the stop filled (see `threads.rs`).
 /// `portable`: save every page of file mappings too (see `HEADER_PORTABLE`).
-pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize, portable: bool, created_ns: u64) -> Result<Snapshot, Failure> {
+/// `exiting`: the process ends once the image is safe.
+pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize, portable: bool, exiting: bool, created_ns: u64) -> Result<Snapshot, Failure> {
     let mut s = Snapshot {
         pid: sys::getpid(),
         created_ns,
@@ -35,6 +36,7 @@ pub fn collect(scratch: &mut Scratch, ctx: &Context, threads: usize, portable: b
         strings: Strings::new(scratch.list(64 << 20).ok_or(Failure::Full)?),
         layout: Layout::new(0, 0, 0, 0, 0, 0),
         portable,
+        exiting,
         text: scratch.list(128 << 20).ok_or(Failure::Full)?,
         parent_maps: 0,
         pagemap: scratch.list(PAGEMAP_CHUNK).ok_or(Failure::Full)?,

@@ -21,6 +21,7 @@ use mig_image::{FdKind, FdRecord, FileParams, Params, SocketPairParams, SocketPa
 /// Records every descriptor of the process in `s.fds` (and what some of them hold in
 /// `s.queued`). `text` and `info` are working buffers.
 pub fn collect(s: &mut Snapshot, text: &mut List<u8>, info: &mut List<u8>) -> Result<(), Failure> {
+    kinds::tcp::forget();
     let diag = Diag::open();
     let dir = sys::open(&CPath::new(b"/proc/self/fd").ok_or(Failure::Full)?, libc::O_RDONLY | libc::O_DIRECTORY, 0)
         .map_err(|e| Failure::Sys("opening /proc/self/fd", e))?;
@@ -363,6 +364,32 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
             Some(FdKind::Reset) => {
                 warn(&f, &s.strings, "it is connected outside the process; it comes back as a connection reset by the peer");
                 FdKind::Reset
+            }
+            Some(FdKind::Socket) if SocketParams::decode(&f.params).ty != libc::SOCK_DGRAM && SocketParams::decode(&f.params).peer_len > 0 => {
+                let at = s.queued.len() as u64;
+                match kinds::tcp::save(f.fd, &mut s.queued) {
+                    Ok(len) => {
+                        set_data(s, i, at, len);
+                        if !s.exiting {
+                            warn(
+                                &f,
+                                &s.strings,
+                                "its TCP connection is saved whole, but its peer sees it closed when this process ends, and a restored one is then reset \
+                                 (`mig checkpoint --exit` ends the process without closing it)",
+                            );
+                        }
+                        FdKind::Socket
+                    }
+                    Err(why) => {
+                        let mut m = Msg::<200>::new();
+                        m.s("its TCP connection cannot be saved (").s(why).s("); it comes back as a connection reset by the peer");
+                        warn(&f, &s.strings, core::str::from_utf8(m.as_bytes()).unwrap_or(why));
+                        if let Some(r) = s.fds.as_mut_slice().get_mut(i) {
+                            r.params = mig_image::ResetParams { domain: SocketParams::decode(&f.params).domain }.encode();
+                        }
+                        FdKind::Reset
+                    }
+                }
             }
             Some(FdKind::Socket) if SocketParams::decode(&f.params).ty == libc::SOCK_DGRAM => {
                 let at = s.queued.len() as u64;

@@ -261,7 +261,7 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
         return 0;
     }
     let go_us = since_us(job.t0);
-    let mut snap = match collect::collect(scratch, &ctx, n, job.portable, job.created_ns) {
+    let mut snap = match collect::collect(scratch, &ctx, n, job.portable, job.exit, job.created_ns) {
         Ok(snap) => snap,
         Err(f) => {
             if stop == Stop::Final {

@@ -90,11 +90,8 @@ impl Held {
 /// Those of `set` whose action is one of mig's handlers.
 fn migs_own(set: u64) -> u64 {
     let mut own = 0u64;
-    for sig in (1..=64).filter(|s| set & (1 << (s - 1)) != 0) {
-        let mut act = mig_image::KSigaction::default();
-        if sys::sigaction(sig, None, Some(&mut act)).is_ok() && crate::runtime::migs_handler(act.handler) {
-            own |= 1 << (sig - 1);
-        }
+    for sig in (1..=64).filter(|s| set & (1 << (s - 1)) != 0 && crate::runtime::migs_action(*s).is_some()) {
+        own |= 1 << (sig - 1);
     }
     own
 }

@@ -29,6 +29,7 @@ pub fn complete(job: &Job, result: Result<u64, Failure>, stopped_us: u64) {
                 m.s(")").emit();
             }
             if job.exit {
+                crate::kinds::tcp::hold();
                 sys::exit_group(0);
             }
         }

@@ -123,6 +123,12 @@ pub fn migs_handler(handler: u64) -> bool {
     [rt.checkpoint_entry, rt.stop_entry, crate::stacks::rollback_entry as *const () as u64].contains(&handler)
 }
 
+/// `sig`'s action, if it is one of mig's handlers.
+pub fn migs_action(sig: i32) -> Option<mig_image::KSigaction> {
+    let mut act = mig_image::KSigaction::default();
+    (crate::sys::sigaction(sig, None, Some(&mut act)).is_ok() && migs_handler(act.handler)).then_some(act)
+}
+
 struct Cell(UnsafeCell<Option<Runtime>>);
 // SAFETY: written only by `init` (the constructor, before any handler is installed) and
 // `settings_mut` (the restore hand-off, inside a handler with every signal blocked);

@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub strings: Strings,
     pub layout: Layout,
     pub portable: bool,
+    /// The process ends once the image is safe (`mig checkpoint --exit`).
+    pub exiting: bool,
     /// Working buffers of `memory`, which may run in the forked writer.
     pub(crate) text: List<u8>,
     /// Length of the parent's `/proc/self/maps` at the start of `text` (0: none).

@@ -383,8 +383,9 @@ fn fds(img: &Image) -> Check {
             ensure(original.is_some(), "a descriptor is a copy of one that is not before it in the table")?;
             ensure(f.data_len == 0, "a copy of a descriptor carries saved data")?;
         }
-        let datagrams = kind == FdKind::Socket && f.params[1] == SOCK_DGRAM;
-        let carries = datagrams
+        // Datagrams queued, or a TCP connection's state and queues.
+        let socket_blob = kind == FdKind::Socket && (f.params[1] == SOCK_DGRAM || f.params[5] > 0);
+        let carries = socket_blob
             || matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::Fifo | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm | FdKind::PosixMq)
             || (kind == FdKind::File && f.params[0] == 1 && f.file.mode & 0o170000 == 0o100000);
         ensure(carries || f.data_len == 0, "a descriptor of this kind carries saved data")?;
@@ -494,8 +495,10 @@ fn socket(f: &FdRecord) -> Check {
     // A classic BPF program has at most BPF_MAXINSNS (4096) instructions.
     let lens = p[4] <= SOCKADDR_MAX && p[5] <= SOCKADDR_MAX && p[7] <= 4096 && SocketParams::decode(&p).extra_len() == f.extra.len as u64;
     ensure(lens, "a socket's addresses do not fit its record")?;
-    // Connected stream sockets come back reset (kind 7): `connect` here never waits.
-    ensure(p[5] == 0 || p[1] == SOCK_DGRAM, "a connected socket that is not a datagram socket")
+    // A connected stream socket is a TCP connection, put back in repair mode (`connect`
+    // there never waits); other connected streams come back reset (kind 7).
+    let tcp = matches!(p[0], AF_INET | AF_INET6) && p[1] == SOCK_STREAM && f.data_len >= size_of::<TcpConn>() as u64;
+    ensure(p[5] == 0 || p[1] == SOCK_DGRAM || tcp, "a connected socket that is neither a datagram socket nor a TCP connection")
 }
 
 fn epoll(img: &Image, f: &FdRecord) -> Check {

@@ -547,7 +547,8 @@ pub enum FdKind {
     /// backlog when listening else 0, bound address length, peer address length,
     /// option bits (`SOCKOPT_*`), instructions of its classic BPF filter]; `extra`:
     /// bound address then peer address, then the valued options (`SockOpts`), then the
-    /// filter (`struct sock_filter`s). Blob (datagram types): the queued datagrams.
+    /// filter (`struct sock_filter`s). Blob: for datagram types, the queued datagrams;
+    /// for a connected stream socket (a TCP connection), its `TcpConn` and queues.
     Socket = 8,
     /// epoll: `extra` is an array of `EpollEntry`.
     Epoll = 9,
@@ -699,6 +700,37 @@ pub struct SockOpts {
     pub sndtimeo_us: u64,
 }
 
+/// A TCP connection (`FdKind::Socket`, a connected stream socket) as the kernel's
+/// repair mode reads it: the head of its blob, then the bytes of its receive queue,
+/// then those of its send queue.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpConn {
+    /// `TCP_QUEUE_SEQ` of the send queue (the sequence number after its last byte) and
+    /// of the receive queue (the next one expected).
+    pub snd_seq: u32,
+    pub rcv_seq: u32,
+    /// Bytes in each queue (the send queue's: sent and not acknowledged, then not sent).
+    pub sendq_len: u32,
+    pub recvq_len: u32,
+    /// `TCP_MAXSEG`; `tcpi_options` (`TCPI_OPT_*`) and the window scales negotiated.
+    pub mss: u32,
+    pub options: u32,
+    pub snd_wscale: u32,
+    pub rcv_wscale: u32,
+    /// `TCP_TIMESTAMP`: the connection's timestamp clock.
+    pub timestamp: u32,
+    /// `struct tcp_repair_window`: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup.
+    pub window: [u32; 5],
+}
+
+impl TcpConn {
+    /// The blob length its queues make it.
+    pub fn blob_len(&self) -> u64 {
+        size_of::<TcpConn>() as u64 + self.sendq_len as u64 + self.recvq_len as u64
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct FdRecord {
@@ -832,6 +864,7 @@ unsafe impl Pod for InotifyWatch {}
 unsafe impl Pod for LockEntry {}
 unsafe impl Pod for Segment {}
 unsafe impl Pod for SockOpts {}
+unsafe impl Pod for TcpConn {}
 unsafe impl Pod for TimerRecord {}
 unsafe impl Pod for u8 {}
 unsafe impl Pod for u32 {}
@@ -851,6 +884,7 @@ const _: () = assert!(size_of::<InotifyWatch>() == 16);
 const _: () = assert!(size_of::<LockEntry>() == 24);
 const _: () = assert!(size_of::<Segment>() == 16);
 const _: () = assert!(size_of::<SockOpts>() == 48);
+const _: () = assert!(size_of::<TcpConn>() == 56);
 const _: () = assert!(size_of::<TimerRecord>() == 24 + 32);
 
 /// An all-zero record.

@@ -37,10 +37,11 @@ fn check(sig: c_int, handler: sighandler_t) {
     if !READY.load(Ordering::SeqCst) || sig as u32 != rt.settings.checkpoint_signal {
         return;
     }
-    let ours = handler == crate::checkpoint::stacks::checkpoint_entry as *const () as sighandler_t;
+    // The default is mig's handler, which `default_set` puts back.
+    let ours = handler == libc::SIG_DFL || handler == crate::checkpoint::stacks::checkpoint_entry as *const () as sighandler_t;
     if !ours && !WARNED.swap(true, Ordering::SeqCst) {
         msg()
-            .s("warning: the program installs its own handler for signal ")
+            .s("warning: the program sets its own action on signal ")
             .num(sig as u64)
             .s(", which mig uses for checkpoints: that signal no longer asks for one (`mig checkpoint` still does; or start the program with MIG_SIGNAL=<another signal>)")
             .emit();
@@ -63,15 +64,13 @@ static MIGS: [[AtomicU64; 4]; 65] = [const { [const { AtomicU64::new(0) }; 4] };
 /// what mig does with it. That action is remembered, so that the program setting the
 /// default (putting back what it read) gets it back.
 fn migs(sig: c_int) -> bool {
-    let mut act = mig_image::KSigaction::default();
-    let ours =
-        READY.load(Ordering::SeqCst) && crate::sys::sigaction(sig, None, Some(&mut act)).is_ok() && crate::checkpoint::runtime::migs_handler(act.handler);
-    if ours && let Some(slot) = MIGS.get(sig as usize) {
+    let Some(act) = READY.load(Ordering::SeqCst).then(|| runtime::migs_action(sig)).flatten() else { return false };
+    if let Some(slot) = MIGS.get(sig as usize) {
         for (w, v) in slot.iter().zip([act.handler, act.flags, act.restorer, act.mask]) {
             w.store(v, Ordering::SeqCst);
         }
     }
-    ours
+    true
 }
 
 /// The program set `sig` to its default: mig's action, where it had one, comes back.

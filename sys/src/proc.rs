@@ -52,9 +52,10 @@ pub unsafe fn fork_with_pid(want: i32) -> SysResult<u32> {
     let args: [u64; 10] = [0, 0, 0, 0, libc::SIGCHLD as u64, 0, 0, 0, tid.as_ptr() as u64, 1];
     sc!(libc::SYS_clone3, args.as_ptr(), core::mem::size_of_val(&args)).map(|pid| pid as u32)
 }
-/// [`fork_with_pid`], waiting up to 5 s while `want` is held by a process that has
-/// ended and waits to be reaped: a process killed just before its restart, whose
-/// parent (init, often; some reap only every few seconds) has not reaped it yet.
+/// [`fork_with_pid`], waiting up to 5 s while `want` is held by a process that is
+/// ending or has ended and waits to be reaped: a process killed just before its
+/// restart (or a child its parent's death kills), whose parent (init, often; some reap
+/// only every few seconds) has not reaped it yet.
 ///
 /// # Safety
 /// As [`fork_with_pid`].
@@ -63,7 +64,7 @@ pub unsafe fn fork_with_freed_pid(want: i32) -> SysResult<u32> {
     loop {
         // SAFETY: as the caller promised.
         match unsafe { fork_with_pid(want) } {
-            Err(Errno(libc::EEXIST)) if ended_unreaped(want as u32) && crate::clock_monotonic_ns() < deadline => crate::sleep_ms(2),
+            Err(Errno(libc::EEXIST)) if ending(want as u32) && crate::clock_monotonic_ns() < deadline => crate::sleep_ms(2),
             r => return r,
         }
     }
@@ -160,9 +161,28 @@ pub unsafe fn spawn_vm_orphan(
 pub fn start_time(pid: u32) -> Option<u64> {
     stat_field(pid, 22, |field| field.iter().try_fold(0u64, |v, &c| if c.is_ascii_digit() { Some(v * 10 + (c - b'0') as u64) } else { None }))
 }
-/// Whether process `pid` has ended and waits to be reaped (state `Z` or `X`).
-fn ended_unreaped(pid: u32) -> bool {
-    stat_field(pid, 3, |state| Some(matches!(state, [b'Z' | b'X']))).unwrap_or(false)
+/// Whether process `pid` is ending (killed: SIGKILL pending; exiting: `PF_EXITING`),
+/// has ended and waits to be reaped (state `Z` or `X`), or is gone already.
+fn ending(pid: u32) -> bool {
+    const PF_EXITING: u64 = 4;
+    let number = |f: &[u8]| f.iter().try_fold(0u64, |v, &c| if c.is_ascii_digit() { Some(v * 10 + (c - b'0') as u64) } else { None });
+    let Some(state) = stat_field(pid, 3, |state| state.first().copied()) else { return true };
+    let exiting = stat_field(pid, 9, number).is_some_and(|flags| flags & PF_EXITING != 0);
+    matches!(state, b'Z' | b'X') || exiting || killed(pid)
+}
+/// Whether SIGKILL is pending for process `pid` (its main thread's or the process's).
+fn killed(pid: u32) -> bool {
+    let mut path = crate::msg::Msg::<32>::new();
+    path.s("/proc/").num(pid as u64).s("/status");
+    let mut buf = [0u8; 4096];
+    let Some(len) = CPath::new(path.as_bytes()).and_then(|p| crate::read_file(&p, &mut buf).ok()) else { return false };
+    let text = buf.get(..len).unwrap_or_default();
+    [&b"SigPnd:\t"[..], b"ShdPnd:\t"].iter().any(|key| {
+        let Some(at) = text.windows(key.len()).position(|w| w == *key) else { return false };
+        let hex = text.get(at + key.len()..).unwrap_or_default().iter().take_while(|c| c.is_ascii_hexdigit());
+        let set = hex.fold(0u64, |v, &c| v << 4 | (c as char).to_digit(16).unwrap_or(0) as u64);
+        set & 1 << (libc::SIGKILL - 1) != 0
+    })
 }
 /// Field `n` (from 3: those after the command's name) of `/proc/<pid>/stat`, given to `f`.
 fn stat_field<T>(pid: u32, n: usize, f: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {

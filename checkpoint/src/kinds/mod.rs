@@ -15,6 +15,7 @@
 //! - `socketpair`: UNIX socket pairs, with their queues.
 //! - `socket`: sockets recreated from their settings (UNIX and inet: listening,
 //!   datagram, bound), and connected ones that come back reset.
+//! - `tcp`: established TCP connections, saved whole in repair mode where allowed.
 //! - `epoll`, `eventfd`, `signalfd`, `timerfd`, `inotify`, `tty`, `pidfd`.
 //! - `mq`: POSIX message queues, with their messages.
 //! - `ptimer`: POSIX timers (`timer_create`), a table of their own.
@@ -49,6 +50,7 @@ pub mod region;
 pub mod signalfd;
 pub mod socket;
 pub mod socketpair;
+pub mod tcp;
 pub mod thread;
 pub mod timerfd;
 pub mod tty;

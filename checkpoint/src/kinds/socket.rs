@@ -23,7 +23,8 @@ pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Di
         super::socketpair::save(fd, &s, rec);
         return Ok(FdKind::SocketPair);
     }
-    if s.peer_len > 0 && stream {
+    // An established TCP connection is saved whole where repair mode allows (`tcp`).
+    if s.peer_len > 0 && stream && (s.domain == libc::AF_UNIX || !super::tcp::can_save(fd)) {
         rec.params = ResetParams { domain: s.domain }.encode();
         return Ok(FdKind::Reset);
     }
@@ -135,8 +136,22 @@ mod restore {
         let s = SocketParams::decode(&f.params);
         let (bound, peer) = s.addrs(cx.img.str(f.extra));
         let valued = s.opts(cx.img.str(f.extra));
+        // A TCP connection, taken over in repair mode; or, where that fails, reset.
+        let connection = s.ty == libc::SOCK_STREAM && !peer.is_empty();
         // SAFETY: creating a socket.
         let fd = last_error(unsafe { libc::socket(s.domain, s.ty | libc::SOCK_CLOEXEC, s.protocol) })?;
+        let taken_over = |fd: i32, r: std::io::Result<()>| match r {
+            Ok(()) => set_status(fd, f.flags),
+            Err(e) => {
+                close(fd);
+                eprintln!(
+                    "mig: warning: descriptor {}: its TCP connection to {} cannot be taken over ({e}); it comes back as a connection reset by the peer",
+                    f.fd,
+                    SockAddr::decode(peer)
+                );
+                set_status(reset_inet(s.domain).or_else(|_| broken_end(true, libc::O_RDWR))?, f.flags)
+            }
+        };
         if let Err(e) = attach_filter(fd, s.filter(cx.img.str(f.extra)), s.opts & SOCKOPT_LOCK_FILTER != 0) {
             close(fd);
             return Err(Error::other(format!("its socket filter cannot be attached again: {e}")));
@@ -155,6 +170,12 @@ mod restore {
             }
         }
         set_valued(fd, f.fd, s.domain, &valued);
+        let blob = cx.img.data(f.data_off, f.data_len);
+        let conn = match connection.then(|| super::super::tcp::prepare(fd, blob)) {
+            Some(Ok(conn)) => Some(conn),
+            Some(Err(e)) => return taken_over(fd, Err(e)),
+            None => None,
+        };
         let inet = s.domain != libc::AF_UNIX;
         if inet {
             // Connections of the previous life may linger in TIME_WAIT on the port;
@@ -187,12 +208,21 @@ mod restore {
                 r => r,
             };
             if let Err(e) = r {
+                if conn.is_some() {
+                    return taken_over(fd, Err(Error::other(format!("cannot bind {} again: {e}", SockAddr::decode(bound)))));
+                }
                 close(fd);
                 return Err(Error::other(format!("cannot bind {} again: {e} ({why})", SockAddr::decode(bound))));
             }
         }
         if inet && s.opts & SOCKOPT_REUSEADDR == 0 {
             set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 0);
+        }
+        if let Some(conn) = conn {
+            // In repair mode `connect` sends nothing: the connection is established.
+            // SAFETY: `peer` holds a socket address of `peer.len()` bytes as saved.
+            let r = if unsafe { libc::connect(fd, peer.as_ptr().cast(), peer.len() as u32) } < 0 { Err(Error::last_os_error()) } else { Ok(()) };
+            return taken_over(fd, r.and_then(|()| super::super::tcp::restore(fd, &conn, blob)));
         }
         if f.data_len > 0 {
             fill_datagrams(f, cx, &s, bound)?;

@@ -839,10 +839,12 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             blobs.push((f.blob, f.data_off, f.data_len));
             let saved_file = kind == FdKind::File && f.params[0] == 1 && f.file.mode & 0o170000 == 0o100000;
             let datagrams = kind == FdKind::Socket && f.params[1] == 2;
+            let connection = kind == FdKind::Socket && f.params[5] > 0;
             require!(
                 matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::Fifo | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm | FdKind::PosixMq)
                     || saved_file
-                    || datagrams,
+                    || datagrams
+                    || connection,
                 "data on {kind:?}"
             );
         }
@@ -885,10 +887,10 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             FdKind::SocketPair => require!(q[0] == 1 && [1, 2, 5].contains(&q[1]) && q[3] <= i32::MAX as u64 && q[4] <= 3 && q[7] <= 3, "socketpair"),
             FdKind::Socket => {
                 require!([1, 2, 10].contains(&q[0]) && [1, 2, 3, 5].contains(&q[1]), "socket kind");
-                require!(
-                    q[7] <= 4096 && q[4] <= 128 && q[5] <= 128 && q[4] + q[5] + 48 + 8 * q[7] == f.extra.len as u64 && (q[5] == 0 || q[1] == 2),
-                    "socket addresses"
-                );
+                require!(q[7] <= 4096 && q[4] <= 128 && q[5] <= 128 && q[4] + q[5] + 48 + 8 * q[7] == f.extra.len as u64, "socket addresses");
+                // Connected: a datagram socket, or a TCP connection with its state.
+                let tcp = [2, 10].contains(&q[0]) && q[1] == 1 && f.data_len >= 56;
+                require!(q[5] == 0 || q[1] == 2 || tcp, "connected socket");
                 require!(q[2] <= i32::MAX as u64 && q[3] <= i32::MAX as u64 && q[6] < 256, "socket numbers");
             }
             FdKind::Epoll => {

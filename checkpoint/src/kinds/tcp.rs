@@ -1,0 +1,205 @@
+//! Established TCP connections, saved whole with the kernel's repair mode
+//! (`TCP_REPAIR`, which takes CAP_NET_ADMIN): sequence numbers, queues, options and
+//! windows, as CRIU does. Restored, the connection goes on where it was, the peer none
+//! the wiser, provided the peer has not gone on meanwhile: the process ended without
+//! closing it (`mig checkpoint --exit`, whose exit closes it in repair mode, silently:
+//! `hold`). Without the capability a connection comes back reset, as before.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::scratch::List;
+use crate::sys;
+use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed};
+use mig_image::{TcpConn, bytes_of};
+
+const TCP_REPAIR: i32 = 19;
+const TCP_REPAIR_QUEUE: i32 = 20;
+const TCP_QUEUE_SEQ: i32 = 21;
+const TCP_TIMESTAMP: i32 = 24;
+const TCP_REPAIR_WINDOW: i32 = 29;
+const TCP_RECV_QUEUE: i32 = 1;
+const TCP_SEND_QUEUE: i32 = 2;
+const TCP_ESTABLISHED: u8 = 1;
+const SIOCINQ: u64 = 0x541b;
+const SIOCOUTQ: u64 = 0x5411;
+
+/// Connections saved whole by this checkpoint, to be closed silently if it ends the
+/// process.
+static SAVED: [AtomicI32; 64] = [const { AtomicI32::new(-1) }; 64];
+static SAVED_N: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether stream socket `fd` is an established TCP connection that repair mode can
+/// read (the process has CAP_NET_ADMIN).
+pub fn can_save(fd: i32) -> bool {
+    let mut info = [0u8; 8];
+    let established = sys::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info).is_ok() && info.first() == Some(&TCP_ESTABLISHED);
+    established && sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 1).is_ok() && repair_off(fd)
+}
+
+fn repair_off(fd: i32) -> bool {
+    // TCP_REPAIR_OFF_NO_WP: no window probe; nothing about the connection changed.
+    sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, -1).is_ok()
+}
+
+/// Before the descriptors are saved: none saved yet.
+pub fn forget() {
+    SAVED_N.store(0, Relaxed);
+}
+
+/// Appends connection `fd`'s `TcpConn` and queues to `out`; returns how many bytes.
+pub fn save(fd: i32, out: &mut List<u8>) -> Result<u64, &'static str> {
+    sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 1).map_err(|_| "repair mode cannot be entered")?;
+    let start = out.len();
+    let r = read(fd, out);
+    if !repair_off(fd) {
+        return Err("repair mode cannot be left");
+    }
+    if r.is_err() {
+        out.truncate(start);
+    } else if let Some(slot) = SAVED.get(SAVED_N.fetch_add(1, Relaxed)) {
+        slot.store(fd, Relaxed);
+    }
+    r.map(|()| (out.len() - start) as u64)
+}
+
+fn read(fd: i32, out: &mut List<u8>) -> Result<(), &'static str> {
+    let mut info = [0u8; 8];
+    sys::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info).map_err(|_| "TCP_INFO cannot be read")?;
+    let [state, _, _, _, _, options, wscales, _] = info;
+    if state != TCP_ESTABLISHED {
+        return Err("it is no longer established");
+    }
+    let recvq_len = sys::ioctl_get(fd, SIOCINQ).map_err(|_| "its receive queue cannot be measured")? as u32;
+    let sendq_len = sys::ioctl_get(fd, SIOCOUTQ).map_err(|_| "its send queue cannot be measured")? as u32;
+    let int = |name| sys::getsockopt_int(fd, libc::IPPROTO_TCP, name).map(|v| v as u32).map_err(|_| "its settings cannot be read");
+    let mut window = [0u8; 20];
+    // Older kernels have no TCP_REPAIR_WINDOW: zeroes, not set again.
+    let window = match sys::getsockopt(fd, libc::IPPROTO_TCP, TCP_REPAIR_WINDOW, &mut window) {
+        Ok(20) => core::array::from_fn(|i| window.get(i * 4..i * 4 + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_ne_bytes)),
+        _ => [0; 5],
+    };
+    let mut conn = TcpConn {
+        snd_seq: 0,
+        rcv_seq: 0,
+        sendq_len,
+        recvq_len,
+        mss: int(libc::TCP_MAXSEG)?,
+        options: options as u32,
+        snd_wscale: (wscales & 0xf) as u32,
+        rcv_wscale: (wscales >> 4) as u32,
+        timestamp: int(TCP_TIMESTAMP)?,
+        window,
+    };
+    conn.rcv_seq = queue_seq(fd, TCP_RECV_QUEUE)?;
+    conn.snd_seq = queue_seq(fd, TCP_SEND_QUEUE)?;
+    out.extend(bytes_of(&conn)).map_err(|_| "too much data queued")?;
+    for (queue, len) in [(TCP_RECV_QUEUE, recvq_len), (TCP_SEND_QUEUE, sendq_len)] {
+        sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR_QUEUE, queue).map_err(|_| "its queues cannot be read")?;
+        let spare = out.spare().get_mut(..len as usize).ok_or("too much data queued")?;
+        match sys::recv(fd, spare, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+            Ok((n, _)) if n == len as usize => out.grow(n),
+            _ if len == 0 => {}
+            _ => return Err("its queues cannot be read"),
+        }
+    }
+    Ok(())
+}
+
+fn queue_seq(fd: i32, queue: i32) -> Result<u32, &'static str> {
+    sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR_QUEUE, queue).map_err(|_| "its queues cannot be read")?;
+    sys::getsockopt_int(fd, libc::IPPROTO_TCP, TCP_QUEUE_SEQ).map(|v| v as u32).map_err(|_| "its sequence numbers cannot be read")
+}
+
+/// The process ends after its image is safe: its saved connections are put in repair
+/// mode, so that the exit closes them without a word to their peers (no FIN, no
+/// reset), and the restored process takes them over.
+pub fn hold() {
+    for slot in SAVED.iter().take(SAVED_N.load(Relaxed)) {
+        let _ = sys::setsockopt_int(slot.load(Relaxed), libc::IPPROTO_TCP, TCP_REPAIR, 1);
+    }
+}
+
+#[cfg(feature = "restore")]
+pub use restore::{prepare, restore};
+
+#[cfg(feature = "restore")]
+#[allow(unsafe_code)]
+mod restore {
+    use super::super::os::*;
+    use super::*;
+
+    const TCPOPT_MSS: u32 = 2;
+    const TCPOPT_WINDOW: u32 = 3;
+    const TCPOPT_SACK_PERM: u32 = 4;
+    const TCPOPT_TIMESTAMP: u32 = 8;
+    const TCP_REPAIR_OPTIONS: i32 = 22;
+    const TCPI_OPT_TIMESTAMPS: u32 = 1;
+    const TCPI_OPT_SACK: u32 = 2;
+    const TCPI_OPT_WSCALE: u32 = 4;
+
+    fn set(fd: i32, name: i32, v: &[u8], what: &str) -> std::io::Result<()> {
+        // SAFETY: setsockopt with `v.len()` valid bytes on our socket.
+        let r = unsafe { libc::setsockopt(fd, libc::IPPROTO_TCP, name, v.as_ptr().cast(), v.len() as u32) };
+        if r == 0 { Ok(()) } else { Err(Error::other(format!("{what}: {}", Error::last_os_error()))) }
+    }
+
+    fn set_int(fd: i32, name: i32, v: i32, what: &str) -> std::io::Result<()> {
+        set(fd, name, &v.to_ne_bytes(), what)
+    }
+
+    /// Puts connection `fd` (a new TCP socket, options set, not bound yet) in repair
+    /// mode and sets where its queues start, as `blob` (its saved `TcpConn` and
+    /// queues) says: to be called before `bind` and `connect`. Returns the record.
+    pub fn prepare(fd: i32, blob: &[u8]) -> std::io::Result<TcpConn> {
+        let conn: TcpConn = mig_image::read_record(blob, 0).ok_or_else(|| Error::other("its TCP state is cut short"))?;
+        if conn.blob_len() != blob.len() as u64 {
+            return Err(Error::other("its TCP state does not match its queues"));
+        }
+        set_int(fd, TCP_REPAIR, 1, "repair mode (it takes CAP_NET_ADMIN)")?;
+        for (queue, seq, len) in [(TCP_RECV_QUEUE, conn.rcv_seq, conn.recvq_len), (TCP_SEND_QUEUE, conn.snd_seq, conn.sendq_len)] {
+            set_int(fd, TCP_REPAIR_QUEUE, queue, "its queues")?;
+            set_int(fd, TCP_QUEUE_SEQ, seq.wrapping_sub(len) as i32, "its sequence numbers")?;
+        }
+        Ok(conn)
+    }
+
+    /// After `connect` (in repair mode: no packet leaves): the options, timestamps,
+    /// queues and windows the connection had; then out of repair mode, which sends the
+    /// peer a window probe.
+    pub fn restore(fd: i32, conn: &TcpConn, blob: &[u8]) -> std::io::Result<()> {
+        let mut opts = Vec::from([(TCPOPT_MSS, conn.mss)]);
+        if conn.options & TCPI_OPT_WSCALE != 0 {
+            opts.push((TCPOPT_WINDOW, conn.snd_wscale | conn.rcv_wscale << 16));
+        }
+        if conn.options & TCPI_OPT_TIMESTAMPS != 0 {
+            opts.push((TCPOPT_TIMESTAMP, 0));
+        }
+        if conn.options & TCPI_OPT_SACK != 0 {
+            opts.push((TCPOPT_SACK_PERM, 0));
+        }
+        let bytes: Vec<u8> = opts.iter().flat_map(|&(c, v)| c.to_ne_bytes().into_iter().chain(v.to_ne_bytes())).collect();
+        set(fd, TCP_REPAIR_OPTIONS, &bytes, "its TCP options")?;
+        if conn.options & TCPI_OPT_TIMESTAMPS != 0 {
+            set_int(fd, TCP_TIMESTAMP, conn.timestamp as i32, "its timestamps")?;
+        }
+        let queues = blob.get(size_of::<TcpConn>()..).unwrap_or_default();
+        let (recvq, sendq) = queues.split_at((conn.recvq_len as usize).min(queues.len()));
+        for (queue, mut bytes) in [(TCP_RECV_QUEUE, recvq), (TCP_SEND_QUEUE, sendq)] {
+            set_int(fd, TCP_REPAIR_QUEUE, queue, "its queues")?;
+            while !bytes.is_empty() {
+                let chunk = bytes.len().min(64 << 10);
+                // SAFETY: sending `chunk` bytes of `bytes` on our socket.
+                let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), chunk, libc::MSG_DONTWAIT) };
+                if n <= 0 {
+                    return Err(Error::other(format!("its queued bytes: {}", Error::last_os_error())));
+                }
+                bytes = bytes.get(n as usize..).unwrap_or_default();
+            }
+        }
+        if conn.window != [0; 5] {
+            let w: Vec<u8> = conn.window.iter().flat_map(|v| v.to_ne_bytes()).collect();
+            set(fd, TCP_REPAIR_WINDOW, &w, "its windows")?;
+        }
+        set_int(fd, TCP_REPAIR_QUEUE, 0, "its queues")?;
+        set_int(fd, TCP_REPAIR, 0, "leaving repair mode")
+    }
+}
