@@ -7,7 +7,8 @@
  * socket with SO_BROADCAST and IP_FREEBIND, bound to 127.0.0.1; and a TCP
  * connection to a second listener (SO_REUSEADDR on: its port can be bound again
  * while the killed connection lingers), both ends in the process (a restore brings
- * them back reset, but TCP sockets still: SO_DOMAIN AF_INET). Right after
+ * them back whole with repair mode as root, else reset, but TCP sockets still:
+ * SO_DOMAIN AF_INET). Right after
  * setting them it reads every option back (the kernel doubles buffer sizes); every
  * step it reads them again and compares. The step line folds in a bit mask of the
  * options that differ (0 when none does), and a line names it.

@@ -6,6 +6,7 @@
 #   ip (iproute2)            migration over a veth pair into a network namespace
 #   go (golang-go)           a Go subject (the Go runtime takes every signal)
 #   node (nodejs)            a Node.js subject (V8's heap is MADV_DONTFORK; node owns SIGUSR1)
+#   redis-server             a server whose client keeps its connection across a restart
 #   slurmctld, slurmd,       a Slurm cluster of two nodes the batch tests start and stop
 #   sbatch, munged           (tests/slurm.rs, c-tests/slurm_cluster.sh)
 # The tests themselves never install anything: one whose prerequisite is missing fails
@@ -24,6 +25,7 @@ command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
 command -v go >/dev/null || need+=(golang-go)
 command -v node >/dev/null || need+=(nodejs)
+command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /usr/sbin/slurmctld ] || need+=(slurmctld)
 [ -x /usr/sbin/slurmd ] || need+=(slurmd)
 command -v sbatch >/dev/null || need+=(slurm-client)
@@ -40,3 +42,7 @@ fi
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 echo "setup: installed ${need[*]}"
+# The package starts a redis service of its own, which no test uses.
+if [[ " ${need[*]} " == *" redis-server "* ]] && command -v service >/dev/null; then
+  service redis-server stop >/dev/null 2>&1 || true
+fi

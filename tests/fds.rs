@@ -223,6 +223,113 @@ fn listening_tcp_and_unix_sockets_come_back_and_connections_are_reset() {
     assert_eq!(&restored[2..], &reference[after_close..], "the restored server differs from the uninterrupted one");
 }
 
+/// A server's client never notices its restart: `tcp_echo` checkpointed with `mig
+/// checkpoint --exit` while a TCP client is connected and restored by `mig restart`
+/// goes on serving that same connection (repair mode: it shares its port with the
+/// restored listener), and accepts new clients; its output is an uninterrupted run's.
+#[test]
+fn a_servers_connected_client_never_notices_its_restart() {
+    require_root("TCP repair mode takes CAP_NET_ADMIN");
+    let dir = tempdir("tcp_echo_repair");
+    let l = Launch::new(&compile("tcp_echo"), &dir);
+    // Client 1 says "alpha" 20 times (past the kernel's first quick acknowledgements:
+    // the last echo's acknowledgement is delayed); (the restart); client 2 connects; 1
+    // says "beta", 2 "gamma", then "quit".
+    let first_half = |p: &mut Proc, a: &mut TcpStream| {
+        expect_line(p, "conn 1 tcp");
+        for i in 1..=20 {
+            echo(a, "alpha");
+            expect_line(p, &format!("step {i} "));
+        }
+    };
+    let second_half = |p: &mut Proc, a: &mut TcpStream, port: u16| {
+        let mut b = wait_until("the listener", Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).ok());
+        b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        expect_line(p, "conn 2 tcp");
+        echo(a, "beta");
+        echo(&mut b, "gamma");
+        b.write_all(b"quit\n").unwrap();
+        let mut bye = [0u8; 4];
+        b.read_exact(&mut bye).unwrap();
+    };
+    let _ = std::fs::remove_file(dir.join("port"));
+    let mut p = l.clone_bare().start();
+    let port = read_port(&dir);
+    let mut a = tcp(port);
+    first_half(&mut p, &mut a);
+    second_half(&mut p, &mut a, port);
+    let (reference, st, err) = p.finish();
+    assert!(st.success(), "uninterrupted server failed: {st:?} {err}\n{reference:?}");
+
+    let _ = std::fs::remove_file(dir.join("port"));
+    let image = dir.join("echo.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    let port = read_port(&dir);
+    let mut a = tcp(port);
+    first_half(&mut p, &mut a);
+    let (st, _, err) = output(&mut mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", image.to_str().unwrap()]));
+    assert!(st.success(), "{err}");
+    assert!(!err.contains("warning"), "the connection is saved whole: {err}");
+    let (mut lines, _, _) = p.finish();
+    let mut r = Launch::new(&mig(), &dir).bare().arg("restart").arg(image.to_str().unwrap()).start();
+    second_half(&mut r, &mut a, port);
+    let (restored, st, err) = r.finish();
+    assert!(st.success(), "restored server failed: {st:?}\nstderr: {err}\nstdout: {restored:?}");
+    assert!(!err.contains("warning"), "{err}");
+    lines.extend(restored);
+    assert_eq!(lines, reference, "the server's output differs from an uninterrupted run's");
+}
+
+/// Sends a redis command (RESP) on `s` and expects `reply`.
+fn redis(s: &mut TcpStream, args: &[&str], reply: &str) {
+    let mut cmd = format!("*{}\r\n", args.len());
+    for a in args {
+        cmd += &format!("${}\r\n{a}\r\n", a.len());
+    }
+    s.write_all(cmd.as_bytes()).unwrap();
+    let mut got = vec![0u8; reply.len()];
+    s.read_exact(&mut got).unwrap_or_else(|e| panic!("no reply to {args:?}: {e}"));
+    assert_eq!(String::from_utf8_lossy(&got), reply, "{args:?}");
+}
+
+/// redis-server, a program nobody here wrote, checkpointed with `mig checkpoint --exit`
+/// right after answering a client and restored by `mig restart`: the client goes on
+/// on the same connection (its keys there), and nothing is said.
+#[test]
+fn redis_keeps_its_connected_client_across_a_restart() {
+    require_root("TCP repair mode takes CAP_NET_ADMIN");
+    let server = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].into_iter().map(Path::new).find(|p| p.exists());
+    let server = server.expect("no redis-server: install it (./scripts/setup.sh does)");
+    let dir = tempdir("redis");
+    let image = dir.join("redis.mig");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let l = ["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"].iter().fold(Launch::new(server, &dir), |l, a| l.arg(a));
+    let p = l.clone_with("MIG_IMAGE", &image).start();
+    let connect = || {
+        let s = wait_until("redis listening", Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).ok());
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    let mut a = connect();
+    redis(&mut a, &["SET", "k", "v1"], "+OK\r\n");
+    redis(&mut a, &["INCR", "n"], ":1\r\n");
+    redis(&mut a, &["INCR", "n"], ":2\r\n");
+    let (st, _, err) = output(&mut mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", image.to_str().unwrap()]));
+    assert!(st.success(), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    p.finish();
+    let r = Launch::new(&mig(), &dir).bare().arg("restart").arg(image.to_str().unwrap()).start();
+    // Once it answers a new client, it runs.
+    let mut b = connect();
+    redis(&mut b, &["PING"], "+PONG\r\n");
+    redis(&mut a, &["GET", "k"], "$2\r\nv1\r\n");
+    redis(&mut a, &["INCR", "n"], ":3\r\n");
+    b.write_all(b"*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n").unwrap();
+    let (_, st, err) = r.finish();
+    assert!(st.success(), "{st:?} {err}");
+    assert!(!err.contains("mig:"), "{err}");
+}
+
 /// Local TCP ends on 127.0.0.1:`port` in TIME_WAIT (`/proc/net/tcp`, state 06).
 fn lingering_on(port: u16) -> usize {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();

@@ -136,7 +136,8 @@ fn a_removed_working_directory_stays_removed() {
 #[test]
 fn socket_options_come_back() {
     let dir = tempdir("sockopts");
-    let (_, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("sockopts"), &dir).arg("20"), 5);
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("sockopts"), &dir).arg("20"), 5);
+    assert!(!ckpt_err.contains("warning"), "checkpoint: {ckpt_err}");
     assert!(!err.contains("warning"), "restore: {err}");
 }
 
@@ -513,4 +514,37 @@ fn an_established_tcp_connection_comes_back_intact() {
     assert!(st.success(), "restored run failed: {st:?}\n{err}");
     assert!(!err.contains("warning"), "{err}");
     assert_continues(&reference, &before, &restored);
+}
+
+/// Where the kernel's repair mode is refused (no CAP_NET_ADMIN), at the checkpoint or
+/// at the restore, the connection comes back reset by the peer, and a warning says so
+/// then: the restored process reads `ECONNRESET` where it would have read on.
+#[test]
+fn a_tcp_connection_repair_mode_cannot_save_comes_back_reset_and_says_so() {
+    require_root("the other half of this test (the restore) takes CAP_NET_ADMIN away from root");
+    let dir = tempdir("tcp_conn_reset");
+    let bin = compile("tcp_conn");
+    let image = dir.join("conn.mig");
+    let reset = ": read returned -1 (errno 104)";
+    for (no_repair_at, warned_at) in [("checkpoint", "descriptor 3 (socket:["), ("restore", "descriptor 3: its TCP connection to 127.0.0.1:")] {
+        let launch = |port: u16| {
+            let l = Launch::new(&bin, &dir).arg(&port.to_string()).clone_with("MIG_IMAGE", &image);
+            if no_repair_at == "checkpoint" { l.without_net_admin() } else { l }
+        };
+        let (mut p, _c) = tcp_peer(30, |port| launch(port).start());
+        p.until("step 5 ");
+        let (st, _, ckpt_err) = output(&mut mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", image.to_str().unwrap()]));
+        assert!(st.success(), "{ckpt_err}");
+        p.finish();
+        let restart = Launch::new(&mig(), &dir).bare().arg("restart").arg(image.to_str().unwrap());
+        let restart = if no_repair_at == "restore" { restart.without_net_admin() } else { restart };
+        let (restored, _, err) = restart.start().finish();
+        let warned = if no_repair_at == "checkpoint" { &ckpt_err } else { &err };
+        assert!(
+            warned.lines().any(|l| l.contains("warning") && l.contains(warned_at) && l.contains("reset by the peer")),
+            "no repair mode at the {no_repair_at}: no warning: {warned}"
+        );
+        let first = restored.first().map_or("", String::as_str);
+        assert!(first.starts_with("FAIL step ") && first.ends_with(reset), "no repair mode at the {no_repair_at}: {restored:?}\n{err}");
+    }
 }

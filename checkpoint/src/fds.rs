@@ -370,7 +370,8 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
                 match kinds::tcp::save(f.fd, &mut s.queued) {
                     Ok(len) => {
                         set_data(s, i, at, len);
-                        if !s.exiting {
+                        // Both ends in the process come back together.
+                        if !s.exiting && !kinds::tcp::peer_here(s.fds.as_slice(), &s.strings, &f) {
                             warn(
                                 &f,
                                 &s.strings,

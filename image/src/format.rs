@@ -722,6 +722,8 @@ pub struct TcpConn {
     pub timestamp: u32,
     /// `struct tcp_repair_window`: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup.
     pub window: [u32; 5],
+    /// The bytes at the end of the send queue never sent (`SIOCOUTQNSD`).
+    pub unsent: u32,
 }
 
 impl TcpConn {
@@ -884,7 +886,7 @@ const _: () = assert!(size_of::<InotifyWatch>() == 16);
 const _: () = assert!(size_of::<LockEntry>() == 24);
 const _: () = assert!(size_of::<Segment>() == 16);
 const _: () = assert!(size_of::<SockOpts>() == 48);
-const _: () = assert!(size_of::<TcpConn>() == 56);
+const _: () = assert!(size_of::<TcpConn>() == 60);
 const _: () = assert!(size_of::<TimerRecord>() == 24 + 32);
 
 /// An all-zero record.

@@ -174,6 +174,7 @@ fn wait_timeout(child: &mut Child) -> ExitStatus {
 }
 
 /// How to start a subject.
+#[derive(Clone)]
 pub struct Launch {
     pub cmd: Vec<String>,
     pub cwd: PathBuf,
@@ -181,11 +182,13 @@ pub struct Launch {
     pub preload: bool,
     /// Run as this user (uid and gid, no supplementary groups) instead of the tests'.
     pub user: Option<u32>,
+    /// Run without CAP_NET_ADMIN, though as root.
+    pub no_net_admin: bool,
 }
 
 impl Launch {
     pub fn new(bin: &Path, dir: &Path) -> Self {
-        Launch { cmd: vec![bin.display().to_string()], cwd: dir.to_path_buf(), env: vec![], preload: true, user: None }
+        Launch { cmd: vec![bin.display().to_string()], cwd: dir.to_path_buf(), env: vec![], preload: true, user: None, no_net_admin: false }
     }
     pub fn arg(mut self, a: &str) -> Self {
         self.cmd.push(a.into());
@@ -202,6 +205,12 @@ impl Launch {
     /// Runs as user `uid` (group `uid`, no supplementary groups): see `Sandbox`.
     pub fn run_as(mut self, uid: u32) -> Self {
         self.user = Some(uid);
+        self
+    }
+    /// Runs without CAP_NET_ADMIN (dropped from the bounding set: root's inheritable
+    /// set is empty), so that the kernel's TCP repair mode is refused.
+    pub fn without_net_admin(mut self) -> Self {
+        self.no_net_admin = true;
         self
     }
     /// The subject's command: its arguments, directory and environment.
@@ -223,12 +232,16 @@ impl Launch {
         let mut c = self.command();
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // Only 0, 1 and 2: whatever the test runner inherited is not the subject's.
-        let user = self.user;
-        // SAFETY: close_range, setgroups, setgid and setuid are async-signal-safe, as
-        // pre_exec requires.
+        let (user, no_net_admin) = (self.user, self.no_net_admin);
+        // SAFETY: close_range, prctl, setgroups, setgid and setuid are async-signal-safe,
+        // as pre_exec requires.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
                 libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                const CAP_NET_ADMIN: libc::c_ulong = 12;
+                if no_net_admin && libc::prctl(libc::PR_CAPBSET_DROP, CAP_NET_ADMIN, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 match user {
                     Some(uid) => become_user(uid),
                     None => Ok(()),
@@ -317,12 +330,10 @@ pub fn checkpoint_kill_restart(l: Launch, at: u32) -> String {
 
 impl Launch {
     pub fn clone_with(&self, k: &str, v: &Path) -> Launch {
-        let mut l = Launch { cmd: self.cmd.clone(), cwd: self.cwd.clone(), env: self.env.clone(), preload: self.preload, user: self.user };
-        l.env.push((k.into(), v.display().to_string()));
-        l
+        self.clone().env(k, v)
     }
     pub fn clone_bare(&self) -> Launch {
-        Launch { cmd: self.cmd.clone(), cwd: self.cwd.clone(), env: self.env.clone(), preload: false, user: self.user }
+        self.clone().bare()
     }
 }
 

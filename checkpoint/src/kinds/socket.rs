@@ -177,7 +177,9 @@ mod restore {
             None => None,
         };
         let inet = s.domain != libc::AF_UNIX;
-        if inet {
+        // (Repair mode lets a connection share its port with the listener it came from;
+        // SO_REUSEADDR would take that away.)
+        if inet && conn.is_none() {
             // Connections of the previous life may linger in TIME_WAIT on the port;
             // set as it was once bound.
             set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
@@ -215,14 +217,18 @@ mod restore {
                 return Err(Error::other(format!("cannot bind {} again: {e} ({why})", SockAddr::decode(bound))));
             }
         }
-        if inet && s.opts & SOCKOPT_REUSEADDR == 0 {
-            set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 0);
-        }
         if let Some(conn) = conn {
             // In repair mode `connect` sends nothing: the connection is established.
             // SAFETY: `peer` holds a socket address of `peer.len()` bytes as saved.
             let r = if unsafe { libc::connect(fd, peer.as_ptr().cast(), peer.len() as u32) } < 0 { Err(Error::last_os_error()) } else { Ok(()) };
-            return taken_over(fd, r.and_then(|()| super::super::tcp::restore(fd, &conn, blob)));
+            let r = r.and_then(|()| super::super::tcp::restore(fd, &conn, blob));
+            if r.is_ok() {
+                set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (s.opts & SOCKOPT_REUSEADDR != 0) as i32);
+            }
+            return taken_over(fd, r);
+        }
+        if inet && s.opts & SOCKOPT_REUSEADDR == 0 {
+            set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 0);
         }
         if f.data_len > 0 {
             fill_datagrams(f, cx, &s, bound)?;

@@ -6,10 +6,11 @@
 //! `hold`). Without the capability a connection comes back reset, as before.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::files::Strings;
 use crate::scratch::List;
 use crate::sys;
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed};
-use mig_image::{TcpConn, bytes_of};
+use mig_image::{FdKind, FdRecord, Params, SocketParams, TcpConn, bytes_of};
 
 const TCP_REPAIR: i32 = 19;
 const TCP_REPAIR_QUEUE: i32 = 20;
@@ -21,6 +22,7 @@ const TCP_SEND_QUEUE: i32 = 2;
 const TCP_ESTABLISHED: u8 = 1;
 const SIOCINQ: u64 = 0x541b;
 const SIOCOUTQ: u64 = 0x5411;
+const SIOCOUTQNSD: u64 = 0x894b;
 
 /// Connections saved whole by this checkpoint, to be closed silently if it ends the
 /// process.
@@ -70,6 +72,7 @@ fn read(fd: i32, out: &mut List<u8>) -> Result<(), &'static str> {
     }
     let recvq_len = sys::ioctl_get(fd, SIOCINQ).map_err(|_| "its receive queue cannot be measured")? as u32;
     let sendq_len = sys::ioctl_get(fd, SIOCOUTQ).map_err(|_| "its send queue cannot be measured")? as u32;
+    let unsent = (sys::ioctl_get(fd, SIOCOUTQNSD).map_err(|_| "its send queue cannot be measured")? as u32).min(sendq_len);
     let int = |name| sys::getsockopt_int(fd, libc::IPPROTO_TCP, name).map(|v| v as u32).map_err(|_| "its settings cannot be read");
     let mut window = [0u8; 20];
     // Older kernels have no TCP_REPAIR_WINDOW: zeroes, not set again.
@@ -88,6 +91,7 @@ fn read(fd: i32, out: &mut List<u8>) -> Result<(), &'static str> {
         rcv_wscale: (wscales >> 4) as u32,
         timestamp: int(TCP_TIMESTAMP)?,
         window,
+        unsent,
     };
     conn.rcv_seq = queue_seq(fd, TCP_RECV_QUEUE)?;
     conn.snd_seq = queue_seq(fd, TCP_SEND_QUEUE)?;
@@ -109,12 +113,34 @@ fn queue_seq(fd: i32, queue: i32) -> Result<u32, &'static str> {
     sys::getsockopt_int(fd, libc::IPPROTO_TCP, TCP_QUEUE_SEQ).map(|v| v as u32).map_err(|_| "its sequence numbers cannot be read")
 }
 
+/// Whether the other end of connection `f` is a connection of the process too (its
+/// addresses, crossed, are another record's).
+pub fn peer_here(all: &[FdRecord], strings: &Strings, f: &FdRecord) -> bool {
+    let text = strings.bytes.as_slice();
+    let addrs = |r: &FdRecord| {
+        let p = SocketParams::decode(&r.params);
+        text.get(r.extra.off as usize..(r.extra.off + r.extra.len) as usize).map(|e| p.addrs(e))
+    };
+    let Some((bound, peer)) = addrs(f) else { return false };
+    all.iter().any(|o| o.kind == FdKind::Socket as u32 && o.fd != f.fd && addrs(o) == Some((peer, bound)))
+}
+
 /// The process ends after its image is safe: its saved connections are put in repair
 /// mode, so that the exit closes them without a word to their peers (no FIN, no
-/// reset), and the restored process takes them over.
+/// reset), and the restored process takes them over. First, for up to 300 ms, until
+/// their peers have acknowledged all they were sent: a peer's delayed
+/// acknowledgement (up to 200 ms) reaching the port while nothing is there would be
+/// answered with a reset. (Sent again by the restored process, those bytes are
+/// acknowledged again, as duplicates.)
 pub fn hold() {
-    for slot in SAVED.iter().take(SAVED_N.load(Relaxed)) {
-        let _ = sys::setsockopt_int(slot.load(Relaxed), libc::IPPROTO_TCP, TCP_REPAIR, 1);
+    let saved = || SAVED.iter().take(SAVED_N.load(Relaxed)).map(|s| s.load(Relaxed));
+    let unacknowledged = |fd| sys::ioctl_get(fd, SIOCOUTQ).unwrap_or(0).saturating_sub(sys::ioctl_get(fd, SIOCOUTQNSD).unwrap_or(0));
+    let deadline = sys::clock_monotonic_ns() + 300_000_000;
+    while saved().any(|fd| unacknowledged(fd) > 0) && sys::clock_monotonic_ns() < deadline {
+        sys::sleep_ms(2);
+    }
+    for fd in saved() {
+        let _ = sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 1);
     }
 }
 
@@ -183,23 +209,32 @@ mod restore {
         }
         let queues = blob.get(size_of::<TcpConn>()..).unwrap_or_default();
         let (recvq, sendq) = queues.split_at((conn.recvq_len as usize).min(queues.len()));
-        for (queue, mut bytes) in [(TCP_RECV_QUEUE, recvq), (TCP_SEND_QUEUE, sendq)] {
+        // What was sent goes back as sent (the peer acknowledges it, or it is sent
+        // again); what was not is sent once out of repair mode.
+        let (sent, unsent) = sendq.split_at(sendq.len() - (conn.unsent as usize).min(sendq.len()));
+        for (queue, bytes) in [(TCP_RECV_QUEUE, recvq), (TCP_SEND_QUEUE, sent)] {
             set_int(fd, TCP_REPAIR_QUEUE, queue, "its queues")?;
-            while !bytes.is_empty() {
-                let chunk = bytes.len().min(64 << 10);
-                // SAFETY: sending `chunk` bytes of `bytes` on our socket.
-                let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), chunk, libc::MSG_DONTWAIT) };
-                if n <= 0 {
-                    return Err(Error::other(format!("its queued bytes: {}", Error::last_os_error())));
-                }
-                bytes = bytes.get(n as usize..).unwrap_or_default();
-            }
+            send_all(fd, bytes)?;
         }
         if conn.window != [0; 5] {
             let w: Vec<u8> = conn.window.iter().flat_map(|v| v.to_ne_bytes()).collect();
             set(fd, TCP_REPAIR_WINDOW, &w, "its windows")?;
         }
         set_int(fd, TCP_REPAIR_QUEUE, 0, "its queues")?;
-        set_int(fd, TCP_REPAIR, 0, "leaving repair mode")
+        set_int(fd, TCP_REPAIR, 0, "leaving repair mode")?;
+        send_all(fd, unsent)
+    }
+
+    fn send_all(fd: i32, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let chunk = bytes.len().min(64 << 10);
+            // SAFETY: sending `chunk` bytes of `bytes` on our socket.
+            let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), chunk, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+            if n <= 0 {
+                return Err(Error::other(format!("its queued bytes: {}", Error::last_os_error())));
+            }
+            bytes = bytes.get(n as usize..).unwrap_or_default();
+        }
+        Ok(())
     }
 }

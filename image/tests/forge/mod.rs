@@ -889,7 +889,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
                 require!([1, 2, 10].contains(&q[0]) && [1, 2, 3, 5].contains(&q[1]), "socket kind");
                 require!(q[7] <= 4096 && q[4] <= 128 && q[5] <= 128 && q[4] + q[5] + 48 + 8 * q[7] == f.extra.len as u64, "socket addresses");
                 // Connected: a datagram socket, or a TCP connection with its state.
-                let tcp = [2, 10].contains(&q[0]) && q[1] == 1 && f.data_len >= 56;
+                let tcp = [2, 10].contains(&q[0]) && q[1] == 1 && f.data_len >= 60;
                 require!(q[5] == 0 || q[1] == 2 || tcp, "connected socket");
                 require!(q[2] <= i32::MAX as u64 && q[3] <= i32::MAX as u64 && q[6] < 256, "socket numbers");
             }
