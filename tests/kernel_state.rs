@@ -516,6 +516,21 @@ fn an_established_tcp_connection_comes_back_intact() {
     assert_continues(&reference, &before, &restored);
 }
 
+/// Both ends of a TCP connection in the process, over IPv4 and over IPv6, with bytes
+/// waiting both ways (and the listener it came from, on the same port), checkpointed
+/// while the process goes on, killed and restored: the connection is whole again
+/// (neither end leaves repair mode, probing the other, before both exist), and
+/// nothing is said.
+#[test]
+fn a_tcp_connection_within_the_process_comes_back_whole() {
+    require_root("TCP repair mode takes CAP_NET_ADMIN");
+    for mode in ["self", "self6"] {
+        let dir = tempdir(&format!("tcp_conn_{mode}"));
+        let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("tcp_conn"), &dir).arg(mode).arg("30"), 5);
+        assert!(!ckpt_err.contains("warning") && !err.contains("warning"), "{mode}: checkpoint: {ckpt_err}\nrestore: {err}");
+    }
+}
+
 /// Where the kernel's repair mode is refused (no CAP_NET_ADMIN), at the checkpoint or
 /// at the restore, the connection comes back reset by the peer, and a warning says so
 /// then: the restored process reads `ECONNRESET` where it would have read on.

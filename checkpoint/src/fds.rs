@@ -365,7 +365,7 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
                 warn(&f, &s.strings, "it is connected outside the process; it comes back as a connection reset by the peer");
                 FdKind::Reset
             }
-            Some(FdKind::Socket) if SocketParams::decode(&f.params).ty != libc::SOCK_DGRAM && SocketParams::decode(&f.params).peer_len > 0 => {
+            Some(FdKind::Socket) if SocketParams::decode(&f.params).is_connection() => {
                 let at = s.queued.len() as u64;
                 match kinds::tcp::save(f.fd, &mut s.queued) {
                     Ok(len) => {

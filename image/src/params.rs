@@ -204,6 +204,11 @@ impl SocketParams {
         let at = self.bound_len as usize + self.peer_len as usize + size_of::<SockOpts>();
         extra.get(at..at + self.filter_len as usize * crate::SOCK_FILTER_LEN).unwrap_or_default()
     }
+    /// Whether it is a TCP connection (a connected stream socket; `TcpConn` heads its
+    /// blob).
+    pub fn is_connection(&self) -> bool {
+        self.ty == 1 && self.peer_len > 0
+    }
     /// How many bytes of `extra` the record's parts take.
     pub fn extra_len(&self) -> u64 {
         self.bound_len as u64 + self.peer_len as u64 + size_of::<SockOpts>() as u64 + self.filter_len as u64 * crate::SOCK_FILTER_LEN as u64

@@ -90,6 +90,8 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
     let mut made: HashMap<i32, i32> = HashMap::new();
     // Descriptors made only to be sent in flight, closed once the queues are back.
     let mut carried = vec![];
+    // TCP connections, in repair mode until every descriptor is made.
+    let mut connections = vec![];
     for f in &records {
         if f.in_flight == 1 && !needed.contains(&f.fd) {
             continue;
@@ -119,6 +121,9 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
                     None => kinds::restore(f, &mut cx).map_err(|e| what(e.to_string()))?,
                 };
                 let fd = raise_fd(fd, base)?;
+                if f.kind == FdKind::Socket as u32 && SocketParams::decode(&f.params).is_connection() {
+                    connections.push((fd, f));
+                }
                 if f.in_flight == 1 {
                     made.insert(f.fd, fd);
                     carried.push(fd);
@@ -150,6 +155,9 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
         if f.in_flight == 0 {
             plan.place.push((fd, f.fd, f.fd_flags & libc::FD_CLOEXEC as u32 != 0));
         }
+    }
+    for (fd, f) in connections {
+        kinds::tcp::finish(fd, f, img.data(f.data_off, f.data_len));
     }
     take_controlling_terminal(img, &cx);
     socketpair::fill(&cx, &|saved| made.get(&saved).copied())?;

@@ -137,7 +137,7 @@ mod restore {
         let (bound, peer) = s.addrs(cx.img.str(f.extra));
         let valued = s.opts(cx.img.str(f.extra));
         // A TCP connection, taken over in repair mode; or, where that fails, reset.
-        let connection = s.ty == libc::SOCK_STREAM && !peer.is_empty();
+        let connection = s.is_connection();
         // SAFETY: creating a socket.
         let fd = last_error(unsafe { libc::socket(s.domain, s.ty | libc::SOCK_CLOEXEC, s.protocol) })?;
         let taken_over = |fd: i32, r: std::io::Result<()>| match r {

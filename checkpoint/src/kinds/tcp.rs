@@ -145,7 +145,7 @@ pub fn hold() {
 }
 
 #[cfg(feature = "restore")]
-pub use restore::{prepare, restore};
+pub use restore::{finish, prepare, restore};
 
 #[cfg(feature = "restore")]
 #[allow(unsafe_code)]
@@ -189,8 +189,8 @@ mod restore {
     }
 
     /// After `connect` (in repair mode: no packet leaves): the options, timestamps,
-    /// queues and windows the connection had; then out of repair mode, which sends the
-    /// peer a window probe.
+    /// queues and windows the connection had. It stays in repair mode until every
+    /// descriptor is made (`finish`).
     pub fn restore(fd: i32, conn: &TcpConn, blob: &[u8]) -> std::io::Result<()> {
         let mut opts = Vec::from([(TCPOPT_MSS, conn.mss)]);
         if conn.options & TCPI_OPT_WSCALE != 0 {
@@ -207,11 +207,7 @@ mod restore {
         if conn.options & TCPI_OPT_TIMESTAMPS != 0 {
             set_int(fd, TCP_TIMESTAMP, conn.timestamp as i32, "its timestamps")?;
         }
-        let queues = blob.get(size_of::<TcpConn>()..).unwrap_or_default();
-        let (recvq, sendq) = queues.split_at((conn.recvq_len as usize).min(queues.len()));
-        // What was sent goes back as sent (the peer acknowledges it, or it is sent
-        // again); what was not is sent once out of repair mode.
-        let (sent, unsent) = sendq.split_at(sendq.len() - (conn.unsent as usize).min(sendq.len()));
+        let (recvq, sent, _) = queues(conn, blob);
         for (queue, bytes) in [(TCP_RECV_QUEUE, recvq), (TCP_SEND_QUEUE, sent)] {
             set_int(fd, TCP_REPAIR_QUEUE, queue, "its queues")?;
             send_all(fd, bytes)?;
@@ -220,9 +216,33 @@ mod restore {
             let w: Vec<u8> = conn.window.iter().flat_map(|v| v.to_ne_bytes()).collect();
             set(fd, TCP_REPAIR_WINDOW, &w, "its windows")?;
         }
-        set_int(fd, TCP_REPAIR_QUEUE, 0, "its queues")?;
-        set_int(fd, TCP_REPAIR, 0, "leaving repair mode")?;
-        send_all(fd, unsent)
+        set_int(fd, TCP_REPAIR_QUEUE, 0, "its queues")
+    }
+
+    /// The receive queue, the part of the send queue that was sent (it goes back as
+    /// sent: the peer acknowledges it, or it is sent again) and the part that was not.
+    fn queues<'b>(conn: &TcpConn, blob: &'b [u8]) -> (&'b [u8], &'b [u8], &'b [u8]) {
+        let queues = blob.get(size_of::<TcpConn>()..).unwrap_or_default();
+        let (recvq, sendq) = queues.split_at((conn.recvq_len as usize).min(queues.len()));
+        let (sent, unsent) = sendq.split_at(sendq.len() - (conn.unsent as usize).min(sendq.len()));
+        (recvq, sent, unsent)
+    }
+
+    /// Once every descriptor is made (the peer of a connection within the process
+    /// too, which a window probe would otherwise find missing, and reset): connection
+    /// `fd`, made from record `f`, leaves repair mode (a window probe tells the peer it
+    /// is there) and sends what it had not sent. Where that fails, a warning.
+    pub fn finish(fd: i32, f: &FdRecord, blob: &[u8]) {
+        let mut repair = 0i32;
+        let mut len = 4u32;
+        // SAFETY: getsockopt into a valid int on our socket.
+        let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, TCP_REPAIR, (&mut repair as *mut i32).cast(), &mut len) };
+        // Made otherwise (reset): nothing to do.
+        let Some(conn) = mig_image::read_record::<TcpConn>(blob, 0).filter(|_| r == 0 && repair == 1) else { return };
+        let (_, _, unsent) = queues(&conn, blob);
+        if let Err(e) = set_int(fd, TCP_REPAIR, 0, "leaving repair mode").and_then(|()| send_all(fd, unsent)) {
+            eprintln!("mig: warning: descriptor {}: its TCP connection may be broken: {e}", f.fd);
+        }
     }
 
     fn send_all(fd: i32, mut bytes: &[u8]) -> std::io::Result<()> {
