@@ -1,9 +1,11 @@
 /*
- * tcp_conn.c PORT|self|self6 [STEPS] - a TCP connection with bytes in both of its
- * kernel queues (issue 15: established connections come back intact with repair
+ * tcp_conn.c PORT|self|self6|fork [STEPS] - a TCP connection with bytes in both of
+ * its kernel queues (issue 15: established connections come back intact with repair
  * mode). PORT: to a peer outside the process (the test, listening on
  * 127.0.0.1:PORT); `self` (`self6`: over IPv6): to a listener of its own on
- * 127.0.0.1 (::1), whose accepted end is the peer, both ends in the process.
+ * 127.0.0.1 (::1), whose accepted end is the peer, both ends in the process; `fork`:
+ * as `self`, then a child takes the connecting end and does the steps, the parent
+ * keeps the peer's, waits for the child and checks the block.
  *
  * Connected, it sends BLOCK bytes of a pattern at once, which the peer reads only at
  * the end (its receive buffer is small: most of them wait in this process's send
@@ -19,15 +21,38 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define BLOCK (64 * 1024)
+
+/* Reads the block from `peer` and compares it; folds where it differs into `chain`. */
+static uint64_t check_block(int peer, const unsigned char *block, uint64_t chain)
+{
+    static unsigned char got[BLOCK];
+    size_t n = 0;
+    while (n < BLOCK) {
+        ssize_t r = read(peer, got + n, BLOCK - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            fail("the peer read %zu bytes of the block, then %zd (errno %d)", n, r, r < 0 ? errno : 0);
+        n += (size_t)r;
+    }
+    for (size_t i = 0; i < BLOCK; i++)
+        if (got[i] != block[i]) {
+            emit("the block differs from byte %zu\n", i);
+            return fnv1a_u64(chain, i);
+        }
+    return chain;
+}
 
 int main(int argc, char **argv)
 {
     if (argc < 2)
         fail("usage: tcp_conn PORT|self|self6 [STEPS]");
-    int self = strncmp(argv[1], "self", 4) == 0, v6 = strcmp(argv[1], "self6") == 0;
+    int forked = strcmp(argv[1], "fork") == 0;
+    int self = forked || strncmp(argv[1], "self", 4) == 0, v6 = strcmp(argv[1], "self6") == 0;
     int steps = steps_arg(argc - 1, argv + 1, 30);
     int domain = v6 ? AF_INET6 : AF_INET;
     struct sockaddr_storage to = { 0 };
@@ -70,6 +95,24 @@ int main(int argc, char **argv)
         }
     }
     write_all(s, block, BLOCK);
+    if (forked) {
+        pid_t child = fork();
+        if (child < 0)
+            fail_errno("fork");
+        if (child > 0) {
+            close(s);
+            int st;
+            while (waitpid(child, &st, 0) < 0)
+                if (errno != EINTR)
+                    fail_errno("waitpid");
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                fail("the child ended with status %#x", st);
+            done_line(check_block(peer, block, FNV_OFFSET));
+            return 0;
+        }
+        close(peer);
+        close(listener);
+    }
 
     uint64_t chain = FNV_OFFSET;
     for (int step = 1; step <= steps; step++) {
@@ -94,24 +137,10 @@ int main(int argc, char **argv)
         step_line(step, chain);
         pace_ms(50);
     }
-    if (self) {
-        static unsigned char got[BLOCK];
-        size_t n = 0;
-        while (n < BLOCK) {
-            ssize_t r = read(peer, got + n, BLOCK - n);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0)
-                fail("the peer read %zu bytes of the block, then %zd (errno %d)", n, r, r < 0 ? errno : 0);
-            n += (size_t)r;
-        }
-        for (size_t i = 0; i < BLOCK; i++)
-            if (got[i] != block[i]) {
-                emit("the block differs from byte %zu\n", i);
-                chain = fnv1a_u64(chain, i);
-                break;
-            }
-    }
+    if (forked)
+        exit(0);
+    if (self)
+        chain = check_block(peer, block, chain);
     done_line(chain);
     close(s);
     return 0;

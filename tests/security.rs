@@ -225,7 +225,8 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
                     let (_, o, e) = finish_child(ck);
                     panic!("round {round}: the victim's mig checkpoint ended ({st:?}) before the attacker found a socket of it: {o}{e}");
                 }
-                assert!(t0.elapsed() < Duration::from_secs(5), "round {round}: the attacker found no socket of mig checkpoint; it says {:?}", a.seen);
+                // (The attacker gives up after 20 s; a loaded machine may be slow.)
+                assert!(t0.elapsed() < Duration::from_secs(15), "round {round}: the attacker found no socket of mig checkpoint; it says {:?}", a.seen);
             }
             std::fs::remove_file(&hold).unwrap();
             let (st, out, err) = finish_child(ck);

@@ -170,6 +170,15 @@ fn a_parent_and_child_over_a_socket_pair_come_back_together() {
 
 /// Children that had ended, not reaped yet, come back ended with their statuses (an
 /// exit code, a signal): the parent reaps them by pid at its end.
+/// A TCP connection between a parent and its child, bytes waiting both ways: the job's
+/// root makes both ends in repair mode and takes them out of it once both exist (an
+/// end's window probe would otherwise find no peer yet, and be answered with a reset);
+/// the job goes on as an uninterrupted run, and nothing is said.
+#[test]
+fn a_tcp_connection_between_a_parent_and_its_child_comes_back_whole() {
+    job_round("tcp_conn", &["fork", "30"], 5, Some(2));
+}
+
 #[test]
 fn children_ended_but_not_reaped_come_back_so() {
     job_round("unreaped", &["40"], 10, Some(3));

@@ -370,8 +370,9 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
                 match kinds::tcp::save(f.fd, &mut s.queued) {
                     Ok(len) => {
                         set_data(s, i, at, len);
-                        // Both ends in the process come back together.
-                        if !s.exiting && !kinds::tcp::peer_here(s.fds.as_slice(), &s.strings, &f) {
+                        // Both ends in the process come back together; in a job, `mig
+                        // checkpoint` tells those with a peer outside it.
+                        if !s.exiting && !super::control::in_job() && !kinds::tcp::peer_here(s.fds.as_slice(), &s.strings, &f) {
                             warn(
                                 &f,
                                 &s.strings,

@@ -116,12 +116,16 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
                 // One open file description with descriptors of other processes of the
                 // job: the one the root opened.
                 let once = FdKind::from_u32(f.kind).is_some_and(FdKind::made_once_for_a_job);
-                let fd = match job.and_then(|j| j.my_files.get(&f.fd)).filter(|_| once) {
+                let socket = f.kind == FdKind::Socket as u32;
+                let connection = socket && SocketParams::decode(&f.params).is_connection();
+                // Or a TCP socket the root made (`job::make_sockets`).
+                let shared = job.and_then(|j| j.my_files.get(&f.fd).filter(|_| once).or_else(|| j.sockets.get(&f.file.ino).filter(|_| socket)));
+                let fd = match shared {
                     Some(&shared) => kinds::os::dup(shared).map_err(|e| what(format!("cannot take the job's shared descriptor: {e}")))?,
                     None => kinds::restore(f, &mut cx).map_err(|e| what(e.to_string()))?,
                 };
                 let fd = raise_fd(fd, base)?;
-                if f.kind == FdKind::Socket as u32 && SocketParams::decode(&f.params).is_connection() {
+                if connection {
                     connections.push((fd, f));
                 }
                 if f.in_flight == 1 {

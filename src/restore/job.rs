@@ -15,7 +15,7 @@
 #![allow(unsafe_code)]
 
 use mig_image::tree::{Member, TreeHeader, is_tree};
-use mig_image::{FdKind, FdRecord, Image, Params, PipeParams, REGION_DATA_IN_FD, RegionKind, SocketPairParams, Table};
+use mig_image::{FdKind, FdRecord, Image, Params, PipeParams, REGION_DATA_IN_FD, RegionKind, SocketPairParams, SocketParams, Table};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -53,6 +53,9 @@ pub struct Shared {
     /// Pseudo-terminals whose master one process holds and whose slave another: the
     /// new master, by saved number.
     pub ptys: HashMap<u32, i32>,
+    /// TCP connections between two processes of the job, and the job's TCP listeners
+    /// then, by saved inode.
+    pub sockets: HashMap<u64, i32>,
     /// The pids of the job's processes, as saved (each process reads them from the
     /// image's table; not passed on).
     pub pids: Vec<u32>,
@@ -60,7 +63,7 @@ pub struct Shared {
 
 impl Shared {
     /// `p:ino:read:write`, `m:dev:ino:fd`, `s:ino:fd:0`, `f:group:fd:0`,
-    /// `v:saved:id:0` and `t:index:fd:0`, comma-separated.
+    /// `v:saved:id:0`, `t:index:fd:0` and `c:ino:fd:0`, comma-separated.
     fn encode(&self) -> String {
         let pipes = self.pipes.iter().map(|(ino, [r, w])| format!("p:{ino}:{r}:{w}"));
         let memory = self.memory.iter().map(|((dev, ino), fd)| format!("m:{dev}:{ino}:{fd}"));
@@ -68,7 +71,8 @@ impl Shared {
         let files = self.files.iter().map(|(group, fd)| format!("f:{group}:{fd}:0"));
         let sysv = self.sysv.iter().map(|(saved, id)| format!("v:{saved}:{id}:0"));
         let ptys = self.ptys.iter().map(|(index, fd)| format!("t:{index}:{fd}:0"));
-        pipes.chain(memory).chain(ends).chain(files).chain(sysv).chain(ptys).collect::<Vec<_>>().join(",")
+        let sockets = self.sockets.iter().map(|(ino, fd)| format!("c:{ino}:{fd}:0"));
+        pipes.chain(memory).chain(ends).chain(files).chain(sysv).chain(ptys).chain(sockets).collect::<Vec<_>>().join(",")
     }
 
     fn decode(v: &str) -> Shared {
@@ -94,6 +98,9 @@ impl Shared {
                 }
                 (Some(&"t"), Some(index), Some(fd), _) => {
                     s.ptys.insert(index as u32, fd as i32);
+                }
+                (Some(&"c"), Some(ino), Some(fd), _) => {
+                    s.sockets.insert(ino, fd as i32);
                 }
                 _ => {}
             }
@@ -140,6 +147,7 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
                 // Made for the whole job: kept even if a process's restore is refused.
                 sysv: super::sysv::make(&all)?.keep(),
                 ptys: make_ptys(&all)?,
+                sockets: make_sockets(&images, &shares)?,
                 pids: Vec::new(),
             }
         }
@@ -252,6 +260,65 @@ fn make_socket_pairs(images: &[Option<Image>], job_file: &dyn Fn(usize, i32) -> 
         filled?;
     }
     Ok(ends)
+}
+
+/// TCP connections between two processes of the job (an end in one whose addresses,
+/// crossed, are an end's in another), both ends made here in repair mode and taken
+/// out of it once every one is made: an end's window probe would find its peer, not
+/// a port nobody holds yet (which answers with a reset). The job's TCP listeners are
+/// made here first (those two processes share were made with the job's files): bound
+/// after a connection on its port has left repair mode, a listener would find the
+/// port taken. Inherited by every process, each takes its own by its saved inode.
+fn make_sockets(images: &[Option<Image>], shares: &[mig_image::tree::Share]) -> Result<HashMap<u64, i32>, String> {
+    let images: Vec<(usize, &Image)> = images.iter().enumerate().filter_map(|(k, i)| Some((k, i.as_ref()?))).collect();
+    let sockets = |img: &Image, want: &dyn Fn(&SocketParams) -> bool| -> Vec<FdRecord> {
+        (0..img.count(Table::Fds))
+            .map(|i| img.fd(i))
+            .filter(|f| f.kind == FdKind::Socket as u32 && f.dup_of < 0 && f.in_flight == 0 && want(&SocketParams::decode(&f.params)))
+            .collect()
+    };
+    let connection = |p: &SocketParams| p.is_connection();
+    let addrs = |img: &Image, f: &FdRecord| {
+        let (bound, peer) = SocketParams::decode(&f.params).addrs(img.str(f.extra));
+        (bound.to_vec(), peer.to_vec())
+    };
+    let mut pairs = vec![];
+    for &(k, img) in &images {
+        for f in sockets(img, &connection) {
+            let (bound, peer) = addrs(img, &f);
+            if images.iter().any(|&(j, other)| j != k && sockets(other, &connection).iter().any(|g| addrs(other, g) == (peer.clone(), bound.clone()))) {
+                pairs.push((img, f));
+            }
+        }
+    }
+    let mut made: HashMap<u64, i32> = HashMap::new();
+    if pairs.is_empty() {
+        return Ok(made);
+    }
+    let listener = |p: &SocketParams| p.backlog > 0 && p.ty == libc::SOCK_STREAM && p.domain != libc::AF_UNIX;
+    let listeners = images.iter().flat_map(|&(k, img)| {
+        sockets(img, &listener).into_iter().filter(move |f| !shares.iter().any(|sh| (sh.member as usize, sh.fd) == (k, f.fd))).map(move |f| (img, f))
+    });
+    let mut make = |img: &Image, f: &FdRecord| -> Result<i32, String> {
+        let all: Vec<FdRecord> = (0..img.count(Table::Fds)).map(|i| img.fd(i)).collect();
+        let mut cx = mig_checkpoint::kinds::Shared::new(img, &all, 0);
+        let fd = mig_checkpoint::kinds::restore(f, &mut cx).map_err(|e| format!("descriptor {} of a process of the job: {e}", f.fd))?;
+        // SAFETY: fcntl on our descriptor: the job's processes inherit it.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        made.insert(f.file.ino, fd);
+        Ok(fd)
+    };
+    for (img, f) in listeners.collect::<Vec<_>>() {
+        make(img, &f)?;
+    }
+    let mut to_finish = vec![];
+    for (img, f) in pairs {
+        to_finish.push((make(img, &f)?, f, img));
+    }
+    for (fd, f, img) in to_finish {
+        mig_checkpoint::kinds::tcp::finish(fd, &f, img.data(f.data_off, f.data_len));
+    }
+    Ok(made)
 }
 
 /// The descriptors in flight in the queues between two processes of the job that

@@ -229,9 +229,8 @@ mod restore {
     }
 
     /// Once every descriptor is made (the peer of a connection within the process
-    /// too, which a window probe would otherwise find missing, and reset): connection
-    /// `fd`, made from record `f`, leaves repair mode (a window probe tells the peer it
-    /// is there) and sends what it had not sent. Where that fails, a warning.
+    /// too): connection `f` leaves repair mode and sends what it had not sent. Where
+    /// that fails, a warning.
     pub fn finish(fd: i32, f: &FdRecord, blob: &[u8]) {
         let mut repair = 0i32;
         let mut len = 4u32;
@@ -240,6 +239,8 @@ mod restore {
         // Made otherwise (reset): nothing to do.
         let Some(conn) = mig_image::read_record::<TcpConn>(blob, 0).filter(|_| r == 0 && repair == 1) else { return };
         let (_, _, unsent) = queues(&conn, blob);
+        // With a window probe: a peer that has gone answers it with a reset, which
+        // the program then sees, as it would have.
         if let Err(e) = set_int(fd, TCP_REPAIR, 0, "leaving repair mode").and_then(|()| send_all(fd, unsent)) {
             eprintln!("mig: warning: descriptor {}: its TCP connection may be broken: {e}", f.fd);
         }

@@ -131,6 +131,11 @@ pub fn main(mut a: Args) -> Result<u8> {
             (None, _) => (take(a.pid, Dest::Own, opts, a.timeout)?, None),
         }
     };
+    if a.exit && out.processes <= 1 {
+        // "Has exited" is true once said: a restart right after finds the connections
+        // it takes over, and its pid, free.
+        wait_ended(a.pid);
+    }
     let wher = if streaming { "streamed to standard output".to_string() } else { format!("written to {}", out.path.display()) };
     let size = match packed {
         Some(n) => format!("{}, {}", util::size(out.bytes), compress::describe(out.bytes, n)),
@@ -446,5 +451,21 @@ impl Waiter<'_> {
                 return Err(Fail::new("interrupted"));
             }
         }
+    }
+}
+
+/// Waits (up to 5 s) until process `pid` has ended (it ends once its image is safe,
+/// after its connections' peers acknowledged what they were sent).
+fn wait_ended(pid: i32) {
+    // SAFETY: pidfd_open of a pid; the descriptor is closed below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return; // gone already
+    }
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll on one valid pollfd, then close of our descriptor.
+    unsafe {
+        libc::poll(&mut p, 1, 5000);
+        libc::close(fd);
     }
 }

@@ -389,9 +389,10 @@ fn anon_resident(pid: i32) -> u64 {
 
 /// What leads out of the job, which a process of it saved as leading to another: pipe
 /// ends no process of the job reads (not the standard descriptors, which are the
-/// restoring process's own), socket pair ends whose peer no process of it holds.
+/// restoring process's own), socket pair ends whose peer no process of it holds, TCP
+/// connections to a peer outside the job (the job's end closes them).
 fn leading_out(asked: &[Asked]) -> Vec<String> {
-    use mig_image::{FdKind, Params, PidfdParams, SocketPairParams, Table};
+    use mig_image::{FdKind, Params, PidfdParams, SocketPairParams, SocketParams, Table};
     let maps: Vec<Option<memmap2::Mmap>> = asked
         .iter()
         // SAFETY: read-only private mappings of the images just written, which only
@@ -399,22 +400,35 @@ fn leading_out(asked: &[Asked]) -> Vec<String> {
         .map(|a| std::fs::File::open(&a.part).ok().and_then(|f| unsafe { memmap2::Mmap::map(&f) }.ok()))
         .collect();
     let hasher = crc32fast::Hasher::new();
-    let fds: Vec<(i32, Vec<(mig_image::FdRecord, String)>)> = asked
+    type Addrs = (Vec<u8>, Vec<u8>);
+    /// A record, its path, a TCP connection's (bound, peer) addresses.
+    type Saved = (mig_image::FdRecord, String, Option<Addrs>);
+    let fds: Vec<(i32, Vec<Saved>)> = asked
         .iter()
         .zip(&maps)
         .filter_map(|(a, m)| {
             let img = mig_image::Image::open(m.as_ref()?, &hasher).ok()?;
-            let recs =
-                (0..img.count(Table::Fds)).map(|i| img.fd(i)).filter(|f| f.dup_of < 0).map(|f| (f, String::from_utf8_lossy(img.str(f.file.path)).into_owned()));
+            let connection = |f: &mig_image::FdRecord| {
+                let p = SocketParams::decode(&f.params);
+                (f.kind == FdKind::Socket as u32 && p.is_connection()).then(|| p.addrs(img.str(f.extra))).map(|(b, p)| (b.to_vec(), p.to_vec()))
+            };
+            let recs = (0..img.count(Table::Fds))
+                .map(|i| img.fd(i))
+                .filter(|f| f.dup_of < 0)
+                .map(|f| (f, String::from_utf8_lossy(img.str(f.file.path)).into_owned(), connection(&f)));
             Some((a.proc.pid, recs.collect()))
         })
         .collect();
-    let all = || fds.iter().flat_map(|(_, r)| r.iter().map(|(f, _)| f));
+    let all = || fds.iter().flat_map(|(_, r)| r.iter().map(|(f, _, _)| f));
+    let connected = |(bound, peer): &Addrs| fds.iter().flat_map(|(_, r)| r.iter()).any(|(_, _, c)| c.as_ref() == Some(&(peer.clone(), bound.clone())));
     let reads = |f: &mig_image::FdRecord| f.flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32;
     let mut out = vec![];
     for (pid, recs) in &fds {
-        for (f, path) in recs {
+        for (f, path, addrs) in recs {
             let lost = match FdKind::from_u32(f.kind) {
+                Some(FdKind::Socket) if addrs.as_ref().is_some_and(|a| !connected(a)) => {
+                    "its TCP connection is saved whole, but its peer sees it closed when the job ends, and a restored one is then reset"
+                }
                 Some(FdKind::Pipe) if f.fd > 2 && !all().any(|o| o.kind == f.kind && o.file.ino == f.file.ino && reads(o)) => {
                     "its reader is outside the job; it comes back as a broken pipe end"
                 }
