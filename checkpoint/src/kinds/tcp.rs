@@ -26,7 +26,7 @@ const SIOCOUTQNSD: u64 = 0x894b;
 
 /// Connections saved whole by this checkpoint, to be closed silently if it ends the
 /// process.
-static SAVED: [AtomicI32; 64] = [const { AtomicI32::new(-1) }; 64];
+static SAVED: [AtomicI32; 4096] = [const { AtomicI32::new(-1) }; 4096];
 static SAVED_N: AtomicUsize = AtomicUsize::new(0);
 
 /// Whether stream socket `fd` is an established TCP connection that repair mode can
@@ -49,16 +49,18 @@ pub fn forget() {
 
 /// Appends connection `fd`'s `TcpConn` and queues to `out`; returns how many bytes.
 pub fn save(fd: i32, out: &mut List<u8>) -> Result<u64, &'static str> {
+    if SAVED_N.load(Relaxed) >= SAVED.len() {
+        return Err("more connections than one checkpoint saves whole (4096)");
+    }
     sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 1).map_err(|_| "repair mode cannot be entered")?;
     let start = out.len();
     let r = read(fd, out);
-    if !repair_off(fd) {
-        return Err("repair mode cannot be left");
-    }
+    let r = if repair_off(fd) { r } else { Err("repair mode cannot be left") };
     if r.is_err() {
         out.truncate(start);
-    } else if let Some(slot) = SAVED.get(SAVED_N.fetch_add(1, Relaxed)) {
+    } else if let Some(slot) = SAVED.get(SAVED_N.load(Relaxed)) {
         slot.store(fd, Relaxed);
+        SAVED_N.fetch_add(1, Relaxed);
     }
     r.map(|()| (out.len() - start) as u64)
 }
