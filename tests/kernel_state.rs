@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use std::path::Path;
 
 // ---- File locks: POSIX record locks, open file description locks and `flock` locks
 // held across a checkpoint come back held by the restored process; one that another
@@ -512,6 +513,37 @@ fn an_established_tcp_connection_comes_back_intact() {
     tcp_block_arrives_whole(c);
     let (restored, st, err) = r.finish();
     assert!(st.success(), "restored run failed: {st:?}\n{err}");
+    assert!(!err.contains("warning"), "{err}");
+    assert_continues(&reference, &before, &restored);
+}
+
+/// A job (a shell and its child, `tcp_conn`, connected to the test) checkpointed with
+/// `mig checkpoint --exit`: its processes hold their connection before the command ends
+/// the job, so the peer never sees it closed, and `mig restart` brings the job back
+/// with the connection whole; nothing is said.
+#[test]
+fn a_jobs_tcp_connection_to_a_peer_outside_comes_back_intact() {
+    require_root("TCP repair mode takes CAP_NET_ADMIN; a job gets its pids back only where pids may be chosen");
+    let dir = tempdir("tcp_conn_job");
+    let bin = compile("tcp_conn");
+    let shell = |port: u16| Launch::new(Path::new("/bin/sh"), &dir).arg("-c").arg(&format!("{} {port} 30; exit $?", bin.display()));
+    let (p, c) = tcp_peer(30, |port| shell(port).clone_bare().start());
+    let (reference, st, err) = p.finish();
+    assert!(st.success(), "uninterrupted run failed: {st:?} {err}");
+    tcp_block_arrives_whole(c);
+
+    let image = dir.join("job.mig");
+    let (mut p, c) = tcp_peer(30, |port| shell(port).clone_with("MIG_IMAGE", &image).start());
+    p.until("step 5 ");
+    let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", image.to_str().unwrap()]));
+    assert!(st.success() && out.contains("2 processes"), "{out}{err}");
+    assert!(!err.contains("warning"), "the connection is held: {err}");
+    let (before, _, _) = p.finish();
+    let mut r = Launch::new(&mig(), &dir).bare().arg("restart").arg(image.to_str().unwrap()).start();
+    r.line().expect("the restored job prints its next step");
+    tcp_block_arrives_whole(c);
+    let (restored, st, err) = r.finish();
+    assert!(st.success(), "restored job failed: {st:?}\n{err}");
     assert!(!err.contains("warning"), "{err}");
     assert_continues(&reference, &before, &restored);
 }

@@ -314,9 +314,14 @@ extern "C" fn body(ctx: *mut Context, args: *mut c_void) -> u64 {
     if job.held && job.conn >= 0 {
         let mut line = [0u8; 16];
         if control::held(job.conn, b"taken", &mut line) == Some(request::WRITE) {
-            // The job stays stopped until it ends (the command ends it once it is safe).
+            // The job stays stopped until it ends (the command ends it once it is safe):
+            // its connections end without a word to their peers, held before the image
+            // is written (so before the command can end the job), unless the command
+            // lets it go on after all.
+            crate::kinds::tcp::hold();
             super::ordinary::open_gate();
             let _ = control::next_line(job.conn, &mut line);
+            crate::kinds::tcp::release();
         }
     }
     super::ordinary::open_gate();

@@ -146,6 +146,13 @@ pub fn hold() {
     }
 }
 
+/// The held connections go on after all (the job's checkpoint was abandoned).
+pub fn release() {
+    for slot in SAVED.iter().take(SAVED_N.load(Relaxed)) {
+        let _ = repair_off(slot.load(Relaxed));
+    }
+}
+
 #[cfg(feature = "restore")]
 pub use restore::{finish, prepare, restore};
 

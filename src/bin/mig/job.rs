@@ -249,7 +249,7 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
                 eprintln!("mig: warning: process {} ({}): {w}", a.proc.pid, control::comm(a.proc.pid));
             }
         }
-        for w in leading_out(&asked) {
+        for w in leading_out(&asked, opts.exit) {
             eprintln!("mig: warning: {w}");
         }
         let done = assemble(&asked, &exited, output_len, &shares, &mut dest)?;
@@ -390,8 +390,9 @@ fn anon_resident(pid: i32) -> u64 {
 /// What leads out of the job, which a process of it saved as leading to another: pipe
 /// ends no process of the job reads (not the standard descriptors, which are the
 /// restoring process's own), socket pair ends whose peer no process of it holds, TCP
-/// connections to a peer outside the job (the job's end closes them).
-fn leading_out(asked: &[Asked]) -> Vec<String> {
+/// connections to a peer outside the job unless it ends now (`exit`: its processes
+/// hold them; else its end later closes them).
+fn leading_out(asked: &[Asked], exit: bool) -> Vec<String> {
     use mig_image::{FdKind, Params, PidfdParams, SocketPairParams, SocketParams, Table};
     let maps: Vec<Option<memmap2::Mmap>> = asked
         .iter()
@@ -426,7 +427,7 @@ fn leading_out(asked: &[Asked]) -> Vec<String> {
     for (pid, recs) in &fds {
         for (f, path, addrs) in recs {
             let lost = match FdKind::from_u32(f.kind) {
-                Some(FdKind::Socket) if addrs.as_ref().is_some_and(|a| !connected(a)) => {
+                Some(FdKind::Socket) if !exit && addrs.as_ref().is_some_and(|a| !connected(a)) => {
                     "its TCP connection is saved whole, but its peer sees it closed when the job ends, and a restored one is then reset"
                 }
                 Some(FdKind::Pipe) if f.fd > 2 && !all().any(|o| o.kind == f.kind && o.file.ino == f.file.ino && reads(o)) => {
