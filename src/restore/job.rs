@@ -387,19 +387,20 @@ struct Object {
     name: Vec<u8>,
 }
 
-/// The memory objects (anonymous shared memory, memfds, deleted files) that two
-/// processes of the job or more map, made once, as large as the largest mapping needs,
-/// with the pages they saved (`shared_pages`: the processes' own restores do not read
-/// them in again). Not `/dev/shm` files (each process opens the same one by its path), nor
-/// objects whose contents are saved with a descriptor (`REGION_DATA_IN_FD`): those
-/// come back per process (`mig checkpoint` said so).
+/// The memory objects (anonymous shared memory, memfds, deleted files, `/dev/shm`
+/// files, as Python's semaphores are) that two processes of the job or more map, made
+/// once, as large as the largest mapping needs, with the pages they saved
+/// (`shared_pages`: the processes' own restores do not write them again, over what the
+/// processes restored before them have done since). Not objects whose contents are
+/// saved with a descriptor (`REGION_DATA_IN_FD`): those come back per process (`mig
+/// checkpoint` said so).
 fn make_memory(images: &[&Image]) -> Result<HashMap<(u64, u64), i32>, String> {
     // By object: what it needs.
     let mut need: HashMap<(u64, u64), Object> = HashMap::new();
     for (k, img) in images.iter().enumerate() {
         for r in (0..img.count(Table::Regions)).map(|i| img.region(i)) {
             let path = img.str(r.file.path);
-            if r.kind != RegionKind::SharedObject as u32 || r.flags & REGION_DATA_IN_FD != 0 || path.starts_with(b"/dev/shm/") {
+            if r.kind != RegionKind::SharedObject as u32 || r.flags & REGION_DATA_IN_FD != 0 {
                 continue;
             }
             let e = need.entry((r.file.dev, r.file.ino)).or_insert_with(|| Object { size: 0, mapped_by: vec![], name: path.to_vec() });
@@ -411,11 +412,21 @@ fn make_memory(images: &[&Image]) -> Result<HashMap<(u64, u64), i32>, String> {
     }
     let mut memory = HashMap::new();
     for (key, Object { size, name, .. }) in need.into_iter().filter(|(_, o)| o.mapped_by.len() > 1) {
-        let name = std::ffi::CString::new(name.rsplit(|&c| c == b'/').next().unwrap_or(b"mig")).unwrap_or_default();
-        // SAFETY: memfd_create with a valid name; no MFD_CLOEXEC: the job inherits it.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
-        // SAFETY: sizing the memfd just made.
-        if fd < 0 || unsafe { libc::ftruncate(fd, size as i64) } != 0 {
+        // A file in /dev/shm is that file again (as a process alone has it), filled
+        // here once: filled by each process as it is restored, it would lose what the
+        // processes restored before had written to it meanwhile (a semaphore's count).
+        let shm = name.starts_with(b"/dev/shm/");
+        let path = std::ffi::CString::new(if shm { &name[..] } else { name.rsplit(|&c| c == b'/').next().unwrap_or(b"mig") }).unwrap_or_default();
+        // SAFETY: open or memfd_create with a valid path or name; no CLOEXEC: the job
+        // inherits it.
+        let fd = unsafe { if shm { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CREAT, 0o600) } else { libc::memfd_create(path.as_ptr(), 0) } };
+        // SAFETY: fstat into a zeroed stat, and growing (never shrinking) our file.
+        let sized = fd >= 0
+            && unsafe {
+                let mut st: libc::stat = std::mem::zeroed();
+                libc::fstat(fd, &mut st) == 0 && (st.st_size as u64 >= size || libc::ftruncate(fd, size as i64) == 0)
+            };
+        if !sized {
             return Err(format!("cannot make the memory the job's processes share: {}", std::io::Error::last_os_error()));
         }
         let of = |r: &mig_image::RegionRecord| r.kind == RegionKind::SharedObject as u32 && (r.file.dev, r.file.ino) == key;
