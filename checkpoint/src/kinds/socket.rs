@@ -23,8 +23,9 @@ pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Di
         super::socketpair::save(fd, &s, rec);
         return Ok(FdKind::SocketPair);
     }
-    // An established TCP connection is saved whole where repair mode allows (`tcp`).
-    if s.peer_len > 0 && stream && (s.domain == libc::AF_UNIX || !super::tcp::can_save(fd)) {
+    // An established TCP connection is saved whole where repair mode allows (`tcp`;
+    // else it is reset there).
+    if s.peer_len > 0 && stream && (s.domain == libc::AF_UNIX || !super::tcp::established(fd)) {
         rec.params = ResetParams { domain: s.domain }.encode();
         return Ok(FdKind::Reset);
     }

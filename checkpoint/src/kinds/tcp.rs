@@ -29,12 +29,11 @@ const SIOCOUTQNSD: u64 = 0x894b;
 static SAVED: [AtomicI32; 4096] = [const { AtomicI32::new(-1) }; 4096];
 static SAVED_N: AtomicUsize = AtomicUsize::new(0);
 
-/// Whether stream socket `fd` is an established TCP connection that repair mode can
-/// read (the process has CAP_NET_ADMIN).
-pub fn can_save(fd: i32) -> bool {
+/// Whether stream socket `fd` is an established TCP connection (`save` then tries to
+/// save it whole).
+pub fn established(fd: i32) -> bool {
     let mut info = [0u8; 8];
-    let established = sys::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info).is_ok() && info.first() == Some(&TCP_ESTABLISHED);
-    established && sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 1).is_ok() && repair_off(fd)
+    sys::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info).is_ok() && info.first() == Some(&TCP_ESTABLISHED)
 }
 
 fn repair_off(fd: i32) -> bool {
@@ -52,7 +51,7 @@ pub fn save(fd: i32, out: &mut List<u8>) -> Result<u64, &'static str> {
     if SAVED_N.load(Relaxed) >= SAVED.len() {
         return Err("more connections than one checkpoint saves whole (4096)");
     }
-    sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 1).map_err(|_| "repair mode cannot be entered")?;
+    sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 1).map_err(|_| "the kernel's repair mode takes CAP_NET_ADMIN")?;
     let start = out.len();
     let r = read(fd, out);
     let r = if repair_off(fd) { r } else { Err("repair mode cannot be left") };

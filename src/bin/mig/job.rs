@@ -421,7 +421,7 @@ fn leading_out(asked: &[Asked], exit: bool) -> Vec<String> {
         })
         .collect();
     let all = || fds.iter().flat_map(|(_, r)| r.iter().map(|(f, _, _)| f));
-    let connected = |(bound, peer): &Addrs| fds.iter().flat_map(|(_, r)| r.iter()).any(|(_, _, c)| c.as_ref() == Some(&(peer.clone(), bound.clone())));
+    let connected = |(bound, peer): &Addrs| fds.iter().flat_map(|(_, r)| r.iter()).any(|(_, _, c)| matches!(c, Some((b, p)) if b == peer && p == bound));
     let reads = |f: &mig_image::FdRecord| f.flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32;
     let mut out = vec![];
     for (pid, recs) in &fds {
