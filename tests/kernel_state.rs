@@ -294,6 +294,21 @@ fn an_aio_context_comes_back_with_its_completions() {
     assert!(!err.contains("warning"), "restore: {err}");
 }
 
+/// `/dev/shm` files unlinked while a mapping or a descriptor still holds them (as
+/// Python unlinks its semaphores) come back deleted, under their names as `/proc`
+/// shows them, and leave nothing in `/dev/shm` (before: the mapped one was made again
+/// under its name and stayed there for ever).
+#[test]
+fn deleted_shm_files_come_back_deleted_and_leave_nothing_behind() {
+    let dir = tempdir("shm_deleted");
+    let name = format!("mig-deleted-{}", std::process::id());
+    let left = || std::fs::read_dir("/dev/shm").unwrap().filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with(&name)).count();
+    let l = Launch::new(&compile("shm_deleted"), &dir).arg("30").arg(&name);
+    let (ckpt_err, restore_err) = checkpoint_kill_restart_warnings(l, 5);
+    assert!(!ckpt_err.contains("warning") && !restore_err.contains("warning"), "{ckpt_err}{restore_err}");
+    assert_eq!(left(), 0, "files named {name} stay in /dev/shm");
+}
+
 /// A deleted file, a `/dev/shm` file and a memfd that root gave to another user come
 /// back with that owner (and their mode).
 #[test]
@@ -355,6 +370,20 @@ fn posix_message_queues_come_back_with_their_messages() {
 #[test]
 fn a_pseudo_terminal_pair_comes_back_as_a_pair() {
     restores_quietly("pty_pair", "pty_pair");
+}
+
+/// Bytes waiting in a pseudo-terminal the process owns, both ways (lines and a line
+/// half typed for the slave, in canonical mode with echo and raw; output for the
+/// master): still waiting after the checkpoint and after the restore, read back by
+/// the same calls, not echoed or translated again (before: lost, with a warning).
+#[test]
+fn bytes_waiting_in_a_pseudo_terminal_come_back() {
+    for mode in ["canon", "raw"] {
+        let dir = tempdir(&format!("pty_queue_{mode}"));
+        let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("pty_queue"), &dir).arg("20").arg(mode), 5);
+        assert!(!ckpt_err.contains("warning"), "{mode}: checkpoint: {ckpt_err}");
+        assert!(!err.contains("warning"), "{mode}: restore: {err}");
+    }
 }
 
 /// An epoll registration under a descriptor number that was closed while its file

@@ -316,6 +316,17 @@ fn memory_a_job_shares_is_shared_again() {
     job_round("shared_counter", &["60"], 10, Some(2));
 }
 
+/// A parent and child counting in a `/dev/shm` file both map and that was unlinked
+/// (as Python's semaphores are): one file again, deleted, named as it was, with every
+/// count, and nothing left in `/dev/shm`.
+#[test]
+fn a_deleted_shm_file_a_job_shares_comes_back_one_and_deleted() {
+    let name = format!("mig-job-deleted-{}", std::process::id());
+    job_round("shm_deleted", &["40", &name, "fork"], 8, Some(2));
+    let left = std::fs::read_dir("/dev/shm").unwrap().filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with(&name)).count();
+    assert_eq!(left, 0, "files named {name} stay in /dev/shm");
+}
+
 /// A parent and child taking turns on a System V shared memory segment (marked for
 /// removal, or keyed), each checking it by its id every step: one segment again, with
 /// its id, its three attaches and its mark, gone after the job.

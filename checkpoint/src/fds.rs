@@ -307,9 +307,23 @@ fn link_range(s: &mut Snapshot, from: usize, info: &mut List<u8>, diag: Option<&
                     Some(_) => FdKind::Pipe,
                 }
             }
-            Some(FdKind::Tty) if TtyParams::decode(&f.params).role != TTY_TERMINAL => {
-                if kinds::tty::unread(f.fd) > 0 {
-                    warn(&f, &s.strings, "bytes waiting in its pseudo-terminal to be read are not saved");
+            // The bytes waiting in a pseudo-terminal, both ways: saved with the first
+            // descriptor of its master (a slave's master is here, or, in a job, in
+            // another process of the job).
+            Some(FdKind::Tty) if TtyParams::decode(&f.params).role == TTY_PTY_MASTER => {
+                let p = TtyParams::decode(&f.params);
+                let master_of = |o: &FdRecord| o.kind == f.kind && o.dup_of < 0 && TtyParams::decode(&o.params).index == p.index;
+                if all.iter().find(|o| master_of(o)).is_some_and(|o| o.fd == f.fd) {
+                    let at = s.queued.len() as u64;
+                    match kinds::tty::queued(f.fd, &mut s.queued) {
+                        Ok((output, len)) => {
+                            set_data(s, i, at, len);
+                            if let Some(r) = s.fds.as_mut_slice().get_mut(i) {
+                                r.params = TtyParams { output, ..p }.encode();
+                            }
+                        }
+                        Err(why) => warn(&f, &s.strings, why),
+                    }
                 }
                 FdKind::Tty
             }

@@ -10,7 +10,7 @@
 //! ids) are linear for ordered input and sort a fixed window at a time otherwise.
 
 use crate::format::*;
-use crate::params::{Params, SocketParams};
+use crate::params::{Params, SocketParams, TTY_PTY_MASTER};
 use crate::verify::{Image, ImageError};
 use core::mem::size_of;
 
@@ -112,9 +112,9 @@ fn regions(img: &Image) -> Check {
 }
 
 fn region_flags(r: &RegionRecord, kind: RegionKind) -> Check {
-    let known = REGION_BY_PROGRAM | REGION_DATA_IN_FD | REGION_WHOLE | REGION_NORESERVE | REGION_ADVICE.iter().fold(0, |a, (bit, _)| a | bit);
+    let known = REGION_BY_PROGRAM | REGION_DATA_IN_FD | REGION_WHOLE | REGION_NORESERVE | REGION_DELETED | REGION_ADVICE.iter().fold(0, |a, (bit, _)| a | bit);
     let fits = r.flags & !known == 0
-        && (r.flags & REGION_DATA_IN_FD == 0 || kind == RegionKind::SharedObject)
+        && (r.flags & (REGION_DATA_IN_FD | REGION_DELETED) == 0 || kind == RegionKind::SharedObject)
         && (r.flags & REGION_WHOLE == 0 || kind == RegionKind::FilePrivate);
     ensure(fits, "a region's flags do not fit its kind")
 }
@@ -387,7 +387,8 @@ fn fds(img: &Image) -> Check {
         let socket_blob = kind == FdKind::Socket && (f.params[1] == SOCK_DGRAM || f.params[5] > 0);
         let carries = socket_blob
             || matches!(kind, FdKind::Deleted | FdKind::Pipe | FdKind::Fifo | FdKind::SocketPair | FdKind::Memfd | FdKind::Shm | FdKind::PosixMq)
-            || (kind == FdKind::File && f.params[0] == 1 && f.file.mode & 0o170000 == 0o100000);
+            || (kind == FdKind::File && f.params[0] == 1 && f.file.mode & 0o170000 == 0o100000)
+            || (kind == FdKind::Tty && f.params[0] == TTY_PTY_MASTER as u64);
         ensure(carries || f.data_len == 0, "a descriptor of this kind carries saved data")?;
         fd_kind(img, &f, kind)?;
     }
@@ -425,7 +426,8 @@ fn fd_kind(img: &Image, f: &FdRecord, kind: FdKind) -> Check {
         FdKind::Inotify => inotify(img, f),
         FdKind::Tty => {
             ensure(f.extra.len as usize == TERMIOS_LEN, "a terminal's saved modes are malformed")?;
-            ensure(p[0] <= 2 && p[1] <= u32::MAX as u64, "a terminal's role is out of range")
+            ensure(p[0] <= 2 && p[1] <= u32::MAX as u64, "a terminal's role is out of range")?;
+            ensure(p[3] <= f.data_len, "a pseudo-terminal's waiting bytes are split out of range")
         }
         FdKind::Pidfd => ensure(matches!(p[0], 1..=3) && p[1] <= i32::MAX as u64 && (p[0] == 3) == (p[1] != 0), "a pidfd's process is out of range"),
         FdKind::PosixMq => {

@@ -478,6 +478,9 @@ pub const REGION_MERGEABLE: u32 = 512;
 /// `mlock`ed (with `REGION_LOCKONFAULT`: `mlock2(MLOCK_ONFAULT)`).
 pub const REGION_LOCKED: u32 = 1024;
 pub const REGION_LOCKONFAULT: u32 = 2048;
+/// Region flag (`SharedObject`): the file was deleted (`/proc/self/maps` said so); a
+/// `/dev/shm` file is made again without its name.
+pub const REGION_DELETED: u32 = 4096;
 /// Every advice bit, as `VmFlags` names them.
 pub const REGION_ADVICE: [(u32, &[u8; 2]); 8] = [
     (REGION_DONTFORK, b"dc"),

@@ -62,6 +62,9 @@ pub struct TtyParams {
     pub index: u32,
     /// `TIOCGWINSZ`: rows, columns, x and y pixels (a pseudo-terminal's master).
     pub winsize: [u16; 4],
+    /// A master's saved data is the bytes that waited in its pseudo-terminal: this many
+    /// for the master to read, then the rest for the slave.
+    pub output: u64,
 }
 
 /// A terminal that is not the process's own pseudo-terminal: the restoring process's.
@@ -75,11 +78,11 @@ impl Params for TtyParams {
     const KIND: FdKind = FdKind::Tty;
     fn encode(&self) -> [u64; 8] {
         let [a, b, c, d] = self.winsize;
-        [self.role as u64, self.index as u64, a as u64 | (b as u64) << 16 | (c as u64) << 32 | (d as u64) << 48, 0, 0, 0, 0, 0]
+        [self.role as u64, self.index as u64, a as u64 | (b as u64) << 16 | (c as u64) << 32 | (d as u64) << 48, self.output, 0, 0, 0, 0]
     }
     fn decode(p: &[u64; 8]) -> Self {
-        let [role, index, ws, ..] = *p;
-        TtyParams { role: role as u32, index: index as u32, winsize: [ws as u16, (ws >> 16) as u16, (ws >> 32) as u16, (ws >> 48) as u16] }
+        let [role, index, ws, output, ..] = *p;
+        TtyParams { role: role as u32, index: index as u32, winsize: [ws as u16, (ws >> 16) as u16, (ws >> 32) as u16, (ws >> 48) as u16], output }
     }
 }
 

@@ -15,7 +15,7 @@
 #![allow(unsafe_code)]
 
 use mig_image::tree::{Member, TreeHeader, is_tree};
-use mig_image::{FdKind, FdRecord, Image, Params, PipeParams, REGION_DATA_IN_FD, RegionKind, SocketPairParams, SocketParams, Table};
+use mig_image::{FdKind, FdRecord, Image, Params, PipeParams, REGION_DATA_IN_FD, REGION_DELETED, RegionKind, SocketPairParams, SocketParams, Table};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -373,6 +373,9 @@ fn make_ptys(images: &[&Image]) -> Result<HashMap<u32, i32>, String> {
             let fd = mig_checkpoint::kinds::tty::pty_master(&p).map_err(|e| format!("cannot make the job's pseudo-terminal again: {e}"))?;
             // SAFETY: fcntl on the master just made: the job's processes inherit it.
             unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+            if let Some((j, held)) = masters.iter().find(|(_, o)| TtyParams::decode(&o.params).index == p.index && o.data_len > 0) {
+                mig_checkpoint::kinds::tty::refill(fd, held, images[*j]).map_err(|e| format!("the job's pseudo-terminal's waiting bytes: {e}"))?;
+            }
             ptys.insert(p.index, fd);
         }
     }
@@ -385,6 +388,7 @@ struct Object {
     size: u64,
     mapped_by: Vec<usize>,
     name: Vec<u8>,
+    deleted: bool,
 }
 
 /// The memory objects (anonymous shared memory, memfds, deleted files, `/dev/shm`
@@ -403,7 +407,8 @@ fn make_memory(images: &[&Image]) -> Result<HashMap<(u64, u64), i32>, String> {
             if r.kind != RegionKind::SharedObject as u32 || r.flags & REGION_DATA_IN_FD != 0 {
                 continue;
             }
-            let e = need.entry((r.file.dev, r.file.ino)).or_insert_with(|| Object { size: 0, mapped_by: vec![], name: path.to_vec() });
+            let deleted = r.flags & REGION_DELETED != 0;
+            let e = need.entry((r.file.dev, r.file.ino)).or_insert_with(|| Object { size: 0, mapped_by: vec![], name: path.to_vec(), deleted });
             e.size = e.size.max(r.file_off + (r.end - r.start));
             if !e.mapped_by.contains(&k) {
                 e.mapped_by.push(k);
@@ -411,21 +416,26 @@ fn make_memory(images: &[&Image]) -> Result<HashMap<(u64, u64), i32>, String> {
         }
     }
     let mut memory = HashMap::new();
-    for (key, Object { size, name, .. }) in need.into_iter().filter(|(_, o)| o.mapped_by.len() > 1) {
+    for (key, Object { size, name, deleted, .. }) in need.into_iter().filter(|(_, o)| o.mapped_by.len() > 1) {
         // A file in /dev/shm is that file again (as a process alone has it), filled
         // here once: filled by each process as it is restored, it would lose what the
         // processes restored before had written to it meanwhile (a semaphore's count).
-        let shm = name.starts_with(b"/dev/shm/");
-        let path = std::ffi::CString::new(if shm { &name[..] } else { name.rsplit(|&c| c == b'/').next().unwrap_or(b"mig") }).unwrap_or_default();
-        // SAFETY: open or memfd_create with a valid path or name; no CLOEXEC: the job
-        // inherits it.
-        let fd = unsafe { if shm { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CREAT, 0o600) } else { libc::memfd_create(path.as_ptr(), 0) } };
+        let made = if name.starts_with(b"/dev/shm/") {
+            mig_checkpoint::kinds::os::make_shared_file(&name, deleted, 0o600)
+        } else {
+            mig_checkpoint::kinds::memfd::memfd(&name, false)
+        };
+        // The job inherits it.
+        let fd = made.and_then(|fd| {
+            // SAFETY: clearing FD_CLOEXEC on the descriptor just made.
+            if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == 0 { Ok(fd) } else { Err(std::io::Error::last_os_error()) }
+        });
+        let fd = fd.map_err(|e| format!("cannot make the memory the job's processes share ({}): {e}", String::from_utf8_lossy(&name)))?;
         // SAFETY: fstat into a zeroed stat, and growing (never shrinking) our file.
-        let sized = fd >= 0
-            && unsafe {
-                let mut st: libc::stat = std::mem::zeroed();
-                libc::fstat(fd, &mut st) == 0 && (st.st_size as u64 >= size || libc::ftruncate(fd, size as i64) == 0)
-            };
+        let sized = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::fstat(fd, &mut st) == 0 && (st.st_size as u64 >= size || libc::ftruncate(fd, size as i64) == 0)
+        };
         if !sized {
             return Err(format!("cannot make the memory the job's processes share: {}", std::io::Error::last_os_error()));
         }

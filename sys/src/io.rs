@@ -92,6 +92,16 @@ pub fn tcgets(fd: c_int, out: &mut [u8; 64]) -> SysResult<()> {
     const TCGETS: u64 = 0x5401;
     sc!(libc::SYS_ioctl, fd, TCGETS, out.as_mut_ptr()).map(drop)
 }
+/// `ioctl(fd, TCSETS, modes)`: sets the terminal's settings at once.
+pub fn tcsets(fd: c_int, modes: &[u8; 64]) -> SysResult<()> {
+    const TCSETS: u64 = 0x5402;
+    sc!(libc::SYS_ioctl, fd, TCSETS, modes.as_ptr()).map(drop)
+}
+/// `ioctl(master, TIOCGPTPEER, flags)`: a new descriptor of the slave of pseudo-terminal
+/// `master`.
+pub fn pty_peer(master: c_int, flags: c_int) -> SysResult<c_int> {
+    sc!(libc::SYS_ioctl, master, libc::TIOCGPTPEER, flags).map(|fd| fd as c_int)
+}
 /// `ioctl(fd, request, &value)` for requests that read or write one `u32`/`u64`-sized
 /// value (`TIOCGPTN`, `FIONREAD`, `TIOCGWINSZ`).
 pub fn ioctl_get(fd: c_int, request: u64) -> SysResult<u64> {

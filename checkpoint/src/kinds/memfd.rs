@@ -83,9 +83,7 @@ pub use restore::{memfd, restore, shared_objects};
 #[allow(unsafe_code)]
 mod restore {
     use super::super::{Shared, file::seek, os::*};
-    use mig_image::{FdKind, FdRecord, MemfdParams, Params, REGION_DATA_IN_FD, RegionKind, Segment, Table};
-    use std::os::unix::ffi::OsStrExt;
-    use std::path::Path;
+    use mig_image::{FdKind, FdRecord, MemfdParams, Params, REGION_DATA_IN_FD, REGION_DELETED, RegionKind, Segment, Table};
 
     pub fn restore(f: &FdRecord, cx: &mut Shared) -> std::io::Result<i32> {
         let object = file_object(f, cx)?;
@@ -116,16 +114,12 @@ mod restore {
         let fd = match FdKind::from_u32(f.kind) {
             Some(FdKind::Memfd) => memfd(path, seals != 0)?,
             Some(FdKind::Shm) => {
-                let fd = open_raw(path, libc::O_RDWR | libc::O_CREAT, mode)?;
+                let fd = make_shared_file(path, false, mode)?;
                 // SAFETY: truncating a file we opened read-write.
                 last_error::<i32>(unsafe { libc::ftruncate(fd, 0) })?;
                 fd
             }
-            _ => {
-                let dir = Path::new(std::ffi::OsStr::from_bytes(path)).parent().filter(|d| d.is_dir()).unwrap_or(Path::new("/tmp"));
-                open_raw(dir.as_os_str().as_bytes(), libc::O_TMPFILE | libc::O_RDWR, mode)
-                    .or_else(|_| open_raw(b"/tmp", libc::O_TMPFILE | libc::O_RDWR, mode))?
-            }
+            _ => make_shared_file(path, true, mode)?,
         };
         write_contents(fd, f, cx.img)?;
         keep_owner(fd, f, path);
@@ -216,7 +210,8 @@ mod restore {
                 Some(&fd) => fd,
                 None if r.flags & REGION_DATA_IN_FD != 0 => return Err(format!("mapping {:#x}: its file's descriptor is not in the image", r.start)),
                 None => {
-                    let made = if path.starts_with(b"/dev/shm/") { open_raw(path, libc::O_RDWR | libc::O_CREAT, 0o600) } else { memfd(path, false) };
+                    let deleted = r.flags & REGION_DELETED != 0;
+                    let made = if path.starts_with(b"/dev/shm/") { make_shared_file(path, deleted, 0o600) } else { memfd(path, false) };
                     let fd = made.map_err(|e| format!("mapping {:#x}: cannot make {} again: {e}", r.start, String::from_utf8_lossy(path)))?;
                     let fd = raise_fd(fd, cx.base)?;
                     cx.objects.insert(key, fd);

@@ -25,6 +25,45 @@ pub fn open_raw(path: &[u8], flags: i32, mode: u32) -> std::io::Result<i32> {
     last_error(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode) })
 }
 
+/// A file that memory or a descriptor was shared through (`/dev/shm`, a deleted file),
+/// made again at `path`, read-write. One that still has its name is opened by it (never
+/// through a link: another user may have put one there); one that was `deleted` is made
+/// under its name, which it leaves at once (so `/proc` shows it as it was and nothing
+/// stays behind), or, where the name is taken, nameless in its directory (or `/tmp`).
+/// One made nameless (`O_TMPFILE`: `/proc` names it `#<inode>`) is made so again: it
+/// can be given a name (`linkat`), which one unlinked cannot.
+pub fn make_shared_file(path: &[u8], deleted: bool, mode: u32) -> std::io::Result<i32> {
+    let rw = libc::O_RDWR | libc::O_NOFOLLOW;
+    if !deleted {
+        let fd = open_raw(path, rw | libc::O_CREAT, mode)?;
+        // SAFETY: fstat of the descriptor just opened, into a zeroed stat.
+        let regular = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG
+        };
+        if !regular {
+            close(fd);
+            return Err(Error::other("it is not a regular file"));
+        }
+        return Ok(fd);
+    }
+    let base = path.rsplit(|&c| c == b'/').next().unwrap_or_default();
+    let nameless = base.strip_prefix(b"#").is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit));
+    if let Some(fd) = (!nameless).then(|| open_raw(path, rw | libc::O_CREAT | libc::O_EXCL, mode).ok()).flatten() {
+        let c = CString::new(path).map_err(|_| Error::from(std::io::ErrorKind::InvalidInput))?;
+        // SAFETY: `c` is a valid NUL-terminated path, the file we just made (O_EXCL).
+        if unsafe { libc::unlink(c.as_ptr()) } == 0 {
+            return Ok(fd);
+        }
+        close(fd);
+    }
+    let dir = match path.iter().rposition(|&c| c == b'/') {
+        Some(0) | None => &b"/tmp"[..],
+        Some(i) => path.get(..i).unwrap_or(b"/tmp"),
+    };
+    open_raw(dir, libc::O_TMPFILE | libc::O_RDWR, mode).or_else(|_| open_raw(b"/tmp", libc::O_TMPFILE | libc::O_RDWR, mode))
+}
+
 /// What a path must name when it is opened again.
 #[derive(Clone, Copy, PartialEq)]
 pub enum Expect {

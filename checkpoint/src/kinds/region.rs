@@ -201,7 +201,8 @@ pub fn save(s: &mut Snapshot, text: &mut List<u8>, pm: &mut [u64], scratch: (u64
                     | if by_program { REGION_BY_PROGRAM } else { 0 }
                     | if in_fd { REGION_DATA_IN_FD } else { 0 }
                     | if whole { REGION_WHOLE } else { 0 }
-                    | if noreserve { REGION_NORESERVE } else { 0 },
+                    | if noreserve { REGION_NORESERVE } else { 0 }
+                    | if kind == RegionKind::SharedObject && l.deleted() { REGION_DELETED } else { 0 },
                 first_extent,
                 extents: s.extents.len() as u32 - first_extent,
                 blob: u32::MAX,

@@ -3,6 +3,7 @@
 
 use crate::failure::Failure;
 use crate::files::Strings;
+use crate::scratch::List;
 use crate::sys;
 use mig_image::{FdRecord, Params, TERMIOS_LEN, TTY_PTY_MASTER, TTY_PTY_SLAVE, TTY_TERMINAL, TtyParams};
 
@@ -28,13 +29,141 @@ pub fn save(fd: i32, st: &libc::stat, termios: &[u8; 64], rec: &mut FdRecord, st
     };
     let ws = sys::ioctl_get(fd, libc::TIOCGWINSZ).unwrap_or(0);
     let winsize = [ws as u16, (ws >> 16) as u16, (ws >> 32) as u16, (ws >> 48) as u16];
-    rec.params = TtyParams { role, index, winsize }.encode();
+    rec.params = TtyParams { role, index, winsize, output: 0 }.encode();
     Ok(())
 }
 
-/// Bytes waiting in terminal `fd` to be read (`FIONREAD`).
+/// Bytes waiting in terminal `fd` to be read (`FIONREAD`; of a slave in canonical
+/// mode, those of whole lines).
 pub fn unread(fd: i32) -> u64 {
     sys::ioctl_get(fd, libc::FIONREAD).map_or(0, |n| n as u32 as u64)
+}
+
+/// Kernel `struct termios` offsets: `c_iflag`, `c_oflag`, `c_lflag`, `c_cc`.
+const IFLAG: usize = 0;
+const OFLAG: usize = 4;
+const LFLAG: usize = 12;
+const CC: usize = 17;
+
+fn flag(t: &[u8; 64], at: usize) -> u32 {
+    u32::from_ne_bytes([0, 1, 2, 3].map(|i| t.get(at + i).copied().unwrap_or(0)))
+}
+
+fn set_flag(t: &mut [u8; 64], at: usize, v: u32) {
+    if let Some(f) = t.get_mut(at..at + 4) {
+        f.copy_from_slice(&v.to_ne_bytes());
+    }
+}
+
+fn tcsets(master: i32, t: &[u8; 64]) -> bool {
+    sys::tcsets(master, t).is_ok()
+}
+
+/// A descriptor of the slave of pseudo-terminal `master`, read-write and non-blocking.
+fn peer(master: i32) -> Option<i32> {
+    sys::pty_peer(master, libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC).ok()
+}
+
+/// Reads from `fd` into `out` what `FIONREAD` says waits there.
+fn take(fd: i32, out: &mut List<u8>) -> Result<u64, &'static str> {
+    let start = out.len();
+    loop {
+        let n = unread(fd) as usize;
+        if n == 0 {
+            return Ok((out.len() - start) as u64);
+        }
+        let room = out.spare();
+        let room = room.get_mut(..n.min(room.len())).filter(|r| !r.is_empty()).ok_or("too many bytes wait in it to save")?;
+        match sys::read(fd, room) {
+            Ok(k) if k > 0 => out.grow(k),
+            _ => return Err("cannot read the bytes waiting in it"),
+        }
+    }
+}
+
+/// The bytes waiting in the pseudo-terminal whose master is `master` (the process is
+/// stopped), appended to `out`: what its slave wrote for the master to read, then what
+/// the master wrote for the slave to read (with the line being typed, in canonical
+/// mode); put back at once, as they were, for the process goes on. Returns the length
+/// of the first part and of both.
+pub fn queued(master: i32, out: &mut List<u8>) -> Result<(u64, u64), &'static str> {
+    let mut modes = [0u8; 64];
+    sys::tcgets(master, &mut modes).map_err(|_| "cannot read its modes")?;
+    let slave = peer(master).ok_or("cannot open its slave to read the bytes waiting in it")?;
+    let start = out.len();
+    let mut output = None;
+    let taken = (|| {
+        output = Some(take(master, out)?);
+        // Out of canonical mode, a line being typed can be read too.
+        let mut raw = modes;
+        set_flag(&mut raw, LFLAG, flag(&modes, LFLAG) & !(libc::ICANON));
+        if !tcsets(master, &raw) {
+            return Err("cannot read the line being typed in it");
+        }
+        take(slave, out).map(drop)
+    })();
+    let all = out.as_slice().get(start..).unwrap_or_default();
+    let split = output.map_or(all.len(), |n| (n as usize).min(all.len()));
+    let put = put_back(master, slave, &modes, all.split_at(split));
+    sys::close(slave);
+    taken?;
+    put.then_some((split as u64, all.len() as u64)).ok_or("the bytes waiting in it could not all be put back")
+}
+
+/// Puts `output` (for the master to read) and `input` (for the slave to read, its lines
+/// as they were) into the pseudo-terminal of `master`, through `slave`, and leaves its
+/// modes `modes`. Waits (≤ 1 s) until the kernel has taken them in.
+fn put_back(master: i32, slave: i32, modes: &[u8; 64], (output, input): (&[u8], &[u8])) -> bool {
+    let mut ok = true;
+    if !output.is_empty() || !input.is_empty() {
+        // Neither translated nor echoed again: they were on their way already.
+        let lflag = flag(modes, LFLAG);
+        let mut plain = *modes;
+        set_flag(&mut plain, IFLAG, 0);
+        set_flag(&mut plain, OFLAG, 0);
+        set_flag(&mut plain, LFLAG, lflag & (libc::ICANON | libc::IEXTEN));
+        for c in [libc::VEOF, libc::VERASE, libc::VKILL, libc::VWERASE, libc::VREPRINT, libc::VLNEXT, libc::VDISCARD] {
+            if let Some(b) = plain.get_mut(CC + c) {
+                *b = 0;
+            }
+        }
+        ok = tcsets(master, &plain) && sys::write_all(slave, output).is_ok() && sys::write_all(master, input).is_ok();
+        // What `FIONREAD` counts once they are in: all, or up to the end of the last
+        // whole line.
+        let cc = |c: usize| modes.get(CC + c).copied().unwrap_or(0);
+        let ends = |c: &u8| *c == b'\n' || (*c != 0 && (*c == cc(libc::VEOL) || (lflag & libc::IEXTEN != 0 && *c == cc(libc::VEOL2))));
+        let lines = if lflag & libc::ICANON != 0 { input.iter().rposition(ends).map_or(0, |i| i + 1) } else { input.len() };
+        ok &= (0..1000).any(|_| {
+            // A poll that finds nothing to read waits until the kernel has taken in
+            // what was written.
+            sys::readable(slave);
+            sys::readable(master);
+            let done = unread(master) >= output.len() as u64 && unread(slave) >= lines as u64;
+            if !done {
+                sys::sleep_ms(1);
+            }
+            done
+        });
+    }
+    tcsets(master, modes) && ok
+}
+
+/// The bytes the pseudo-terminal of master record `f` held, put back into the new one
+/// whose master is `master`, and its modes set.
+#[cfg(feature = "restore")]
+pub fn refill(master: i32, f: &FdRecord, img: &mig_image::Image) -> std::io::Result<()> {
+    if f.data_len == 0 {
+        return Ok(());
+    }
+    let mut modes = [0u8; 64];
+    let saved = img.str(f.extra);
+    modes.get_mut(..saved.len()).ok_or_else(|| std::io::Error::other("its saved modes are malformed"))?.copy_from_slice(saved);
+    let data = img.data(f.data_off, f.data_len);
+    let split = data.split_at((TtyParams::decode(&f.params).output as usize).min(data.len()));
+    let slave = peer(master).ok_or_else(std::io::Error::last_os_error)?;
+    let put = put_back(master, slave, &modes, split);
+    sys::close(slave);
+    put.then_some(()).ok_or_else(|| std::io::Error::other("the bytes waiting in it could not all be put back"))
 }
 
 /// A copy of the restoring process's terminal (`/dev/null` with a warning if none);
@@ -54,6 +183,9 @@ pub fn restore(f: &FdRecord, cx: &mut super::Shared) -> std::io::Result<i32> {
                 let m = pty_master(&p)?;
                 let m = raise_fd(m, cx.base).map_err(Error::other)?;
                 cx.ptys.insert(p.index, m);
+                if let Some(owner) = cx.all.iter().find(|o| is_master_of(o, p.index) && o.data_len > 0) {
+                    refill(m, owner, cx.img).map_err(|e| Error::other(format!("its pseudo-terminal's waiting bytes: {e}")))?;
+                }
                 m
             }
         };

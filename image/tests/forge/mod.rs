@@ -738,7 +738,8 @@ pub fn invariants(img: &Image) -> Result<(), String> {
         prev = r.end;
         let kind = RegionKind::from_u32(r.kind).ok_or("region kind")?;
         require!(r.prot & !7 == 0, "region prot {:#x}", r.prot);
-        require!(r.flags & !0xfff == 0, "region flags");
+        require!(r.flags & !0x1fff == 0, "region flags");
+        require!(r.flags & REGION_DELETED == 0 || kind == RegionKind::SharedObject, "DELETED on kind {:?}", kind);
         require!(r.flags & REGION_WHOLE == 0 || kind == RegionKind::FilePrivate, "WHOLE on kind {:?}", kind);
         require!(r.flags & REGION_DATA_IN_FD == 0 || (kind == RegionKind::SharedObject && r.extents == 0), "DATA_IN_FD on kind {:?}", kind);
         require!(!(kind.is_kernel() || kind == RegionKind::FileShared) || r.extents == 0, "data on kind {:?}", kind);
@@ -919,7 +920,7 @@ pub fn invariants(img: &Image) -> Result<(), String> {
                     require!(w.wd >= 1 && path_ok(w.path), "inotify watch");
                 }
             }
-            FdKind::Tty => require!(f.extra.len as usize == TERMIOS_LEN && q[0] <= 2 && q[1] <= u32::MAX as u64, "termios"),
+            FdKind::Tty => require!(f.extra.len as usize == TERMIOS_LEN && q[0] <= 2 && q[1] <= u32::MAX as u64 && q[3] <= f.data_len, "termios"),
             FdKind::Memfd => require!(q[0] <= i32::MAX as u64, "seals"),
             FdKind::Pidfd => require!([1, 2, 3].contains(&q[0]) && q[1] <= i32::MAX as u64 && (q[0] == 3) == (q[1] != 0), "pidfd"),
             _ => {}
