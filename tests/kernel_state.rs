@@ -470,10 +470,11 @@ fn unattached_segments() -> Vec<String> {
     rows.filter(|f| f.get(6) == Some(&"0")).filter_map(|f| f.get(1).map(|id| id.to_string())).collect()
 }
 
-/// A peer's end of `tcp_conn`'s connection: a listener on 127.0.0.1 with a small
-/// receive buffer (the subject's block waits in its own send queue), the subject
-/// started by `start` with the port, accepted, and sent the lines it reads.
-fn tcp_peer(steps: u32, start: impl FnOnce(u16) -> Proc) -> (Proc, std::net::TcpStream) {
+/// A peer's end of `tcp_conn`'s (or `tcp_half`'s) connection: a listener on 127.0.0.1
+/// with a small receive buffer (the subject's block waits in its own send queue), the
+/// subject started by `start` with the port, accepted, and sent the lines it reads;
+/// then, where `shut`, the peer shuts its sending side down.
+fn tcp_peer(steps: u32, shut: bool, start: impl FnOnce(u16) -> Proc) -> (Proc, std::net::TcpStream) {
     use std::io::Write;
     use std::os::fd::AsRawFd;
     // SAFETY: a socket we own, set up by hand: the buffer must be small before `listen`.
@@ -498,6 +499,9 @@ fn tcp_peer(steps: u32, start: impl FnOnce(u16) -> Proc) -> (Proc, std::net::Tcp
     let (mut c, _) = listener.accept().unwrap();
     let lines: String = (1..=steps).map(|i| format!("{i}\n")).collect();
     c.write_all(lines.as_bytes()).unwrap();
+    if shut {
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+    }
     (p, c)
 }
 
@@ -511,6 +515,36 @@ fn tcp_block_arrives_whole(mut c: std::net::TcpStream) {
     assert!(got == want, "the block arrived as {} bytes, {} of them as sent", got.len(), got.iter().zip(&want).take_while(|(a, b)| a == b).count());
 }
 
+/// Runs the subject `launch(port)` gives with the test as the peer of its connection
+/// (`tcp_peer`), once uninterrupted and once checkpointed at step 5 by `mig checkpoint
+/// --exit` and restarted by `mig restart`: each time the peer checks with `check` all
+/// it gets; the restored run goes on as the uninterrupted one; nothing is said.
+/// Returns what `mig checkpoint` printed.
+fn across_an_exit(dir: &Path, launch: &dyn Fn(u16) -> Launch, shut: bool, check: fn(std::net::TcpStream)) -> String {
+    let (p, c) = tcp_peer(30, shut, |port| launch(port).clone_bare().start());
+    let (reference, st, err) = p.finish();
+    assert!(st.success(), "uninterrupted run failed: {st:?} {err}");
+    check(c);
+
+    let image = dir.join("conn.mig");
+    let (mut p, c) = tcp_peer(30, shut, |port| launch(port).clone_with("MIG_IMAGE", &image).start());
+    p.until("step 5 ");
+    let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", image.to_str().unwrap()]));
+    assert!(st.success(), "{out}{err}");
+    assert!(!err.contains("warning"), "the connection is saved whole: {err}");
+    let (before, _, _) = p.finish();
+    let mut r = Launch::new(&mig(), dir).bare().arg("restart").arg(image.to_str().unwrap()).start();
+    // The peer reads only once the process is back: a window update to nobody would
+    // be answered with a reset.
+    r.line().expect("the restored run prints its next step");
+    check(c);
+    let (restored, st, err) = r.finish();
+    assert!(st.success(), "restored run failed: {st:?}\n{err}");
+    assert!(!err.contains("warning"), "{err}");
+    assert_continues(&reference, &before, &restored);
+    out
+}
+
 /// An established TCP connection to a peer outside the process, with bytes waiting in
 /// both its queues, checkpointed with `mig checkpoint --exit` and restored by `mig
 /// restart`: the connection goes on, the peer never notices (no end, no reset), the
@@ -521,29 +555,29 @@ fn an_established_tcp_connection_comes_back_intact() {
     require_root("TCP repair mode takes CAP_NET_ADMIN");
     let dir = tempdir("tcp_conn");
     let bin = compile("tcp_conn");
-    let launch = |port: u16| Launch::new(&bin, &dir).arg(&port.to_string());
-    let (p, c) = tcp_peer(30, |port| launch(port).clone_bare().start());
-    let (reference, st, err) = p.finish();
-    assert!(st.success(), "uninterrupted run failed: {st:?} {err}");
-    tcp_block_arrives_whole(c);
+    across_an_exit(&dir, &|port| Launch::new(&bin, &dir).arg(&port.to_string()), false, tcp_block_arrives_whole);
+}
 
-    let image = dir.join("conn.mig");
-    let (mut p, c) = tcp_peer(30, |port| launch(port).clone_with("MIG_IMAGE", &image).start());
-    p.until("step 5 ");
-    let (st, _, err) = output(&mut mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", image.to_str().unwrap()]));
-    assert!(st.success(), "{err}");
-    assert!(!err.contains("warning"), "the connection is saved whole: {err}");
-    let (before, st, _) = p.finish();
-    assert!(st.success(), "{st:?}");
-    let mut r = Launch::new(&mig(), &dir).bare().arg("restart").arg(image.to_str().unwrap()).start();
-    // The peer reads only once the process is back: a window update to nobody would
-    // be answered with a reset.
-    r.line().expect("the restored run prints its next step");
-    tcp_block_arrives_whole(c);
-    let (restored, st, err) = r.finish();
-    assert!(st.success(), "restored run failed: {st:?}\n{err}");
-    assert!(!err.contains("warning"), "{err}");
-    assert_continues(&reference, &before, &restored);
+/// A connection whose peer outside the process has shut its sending side down (the
+/// process's end in CLOSE_WAIT, lines still to read before the end of the stream),
+/// across `--exit` and `mig restart`: the restored end reads the lines, then the end
+/// (the peer's FIN, which the peer never sends again, is sent to it again from the
+/// peer's address); the peer gets the block, "bye" and the end.
+#[test]
+fn a_tcp_connection_its_peer_shut_down_comes_back_so() {
+    require_root("TCP repair mode takes CAP_NET_ADMIN; sending the peer's FIN again takes CAP_NET_RAW");
+    let dir = tempdir("tcp_half_peer");
+    let bin = compile("tcp_half");
+    let block_and_bye = |mut c: std::net::TcpStream| {
+        use std::io::Read;
+        c.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap_or_else(|e| panic!("the connection broke after {} bytes: {e}", got.len()));
+        let mut want: Vec<u8> = (0..3000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        want.extend_from_slice(b"bye");
+        assert!(got == want, "the peer got {} bytes, {} of them as sent", got.len(), got.iter().zip(&want).take_while(|(a, b)| a == b).count());
+    };
+    across_an_exit(&dir, &|port| Launch::new(&bin, &dir).arg(&port.to_string()), true, block_and_bye);
 }
 
 /// A job (a shell and its child, `tcp_conn`, connected to the test) checkpointed with
@@ -556,25 +590,8 @@ fn a_jobs_tcp_connection_to_a_peer_outside_comes_back_intact() {
     let dir = tempdir("tcp_conn_job");
     let bin = compile("tcp_conn");
     let shell = |port: u16| Launch::new(Path::new("/bin/sh"), &dir).arg("-c").arg(&format!("{} {port} 30; exit $?", bin.display()));
-    let (p, c) = tcp_peer(30, |port| shell(port).clone_bare().start());
-    let (reference, st, err) = p.finish();
-    assert!(st.success(), "uninterrupted run failed: {st:?} {err}");
-    tcp_block_arrives_whole(c);
-
-    let image = dir.join("job.mig");
-    let (mut p, c) = tcp_peer(30, |port| shell(port).clone_with("MIG_IMAGE", &image).start());
-    p.until("step 5 ");
-    let (st, out, err) = output(&mut mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", image.to_str().unwrap()]));
-    assert!(st.success() && out.contains("2 processes"), "{out}{err}");
-    assert!(!err.contains("warning"), "the connection is held: {err}");
-    let (before, _, _) = p.finish();
-    let mut r = Launch::new(&mig(), &dir).bare().arg("restart").arg(image.to_str().unwrap()).start();
-    r.line().expect("the restored job prints its next step");
-    tcp_block_arrives_whole(c);
-    let (restored, st, err) = r.finish();
-    assert!(st.success(), "restored job failed: {st:?}\n{err}");
-    assert!(!err.contains("warning"), "{err}");
-    assert_continues(&reference, &before, &restored);
+    let said = across_an_exit(&dir, &shell, false, tcp_block_arrives_whole);
+    assert!(said.contains("2 processes"), "{said}");
 }
 
 /// Both ends of a TCP connection in the process, over IPv4 and over IPv6, with bytes
@@ -592,6 +609,19 @@ fn a_tcp_connection_within_the_process_comes_back_whole() {
     }
 }
 
+/// A TCP connection shut down one way, both ends in the process (one in CLOSE_WAIT
+/// with lines still to read before the end of its stream, the other in FIN_WAIT2 with a
+/// block still to read), checkpointed, killed and restored: both come back in their
+/// states with their bytes, the first reads its lines and then the end, the second the
+/// block, "bye" and the end; nothing is said (before: both came back reset, said).
+#[test]
+fn a_tcp_connection_shut_down_one_way_comes_back_so() {
+    require_root("TCP repair mode takes CAP_NET_ADMIN");
+    let dir = tempdir("tcp_half_self");
+    let (ckpt_err, err) = checkpoint_kill_restart_warnings(Launch::new(&compile("tcp_half"), &dir).arg("self").arg("30"), 5);
+    assert!(!ckpt_err.contains("warning") && !err.contains("warning"), "checkpoint: {ckpt_err}\nrestore: {err}");
+}
+
 /// Where the kernel's repair mode is refused (no CAP_NET_ADMIN), at the checkpoint or
 /// at the restore, the connection comes back reset by the peer, and a warning says so
 /// then: the restored process reads `ECONNRESET` where it would have read on.
@@ -607,7 +637,7 @@ fn a_tcp_connection_repair_mode_cannot_save_comes_back_reset_and_says_so() {
             let l = Launch::new(&bin, &dir).arg(&port.to_string()).clone_with("MIG_IMAGE", &image);
             if no_repair_at == "checkpoint" { l.without_net_admin() } else { l }
         };
-        let (mut p, _c) = tcp_peer(30, |port| launch(port).start());
+        let (mut p, _c) = tcp_peer(30, false, |port| launch(port).start());
         p.until("step 5 ");
         let (st, _, ckpt_err) = output(&mut mig_cmd(&["checkpoint", &p.pid().to_string(), "--exit", "--to", image.to_str().unwrap()]));
         assert!(st.success(), "{ckpt_err}");

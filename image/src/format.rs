@@ -727,6 +727,10 @@ pub struct TcpConn {
     pub window: [u32; 5],
     /// The bytes at the end of the send queue never sent (`SIOCOUTQNSD`).
     pub unsent: u32,
+    /// `tcpi_state`: established (1), FIN_WAIT1 (4), FIN_WAIT2 (5), CLOSE_WAIT (8),
+    /// LAST_ACK (9) or CLOSING (11). The sequence numbers and queues are those of the
+    /// bytes alone, without the FINs sent or received.
+    pub state: u32,
 }
 
 impl TcpConn {
@@ -889,7 +893,7 @@ const _: () = assert!(size_of::<InotifyWatch>() == 16);
 const _: () = assert!(size_of::<LockEntry>() == 24);
 const _: () = assert!(size_of::<Segment>() == 16);
 const _: () = assert!(size_of::<SockOpts>() == 48);
-const _: () = assert!(size_of::<TcpConn>() == 60);
+const _: () = assert!(size_of::<TcpConn>() == 64);
 const _: () = assert!(size_of::<TimerRecord>() == 24 + 32);
 
 /// An all-zero record.

@@ -58,6 +58,8 @@ pub mod tty;
 #[cfg(feature = "restore")]
 pub mod os;
 #[cfg(feature = "restore")]
+pub mod peer_fin;
+#[cfg(feature = "restore")]
 pub mod time_wait;
 
 #[cfg(feature = "restore")]

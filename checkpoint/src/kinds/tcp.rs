@@ -19,7 +19,14 @@ const TCP_TIMESTAMP: i32 = 24;
 const TCP_REPAIR_WINDOW: i32 = 29;
 const TCP_RECV_QUEUE: i32 = 1;
 const TCP_SEND_QUEUE: i32 = 2;
+/// The states a connection is saved whole in (`tcp_states.h`): established, or closed
+/// one way or both but for acknowledgements (`TcpConn::state`).
 const TCP_ESTABLISHED: u8 = 1;
+const TCP_FIN_WAIT1: u8 = 4;
+const TCP_FIN_WAIT2: u8 = 5;
+const TCP_CLOSE_WAIT: u8 = 8;
+const TCP_LAST_ACK: u8 = 9;
+const TCP_CLOSING: u8 = 11;
 const SIOCINQ: u64 = 0x541b;
 const SIOCOUTQ: u64 = 0x5411;
 const SIOCOUTQNSD: u64 = 0x894b;
@@ -29,11 +36,24 @@ const SIOCOUTQNSD: u64 = 0x894b;
 static SAVED: [AtomicI32; 4096] = [const { AtomicI32::new(-1) }; 4096];
 static SAVED_N: AtomicUsize = AtomicUsize::new(0);
 
-/// Whether stream socket `fd` is an established TCP connection (`save` then tries to
-/// save it whole).
+/// Whether stream socket `fd` is a TCP connection in a state `save` then tries to save
+/// it whole in: established, or shut down one way or both (a FIN sent, received, or
+/// both) with its peer still there.
 pub fn established(fd: i32) -> bool {
     let mut info = [0u8; 8];
-    sys::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info).is_ok() && info.first() == Some(&TCP_ESTABLISHED)
+    sys::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info).is_ok() && info.first().is_some_and(|&s| saved_whole(s))
+}
+
+fn saved_whole(state: u8) -> bool {
+    matches!(state, TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSE_WAIT | TCP_LAST_ACK | TCP_CLOSING)
+}
+
+/// Whether a connection in `state` has sent its FIN (`.0`; `.1`: not acknowledged yet)
+/// and whether it has received its peer's (`.2`).
+fn fins(state: u8) -> (bool, bool, bool) {
+    let sent = matches!(state, TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_LAST_ACK | TCP_CLOSING);
+    let unacked = matches!(state, TCP_FIN_WAIT1 | TCP_LAST_ACK | TCP_CLOSING);
+    (sent, unacked, matches!(state, TCP_CLOSE_WAIT | TCP_LAST_ACK | TCP_CLOSING))
 }
 
 fn repair_off(fd: i32) -> bool {
@@ -68,12 +88,17 @@ fn read(fd: i32, out: &mut List<u8>) -> Result<(), &'static str> {
     let mut info = [0u8; 8];
     sys::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info).map_err(|_| "TCP_INFO cannot be read")?;
     let [state, _, _, _, _, options, wscales, _] = info;
-    if state != TCP_ESTABLISHED {
+    if !saved_whole(state) {
         return Err("it is no longer established");
     }
+    // A FIN counts in the sequence numbers and in the send queue's measures (after
+    // its bytes, while not sent or not acknowledged): the saved ones are of the bytes
+    // alone, the FINs being sent again by the restore.
+    let (sent_fin, unacked_fin, got_fin) = fins(state);
     let recvq_len = sys::ioctl_get(fd, SIOCINQ).map_err(|_| "its receive queue cannot be measured")? as u32;
-    let sendq_len = sys::ioctl_get(fd, SIOCOUTQ).map_err(|_| "its send queue cannot be measured")? as u32;
-    let unsent = (sys::ioctl_get(fd, SIOCOUTQNSD).map_err(|_| "its send queue cannot be measured")? as u32).min(sendq_len);
+    let sendq_len = (sys::ioctl_get(fd, SIOCOUTQ).map_err(|_| "its send queue cannot be measured")? as u32).saturating_sub(unacked_fin as u32);
+    let unsent = sys::ioctl_get(fd, SIOCOUTQNSD).map_err(|_| "its send queue cannot be measured")? as u32;
+    let unsent = unsent.saturating_sub((sent_fin && unsent > 0) as u32).min(sendq_len);
     let int = |name| sys::getsockopt_int(fd, libc::IPPROTO_TCP, name).map(|v| v as u32).map_err(|_| "its settings cannot be read");
     let mut window = [0u8; 20];
     // Older kernels have no TCP_REPAIR_WINDOW: zeroes, not set again.
@@ -93,9 +118,14 @@ fn read(fd: i32, out: &mut List<u8>) -> Result<(), &'static str> {
         timestamp: int(TCP_TIMESTAMP)?,
         window,
         unsent,
+        state: state as u32,
     };
-    conn.rcv_seq = queue_seq(fd, TCP_RECV_QUEUE)?;
-    conn.snd_seq = queue_seq(fd, TCP_SEND_QUEUE)?;
+    conn.rcv_seq = queue_seq(fd, TCP_RECV_QUEUE)?.wrapping_sub(got_fin as u32);
+    conn.snd_seq = queue_seq(fd, TCP_SEND_QUEUE)?.wrapping_sub(sent_fin as u32);
+    // Where the window was last advertised (`rcv_wup`) is never past what is expected.
+    if let Some(rcv_wup) = conn.window.get_mut(4).filter(|w| (w.wrapping_sub(conn.rcv_seq) as i32) > 0) {
+        *rcv_wup = conn.rcv_seq;
+    }
     out.extend(bytes_of(&conn)).map_err(|_| "too much data queued")?;
     for (queue, len) in [(TCP_RECV_QUEUE, recvq_len), (TCP_SEND_QUEUE, sendq_len)] {
         sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR_QUEUE, queue).map_err(|_| "its queues cannot be read")?;
@@ -185,7 +215,7 @@ mod restore {
     /// queues) says: to be called before `bind` and `connect`. Returns the record.
     pub fn prepare(fd: i32, blob: &[u8]) -> std::io::Result<TcpConn> {
         let conn: TcpConn = mig_image::read_record(blob, 0).ok_or_else(|| Error::other("its TCP state is cut short"))?;
-        if conn.blob_len() != blob.len() as u64 {
+        if conn.blob_len() != blob.len() as u64 || !u8::try_from(conn.state).is_ok_and(saved_whole) {
             return Err(Error::other("its TCP state does not match its queues"));
         }
         set_int(fd, TCP_REPAIR, 1, "repair mode (it takes CAP_NET_ADMIN)")?;
@@ -247,9 +277,23 @@ mod restore {
         // Made otherwise (reset): nothing to do.
         let Some(conn) = mig_image::read_record::<TcpConn>(blob, 0).filter(|_| r == 0 && repair == 1) else { return };
         let (_, _, unsent) = queues(&conn, blob);
+        let (sent_fin, _, got_fin) = fins(conn.state as u8);
         // With a window probe: a peer that has gone answers it with a reset, which
-        // the program then sees, as it would have.
-        if let Err(e) = set_int(fd, TCP_REPAIR, 0, "leaving repair mode").and_then(|()| send_all(fd, unsent)) {
+        // the program then sees, as it would have. Then the FINs: the peer's, as the
+        // peer sent it (a segment from its address: the peer acknowledged it, so it
+        // never comes again), and this end's, by shutting it down (the peer
+        // acknowledges it again if it had).
+        let done = set_int(fd, TCP_REPAIR, 0, "leaving repair mode")
+            .and_then(|()| send_all(fd, unsent))
+            .and_then(|()| if got_fin { super::super::peer_fin::send(fd, &conn) } else { Ok(()) })
+            .and_then(|()| {
+                // SAFETY: shutdown of our socket.
+                if sent_fin && unsafe { libc::shutdown(fd, libc::SHUT_WR) } != 0 {
+                    return Err(Error::other(format!("shutting it down again: {}", Error::last_os_error())));
+                }
+                Ok(())
+            });
+        if let Err(e) = done {
             eprintln!("mig: warning: descriptor {}: its TCP connection may be broken: {e}", f.fd);
         }
     }
