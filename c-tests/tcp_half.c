@@ -6,11 +6,12 @@
  * listener of its own on 127.0.0.1 and accepts; the accepted end `a` sends the lines
  * "1".."STEPS" and shuts down its sending side (its FIN: `a` is then in FIN_WAIT2,
  * the connecting end `s` in CLOSE_WAIT); `s` sends a block of BLOCK bytes, which `a`
- * reads only at the end. With PORT, `s` connects to a peer outside the process (the
+ * reads only at the end; a second connection's connecting end `c` has shut down only
+ * its receiving side (still ESTABLISHED: poll says POLLRDHUP). With PORT, `s` connects to a peer outside the process (the
  * test, on 127.0.0.1:PORT) that does what `a` does, and checks the block.
  *
  * Each step reads one line from `s`, a byte at a time, and prints `step <n> <digest>`
- * over the lines read and both ends' TCP states. After the steps `s` reads the end of
+ * over the lines read, both ends' TCP states and what poll says of `c`. After the steps `s` reads the end of
  * the stream (read returns 0), sends "bye" and shuts down its side too; `a` reads the
  * block, "bye" and the end: a line says what it got. Then `done <digest>`.
  */
@@ -19,6 +20,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -42,7 +44,7 @@ int main(int argc, char **argv)
     int steps = steps_arg(argc - 1, argv + 1, 30);
     struct sockaddr_in to = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t to_len = sizeof to;
-    int listener = -1, a = -1;
+    int listener = -1, a = -1, c = -1, d = -1;
     if (self) {
         listener = socket(AF_INET, SOCK_STREAM, 0);
         if (listener < 0 || bind(listener, (struct sockaddr *)&to, to_len) || listen(listener, 1) || getsockname(listener, (struct sockaddr *)&to, &to_len))
@@ -56,6 +58,9 @@ int main(int argc, char **argv)
     if (self) {
         if ((a = accept(listener, NULL, NULL)) < 0)
             fail_errno("accept");
+        c = socket(AF_INET, SOCK_STREAM, 0);
+        if (c < 0 || connect(c, (struct sockaddr *)&to, to_len) || (d = accept(listener, NULL, NULL)) < 0 || shutdown(c, SHUT_RD))
+            fail_errno("the second connection");
         close(listener);
         for (int i = 1; i <= steps; i++) {
             char line[16];
@@ -91,11 +96,15 @@ int main(int argc, char **argv)
         line[n] = 0;
         chain = fnv1a_str(chain, line);
         chain = fnv1a_u64(chain, (uint64_t)state(s) << 8 | (uint64_t)state(a));
+        if (c >= 0) {
+            struct pollfd p = { .fd = c, .events = POLLIN | POLLRDHUP };
+            chain = fnv1a_u64(chain, poll(&p, 1, 0) == 1 ? (uint64_t)p.revents : 0);
+        }
         step_line(step, chain);
         pace_ms(50);
     }
-    char c;
-    ssize_t r = read(s, &c, 1);
+    char end;
+    ssize_t r = read(s, &end, 1);
     emit("the stream ends: read returned %zd (errno %d)\n", r, r < 0 ? errno : 0);
     write_all(s, "bye", 3);
     shutdown(s, SHUT_WR);

@@ -611,9 +611,11 @@ fn a_tcp_connection_within_the_process_comes_back_whole() {
 
 /// A TCP connection shut down one way, both ends in the process (one in CLOSE_WAIT
 /// with lines still to read before the end of its stream, the other in FIN_WAIT2 with a
-/// block still to read), checkpointed, killed and restored: both come back in their
-/// states with their bytes, the first reads its lines and then the end, the second the
-/// block, "bye" and the end; nothing is said (before: both came back reset, said).
+/// block still to read), and a connection whose end shut down only its receiving
+/// side, checkpointed, killed and restored: all come back in their states with their
+/// bytes, the first reads its lines and then the end, the second the block, "bye" and
+/// the end, the third still polls as shut down; nothing is said (before: the first two
+/// came back reset, said, and the third no longer shut down).
 #[test]
 fn a_tcp_connection_shut_down_one_way_comes_back_so() {
     require_root("TCP repair mode takes CAP_NET_ADMIN");

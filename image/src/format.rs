@@ -731,7 +731,12 @@ pub struct TcpConn {
     /// LAST_ACK (9) or CLOSING (11). The sequence numbers and queues are those of the
     /// bytes alone, without the FINs sent or received.
     pub state: u32,
+    /// `TCP_CONN_*` bits.
+    pub flags: u32,
 }
+
+/// `TcpConn` flag: the process shut down its receiving side (`shutdown(SHUT_RD)`).
+pub const TCP_CONN_SHUT_RD: u32 = 1;
 
 impl TcpConn {
     /// The blob length its queues make it.
@@ -893,7 +898,7 @@ const _: () = assert!(size_of::<InotifyWatch>() == 16);
 const _: () = assert!(size_of::<LockEntry>() == 24);
 const _: () = assert!(size_of::<Segment>() == 16);
 const _: () = assert!(size_of::<SockOpts>() == 48);
-const _: () = assert!(size_of::<TcpConn>() == 64);
+const _: () = assert!(size_of::<TcpConn>() == 68);
 const _: () = assert!(size_of::<TimerRecord>() == 24 + 32);
 
 /// An all-zero record.

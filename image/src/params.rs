@@ -4,7 +4,7 @@
 //!
 //! The layout is the one `docs/image-format.md` lists under each `FdKind`.
 
-use crate::format::{FdKind, SockOpts};
+use crate::format::{FdKind, FdRecord, SockOpts};
 
 /// A kind's parameters, stored in the record's eight `u64`s.
 pub trait Params: Sized {
@@ -211,6 +211,17 @@ impl SocketParams {
     /// blob).
     pub fn is_connection(&self) -> bool {
         self.ty == 1 && self.peer_len > 0
+    }
+    /// The (bound, peer) addresses of record `f` if it is a TCP connection; `extra`: its
+    /// `extra` bytes.
+    pub fn connection<'a>(f: &FdRecord, extra: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+        let p = SocketParams::decode(&f.params);
+        (f.kind == FdKind::Socket as u32 && p.is_connection()).then(|| p.addrs(extra))
+    }
+    /// Whether connections with these (bound, peer) addresses are the two ends of one:
+    /// each one's peer is the other's bound address.
+    pub fn ends_of_one(a: (&[u8], &[u8]), b: (&[u8], &[u8])) -> bool {
+        a.0 == b.1 && a.1 == b.0
     }
     /// How many bytes of `extra` the record's parts take.
     pub fn extra_len(&self) -> u64 {

@@ -278,15 +278,13 @@ fn make_sockets(images: &[Option<Image>], shares: &[mig_image::tree::Share]) -> 
             .collect()
     };
     let connection = |p: &SocketParams| p.is_connection();
-    let addrs = |img: &Image, f: &FdRecord| {
-        let (bound, peer) = SocketParams::decode(&f.params).addrs(img.str(f.extra));
-        (bound.to_vec(), peer.to_vec())
-    };
     let mut pairs = vec![];
     for &(k, img) in &images {
         for f in sockets(img, &connection) {
-            let (bound, peer) = addrs(img, &f);
-            if images.iter().any(|&(j, other)| j != k && sockets(other, &connection).iter().any(|g| addrs(other, g) == (peer.clone(), bound.clone()))) {
+            let Some(me) = SocketParams::connection(&f, img.str(f.extra)) else { continue };
+            let ends_of_one =
+                |other: &Image, g: &FdRecord| SocketParams::connection(g, other.str(g.extra)).is_some_and(|them| SocketParams::ends_of_one(me, them));
+            if images.iter().any(|&(j, other)| j != k && sockets(other, &connection).iter().any(|g| ends_of_one(other, g))) {
                 pairs.push((img, f));
             }
         }

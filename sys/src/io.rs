@@ -156,6 +156,15 @@ pub fn wait_readable(fd: c_int, ms: u64) -> bool {
     let ts = timespec_ms(ms);
     matches!(sc!(libc::SYS_ppoll, &mut p as *mut libc::pollfd, 1, ts.as_ptr(), 0usize, 8), Ok(1))
 }
+/// What `poll` reports of `fd` now for `events` (`ppoll`, no wait); 0 on failure.
+pub fn poll_now(fd: c_int, events: i16) -> i16 {
+    let mut p = libc::pollfd { fd, events, revents: 0 };
+    let ts = timespec_ms(0);
+    match sc!(libc::SYS_ppoll, &mut p as *mut libc::pollfd, 1, ts.as_ptr(), 0usize, 8) {
+        Ok(1) => p.revents,
+        _ => 0,
+    }
+}
 /// `epoll_wait(epfd, events, events.len(), timeout_ms)`: how many events it filled.
 pub fn epoll_wait(epfd: c_int, events: &mut [libc::epoll_event], timeout_ms: c_int) -> SysResult {
     sc!(libc::SYS_epoll_wait, epfd, events.as_mut_ptr(), events.len(), timeout_ms)

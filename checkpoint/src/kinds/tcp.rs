@@ -10,7 +10,7 @@ use crate::files::Strings;
 use crate::scratch::List;
 use crate::sys;
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed};
-use mig_image::{FdKind, FdRecord, Params, SocketParams, TcpConn, bytes_of};
+use mig_image::{FdRecord, SocketParams, TCP_CONN_SHUT_RD, TcpConn, bytes_of};
 
 const TCP_REPAIR: i32 = 19;
 const TCP_REPAIR_QUEUE: i32 = 20;
@@ -119,6 +119,8 @@ fn read(fd: i32, out: &mut List<u8>) -> Result<(), &'static str> {
         window,
         unsent,
         state: state as u32,
+        // Receiving is shut down once the peer's FIN is in; before, the process did it.
+        flags: if !got_fin && sys::poll_now(fd, libc::POLLRDHUP) & libc::POLLRDHUP != 0 { TCP_CONN_SHUT_RD } else { 0 },
     };
     conn.rcv_seq = queue_seq(fd, TCP_RECV_QUEUE)?.wrapping_sub(got_fin as u32);
     conn.snd_seq = queue_seq(fd, TCP_SEND_QUEUE)?.wrapping_sub(sent_fin as u32);
@@ -148,12 +150,9 @@ fn queue_seq(fd: i32, queue: i32) -> Result<u32, &'static str> {
 /// addresses, crossed, are another record's).
 pub fn peer_here(all: &[FdRecord], strings: &Strings, f: &FdRecord) -> bool {
     let text = strings.bytes.as_slice();
-    let addrs = |r: &FdRecord| {
-        let p = SocketParams::decode(&r.params);
-        text.get(r.extra.off as usize..(r.extra.off + r.extra.len) as usize).map(|e| p.addrs(e))
-    };
-    let Some((bound, peer)) = addrs(f) else { return false };
-    all.iter().any(|o| o.kind == FdKind::Socket as u32 && o.fd != f.fd && addrs(o) == Some((peer, bound)))
+    let addrs = |r: &FdRecord| SocketParams::connection(r, text.get(r.extra.off as usize..(r.extra.off + r.extra.len) as usize).unwrap_or_default());
+    let Some(me) = addrs(f) else { return false };
+    all.iter().any(|o| o.fd != f.fd && addrs(o).is_some_and(|other| SocketParams::ends_of_one(me, other)))
 }
 
 /// The process ends after its image is safe: its saved connections are put in repair
@@ -215,7 +214,7 @@ mod restore {
     /// queues) says: to be called before `bind` and `connect`. Returns the record.
     pub fn prepare(fd: i32, blob: &[u8]) -> std::io::Result<TcpConn> {
         let conn: TcpConn = mig_image::read_record(blob, 0).ok_or_else(|| Error::other("its TCP state is cut short"))?;
-        if conn.blob_len() != blob.len() as u64 || !u8::try_from(conn.state).is_ok_and(saved_whole) {
+        if conn.blob_len() != blob.len() as u64 || !u8::try_from(conn.state).is_ok_and(saved_whole) || conn.flags & !TCP_CONN_SHUT_RD != 0 {
             return Err(Error::other("its TCP state does not match its queues"));
         }
         set_int(fd, TCP_REPAIR, 1, "repair mode (it takes CAP_NET_ADMIN)")?;
@@ -287,8 +286,14 @@ mod restore {
             .and_then(|()| send_all(fd, unsent))
             .and_then(|()| if got_fin { super::super::peer_fin::send(fd, &conn) } else { Ok(()) })
             .and_then(|()| {
+                let how = match (sent_fin, conn.flags & TCP_CONN_SHUT_RD != 0) {
+                    (false, false) => return Ok(()),
+                    (true, false) => libc::SHUT_WR,
+                    (false, true) => libc::SHUT_RD,
+                    (true, true) => libc::SHUT_RDWR,
+                };
                 // SAFETY: shutdown of our socket.
-                if sent_fin && unsafe { libc::shutdown(fd, libc::SHUT_WR) } != 0 {
+                if unsafe { libc::shutdown(fd, how) } != 0 {
                     return Err(Error::other(format!("shutting it down again: {}", Error::last_os_error())));
                 }
                 Ok(())

@@ -84,19 +84,28 @@ fn take(fd: i32, out: &mut List<u8>) -> Result<u64, &'static str> {
 /// The bytes waiting in the pseudo-terminal whose master is `master` (the process is
 /// stopped), appended to `out`: what its slave wrote for the master to read, then what
 /// the master wrote for the slave to read (with the line being typed, in canonical
-/// mode); put back at once, as they were, for the process goes on. Returns the length
-/// of the first part and of both.
+/// mode); put back at once, as they were, for the process goes on (through a
+/// descriptor of its slave of our own, non-blocking). Returns the length of the first
+/// part and of both.
 pub fn queued(master: i32, out: &mut List<u8>) -> Result<(u64, u64), &'static str> {
     let mut modes = [0u8; 64];
     sys::tcgets(master, &mut modes).map_err(|_| "cannot read its modes")?;
-    let slave = peer(master).ok_or("cannot open its slave to read the bytes waiting in it")?;
+    let Some(slave) = peer(master) else {
+        // Its slave cannot be opened (still locked: never opened yet).
+        return if unread(master) == 0 { Ok((0, 0)) } else { Err("cannot open its slave to save the bytes waiting in it") };
+    };
     let start = out.len();
     let mut output = None;
     let taken = (|| {
         output = Some(take(master, out)?);
         // Out of canonical mode, a line being typed can be read too.
         let mut raw = modes;
-        set_flag(&mut raw, LFLAG, flag(&modes, LFLAG) & !(libc::ICANON));
+        set_flag(&mut raw, LFLAG, flag(&modes, LFLAG) & !libc::ICANON);
+        for c in [libc::VMIN, libc::VTIME] {
+            if let Some(b) = raw.get_mut(CC + c) {
+                *b = 0;
+            }
+        }
         if !tcsets(master, &raw) {
             return Err("cannot read the line being typed in it");
         }

@@ -409,10 +409,7 @@ fn leading_out(asked: &[Asked], exit: bool) -> Vec<String> {
         .zip(&maps)
         .filter_map(|(a, m)| {
             let img = mig_image::Image::open(m.as_ref()?, &hasher).ok()?;
-            let connection = |f: &mig_image::FdRecord| {
-                let p = SocketParams::decode(&f.params);
-                (f.kind == FdKind::Socket as u32 && p.is_connection()).then(|| p.addrs(img.str(f.extra))).map(|(b, p)| (b.to_vec(), p.to_vec()))
-            };
+            let connection = |f: &mig_image::FdRecord| SocketParams::connection(f, img.str(f.extra)).map(|(b, p)| (b.to_vec(), p.to_vec()));
             let recs = (0..img.count(Table::Fds))
                 .map(|i| img.fd(i))
                 .filter(|f| f.dup_of < 0)
@@ -421,7 +418,9 @@ fn leading_out(asked: &[Asked], exit: bool) -> Vec<String> {
         })
         .collect();
     let all = || fds.iter().flat_map(|(_, r)| r.iter().map(|(f, _, _)| f));
-    let connected = |(bound, peer): &Addrs| fds.iter().flat_map(|(_, r)| r.iter()).any(|(_, _, c)| matches!(c, Some((b, p)) if b == peer && p == bound));
+    let connected = |(bound, peer): &Addrs| {
+        fds.iter().flat_map(|(_, r)| r.iter()).any(|(_, _, c)| c.as_ref().is_some_and(|(b, p)| SocketParams::ends_of_one((bound, peer), (b, p))))
+    };
     let reads = |f: &mig_image::FdRecord| f.flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32;
     let mut out = vec![];
     for (pid, recs) in &fds {
