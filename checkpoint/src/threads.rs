@@ -300,19 +300,32 @@ fn stop_signal(info: *mut libc::siginfo_t, uc: *mut c_void) {
     }
 }
 
-/// A stopped thread's slot and the signals it took (`take_pending`).
+/// A stopped thread's slot, the signals it took (`take_pending`), and the release
+/// count it waits to see bumped.
 struct Parked<'a> {
     slot: usize,
     held: &'a mut Held,
+    release: u32,
 }
 
 fn stop(held: &mut Held) {
     let mut ctx = Context::default();
-    let mut parked = Parked { slot: usize::MAX, held };
+    let mut parked = Parked { slot: usize::MAX, held, release: 0 };
     // SAFETY: `ctx` and `parked` are live locals; `park` does not unwind.
     let r: Resumed = unsafe { save_context(&mut ctx, park, (&mut parked as *mut Parked).cast()) };
     if r.restored != 0 {
         resumed(parked.slot);
+        // Not before the coordinator has made again what the process shares (an AIO
+        // context this thread's interrupted call waits on: too early, the call fails
+        // with EINVAL) and lets every thread go, as after a checkpoint. The count is
+        // the image's: bumped once by this process's `release`.
+        loop {
+            let bell = BELL.load(SeqCst);
+            if RELEASE.load(SeqCst) != parked.release {
+                break;
+            }
+            futex_wait(&BELL, bell, 1000);
+        }
     }
 }
 
@@ -321,6 +334,7 @@ extern "C" fn park(ctx: *mut Context, arg: *mut c_void) -> u64 {
     let mut take = TAKE.load(SeqCst);
     // SAFETY: `arg` is `stop`'s `parked`, alive while this runs.
     let parked = unsafe { &mut *arg.cast::<Parked>() };
+    parked.release = release;
     let i = NEXT.fetch_add(1, SeqCst) as usize;
     parked.slot = i;
     // SAFETY: `ctx` is `stop`'s local, filled by `save_context`.

@@ -125,12 +125,14 @@ pub fn queued(master: i32, out: &mut List<u8>) -> Result<(u64, u64), &'static st
 fn put_back(master: i32, slave: i32, modes: &[u8; 64], (output, input): (&[u8], &[u8])) -> bool {
     let mut ok = true;
     if !output.is_empty() || !input.is_empty() {
-        // Neither translated nor echoed again: they were on their way already.
+        // Neither translated, nor echoed, nor taken as signals again: they were on
+        // their way already. Flow control stays as it was (what it takes was taken
+        // then; a change would be news to a master in packet mode).
         let lflag = flag(modes, LFLAG);
         let mut plain = *modes;
-        set_flag(&mut plain, IFLAG, 0);
+        set_flag(&mut plain, IFLAG, flag(modes, IFLAG) & (libc::IXON | libc::IXOFF | libc::IXANY));
         set_flag(&mut plain, OFLAG, 0);
-        set_flag(&mut plain, LFLAG, lflag & (libc::ICANON | libc::IEXTEN));
+        set_flag(&mut plain, LFLAG, lflag & (libc::ICANON | libc::IEXTEN | libc::EXTPROC));
         for c in [libc::VEOF, libc::VERASE, libc::VKILL, libc::VWERASE, libc::VREPRINT, libc::VLNEXT, libc::VDISCARD] {
             if let Some(b) = plain.get_mut(CC + c) {
                 *b = 0;
