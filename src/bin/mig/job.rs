@@ -294,7 +294,9 @@ fn ask_each(procs: Vec<Proc>, parts_base: &Path, job: Option<&Path>, opts: Optio
     for p in procs {
         match checkpoint::ask(p.pid) {
             Ok(a) => asking.push((p, a)),
-            Err(_) if !control::alive(p.pid) => continue,
+            // Ended, or gone into `exec` since it was seen ready (its new program has
+            // no library yet): seen again by the next pass, ended or starting.
+            Err(_) if !control::alive(p.pid) || !ready(p.pid) => continue,
             Err(e) => return Err(e),
         }
     }
