@@ -624,6 +624,90 @@ fn a_tcp_connection_shut_down_one_way_comes_back_so() {
     assert!(!ckpt_err.contains("warning") && !err.contains("warning"), "checkpoint: {ckpt_err}\nrestore: {err}");
 }
 
+/// A listener on 127.0.0.1 whose queue is full (backlog 0, one connection waiting in
+/// it): a SYN to it is dropped, so a connection to it stays in SYN_SENT.
+fn full_listener() -> (std::net::TcpListener, std::net::TcpStream) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a socket we own, set up by hand: std listens with a backlog of 128.
+    let listener = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let a = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: 0,
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes([127, 0, 0, 1]) },
+            sin_zero: [0; 8],
+        };
+        assert_eq!(libc::bind(fd, (&a as *const libc::sockaddr_in).cast(), size_of::<libc::sockaddr_in>() as u32), 0);
+        assert_eq!(libc::listen(fd, 0), 0);
+        std::net::TcpListener::from_raw_fd(fd)
+    };
+    let filler = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    (listener, filler)
+}
+
+/// `tcp_connecting` run against a full listener (`full_listener`): once it says
+/// `waiting`, the listener takes what filled it, then the subject's connection, and
+/// reads its "hello". `go` starts the subject with the port and returns it once it
+/// is past whatever it does to it; the subject's lines and what the listener read.
+fn connecting_round(go: &dyn Fn(u16) -> Proc) -> (Vec<String>, Vec<u8>) {
+    use std::io::Read;
+    let (listener, filler) = full_listener();
+    let mut p = go(listener.local_addr().unwrap().port());
+    p.until("waiting");
+    drop(filler);
+    listener.set_nonblocking(true).unwrap();
+    let accept = |what: &str| {
+        let t0 = std::time::Instant::now();
+        loop {
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && t0.elapsed() < std::time::Duration::from_secs(20) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("{what} never came: {e}"),
+            }
+        }
+    };
+    drop(accept("the connection that filled the queue"));
+    let mut c = accept("the subject's connection");
+    c.set_nonblocking(false).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    let (lines, st, err) = p.finish();
+    assert!(st.success(), "{st:?} {err}\n{lines:?}");
+    (lines, got)
+}
+
+/// A TCP connection being made (SYN_SENT: its peer's queue is full) when the process
+/// is checkpointed, killed and restored: the restored connection is being made again
+/// (still SYN_SENT at each step), and is made once the peer takes it; nothing is said
+/// (before: it came back an unconnected socket, in CLOSE, silently).
+#[test]
+fn a_tcp_connection_being_made_is_made_again() {
+    let dir = tempdir("tcp_connecting");
+    let bin = compile("tcp_connecting");
+    let (reference, sent) = connecting_round(&|port| Launch::new(&bin, &dir).bare().arg(&port.to_string()).start());
+    assert_eq!(sent, b"hello");
+    assert!(reference.iter().any(|l| l == "connected: poll 1, SO_ERROR 0, state 1"), "{reference:?}");
+    let image = dir.join("connecting.mig");
+    let before = std::cell::RefCell::new(vec![]);
+    let (restored, sent) = connecting_round(&|port| {
+        let l = Launch::new(&bin, &dir).arg(&port.to_string());
+        let mut p = l.clone_with("MIG_IMAGE", &image).start();
+        let err = p.stderr_collector();
+        checkpoint_at(&mut p, 5, &image);
+        p.line().expect("the subject keeps running after a checkpoint");
+        *before.borrow_mut() = p.kill();
+        let err = err.join().unwrap();
+        assert!(!err.contains("warning"), "the checkpoint warned: {err}");
+        l.clone_with("MIG_RESTORE", &image).start()
+    });
+    assert_eq!(sent, b"hello");
+    assert_continues(&reference, &before.borrow(), &restored);
+}
+
 /// Where the kernel's repair mode is refused (no CAP_NET_ADMIN), at the checkpoint or
 /// at the restore, the connection comes back reset by the peer, and a warning says so
 /// then: the restored process reads `ECONNRESET` where it would have read on.

@@ -99,19 +99,14 @@ fn checkpoint(info: *mut libc::siginfo_t) {
             // A process of a job is saved in the job's one stop, pre-copied first only
             // if the command asks (its copier then waits for the job).
             if !job.exit && !job.streamed() && (!job.held || job.pre) {
-                match TempImage::create(job.dest.as_bytes()) {
-                    Ok(tmp) => match precopy::start(job, &tmp) {
-                        Some(_) => {
-                            rollback::writing(job.dest, tmp.id, (job.pid, job.created_ns));
-                            // The copier has its own copies of the file and the connection.
-                            sys::close(tmp.fd);
-                            return control::done_here(Some(&job.request()));
-                        }
-                        None => {
-                            tmp.discard();
-                            sys::close(tmp.fd);
-                        }
-                    },
+                match precopy::start(job, || TempImage::create(job.dest.as_bytes())) {
+                    Ok(Some((_, tmp))) => {
+                        rollback::writing(job.dest, tmp.id, (job.pid, job.created_ns));
+                        // The copier has its own copies of the file and the connection.
+                        sys::close(tmp.fd);
+                        return control::done_here(Some(&job.request()));
+                    }
+                    Ok(None) => {}
                     Err(f) => {
                         complete(&job, Err(f), 0);
                         return control::done_here(Some(&job.request()));

@@ -93,6 +93,8 @@ impl Drop for Diag {
     }
 }
 
+const TCP_SYN_SENT: u8 = 2;
+
 /// Describes socket `fd` (inode `ino`).
 pub fn inspect(fd: i32, ino: u64, diag: Option<&Diag>) -> Result<Sock, Errno> {
     let int = |level, name| sys::getsockopt_int(fd, level, name);
@@ -150,6 +152,19 @@ pub fn inspect(fd: i32, ino: u64, diag: Option<&Diag>) -> Result<Sock, Errno> {
         libc::AF_INET | libc::AF_INET6 => {
             if s.ty == libc::SOCK_STREAM && on(libc::IPPROTO_TCP, libc::TCP_NODELAY) {
                 s.opts |= mig_image::SOCKOPT_NODELAY;
+            }
+            // A connection being made: no peer for getpeername yet, but SO_PEERNAME
+            // says where it goes (asked for no more than the address's length).
+            let mut info = [0u8; 1];
+            let len = if s.domain == libc::AF_INET { size_of::<libc::sockaddr_in>() } else { size_of::<libc::sockaddr_in6>() };
+            if s.ty == libc::SOCK_STREAM
+                && s.peer_len == 0
+                && sys::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info).is_ok()
+                && info == [TCP_SYN_SENT]
+                && let Ok(n) = sys::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERNAME, s.peer.get_mut(..len).unwrap_or_default())
+            {
+                s.peer_len = n.min(ADDR_MAX);
+                s.opts |= mig_image::SOCKOPT_CONNECTING;
             }
             if s.ty == libc::SOCK_STREAM {
                 let v = &mut s.valued;

@@ -499,8 +499,11 @@ fn socket(f: &FdRecord) -> Check {
     ensure(lens, "a socket's addresses do not fit its record")?;
     // A connected stream socket is a TCP connection, put back in repair mode (`connect`
     // there never waits); other connected streams come back reset (kind 7).
-    let tcp = matches!(p[0], AF_INET | AF_INET6) && p[1] == SOCK_STREAM && f.data_len >= size_of::<TcpConn>() as u64;
-    ensure(p[5] == 0 || p[1] == SOCK_DGRAM || tcp, "a connected socket that is neither a datagram socket nor a TCP connection")
+    let inet_stream = matches!(p[0], AF_INET | AF_INET6) && p[1] == SOCK_STREAM;
+    let tcp = inet_stream && f.data_len >= size_of::<TcpConn>() as u64;
+    let connecting = p[6] & SOCKOPT_CONNECTING != 0;
+    ensure(!connecting || (inet_stream && p[5] > 0 && f.data_len == 0), "a connection being made is not a TCP socket with a peer")?;
+    ensure(p[5] == 0 || p[1] == SOCK_DGRAM || tcp || connecting, "a connected socket that is neither a datagram socket nor a TCP connection")
 }
 
 fn epoll(img: &Image, f: &FdRecord) -> Check {

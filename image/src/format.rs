@@ -678,8 +678,11 @@ pub const SOCKOPT_BROADCAST: u64 = 32;
 pub const SOCKOPT_FREEBIND: u64 = 64;
 /// `SO_LOCK_FILTER`: the filter cannot be changed any more (set after attaching it).
 pub const SOCKOPT_LOCK_FILTER: u64 = 128;
+/// A TCP connection being made (`SYN_SENT`): the peer address is where it goes
+/// (`SO_PEERNAME`); the restore starts the connection again.
+pub const SOCKOPT_CONNECTING: u64 = 256;
 /// Every `SOCKOPT_*` bit.
-pub const SOCKOPTS: u64 = 0xff;
+pub const SOCKOPTS: u64 = 0x1ff;
 /// Bytes of one classic BPF instruction (`struct sock_filter`).
 pub const SOCK_FILTER_LEN: usize = 8;
 

@@ -210,7 +210,7 @@ impl SocketParams {
     /// Whether it is a TCP connection (a connected stream socket; `TcpConn` heads its
     /// blob).
     pub fn is_connection(&self) -> bool {
-        self.ty == 1 && self.peer_len > 0
+        self.ty == 1 && self.peer_len > 0 && self.opts & crate::SOCKOPT_CONNECTING == 0
     }
     /// The (bound, peer) addresses of record `f` if it is a TCP connection; `extra`: its
     /// `extra` bytes.

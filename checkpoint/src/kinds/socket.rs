@@ -25,7 +25,8 @@ pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Di
     }
     // An established TCP connection is saved whole where repair mode allows (`tcp`;
     // else it is reset there).
-    if s.peer_len > 0 && stream && (s.domain == libc::AF_UNIX || !super::tcp::established(fd)) {
+    let connecting = s.opts & mig_image::SOCKOPT_CONNECTING != 0;
+    if s.peer_len > 0 && stream && !connecting && (s.domain == libc::AF_UNIX || !super::tcp::established(fd)) {
         rec.params = ResetParams { domain: s.domain }.encode();
         return Ok(FdKind::Reset);
     }
@@ -117,8 +118,8 @@ pub use restore::restore;
 mod restore {
     use super::super::{Shared, os::*};
     use mig_image::{
-        FdKind, FdRecord, Params, Queue, ResetParams, SOCKOPT_BROADCAST, SOCKOPT_FREEBIND, SOCKOPT_KEEPALIVE, SOCKOPT_LOCK_FILTER, SOCKOPT_NODELAY,
-        SOCKOPT_REUSEADDR, SOCKOPT_REUSEPORT, SOCKOPT_V6ONLY, SockAddr, SockOpts, SocketParams,
+        FdKind, FdRecord, Params, Queue, ResetParams, SOCKOPT_BROADCAST, SOCKOPT_CONNECTING, SOCKOPT_FREEBIND, SOCKOPT_KEEPALIVE, SOCKOPT_LOCK_FILTER,
+        SOCKOPT_NODELAY, SOCKOPT_REUSEADDR, SOCKOPT_REUSEPORT, SOCKOPT_V6ONLY, SockAddr, SockOpts, SocketParams,
     };
     use std::os::fd::{AsRawFd, IntoRawFd};
     use std::os::unix::ffi::OsStrExt;
@@ -238,9 +239,18 @@ mod restore {
             // SAFETY: listen on our socket.
             last_error::<i32>(unsafe { libc::listen(fd, s.backlog) })?;
         }
+        let connecting = s.opts & SOCKOPT_CONNECTING != 0;
+        if connecting {
+            // Started again, without waiting: the program waits (or polls) for it as it
+            // did; a blocking `connect` it was in, begun again, goes on waiting.
+            // SAFETY: fcntl on our socket, before its saved flags are set back.
+            unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+        }
         if !peer.is_empty() {
             // SAFETY: `peer` holds a socket address of `peer.len()` bytes as saved.
-            if unsafe { libc::connect(fd, peer.as_ptr().cast(), peer.len() as u32) } < 0 {
+            if unsafe { libc::connect(fd, peer.as_ptr().cast(), peer.len() as u32) } < 0
+                && !(connecting && Error::last_os_error().raw_os_error() == Some(libc::EINPROGRESS))
+            {
                 eprintln!(
                     "mig: warning: descriptor {}: cannot connect to {} again ({}); it is unconnected",
                     f.fd,

@@ -290,36 +290,40 @@ pub fn untrack() -> bool {
     true
 }
 
-/// Starts a session for `job`, written into `tmp`, if pre-copying is on and worth it.
-/// Returns the copier's pid; the copier has its own copies of `tmp`'s descriptor and of
-/// the job's connection.
-pub fn start(job: Job, tmp: &TempImage) -> Option<u32> {
+/// Starts a session for `job`, if pre-copying is on and worth it, written into the
+/// file `create` makes then, just before the copier starts (made earlier, a program
+/// killed meanwhile would leave it behind, with no copier to remove it). Returns the
+/// copier's pid and the file, whose descriptor and the job's connection the copier has
+/// copies of; `None`: not pre-copied.
+pub fn start(job: Job, create: impl FnOnce() -> Result<TempImage, Failure>) -> Result<Option<(u32, TempImage)>, Failure> {
     let rt = runtime::get();
     if rt.settings.precopy == Precopy::Off || job.streamed() || STATE.load(SeqCst) != IDLE {
-        return None;
+        return Ok(None);
     }
-    let mut scratch = Scratch::sized(SCRATCH)?;
-    let mut text = scratch.list(16 << 20)?;
-    let mut runs = scratch.list(1 << 16)?;
+    let Some(mut scratch) = Scratch::sized(SCRATCH) else { return Ok(None) };
+    let (Some(mut text), Some(mut runs)) = (scratch.list(16 << 20), scratch.list(1 << 16)) else { return Ok(None) };
     let range = (scratch.base as u64, (scratch.base + scratch.len) as u64);
-    let resident = copier::resident(&mut text, &mut runs, range).ok()?;
+    let Ok(resident) = copier::resident(&mut text, &mut runs, range) else { return Ok(None) };
     // Memory a fork leaves out keeps a process stopped for its whole write: a copier
     // that shares the memory does better at any size.
     if rt.settings.precopy == Precopy::Auto && resident < AUTO_MIN && !crate::intent::ever_kept_from_fork() {
-        return None;
+        return Ok(None);
     }
-    let stack: List<u8> = scratch.list(STACK)?;
+    let lists = (|| Some((scratch.list(STACK)?, scratch.list(1 << 20)?, scratch.list(1 << 26)?, scratch.list(writer::CHUNK)?)))();
+    let Some((stack, places, page_crc, readback)) = lists else { return Ok(None) };
+    let stack: List<u8> = stack;
+    let tmp = create()?;
     let new = Session {
         job,
         tmp: TempImage { path: tmp.path.clone(), fd: tmp.fd, id: tmp.id },
         data_off: 0,
         slots: 0,
-        places: scratch.list(1 << 20)?,
-        page_crc: scratch.list(1 << 26)?,
+        places,
+        page_crc,
         runs,
         text,
         resident,
-        readback: scratch.list(writer::CHUNK)?,
+        readback,
         fold: PageCrc::new(),
         block_fold: PageCrc::for_len(BLOCK),
         rounds: 0,
@@ -357,7 +361,9 @@ pub fn start(job: Job, tmp: &TempImage) -> Option<u32> {
         TRACKING.store(0, SeqCst);
         // SAFETY: no copier started: the handler owns the session, dropped once here.
         unsafe { (*SESSION.0.get()).assume_init_drop() };
-        return None;
+        tmp.discard();
+        sys::close(tmp.fd);
+        return Ok(None);
     }
     COPIER.store(r as u32, SeqCst);
     if ASK_WITH.load(SeqCst) == 0 {
@@ -367,7 +373,7 @@ pub fn start(job: Job, tmp: &TempImage) -> Option<u32> {
     if child {
         crate::writers::add_writer(r as u32, true, None);
     }
-    Some(r as u32)
+    Ok(Some((r as u32, tmp)))
 }
 
 /// The request signal or the checkpoint signal, whichever still has mig's checkpoint

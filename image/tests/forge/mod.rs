@@ -889,10 +889,14 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             FdKind::Socket => {
                 require!([1, 2, 10].contains(&q[0]) && [1, 2, 3, 5].contains(&q[1]), "socket kind");
                 require!(q[7] <= 4096 && q[4] <= 128 && q[5] <= 128 && q[4] + q[5] + 48 + 8 * q[7] == f.extra.len as u64, "socket addresses");
-                // Connected: a datagram socket, or a TCP connection with its state.
-                let tcp = [2, 10].contains(&q[0]) && q[1] == 1 && f.data_len >= 60;
-                require!(q[5] == 0 || q[1] == 2 || tcp, "connected socket");
-                require!(q[2] <= i32::MAX as u64 && q[3] <= i32::MAX as u64 && q[6] < 256, "socket numbers");
+                // Connected: a datagram socket, a TCP connection with its state, or
+                // one being made (SOCKOPT_CONNECTING, no blob).
+                let inet_stream = [2, 10].contains(&q[0]) && q[1] == 1;
+                let tcp = inet_stream && f.data_len >= 68;
+                let connecting = q[6] & 256 != 0;
+                require!(!connecting || (inet_stream && q[5] > 0 && f.data_len == 0), "connecting socket");
+                require!(q[5] == 0 || q[1] == 2 || tcp || connecting, "connected socket");
+                require!(q[2] <= i32::MAX as u64 && q[3] <= i32::MAX as u64 && q[6] < 512, "socket numbers");
             }
             FdKind::Epoll => {
                 require!(f.extra.len % 16 == 0, "epoll length");
