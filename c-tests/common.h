@@ -130,6 +130,27 @@ static inline void fail_errno(const char *what)
     fail("%s: %s", what, strerror(errno));
 }
 
+/* Reads one line of `fd` a byte at a time (what follows stays queued for the next
+ * read), into `line` (`size` bytes, cut short there, without its newline); fails,
+ * naming `step`, on an error or the end of the stream. */
+static inline void read_line(int fd, char *line, size_t size, int step)
+{
+    size_t n = 0;
+    for (;;) {
+        char c;
+        ssize_t r = read(fd, &c, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r != 1)
+            fail("step %d: read returned %zd (errno %d)", step, r, r < 0 ? errno : 0);
+        if (c == '\n')
+            break;
+        if (n + 1 < size)
+            line[n++] = c;
+    }
+    line[n] = 0;
+}
+
 /* Step count: argv[1] if given (a positive number), else `def`. */
 static inline int steps_arg(int argc, char **argv, int def)
 {

@@ -80,20 +80,7 @@ int main(int argc, char **argv)
     uint64_t chain = FNV_OFFSET;
     for (int step = 1; step <= steps; step++) {
         char line[32];
-        size_t n = 0;
-        for (;;) {
-            char c;
-            ssize_t r = read(s, &c, 1);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r != 1)
-                fail("step %d: read returned %zd (errno %d)", step, r, r < 0 ? errno : 0);
-            if (c == '\n')
-                break;
-            if (n < sizeof line - 1)
-                line[n++] = c;
-        }
-        line[n] = 0;
+        read_line(s, line, sizeof line, step);
         chain = fnv1a_str(chain, line);
         chain = fnv1a_u64(chain, (uint64_t)state(s) << 8 | (uint64_t)state(a));
         if (c >= 0) {
