@@ -157,7 +157,7 @@ fn checkpoint(info: *mut libc::siginfo_t) {
     // and it does not panic).
     let r: Resumed = unsafe { save_context(&mut ctx, body, (&mut args as *mut Args).cast()) };
     if r.restored != 0 {
-        precopy::forget();
+        precopy::restored();
         crate::kinds::aio::restore();
         crate::fds::forget_in_flight();
         control::done_here(None);

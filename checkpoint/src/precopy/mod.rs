@@ -81,6 +81,11 @@ static TRACKING: AtomicU32 = AtomicU32::new(0);
 /// The program took its own copy of the session's connection (`take_conn`): the copier
 /// no longer reports, and may end (a futex the copier waits on after giving up).
 static HANDED: AtomicU32 = AtomicU32::new(0);
+/// A copier of this process was killed: what its userfaultfd had write-protected may
+/// not be as a new one would find it (a pre-copy after it has given a wrong image), so
+/// this process is not pre-copied any more (its checkpoints are made the usual way, as
+/// the warning says); a restored process starts afresh (`restored`).
+static COPIER_DIED: AtomicU32 = AtomicU32::new(0);
 
 /// Below this, forking is cheap and pre-copying not worth its rounds (automatic mode).
 const AUTO_MIN: u64 = 64 << 20;
@@ -190,6 +195,7 @@ fn copier_died() {
         .num(copier as u64)
         .s(") ended before its checkpoint was written (killed?); checkpoints go on the usual way")
         .emit();
+    COPIER_DIED.store(1, SeqCst);
     s.tmp.discard();
     // Its stack and buffers; its userfaultfd (and what it tracked) went with it.
     // SAFETY: the copier that ran on it has ended, and this side holds no list of it.
@@ -220,6 +226,13 @@ pub fn take_conn(job: &mut Job) {
     }
     HANDED.store(1, SeqCst);
     sys::futex_wake(&HANDED);
+}
+
+/// After a restore: no session is going on here, and no copier of this process's was
+/// ever killed.
+pub fn restored() {
+    forget();
+    COPIER_DIED.store(0, SeqCst);
 }
 
 /// After a restore, or in a forked writer: no session is going on here.
@@ -297,7 +310,7 @@ pub fn untrack() -> bool {
 /// copies of; `None`: not pre-copied.
 pub fn start(job: Job, create: impl FnOnce() -> Result<TempImage, Failure>) -> Result<Option<(u32, TempImage)>, Failure> {
     let rt = runtime::get();
-    if rt.settings.precopy == Precopy::Off || job.streamed() || STATE.load(SeqCst) != IDLE {
+    if rt.settings.precopy == Precopy::Off || job.streamed() || STATE.load(SeqCst) != IDLE || COPIER_DIED.load(SeqCst) != 0 {
         return Ok(None);
     }
     let Some(mut scratch) = Scratch::sized(SCRATCH) else { return Ok(None) };
