@@ -8,13 +8,13 @@
 #![allow(unsafe_code)]
 
 use super::os::*;
-use mig_image::TcpConn;
+use mig_image::{SockAddr, TcpConn};
 
 const FIN_ACK: u8 = 0x11;
 
 /// Sends connection `fd` (out of repair mode) its peer's FIN, numbered as `conn` says.
 pub fn send(fd: i32, conn: &TcpConn) -> std::io::Result<()> {
-    let (local, peer) = (address(fd, libc::getsockname)?, address(fd, libc::getpeername)?);
+    let (local, peer) = (address(fd, false)?, address(fd, true)?);
     let [_, snd_wnd, ..] = conn.window;
     let window = if conn.window == [0; 5] { 0xffff } else { (snd_wnd >> conn.snd_wscale.min(14)).min(0xffff) as u16 };
     let mut tcp = Vec::with_capacity(20);
@@ -27,16 +27,13 @@ pub fn send(fd: i32, conn: &TcpConn) -> std::io::Result<()> {
     tcp.extend_from_slice(&window.to_be_bytes());
     tcp.extend_from_slice(&[0; 4]); // checksum, urgent pointer
     let tcp_proto = libc::IPPROTO_TCP as u8;
-    let (mut packet, pseudo) = match (&local.0, &peer.0) {
+    let (dst, src) = (&local.0[..], &peer.0[..]);
+    let (mut packet, pseudo, family) = match (dst.len(), src.len()) {
         // Version 4, 5 words; 40 bytes; don't fragment; TTL 64; the kernel fills in
         // the header's checksum and id.
-        (Ip::V4(dst), Ip::V4(src)) => {
-            ([&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, tcp_proto, 0, 0], &src[..], &dst[..]].concat(), [src, dst, &[0, tcp_proto, 0, 20][..]].concat())
-        }
+        (4, 4) => ([&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, tcp_proto, 0, 0], src, dst].concat(), [src, dst, &[0, tcp_proto, 0, 20]].concat(), libc::AF_INET),
         // Version 6; 20 bytes of TCP; hop limit 64.
-        (Ip::V6(dst), Ip::V6(src)) => {
-            ([&[0x60, 0, 0, 0, 0, 20, tcp_proto, 64], &src[..], &dst[..]].concat(), [&src[..], &dst[..], &[0, 0, 0, 20, 0, 0, 0, tcp_proto]].concat())
-        }
+        (16, 16) => ([&[0x60, 0, 0, 0, 0, 20, tcp_proto, 64], src, dst].concat(), [src, dst, &[0, 0, 0, 20, 0, 0, 0, tcp_proto]].concat(), libc::AF_INET6),
         _ => return Err(Error::other("its addresses are of two families")),
     };
     let sum = checksum(&pseudo, &tcp);
@@ -44,27 +41,23 @@ pub fn send(fd: i32, conn: &TcpConn) -> std::io::Result<()> {
         c.copy_from_slice(&sum.to_be_bytes());
     }
     packet.extend_from_slice(&tcp);
-    let v6 = matches!(local.0, Ip::V6(_));
     // SAFETY: a raw socket of our own; IPPROTO_RAW: we write the IP header.
-    let raw =
-        last_error::<i32>(unsafe { libc::socket(if v6 { libc::AF_INET6 } else { libc::AF_INET }, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW) })
-            .map_err(|e| Error::other(format!("its peer's FIN cannot be sent again (a raw socket takes CAP_NET_RAW): {e}")))?;
-    // SAFETY: zeroed socket addresses filled with the destination; `packet` is valid.
+    let raw = last_error::<i32>(unsafe { libc::socket(family, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW) })
+        .map_err(|e| Error::other(format!("its peer's FIN cannot be sent again (a raw socket takes CAP_NET_RAW): {e}")))?;
+    // SAFETY: a zeroed socket address filled with the destination (port 0: a raw
+    // socket takes none); `packet` is valid for its length.
     let sent = unsafe {
         let mut to: libc::sockaddr_storage = std::mem::zeroed();
-        let len = match local.0 {
-            Ip::V4(a) => {
-                let sin = &mut *(&mut to as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>();
-                sin.sin_family = libc::AF_INET as u16;
-                sin.sin_addr.s_addr = u32::from_ne_bytes(a);
-                size_of::<libc::sockaddr_in>()
-            }
-            Ip::V6(a) => {
-                let sin6 = &mut *(&mut to as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
-                sin6.sin6_family = libc::AF_INET6 as u16;
-                sin6.sin6_addr.s6_addr = a;
-                size_of::<libc::sockaddr_in6>()
-            }
+        let len = if family == libc::AF_INET {
+            let sin = &mut *(&mut to as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+            sin.sin_family = libc::AF_INET as u16;
+            sin.sin_addr.s_addr = u32::from_ne_bytes(dst.try_into().unwrap_or_default());
+            size_of::<libc::sockaddr_in>()
+        } else {
+            let sin6 = &mut *(&mut to as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+            sin6.sin6_family = libc::AF_INET6 as u16;
+            sin6.sin6_addr.s6_addr = dst.try_into().unwrap_or_default();
+            size_of::<libc::sockaddr_in6>()
         };
         libc::sendto(raw, packet.as_ptr().cast(), packet.len(), 0, (&to as *const libc::sockaddr_storage).cast(), len as u32)
     };
@@ -76,40 +69,15 @@ pub fn send(fd: i32, conn: &TcpConn) -> std::io::Result<()> {
     Ok(())
 }
 
-enum Ip {
-    V4([u8; 4]),
-    V6([u8; 16]),
-}
-
-/// The address and port `get` (getsockname or getpeername) gives for `fd`; an
+/// The address (4 or 16 bytes) and port of `fd`'s end (or, `peer`, its peer's); an
 /// IPv4-mapped IPv6 address as the IPv4 address it is (its packets are IPv4).
-fn address(fd: i32, get: unsafe extern "C" fn(i32, *mut libc::sockaddr, *mut u32) -> i32) -> std::io::Result<(Ip, u16)> {
-    // SAFETY: a zeroed sockaddr_storage and its length, filled by the kernel.
-    let (ss, r) = unsafe {
-        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
-        let mut len = size_of::<libc::sockaddr_storage>() as u32;
-        let r = get(fd, (&mut ss as *mut libc::sockaddr_storage).cast(), &mut len);
-        (ss, r)
-    };
-    if r != 0 {
-        return Err(Error::last_os_error());
-    }
-    match ss.ss_family as i32 {
-        libc::AF_INET => {
-            // SAFETY: the kernel wrote a sockaddr_in.
-            let sin = unsafe { *(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Ok((Ip::V4(sin.sin_addr.s_addr.to_ne_bytes()), u16::from_be(sin.sin_port)))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the kernel wrote a sockaddr_in6.
-            let sin6 = unsafe { *(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            let a = sin6.sin6_addr.s6_addr;
-            let port = u16::from_be(sin6.sin6_port);
-            match a {
-                [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b0, b1, b2, b3] => Ok((Ip::V4([b0, b1, b2, b3]), port)),
-                _ => Ok((Ip::V6(a), port)),
-            }
-        }
+fn address(fd: i32, peer: bool) -> std::io::Result<(Vec<u8>, u16)> {
+    let mut raw = [0u8; 128];
+    let n = crate::sys::sockname(fd, peer, &mut raw).map_err(|e| Error::from_raw_os_error(e.0))?;
+    match SockAddr::decode(raw.get(..n).unwrap_or_default()) {
+        SockAddr::Inet { ip, port } => Ok((ip.to_vec(), port)),
+        SockAddr::Inet6 { ip: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d], port } => Ok((Vec::from([a, b, c, d]), port)),
+        SockAddr::Inet6 { ip, port } => Ok((ip.to_vec(), port)),
         _ => Err(Error::other("it is not an IP connection")),
     }
 }

@@ -26,7 +26,7 @@ pub fn save(fd: i32, rec: &mut FdRecord, strings: &mut Strings, diag: Option<&Di
     // An established TCP connection is saved whole where repair mode allows (`tcp`;
     // else it is reset there).
     let connecting = s.opts & mig_image::SOCKOPT_CONNECTING != 0;
-    if s.peer_len > 0 && stream && !connecting && (s.domain == libc::AF_UNIX || !super::tcp::established(fd)) {
+    if s.peer_len > 0 && stream && !connecting && (s.domain == libc::AF_UNIX || !super::tcp::repairable(fd)) {
         rec.params = ResetParams { domain: s.domain }.encode();
         return Ok(FdKind::Reset);
     }

@@ -39,7 +39,7 @@ static SAVED_N: AtomicUsize = AtomicUsize::new(0);
 /// Whether stream socket `fd` is a TCP connection in a state `save` then tries to save
 /// it whole in: established, or shut down one way or both (a FIN sent, received, or
 /// both) with its peer still there.
-pub fn established(fd: i32) -> bool {
+pub fn repairable(fd: i32) -> bool {
     let mut info = [0u8; 8];
     sys::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info).is_ok() && info.first().is_some_and(|&s| saved_whole(s))
 }
@@ -89,7 +89,7 @@ fn read(fd: i32, out: &mut List<u8>) -> Result<(), &'static str> {
     sys::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info).map_err(|_| "TCP_INFO cannot be read")?;
     let [state, _, _, _, _, options, wscales, _] = info;
     if !saved_whole(state) {
-        return Err("it is no longer established");
+        return Err("it is in a state repair mode does not save (SYN_SENT, closed)");
     }
     // A FIN counts in the sequence numbers and in the send queue's measures (after
     // its bytes, while not sent or not acknowledged): the saved ones are of the bytes

@@ -55,10 +55,6 @@ fn set_flag(t: &mut [u8; 64], at: usize, v: u32) {
     }
 }
 
-fn tcsets(master: i32, t: &[u8; 64]) -> bool {
-    sys::tcsets(master, t).is_ok()
-}
-
 /// A descriptor of the slave of pseudo-terminal `master`, read-write and non-blocking.
 fn peer(master: i32) -> Option<i32> {
     sys::pty_peer(master, libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC).ok()
@@ -106,7 +102,7 @@ pub fn queued(master: i32, out: &mut List<u8>) -> Result<(u64, u64), &'static st
                 *b = 0;
             }
         }
-        if !tcsets(master, &raw) {
+        if sys::tcsets(master, &raw).is_err() {
             return Err("cannot read the line being typed in it");
         }
         take(slave, out).map(drop)
@@ -138,7 +134,7 @@ fn put_back(master: i32, slave: i32, modes: &[u8; 64], (output, input): (&[u8], 
                 *b = 0;
             }
         }
-        ok = tcsets(master, &plain) && sys::write_all(slave, output).is_ok() && sys::write_all(master, input).is_ok();
+        ok = sys::tcsets(master, &plain).is_ok() && sys::write_all(slave, output).is_ok() && sys::write_all(master, input).is_ok();
         // What `FIONREAD` counts once they are in: all, or up to the end of the last
         // whole line.
         let cc = |c: usize| modes.get(CC + c).copied().unwrap_or(0);
@@ -156,7 +152,7 @@ fn put_back(master: i32, slave: i32, modes: &[u8; 64], (output, input): (&[u8], 
             done
         });
     }
-    tcsets(master, modes) && ok
+    sys::tcsets(master, modes).is_ok() && ok
 }
 
 /// The bytes the pseudo-terminal of master record `f` held, put back into the new one
