@@ -6,8 +6,9 @@
  * 40 steps by default; SIGUSR1 is blocked before step FROM (default 3) is printed
  * and unblocked before step TO (default 30) is: a checkpoint asked meanwhile stays
  * pending until then. With HOLD (a path), it is also blocked whenever that file exists
- * (looked at before each step), so that a test decides when the process may take a
- * checkpoint request. State: a counter (LCG); the digest covers it and the step, not
+ * (looked at before each step), and the process waits, stepping no further, until it
+ * is gone: a test decides when the process may take a checkpoint request, however
+ * long that takes. State: a counter (LCG); the digest covers it and the step, not
  * when the signal was blocked.
  */
 #include "common.h"
@@ -26,12 +27,18 @@ int main(int argc, char **argv)
     uint64_t counter = 7;
     uint64_t chain = FNV_OFFSET;
     for (int step = 1; step <= steps; step++) {
-        int want = (step >= from && step < to) || (hold && access(hold, F_OK) == 0);
-        if (want != blocked) {
-            if (sigprocmask(want ? SIG_BLOCK : SIG_UNBLOCK, &usr1, NULL) != 0)
-                fail_errno("sigprocmask");
-            blocked = want;
-        }
+        int held;
+        do {
+            held = hold && access(hold, F_OK) == 0;
+            int want = (step >= from && step < to) || held;
+            if (want != blocked) {
+                if (sigprocmask(want ? SIG_BLOCK : SIG_UNBLOCK, &usr1, NULL) != 0)
+                    fail_errno("sigprocmask");
+                blocked = want;
+            }
+            if (held)
+                pace_ms(10);
+        } while (held);
         counter = counter * 6364136223846793005ULL + 1442695040888963407ULL;
         uint64_t d = fnv1a_u64(fnv1a_u64(FNV_OFFSET, counter), (uint64_t)step);
         chain = fnv1a_u64(chain, d);

@@ -127,9 +127,9 @@ fn blocks(pid: i32, sig: i32) -> bool {
 /// The victim (`mig run --interval 1`) runs a step subject while the attacker plants
 /// requests, a FIFO and links in `/tmp/mig-<victim>/` (made by the attacker first),
 /// signals the victim, and answers on every `mig/<pid>/…` socket it sees; the victim's
-/// own `mig checkpoint`s run meanwhile (the victim blocks the checkpoint signal, as
-/// `blocks_signal` does while its hold file exists, until the attacker has connected to
-/// each one's socket and written a forged `status=ok`).
+/// own `mig checkpoint`s run meanwhile (the victim blocks the checkpoint signal and
+/// waits, as `blocks_signal` does while its hold file exists, until the attacker has
+/// connected to each one's socket and written a forged `status=ok`).
 #[test]
 fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
     let sb = Sandbox::new("attack", 2);
@@ -139,7 +139,8 @@ fn another_user_can_neither_steer_nor_read_nor_answer_a_checkpoint() {
     let subject = sb.subject("blocks_signal");
     let evil = sb.subject("attacker");
     let hold = vhome.join("hold");
-    // 140 steps, SIGUSR1 blocked only while `hold` exists.
+    // 140 steps, SIGUSR1 blocked only while `hold` exists (and no step taken then: however
+    // slow the attacker is, the victim has not ended meanwhile).
     let args = ["140", "0", "0", hold.to_str().unwrap()];
     let reference = reference(&Launch::new(&subject, &vhome).arg(args[0]).bare());
     let precious = vhome.join("precious.txt");
