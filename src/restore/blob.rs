@@ -61,6 +61,11 @@ pub const CLONE_RESUME: u64 = 32;
 /// On success (no errno), skip the next operation: the next one is the fallback of
 /// this one (`clone` after a `clone3` that asked for the saved tid).
 pub const SKIP_NEXT_IF_OK: u64 = 64;
+/// On `EEXIST`, wait a millisecond and try again (at most `RETRIES` times): a tid asked
+/// for may still be held by a thread that is ending (a rollback's `execve` has ended
+/// the process's other threads, but the kernel frees their tids a moment later).
+pub const RETRY_EEXIST: u64 = 128;
+const RETRIES: u64 = 500;
 /// `nr` of the last operation.
 pub const END: u64 = u64::MAX;
 
@@ -121,6 +126,7 @@ global_asm!(
 mig_blob_start:
     mov r12, rdi                    // r12 = &BlobArgs for the whole run (syscall keeps it)
     mov r13, [r12 + {args_ops}]     // r13 = the current Op
+    xor r15d, r15d                  // r15 = tries of the current Op
 2:
     mov rax, [r13 + {op_nr}]        // system call number
     cmp rax, {end}                  // END?
@@ -133,6 +139,22 @@ mig_blob_start:
     mov r9,  [r13 + {op_a5}]
     syscall
     mov rcx, [r13 + {op_check}]     // rcx = check flags (syscall clobbered rcx already)
+    test rcx, {retry_eexist}        // RETRY_EEXIST, and it said EEXIST?
+    jz 16f
+    cmp rax, {eexist}
+    jne 16f
+    inc r15
+    cmp r15, {retries}
+    ja 16f
+    push {ms}                       // nanosleep(1 ms), then the same Op again
+    push 0
+    mov rdi, rsp
+    xor esi, esi
+    mov eax, {sys_nanosleep}
+    syscall
+    add rsp, 16
+    jmp 2b
+16:
     test rcx, {clone_resume}        // CLONE_RESUME, in the child (rax = 0)?
     jz 12f
     test rax, rax
@@ -181,6 +203,7 @@ mig_blob_start:
     add r13, {op_size}
 14:
     add r13, {op_size}              // next Op
+    xor r15d, r15d
     jmp 2b
 8:
     mov rdx, [r12 + {args_handoff}] // rdx = hand-off, second return value
@@ -269,6 +292,11 @@ mig_blob_end:
     store_u32 = const STORE_U32,
     clone_resume = const CLONE_RESUME,
     skip_next_if_ok = const SKIP_NEXT_IF_OK,
+    retry_eexist = const RETRY_EEXIST,
+    retries = const RETRIES,
+    eexist = const -(libc::EEXIST as i64),
+    ms = const 1_000_000,
+    sys_nanosleep = const libc::SYS_nanosleep,
     restored = const RESTORED,
     failed = const FAILED,
     first_errno = const FIRST_ERRNO,

@@ -3,7 +3,7 @@
 //! made again with `clone`; each starts running restored code at once, with the
 //! hand-off in rdx.
 
-use super::super::blob::{CHECK_OK, CLONE_RESUME, SKIP_NEXT_IF_OK, STORE_U32};
+use super::super::blob::{CHECK_OK, CLONE_RESUME, RETRY_EEXIST, SKIP_NEXT_IF_OK, STORE_U32};
 use super::program::Program;
 use crate::sys;
 use mig_image::{Image, Table, ThreadRecord, slice_bytes};
@@ -21,7 +21,8 @@ pub(super) fn main_thread(prog: &mut Program, t: &ThreadRecord) {
 /// becomes this process's main thread). Each asks first for the thread's saved tid
 /// (`clone3` with `set_tid`: glibc keeps the tid in the mutexes a thread owns, and
 /// programs keep it for `tgkill`), which needs `CAP_CHECKPOINT_RESTORE` (or root) and a
-/// free tid; failing that, a plain `clone` gives it a new one.
+/// free tid (one an ending thread holds is waited for, briefly); failing that, a plain
+/// `clone` gives it a new one.
 pub(super) fn recreate(prog: &mut Program, img: &Image, handoff_at: u64) {
     for i in 1..img.count(Table::Threads) {
         let th = img.thread(i);
@@ -41,7 +42,7 @@ pub(super) fn recreate(prog: &mut Program, img: &Image, handoff_at: u64) {
         let clone_args: [u64; 10] = [flags, 0, th.clear_tid, th.clear_tid, 0, th.ctx.rsp - 8, 8, th.fs_base, tid_at, 1];
         let args_at = prog.arena.bytes(slice_bytes(&clone_args));
         let same = [args_at, size_of_val(&clone_args) as u64, 0, 0, 0, handoff_at];
-        prog.op(libc::SYS_clone3, &same, CLONE_RESUME | SKIP_NEXT_IF_OK, "recreating a thread with its tid").store = ctx_at;
+        prog.op(libc::SYS_clone3, &same, CLONE_RESUME | SKIP_NEXT_IF_OK | RETRY_EEXIST, "recreating a thread with its tid").store = ctx_at;
         let args = [flags, th.ctx.rsp, th.clear_tid, th.clear_tid, th.fs_base, handoff_at];
         prog.op(libc::SYS_clone, &args, CHECK_OK | CLONE_RESUME, "recreating a thread").store = ctx_at;
     }
