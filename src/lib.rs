@@ -113,6 +113,7 @@ fn init() {
     if let Some(image) = restore_from {
         restore::plan::restore(&image, settings);
     }
+    checkpoint::seccomp::init();
     checkpoint::stacks::init();
     checkpoint::handler::install(settings.checkpoint_signal);
     install_rollback();

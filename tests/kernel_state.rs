@@ -422,19 +422,38 @@ fn membarrier_registrations_come_back() {
     assert!(!err.contains("warning"), "restore: {err}");
 }
 
-/// Seccomp filters cannot be read back: a restore by a process without them is refused
-/// before anything is replaced, saying why.
+/// Seccomp filters the program installed through libc (`prctl`; libseccomp's way,
+/// `syscall(SYS_seccomp)` with TSYNC, after a thread started) come back for every thread,
+/// each once: after a restore, and after a rollback (filters outlive `execve`: the
+/// rolled-back process runs under them already). The subject's digests hold what the
+/// filtered calls return in each thread and how many filters each runs under.
 #[test]
-fn a_process_under_seccomp_filters_is_not_restored_without_them() {
+fn seccomp_filters_the_program_installed_come_back() {
     let dir = tempdir("seccomp_filter");
-    let l = Launch::new(&compile("seccomp_filter"), &dir).arg("40");
+    let (ckpt_err, restore_err) = checkpoint_kill_restart_warnings(Launch::new(&compile("seccomp_filter"), &dir).arg("30"), 5);
+    assert!(!ckpt_err.contains("warning") && !restore_err.contains("warning"), "checkpoint: {ckpt_err}\nrestore: {restore_err}");
+    let dir = tempdir("seccomp_rollback");
+    let err = checkpoint_rollback(&Launch::new(&compile("seccomp_filter"), &dir).arg("30"), 5, 11);
+    assert!(!err.contains("warning"), "{err}");
+}
+
+/// A filter made by a raw system call cannot be saved (the kernel shows filters to no
+/// one but a privileged tracer): the checkpoint says so, and a restore by a process
+/// without it is refused before anything is replaced, saying why.
+#[test]
+fn a_seccomp_filter_mig_did_not_see_made_is_named_and_its_restore_refused() {
+    let dir = tempdir("seccomp_raw");
+    let l = Launch::new(&compile("seccomp_filter"), &dir).arg("40").arg("raw");
     let image = dir.join("subject.mig");
     let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    let first_err = p.stderr_collector();
     checkpoint_at(&mut p, 3, &image);
     p.kill();
+    let first_err = first_err.join().unwrap();
+    assert!(first_err.contains("warning: the process runs under 2 seccomp filter(s) of its own that mig cannot save"), "{first_err}");
     let (out, st, err) = l.clone_with("MIG_RESTORE", &image).start().finish();
     assert_eq!(st.code(), Some(125), "refused before anything is replaced: {st:?}\nstderr: {err}\nstdout: {out:?}");
-    assert!(err.contains("ran under 1 seccomp filter(s)") && err.contains("this process runs under 0"), "{err}");
+    assert!(err.contains("ran under 2 seccomp filter(s) mig could not save") && err.contains("this process runs under 0"), "{err}");
 }
 
 /// A System V shared memory segment comes back as that segment: the id the program

@@ -56,6 +56,7 @@ fn state(s: &mut Snapshot, text: &mut List<u8>, info: &mut List<u8>, threads: us
     for t in super::threads::records(threads) {
         s.threads.push(t)?;
     }
+    super::seccomp::save(s, text)?;
     // Descriptors before memory: a shared mapping of a file a descriptor saves is not
     // saved twice.
     super::fds::collect(s, text, info)?;

@@ -164,6 +164,7 @@ fn checkpoint(info: *mut libc::siginfo_t) {
         threads::resumed(0);
         threads::wait_resumed(n);
         held.put_back();
+        crate::seccomp::restored();
         threads::release();
         // SAFETY: a restore blob jumped here with its hand-off; signals are blocked,
         // and every other thread has left the restore code.

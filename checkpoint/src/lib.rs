@@ -58,6 +58,7 @@ pub mod report;
 pub mod rollback;
 pub mod runtime;
 pub mod scratch;
+pub mod seccomp;
 pub mod snapshot;
 pub mod sockets;
 pub mod stacks;

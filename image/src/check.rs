@@ -330,7 +330,23 @@ fn process(img: &Image) -> Check {
         && a.pdeathsig < 65
         && a.flags & !(ATTR_CWD_DELETED | ATTR_MLOCK_FUTURE | ATTR_MLOCK_ONFAULT) == 0;
     let membarrier = a.membarrier & !MEMBARRIER_REGISTRATIONS == 0;
-    ensure((-1000..=1000).contains(&a.oom_score_adj) && flags && a.seccomp <= 2 && membarrier && a.pad == 0, "a process attribute is out of range")
+    ensure((-1000..=1000).contains(&a.oom_score_adj) && flags && a.seccomp <= 2 && membarrier, "a process attribute is out of range")?;
+    seccomp(img, &a)
+}
+
+/// The saved seccomp filters: as many as said, no more than the process ran under,
+/// each of 1 to `SECCOMP_MAX_INSNS` whole instructions with only the flags that come back.
+fn seccomp(img: &Image, a: &Attributes) -> Check {
+    str_in_bounds(img, a.seccomp_programs)?;
+    let mut n = 0u32;
+    for e in seccomp_entries(img.str(a.seccomp_programs)) {
+        let ok = e.is_some_and(|(flags, insns)| {
+            flags & !SECCOMP_SAVED_FLAGS == 0 && !insns.is_empty() && insns.len().is_multiple_of(8) && insns.len() <= 8 * SECCOMP_MAX_INSNS
+        });
+        ensure(ok, "a saved seccomp filter is malformed")?;
+        n += 1;
+    }
+    ensure(n == a.seccomp_saved && a.seccomp_saved <= a.seccomp_filters && (n == 0 || a.seccomp == 2), "a saved seccomp filter is malformed")
 }
 
 /// What `PR_SET_MM_MAP` accepts: every address in the user address space, each range

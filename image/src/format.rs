@@ -242,15 +242,46 @@ pub struct Attributes {
     /// `ATTR_*` bits.
     pub flags: u32,
     /// `Seccomp:` of `/proc/self/status` (0 none, 1 strict, 2 filters) and
-    /// `Seccomp_filters:` (how many). Filters cannot be read back: a restore requires
-    /// the restoring process to run under at least as many (a container's are
-    /// inherited), and refuses otherwise.
+    /// `Seccomp_filters:` (how many). The kernel does not show filters: those the
+    /// program installed through libc are saved (`seccomp_programs`); for the others a
+    /// restore requires the restoring process to run under at least as many (a
+    /// container's are inherited), and refuses otherwise.
     pub seccomp: u32,
     pub seccomp_filters: u32,
     /// The `membarrier` commands registered (`MEMBARRIER_CMD_GET_REGISTRATIONS`),
     /// registered again.
     pub membarrier: u32,
-    pub pad: u32,
+    /// How many filters `seccomp_programs` holds: the last of `seccomp_filters`.
+    pub seccomp_saved: u32,
+    /// The saved filters in the order they were installed, each
+    /// `[flags u32][length u32][struct sock_filter; length / 8]` (`seccomp_entries`).
+    pub seccomp_programs: StrRef,
+}
+
+/// The flags a saved seccomp filter may carry (`SECCOMP_FILTER_FLAG_LOG`,
+/// `SECCOMP_FILTER_FLAG_SPEC_ALLOW`).
+pub const SECCOMP_SAVED_FLAGS: u32 = 2 | 4;
+/// The most instructions a seccomp filter has (`BPF_MAXINSNS`).
+pub const SECCOMP_MAX_INSNS: usize = 4096;
+
+/// The entries of `Attributes::seccomp_programs`: (flags, instructions); `None` ends
+/// them early where the bytes are malformed (a length past the end).
+pub fn seccomp_entries(mut bytes: &[u8]) -> impl Iterator<Item = Option<(u32, &[u8])>> {
+    core::iter::from_fn(move || {
+        if bytes.is_empty() {
+            return None;
+        }
+        let word = |b: &[u8], i: usize| b.get(i..i + 4).and_then(|w| w.try_into().ok()).map(u32::from_ne_bytes);
+        let entry = (|| {
+            let (flags, len) = (word(bytes, 0)?, word(bytes, 4)? as usize);
+            Some((flags, bytes.get(8..8usize.checked_add(len)?)?))
+        })();
+        bytes = match entry {
+            Some((_, insns)) => bytes.get(8 + insns.len()..).unwrap_or(&[]),
+            None => &[],
+        };
+        Some(entry)
+    })
 }
 
 /// `Attributes` flag: the working directory was removed while the process worked in
@@ -889,8 +920,8 @@ unsafe impl Pod for u64 {}
 unsafe impl Pod for i64 {}
 
 const _: () = assert!(size_of::<MmFields>() == 88);
-const _: () = assert!(size_of::<ProcessRecord>() == 72 + 88 + 16 + 8 + 16 + 256 + 96 + 2048 + 32 + 8 + 8 + 48);
-const _: () = assert!(size_of::<Attributes>() == 48);
+const _: () = assert!(size_of::<ProcessRecord>() == 72 + 88 + 16 + 8 + 16 + 256 + 96 + 2048 + 32 + 8 + 8 + 56);
+const _: () = assert!(size_of::<Attributes>() == 56);
 const _: () = assert!(size_of::<ThreadSched>() == 24 + 128);
 const _: () = assert!(size_of::<ThreadRecord>() == 8 + 64 + 8 * 5 + 8 + 16 + 152);
 const _: () = assert!(size_of::<RegionRecord>() == 16 + 24 + 8 + 72 + 16);

@@ -3,11 +3,13 @@
 //! with, which mappings the program made itself (not glibc or the loader, whose calls
 //! no hook sees), the paths of inotify watches; and they warn when the program takes
 //! over the checkpoint signal, which would silently turn checkpoints off. `memory` hides what
-//! mig does to the program's mappings from `madvise` and `mremap`.
+//! mig does to the program's mappings from `madvise` and `mremap`; `seccomp` records the
+//! filters the program installs, which the kernel does not show.
 #![allow(unsafe_code)]
 
 pub mod held_signals;
 mod memory;
+mod seccomp;
 mod waits;
 
 use crate::checkpoint::intent::{closed, forget_watches, mapped, opened, unmapped, watched};

@@ -58,7 +58,7 @@ pub use signal::*;
 pub use thread::*;
 pub use time::*;
 pub use trace::*;
-pub use x86_64::spawn_vm;
+pub use x86_64::{spawn_vm, syscall6};
 
 /// An error number returned by the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -112,6 +112,8 @@ fn attributes(text: &mut List<u8>) -> Result<Attributes, Failure> {
         seccomp,
         seccomp_filters,
         membarrier: sys::membarrier_registrations() & mig_image::MEMBARRIER_REGISTRATIONS,
-        pad: 0,
+        // `seccomp::save` fills these in once the threads are known.
+        seccomp_saved: 0,
+        seccomp_programs: Default::default(),
     })
 }

@@ -377,6 +377,13 @@ pub fn build(rng: &mut Rng) -> Built {
         env_end: stack + 7 * P + 0x80,
     };
     (p.auxv, p.cwd, p.umask) = (auxv, cwd, 0o22);
+    // Two filters, one inherited, one saved: "allow everything", logged.
+    let mut filter = vec![];
+    filter.extend_from_slice(&2u32.to_ne_bytes());
+    filter.extend_from_slice(&8u32.to_ne_bytes());
+    filter.extend_from_slice(&[0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]);
+    (p.attrs.seccomp, p.attrs.seccomp_filters, p.attrs.seccomp_saved) = (2, 2, 1);
+    p.attrs.seccomp_programs = s.add(&filter);
     p.comm[..5].copy_from_slice(b"prog\0");
     for (i, l) in p.rlimits.iter_mut().enumerate() {
         *l = if i % 3 == 0 { Rlimit { cur: u64::MAX, max: u64::MAX } } else { Rlimit { cur: 1024, max: 4096 } };
@@ -817,10 +824,21 @@ pub fn invariants(img: &Image) -> Result<(), String> {
             && a.pdeathsig <= 64
             && a.flags <= 7
             && a.seccomp <= 2
-            && a.membarrier & !(4 | 16 | 64 | 256) == 0
-            && a.pad == 0,
+            && a.membarrier & !(4 | 16 | 64 | 256) == 0,
         "process attributes"
     );
+    require!(str_ok(a.seccomp_programs) && a.seccomp_saved <= a.seccomp_filters, "seccomp filters");
+    let entries: Vec<_> = seccomp_entries(img.str(a.seccomp_programs)).collect();
+    require!(entries.len() == a.seccomp_saved as usize && (entries.is_empty() || a.seccomp == 2), "seccomp filter count");
+    for e in entries {
+        require!(
+            e.is_some_and(|(flags, insns)| flags & !SECCOMP_SAVED_FLAGS == 0
+                && !insns.is_empty()
+                && insns.len() % 8 == 0
+                && insns.len() <= 8 * SECCOMP_MAX_INSNS),
+            "seccomp filter"
+        );
+    }
     for t in p.itimers {
         require!(t.interval_sec >= 0 && t.value_sec >= 0 && (0..1_000_000).contains(&t.interval_usec) && (0..1_000_000).contains(&t.value_usec), "itimer");
     }

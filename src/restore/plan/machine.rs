@@ -92,9 +92,13 @@ pub(super) fn check_cwd(img: &Image, p: &ProcessRecord) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Seccomp filters cannot be read back nor made again: the restoring process must run
-/// under at least as many as the saved one did (as every process of a container does).
-pub(super) fn check_seccomp(p: &ProcessRecord) -> Result<(), Refusal> {
+/// Seccomp filters: those the image saved (the program installed them through libc)
+/// are installed again as the restore ends, all but those this process already runs
+/// under (a rollback runs under them all: filters outlive `execve`); the kernel is asked
+/// in a throwaway child whether it takes them, so that a refusal comes before anything
+/// is replaced. The others cannot be read back: this process must run under them
+/// already (as every process of a container does).
+pub(super) fn check_seccomp(img: &Image, p: &ProcessRecord) -> Result<(), Refusal> {
     let a = p.attrs;
     if a.seccomp == 0 {
         return Ok(());
@@ -105,11 +109,51 @@ pub(super) fn check_seccomp(p: &ProcessRecord) -> Result<(), Refusal> {
     if a.seccomp == 1 {
         return Err("the process ran in seccomp strict mode, which mig cannot restore".into());
     }
-    if mode != 2 || filters < a.seccomp_filters {
+    let unsaved = a.seccomp_filters - a.seccomp_saved;
+    if unsaved > 0 && (mode != 2 || filters < unsaved) {
         return Err(format!(
-            "the process ran under {} seccomp filter(s), which mig cannot read back; this process runs under {filters} (restore it where the same filters apply, as in the same container)",
-            a.seccomp_filters
+            "the process ran under {unsaved} seccomp filter(s) mig could not save (it warned at the checkpoint); this process runs under {filters} (restore it where the same filters apply, as in the same container)"
         ));
     }
-    Ok(())
+    let install = crate::checkpoint::seccomp::missing(a.seccomp_filters, filters).min(a.seccomp_saved);
+    let filters = mig_image::seccomp_entries(img.str(a.seccomp_programs)).map_while(|e| e).skip((a.seccomp_saved - install) as usize);
+    match try_filters(a.no_new_privs != 0, filters) {
+        0 => Ok(()),
+        libc::EACCES => {
+            Err("the kernel refuses to install its seccomp filters again: the process had no_new_privs off and this one lacks CAP_SYS_ADMIN".into())
+        }
+        e => Err(format!("the kernel refuses to install its seccomp filters again: {}", std::io::Error::from_raw_os_error(e))),
+    }
+}
+
+/// Installs `filters` in a child (with `no_new_privs` first, as the restore sets it):
+/// 0, or the error number of the first the kernel refuses.
+fn try_filters<'a>(no_new_privs: bool, filters: impl Iterator<Item = (u32, &'a [u8])>) -> i32 {
+    let filters: Vec<(u32, &[u8])> = filters.collect();
+    if filters.is_empty() {
+        return 0;
+    }
+    // SAFETY: the restoring process has one thread here (the library's constructor);
+    // the child makes system calls only and ends with `_exit`.
+    unsafe {
+        match libc::fork() {
+            -1 => *libc::__errno_location(),
+            0 => {
+                if no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    libc::_exit(*libc::__errno_location());
+                }
+                for (flags, insns) in &filters {
+                    if let Err(e) = sys::seccomp_filter(*flags, insns) {
+                        libc::_exit(e.0);
+                    }
+                }
+                libc::_exit(0)
+            }
+            child => {
+                let mut st = 0;
+                while libc::waitpid(child, &mut st, 0) < 0 && *libc::__errno_location() == libc::EINTR {}
+                if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { libc::EINVAL }
+            }
+        }
+    }
 }

@@ -84,7 +84,7 @@ fn prepare(image: &Path, settings: Settings, started_ns: u64) -> Result<Ready, R
     let moves = vdso::moves(&img, &current)?;
     machine::check_machine(&p, &current)?;
     machine::check_cwd(&img, &p)?;
-    machine::check_seccomp(&p)?;
+    machine::check_seccomp(&img, &p)?;
     let region_fds = mapped_files::open(&img, base)?;
     let timers = super::timers::create(&img)?;
     let image_fd = raise_fd(source.file.into_raw_fd(), base)?;
