@@ -17,7 +17,9 @@
  * CLOCK_MONOTONIC; clock_nanosleep_abs sleeps to an absolute deadline):
  *   poll_timeout ppoll_timeout select_timeout epoll_wait_timeout nanosleep
  *   clock_nanosleep clock_nanosleep_abs sleep usleep sigtimedwait sem_timedwait
- *   cond_timedwait recv_timeout (SO_RCVTIMEO on a socket pair).
+ *   cond_timedwait recv_timeout (SO_RCVTIMEO on a socket pair), and through syscall(2):
+ *   futex_timeout (FUTEX_WAIT with a relative timeout), io_getevents_timeout,
+ *   raw_nanosleep (SYS_nanosleep with no remainder).
  *
  * Protocol (not the step protocol of the other subjects): main starts the threads,
  * waits until each is really blocked in the kernel (/proc/self/task/TID/syscall
@@ -542,6 +544,24 @@ static void run_futex(struct call *c)
     woken_result(c, ret, e, r == 0 && w == 1);
 }
 
+static void run_futex_timeout(struct call *c)
+{
+    struct timespec t = { TIMEOUT_MS / 1000, (long)(TIMEOUT_MS % 1000) * 1000000L };
+    enter(c);
+    long r = syscall(SYS_futex, &c->word, FUTEX_WAIT_PRIVATE, 0, &t, NULL, 0);
+    int e = r < 0 ? errno : 0;
+    timed_result(c, num(r), e, r < 0 && e == ETIMEDOUT);
+}
+
+static void run_raw_nanosleep(struct call *c)
+{
+    struct timespec t = { TIMEOUT_MS / 1000, (long)(TIMEOUT_MS % 1000) * 1000000L };
+    enter(c);
+    long r = syscall(SYS_nanosleep, &t, NULL);
+    int e = r < 0 ? errno : 0;
+    timed_result(c, num(r), e, r == 0);
+}
+
 static void wake_futex(struct call *c)
 {
     __atomic_store_n(&c->word, 1, __ATOMIC_SEQ_CST);
@@ -709,6 +729,16 @@ static void run_io_getevents(struct call *c)
     woken_result(c, ret, e, r == 1 && ev.res == 8 && ev.data == 0xa10);
 }
 
+static void run_io_getevents_timeout(struct call *c)
+{
+    struct io_event ev;
+    struct timespec t = { TIMEOUT_MS / 1000, (long)(TIMEOUT_MS % 1000) * 1000000L };
+    enter(c);
+    long r = syscall(SYS_io_getevents, c->ctx, 1L, 1L, &ev, &t);
+    int e = r < 0 ? errno : 0;
+    timed_result(c, num(r), e, r == 0);
+}
+
 static char aio_buf[8];
 
 static void wake_aio(struct call *c)
@@ -797,6 +827,9 @@ static struct call calls[] = {
     { .name = "msgrcv", .nr = SYS_msgrcv, .setup = setup_msg, .run = run_msgrcv, .wake = wake_msg },
     { .name = "semop", .nr = SYS_semtimedop, .setup = setup_sem_sysv, .run = run_semop, .wake = wake_semop },
     { .name = "io_getevents", .nr = SYS_io_getevents, .setup = setup_aio, .run = run_io_getevents, .wake = wake_aio },
+    { .name = "futex_timeout", .nr = SYS_futex, .timed = 1, .setup = nop, .run = run_futex_timeout, .wake = nop },
+    { .name = "io_getevents_timeout", .nr = SYS_io_getevents, .timed = 1, .setup = setup_aio, .run = run_io_getevents_timeout, .wake = nop },
+    { .name = "raw_nanosleep", .nr = SYS_nanosleep, .timed = 1, .setup = nop, .run = run_raw_nanosleep, .wake = nop },
     { .name = "wait4", .nr = SYS_wait4, .setup = setup_child, .run = run_wait4, .wake = wake_wait4 },
 };
 #define NCALLS ((int)(sizeof calls / sizeof calls[0]))

@@ -47,6 +47,9 @@ const RESTORABLE: &[&str] = &[
     "msgrcv",
     "semop",
     "io_getevents",
+    "futex_timeout",
+    "io_getevents_timeout",
+    "raw_nanosleep",
     "wait4",
 ];
 

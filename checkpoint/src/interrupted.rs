@@ -24,11 +24,11 @@
 //! and the program's handler runs, as it would have without mig.
 //!
 //! A call with a relative timeout the kernel keeps to itself (`poll`, `epoll_wait`,
-//! `sigtimedwait`, `semtimedop`, a sleep without a remainder) runs again for the time it
-//! has left when the program made it through libc (its hook noted the deadline,
-//! `intent::Waiting`); made with a raw system call (`io_getevents`, a relative futex
-//! wait) or with `SO_RCVTIMEO`, it waits its whole timeout again, never less. An unknown
-//! call keeps its EINTR.
+//! `sigtimedwait`, `semtimedop`, a sleep without a remainder, a relative futex wait,
+//! `io_getevents`) runs again for the time it has left when the program made it through
+//! libc, its wrapper or `syscall(2)` (the hook noted the deadline, `intent::Waiting`);
+//! made with a `syscall` instruction of its own or with `SO_RCVTIMEO`, it waits its
+//! whole timeout again, never less. An unknown call keeps its EINTR.
 #![allow(unsafe_code)]
 
 use crate::sys::{self, CPath};
@@ -172,7 +172,9 @@ fn time_left(g: &mut [i64; 23]) -> Option<(usize, i64)> {
         libc::SYS_poll => (REG_RDX, ms),
         libc::SYS_epoll_wait | libc::SYS_epoll_pwait => (REG_R10, ms),
         libc::SYS_clock_nanosleep | libc::SYS_rt_sigtimedwait => (REG_RDX, at_left),
-        libc::SYS_semtimedop => (REG_R10, at_left),
+        libc::SYS_semtimedop | libc::SYS_futex => (REG_R10, at_left),
+        libc::SYS_nanosleep => (REG_RDI, at_left),
+        libc::SYS_io_getevents => (REG_R8, at_left),
         _ => return None,
     };
     let slot = g.get_mut(r as usize)?;

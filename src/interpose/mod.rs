@@ -4,12 +4,14 @@
 //! no hook sees), the paths of inotify watches; and they warn when the program takes
 //! over the checkpoint signal, which would silently turn checkpoints off. `memory` hides what
 //! mig does to the program's mappings from `madvise` and `mremap`; `seccomp` records the
-//! filters the program installs, which the kernel does not show.
+//! filters the program installs, which the kernel does not show; `syscall` sees what
+//! the program asks of the kernel directly (filters, waits with a timeout).
 #![allow(unsafe_code)]
 
 pub mod held_signals;
 mod memory;
 mod seccomp;
+mod syscall;
 mod waits;
 
 use crate::checkpoint::intent::{closed, forget_watches, mapped, opened, unmapped, watched};

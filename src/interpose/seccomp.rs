@@ -1,9 +1,9 @@
 //! `prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog)` and `syscall(SYS_seccomp,
-//! SECCOMP_SET_MODE_FILTER, flags, prog)` (libseccomp's way): a filter the kernel took
-//! is recorded (`checkpoint::seccomp`), for the image. Both are plain system calls here,
-//! as in glibc (`errno` set the same way); every other call passes through untouched.
-//! Declared with all the arguments the kernel may read: on x86-64 a variadic caller
-//! passes them as a fixed-argument call does.
+//! SECCOMP_SET_MODE_FILTER, flags, prog)` (libseccomp's way, seen by the `syscall`
+//! hook): a filter the kernel took is recorded (`checkpoint::seccomp`), for the image.
+//! `prctl` is a plain system call here, as in glibc (`errno` set the same way), declared
+//! with all the arguments the kernel may read: on x86-64 a variadic caller passes them
+//! as a fixed-argument call does.
 #![allow(unsafe_code)]
 
 use crate::checkpoint::seccomp;
@@ -14,13 +14,25 @@ const SECCOMP_MODE_FILTER: c_ulong = 2;
 const SECCOMP_SET_MODE_FILTER: c_ulong = 1;
 
 /// The kernel's value, or -1 with `errno` set, as libc returns.
-fn result(r: isize) -> c_long {
+pub(super) fn result(r: isize) -> c_long {
     if (-4095..0).contains(&r) {
         // SAFETY: this thread's errno, as any libc call sets it.
         unsafe { *libc::__errno_location() = -r as c_int };
         return -1;
     }
     r as c_long
+}
+
+/// After `syscall(nr, args…)` returned `r`: a filter the kernel took is recorded.
+///
+/// # Safety
+/// The arguments are those the kernel was just given.
+pub(super) unsafe fn after_syscall(nr: c_long, args: [usize; 6], r: isize) {
+    // With `SECCOMP_FILTER_FLAG_TSYNC` a positive value is a thread that refused.
+    if r == 0 && nr == libc::SYS_seccomp && args[0] as c_ulong == SECCOMP_SET_MODE_FILTER {
+        // SAFETY: the kernel took a filter from `args[2]`.
+        unsafe { record(args[1] as c_ulong, args[2] as c_ulong) };
+    }
 }
 
 /// Records the filter at `prog` (a `struct sock_fprog`) once the kernel has taken it.
@@ -52,19 +64,4 @@ pub unsafe extern "C" fn prctl(op: c_int, a2: c_ulong, a3: c_ulong, a4: c_ulong,
         unsafe { record(0, a3) };
     }
     result(r) as c_int
-}
-
-/// # Safety
-/// As `syscall(2)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn syscall(nr: c_long, a1: c_long, a2: c_long, a3: c_long, a4: c_long, a5: c_long, a6: c_long) -> c_long {
-    let args = [a1, a2, a3, a4, a5, a6].map(|a| a as usize);
-    // SAFETY: the caller's arguments, unchanged, under the caller's contract.
-    let r = unsafe { sys::syscall6(nr as usize, args[0], args[1], args[2], args[3], args[4], args[5]) };
-    // With `SECCOMP_FILTER_FLAG_TSYNC` a positive value is a thread that refused.
-    if r == 0 && nr == libc::SYS_seccomp && a1 as c_ulong == SECCOMP_SET_MODE_FILTER {
-        // SAFETY: the kernel took a filter from `a3`.
-        unsafe { record(a2 as c_ulong, a3 as c_ulong) };
-    }
-    result(r)
 }

@@ -25,7 +25,7 @@ pub fn init() {
 }
 
 /// Runs `call` with the wait (`nr`, `ns` from now; none if `ns` is not above 0) noted.
-fn noted<T>(nr: c_long, ns: i64, call: impl FnOnce() -> T) -> T {
+pub(super) fn noted<T>(nr: c_long, ns: i64, call: impl FnOnce() -> T) -> T {
     if ns <= 0 {
         return call();
     }
@@ -38,13 +38,13 @@ fn noted<T>(nr: c_long, ns: i64, call: impl FnOnce() -> T) -> T {
     r
 }
 
-fn ms(ms: c_int) -> i64 {
+pub(super) fn ms(ms: c_int) -> i64 {
     ms as i64 * 1_000_000
 }
 
 /// # Safety
 /// `ts` null or a readable `timespec`.
-unsafe fn ts_ns(ts: *const libc::timespec) -> i64 {
+pub(super) unsafe fn ts_ns(ts: *const libc::timespec) -> i64 {
     // SAFETY: the caller's.
     unsafe { ts.as_ref() }.map_or(0, |t| t.tv_sec.saturating_mul(1_000_000_000).saturating_add(t.tv_nsec))
 }
