@@ -540,6 +540,12 @@ fn tcp_block_arrives_whole(mut c: std::net::TcpStream) {
 /// it gets; the restored run goes on as the uninterrupted one; nothing is said.
 /// Returns what `mig checkpoint` printed.
 fn across_an_exit(dir: &Path, launch: &dyn Fn(u16) -> Launch, shut: bool, check: fn(std::net::TcpStream)) -> String {
+    across_an_exit_reading(dir, launch, shut, check, false)
+}
+
+/// `across_an_exit`; where `while_down`, the peer starts reading (and so sends window
+/// updates) while the process is down, 300 ms before the restart.
+fn across_an_exit_reading(dir: &Path, launch: &dyn Fn(u16) -> Launch, shut: bool, check: fn(std::net::TcpStream), while_down: bool) -> String {
     let (p, c) = tcp_peer(30, shut, |port| launch(port).clone_bare().start());
     let (reference, st, err) = p.finish();
     assert!(st.success(), "uninterrupted run failed: {st:?} {err}");
@@ -552,11 +558,24 @@ fn across_an_exit(dir: &Path, launch: &dyn Fn(u16) -> Launch, shut: bool, check:
     assert!(st.success(), "{out}{err}");
     assert!(!err.contains("warning"), "the connection is saved whole: {err}");
     let (before, _, _) = p.finish();
+    // Otherwise the peer reads only once the process is back (a job's connections are
+    // not held: a window update to nobody would be answered with a reset).
+    let mut peer = Some(c);
+    let reader = while_down.then(|| {
+        let c = peer.take().expect("the peer's end");
+        let reader = std::thread::spawn(move || check(c));
+        // Not a synchronisation: the time the process stays down while its peer reads.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        reader
+    });
     let mut r = Launch::new(&mig(), dir).bare().arg("restart").arg(image.to_str().unwrap()).start();
-    // The peer reads only once the process is back: a window update to nobody would
-    // be answered with a reset.
     r.line().expect("the restored run prints its next step");
-    check(c);
+    if let Some(c) = peer {
+        check(c);
+    }
+    if let Some(t) = reader {
+        t.join().expect("the peer's checks");
+    }
     let (restored, st, err) = r.finish();
     assert!(st.success(), "restored run failed: {st:?}\n{err}");
     assert!(!err.contains("warning"), "{err}");
@@ -575,6 +594,18 @@ fn an_established_tcp_connection_comes_back_intact() {
     let dir = tempdir("tcp_conn");
     let bin = compile("tcp_conn");
     across_an_exit(&dir, &|port| Launch::new(&bin, &dir).arg(&port.to_string()), false, tcp_block_arrives_whole);
+}
+
+/// The same, but the peer reads while the process is down (between `mig checkpoint
+/// --exit` and `mig restart`): its window updates reach no process. `mig hold` keeps
+/// the connection meanwhile, dropping what arrives, so the peer gets no reset and sends
+/// again to the restored process.
+#[test]
+fn a_peer_that_reads_while_the_process_is_down_notices_nothing() {
+    require_root("TCP repair mode takes CAP_NET_ADMIN");
+    let dir = tempdir("tcp_conn_down");
+    let bin = compile("tcp_conn");
+    across_an_exit_reading(&dir, &|port| Launch::new(&bin, &dir).arg(&port.to_string()), false, tcp_block_arrives_whole, true);
 }
 
 /// A connection whose peer outside the process has shut its sending side down (the

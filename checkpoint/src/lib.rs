@@ -44,6 +44,7 @@ pub mod fds;
 pub mod files;
 pub mod handler;
 pub mod handoff;
+pub mod held;
 pub mod imagefile;
 pub mod intent;
 pub mod interrupted;

@@ -30,6 +30,7 @@ pub fn complete(job: &Job, result: Result<u64, Failure>, stopped_us: u64) {
             }
             if job.exit {
                 crate::kinds::tcp::hold();
+                crate::held::hand_over();
                 sys::exit_group(0);
             }
         }

@@ -6,6 +6,7 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod held;
 pub mod published;
 pub mod request;
 pub mod signal;

@@ -86,6 +86,10 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
         cx.job_pids.clone_from(&j.pids);
     }
     let needed = in_flight_needed(img, &records);
+    let saved_whole = |f: &FdRecord| f.kind == FdKind::Socket as u32 && SocketParams::decode(&f.params).is_connection() && f.data_len > 0;
+    if job.is_none() && records.iter().any(saved_whole) {
+        super::held::release(img.header.pid);
+    }
     let mut plan = FdPlan::default();
     let mut made: HashMap<i32, i32> = HashMap::new();
     // Descriptors made only to be sent in flight, closed once the queues are back.

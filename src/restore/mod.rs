@@ -6,6 +6,7 @@
 
 pub mod blob;
 pub mod fds;
+pub mod held;
 pub mod job;
 pub mod loader;
 pub mod plan;

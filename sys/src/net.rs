@@ -54,6 +54,19 @@ pub fn socket_filter(fd: c_int, out: &mut [u8]) -> SysResult {
     let mut len = (out.len() / 8) as u32;
     sc!(libc::SYS_getsockopt, fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, out.as_mut_ptr(), &mut len as *mut u32).map(|_| len as usize)
 }
+/// Attaches the classic BPF filter `insns` (`struct sock_filter`s, 8 bytes each) to
+/// socket `fd` (`SO_ATTACH_FILTER`).
+pub fn attach_filter(fd: c_int, insns: &[u8]) -> SysResult<()> {
+    /// `struct sock_fprog`.
+    #[repr(C)]
+    struct Prog {
+        len: u16,
+        filter: *const u8,
+    }
+    let len = u16::try_from(insns.len() / 8).map_err(|_| Errno(libc::EINVAL))?;
+    let prog = Prog { len, filter: insns.as_ptr() };
+    sc!(libc::SYS_setsockopt, fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog as *const Prog, core::mem::size_of::<Prog>()).map(drop)
+}
 /// `getsockname` (`peer`: `getpeername`); returns the address length.
 pub fn sockname(fd: c_int, peer: bool, out: &mut [u8]) -> SysResult {
     let mut len = out.len() as u32;

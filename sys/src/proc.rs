@@ -30,6 +30,10 @@ pub fn prlimit(res: u32, new: Option<&mig_image::Rlimit>, old: &mut mig_image::R
 pub fn random(out: &mut [u8]) -> bool {
     sc!(libc::SYS_getrandom, out.as_mut_ptr(), out.len(), libc::GRND_NONBLOCK) == Ok(out.len())
 }
+/// Makes the calling process the leader of a new session (no controlling terminal).
+pub fn setsid() -> SysResult<u32> {
+    sc!(libc::SYS_setsid).map(|s| s as u32)
+}
 /// `execve(path, argv, envp)`; returns only on failure.
 ///
 /// # Safety

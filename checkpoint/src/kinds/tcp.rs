@@ -163,7 +163,6 @@ pub fn peer_here(all: &[FdRecord], strings: &Strings, f: &FdRecord) -> bool {
 /// answered with a reset. (Sent again by the restored process, those bytes are
 /// acknowledged again, as duplicates.)
 pub fn hold() {
-    let saved = || SAVED.iter().take(SAVED_N.load(Relaxed)).map(|s| s.load(Relaxed));
     let unacknowledged = |fd| sys::ioctl_get(fd, SIOCOUTQ).unwrap_or(0).saturating_sub(sys::ioctl_get(fd, SIOCOUTQNSD).unwrap_or(0));
     let deadline = sys::clock_monotonic_ns() + 300_000_000;
     while saved().any(|fd| unacknowledged(fd) > 0) && sys::clock_monotonic_ns() < deadline {
@@ -172,6 +171,11 @@ pub fn hold() {
     for fd in saved() {
         let _ = sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 1);
     }
+}
+
+/// The connections this checkpoint saved whole.
+pub fn saved() -> impl Iterator<Item = i32> {
+    SAVED.iter().take(SAVED_N.load(Relaxed)).map(|s| s.load(Relaxed))
 }
 
 /// The held connections go on after all (the job's checkpoint was abandoned).

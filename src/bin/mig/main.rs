@@ -8,6 +8,7 @@ mod batch;
 mod checkpoint;
 mod compress;
 mod control;
+mod hold;
 mod inspect;
 mod interrupt;
 mod job;
@@ -112,6 +113,8 @@ enum Cmd {
     Completions(Completions),
     #[command(hide = true)]
     Man(Man),
+    #[command(hide = true)]
+    Hold(hold::Args),
 }
 
 /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
@@ -189,6 +192,7 @@ fn main() -> ExitCode {
         Cmd::Ps(a) => ps::main(a),
         Cmd::Completions(c) => completions(c),
         Cmd::Man(m) => man(m),
+        Cmd::Hold(a) => hold::main(a),
     };
     match r {
         Ok(code) => ExitCode::from(code),

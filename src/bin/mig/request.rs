@@ -119,7 +119,7 @@ impl Channel {
 }
 
 /// (pid, effective uid) of the process at the other end of `conn`.
-fn peer(conn: &UnixStream) -> Option<(i32, u32)> {
+pub fn peer(conn: &UnixStream) -> Option<(i32, u32)> {
     let mut c = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: getsockopt(SO_PEERCRED) into a `ucred` of the length given.
