@@ -632,15 +632,16 @@ fn a_tcp_connection_its_peer_shut_down_comes_back_so() {
 
 /// A job (a shell and its child, `tcp_conn`, connected to the test) checkpointed with
 /// `mig checkpoint --exit`: its processes hold their connection before the command ends
-/// the job, so the peer never sees it closed, and `mig restart` brings the job back
-/// with the connection whole; nothing is said.
+/// the job, so the peer never sees it closed, and the command hands it to `mig hold`,
+/// so the peer reading while the job is down gets no reset; `mig restart` brings the
+/// job back with the connection whole; nothing is said.
 #[test]
 fn a_jobs_tcp_connection_to_a_peer_outside_comes_back_intact() {
     require_root("TCP repair mode takes CAP_NET_ADMIN; a job gets its pids back only where pids may be chosen");
     let dir = tempdir("tcp_conn_job");
     let bin = compile("tcp_conn");
     let shell = |port: u16| Launch::new(Path::new("/bin/sh"), &dir).arg("-c").arg(&format!("{} {port} 30; exit $?", bin.display()));
-    let said = across_an_exit(&dir, &shell, false, tcp_block_arrives_whole);
+    let said = across_an_exit_reading(&dir, &shell, false, tcp_block_arrives_whole, true);
     assert!(said.contains("2 processes"), "{said}");
 }
 

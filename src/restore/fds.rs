@@ -45,6 +45,11 @@ impl FdPlan {
     }
 }
 
+/// Whether `img` has a TCP connection saved whole (repair mode).
+pub fn saves_a_connection(img: &Image) -> bool {
+    (0..img.count(Table::Fds)).map(|i| img.fd(i)).any(|f| f.kind == FdKind::Socket as u32 && SocketParams::decode(&f.params).is_connection() && f.data_len > 0)
+}
+
 /// Makes every saved descriptor again, above `base`. Fails with the reason a restore
 /// has to be refused; what can only be approximated is said in a warning. For a
 /// process of a job, `job` is what its processes share, made once for all of them
@@ -86,8 +91,7 @@ pub fn prepare(img: &Image, base: i32, job: Option<&super::job::Shared>) -> Resu
         cx.job_pids.clone_from(&j.pids);
     }
     let needed = in_flight_needed(img, &records);
-    let saved_whole = |f: &FdRecord| f.kind == FdKind::Socket as u32 && SocketParams::decode(&f.params).is_connection() && f.data_len > 0;
-    if job.is_none() && records.iter().any(saved_whole) {
+    if job.is_none() && saves_a_connection(img) {
         super::held::release(img.header.pid);
     }
     let mut plan = FdPlan::default();

@@ -135,6 +135,11 @@ pub fn start(image: &Path) -> Result<Option<Part>, String> {
         Ok(v) => Shared::decode(&v),
         Err(_) => {
             let all: Vec<&Image> = images.iter().flatten().collect();
+            // Connections `mig hold` keeps for the job (`--exit`) go first: the job's
+            // processes make them again.
+            if all.iter().any(|img| super::fds::saves_a_connection(img)) {
+                super::held::release(me.pid);
+            }
             let files = make_files(&images, &shares)?;
             Shared {
                 pipes: make_pipes(&all)?,

@@ -7,7 +7,7 @@
 use crate::Result;
 use mig_proto::held::{HOLD_SECS, RELEASE, RELEASED, name};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::time::{Duration, Instant};
@@ -56,4 +56,86 @@ fn released(s: &mut UnixStream) -> Option<()> {
     let mut got = [0u8; 8];
     s.read_exact(&mut got).ok()?;
     (got[..] == *RELEASE).then_some(())
+}
+
+/// `struct sock_filter` `ret 0`: every segment dropped.
+const DROP_ALL: [u8; 8] = [0x06, 0, 0, 0, 0, 0, 0, 0];
+
+/// Takes descriptor `fd` of process `pid` (`pidfd_getfd`: the right to trace it), a TCP
+/// connection in repair mode, and makes it drop every segment that arrives.
+pub fn take(pid: i32, fd: i32) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open and pidfd_getfd return new descriptors or -1.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
+        if pidfd < 0 {
+            return None;
+        }
+        let pidfd = OwnedFd::from_raw_fd(pidfd as i32);
+        let got = libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0);
+        if got < 0 {
+            return None;
+        }
+        let got = OwnedFd::from_raw_fd(got as i32);
+        let prog = libc::sock_fprog { len: 1, filter: DROP_ALL.as_ptr() as *mut libc::sock_filter };
+        let r = libc::setsockopt(
+            got.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            size_of::<libc::sock_fprog>() as u32,
+        );
+        (r == 0).then_some(got)
+    }
+}
+
+/// Starts `mig hold <pid> <n>` (as the library does for a process `--exit` ends) with
+/// `held` on descriptors 3.. and the ready pipe after them, nobody's child, and waits
+/// (at most 2 s) until it answers to its name.
+pub fn start(pid: i32, held: &[OwnedFd]) {
+    let held = &held[..held.len().min(4096)];
+    let Ok(exe) = std::env::current_exe() else { return };
+    let exe = std::ffi::CString::new(exe.into_os_string().into_encoded_bytes()).unwrap_or_default();
+    let (pid, n) = (std::ffi::CString::new(pid.to_string()).unwrap_or_default(), std::ffi::CString::new(held.len().to_string()).unwrap_or_default());
+    let argv = [c"mig".as_ptr(), c"hold".as_ptr(), pid.as_ptr(), n.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null::<libc::c_char>()];
+    let fds: Vec<i32> = held.iter().map(|f| f.as_raw_fd()).collect();
+    let mut ready = [0i32; 2];
+    // SAFETY: a pipe into a valid array; then fork: the child makes system calls only
+    // (every value it uses was made before), and ends with exec or `_exit`.
+    unsafe {
+        if libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return;
+        }
+        let child = libc::fork();
+        if child == 0 {
+            // Nobody's child: the one in between ends at once.
+            if libc::fork() != 0 {
+                libc::_exit(0);
+            }
+            let first = 4 + fds.len() as i32;
+            let mut copies = [-1i32; 4097];
+            for (c, &fd) in copies.iter_mut().zip(fds.iter().chain([ready[1]].iter())) {
+                *c = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, first);
+            }
+            for (i, &c) in copies.iter().take(fds.len() + 1).enumerate() {
+                libc::dup2(c, 3 + i as i32);
+            }
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+            for std in 0..3 {
+                libc::dup2(null, std);
+            }
+            libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            libc::setsid();
+            libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(1);
+        }
+        libc::close(ready[1]);
+        if child > 0 {
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+            let mut p = libc::pollfd { fd: ready[0], events: libc::POLLIN, revents: 0 };
+            libc::poll(&mut p, 1, 2000);
+        }
+        libc::close(ready[0]);
+    }
 }

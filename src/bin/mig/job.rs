@@ -249,11 +249,15 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
                 eprintln!("mig: warning: process {} ({}): {w}", a.proc.pid, control::comm(a.proc.pid));
             }
         }
-        for w in leading_out(&asked, opts.exit) {
+        let (lost, outward) = leading_out(&asked, opts.exit);
+        for w in lost {
             eprintln!("mig: warning: {w}");
         }
         let done = assemble(&asked, &exited, output_len, &shares, &mut dest)?;
         if opts.exit {
+            // Its connections to peers outside the job outlive it in `mig hold`, as a
+            // process's own do (`checkpoint::held`), until the job's restore.
+            let held: Vec<std::os::fd::OwnedFd> = outward.iter().filter_map(|&(pid, fd)| crate::hold::take(pid, fd)).collect();
             // The image is safe: the job ends, every process at once, still stopped.
             for a in &asked {
                 // SAFETY: kill(2) of a process of the job, held stopped by its request.
@@ -264,6 +268,9 @@ pub fn checkpoint(root: i32, dest: Dest<'_>, opts: Options, timeout: Duration, s
             let t0 = Instant::now();
             while asked.iter().any(|a| stat(a.proc.pid).is_some()) && t0.elapsed() < Duration::from_secs(1) {
                 std::thread::sleep(Duration::from_millis(2));
+            }
+            if !held.is_empty() {
+                crate::hold::start(root, &held);
             }
         }
         Ok(done)
@@ -393,8 +400,9 @@ fn anon_resident(pid: i32) -> u64 {
 /// ends no process of the job reads (not the standard descriptors, which are the
 /// restoring process's own), socket pair ends whose peer no process of it holds, TCP
 /// connections to a peer outside the job unless it ends now (`exit`: its processes
-/// hold them; else its end later closes them).
-fn leading_out(asked: &[Asked], exit: bool) -> Vec<String> {
+/// hold them; else its end later closes them). Also: the (pid, descriptor) of each
+/// TCP connection saved whole whose peer is outside the job.
+fn leading_out(asked: &[Asked], exit: bool) -> (Vec<String>, Vec<(i32, i32)>) {
     use mig_image::{FdKind, Params, PidfdParams, SocketPairParams, SocketParams, Table};
     let maps: Vec<Option<memmap2::Mmap>> = asked
         .iter()
@@ -425,8 +433,12 @@ fn leading_out(asked: &[Asked], exit: bool) -> Vec<String> {
     };
     let reads = |f: &mig_image::FdRecord| f.flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32;
     let mut out = vec![];
+    let mut outward = vec![];
     for (pid, recs) in &fds {
         for (f, path, addrs) in recs {
+            if f.kind == FdKind::Socket as u32 && f.data_len > 0 && addrs.as_ref().is_some_and(|a| !connected(a)) {
+                outward.push((*pid, f.fd));
+            }
             let lost = match FdKind::from_u32(f.kind) {
                 Some(FdKind::Socket) if !exit && addrs.as_ref().is_some_and(|a| !connected(a)) => {
                     "its TCP connection is saved whole, but its peer sees it closed when the job ends, and a restored one is then reset"
@@ -448,7 +460,7 @@ fn leading_out(asked: &[Asked], exit: bool) -> Vec<String> {
             out.push(format!("process {pid} ({}): descriptor {} ({path}): {lost}", control::comm(*pid), f.fd));
         }
     }
-    out
+    (out, outward)
 }
 
 /// The descriptors of two processes of the job or more that are one open file
