@@ -4,11 +4,12 @@
  * Usage: pty_queue [STEPS] [canon|raw]
  *
  * The process opens a pseudo-terminal pair. Its slave is left in canonical mode
- * with echo (canon, the default) or made raw. The master writes two lines and
- * half of a third (for the slave to read); the slave writes two lines (for the
+ * with echo (canon, the default) or made raw. The master writes two lines, a
+ * third ended by the end-of-file character (^D: read as a line without its newline),
+ * and half of a fourth (for the slave to read); the slave writes two lines (for the
  * master to read). Nobody reads while it steps; a checkpoint (and a restore)
  * happens meanwhile. Each step's digest takes in what FIONREAD says waits at
- * either end and the slave's modes, which the end prints. At the end the third line is finished, and everything
+ * either end and the slave's modes, which the end prints. At the end the last line is finished, and everything
  * each end reads is printed, escaped: the same, read by the same calls, as in a
  * run that was never checkpointed.
  */
@@ -71,11 +72,11 @@ int main(int argc, char **argv)
     }
     /* Each written once the kernel has taken in (and echoed) the one before: the
      * counts below are then the same every run. */
-    put(master, "first line\nsecond\npart");
-    for (int i = 0; i < 400 && (raw ? waiting(slave) < 22 : waiting(master) < 24); i++)
+    put(master, "first line\nsecond\nflushed\x04part");
+    for (int i = 0; i < 400 && (raw ? waiting(slave) < 30 : waiting(master) < 31); i++)
         pace_ms(5);
     put(slave, "out one\nout two");
-    for (int i = 0; i < 400 && waiting(master) < (raw ? 15 : 40); i++)
+    for (int i = 0; i < 400 && waiting(master) < (raw ? 15 : 47); i++)
         pace_ms(5);
 
     uint64_t chain = FNV_OFFSET;

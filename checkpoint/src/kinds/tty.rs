@@ -125,21 +125,40 @@ fn put_back(master: i32, slave: i32, modes: &[u8; 64], (output, input): (&[u8], 
         // their way already. Flow control stays as it was (what it takes was taken
         // then; a change would be news to a master in packet mode).
         let lflag = flag(modes, LFLAG);
+        let canon = lflag & libc::ICANON != 0;
+        let cc = |c: usize| modes.get(CC + c).copied().unwrap_or(0);
+        // A canonical queue keeps an end-of-file character as a NUL that ends a line:
+        // written back as that character, in effect, so that it ends its line again
+        // (a NUL typed as such, rarer, comes back as an end of file too). A literal
+        // one (quoted) and the quoting character are quoted.
+        let (eof, lnext) = (cc(libc::VEOF), if lflag & libc::IEXTEN != 0 { cc(libc::VLNEXT) } else { 0 });
+        let eofs = canon && eof != 0;
         let mut plain = *modes;
         set_flag(&mut plain, IFLAG, flag(modes, IFLAG) & (libc::IXON | libc::IXOFF | libc::IXANY));
         set_flag(&mut plain, OFLAG, 0);
         set_flag(&mut plain, LFLAG, lflag & (libc::ICANON | libc::IEXTEN | libc::EXTPROC));
         for c in [libc::VEOF, libc::VERASE, libc::VKILL, libc::VWERASE, libc::VREPRINT, libc::VLNEXT, libc::VDISCARD] {
-            if let Some(b) = plain.get_mut(CC + c) {
+            let keep = eofs && (c == libc::VEOF || c == libc::VLNEXT);
+            if let Some(b) = plain.get_mut(CC + c).filter(|_| !keep) {
                 *b = 0;
             }
         }
-        ok = sys::tcsets(master, &plain).is_ok() && sys::write_all(slave, output).is_ok() && sys::write_all(master, input).is_ok();
+        ok = sys::tcsets(master, &plain).is_ok() && sys::write_all(slave, output).is_ok();
+        let special = |b: &u8| eofs && (*b == 0 || (lnext != 0 && (*b == eof || *b == lnext)));
+        let mut rest = input;
+        while let Some(i) = rest.iter().position(special) {
+            let (run, tail) = rest.split_at(i);
+            let Some((&b, tail)) = tail.split_first() else { break };
+            let (quoted, plain_eof) = ([lnext, b], [eof]);
+            ok &= sys::write_all(master, run).is_ok() && sys::write_all(master, if b == 0 { &plain_eof[..] } else { &quoted[..] }).is_ok();
+            rest = tail;
+        }
+        ok &= sys::write_all(master, rest).is_ok();
         // What `FIONREAD` counts once they are in: all, or up to the end of the last
-        // whole line.
-        let cc = |c: usize| modes.get(CC + c).copied().unwrap_or(0);
-        let ends = |c: &u8| *c == b'\n' || (*c != 0 && (*c == cc(libc::VEOL) || (lflag & libc::IEXTEN != 0 && *c == cc(libc::VEOL2))));
-        let lines = if lflag & libc::ICANON != 0 { input.iter().rposition(ends).map_or(0, |i| i + 1) } else { input.len() };
+        // whole line (an end of file not counted).
+        let ends = |c: &u8| *c == b'\n' || (*c == 0 && eofs) || (*c != 0 && (*c == cc(libc::VEOL) || (lflag & libc::IEXTEN != 0 && *c == cc(libc::VEOL2))));
+        let whole = if canon { input.iter().rposition(ends).map_or(0, |i| i + 1) } else { input.len() };
+        let lines = input.get(..whole).unwrap_or_default().iter().filter(|&&c| !(eofs && c == 0)).count();
         ok &= (0..1000).any(|_| {
             // A poll that finds nothing to read waits until the kernel has taken in
             // what was written.
