@@ -9,9 +9,6 @@ use crate::kinds::tcp;
 use crate::runtime;
 use crate::sys::{self, CPath, msg::Msg};
 
-/// `struct sock_filter` `ret 0`: every segment dropped.
-const DROP_ALL: [u8; 8] = [0x06, 0, 0, 0, 0, 0, 0, 0];
-
 /// Starts `mig hold <pid> <n>` with the `n` connections on descriptors 3.. and the
 /// write end of a pipe on `3 + n` (as an orphan: nobody's child), and waits (at most
 /// 2 s) until it answers to its name; nothing if there are none or no `mig` beside the
@@ -30,7 +27,7 @@ pub fn hand_over() {
     }
     let held = fds.get(..n).unwrap_or(&[]);
     for &fd in held {
-        let _ = sys::attach_filter(fd, &DROP_ALL);
+        let _ = sys::attach_filter(fd, &mig_proto::held::DROP_ALL);
     }
     let (mut pid, mut count) = (Msg::<16>::new(), Msg::<16>::new());
     pid.num(sys::getpid() as u64);

@@ -8,6 +8,9 @@
 
 /// How long `mig hold` keeps the connections when no restore asks for them.
 pub const HOLD_SECS: u64 = 600;
+/// The socket filter the held connections get: one `struct sock_filter`, `ret 0`
+/// (every segment dropped).
+pub const DROP_ALL: [u8; 8] = [0x06, 0, 0, 0, 0, 0, 0, 0];
 /// What a restore writes, and what `mig hold` answers once the connections are closed.
 pub const RELEASE: &[u8] = b"release\n";
 pub const RELEASED: &[u8] = b"released\n";

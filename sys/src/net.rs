@@ -57,15 +57,21 @@ pub fn socket_filter(fd: c_int, out: &mut [u8]) -> SysResult {
 /// Attaches the classic BPF filter `insns` (`struct sock_filter`s, 8 bytes each) to
 /// socket `fd` (`SO_ATTACH_FILTER`).
 pub fn attach_filter(fd: c_int, insns: &[u8]) -> SysResult<()> {
-    /// `struct sock_fprog`.
-    #[repr(C)]
-    struct Prog {
-        len: u16,
-        filter: *const u8,
+    let prog = SockFprog::of(insns)?;
+    sc!(libc::SYS_setsockopt, fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog as *const SockFprog, core::mem::size_of::<SockFprog>()).map(drop)
+}
+/// `struct sock_fprog`: a classic BPF program (socket filters, seccomp filters).
+#[repr(C)]
+pub(crate) struct SockFprog {
+    len: u16,
+    filter: *const u8,
+}
+impl SockFprog {
+    /// The program of `insns` (`struct sock_filter`s, 8 bytes each), alive as long as they are.
+    pub(crate) fn of(insns: &[u8]) -> SysResult<SockFprog> {
+        let len = u16::try_from(insns.len() / 8).map_err(|_| Errno(libc::EINVAL))?;
+        Ok(SockFprog { len, filter: insns.as_ptr() })
     }
-    let len = u16::try_from(insns.len() / 8).map_err(|_| Errno(libc::EINVAL))?;
-    let prog = Prog { len, filter: insns.as_ptr() };
-    sc!(libc::SYS_setsockopt, fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog as *const Prog, core::mem::size_of::<Prog>()).map(drop)
 }
 /// `getsockname` (`peer`: `getpeername`); returns the address length.
 pub fn sockname(fd: c_int, peer: bool, out: &mut [u8]) -> SysResult {

@@ -1,8 +1,8 @@
 //! The calling thread's kernel state (name, TLS base, robust list, rseq area, clear-tid
 //! address) and futexes.
 
+use crate::SysResult;
 use crate::time::timespec_ms;
-use crate::{Errno, SysResult};
 use core::sync::atomic::AtomicU32;
 use libc::c_int;
 
@@ -133,15 +133,8 @@ pub fn personality() -> u32 {
 /// `struct sock_filter`s (8 bytes each). Returns what the kernel returns (with TSYNC, a
 /// thread that could not follow).
 pub fn seccomp_filter(flags: u32, insns: &[u8]) -> SysResult<usize> {
-    /// `struct sock_fprog`.
-    #[repr(C)]
-    struct Prog {
-        len: u16,
-        filter: *const u8,
-    }
-    let len = u16::try_from(insns.len() / 8).map_err(|_| Errno(libc::EINVAL))?;
-    let prog = Prog { len, filter: insns.as_ptr() };
-    sc!(libc::SYS_seccomp, 1, flags, &prog as *const Prog)
+    let prog = crate::net::SockFprog::of(insns)?;
+    sc!(libc::SYS_seccomp, 1, flags, &prog as *const crate::net::SockFprog)
 }
 /// `prctl` for a value the kernel returns (`PR_GET_DUMPABLE`, `PR_GET_TIMERSLACK`, …).
 pub fn prctl_get(op: c_int) -> SysResult<usize> {

@@ -5,7 +5,7 @@
 //! Descriptor 3+N is a pipe the ending process waits on: closed once the name is bound.
 
 use crate::Result;
-use mig_proto::held::{HOLD_SECS, RELEASE, RELEASED, name};
+use mig_proto::held::{DROP_ALL, HOLD_SECS, RELEASE, RELEASED, name};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
@@ -57,9 +57,6 @@ fn released(s: &mut UnixStream) -> Option<()> {
     s.read_exact(&mut got).ok()?;
     (got[..] == *RELEASE).then_some(())
 }
-
-/// `struct sock_filter` `ret 0`: every segment dropped.
-const DROP_ALL: [u8; 8] = [0x06, 0, 0, 0, 0, 0, 0, 0];
 
 /// Takes descriptor `fd` of process `pid` (`pidfd_getfd`: the right to trace it), a TCP
 /// connection in repair mode, and makes it drop every segment that arrives.
