@@ -139,6 +139,19 @@ fn blocked_calls_go_on_after_a_restore() {
     assert!(st.success(), "{st:?} {err}");
 }
 
+/// A wait given its timeout at an address that is not mapped fails with EFAULT, as
+/// without mig: the hooks that note a wait's timeout read it without faulting (they
+/// crashed the program before).
+#[test]
+fn a_timeout_at_a_bad_address_fails_as_without_mig() {
+    let dir = tempdir("bad_timeouts");
+    let l = Launch::new(&compile("bad_timeouts"), &dir);
+    let reference = reference(&l.clone_bare());
+    let (lines, st, err) = l.start().finish();
+    assert!(st.success(), "{st:?} {lines:?} {err}");
+    assert_eq!(lines, reference, "{err}");
+}
+
 // ---- The request path ----
 
 /// `l` started with an image, run to step 3 and checkpointed by `mig checkpoint PID`

@@ -12,25 +12,18 @@ use libc::{c_int, c_long};
 
 /// The relative timeout (in ns) of a wait the checkpoint's restart knows
 /// (`checkpoint::interrupted`); 0 for every other call.
-///
-/// # Safety
-/// The arguments are the caller's, valid for call `nr`.
-unsafe fn timeout(nr: c_long, a: [usize; 6]) -> i64 {
-    let ts = |p: usize| p as *const libc::timespec;
-    // SAFETY: each pointer is the call's timeout argument, null or readable (the
-    // caller's contract with the kernel).
-    unsafe {
-        match nr {
-            libc::SYS_futex if a[1] as c_int & libc::FUTEX_CMD_MASK == libc::FUTEX_WAIT => waits::ts_ns(ts(a[3])),
-            libc::SYS_nanosleep if a[1] == 0 => waits::ts_ns(ts(a[0])),
-            libc::SYS_clock_nanosleep if a[1] as c_int & libc::TIMER_ABSTIME == 0 && a[3] == 0 => waits::ts_ns(ts(a[2])),
-            libc::SYS_io_getevents => waits::ts_ns(ts(a[4])),
-            libc::SYS_rt_sigtimedwait => waits::ts_ns(ts(a[2])),
-            libc::SYS_semtimedop => waits::ts_ns(ts(a[3])),
-            libc::SYS_poll => waits::ms(a[2] as c_int),
-            libc::SYS_epoll_wait | libc::SYS_epoll_pwait => waits::ms(a[3] as c_int),
-            _ => 0,
-        }
+fn timeout(nr: c_long, a: [usize; 6]) -> i64 {
+    let ts = |p: usize| waits::ts_ns(p as *const libc::timespec);
+    match nr {
+        libc::SYS_futex if a[1] as c_int & libc::FUTEX_CMD_MASK == libc::FUTEX_WAIT => ts(a[3]),
+        libc::SYS_nanosleep if a[1] == 0 => ts(a[0]),
+        libc::SYS_clock_nanosleep if a[1] as c_int & libc::TIMER_ABSTIME == 0 && a[3] == 0 => ts(a[2]),
+        libc::SYS_io_getevents => ts(a[4]),
+        libc::SYS_rt_sigtimedwait => ts(a[2]),
+        libc::SYS_semtimedop => ts(a[3]),
+        libc::SYS_poll => waits::ms(a[2] as c_int),
+        libc::SYS_epoll_wait | libc::SYS_epoll_pwait => waits::ms(a[3] as c_int),
+        _ => 0,
     }
 }
 
@@ -39,8 +32,7 @@ unsafe fn timeout(nr: c_long, a: [usize; 6]) -> i64 {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn syscall(nr: c_long, a1: c_long, a2: c_long, a3: c_long, a4: c_long, a5: c_long, a6: c_long) -> c_long {
     let a = [a1, a2, a3, a4, a5, a6].map(|v| v as usize);
-    // SAFETY: the caller's arguments, for `timeout` to read as the kernel will.
-    let ns = unsafe { timeout(nr, a) };
+    let ns = timeout(nr, a);
     // SAFETY: the caller's arguments, unchanged, under the caller's contract.
     let r = waits::noted(nr, ns, || unsafe { sys::syscall6(nr as usize, a[0], a[1], a[2], a[3], a[4], a[5]) });
     // SAFETY: the arguments the kernel was just given.

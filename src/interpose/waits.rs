@@ -42,11 +42,16 @@ pub(super) fn ms(ms: c_int) -> i64 {
     ms as i64 * 1_000_000
 }
 
-/// # Safety
-/// `ts` null or a readable `timespec`.
-pub(super) unsafe fn ts_ns(ts: *const libc::timespec) -> i64 {
-    // SAFETY: the caller's.
-    unsafe { ts.as_ref() }.map_or(0, |t| t.tv_sec.saturating_mul(1_000_000_000).saturating_add(t.tv_nsec))
+/// The time in the `timespec` at `ts`; 0 where there is none or it cannot be read
+/// (the call then fails with `EFAULT`, as it would have).
+pub(super) fn ts_ns(ts: *const libc::timespec) -> i64 {
+    let mut t = [0u8; 16];
+    if ts.is_null() || !sys::read_own(ts as u64, &mut t) {
+        return 0;
+    }
+    let (sec, nsec) = t.split_at(8);
+    let word = |b: &[u8]| i64::from_ne_bytes(b.try_into().unwrap_or_default());
+    word(sec).saturating_mul(1_000_000_000).saturating_add(word(nsec))
 }
 
 redhook::hook! {
@@ -71,16 +76,14 @@ redhook::hook! {
     unsafe fn nanosleep(req: *const libc::timespec, rem: *mut libc::timespec) -> c_int => mig_nanosleep {
         // glibc makes it a relative clock_nanosleep; the time left is the kernel's to
         // write where `rem` points, so only a sleep without one is noted.
-        // SAFETY: the caller passes a readable `req`.
-        let ns = if rem.is_null() { unsafe { ts_ns(req) } } else { 0 };
+        let ns = if rem.is_null() { ts_ns(req) } else { 0 };
         // SAFETY: forwarding the caller's arguments unchanged.
         noted(libc::SYS_clock_nanosleep, ns, || unsafe { redhook::real!(nanosleep)(req, rem) })
     }
 }
 redhook::hook! {
     unsafe fn clock_nanosleep(clock: libc::clockid_t, flags: c_int, req: *const libc::timespec, rem: *mut libc::timespec) -> c_int => mig_clock_nanosleep {
-        // SAFETY: the caller passes a readable `req`.
-        let ns = if rem.is_null() && flags & libc::TIMER_ABSTIME == 0 { unsafe { ts_ns(req) } } else { 0 };
+        let ns = if rem.is_null() && flags & libc::TIMER_ABSTIME == 0 { ts_ns(req) } else { 0 };
         // SAFETY: forwarding the caller's arguments unchanged.
         noted(libc::SYS_clock_nanosleep, ns, || unsafe { redhook::real!(clock_nanosleep)(clock, flags, req, rem) })
     }
@@ -93,16 +96,14 @@ redhook::hook! {
 }
 redhook::hook! {
     unsafe fn sigtimedwait(set: *const libc::sigset_t, info: *mut libc::siginfo_t, timeout: *const libc::timespec) -> c_int => mig_sigtimedwait {
-        // SAFETY: the caller passes a readable `timeout` or null.
-        let ns = unsafe { ts_ns(timeout) };
+        let ns = ts_ns(timeout);
         // SAFETY: forwarding the caller's arguments unchanged.
         noted(libc::SYS_rt_sigtimedwait, ns, || unsafe { redhook::real!(sigtimedwait)(set, info, timeout) })
     }
 }
 redhook::hook! {
     unsafe fn semtimedop(id: c_int, ops: *mut libc::sembuf, n: libc::size_t, timeout: *const libc::timespec) -> c_int => mig_semtimedop {
-        // SAFETY: the caller passes a readable `timeout` or null.
-        let ns = unsafe { ts_ns(timeout) };
+        let ns = ts_ns(timeout);
         // SAFETY: forwarding the caller's arguments unchanged.
         noted(libc::SYS_semtimedop, ns, || unsafe { redhook::real!(semtimedop)(id, ops, n, timeout) })
     }
