@@ -120,8 +120,7 @@ fn assert_refusal(what: &str, err: &str, image: &Path, wants: &[&str]) {
 
 /// Whether `sig` is in process `pid`'s signal mask (`SigBlk` of its status).
 fn blocks(pid: i32, sig: i32) -> bool {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix("SigBlk:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).is_some_and(|m| m & (1 << (sig - 1)) != 0)
+    signal_in(pid, "SigBlk", sig)
 }
 
 /// The victim (`mig run --interval 1`) runs a step subject while the attacker plants

@@ -6,6 +6,44 @@ use common::*;
 use std::path::Path;
 use std::time::Duration;
 
+/// A process alone when `mig checkpoint` looks, which starts a child before it takes
+/// the request (it holds the checkpoint signal blocked meanwhile): it does not save
+/// itself alone (the child would be lost), the command saves the job instead, both
+/// processes, and the process goes on as without mig.
+#[test]
+fn a_process_that_starts_a_child_as_it_is_asked_is_saved_with_it() {
+    let dir = tempdir("child_when_asked");
+    let hold = dir.join("hold");
+    let l = Launch::new(&compile("blocks_signal"), &dir).arg("60").arg("0").arg("0").arg(hold.to_str().unwrap()).arg("fork");
+    let reference = reference(&l.clone_bare());
+    let image = dir.join("job.mig");
+    let mut p = l.clone_with("MIG_IMAGE", &image).start();
+    let pid = p.pid();
+    p.until("step 2 ");
+    std::fs::write(&hold, "").unwrap();
+    wait_until("the checkpoint signal blocked", Duration::from_secs(10), || signal_in(pid, "SigBlk", libc::SIGUSR1).then_some(()));
+    // The checkpoint signal carries the request (the held one).
+    let ck = mig_cmd(&["checkpoint", &pid.to_string(), "--to", image.to_str().unwrap()])
+        .env("MIG_SIGNAL", "USR1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Pending, the command has looked for children already: now the child comes.
+    wait_until("the request pending", Duration::from_secs(10), || {
+        (signal_in(pid, "ShdPnd", libc::SIGUSR1) || signal_in(pid, "SigPnd", libc::SIGUSR1)).then_some(())
+    });
+    assert!(children_of(pid).is_empty(), "no child yet");
+    std::fs::remove_file(&hold).unwrap();
+    let out = ck.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("job {pid} ")) && stdout.contains("2 processes"), "saved as a job: {stdout}{stderr}");
+    let (lines, st, err) = p.finish();
+    assert!(st.success(), "{st:?} {err}");
+    assert_eq!(lines, reference, "{err}");
+}
+
 /// A forked and an exec'd child: `mig checkpoint` of the child, `kill -USR1` to the
 /// child and to the parent each save the whole job (both processes) into the job's
 /// image; `kill -USR2` to the child is refused, naming the parent (the job's root rolls

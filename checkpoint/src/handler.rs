@@ -147,6 +147,19 @@ fn checkpoint(info: *mut libc::siginfo_t) {
             return refused(None);
         }
     };
+    // A request for this process alone that finds a child now (one started since
+    // `mig checkpoint` looked, which it then could not save): no image; the command
+    // asks the job instead.
+    if job.conn >= 0 && !job.held && whole_job::has_children() {
+        threads::release();
+        let mut m = msg();
+        m.s(mig_proto::request::HAS_CHILDREN);
+        control::report(job.conn, Err(&m), job.dest.as_bytes(), 0);
+        if stop == Stop::Final {
+            precopy::release(None, 0);
+        }
+        return control::done_here(Some(&job.request()));
+    }
     // Every thread stopped: the signals sent and not taken are those of the image.
     // The coordinator's are on this stack, so in the image (see `threads::stop_signal`).
     threads::take_pending(n);

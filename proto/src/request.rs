@@ -61,6 +61,9 @@ pub const RESUME: &[u8] = b"resume\n";
 pub const WRITE: &[u8] = b"write\n";
 /// What the command sends a held process whose job's checkpoint is abandoned.
 pub const ABANDON: &[u8] = b"abandon\n";
+/// The reason a process gives, once stopped, for not saving itself alone: it has a
+/// child (started since the command looked). The command then saves the job.
+pub const HAS_CHILDREN: &str = "the process has children: it is saved with them, as a job";
 
 impl<'a> Request<'a> {
     /// The request's lines, ended by an empty line, given to `out` a piece at a time.

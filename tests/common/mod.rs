@@ -664,6 +664,14 @@ pub fn abstract_sockets(prefix: &str) -> Vec<String> {
     text.lines().filter_map(|l| l.split_whitespace().nth(7)).filter_map(|p| p.strip_prefix('@')).filter(|p| p.starts_with(prefix)).map(String::from).collect()
 }
 
+/// Whether `sig` is set in the mask `field` (`SigBlk`, `SigPnd`, `ShdPnd`…) of process
+/// `pid`'s status.
+pub fn signal_in(pid: i32, field: &str, sig: i32) -> bool {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = s.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':')).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    mask.is_some_and(|m| m & (1 << (sig - 1)) != 0)
+}
+
 /// Polls `f` every few milliseconds until it returns `Some`, or fails with `what`
 /// after `limit`.
 pub fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {

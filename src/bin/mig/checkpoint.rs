@@ -227,6 +227,15 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
     if root != pid || job::has_children(root) {
         return job::checkpoint(root, dest, opts, timeout, &mut || None);
     }
+    match alone(pid, dest, opts, timeout)? {
+        Ok(outcome) => Ok(outcome),
+        // It started a child since: a job after all.
+        Err(dest) => job::checkpoint(root, dest, opts, timeout, &mut || None),
+    }
+}
+
+/// [`take`] of a process without children; `Err(dest)` back if, stopped, it had one.
+fn alone<'a>(pid: i32, dest: Dest<'a>, opts: Options, timeout: Duration) -> Result<std::result::Result<Outcome, Dest<'a>>> {
     let (path, stream, write_end, sink) = match dest {
         Dest::Stream(w) => {
             let (r, wr) = request::pipe()?;
@@ -258,8 +267,13 @@ pub fn take(pid: i32, dest: Dest<'_>, opts: Options, timeout: Duration) -> Resul
             if streaming && w.streamed != bytes {
                 return Err(Fail::new(format!("the stream ended after {} bytes, but the image has {bytes}", w.streamed)));
             }
-            Ok(Outcome { path, bytes, stopped: Duration::from_micros(stopped_us), signalled, processes: 1, pre_copied: 0 })
+            Ok(Ok(Outcome { path, bytes, stopped: Duration::from_micros(stopped_us), signalled, processes: 1, pre_copied: 0 }))
         }
+        (Done::Error { reason }, None) if reason == mig_proto::request::HAS_CHILDREN && w.streamed == 0 => Ok(Err(match (w.sink.take(), path) {
+            (Some(sink), _) => Dest::Stream(sink),
+            (None, Some(p)) => Dest::File(p),
+            (None, None) => Dest::Own,
+        })),
         (Done::Error { reason }, sink_error) => {
             let mut m = format!("process {pid} could not write its checkpoint: {reason}");
             if let Some(e) = sink_error {
