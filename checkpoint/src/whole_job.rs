@@ -15,22 +15,43 @@ use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 /// The command last started (0: none): while it runs, a new signal starts no other.
 static RUNNING: AtomicU32 = AtomicU32::new(0);
 
-/// Whether this process has a child that is not one of mig's helpers.
+/// Whether this process has a child that is not one of mig's helpers: from each
+/// thread's `children` (a few reads, not one per process of the machine: this runs
+/// with the process stopped), else from every process's parent.
 pub fn has_children() -> bool {
-    let me = sys::getpid();
     let mut found = false;
-    each_process(|_, ppid| {
-        found = ppid == me;
-        !found
+    let listed = each_thread(|tid| {
+        let mut num = Msg::<16>::new();
+        num.num(tid as u64);
+        let Some(path) = CPath::join(&[b"/proc/self/task/", num.as_bytes(), b"/children"]) else { return Err(()) };
+        let mut list = [0u8; 4096];
+        let n = sys::read_file(&path, &mut list).map_err(drop)?;
+        found |= list.get(..n).unwrap_or_default().split(|&c| c == b' ').any(|pid| !pid.is_empty() && parent_of(pid).is_some());
+        Ok(!found)
     });
+    if listed.is_err() {
+        let me = sys::getpid();
+        each_process(|_, ppid| {
+            found = ppid == me;
+            !found
+        });
+    }
     found
 }
 
-/// Calls `f(pid, ppid)` for every process but mig's helpers, until it says false.
-fn each_process(mut f: impl FnMut(u32, u32) -> bool) {
-    let Some(proc) = CPath::new(b"/proc") else { return };
-    let Ok(dir) = sys::open(&proc, libc::O_RDONLY | libc::O_DIRECTORY, 0) else { return };
+/// Calls `f(tid)` for every thread of this process until it says false; an error
+/// where `f` gives one (`/proc` without what it reads).
+fn each_thread(mut f: impl FnMut(u32) -> Result<bool, ()>) -> Result<(), ()> {
+    each_entry(b"/proc/self/task", |name| crate::maps::dec(name).map_or(Ok(true), |tid| f(tid as u32)))
+}
+
+/// Calls `f(name)` for every entry of directory `path` until it says false; an error
+/// where `f` gives one or the directory cannot be read.
+fn each_entry(path: &[u8], mut f: impl FnMut(&[u8]) -> Result<bool, ()>) -> Result<(), ()> {
+    let path = CPath::new(path).ok_or(())?;
+    let dir = sys::open(&path, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(drop)?;
     let mut buf = [0u8; 4096];
+    let mut r = Ok(());
     'outer: while let Ok(n) = sys::getdents(dir, &mut buf) {
         if n == 0 {
             break;
@@ -42,14 +63,26 @@ fn each_process(mut f: impl FnMut(u32, u32) -> bool) {
             let name = rec.get(19..(reclen as usize).max(19)).unwrap_or_default();
             let name = name.split(|&c| c == 0).next().unwrap_or_default();
             at += (reclen as usize).max(1);
-            if let (Some(pid), Some(ppid)) = (crate::maps::dec(name), parent_of(name))
-                && !f(pid as u32, ppid)
-            {
-                break 'outer;
+            match f(name) {
+                Ok(true) => {}
+                Ok(false) => break 'outer,
+                Err(()) => {
+                    r = Err(());
+                    break 'outer;
+                }
             }
         }
     }
     sys::close(dir);
+    r
+}
+
+/// Calls `f(pid, ppid)` for every process but mig's helpers, until it says false.
+fn each_process(mut f: impl FnMut(u32, u32) -> bool) {
+    let _ = each_entry(b"/proc", |name| match (crate::maps::dec(name), parent_of(name)) {
+        (Some(pid), Some(ppid)) => Ok(f(pid as u32, ppid)),
+        _ => Ok(true),
+    });
 }
 
 /// The parent of process `pid` (its decimal name), unless it is mig's helper.
