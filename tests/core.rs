@@ -90,11 +90,7 @@ fn quiet_by_default_and_image_is_private() {
 #[test]
 fn never_signalled_program_is_unchanged() {
     let dir = tempdir("unchanged");
-    let l = Launch::new(&compile("busy"), &dir);
-    let bare = reference(&l.clone_bare());
-    let (lines, st, err) = l.start().finish();
-    assert!(st.success());
-    assert_eq!(lines, bare);
+    let err = same_as_without_mig(&Launch::new(&compile("busy"), &dir));
     assert_eq!(err, "");
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert!(leftovers.is_empty(), "nothing written without a signal: {leftovers:?}");

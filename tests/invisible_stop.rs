@@ -145,11 +145,7 @@ fn blocked_calls_go_on_after_a_restore() {
 #[test]
 fn a_timeout_at_a_bad_address_fails_as_without_mig() {
     let dir = tempdir("bad_timeouts");
-    let l = Launch::new(&compile("bad_timeouts"), &dir);
-    let reference = reference(&l.clone_bare());
-    let (lines, st, err) = l.start().finish();
-    assert!(st.success(), "{st:?} {lines:?} {err}");
-    assert_eq!(lines, reference, "{err}");
+    same_as_without_mig(&Launch::new(&compile("bad_timeouts"), &dir));
 }
 
 // ---- The request path ----

@@ -34,15 +34,7 @@ pub fn collect(s: &mut Snapshot, text: &mut List<u8>, info: &mut List<u8>) -> Re
                 return Ok(());
             }
             text.grow(n);
-            let mut at = 0;
-            let buf = text.as_slice();
-            while let Some(rec) = buf.get(at..) {
-                // linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
-                let Some(reclen) = rec.get(16..18).and_then(|b| b.try_into().ok()).map(u16::from_le_bytes).filter(|_| rec.len() >= 19) else { break };
-                let reclen = reclen as usize;
-                let name = rec.get(19..reclen.max(19)).unwrap_or_default();
-                let name = name.split(|&c| c == 0).next().unwrap_or_default();
-                at += reclen.max(1);
+            for name in sys::dirent_names(text.as_slice()) {
                 let Some(fd) = dec(name).and_then(|v| i32::try_from(v).ok()) else { continue };
                 if ours(fd) {
                     continue;

@@ -117,12 +117,10 @@ fn checkpoint(info: *mut libc::siginfo_t) {
         }
     };
     let rt = runtime::get();
-    let refused = |why: Option<&str>| {
-        if let Some(why) = why {
-            msg().s(why).emit();
-        }
+    // No image: the asker hears why, a pre-copy session ends.
+    let answer = |why: &str| {
         let mut m = msg();
-        m.s(why.unwrap_or("the process's threads could not be stopped"));
+        m.s(why);
         if job.conn >= 0 {
             control::report(job.conn, Err(&m), job.dest.as_bytes(), 0);
         }
@@ -130,6 +128,12 @@ fn checkpoint(info: *mut libc::siginfo_t) {
             precopy::release(None, 0);
         }
         control::done_here(Some(&job.request()));
+    };
+    let refused = |why: Option<&str>| {
+        if let Some(why) = why {
+            msg().s(why).emit();
+        }
+        answer(why.unwrap_or("the process's threads could not be stopped"));
     };
     // Without a free real-time signal, threads are stopped from outside.
     threads::choose_signal(rt.settings.thread_signal);
@@ -152,13 +156,7 @@ fn checkpoint(info: *mut libc::siginfo_t) {
     // asks the job instead.
     if job.conn >= 0 && !job.held && whole_job::has_children() {
         threads::release();
-        let mut m = msg();
-        m.s(mig_proto::request::HAS_CHILDREN);
-        control::report(job.conn, Err(&m), job.dest.as_bytes(), 0);
-        if stop == Stop::Final {
-            precopy::release(None, 0);
-        }
-        return control::done_here(Some(&job.request()));
+        return answer(mig_proto::request::HAS_CHILDREN);
     }
     // Every thread stopped: the signals sent and not taken are those of the image.
     // The coordinator's are on this stack, so in the image (see `threads::stop_signal`).

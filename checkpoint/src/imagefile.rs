@@ -145,12 +145,7 @@ pub fn sweep(image: &[u8], buf: &mut [u8]) {
         if len == 0 {
             break;
         }
-        let mut at = 0;
-        while let Some(rec) = buf.get(at..len).filter(|r| r.len() >= 19) {
-            let reclen = rec.get(16..18).and_then(|b| b.try_into().ok()).map_or(0, u16::from_le_bytes) as usize;
-            at += reclen.max(1);
-            let name = rec.get(19..reclen.min(rec.len())).unwrap_or(&[]);
-            let name = name.get(..name.iter().position(|&c| c == 0).unwrap_or(name.len())).unwrap_or(&[]);
+        for name in sys::dirent_names(buf.get(..len).unwrap_or(&[])) {
             if prefix.overflowed() || !name.starts_with(prefix.as_bytes()) {
                 continue;
             }

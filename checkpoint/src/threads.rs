@@ -106,11 +106,7 @@ fn other_tasks(out: &mut [u32]) -> usize {
         if len == 0 {
             break;
         }
-        let mut at = 0;
-        while at + 19 < len {
-            let reclen = buf.get(at + 16..at + 18).and_then(|b| b.try_into().ok()).map_or(0, u16::from_le_bytes) as usize;
-            let name = buf.get(at + 19..(at + reclen).min(len)).unwrap_or(&[]);
-            let name = name.get(..name.iter().position(|&c| c == 0).unwrap_or(name.len())).unwrap_or(&[]);
+        for name in sys::dirent_names(buf.get(..len).unwrap_or(&[])) {
             if !name.is_empty() && name.iter().all(u8::is_ascii_digit) {
                 let tid = name.iter().fold(0u32, |a, &c| a * 10 + (c - b'0') as u32);
                 if tid != me
@@ -120,7 +116,6 @@ fn other_tasks(out: &mut [u32]) -> usize {
                     n += 1;
                 }
             }
-            at += reclen.max(1);
         }
     }
     sys::close(fd);

@@ -56,13 +56,7 @@ fn each_entry(path: &[u8], mut f: impl FnMut(&[u8]) -> Result<bool, ()>) -> Resu
         if n == 0 {
             break;
         }
-        let mut at = 0;
-        while let Some(rec) = buf.get(at..n) {
-            // linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
-            let Some(reclen) = rec.get(16..18).and_then(|b| b.try_into().ok()).map(u16::from_le_bytes).filter(|_| rec.len() >= 19) else { break };
-            let name = rec.get(19..(reclen as usize).max(19)).unwrap_or_default();
-            let name = name.split(|&c| c == 0).next().unwrap_or_default();
-            at += (reclen as usize).max(1);
+        for name in sys::dirent_names(buf.get(..n).unwrap_or_default()) {
             match f(name) {
                 Ok(true) => {}
                 Ok(false) => break 'outer,

@@ -40,17 +40,8 @@ pub(super) unsafe fn after_syscall(nr: c_long, args: [usize; 6], r: isize) {
 /// # Safety
 /// `prog` is the address the kernel just read a filter from.
 unsafe fn record(flags: c_ulong, prog: c_ulong) {
-    #[repr(C)]
-    struct Prog {
-        len: u16,
-        filter: *const u8,
-    }
-    // SAFETY: the kernel has read both just now.
-    let insns = unsafe {
-        let p = &*(prog as *const Prog);
-        core::slice::from_raw_parts(p.filter, p.len as usize * 8)
-    };
-    seccomp::installed(flags as u32, insns);
+    // SAFETY: the kernel has read the program and its instructions just now.
+    seccomp::installed(flags as u32, unsafe { sys::SockFprog::instructions(prog as usize) });
 }
 
 /// # Safety

@@ -67,6 +67,18 @@ pub fn readlink(path: &CPath, buf: &mut [u8]) -> SysResult {
 pub fn getdents(fd: c_int, buf: &mut [u8]) -> SysResult {
     sc!(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len())
 }
+/// The names of the entries `getdents` put in `buf` (`struct linux_dirent64`: inode
+/// (8), offset (8), record length (2), type (1), name, NUL).
+pub fn dirent_names(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut at = 0;
+    core::iter::from_fn(move || {
+        let rec = buf.get(at..).filter(|r| r.len() >= 19)?;
+        let reclen = rec.get(16..18).and_then(|b| b.try_into().ok()).map_or(0, u16::from_le_bytes) as usize;
+        at += reclen.max(1);
+        let name = rec.get(19..reclen.max(19).min(rec.len())).unwrap_or_default();
+        Some(name.split(|&c| c == 0).next().unwrap_or_default())
+    })
+}
 /// Whether this process may execute `path` (`faccessat(X_OK)`).
 pub fn access_x(path: &CPath) -> SysResult<()> {
     sc!(libc::SYS_faccessat, libc::AT_FDCWD, path.ptr(), libc::X_OK, 0).map(drop)

@@ -62,7 +62,7 @@ pub fn attach_filter(fd: c_int, insns: &[u8]) -> SysResult<()> {
 }
 /// `struct sock_fprog`: a classic BPF program (socket filters, seccomp filters).
 #[repr(C)]
-pub(crate) struct SockFprog {
+pub struct SockFprog {
     len: u16,
     filter: *const u8,
 }
@@ -71,6 +71,18 @@ impl SockFprog {
     pub(crate) fn of(insns: &[u8]) -> SysResult<SockFprog> {
         let len = u16::try_from(insns.len() / 8).map_err(|_| Errno(libc::EINVAL))?;
         Ok(SockFprog { len, filter: insns.as_ptr() })
+    }
+    /// The instructions of the program at `at`.
+    ///
+    /// # Safety
+    /// `at` is a `struct sock_fprog` whose instructions stay readable for `'a` (one
+    /// the kernel has just read, say).
+    pub unsafe fn instructions<'a>(at: usize) -> &'a [u8] {
+        // SAFETY: as the caller vouches.
+        unsafe {
+            let p = &*(at as *const SockFprog);
+            core::slice::from_raw_parts(p.filter, p.len as usize * 8)
+        }
     }
 }
 /// `getsockname` (`peer`: `getpeername`); returns the address length.

@@ -306,6 +306,16 @@ pub fn reference(l: &Launch) -> Vec<String> {
     lines
 }
 
+/// Runs `l` with the library, never signalled, and checks it prints what it prints
+/// without (and succeeds); returns its stderr.
+pub fn same_as_without_mig(l: &Launch) -> String {
+    let bare = reference(&l.clone_bare());
+    let (lines, st, err) = l.start().finish();
+    assert!(st.success(), "{st:?} {lines:?} {err}");
+    assert_eq!(lines, bare, "{err}");
+    err
+}
+
 /// `checkpoint_kill_restart` of `c-tests/<name>.c` in a fresh directory, checkpointed at
 /// step `at`.
 pub fn subject(name: &str, at: u32) -> String {

@@ -322,9 +322,8 @@ pub fn start(job: Job, create: impl FnOnce() -> Result<TempImage, Failure>) -> R
     if rt.settings.precopy == Precopy::Auto && resident < AUTO_MIN && !crate::intent::ever_kept_from_fork() {
         return Ok(None);
     }
-    let lists = (|| Some((scratch.list(STACK)?, scratch.list(1 << 20)?, scratch.list(1 << 26)?, scratch.list(writer::CHUNK)?)))();
+    let lists = (|| Some((scratch.list::<u8>(STACK)?, scratch.list(1 << 20)?, scratch.list(1 << 26)?, scratch.list(writer::CHUNK)?)))();
     let Some((stack, places, page_crc, readback)) = lists else { return Ok(None) };
-    let stack: List<u8> = stack;
     let tmp = create()?;
     let new = Session {
         job,

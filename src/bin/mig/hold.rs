@@ -74,15 +74,7 @@ pub fn take(pid: i32, fd: i32) -> Option<OwnedFd> {
             return None;
         }
         let got = OwnedFd::from_raw_fd(got as i32);
-        let prog = libc::sock_fprog { len: 1, filter: DROP_ALL.as_ptr() as *mut libc::sock_filter };
-        let r = libc::setsockopt(
-            got.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&prog as *const libc::sock_fprog).cast(),
-            size_of::<libc::sock_fprog>() as u32,
-        );
-        (r == 0).then_some(got)
+        mig_sys::attach_filter(got.as_raw_fd(), &DROP_ALL).ok().map(|()| got)
     }
 }
 
